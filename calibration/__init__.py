@@ -1,0 +1,1 @@
+"""int8 post-training quantization, float-vs-int8 accuracy checks, latency profiling."""

@@ -1,0 +1,1 @@
+"""Offline-first operations: telemetry sync, signed model updates, fleet side."""

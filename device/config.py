@@ -1,0 +1,181 @@
+"""One TOML config for the whole product: schema with a description on every key, defaults
+built in, validated once with messages that name the key, what was expected and what was given.
+
+Sections are declared in `device/config_schema.py`; this module is the machinery.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from device.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Key:
+    name: str
+    type: type
+    default: Any
+    description: str
+    min: float | None = None
+    max: float | None = None
+    choices: tuple | None = None
+    item_type: type | None = None  # for list keys
+
+
+@dataclass(frozen=True)
+class Section:
+    name: str
+    description: str
+    keys: tuple[Key, ...]
+
+    def key(self, name: str) -> Key | None:
+        return next((k for k in self.keys if k.name == name), None)
+
+
+class SectionValues:
+    """Read-only attribute access to one section's validated values."""
+
+    def __init__(self, name: str, values: dict[str, Any]):
+        object.__setattr__(self, "_name", name)
+        object.__setattr__(self, "_values", dict(values))
+
+    def __getattr__(self, item: str) -> Any:
+        try:
+            return self._values[item]
+        except KeyError:
+            raise AttributeError(f"config section [{self._name}] has no key {item!r}") from None
+
+    def __setattr__(self, key, value):
+        raise AttributeError("config values are read-only")
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self._values)
+
+
+@dataclass(frozen=True)
+class Config:
+    sections: dict[str, SectionValues]
+    source: str = "<defaults>"
+
+    def __getattr__(self, item: str) -> SectionValues:
+        sections = object.__getattribute__(self, "sections")
+        if item in sections:
+            return sections[item]
+        raise AttributeError(f"config has no section [{item}]")
+
+    def as_dict(self) -> dict[str, dict[str, Any]]:
+        return {name: values.as_dict() for name, values in self.sections.items()}
+
+
+_TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+               list: "a list"}
+
+
+def _describe(value: Any) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
+def _check(section: str, key: Key, value: Any) -> Any:
+    where = f"[{section}] {key.name}"
+    expected = _TYPE_NAMES.get(key.type, key.type.__name__)
+    if key.type is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if key.type is not bool and isinstance(value, bool) or not isinstance(value, key.type):
+        raise ConfigError(f"{where}: expected {expected}, got {_describe(value)}")
+    if key.type is list and key.item_type is not None:
+        for item in value:
+            if not isinstance(item, key.item_type):
+                raise ConfigError(f"{where}: expected a list of "
+                                  f"{_TYPE_NAMES.get(key.item_type, key.item_type.__name__)}, "
+                                  f"got an item {_describe(item)}")
+    if key.choices is not None and value not in key.choices:
+        options = ", ".join(repr(c) for c in key.choices)
+        raise ConfigError(f"{where}: expected one of {options}, got {_describe(value)}")
+    if key.min is not None and value < key.min:
+        raise ConfigError(f"{where}: expected a value >= {key.min}, got {_describe(value)}")
+    if key.max is not None and value > key.max:
+        raise ConfigError(f"{where}: expected a value <= {key.max}, got {_describe(value)}")
+    return value
+
+
+def build(raw: dict[str, Any], schema: Iterable[Section], source: str = "<dict>") -> Config:
+    schema = {s.name: s for s in schema}
+    for name, body in raw.items():
+        if name not in schema:
+            known = ", ".join(sorted(schema))
+            raise ConfigError(f"{source}: unknown section [{name}]; known sections: {known}")
+        if not isinstance(body, dict):
+            raise ConfigError(f"{source}: [{name}] must be a table, got {_describe(body)}")
+    sections = {}
+    for name, section in schema.items():
+        given = raw.get(name, {})
+        for key_name in given:
+            if section.key(key_name) is None:
+                known = ", ".join(k.name for k in section.keys)
+                raise ConfigError(f"{source}: unknown key [{name}] {key_name}; "
+                                  f"known keys: {known}")
+        values = {k.name: _check(name, k, given[k.name]) if k.name in given else k.default
+                  for k in section.keys}
+        sections[name] = SectionValues(name, values)
+    return Config(sections=sections, source=source)
+
+
+def parse_text(text: str, schema: Iterable[Section] | None = None,
+               source: str = "<text>") -> Config:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
+    return build(raw, schema if schema is not None else _default_schema(), source)
+
+
+def load(path: str | Path | None, schema: Iterable[Section] | None = None) -> Config:
+    """Load and validate a config file; None gives the built-in defaults."""
+    if path is None:
+        return build({}, schema if schema is not None else _default_schema(), "<defaults>")
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file not found: {path}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+    return parse_text(text, schema, source=str(path))
+
+
+def defaults(schema: Iterable[Section] | None = None) -> Config:
+    return load(None, schema)
+
+
+def _default_schema() -> tuple[Section, ...]:
+    from device.config_schema import SCHEMA
+    return SCHEMA
+
+
+def to_toml(config: Config, schema: Iterable[Section] | None = None) -> str:
+    """Render a config as commented TOML: every key with its description."""
+    schema = tuple(schema if schema is not None else _default_schema())
+    lines: list[str] = []
+    for section in schema:
+        lines += [f"# {section.description}", f"[{section.name}]"]
+        values = config.sections[section.name]
+        for key in section.keys:
+            lines.append(f"# {key.description}")
+            lines.append(f"{key.name} = {_toml_value(getattr(values, key.name))}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{escaped}"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return repr(value)

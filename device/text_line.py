@@ -1,0 +1,57 @@
+"""Turn a text-line crop into the recognizer's input; shared by training and the runtime."""
+
+from __future__ import annotations
+
+import numpy as np
+import cv2
+
+LINE_HEIGHT = 32
+WIDTH_STEP = 32
+MIN_WIDTH = 64
+MAX_WIDTH = 512
+DOWNSAMPLE = 4
+"""The recognizer emits one timestep per DOWNSAMPLE input columns."""
+
+
+def to_gray(image: np.ndarray) -> np.ndarray:
+    """Accept HxW gray, HxWx1, HxWx3 BGR or HxWx4 BGRA uint8; return HxW uint8."""
+    if image.ndim == 2:
+        return image
+    if image.ndim == 3 and image.shape[2] == 1:
+        return image[:, :, 0]
+    if image.ndim == 3 and image.shape[2] == 3:
+        return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    if image.ndim == 3 and image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2GRAY)
+    raise ValueError(f"expected a gray, BGR or BGRA image, got shape {image.shape}")
+
+
+def bucket_width(height: int, width: int) -> tuple[int, int]:
+    """(scaled width, padded bucket width) for a crop of this size at LINE_HEIGHT."""
+    scaled = max(1, round(width * LINE_HEIGHT / max(height, 1)))
+    scaled = min(scaled, MAX_WIDTH)
+    bucket = int(np.ceil(scaled / WIDTH_STEP) * WIDTH_STEP)
+    return scaled, int(np.clip(bucket, MIN_WIDTH, MAX_WIDTH))
+
+
+def prepare_line(image: np.ndarray) -> np.ndarray:
+    """A line crop → float32 [LINE_HEIGHT, W] in [0, 1], W a multiple of WIDTH_STEP.
+
+    Height is scaled to LINE_HEIGHT keeping the aspect ratio (very long lines are squeezed
+    to MAX_WIDTH), contrast is stretched between the 2nd and 98th percentile, and the right
+    side is padded by repeating the last column.
+    """
+    gray = to_gray(np.asarray(image))
+    if gray.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 image, got {gray.dtype}")
+    h, w = gray.shape
+    if h < 2 or w < 2:
+        raise ValueError(f"crop too small to hold text: {w}x{h} px")
+    scaled, bucket = bucket_width(h, w)
+    interp = cv2.INTER_AREA if h > LINE_HEIGHT else cv2.INTER_LINEAR
+    line = cv2.resize(gray, (scaled, LINE_HEIGHT), interpolation=interp).astype(np.float32)
+    lo, hi = np.percentile(line, (2, 98))
+    line = np.clip((line - lo) / max(hi - lo, 8.0), 0.0, 1.0)
+    if bucket > scaled:
+        line = np.pad(line, ((0, 0), (0, bucket - scaled)), mode="edge")
+    return line

@@ -118,8 +118,11 @@ def build(raw: dict[str, Any], schema: Iterable[Section], source: str = "<dict>"
                 known = ", ".join(k.name for k in section.keys)
                 raise ConfigError(f"{source}: unknown key [{name}] {key_name}; "
                                   f"known keys: {known}")
-        values = {k.name: _check(name, k, given[k.name]) if k.name in given else k.default
-                  for k in section.keys}
+        try:
+            values = {k.name: _check(name, k, given[k.name]) if k.name in given else k.default
+                      for k in section.keys}
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
         sections[name] = SectionValues(name, values)
     return Config(sections=sections, source=source)
 

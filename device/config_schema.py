@@ -38,3 +38,107 @@ LOGGING = Section("logging", "Logs: JSON lines to a rotating file, readable text
 ))
 
 SCHEMA: tuple[Section, ...] = (RUNTIME, MODELS, RECOGNIZER, LOGGING)
+
+# --- Telemetry, sync and fleet (issue 5) -------------------------------------------------------
+
+TELEMETRY = Section("telemetry", "The on-device telemetry store: one SQLite file (WAL) fed by a "
+                    "bounded queue and one writer thread; bounded on disk.", (
+    Key("enabled", bool, True, "Record telemetry at all. Off: the recorder accepts and drops."),
+    Key("db_path", str, "telemetry.sqlite",
+        "SQLite file of the telemetry store; the sync agent reads the same file."),
+    Key("device_id", str, "",
+        "This device's id in topics and the fleet database; empty: the host name."),
+    Key("max_bytes", int, 256 * 1024 * 1024,
+        "Disk limit of the store. When reached, oldest records are evicted by priority: "
+        "metrics and data quality, then predictions, then logs and feedback, audit last "
+        "(sent records always go before unsent ones).", min=1024 * 1024),
+    Key("queue_size", int, 20_000,
+        "Records held in memory between the frame path and the writer thread; overflow drops "
+        "the oldest queued record and is counted.", min=10, max=10_000_000),
+    Key("batch_size", int, 1000, "Most records the writer inserts in one transaction.",
+        min=1, max=100_000),
+    Key("flush_interval_s", float, 0.5,
+        "Longest a queued record waits before the writer inserts it.", min=0.01, max=60.0),
+    Key("keep_sent_s", float, 86_400.0,
+        "Records already delivered are kept this long for local inspection, then pruned.",
+        min=0.0),
+    Key("redact_text", bool, True,
+        "Privacy: keep recognized text and its translation out of telemetry; store a salted "
+        "hash and the length instead."),
+    Key("text_salt", str, "",
+        "Salt for redacted text hashes; empty: a random per-store salt kept in the store."),
+    Key("log_level", str, "INFO", "Lowest log severity the telemetry log handler records.",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR")),
+    Key("system_metrics", bool, True,
+        "Add CPU %, resident memory, disk free and temperature to each per-second metric "
+        "record."),
+))
+
+MQTT = Section("mqtt", "The MQTT broker connection (used by edgelens-sync and edgelens-fleet).", (
+    Key("host", str, "127.0.0.1", "Broker host name or address."),
+    Key("port", int, 1883, "Broker port (8883 is the usual TLS port).", min=1, max=65535),
+    Key("client_id", str, "",
+        "MQTT client id; empty: derived from the device id (sync) or worker id (fleet)."),
+    Key("keepalive_s", int, 30, "MQTT keepalive; the last will fires after 1.5x this "
+        "without traffic.", min=5, max=3600),
+    Key("tls", bool, False, "Connect with TLS."),
+    Key("ca_file", str, "", "CA certificate (PEM) that signed the broker's certificate; "
+        "empty: the system CAs."),
+    Key("cert_file", str, "", "Client certificate (PEM) for certificate authentication."),
+    Key("key_file", str, "", "Private key (PEM) of the client certificate."),
+    Key("username", str, "", "User name for password authentication; empty: none."),
+    Key("password", str, "", "Password; prefer password_file."),
+    Key("password_file", str, "", "File whose first line is the password (wins over "
+        "password)."),
+    Key("reconnect_min_s", float, 1.0, "First reconnect delay; doubles up to "
+        "reconnect_max_s.", min=0.1, max=600.0),
+    Key("reconnect_max_s", float, 60.0, "Longest reconnect delay.", min=1.0, max=3600.0),
+    Key("topic_prefix", str, "edgelens", "First level of every topic (see cloud_sync/README.md)."),
+))
+
+SYNC = Section("sync", "The store-and-forward sync agent (edgelens-sync).", (
+    Key("batch_records", int, 500, "Most records in one published batch.", min=1,
+        max=50_000),
+    Key("batch_bytes", int, 256 * 1024,
+        "Most uncompressed bytes in one published batch (a single larger record goes alone).",
+        min=1024, max=64 * 1024 * 1024),
+    Key("max_inflight", int, 8, "Batches published and not yet acknowledged (PUBACK).",
+        min=1, max=1000),
+    Key("ack_timeout_s", float, 30.0,
+        "A batch not acknowledged in this time is sent again.", min=0.5, max=3600.0),
+    Key("max_bytes_per_s", int, 0,
+        "Bandwidth cap on published telemetry (compressed bytes per second); 0: no cap.",
+        min=0),
+    Key("idle_poll_s", float, 0.2, "How often an idle agent looks for new records.",
+        min=0.01, max=60.0),
+    Key("status_interval_s", float, 10.0,
+        "How often the retained status message (backlog gauge) is published.",
+        min=0.5, max=3600.0),
+    Key("require_subscriber", bool, True,
+        "Treat a PUBACK saying 'no matching subscribers' as not delivered and send again later "
+        "(so records are never marked sent while no fleet ingest listens)."),
+    Key("retry_delay_s", float, 2.0,
+        "Pause after a batch was refused before sending again.", min=0.0, max=600.0),
+    Key("max_inbound_bytes", int, 64 * 1024,
+        "Inbound (command) messages larger than this are logged and dropped.", min=16),
+    Key("compress_level", int, 6, "zlib level for batches (0 = store, 9 = smallest).",
+        min=0, max=9),
+))
+
+FLEET = Section("fleet", "Fleet-side ingestion (edgelens-fleet).", (
+    Key("db", str, "fleet.sqlite", "Fleet database (SQLite file)."),
+    Key("share_group", str, "edgelens-ingest",
+        "MQTT 5 shared-subscription group; workers in one group split the messages."),
+    Key("session_expiry_s", int, 86_400,
+        "Broker keeps a stopped worker's session (and queues its QoS 1 messages) this long.",
+        min=0),
+    Key("max_message_bytes", int, 8 * 1024 * 1024,
+        "Telemetry messages larger than this (compressed) are logged and dropped.", min=1024),
+    Key("max_batch_bytes", int, 64 * 1024 * 1024,
+        "Largest decompressed batch accepted (guards against compression bombs).", min=1024),
+    Key("status_window_s", float, 300.0,
+        "Window of metric records behind frames/s, p95 latency and miss rate in status.",
+        min=1.0),
+))
+
+SCHEMA = SCHEMA + (TELEMETRY, MQTT, SYNC, FLEET)

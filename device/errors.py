@@ -5,7 +5,9 @@
     ├── ModelError        a model file is missing, not TFLite, unsupported, or misused
     │   └── ModelStoreError  a manifest is missing/invalid or an artifact fails its checks
     ├── InputError        an image or text given to a stage cannot be used
-    └── SourceError       a frame source failed (camera gone, file truncated)
+    ├── SourceError       a frame source failed (camera gone, file truncated)
+    └── TelemetryError    the telemetry store cannot be opened, read or written
+        └── StoreCorruptError  the store file is not a usable SQLite database
 """
 
 
@@ -30,4 +32,12 @@ class InputError(EdgelensError):
 
 
 class SourceError(EdgelensError):
+    pass
+
+
+class TelemetryError(EdgelensError):
+    pass
+
+
+class StoreCorruptError(TelemetryError):
     pass

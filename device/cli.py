@@ -1,0 +1,66 @@
+"""`edgelens`: the glasses' command. Subcommands live in `device/commands/`, one module each,
+each with `register(subparsers)` that adds its parser and sets `func=run(args, config)`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from device import __version__, config, logs
+from device.errors import EdgelensError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgelens",
+        description="Sign translation for AR glasses: read, translate and overlay signs "
+                    "on-device (int8 TFLite), offline-first.")
+    parser.add_argument("--version", action="version", version=f"edgelens {__version__}")
+    parser.add_argument("--config", metavar="FILE",
+                        help="TOML config file (default: built-in defaults; see "
+                             "'edgelens config show')")
+    parser.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+                        help="override [logging] level")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    import device.commands as package
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"device.commands.{info.name}")
+        module.register(subparsers)
+    _add_global_options(subparsers)
+    return parser
+
+
+def _add_global_options(subparsers) -> None:
+    """Let --config / --log-level also follow the subcommand (`edgelens run --config F`)."""
+    for sub in subparsers.choices.values():
+        sub.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
+                         help="TOML config file")
+        sub.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+                         default=argparse.SUPPRESS, help="override [logging] level")
+        for action in sub._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                _add_global_options(action)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        cfg = config.load(args.config)
+    except EdgelensError as exc:
+        print(f"edgelens: {exc}", file=sys.stderr)
+        return 2
+    logs.setup(level=args.log_level or cfg.logging.level, file=cfg.logging.file,
+               max_bytes=cfg.logging.max_bytes, backups=cfg.logging.backups)
+    try:
+        return int(args.func(args, cfg) or 0)
+    except EdgelensError as exc:
+        print(f"edgelens: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,1 @@
+"""One module per `edgelens` subcommand (discovered by device.cli)."""

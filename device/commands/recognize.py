@@ -1,0 +1,66 @@
+"""`edgelens recognize CROP...`: read text-line crops with the int8 recognizer."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import cv2
+
+from device.errors import EdgelensError, InputError
+from device.model_store import ModelStore
+from device.recognizer import Recognizer
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "recognize", help="read text-line crops (image files)",
+        description="Read each text-line crop (an image of one line of text) and print the "
+                    "text and confidence. A file that cannot be used is reported and the "
+                    "others are still read.")
+    parser.add_argument("crops", nargs="+", metavar="CROP", help="image files (PNG, JPEG, ...)")
+    parser.add_argument("--json", action="store_true",
+                        help='print a JSON list of {"path", "text", "confidence"}')
+    parser.add_argument("--backend", choices=("auto", "litert", "tflite"),
+                        help="override [runtime] backend")
+    parser.set_defaults(func=run)
+
+
+def load_recognizer(cfg, backend: str | None = None, num_threads: int | None = None):
+    store = ModelStore(cfg.models.store or None)
+    version = store.get(cfg.models.recognizer, cfg.models.recognizer_version or None)
+    return Recognizer(version.artifact, backend=backend or cfg.runtime.backend,
+                      num_threads=num_threads or cfg.runtime.num_threads), version
+
+
+def read_crop(path: str):
+    image = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise InputError(f"cannot read {path} as an image (missing, unreadable or not an image)")
+    if image.dtype != "uint8":
+        image = cv2.convertScaleAbs(image, alpha=255.0 / max(float(image.max()), 1.0))
+    if image.size == 0 or min(image.shape[:2]) < 2:
+        raise InputError(f"{path}: empty crop ({image.shape[1]}x{image.shape[0]} px)")
+    return image
+
+
+def run(args, cfg) -> int:
+    recognizer, _ = load_recognizer(cfg, backend=args.backend)
+    results, failures = [], 0
+    for path in args.crops:
+        try:
+            reading = recognizer.read(read_crop(path))
+            results.append({"path": path, "text": reading.text,
+                            "confidence": reading.confidence})
+        except EdgelensError as exc:
+            failures += 1
+            results.append({"path": path, "error": str(exc)})
+            if not args.json:
+                print(f"edgelens: {path}: {exc}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(results, ensure_ascii=False, indent=2))
+    else:
+        for r in results:
+            if "text" in r:
+                print(f"{r['path']}\t{r['confidence']:.3f}\t{r['text']}")
+    return 1 if failures else 0

@@ -1,0 +1,54 @@
+"""Logging: structured JSON lines to a rotating file, readable text to the console."""
+
+from __future__ import annotations
+
+import json
+import logging
+import logging.handlers
+import time
+
+_STANDARD = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts, severity, event, logger, fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = {k: v for k, v in vars(record).items() if k not in _STANDARD}
+        entry = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+                  + f".{int(record.msecs):03d}Z",
+            "severity": record.levelname,
+            "event": record.getMessage(),
+            "logger": record.name,
+            "fields": fields,
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+class ConsoleFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        fields = {k: v for k, v in vars(record).items() if k not in _STANDARD}
+        extra = " ".join(f"{k}={v}" for k, v in fields.items())
+        text = f"{record.levelname.lower():7s} {record.getMessage()}"
+        return f"{text} {extra}" if extra else text
+
+
+def setup(level: str = "INFO", file: str = "", max_bytes: int = 10_000_000,
+          backups: int = 3) -> None:
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    root.setLevel(level)
+    console = logging.StreamHandler()
+    console.setFormatter(ConsoleFormatter())
+    root.addHandler(console)
+    if file:
+        rotating = logging.handlers.RotatingFileHandler(file, maxBytes=max_bytes,
+                                                        backupCount=backups, encoding="utf-8")
+        rotating.setFormatter(JsonFormatter())
+        root.addHandler(rotating)
+    for noisy in ("PIL", "matplotlib", "paho", "urllib3", "h5py", "absl"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,0 +1,163 @@
+"""The model store: `models/<name>/<version>/` with a .tflite artifact and its manifest.
+
+This module reads the store and checks artifacts against their manifests; the golden
+self-tests that run a model live in `device.golden`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from device.errors import ModelStoreError
+
+MANIFEST = "manifest.json"
+CARD = "MODEL_CARD.md"
+ACTIVE = "ACTIVE"
+REQUIRED_KEYS = ("name", "version", "task", "artifact", "quantization", "signatures",
+                 "compatible_backends", "latency_ms", "accuracy", "training",
+                 "intended_use", "limitations", "golden")
+_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+
+
+def default_root() -> Path:
+    """The store shipped beside the package (the repository's `models/`)."""
+    return Path(__file__).resolve().parent.parent / "models"
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    name: str
+    version: str
+    directory: Path
+    manifest: dict[str, Any]
+
+    @property
+    def task(self) -> str:
+        return self.manifest["task"]
+
+    @property
+    def artifact(self) -> Path:
+        return self.directory / self.manifest["artifact"]["file"]
+
+    def file(self, name: str) -> Path:
+        """A file of this version listed in the manifest (artifact or extra_files)."""
+        listed = [self.manifest["artifact"]] + list(self.manifest.get("extra_files", []))
+        for entry in listed:
+            if entry["file"] == name:
+                return self._inside(entry["file"])
+        raise ModelStoreError(f"{self.name} {self.version}: no file {name!r} in its manifest")
+
+    def _inside(self, relative: str) -> Path:
+        path = (self.directory / relative).resolve()
+        if self.directory.resolve() not in path.parents:
+            raise ModelStoreError(f"{self.name} {self.version}: manifest names a file outside "
+                                  f"its directory: {relative!r}")
+        return path
+
+    def check_files(self) -> list[str]:
+        """Problems with the files against the manifest (empty: all match)."""
+        problems = []
+        entries = [self.manifest["artifact"]] + list(self.manifest.get("extra_files", []))
+        for entry in entries:
+            try:
+                path = self._inside(entry["file"])
+            except ModelStoreError as exc:
+                problems.append(str(exc))
+                continue
+            if not path.is_file():
+                problems.append(f"{entry['file']}: missing")
+                continue
+            size = path.stat().st_size
+            if size != entry.get("size_bytes"):
+                problems.append(f"{entry['file']}: {size} bytes, manifest says "
+                                f"{entry.get('size_bytes')}")
+            digest = sha256_file(path)
+            if digest != entry.get("sha256"):
+                problems.append(f"{entry['file']}: sha256 {digest[:16]}… does not match the "
+                                f"manifest's {str(entry.get('sha256'))[:16]}… (corrupt or "
+                                "tampered)")
+        if not (self.directory / CARD).is_file():
+            problems.append(f"{CARD}: missing")
+        return problems
+
+
+def read_manifest(directory: Path) -> dict[str, Any]:
+    path = directory / MANIFEST
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ModelStoreError(f"{directory}: no {MANIFEST}") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelStoreError(f"{path}: unreadable manifest: {exc}") from exc
+    if not isinstance(manifest, dict):
+        raise ModelStoreError(f"{path}: the manifest must be a JSON object")
+    missing = [key for key in REQUIRED_KEYS if key not in manifest]
+    if missing:
+        raise ModelStoreError(f"{path}: manifest lacks {', '.join(missing)}")
+    if manifest["name"] != directory.parent.name or manifest["version"] != directory.name:
+        raise ModelStoreError(f"{path}: manifest says {manifest['name']} {manifest['version']}"
+                              f" but lives in {directory.parent.name}/{directory.name}")
+    return manifest
+
+
+class ModelStore:
+    def __init__(self, root: str | Path | None = None):
+        self.root = Path(root) if root else default_root()
+
+    def names(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir()
+                      if p.is_dir() and _NAME.match(p.name) and self.versions(p.name))
+
+    def versions(self, name: str) -> list[str]:
+        directory = self.root / name
+        if not directory.is_dir():
+            return []
+        found = [p.name for p in directory.iterdir()
+                 if p.is_dir() and _VERSION.match(p.name) and (p / MANIFEST).exists()]
+        return sorted(found, key=version_key)
+
+    def active_version(self, name: str) -> str:
+        versions = self.versions(name)
+        if not versions:
+            raise ModelStoreError(f"no model {name!r} in the store at {self.root}; "
+                                  f"it has: {', '.join(self.names()) or 'nothing'}")
+        pointer = self.root / name / ACTIVE
+        if pointer.is_file():
+            chosen = pointer.read_text(encoding="utf-8").strip()
+            if chosen in versions:
+                return chosen
+            raise ModelStoreError(f"{pointer} names version {chosen!r}, which is not in the "
+                                  f"store (have {', '.join(versions)})")
+        return versions[-1]
+
+    def get(self, name: str, version: str | None = None) -> ModelVersion:
+        version = version or self.active_version(name)
+        directory = self.root / name / version
+        if not directory.is_dir():
+            raise ModelStoreError(f"no version {version!r} of {name!r} in {self.root} "
+                                  f"(have {', '.join(self.versions(name)) or 'none'})")
+        return ModelVersion(name, version, directory, read_manifest(directory))
+
+    def all_versions(self) -> list[ModelVersion]:
+        return [self.get(name, version) for name in self.names()
+                for version in self.versions(name)]

@@ -1,0 +1,76 @@
+"""What a telemetry record is: its kind, its priorities, and the clocks stamped on it.
+
+Every record carries the wall clock (may be wrong while offline), the monotonic clock and the
+boot id it belongs to, so the fleet side can re-date records from a device whose clock was off.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Kinds, in the order they are evicted when the store is full (first evicted first).
+# Within a tier the oldest record goes first; sent records always go before unsent ones.
+EVICTION_TIERS: dict[str, int] = {
+    "metric": 0,       # per-second metric aggregates
+    "quality": 0,      # per-minute data-quality aggregates
+    "prediction": 1,
+    "log": 2,
+    "feedback": 2,
+    "audit": 3,        # last, and never silently: evicting one writes a new audit record
+}
+KINDS = tuple(EVICTION_TIERS)
+
+# Send priority (lower goes first): audit and errors first, bulk metrics last.
+_SEND_PRIORITY = {"audit": 0, "feedback": 2, "log": 3, "prediction": 4, "metric": 5,
+                  "quality": 5}
+_ERROR_SEVERITIES = frozenset({"ERROR", "CRITICAL"})
+
+
+def send_priority(kind: str, body: dict[str, Any]) -> int:
+    if kind == "log" and body.get("severity") in _ERROR_SEVERITIES:
+        return 1
+    return _SEND_PRIORITY[kind]
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One record on its way to the store. `body` is turned into JSON by the writer thread."""
+    kind: str
+    wall_ns: int
+    mono_ns: int
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRecord:
+    """One record as read back from the store; `body` is its JSON text."""
+    seq: int
+    kind: str
+    wall_ns: int
+    mono_ns: int
+    boot_id: str
+    body: str
+
+
+def read_boot_id() -> str:
+    """The kernel's id for this boot (shared by every process, matches CLOCK_MONOTONIC)."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return _PROCESS_BOOT_ID
+
+
+_PROCESS_BOOT_ID = "proc-" + uuid.uuid4().hex
+
+
+@dataclass
+class Clock:
+    """Wall and monotonic nanoseconds plus the boot id; tests hand in their own."""
+    boot_id: str = field(default_factory=read_boot_id)
+
+    def now(self) -> tuple[int, int]:
+        return time.time_ns(), time.monotonic_ns()

@@ -1,0 +1,20 @@
+"""On-device telemetry: a bounded SQLite store fed through a bounded queue by one writer thread.
+
+    recorder = Recorder.open(cfg.telemetry)          # opens the store, starts the writer
+    recorder.count("frames_captured"); recorder.observe("latency_ms.recognize", 12.5)
+    pid = recorder.prediction(Prediction(text=..., confidence=..., models={...}))
+    recorder.feedback(pid, "wrong"); recorder.audit("model_activated", {...})
+    logging.getLogger().addHandler(TelemetryLogHandler(recorder))
+    recorder.close()                                  # flushes
+
+The store (`TelemetryStore`) is also what the sync agent opens to read unsent records.
+"""
+
+from device.telemetry.handler import TelemetryLogHandler
+from device.telemetry.recorder import ModelRef, Prediction, Recorder, RecorderStats
+from device.telemetry.records import EVICTION_TIERS, KINDS, Clock, Record, StoredRecord
+from device.telemetry.store import TelemetryStore
+
+__all__ = ["Clock", "EVICTION_TIERS", "KINDS", "ModelRef", "Prediction", "Record",
+           "Recorder", "RecorderStats", "StoredRecord", "TelemetryLogHandler",
+           "TelemetryStore"]

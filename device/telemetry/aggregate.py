@@ -1,0 +1,138 @@
+"""Per-second metric aggregates and per-minute data-quality aggregates.
+
+The frame path calls `count`/`observe`/`gauge` (a lock and a dict update each); a window that
+has ended is turned into one record body the next time anyone touches it or the writer thread
+rolls it. Windows are on the monotonic clock.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+CONFIDENCE_BINS = 10
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Nearest-rank percentile of an already sorted, non-empty list."""
+    index = min(len(sorted_values) - 1, max(0, int(round(q * (len(sorted_values) - 1)))))
+    return sorted_values[index]
+
+
+def summarize(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    return {"n": len(ordered), "p50": round(percentile(ordered, 0.5), 3),
+            "p95": round(percentile(ordered, 0.95), 3), "max": round(ordered[-1], 3)}
+
+
+class MetricWindow:
+    """Counters, observed values (p50/p95/max) and gauges over fixed monotonic windows."""
+
+    def __init__(self, period_s: float = 1.0):
+        self.period_ns = int(period_s * 1e9)
+        self._lock = threading.Lock()
+        self._start: int | None = None
+        self._counts: dict[str, int] = {}
+        self._samples: dict[str, list[float]] = {}
+        self._gauges: dict[str, float] = {}
+        self._ready: list[tuple[int, dict[str, Any]]] = []
+
+    def count(self, name: str, n: int, mono_ns: int) -> None:
+        with self._lock:
+            self._advance(mono_ns)
+            self._counts[name] = self._counts.get(name, 0) + n
+
+    def observe(self, name: str, value: float, mono_ns: int) -> None:
+        with self._lock:
+            self._advance(mono_ns)
+            self._samples.setdefault(name, []).append(float(value))
+
+    def gauge(self, name: str, value: float, mono_ns: int) -> None:
+        with self._lock:
+            self._advance(mono_ns)
+            self._gauges[name] = value
+
+    def roll(self, mono_ns: int, force: bool = False) -> list[tuple[int, dict[str, Any]]]:
+        """Finished windows as (window start mono_ns, body); `force` ends the current one."""
+        with self._lock:
+            self._advance(mono_ns, force)
+            ready, self._ready = self._ready, []
+        return ready
+
+    def _advance(self, mono_ns: int, force: bool = False) -> None:
+        if self._start is None:
+            self._start = mono_ns - mono_ns % self.period_ns
+            return
+        if force or mono_ns >= self._start + self.period_ns:
+            if self._counts or self._samples or self._gauges:
+                self._ready.append((self._start, self._body()))
+            self._counts, self._samples, self._gauges = {}, {}, {}
+            self._start = mono_ns - mono_ns % self.period_ns
+
+    def _body(self) -> dict[str, Any]:
+        return {"window_s": self.period_ns / 1e9, "counts": dict(self._counts),
+                "stats": {name: summarize(v) for name, v in self._samples.items() if v},
+                "gauges": dict(self._gauges)}
+
+
+class QualityWindow:
+    """Per-frame image statistics and recognizer confidences, summarized per window (drift)."""
+
+    IMAGE_STATS = ("brightness", "contrast", "blur")
+
+    def __init__(self, period_s: float = 60.0):
+        self.period_ns = int(period_s * 1e9)
+        self._lock = threading.Lock()
+        self._start: int | None = None
+        self._image: dict[str, list[float]] = {k: [] for k in self.IMAGE_STATS}
+        self._confidence: list[float] = []
+        self._ready: list[tuple[int, dict[str, Any]]] = []
+
+    def frame(self, brightness: float, contrast: float, blur: float, mono_ns: int) -> None:
+        with self._lock:
+            self._advance(mono_ns)
+            for name, value in zip(self.IMAGE_STATS, (brightness, contrast, blur)):
+                self._image[name].append(float(value))
+
+    def confidence(self, value: float, mono_ns: int) -> None:
+        with self._lock:
+            self._advance(mono_ns)
+            self._confidence.append(float(value))
+
+    def roll(self, mono_ns: int, force: bool = False) -> list[tuple[int, dict[str, Any]]]:
+        with self._lock:
+            self._advance(mono_ns, force)
+            ready, self._ready = self._ready, []
+        return ready
+
+    def _advance(self, mono_ns: int, force: bool = False) -> None:
+        if self._start is None:
+            self._start = mono_ns - mono_ns % self.period_ns
+            return
+        if force or mono_ns >= self._start + self.period_ns:
+            if self._confidence or any(self._image.values()):
+                self._ready.append((self._start, self._body()))
+            self._image = {k: [] for k in self.IMAGE_STATS}
+            self._confidence = []
+            self._start = mono_ns - mono_ns % self.period_ns
+
+    def _body(self) -> dict[str, Any]:
+        image = {}
+        for name, values in self._image.items():
+            if values:
+                ordered = sorted(values)
+                image[name] = {"n": len(ordered), "mean": round(sum(ordered) / len(ordered), 4),
+                               "p5": round(percentile(ordered, 0.05), 4),
+                               "p50": round(percentile(ordered, 0.5), 4),
+                               "p95": round(percentile(ordered, 0.95), 4)}
+        body: dict[str, Any] = {"window_s": self.period_ns / 1e9, "image": image}
+        if self._confidence:
+            hist = [0] * CONFIDENCE_BINS
+            for c in self._confidence:
+                hist[min(CONFIDENCE_BINS - 1, max(0, int(c * CONFIDENCE_BINS)))] += 1
+            ordered = sorted(self._confidence)
+            body["confidence"] = {"n": len(ordered),
+                                  "mean": round(sum(ordered) / len(ordered), 4),
+                                  "p50": round(percentile(ordered, 0.5), 4),
+                                  "hist": hist}
+        return body

@@ -37,7 +37,46 @@ LOGGING = Section("logging", "Logs: JSON lines to a rotating file, readable text
     Key("backups", int, 3, "Rotated log files kept.", min=0, max=100),
 ))
 
-SCHEMA: tuple[Section, ...] = (RUNTIME, MODELS, RECOGNIZER, LOGGING)
+PIPELINE = Section("pipeline", "The live pipeline: two paths, two deadlines.", (
+    Key("frame_budget_ms", float, 20.0,
+        "Frame path budget: tracking + overlay + hand-off of every displayed frame.",
+        min=1.0, max=1000.0),
+    Key("recognition_budget_ms", float, 200.0,
+        "Recognition path budget from capture to a shown result (detect, recognize, "
+        "translate); older results are discarded.", min=10.0, max=10_000.0),
+    Key("translate_budget_ms", float, 40.0,
+        "Share of the recognition budget kept for the translate stage.", min=0.0, max=1000.0),
+    Key("max_regions", int, 6, "At most this many text regions are recognized per run "
+        "(largest first).", min=1, max=64),
+    Key("region_ttl_s", float, 1.5, "A region not seen again by recognition for this long "
+        "disappears.", min=0.1, max=60.0),
+    Key("match_iou", float, 0.3, "A new result with at least this IoU to a shown region keeps "
+        "that region's identity.", min=0.0, max=1.0),
+    Key("min_confidence", float, 0.4, "Lines read with less confidence are not shown.",
+        min=0.0, max=1.0),
+    Key("hud", bool, True, "Show the heads-up display (fps, latency, misses)."),
+    Key("tracker_scale", float, 0.5, "Optical flow runs on the frame scaled by this factor.",
+        min=0.1, max=1.0),
+))
+
+SOURCE = Section("source", "Where frames come from.", (
+    Key("uri", str, "synthetic",
+        "webcam:N, video:PATH, images:DIR or synthetic[:SEED] (generated signs, moving camera)."),
+    Key("fps", float, 30.0, "Frame rate of synthetic and image-folder sources, and the "
+        "requested camera rate.", min=1.0, max=240.0),
+    Key("realtime", bool, True, "Pace files and generated scenes at their frame rate "
+        "(false: as fast as possible).", ),
+    Key("max_backoff_s", float, 2.0, "Longest wait between attempts to reopen a failed "
+        "source.", min=0.01, max=60.0),
+))
+
+DISPLAY = Section("display", "Where shown frames go.", (
+    Key("window", bool, False, "Open a window (the simulator); the service runs headless."),
+    Key("record", str, "", "Write the overlaid video to this .mp4 file; empty: don't."),
+    Key("snapshot_dir", str, "snapshots", "Folder for snapshots (key 's' in the window)."),
+))
+
+SCHEMA: tuple[Section, ...] = (RUNTIME, MODELS, RECOGNIZER, LOGGING, PIPELINE, SOURCE, DISPLAY)
 
 # --- Telemetry, sync and fleet (issue 5) -------------------------------------------------------
 

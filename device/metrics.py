@@ -1,0 +1,66 @@
+"""Counters and latency histograms for the pipeline, safe to update from several threads."""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+
+import numpy as np
+
+
+class LatencyHistogram:
+    """Keeps the most recent `capacity` samples (ms) and the running count/max."""
+
+    def __init__(self, capacity: int = 20_000):
+        self._samples: deque[float] = deque(maxlen=capacity)
+        self.count = 0
+        self.max = 0.0
+
+    def add(self, ms: float) -> None:
+        self._samples.append(ms)
+        self.count += 1
+        self.max = max(self.max, ms)
+
+    def percentiles(self, qs=(50, 95, 99)) -> dict[str, float]:
+        if not self._samples:
+            return {f"p{q}": 0.0 for q in qs}
+        values = np.percentile(np.fromiter(self._samples, float), qs)
+        return {f"p{q}": round(float(v), 3) for q, v in zip(qs, values)}
+
+    def samples(self) -> np.ndarray:
+        return np.fromiter(self._samples, float)
+
+
+class Metrics:
+    """Named counters and histograms. Names are free-form (`frames_dropped`, `stage.detect`)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._counters: dict[str, int] = {}
+        self._histograms: dict[str, LatencyHistogram] = {}
+
+    def count(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            self._counters[name] = self._counters.get(name, 0) + n
+
+    def observe(self, name: str, ms: float) -> None:
+        with self._lock:
+            histogram = self._histograms.get(name)
+            if histogram is None:
+                histogram = self._histograms[name] = LatencyHistogram()
+            histogram.add(ms)
+
+    def counter(self, name: str) -> int:
+        with self._lock:
+            return self._counters.get(name, 0)
+
+    def histogram(self, name: str) -> LatencyHistogram | None:
+        with self._lock:
+            return self._histograms.get(name)
+
+    def snapshot(self) -> dict:
+        with self._lock:
+            latency = {}
+            for name, h in sorted(self._histograms.items()):
+                latency[name] = {"count": h.count, **h.percentiles(), "max": round(h.max, 3)}
+            return {"counters": dict(sorted(self._counters.items())), "latency_ms": latency}

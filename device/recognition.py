@@ -1,0 +1,178 @@
+"""The recognition path: on the freshest frame, detect → recognize → translate inside a budget.
+
+Runs in its own thread. A frame already older than its budget is not started; a stage that
+would overrun is degraded (fewer regions, no translation) and counted; a result finished after
+the deadline is discarded, not shown.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from device.capture import Frame, LatestSlot
+from device.metrics import Metrics
+from device.overlay import sample_colours
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RecognizedLine:
+    polygon: np.ndarray  # in the coordinates of the frame it was found on
+    text: str
+    confidence: float
+    shown_text: str
+    via: str  # "model"/"phrasebook"/"cache"/"passthrough" from the translator, or "ocr"
+    foreground: tuple[int, int, int]
+    background: tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class RecognitionResult:
+    frame_index: int
+    captured: float
+    finished: float
+    lines: tuple[RecognizedLine, ...]
+    stage_ms: dict
+
+
+@dataclass
+class Budgets:
+    recognition_ms: float = 200.0
+    translate_ms: float = 40.0
+    max_regions: int = 6
+    min_confidence: float = 0.4
+
+
+class _Ema:
+    def __init__(self, initial: float, alpha: float = 0.2):
+        self.value, self.alpha = initial, alpha
+
+    def add(self, sample: float) -> None:
+        self.value = (1 - self.alpha) * self.value + self.alpha * sample
+
+
+def _area(polygon: np.ndarray) -> float:
+    x, y = polygon[:, 0], polygon[:, 1]
+    return 0.5 * abs(float(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))
+
+
+class RecognitionWorker:
+    def __init__(self, detector: Any, recognizer: Any, crop_line: Callable, metrics: Metrics,
+                 budgets: Budgets, translator: Any | None = None,
+                 on_result: Callable[[RecognitionResult], None] | None = None):
+        self.detector, self.recognizer, self.crop_line = detector, recognizer, crop_line
+        self.translator, self.metrics, self.budgets = translator, metrics, budgets
+        self.inbox = LatestSlot()
+        self.results: queue.SimpleQueue[RecognitionResult] = queue.SimpleQueue()
+        self.on_result = on_result
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="recognition", daemon=True)
+        self._recognize_ms = _Ema(3.0)
+        self._translate_ms = _Ema(5.0)
+        self.busy = threading.Event()
+
+    def start(self) -> "RecognitionWorker":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.inbox.close()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            frame = self.inbox.take(timeout=0.1)
+            if frame is None:
+                continue
+            self.busy.set()
+            try:
+                self.process(frame)
+            except Exception:  # a per-frame failure must not end the path
+                self.metrics.count("recognition_errors")
+                log.exception("recognition failed on a frame", extra={"frame": frame.index})
+            finally:
+                self.busy.clear()
+
+    def process(self, frame: Frame) -> RecognitionResult | None:
+        budget_s = self.budgets.recognition_ms / 1000.0
+        deadline = frame.captured + budget_s
+        start = time.perf_counter()
+        if start >= deadline:
+            self.metrics.count("recognition_discarded_stale")
+            self.metrics.count("recognition_deadline_misses")
+            return None
+        self.metrics.count("recognition_runs_started")
+        stages: dict[str, float] = {}
+        regions = self.detector.detect(frame.image)
+        stages["detect"] = (time.perf_counter() - start) * 1000
+        self.metrics.observe("stage.detect", stages["detect"])
+        regions = sorted(regions, key=lambda r: -_area(r.polygon))
+        if len(regions) > self.budgets.max_regions:
+            self.metrics.count("regions_over_limit", len(regions) - self.budgets.max_regions)
+            regions = regions[: self.budgets.max_regions]
+
+        reserve_s = self.budgets.translate_ms / 1000.0 if self.translator else 0.0
+        read: list[tuple[Any, Any]] = []
+        t_rec = time.perf_counter()
+        for i, region in enumerate(regions):
+            if time.perf_counter() + self._recognize_ms.value / 1000 > deadline - reserve_s:
+                self.metrics.count("regions_skipped_deadline", len(regions) - i)
+                self.metrics.count("recognition_degraded")
+                break
+            t0 = time.perf_counter()
+            crop = self.crop_line(frame.image, region.polygon)
+            reading = self.recognizer.read(crop)
+            self._recognize_ms.add((time.perf_counter() - t0) * 1000)
+            if reading.text and reading.confidence >= self.budgets.min_confidence:
+                read.append((region, reading))
+            else:
+                self.metrics.count("lines_low_confidence")
+        stages["recognize"] = (time.perf_counter() - t_rec) * 1000
+        self.metrics.observe("stage.recognize", stages["recognize"])
+
+        lines = []
+        t_tr = time.perf_counter()
+        for region, reading in read:
+            shown, via = reading.text, "ocr"
+            if self.translator is not None:
+                if time.perf_counter() + self._translate_ms.value / 1000 > deadline:
+                    self.metrics.count("translations_skipped_deadline")
+                    self.metrics.count("recognition_degraded")
+                else:
+                    t0 = time.perf_counter()
+                    translation = self.translator.translate(reading.text,
+                                                            ocr_confidence=reading.confidence)
+                    self._translate_ms.add((time.perf_counter() - t0) * 1000)
+                    via = translation.via
+                    self.metrics.count(f"translate_via.{via}")
+                    if translation.translation:
+                        shown = translation.translation
+            foreground, background = sample_colours(frame.image, region.polygon)
+            lines.append(RecognizedLine(region.polygon, reading.text, reading.confidence, shown,
+                                        via, foreground, background))
+        if self.translator is not None:
+            stages["translate"] = (time.perf_counter() - t_tr) * 1000
+            self.metrics.observe("stage.translate", stages["translate"])
+
+        finished = time.perf_counter()
+        total_ms = (finished - frame.captured) * 1000
+        self.metrics.observe("recognition_path", total_ms)
+        self.metrics.count("recognition_runs_finished")
+        if finished > deadline:
+            self.metrics.count("recognition_discarded_late")
+            self.metrics.count("recognition_deadline_misses")
+            return None
+        result = RecognitionResult(frame.index, frame.captured, finished, tuple(lines), stages)
+        self.results.put(result)
+        if self.on_result is not None:
+            self.on_result(result)
+        return result

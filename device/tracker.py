@@ -1,0 +1,73 @@
+"""Move known text regions with the camera between recognitions.
+
+Each frame, sparse optical flow (pyramidal Lucas–Kanade) on a downscaled gray image gives the
+camera's motion as a homography from the previous frame; a chain of these maps a recognition
+made on an older frame forward to the current one. Signs are static in the world and far
+from the wearer, so one homography per frame moves them all.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import cv2
+import numpy as np
+
+_LK = dict(winSize=(15, 15), maxLevel=2,
+           criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03))
+
+
+def transform(polygon: np.ndarray, homography: np.ndarray) -> np.ndarray:
+    points = polygon.reshape(-1, 1, 2).astype(np.float64)
+    return cv2.perspectiveTransform(points, homography).reshape(-1, 2).astype(np.float32)
+
+
+class MotionTracker:
+    def __init__(self, scale: float = 0.5, max_corners: int = 150, history: int = 300):
+        self.scale = scale
+        self.max_corners = max_corners
+        self._previous: np.ndarray | None = None
+        self._points: np.ndarray | None = None
+        self._chain: OrderedDict[int, np.ndarray] = OrderedDict()  # frame → cumulative H
+        self._history = history
+        self.last_frame_index = -1
+        self.last_motion = np.eye(3)
+        self.last_tracked_points = 0
+
+    def _gray(self, image: np.ndarray) -> np.ndarray:
+        gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
+        if self.scale != 1.0:
+            gray = cv2.resize(gray, None, fx=self.scale, fy=self.scale,
+                              interpolation=cv2.INTER_AREA)
+        return gray
+
+    def update(self, frame_index: int, image: np.ndarray) -> np.ndarray:
+        """Feed the next displayed frame; returns the homography previous → this frame."""
+        gray = self._gray(image)
+        motion = np.eye(3)
+        if self._previous is not None and self._points is not None and len(self._points) >= 8:
+            moved, status, _ = cv2.calcOpticalFlowPyrLK(self._previous, gray, self._points, None,
+                                                        **_LK)
+            good = status.reshape(-1) == 1
+            self.last_tracked_points = int(good.sum())
+            if good.sum() >= 8:
+                src = self._points[good].reshape(-1, 2) / self.scale
+                dst = moved[good].reshape(-1, 2) / self.scale
+                homography, _ = cv2.findHomography(src, dst, cv2.RANSAC, 2.0)
+                if homography is not None:
+                    motion = homography
+        self._points = cv2.goodFeaturesToTrack(gray, self.max_corners, 0.01, 8)
+        self._previous = gray
+        previous_total = self._chain.get(self.last_frame_index, np.eye(3))
+        self._chain[frame_index] = motion @ previous_total
+        while len(self._chain) > self._history:
+            self._chain.popitem(last=False)
+        self.last_frame_index = frame_index
+        self.last_motion = motion
+        return motion
+
+    def forward(self, from_frame: int) -> np.ndarray | None:
+        """Homography mapping coordinates of frame `from_frame` to the latest frame."""
+        if from_frame not in self._chain or self.last_frame_index not in self._chain:
+            return None
+        return self._chain[self.last_frame_index] @ np.linalg.inv(self._chain[from_frame])

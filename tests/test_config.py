@@ -1,0 +1,58 @@
+import pytest
+
+from device import config
+from device.config_schema import SCHEMA
+from device.errors import ConfigError
+
+
+def test_defaults_cover_every_section_and_key():
+    cfg = config.defaults()
+    for section in SCHEMA:
+        values = cfg.sections[section.name].as_dict()
+        assert set(values) == {k.name for k in section.keys}
+
+
+def test_every_key_is_described_and_its_default_validates():
+    for section in SCHEMA:
+        assert section.description
+        for key in section.keys:
+            assert len(key.description) > 10, f"[{section.name}] {key.name} lacks a description"
+            config.build({section.name: {key.name: key.default}}, SCHEMA)
+
+
+def test_values_from_file_override_defaults(tmp_path):
+    path = tmp_path / "edgelens.toml"
+    path.write_text('[runtime]\nbackend = "tflite"\nnum_threads = 1\n')
+    cfg = config.load(path)
+    assert (cfg.runtime.backend, cfg.runtime.num_threads) == ("tflite", 1)
+    assert cfg.logging.level == "INFO"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[runtime]\nthreads = 2\n", "unknown key [runtime] threads"),
+    ("[runtme]\n", "unknown section [runtme]"),
+    ('[runtime]\nnum_threads = "two"\n', "[runtime] num_threads: expected an integer, got 'two'"),
+    ("[runtime]\nnum_threads = 0\n", "[runtime] num_threads: expected a value >= 1, got 0"),
+    ('[runtime]\nbackend = "gpu"\n', "[runtime] backend: expected one of 'auto', 'litert', "
+                                     "'tflite', got 'gpu'"),
+    ("[runtime]\nnum_threads = true\n", "expected an integer, got True"),
+    ("[runtime\n", "not valid TOML"),
+])
+def test_bad_config_names_key_expected_and_given(text, message, tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        config.load(path)
+    assert message in str(info.value)
+    assert str(path) in str(info.value)
+
+
+def test_missing_file_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        config.load(tmp_path / "nope.toml")
+
+
+def test_show_output_round_trips():
+    cfg = config.defaults()
+    again = config.parse_text(config.to_toml(cfg))
+    assert again.as_dict() == cfg.as_dict()

@@ -1,0 +1,74 @@
+"""Build the live pipeline's parts from the config: models from the store, source, display."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from device.capture import Capture
+from device.errors import EdgelensError
+from device.metrics import Metrics
+from device.model_store import ModelStore
+from device.pipeline import FramePathSettings, Pipeline
+from device.recognition import Budgets, RecognitionWorker
+from device.recognizer import Recognizer
+from device.sources import FrameSource, parse_source
+from device.tracker import MotionTracker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Stages:
+    detector: Any
+    recognizer: Recognizer
+    translator: Any | None
+    crop_line: Any
+    versions: dict[str, str]
+
+
+def load_translator(cfg, store: ModelStore, backend: str) -> tuple[Any | None, str | None]:
+    """The translator when its model is in the store; None (recognized text is shown) else."""
+    try:
+        from device.translate.translator import Translator
+        translator = Translator.from_config(cfg, store=store, backend=backend)
+    except (ImportError, AttributeError, EdgelensError) as exc:
+        log.warning("translation unavailable; showing recognized text", extra={"error": str(exc)})
+        return None, None
+    return translator, getattr(translator, "version", None)
+
+
+def load_stages(cfg, backend: str | None = None, translate: bool = True) -> Stages:
+    from device.detector import Detector, crop_line
+    backend = backend or cfg.runtime.backend
+    store = ModelStore(cfg.models.store or None)
+    det_version = store.get(cfg.detector.model, cfg.detector.version or None)
+    detector = Detector.from_config(det_version.artifact, cfg, backend=backend)
+    rec_version = store.get(cfg.models.recognizer, cfg.models.recognizer_version or None)
+    recognizer = Recognizer(rec_version.artifact, backend=backend,
+                            num_threads=cfg.runtime.num_threads)
+    versions = {"detector": det_version.version, "recognizer": rec_version.version}
+    translator = None
+    if translate:
+        translator, tr_version = load_translator(cfg, store, backend)
+        if tr_version:
+            versions["translator"] = tr_version
+    return Stages(detector, recognizer, translator, crop_line, versions)
+
+
+def build_pipeline(cfg, stages: Stages, source: FrameSource | None = None, show=None,
+                   metrics: Metrics | None = None) -> Pipeline:
+    metrics = metrics or Metrics()
+    source = source or parse_source(cfg.source.uri, fps=cfg.source.fps,
+                                    realtime=cfg.source.realtime)
+    capture = Capture(source, metrics, max_backoff_s=cfg.source.max_backoff_s)
+    p = cfg.pipeline
+    budgets = Budgets(recognition_ms=p.recognition_budget_ms, translate_ms=p.translate_budget_ms,
+                      max_regions=p.max_regions, min_confidence=p.min_confidence)
+    worker = RecognitionWorker(stages.detector, stages.recognizer, stages.crop_line, metrics,
+                               budgets, translator=stages.translator)
+    settings = FramePathSettings(frame_budget_ms=p.frame_budget_ms, region_ttl_s=p.region_ttl_s,
+                                 match_iou=p.match_iou, hud=p.hud)
+    return Pipeline(capture, worker, metrics, settings,
+                    tracker=MotionTracker(scale=p.tracker_scale), show=show)

@@ -1,0 +1,1 @@
+"""Benchmarks behind `edgelens bench`: each module has run(config, json_out, quick) -> dict."""

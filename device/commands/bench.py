@@ -1,0 +1,44 @@
+"""`edgelens bench TARGET [--json]`: the benchmarks (speed and accuracy goals live here)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+TARGETS = {
+    "recognizer": "device.benchmarks.recognizer",
+    "detector": "device.benchmarks.detector",
+    "translator": "device.benchmarks.translator",
+    "pipeline": "device.benchmarks.pipeline",
+}
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "bench", help="run a benchmark (recognizer, detector, translator, pipeline, telemetry)",
+        description="Measure accuracy and latency. 'telemetry' runs in the edgelens-sync "
+                    "process (the device never imports the sync agent).")
+    parser.add_argument("target", choices=sorted(TARGETS) + ["telemetry"])
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--quick", action="store_true",
+                        help="smaller sample sizes (a smoke run, not for reporting)")
+    parser.set_defaults(func=run)
+
+
+def run(args, cfg) -> int:
+    if args.target == "telemetry":
+        sync = shutil.which("edgelens-sync") or os.path.join(os.path.dirname(sys.executable),
+                                                              "edgelens-sync")
+        command = [sync, "bench"] + (["--json"] if args.json else [])
+        if args.quick:
+            command.append("--quick")
+        return subprocess.call(command)
+    module = importlib.import_module(TARGETS[args.target])
+    results = module.run(cfg, json_out=args.json, **({"quick": True} if args.quick else {}))
+    if args.json:
+        print(json.dumps(results, indent=2, ensure_ascii=False))
+    return 0

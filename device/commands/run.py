@@ -1,0 +1,91 @@
+"""`edgelens run --config FILE`: the headless service the glasses run.
+
+SIGTERM/SIGINT stop cleanly; SIGHUP reloads the config (a config or model that fails to
+load is reported and the running pipeline keeps serving)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+from device import config as config_module, logs
+from device.assembly import build_pipeline, load_stages
+from device.display import Display
+from device.errors import EdgelensError
+from device.metrics import Metrics
+from device.report import format_summary
+
+log = logging.getLogger("device.service")
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "run", help="the headless service (systemd runs this on the glasses)",
+        description="Run the pipeline headless until SIGTERM. Logs go as JSON lines to "
+                    "[logging] file and as text to the console. SIGHUP reloads the config.")
+    parser.set_defaults(func=run)
+
+
+class Service:
+    def __init__(self, cfg, config_path: str | None):
+        self.cfg, self.config_path = cfg, config_path
+        self.stopping = threading.Event()
+        self.reload_requested = threading.Event()
+        self.pipeline = None
+
+    def _on_stop(self, signum, _frame) -> None:
+        log.info("stop requested", extra={"signal": signal.Signals(signum).name})
+        self.stopping.set()
+        if self.pipeline is not None:
+            self.pipeline.stop_event.set()
+
+    def _on_hup(self, signum, _frame) -> None:
+        self.reload_requested.set()
+        if self.pipeline is not None:
+            self.pipeline.stop_event.set()
+
+    def _reload(self):
+        """New config and stages, or None (keep the running ones) when they fail to load."""
+        try:
+            cfg = config_module.load(self.config_path)
+            stages = load_stages(cfg)
+        except EdgelensError as exc:
+            log.error("reload failed; keeping the running config and models",
+                      extra={"error": str(exc)})
+            return None
+        logs.setup(cfg.logging.level, cfg.logging.file, cfg.logging.max_bytes,
+                   cfg.logging.backups)
+        log.info("config reloaded", extra={"config": self.config_path})
+        return cfg, stages
+
+    def serve(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        signal.signal(signal.SIGHUP, self._on_hup)
+        stages = load_stages(self.cfg)
+        log.info("service started", extra={"models": stages.versions,
+                                           "source": self.cfg.source.uri,
+                                           "backend": stages.recognizer.backend})
+        while not self.stopping.is_set():
+            metrics = Metrics()
+            display = Display(metrics, record=self.cfg.display.record, fps=self.cfg.source.fps)
+            self.pipeline = build_pipeline(self.cfg, stages, show=display, metrics=metrics)
+            summary = self.pipeline.run()
+            display.close()
+            log.info("pipeline stopped", extra={"summary": summary})
+            if self.reload_requested.is_set():
+                self.reload_requested.clear()
+                loaded = self._reload()
+                if loaded is not None:
+                    self.cfg, stages = loaded
+                continue
+            if not self.stopping.is_set():  # the source ended: a finite file or folder
+                print(format_summary(summary))
+                break
+        log.info("service stopped")
+        return 0
+
+
+def run(args, cfg) -> int:
+    return Service(cfg, getattr(args, "config", None)).serve()

@@ -1,0 +1,116 @@
+"""Where shown frames go: a window (the simulator), an .mp4 recorder, snapshots."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from device.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+def has_display() -> bool:
+    """True when a window can be opened (an X/Wayland display is set and OpenCV has a GUI)."""
+    import os
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return False
+    try:
+        cv2.namedWindow("edgelens-probe", cv2.WINDOW_NORMAL)
+        cv2.destroyWindow("edgelens-probe")
+        return True
+    except cv2.error:
+        return False
+
+
+class VideoRecorder:
+    """Encodes frames on its own thread; a full queue drops the frame (counted), never blocks."""
+
+    def __init__(self, path: str | Path, fps: float, metrics: Metrics, queue_size: int = 16):
+        self.path, self.fps, self.metrics = str(path), fps, metrics
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self._writer = None
+        self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
+        self._thread.start()
+
+    def write(self, image: np.ndarray) -> None:
+        try:
+            self._queue.put_nowait(image)
+        except queue.Full:
+            self.metrics.count("record_dropped")
+
+    def _run(self) -> None:
+        while True:
+            image = self._queue.get()
+            if image is None:
+                break
+            if self._writer is None:
+                h, w = image.shape[:2]
+                self._writer = cv2.VideoWriter(self.path, cv2.VideoWriter_fourcc(*"mp4v"),
+                                               self.fps, (w, h))
+                if not self._writer.isOpened():
+                    log.error("cannot write video", extra={"path": self.path})
+                    self._writer = None
+                    break
+            self._writer.write(image)
+            self.metrics.count("frames_recorded")
+        if self._writer is not None:
+            self._writer.release()
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+
+
+class Display:
+    """Hands each shown frame to a window and/or a recorder; handles the simulator's keys:
+    q/Esc quit, space pause, h HUD on/off, s snapshot."""
+
+    WINDOW = "edgelens"
+
+    def __init__(self, metrics: Metrics, window: bool = False, record: str = "",
+                 fps: float = 30.0, snapshot_dir: str = "snapshots"):
+        self.window = window
+        self.recorder = VideoRecorder(record, fps, metrics) if record else None
+        self.snapshot_dir = Path(snapshot_dir)
+        self.snapshots: list[Path] = []
+        self.pipeline = None  # set by the caller for pause/HUD keys
+
+    def snapshot(self, image: np.ndarray, name: str | None = None) -> Path:
+        self.snapshot_dir.mkdir(parents=True, exist_ok=True)
+        path = self.snapshot_dir / (name or f"snapshot_{len(self.snapshots):03d}.png")
+        cv2.imwrite(str(path), image)
+        self.snapshots.append(path)
+        return path
+
+    def __call__(self, image: np.ndarray, frame) -> bool:
+        if self.recorder is not None:
+            self.recorder.write(image)
+        if not self.window:
+            return True
+        cv2.imshow(self.WINDOW, image)
+        key = cv2.waitKey(1) & 0xFF
+        if key in (ord("q"), 27):
+            return False
+        if key == ord("s"):
+            log.info("snapshot", extra={"path": str(self.snapshot(image))})
+        if key == ord("h") and self.pipeline is not None:
+            self.pipeline.settings.hud = not self.pipeline.settings.hud
+        if key == ord(" "):
+            while True:  # paused: the capture thread keeps only the newest frame meanwhile
+                key = cv2.waitKey(50) & 0xFF
+                if key in (ord(" "), ord("q"), 27):
+                    return key == ord(" ")
+        return True
+
+    def close(self) -> None:
+        if self.recorder is not None:
+            self.recorder.close()
+        if self.window:
+            cv2.destroyAllWindows()

@@ -1,0 +1,308 @@
+"""Store-and-forward: unsent telemetry records → compressed batches → QoS 1 → marked sent on
+PUBACK.
+
+The telemetry store is the queue. A record is marked sent only after the broker acknowledged
+the batch that carried it, so a crash at any point (even kill -9 between PUBACK and the mark)
+re-sends rather than loses; the fleet drops duplicates by (device, seq). With
+`require_subscriber` a PUBACK saying "no matching subscribers" counts as not delivered.
+
+Batches go out highest priority first (audit, then error logs, ..., metrics last), at most
+`max_inflight` unacknowledged at once and at most `max_bytes_per_s` compressed bytes per second.
+A retained status message carries the backlog gauge.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from cloud_sync import batch as batch_codec
+from cloud_sync import topics
+from cloud_sync.errors import LinkError, PayloadError
+from cloud_sync.mqtt_client import (NO_MATCHING_SUBSCRIBERS, Availability, LinkSettings,
+                                    MqttLink)
+from device.config import Config
+from device.errors import StoreCorruptError, TelemetryError
+from device.telemetry.store import TelemetryStore
+
+log = logging.getLogger(__name__)
+
+_REOPEN_CHECK_S = 5.0
+_NOISY_LOG_EVERY_S = 30.0
+
+
+def device_id(cfg: Config) -> str:
+    return topics.check_device_id(cfg.telemetry.device_id or socket.gethostname())
+
+
+@dataclass
+class _Inflight:
+    seqs: list[int]
+    sent_at: float
+    size: int
+
+
+@dataclass
+class SyncStats:
+    published_batches: int = 0
+    acked_batches: int = 0
+    acked_records: int = 0
+    sent_bytes: int = 0
+    refused_batches: int = 0
+    timed_out_batches: int = 0
+    inbound_dropped: int = 0
+    inbound_handled: int = 0
+
+
+class TokenBucket:
+    """Bytes per second with one second of burst; rate 0 means no cap."""
+
+    def __init__(self, rate: int):
+        self.rate = rate
+        self._tokens = float(rate)
+        self._at = time.monotonic()
+
+    def wait(self, size: int, stop: threading.Event) -> bool:
+        """Block until `size` bytes may go (False when stopped first)."""
+        if self.rate <= 0:
+            return True
+        while not stop.is_set():
+            now = time.monotonic()
+            self._tokens = min(float(max(self.rate, size)),
+                               self._tokens + (now - self._at) * self.rate)
+            self._at = now
+            if self._tokens >= size:
+                self._tokens -= size
+                return True
+            stop.wait((size - self._tokens) / self.rate)
+        return False
+
+
+class SyncAgent:
+    """Run with `agent.run(stop_event)`; `SyncAgent.from_config(cfg)` builds the pieces."""
+
+    def __init__(self, cfg: Config, store: TelemetryStore | None,
+                 link_settings: LinkSettings | None = None):
+        self.cfg = cfg
+        self.sync = cfg.sync
+        self.device = device_id(cfg)
+        self.prefix = cfg.mqtt.topic_prefix
+        self.store = store
+        self.stats = SyncStats()
+        self.commands: dict[str, Callable[[dict[str, Any]], None]] = {
+            "ping": lambda body: self._publish_status()}
+        self._inflight: dict[int, _Inflight] = {}
+        self._acks: list[tuple[int, int]] = []
+        self._acks_lock = threading.Lock()
+        self._ack_event = threading.Event()
+        self._status_due = threading.Event()
+        self._paused_until = 0.0
+        self._bucket = TokenBucket(self.sync.max_bytes_per_s)
+        self._noisy_at: dict[str, float] = {}
+        settings = link_settings or LinkSettings.from_config(cfg.mqtt,
+                                                             f"edgelens-sync-{self.device}")
+        self.link = MqttLink(
+            settings,
+            availability=Availability(topics.device_topic(self.prefix, self.device,
+                                                          topics.AVAILABILITY)),
+            on_message=self._handle_inbound, on_ack=self._handle_ack)
+        self.link.subscribe(f"{self.prefix}/{self.device}/{topics.COMMAND}/+")
+        self._telemetry_topic = topics.device_topic(self.prefix, self.device, topics.TELEMETRY)
+        self._status_topic = topics.device_topic(self.prefix, self.device, topics.STATUS)
+
+    # --- the loop -------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Sync until `stop` is set; then say offline and disconnect."""
+        self.link.start()
+        next_status = 0.0
+        busy = False
+        next_reopen_check = time.monotonic() + _REOPEN_CHECK_S
+        try:
+            while not stop.is_set():
+                now = time.monotonic()
+                if self.store is None or now >= next_reopen_check:
+                    self._ensure_store()
+                    next_reopen_check = now + _REOPEN_CHECK_S
+                    if self.store is None:
+                        stop.wait(_REOPEN_CHECK_S)
+                        continue
+                self._collect_acks()
+                self._expire_inflight(now)
+                if not self.link.connected:
+                    self.link.wait_connected(0.2)
+                    continue
+                if now >= next_status or self._status_due.is_set():
+                    self._status_due.clear()
+                    self._publish_status()
+                    next_status = now + self.sync.status_interval_s
+                if self._send_one(stop):
+                    busy = True
+                    continue
+                if busy and not self._inflight:
+                    busy = False            # drained: publish the backlog gauge at once
+                    self._status_due.set()
+                    continue
+                self._ack_event.wait(self.sync.idle_poll_s)
+                self._ack_event.clear()
+        finally:
+            self._collect_acks()
+            self.link.stop()
+            if self.store is not None:
+                self.store.close()
+
+    def _send_one(self, stop: threading.Event) -> bool:
+        """Publish one batch; False when there was nothing (allowed) to send."""
+        if len(self._inflight) >= self.sync.max_inflight or time.monotonic() < self._paused_until:
+            return False
+        skip = [s for entry in self._inflight.values() for s in entry.seqs]
+        try:
+            records = self.store.unsent(self.sync.batch_records, self.sync.batch_bytes, skip)
+        except TelemetryError as exc:
+            self._noisy("read", "cannot read telemetry store: %s", exc)
+            return False
+        except Exception as exc:  # sqlite3 errors while the pipeline swaps the file
+            self._noisy("read", "cannot read telemetry store: %r", exc)
+            return False
+        if not records:
+            return False
+        payload = batch_codec.encode(self.device, self.store.clock.boot_id,
+                                     self.store.clock.now(), records,
+                                     self.sync.compress_level)
+        if not self._bucket.wait(len(payload), stop):
+            return False
+        try:
+            mid = self.link.publish(self._telemetry_topic, payload, qos=1,
+                                    content_type=batch_codec.CONTENT_TYPE)
+        except LinkError as exc:
+            self._noisy("publish", "%s", exc)
+            return False
+        self._inflight[mid] = _Inflight([r.seq for r in records], time.monotonic(),
+                                        len(payload))
+        self.stats.published_batches += 1
+        return True
+
+    # --- acknowledgements -----------------------------------------------------------------------
+
+    def _handle_ack(self, mid: int, reason: int) -> None:
+        """paho's network thread: only note it; the loop marks records sent."""
+        with self._acks_lock:
+            self._acks.append((mid, reason))
+        self._ack_event.set()
+
+    def _collect_acks(self) -> None:
+        with self._acks_lock:
+            acks, self._acks = self._acks, []
+        for mid, reason in acks:
+            entry = self._inflight.pop(mid, None)
+            if entry is None:
+                continue  # status/availability messages, or a batch already given up on
+            refused = reason >= 0x80 or (reason == NO_MATCHING_SUBSCRIBERS
+                                         and self.sync.require_subscriber)
+            if refused:
+                self.stats.refused_batches += 1
+                self._paused_until = time.monotonic() + self.sync.retry_delay_s
+                self._noisy("refused", "broker did not take a batch (reason 0x%02x%s); "
+                            "resending in %.1f s", reason,
+                            ", no fleet ingest subscribed" if reason == NO_MATCHING_SUBSCRIBERS
+                            else "", self.sync.retry_delay_s)
+                continue
+            try:
+                self.store.mark_sent(entry.seqs)
+            except TelemetryError as exc:
+                log.error("%s; those records will be sent again", exc)
+                continue
+            self.stats.acked_batches += 1
+            self.stats.acked_records += len(entry.seqs)
+            self.stats.sent_bytes += entry.size
+
+    def _expire_inflight(self, now: float) -> None:
+        timeout = self.sync.ack_timeout_s
+        for mid in [m for m, e in self._inflight.items() if now - e.sent_at > timeout]:
+            del self._inflight[mid]
+            self.stats.timed_out_batches += 1
+            self._noisy("timeout", "batch %d not acknowledged in %.1f s; will resend", mid,
+                        timeout)
+
+    # --- status (the backlog gauge) -------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        backlog = self.store.backlog() if self.store is not None else {}
+        wall, mono = time.time_ns(), time.monotonic_ns()
+        return {"device": self.device, "wall_ns": wall, "mono_ns": mono,
+                "boot_id": self.store.clock.boot_id if self.store else "",
+                "backlog": backlog, "backlog_total": sum(backlog.values()),
+                "oldest_unsent_wall_ns": (self.store.oldest_unsent_wall_ns()
+                                          if self.store else None),
+                "counters": self.store.counters() if self.store else {},
+                "connected": self.link.connected, "inflight": len(self._inflight),
+                "sync": self.stats.__dict__.copy()}
+
+    def _publish_status(self) -> None:
+        try:
+            body = json.dumps(self.status()).encode()
+            self.link.publish(self._status_topic, body, qos=1, retain=True)
+        except (LinkError, TelemetryError) as exc:
+            self._noisy("status", "status not published: %s", exc)
+        except Exception as exc:  # sqlite3 while the file is being swapped
+            self._noisy("status", "status not published: %r", exc)
+
+    # --- inbound commands -----------------------------------------------------------------------
+
+    def _handle_inbound(self, topic: str, payload: bytes, properties: Any) -> None:
+        """paho's network thread. Bad input is logged and dropped; nothing here raises."""
+        try:
+            if len(payload) > self.sync.max_inbound_bytes:
+                raise PayloadError(f"{len(payload)} bytes on {topic} is over "
+                                   f"[sync] max_inbound_bytes = {self.sync.max_inbound_bytes}")
+            device, channel, name = topics.parse(self.prefix, topic)
+            if device != self.device or channel != topics.COMMAND or name not in self.commands:
+                raise PayloadError(f"unknown command topic {topic!r}")
+            try:
+                body = json.loads(payload or b"{}")
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise PayloadError(f"command {name} is not JSON: {exc}") from exc
+            if not isinstance(body, dict):
+                raise PayloadError(f"command {name} must be a JSON object, got "
+                                   f"{type(body).__name__}")
+        except PayloadError as exc:
+            self.stats.inbound_dropped += 1
+            log.warning("inbound message dropped: %s", exc)
+            return
+        self.stats.inbound_handled += 1
+        if name == "ping":
+            self._status_due.set()   # published by the loop, not the network thread
+            self._ack_event.set()
+        else:
+            self.commands[name](body)
+
+    # --- helpers --------------------------------------------------------------------------------
+
+    def _ensure_store(self) -> None:
+        if self.store is not None and not self.store.replaced():
+            return
+        if self.store is not None:
+            log.warning("telemetry store %s was replaced; reopening", self.store.path)
+            self.store.close()
+            self.store = None
+            self._inflight.clear()
+        try:
+            self.store = TelemetryStore.open(self.cfg.telemetry.db_path, self.cfg.telemetry,
+                                             quarantine=False)
+        except StoreCorruptError as exc:
+            self._noisy("corrupt", "telemetry store unusable (the pipeline quarantines it): "
+                        "%s", exc)
+        except (TelemetryError, OSError) as exc:
+            self._noisy("open", "cannot open telemetry store: %s", exc)
+
+    def _noisy(self, key: str, message: str, *args: Any) -> None:
+        """Log a repeating warning at most every 30 s."""
+        now = time.monotonic()
+        if now - self._noisy_at.get(key, -1e9) >= _NOISY_LOG_EVERY_S:
+            self._noisy_at[key] = now
+            log.warning(message, *args)

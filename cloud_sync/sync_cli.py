@@ -1,0 +1,85 @@
+"""edgelens-sync: the store-and-forward sync agent beside the pipeline.
+
+    edgelens-sync run --config edgelens.toml      sync until SIGTERM/SIGINT
+    edgelens-sync status --config edgelens.toml   backlog and counters of the local store
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from cloud_sync.cli_common import load_config, setup_logging, stop_on_signals
+from cloud_sync.errors import SyncError
+from cloud_sync.sync_agent import SyncAgent
+from device.errors import EdgelensError
+from device.telemetry.store import TelemetryStore
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgelens-sync",
+        description="Send the device's telemetry store to the fleet over MQTT "
+                    "(store-and-forward, QoS 1, marked sent only after PUBACK).")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = sub.add_parser("run", help="run the sync agent until SIGTERM/SIGINT",
+                         description="Run the sync agent: publish unsent records in "
+                                     "priority order, keep the availability and status "
+                                     "topics current, reconnect with backoff.")
+    run.add_argument("--config", help="edgelens TOML config ([telemetry], [mqtt], [sync])")
+    run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    run.set_defaults(func=cmd_run)
+    status = sub.add_parser("status", help="show the local backlog and counters",
+                            description="Backlog per kind, oldest unsent record, store size "
+                                        "and counters (overflow, evictions) of the local "
+                                        "telemetry store.")
+    status.add_argument("--config", help="edgelens TOML config")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    status.set_defaults(func=cmd_status)
+    return parser
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    setup_logging(cfg, args.verbose)
+    stop = stop_on_signals()
+    agent = SyncAgent(cfg, store=None)
+    agent.run(stop)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    store = TelemetryStore.open(cfg.telemetry.db_path, cfg.telemetry, quarantine=False)
+    try:
+        backlog = store.backlog()
+        oldest = store.oldest_unsent_wall_ns()
+        info = {"db_path": str(store.path), "last_seq": store.last_seq(),
+                "used_bytes": store.used_bytes(), "max_bytes": store.max_bytes,
+                "backlog": backlog, "backlog_total": sum(backlog.values()),
+                "oldest_unsent_age_s": None if oldest is None
+                else round((time.time_ns() - oldest) / 1e9, 1),
+                "counters": store.counters()}
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        for key, value in info.items():
+            print(f"{key:20} {value}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (EdgelensError, SyncError) as exc:
+        print(f"edgelens-sync: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

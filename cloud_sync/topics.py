@@ -1,0 +1,61 @@
+"""The MQTT topic map (also in cloud_sync/README.md). `P` is [mqtt] topic_prefix ("edgelens").
+
+| topic                      | direction      | QoS | retained | payload                              |
+|----------------------------|----------------|-----|----------|--------------------------------------|
+| P/<device>/availability    | device → fleet | 1   | yes      | `online` / `offline` (last will)     |
+| P/<device>/telemetry       | device → fleet | 1   | no       | zlib(JSON batch), see cloud_sync.batch |
+| P/<device>/status          | device → fleet | 1   | yes      | JSON: backlog gauge, sent totals     |
+| P/<device>/cmd/<name>      | fleet → device | 1   | no       | JSON object; known names: COMMANDS   |
+
+Fleet ingest workers subscribe to `$share/<group>/P/+/telemetry` (an MQTT 5 shared subscription:
+each batch goes to one worker of the group) and, unshared, to `P/+/availability` and
+`P/+/status` (retained messages are not delivered on shared subscriptions).
+"""
+
+from __future__ import annotations
+
+import re
+
+from cloud_sync.errors import PayloadError
+
+AVAILABILITY = "availability"
+TELEMETRY = "telemetry"
+STATUS = "status"
+COMMAND = "cmd"
+ONLINE, OFFLINE = b"online", b"offline"
+COMMANDS = ("ping",)   # commands the sync agent understands; others are logged and dropped
+
+_DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def check_device_id(device: str) -> str:
+    if not _DEVICE_ID.match(device):
+        raise PayloadError(f"device id {device!r} is not usable in a topic: use 1-64 letters, "
+                           "digits, '_', '.', '-', starting with a letter or digit")
+    return device
+
+
+def device_topic(prefix: str, device: str, channel: str) -> str:
+    return f"{prefix}/{check_device_id(device)}/{channel}"
+
+
+def command_topic(prefix: str, device: str, name: str) -> str:
+    return f"{prefix}/{check_device_id(device)}/{COMMAND}/{name}"
+
+
+def shared(group: str, topic_filter: str) -> str:
+    return f"$share/{group}/{topic_filter}"
+
+
+def parse(prefix: str, topic: str) -> tuple[str, str, str | None]:
+    """Split P/<device>/<channel>[/<name>] into (device, channel, name); PayloadError when the
+    topic is not in the map."""
+    parts = topic.split("/")
+    if len(parts) < 3 or parts[0] != prefix or not _DEVICE_ID.match(parts[1]):
+        raise PayloadError(f"unknown topic {topic!r}")
+    device, channel = parts[1], parts[2]
+    if channel == COMMAND and len(parts) == 4 and parts[3]:
+        return device, channel, parts[3]
+    if channel in (AVAILABILITY, TELEMETRY, STATUS) and len(parts) == 3:
+        return device, channel, None
+    raise PayloadError(f"unknown topic {topic!r}")

@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 TARGETS = {
-    "recognizer": "device.benchmarks.recognizer",
+    "recognizer": "calibration.bench_recognizer",
     "detector": "device.benchmarks.detector",
     "translator": "device.benchmarks.translator",
     "pipeline": "device.benchmarks.pipeline",

@@ -1,0 +1,112 @@
+"""`edgelens bench recognizer`: the int8 recognizer against its fp32 reference on both
+backends, and against Tesseract 5 called in-process on the same crops.
+
+Data: the held-out set rendered in font families never used in training (fixed seed), and its
+scene-like subset (light-on-dark plates, strong blur and perspective).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from calibration.metrics import latency_summary, text_scores
+from calibration.recognizer_data import heldout_set
+from device.model_store import ModelStore
+from device.recognizer import Recognizer
+from device.runtime import available_backends
+
+TESSDATA_DIRS = ("/usr/share/tesseract-ocr/5/tessdata", "/usr/share/tesseract-ocr/4.00/tessdata")
+
+
+def _run_recognizer(recognizer: Recognizer, crops) -> tuple[list[str], list[float]]:
+    texts, times = [], []
+    recognizer.read(crops[0])  # warm-up: builds the interpreter for this width
+    for crop in crops:
+        t0 = time.perf_counter()
+        texts.append(recognizer.read(crop).text)
+        times.append((time.perf_counter() - t0) * 1000)
+    return texts, times
+
+
+class Tesseract:
+    """Tesseract 5 through tesserocr: one API object, one call per crop (PSM 7: one line)."""
+
+    def __init__(self, lang: str = "deu+eng+fra"):
+        import tesserocr
+        path = next((d for d in TESSDATA_DIRS if Path(d, "deu.traineddata").is_file()), None)
+        if path is None:
+            raise RuntimeError("Tesseract language data not found (apt install "
+                               "tesseract-ocr-deu tesseract-ocr-eng tesseract-ocr-fra)")
+        self.version = tesserocr.tesseract_version().split()[1]
+        self._api = tesserocr.PyTessBaseAPI(path=path + "/", lang=lang,
+                                            psm=tesserocr.PSM.SINGLE_LINE)
+        self._Image = __import__("PIL.Image", fromlist=["Image"])
+
+    def read(self, crop) -> str:
+        rgb = crop[:, :, ::-1] if crop.ndim == 3 else crop
+        self._api.SetImage(self._Image.fromarray(rgb.copy()))
+        return self._api.GetUTF8Text().strip()
+
+
+def _run_tesseract(crops) -> tuple[list[str], list[float]] | None:
+    try:
+        tesseract = Tesseract()
+    except (ImportError, RuntimeError):
+        return None
+    texts, times = [], []
+    for crop in crops:
+        t0 = time.perf_counter()
+        texts.append(tesseract.read(crop))
+        times.append((time.perf_counter() - t0) * 1000)
+    return texts, times
+
+
+def run(cfg, json_out: bool = False, quick: bool = False) -> dict:
+    store = ModelStore(cfg.models.store or None)
+    version = store.get(cfg.models.recognizer, cfg.models.recognizer_version or None)
+    n_test, n_scene = (200, 100) if quick else (1000, 300)
+    sets = {"unseen_fonts": heldout_set(n_test), "scene_like": heldout_set(n_scene, scene=True)}
+    artifacts = {"int8": version.artifact}
+    fp32 = [e["file"] for e in version.manifest.get("extra_files", []) if "fp32" in e["file"]]
+    if fp32:
+        artifacts["fp32"] = version.file(fp32[0])
+    rows = []
+    for backend in available_backends():
+        for precision, path in artifacts.items():
+            recognizer = Recognizer(path, backend=backend, num_threads=1)
+            row = {"engine": f"edgelens {precision}", "backend": backend,
+                   "size_bytes": Path(path).stat().st_size}
+            for name, (crops, truths) in sets.items():
+                texts, times = _run_recognizer(recognizer, crops)
+                row[name] = {**text_scores(texts, truths), "latency_ms": latency_summary(times)}
+            rows.append(row)
+    tesseract_rows = {}
+    for name, (crops, truths) in sets.items():
+        result = _run_tesseract(crops)
+        if result is not None:
+            texts, times = result
+            tesseract_rows[name] = {**text_scores(texts, truths),
+                                    "latency_ms": latency_summary(times)}
+    if tesseract_rows:
+        rows.append({"engine": "tesseract 5 (deu+eng+fra, psm 7)", "backend": "tesserocr",
+                     "size_bytes": None, **tesseract_rows})
+    results = {"model": f"{version.name} {version.version}", "threads": 1,
+               "sets": {k: len(v[1]) for k, v in sets.items()}, "rows": rows}
+    if not json_out:
+        print(format_table(results))
+    return results
+
+
+def format_table(results: dict) -> str:
+    lines = [f"recognizer {results['model']}, 1 thread; held-out sets: "
+             + ", ".join(f"{k} {v} lines" for k, v in results["sets"].items()), "",
+             f"{'engine':34s} {'backend':9s} {'CER %':>6s} {'exact %':>7s} {'p50 ms':>7s} "
+             f"{'p95 ms':>7s} | {'scene CER %':>11s} {'exact %':>7s} {'p50 ms':>7s}"]
+    for row in results["rows"]:
+        u, s = row["unseen_fonts"], row["scene_like"]
+        lines.append(f"{row['engine']:34s} {row['backend']:9s} {u['cer_pct']:6.2f} "
+                     f"{u['exact_pct']:7.2f} {u['latency_ms']['p50']:7.2f} "
+                     f"{u['latency_ms']['p95']:7.2f} | {s['cer_pct']:11.2f} "
+                     f"{s['exact_pct']:7.2f} {s['latency_ms']['p50']:7.2f}")
+    return "\n".join(lines)

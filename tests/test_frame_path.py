@@ -1,0 +1,152 @@
+"""The pieces of the frame path that need no model: slot, capture, tracker, overlay, metrics."""
+
+import threading
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from device.capture import Capture, LatestSlot
+from device.errors import SourceError
+from device.metrics import Metrics
+from device.overlay import OverlayItem, OverlayRenderer, sample_colours
+from device.pipeline import polygon_iou
+from device.sources import ImageFolderSource, VideoSource, parse_source
+from device.tracker import MotionTracker, transform
+
+
+def test_latest_slot_keeps_newest_and_counts_replaced():
+    slot = LatestSlot()
+    assert slot.put(1) is False
+    assert slot.put(2) is True
+    assert slot.put(3) is True
+    assert slot.take(timeout=0) == 3
+    assert slot.dropped == 2
+    assert slot.take(timeout=0.01) is None
+
+
+def test_metrics_percentiles_and_counters():
+    metrics = Metrics()
+    for ms in range(1, 101):
+        metrics.observe("stage", float(ms))
+    metrics.count("drops", 3)
+    snap = metrics.snapshot()
+    assert snap["counters"] == {"drops": 3}
+    assert snap["latency_ms"]["stage"]["count"] == 100
+    assert snap["latency_ms"]["stage"]["p50"] == pytest.approx(50.5)
+    assert snap["latency_ms"]["stage"]["max"] == 100.0
+
+
+def _textured(h=360, w=640, seed=0):
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 255, (h // 8, w // 8, 3), dtype=np.uint8)
+    return cv2.GaussianBlur(cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC), (3, 3), 0)
+
+
+def test_tracker_recovers_camera_motion_and_chains_it():
+    base = _textured(540, 960)
+    tracker = MotionTracker(scale=0.5)
+    shifts = [(0, 0), (6, -3), (12, -5), (20, -2)]
+    for i, (dx, dy) in enumerate(shifts):
+        frame = base[100 + dy:460 + dy, 100 + dx:740 + dx].copy()
+        tracker.update(i, frame)
+    # content at frame 0's (300, 200) is at (300 - 20, 200 + 2) in frame 3
+    mapped = transform(np.float32([[300, 200]]), tracker.forward(0))
+    assert np.allclose(mapped, [[280, 202]], atol=1.0)
+
+
+def test_sample_colours_finds_plate_and_text():
+    frame = np.full((120, 300, 3), 40, np.uint8)
+    cv2.rectangle(frame, (20, 20), (280, 100), (20, 140, 20), -1)  # green plate
+    cv2.putText(frame, "AUSGANG", (40, 80), cv2.FONT_HERSHEY_SIMPLEX, 1.4, (255, 255, 255), 3)
+    fg, bg = sample_colours(frame, np.float32([[35, 35], [265, 35], [265, 90], [35, 90]]))
+    assert bg == (20, 140, 20)
+    assert min(fg) > 200
+
+
+def test_overlay_covers_region_with_background_and_draws_text():
+    frame = np.full((120, 300, 3), 40, np.uint8)
+    polygon = np.float32([[30, 30], [270, 40], [270, 95], [30, 90]])
+    out = OverlayRenderer().render(frame, [OverlayItem(polygon, "EXIT", (255, 255, 255),
+                                                       (20, 140, 20))])
+    mask = np.zeros(frame.shape[:2], np.uint8)
+    cv2.fillConvexPoly(mask, polygon.astype(np.int32), 255)
+    inside = out[mask > 0]
+    assert (inside == (20, 140, 20)).all(axis=1).mean() > 0.5  # plate colour
+    assert (inside.min(axis=1) > 200).mean() > 0.05            # white text strokes
+    assert (out[mask == 0] == 40).all()                          # outside untouched
+    assert (frame == 40).all()                                   # input not modified
+
+
+def test_polygon_iou():
+    a = np.float32([[0, 0], [10, 0], [10, 10], [0, 10]])
+    b = a + np.float32([5, 0])
+    assert polygon_iou(a, a) == pytest.approx(1.0)
+    assert polygon_iou(a, b) == pytest.approx(50 / 150)
+
+
+def test_bad_source_uris_say_what_is_expected():
+    with pytest.raises(SourceError, match="expected webcam:N"):
+        parse_source("camera")
+    with pytest.raises(SourceError, match="webcam needs a number"):
+        parse_source("webcam:front")
+
+
+def _write_video(path, frames=20):
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30, (160, 120))
+    for i in range(frames):
+        writer.write(np.full((120, 160, 3), i * 10 % 255, np.uint8))
+    writer.release()
+
+
+def test_video_source_reads_every_frame_then_ends(tmp_path):
+    path = tmp_path / "clip.mp4"
+    _write_video(path)
+    source = VideoSource(str(path), realtime=False)
+    source.open()
+    frames = 0
+    while source.read() is not None:
+        frames += 1
+    assert frames == 20
+
+
+def test_capture_counts_drops_when_consumer_is_slow(tmp_path):
+    path = tmp_path / "clip.mp4"
+    _write_video(path, frames=60)
+    metrics = Metrics()
+    capture = Capture(VideoSource(str(path), realtime=False), metrics).start()
+    capture.ended.wait(10)
+    taken = 0
+    while capture.slot.take(timeout=0) is not None:
+        taken += 1
+    assert metrics.counter("frames_captured") == 60
+    assert taken == 1  # nobody consumed: only the newest frame is kept
+    assert metrics.counter("frames_dropped") == 59
+
+
+def test_vanished_source_is_reopened_with_backoff(tmp_path):
+    folder = tmp_path / "frames"
+    metrics = Metrics()
+    capture = Capture(ImageFolderSource(str(folder), fps=50), metrics, max_backoff_s=0.05)
+    capture.start()
+    time.sleep(0.3)  # the folder does not exist yet: open keeps failing, capture keeps trying
+    assert metrics.counter("source_open_failures") >= 2
+    assert "no such directory" in capture.last_error
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.png"), np.zeros((20, 20, 3), np.uint8))
+    frame = capture.slot.take(timeout=3)
+    capture.stop()
+    assert frame is not None and frame.image.shape == (20, 20, 3)
+
+
+def test_unreadable_image_in_folder_is_reported_and_skipped(tmp_path):
+    (tmp_path / "a.png").write_bytes(b"not a png")
+    cv2.imwrite(str(tmp_path / "b.png"), np.zeros((10, 10, 3), np.uint8))
+    metrics = Metrics()
+    capture = Capture(ImageFolderSource(str(tmp_path), fps=100), metrics, max_backoff_s=0.01)
+    capture.start()
+    capture.ended.wait(5)
+    capture.stop()
+    assert metrics.counter("source_errors") == 1
+    assert metrics.counter("frames_captured") == 1

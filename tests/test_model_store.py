@@ -1,0 +1,99 @@
+"""The model store and the runtime against real artifacts, intact and damaged."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from device.commands.models import verify_version
+from device.errors import InputError, ModelError, ModelStoreError
+from device.model_store import ModelStore
+from device.runtime import TFLiteModel, available_backends, resolve_backend
+
+ROOT = Path(__file__).resolve().parent.parent
+STORE = ModelStore(ROOT / "models")
+
+
+@pytest.fixture
+def store_copy(tmp_path):
+    shutil.copytree(ROOT / "models" / "recognizer", tmp_path / "recognizer")
+    return ModelStore(tmp_path)
+
+
+def test_auto_backend_prefers_litert():
+    assert available_backends()[0] == "litert"
+    assert resolve_backend("auto") == "litert"
+
+
+def test_committed_recognizer_verifies_on_both_backends():
+    report = verify_version(STORE.get("recognizer"))
+    assert report["problems"] == []
+    for backend in ("litert", "tflite"):
+        result = report["backends"][backend]
+        assert result["golden"] >= 5 and result["passed"] == result["golden"]
+
+
+def test_flipped_byte_is_caught_by_sha256(store_copy):
+    version = store_copy.get("recognizer")
+    data = bytearray(version.artifact.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    version.artifact.write_bytes(bytes(data))
+    problems = version.check_files()
+    assert any("sha256" in p and "corrupt or tampered" in p for p in problems)
+    assert verify_version(version)["backends"] == {}  # never loaded
+
+
+def test_truncated_and_foreign_files_give_model_errors(tmp_path):
+    artifact = STORE.get("recognizer").artifact
+    truncated = tmp_path / "truncated.tflite"
+    truncated.write_bytes(artifact.read_bytes()[:2000])
+    foreign = tmp_path / "photo.tflite"
+    foreign.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 100)
+    for backend in ("litert", "tflite"):
+        with pytest.raises(ModelError, match="not a valid TFLite model|not a TFLite"):
+            TFLiteModel(truncated, backend=backend)
+        with pytest.raises(ModelError, match="not a TFLite flatbuffer"):
+            TFLiteModel(foreign, backend=backend)
+    with pytest.raises(ModelError, match="not found"):
+        TFLiteModel(tmp_path / "missing.tflite")
+
+
+def test_wrong_input_shape_is_an_input_error():
+    model = TFLiteModel(STORE.get("recognizer").artifact)
+    with pytest.raises(InputError, match="has shape"):
+        model.run(np.zeros((1, 16, 16, 1), np.float32))
+
+
+def test_manifest_errors_are_named(store_copy, tmp_path):
+    version_dir = store_copy.get("recognizer").directory
+    manifest = json.loads((version_dir / "manifest.json").read_text())
+    del manifest["golden"]
+    (version_dir / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelStoreError, match="lacks golden"):
+        store_copy.get("recognizer")
+    (version_dir / "manifest.json").write_text("{ not json")
+    with pytest.raises(ModelStoreError, match="unreadable manifest"):
+        store_copy.get("recognizer")
+    with pytest.raises(ModelStoreError, match="no model 'detector'"):
+        ModelStore(tmp_path / "empty").get("detector")
+
+
+def test_active_pointer_selects_version(store_copy):
+    (store_copy.root / "recognizer" / "ACTIVE").write_text("9.9.9\n")
+    with pytest.raises(ModelStoreError, match="not in the store"):
+        store_copy.get("recognizer")
+
+
+def test_models_cli_lists_and_verifies_json():
+    listing = subprocess.run([sys.executable, "-m", "device", "models", "list", "--json"],
+                             capture_output=True, text=True, timeout=60)
+    rows = json.loads(listing.stdout)
+    assert any(r["name"] == "recognizer" and r["active"] for r in rows)
+    verify = subprocess.run([sys.executable, "-m", "device", "models", "verify", "recognizer"],
+                            capture_output=True, text=True, timeout=120)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert "recognizer" in verify.stdout and ": ok" in verify.stdout

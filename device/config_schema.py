@@ -90,7 +90,8 @@ TELEMETRY = Section("telemetry", "The on-device telemetry store: one SQLite file
     Key("max_bytes", int, 256 * 1024 * 1024,
         "Disk limit of the store. When reached, oldest records are evicted by priority: "
         "metrics and data quality, then predictions, then logs and feedback, audit last "
-        "(sent records always go before unsent ones).", min=1024 * 1024),
+        "(sent records always go before unsent ones). Counts live database pages; the WAL "
+        "file beside it stays under 4 MB.", min=1024 * 1024),
     Key("queue_size", int, 20_000,
         "Records held in memory between the frame path and the writer thread; overflow drops "
         "the oldest queued record and is counted.", min=10, max=10_000_000),

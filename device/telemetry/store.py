@@ -66,7 +66,7 @@ class TelemetryStore:
     """Open with `TelemetryStore.open(path, cfg.telemetry)`; safe to share between threads."""
 
     def __init__(self, db: sqlite_utils.Database, path: Path, max_bytes: int,
-                 clock: Clock):
+                 clock: Clock, fresh: bool = False):
         self.db = db
         self.path = path
         self.max_bytes = max_bytes
@@ -74,6 +74,7 @@ class TelemetryStore:
         self._lock = threading.RLock()
         self._inode = _inode(path)
         self._seq_ceiling = _read_seq_file(path)
+        self.fresh = fresh
         self.opened_audit: list[Record] = []   # audit records produced by open()
 
     # --- opening --------------------------------------------------------------------------
@@ -92,24 +93,29 @@ class TelemetryStore:
         max_bytes = settings.max_bytes if settings is not None else 256 * 1024 * 1024
         clock = clock or Clock()
         try:
-            store = cls(_connect(path), path, max_bytes, clock)
+            db, _, fresh = _connect(path)
+            store = cls(db, path, max_bytes, clock, fresh)
         except StoreCorruptError as exc:
             if not quarantine:
                 raise
             moved = quarantine_file(path)
             log.error("telemetry store %s is corrupt (%s); moved to %s, starting fresh",
                       path, exc, moved)
-            store = cls(_connect(path), path, max_bytes, clock)
+            db, _, fresh = _connect(path)
+            store = cls(db, path, max_bytes, clock, fresh)
             wall, mono = clock.now()
             store.opened_audit.append(Record("audit", wall, mono, {
                 "action": "store_quarantined", "path": str(path), "moved_to": str(moved),
                 "reason": str(exc)}))
-        store._start_sequence_above_ceiling()
+        if store.fresh:
+            store._start_sequence_above_ceiling()
         if store.opened_audit:
             store.insert(store.opened_audit)
         return store
 
     def _start_sequence_above_ceiling(self) -> None:
+        """A new file starts above every number a previous (quarantined or deleted) store may
+        have handed out, as recorded in the .seq side file."""
         with self._lock, self.db.conn:
             last = self.last_seq()
             if last < self._seq_ceiling:
@@ -255,14 +261,10 @@ class TelemetryStore:
     # --- the disk limit ----------------------------------------------------------------------
 
     def used_bytes(self) -> int:
-        """Bytes the store occupies: live pages of the database plus the WAL file."""
+        """Bytes of live database pages: what the disk limit counts. The WAL file beside it
+        is checkpointed and truncated to at most 4 MB (journal_size_limit) on its own."""
         with self._lock:
-            page_size = self.db.execute("PRAGMA page_size").fetchone()[0]
-            pages = self.db.execute("PRAGMA page_count").fetchone()[0]
-            free = self.db.execute("PRAGMA freelist_count").fetchone()[0]
-        wal = Path(str(self.path) + "-wal")
-        wal_bytes = wal.stat().st_size if wal.exists() else 0
-        return (pages - free) * page_size + wal_bytes
+            return self._data_bytes()
 
     def prune_sent(self, older_than_s: float) -> int:
         """Drop records delivered more than `older_than_s` ago; returns how many."""
@@ -279,7 +281,6 @@ class TelemetryStore:
         with self._lock:
             if self._data_bytes() <= self.max_bytes:
                 return {}
-            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             evicted: dict[str, int] = {}
             target = int(self.max_bytes * _LOW_WATER)
             pruned = self._evict_where("sent_ns IS NOT NULL", target, None)
@@ -293,6 +294,7 @@ class TelemetryStore:
             self.bump(counts)
             try:
                 self.db.execute("PRAGMA incremental_vacuum")
+                self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             except sqlite3.Error as exc:  # pragma: no cover - vacuum is best effort
                 log.warning("incremental_vacuum failed: %s", exc)
         self._report_eviction(evicted)
@@ -302,8 +304,7 @@ class TelemetryStore:
         page_size = self.db.execute("PRAGMA page_size").fetchone()[0]
         pages = self.db.execute("PRAGMA page_count").fetchone()[0]
         free = self.db.execute("PRAGMA freelist_count").fetchone()[0]
-        wal = Path(str(self.path) + "-wal")
-        return (pages - free) * page_size + (wal.stat().st_size if wal.exists() else 0)
+        return (pages - free) * page_size
 
     def _evict_where(self, where: str, target: int, evicted: dict[str, int] | None) -> int:
         """Delete oldest rows matching `where` in steps until under `target`; unsent losses
@@ -348,7 +349,7 @@ class TelemetryStore:
 
 # --- file handling -----------------------------------------------------------------------------
 
-def _connect(path: Path) -> sqlite_utils.Database:
+def _connect(path: Path) -> tuple[sqlite_utils.Database, Path, bool]:
     """Open and check the file; StoreCorruptError when it is not a healthy SQLite database."""
     if path.exists() and path.stat().st_size > 0:
         with open(path, "rb") as fh:
@@ -375,7 +376,7 @@ def _connect(path: Path) -> sqlite_utils.Database:
     except sqlite3.DatabaseError as exc:
         conn.close()
         raise StoreCorruptError(f"{path}: {exc}") from exc
-    return sqlite_utils.Database(conn)
+    return sqlite_utils.Database(conn), path, fresh
 
 
 def quarantine_file(path: Path) -> Path:

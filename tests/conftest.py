@@ -1,0 +1,3 @@
+"""Shared pytest setup."""
+
+pytest_plugins = ["fixtures_broker"]

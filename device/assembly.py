@@ -9,7 +9,8 @@ from typing import Any
 from device.capture import Capture
 from device.errors import EdgelensError
 from device.metrics import Metrics
-from device.model_store import ModelStore
+from device.errors import ModelStoreError
+from device.model_store import ModelStore, ModelVersion
 from device.pipeline import FramePathSettings, Pipeline
 from device.recognition import Budgets, RecognitionWorker
 from device.recognizer import Recognizer
@@ -39,13 +40,23 @@ def load_translator(cfg, store: ModelStore, backend: str) -> tuple[Any | None, s
     return translator, getattr(translator, "version", None)
 
 
+def checked(version: ModelVersion) -> ModelVersion:
+    """The version, once its files match its manifest (sha256, size); else ModelStoreError."""
+    problems = version.check_files()
+    if problems:
+        raise ModelStoreError(f"{version.name} {version.version} in {version.directory} "
+                              f"failed its checks: {'; '.join(problems)}")
+    return version
+
+
 def load_stages(cfg, backend: str | None = None, translate: bool = True) -> Stages:
     from device.detector import Detector, crop_line
     backend = backend or cfg.runtime.backend
     store = ModelStore(cfg.models.store or None)
-    det_version = store.get(cfg.detector.model, cfg.detector.version or None)
+    det_version = checked(store.get(cfg.detector.model, cfg.detector.version or None))
     detector = Detector.from_config(det_version.artifact, cfg, backend=backend)
-    rec_version = store.get(cfg.models.recognizer, cfg.models.recognizer_version or None)
+    rec_version = checked(store.get(cfg.models.recognizer,
+                                    cfg.models.recognizer_version or None))
     recognizer = Recognizer(rec_version.artifact, backend=backend,
                             num_threads=cfg.runtime.num_threads)
     versions = {"detector": det_version.version, "recognizer": rec_version.version}

@@ -154,6 +154,11 @@ def defaults(schema: Iterable[Section] | None = None) -> Config:
     return load(None, schema)
 
 
+def defaults_schema() -> tuple[Section, ...]:
+    """The whole product's schema (device.config_schema.SCHEMA)."""
+    return _default_schema()
+
+
 def _default_schema() -> tuple[Section, ...]:
     from device.config_schema import SCHEMA
     return SCHEMA

@@ -150,8 +150,6 @@ class SyntheticSource:
         self.frames, self.realtime, self.split = frames, realtime, split
         self._world = None
         self._index = 0
-        self._truth: tuple[TruthLine, ...] = ()
-        self._homography = np.eye(3)
 
     def open(self) -> None:
         if self._world is None:
@@ -185,17 +183,18 @@ class SyntheticSource:
         homography = self.view(self._index)
         frame = cv2.warpPerspective(self._world.image, homography, (self.width, self.height),
                                     flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        self._index += 1
+        return frame
+
+    def truth_at(self, index: int) -> tuple[TruthLine, ...]:
+        """The text lines of frame `index` (the n-th frame read, from 0) in its coordinates."""
+        homography = self.view(index)
         truth = []
         for line in self._world.lines:
             points = cv2.perspectiveTransform(line.polygon.reshape(-1, 1, 2).astype(np.float64),
                                               homography).reshape(-1, 2).astype(np.float32)
             truth.append(TruthLine(points, line.text))
-        self._truth, self._homography = tuple(truth), homography
-        self._index += 1
-        return frame
-
-    def truth(self) -> tuple[TruthLine, ...]:
-        return self._truth
+        return tuple(truth)
 
     def close(self) -> None:
         pass

@@ -1,0 +1,143 @@
+"""The live pipeline with the real models on generated frames whose ground truth is known."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from device import config
+from device.assembly import build_pipeline, load_stages
+from device.errors import ModelStoreError
+from device.metrics import Metrics
+from device.pipeline import polygon_iou
+from device.sources import SyntheticSource
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def stages():
+    return load_stages(config.defaults(), translate=False)
+
+
+def _run(stages, seed=7, frames=75, **overrides):
+    cfg = config.defaults()
+    source = SyntheticSource(seed=seed, frames=frames, realtime=True)
+    metrics = Metrics()
+    pipeline = build_pipeline(cfg, stages, source=source, metrics=metrics)
+    for key, value in overrides.items():
+        setattr(pipeline.settings, key, value)
+    summary = pipeline.run()
+    return pipeline, source, summary
+
+
+def test_text_shown_over_each_sign_is_the_signs_text(stages):
+    pipeline, source, summary = _run(stages)
+    assert summary["frames"]["displayed"] >= 60
+    assert summary["recognition"]["finished"] >= 5
+    truth = source.truth_at(pipeline.last_frame.index)
+    visible = [t for t in truth if (t.polygon.min(axis=0) > 0).all()
+               and (t.polygon.max(axis=0) < (640, 360)).all()]
+    assert visible, "the test scene must have fully visible text"
+    assert pipeline.regions, "nothing was shown"
+    matched = 0
+    for region in pipeline.regions:
+        best = max(visible, key=lambda t: polygon_iou(t.polygon, region.polygon))
+        if polygon_iou(best.polygon, region.polygon) >= 0.5 and region.text == best.text:
+            matched += 1
+    # every shown region sits on a real line with that line's exact text, tracked to this frame
+    assert matched >= max(1, int(0.8 * len(pipeline.regions))), \
+        [(r.text, r.polygon.tolist()) for r in pipeline.regions]
+
+
+class _Slow:
+    """The real stage, made slow on purpose."""
+
+    def __init__(self, inner, seconds):
+        self.inner, self.seconds = inner, seconds
+
+    def detect(self, image):
+        time.sleep(self.seconds)
+        return self.inner.detect(image)
+
+
+def test_slow_recognition_is_discarded_and_counted(stages):
+    slow = type(stages)(_Slow(stages.detector, 0.25), stages.recognizer, None,
+                        stages.crop_line, stages.versions)
+    pipeline, _, summary = _run(slow, frames=45)
+    assert summary["recognition"]["discarded_late"] >= 2
+    assert summary["misses"]["recognition_path"] >= 2
+    assert summary["recognition"]["finished"] == summary["recognition"]["discarded_late"]
+    assert pipeline.regions == []  # nothing late was shown
+    assert summary["misses"]["frame_path"] == 0 or summary["misses"]["frame_path_rate"] < 0.2
+
+
+def test_slow_frame_path_drops_frames_and_counts_misses(stages):
+    cfg = config.defaults()
+    source = SyntheticSource(seed=7, frames=60, realtime=True)
+    metrics = Metrics()
+    pipeline = build_pipeline(cfg, stages, source=source, metrics=metrics,
+                              show=lambda image, frame: time.sleep(0.07) is None)
+    original = pipeline.renderer.render
+
+    def slow_render(*args, **kwargs):
+        time.sleep(0.025)
+        return original(*args, **kwargs)
+
+    pipeline.renderer.render = slow_render
+    summary = pipeline.run()
+    assert summary["misses"]["frame_path"] == summary["frames"]["displayed"]
+    assert summary["frames"]["dropped"] >= 20
+    assert summary["frames"]["captured"] == 60
+
+
+def test_corrupt_model_is_refused_with_a_clear_error(tmp_path):
+    shutil.copytree(ROOT / "models", tmp_path / "models")
+    artifact = next((tmp_path / "models" / "detector").rglob("detector.tflite"))
+    artifact.write_bytes(artifact.read_bytes()[:-100])
+    cfg = config.build({"models": {"store": str(tmp_path / "models")}}, config.defaults_schema())
+    with pytest.raises(ModelStoreError, match="detector .* failed its checks: .*sha256"):
+        load_stages(cfg, translate=False)
+
+
+def test_service_keeps_serving_when_a_reload_fails_and_stops_cleanly(tmp_path):
+    shutil.copytree(ROOT / "models", tmp_path / "models")
+    log_file = tmp_path / "edgelens.jsonl"
+    config_file = tmp_path / "edgelens.toml"
+    config_file.write_text(f'[models]\nstore = "{tmp_path / "models"}"\n'
+                           f'[logging]\nfile = "{log_file}"\n[pipeline]\nhud = false\n')
+    service = subprocess.Popen([sys.executable, "-m", "device", "run", "--config",
+                                str(config_file)], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait_for(log_file, "service started")
+        artifact = next((tmp_path / "models" / "recognizer").rglob("recognizer.tflite"))
+        artifact.write_bytes(b"garbage")
+        service.send_signal(signal.SIGHUP)
+        _wait_for(log_file, "reload failed; keeping the running config and models")
+        assert service.poll() is None
+        time.sleep(1.0)
+        service.send_signal(signal.SIGTERM)
+        assert service.wait(timeout=20) == 0
+    finally:
+        if service.poll() is None:
+            service.kill()
+    text = log_file.read_text()
+    assert "recognizer" in text and "sha256" in text
+    assert '"event": "service stopped"' in text
+
+
+def _wait_for(path: Path, event: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and event in path.read_text():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{event!r} not logged within {timeout} s")

@@ -174,7 +174,15 @@ def _word(rng: np.random.Generator) -> str:
 _SPECIALS = (_number, _date, _time, _price, _phone, _code)
 
 
+def _random_chars(rng: np.random.Generator) -> str:
+    """A short string of arbitrary charset characters, so rare letters (Ï, Œ, ë) are seen."""
+    pool = CHARSET.replace(" ", "")
+    return "".join(pool[i] for i in rng.integers(0, len(pool), rng.integers(2, 9)))
+
+
 def _token(rng: np.random.Generator) -> str:
+    if rng.random() < 0.05:
+        return _random_chars(rng)
     if rng.random() < 0.22:
         return _SPECIALS[rng.integers(len(_SPECIALS))](rng)
     return _word(rng)

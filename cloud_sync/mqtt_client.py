@@ -103,8 +103,8 @@ class MqttLink:
         client = paho.Client(callback_api_version=paho.CallbackAPIVersion.VERSION2,
                              client_id=s.client_id, protocol=paho.MQTTv5,
                              manual_ack=self.manual_ack)
-        client.reconnect_delay_set(max(1, round(s.reconnect_min_s)),
-                                   max(1, round(s.reconnect_max_s)))
+        client.reconnect_delay_set(s.reconnect_min_s, max(s.reconnect_max_s,
+                                                          s.reconnect_min_s))
         client.max_inflight_messages_set(_PAHO_INFLIGHT)
         client.max_queued_messages_set(0)
         if s.username:

@@ -11,6 +11,7 @@ import logging
 from device.telemetry.recorder import Recorder
 
 _MAX_TEXT = 4000
+_FORMATTER = logging.Formatter()
 
 
 class TelemetryLogHandler(logging.Handler):
@@ -26,7 +27,7 @@ class TelemetryLogHandler(logging.Handler):
             if event != message:
                 fields.setdefault("message", message[:_MAX_TEXT])
             if record.exc_info:
-                fields["exception"] = self.formatException(record.exc_info)[-_MAX_TEXT:]
+                fields["exception"] = (self.formatter or _FORMATTER).formatException(record.exc_info)[-_MAX_TEXT:]
             self.recorder.log_event(record.levelname, str(event)[:_MAX_TEXT], fields,
                                     logger=record.name, wall_ns=int(record.created * 1e9))
         except Exception:  # a logging handler must never raise into the caller

@@ -177,6 +177,12 @@ class Recorder:
         digest = hmac.new(self._salt, text.encode("utf-8"), hashlib.sha256).hexdigest()
         return {f"{name}_sha256": digest[:32], f"{name}_len": len(text)}
 
+    def _put_internal(self, record: Record) -> None:
+        """Records the writer makes itself (windows, notices) skip the bounded queue."""
+        with self._lock:
+            self._urgent.append(record)
+            self._stats.enqueued += 1
+
     def _put(self, record: Record) -> None:
         with self._lock:
             if len(self._queue) >= self._queue_size:
@@ -288,7 +294,7 @@ class Recorder:
         for kind, window in (("metric", self._metrics), ("quality", self._quality)):
             for start, body in window.roll(mono, force):
                 wall = time.time_ns() - (mono - start)
-                self._put(Record(kind, wall, start, body))
+                self._put_internal(Record(kind, wall, start, body))
 
     def _report_overflow(self) -> None:
         with self._lock:
@@ -305,7 +311,7 @@ class Recorder:
         log.warning("telemetry queue full: dropped %d records (%d in total)", new, total)
         self._guard(lambda: self.store.bump({"overflow": new}))
         wall, mono = self.clock.now()
-        self._put(Record("log", wall, mono, {
+        self._put_internal(Record("log", wall, mono, {
             "severity": "WARNING", "event": "telemetry.overflow", "logger": __name__,
             "fields": {"dropped": new, "dropped_total": total}}))
         with self._done:

@@ -1,0 +1,78 @@
+"""Small helpers for the sync/fleet tests: waiting, subprocesses, in-process workers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from cloud_sync.fleet_ingest import FleetIngest
+from cloud_sync.fleet_store import open_fleet_store
+from cloud_sync.sync_agent import SyncAgent
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def wait_until(check, timeout: float, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(interval)
+    return check()
+
+
+def python(*args: str, **kwargs) -> subprocess.Popen:
+    """A Python subprocess from the repository root (logs to a pipe we can read on failure)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kwargs)
+
+
+def sync_agent_process(config: Path) -> subprocess.Popen:
+    return python("-m", "cloud_sync.sync_cli", "run", "--config", str(config))
+
+
+def ingest_process(config: Path, db: Path, worker: str) -> subprocess.Popen:
+    return python("-m", "cloud_sync.fleet_cli", "ingest", "--config", str(config),
+                  "--db", str(db), "--worker-id", worker)
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> str:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+
+
+class Running:
+    """An agent or ingest worker on a thread, stopped by `stop()`."""
+
+    def __init__(self, worker):
+        self.worker = worker
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=worker.run, args=(self.stop_event,), daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.thread.join(15)
+        assert not self.thread.is_alive(), "worker did not stop"
+
+
+def run_ingest(cfg, worker: str = "w1") -> tuple[Running, object]:
+    store = open_fleet_store(cfg.fleet.db)
+    running = Running(FleetIngest(cfg, store, worker))
+    assert running.worker.link.wait_connected(10), "ingest did not connect"
+    return running, store
+
+
+def run_agent(cfg) -> Running:
+    return Running(SyncAgent(cfg, store=None))

@@ -1,0 +1,103 @@
+"""End to end with real processes and a real broker: offline production, outage, recovery,
+kill -9 of the sync agent at random points. The fleet must hold every record exactly once."""
+
+import json
+import os
+import random
+import signal
+import time
+
+import pytest
+
+from device.telemetry import Recorder, TelemetryStore
+from fixtures_broker import config_for
+from sync_helpers import (python, run_ingest, stop_process, sync_agent_process, wait_until)
+
+pytestmark = [pytest.mark.broker, pytest.mark.slow]
+
+
+def test_records_made_while_the_broker_is_down_arrive_once_when_it_returns(tmp_path, broker):
+    cfg = config_for(tmp_path, broker, sync={"batch_records": 200})
+    config = tmp_path / "edgelens.toml"
+    ingest, fleet = run_ingest(cfg)            # its persistent session outlives the outage
+    broker.stop()                              # outage begins
+    agent = sync_agent_process(config)
+    producer = python("tests/telemetry_producer.py", str(config), "3000", "3000")
+    try:
+        assert producer.wait(60) == 0, producer.stdout.read().decode()
+        assert fleet.record_count() == 0
+        broker.start()                         # back online
+        assert wait_until(lambda: fleet.record_count() >= 3001, 30), fleet.record_count()
+        broker.restart()                       # a second, short outage while idle
+        time.sleep(0.5)
+        assert fleet.seqs("glasses-1") == list(range(1, 3002))
+        first_kind = fleet.db.execute(
+            "SELECT kind FROM records ORDER BY received_ns, seq LIMIT 1").fetchone()[0]
+        assert first_kind == "audit"           # audit goes first
+        assert wait_until(lambda: _device(fleet)["backlog"] == 0, 10)
+        assert _device(fleet)["online"] is True
+    finally:
+        log = stop_process(agent)
+        stop_process(producer)
+    assert wait_until(lambda: _device(fleet)["online"] is False, 10), log
+    store = TelemetryStore.open(cfg.telemetry.db_path, cfg.telemetry)
+    assert store.backlog() == {}
+    store.close()
+    ingest.stop()
+
+
+def test_kill_9_of_the_sync_agent_at_random_points_loses_and_duplicates_nothing(
+        tmp_path, broker):
+    count = 12_000
+    # small batches and a bandwidth cap stretch the sync over many kills
+    cfg = config_for(tmp_path, broker, sync={"batch_records": 100, "max_inflight": 4,
+                                             "max_bytes_per_s": 15_000})
+    recorder = Recorder.open(cfg.telemetry)
+    for i in range(count):
+        recorder.log_event("INFO", "frame.done", {"i": i, "pad": os.urandom(8).hex()})
+    recorder.close()
+    ingest, fleet = run_ingest(cfg)
+    rng = random.Random(5)
+    kills = 0
+    try:
+        for _ in range(20):
+            agent = sync_agent_process(tmp_path / "edgelens.toml")
+            time.sleep(rng.uniform(0.5, 1.3))
+            os.kill(agent.pid, signal.SIGKILL)
+            agent.wait()
+            kills += 1
+        partial = fleet.record_count()
+        assert 0 < partial < count, "the kills should land in the middle of the sync"
+        # the last run has no cap and finishes
+        config_for(tmp_path, broker, sync={"batch_records": 500})
+        agent = sync_agent_process(tmp_path / "edgelens.toml")
+        assert wait_until(lambda: fleet.record_count() >= count, 30), fleet.record_count()
+        time.sleep(0.3)
+    finally:
+        stop_process(agent)
+        ingest.stop()
+    assert fleet.seqs("glasses-1") == list(range(1, count + 1))
+    workers = fleet.workers()
+    assert workers["w1"]["records"] == count
+    store = TelemetryStore.open(cfg.telemetry.db_path, cfg.telemetry)
+    assert store.backlog() == {}
+    store.close()
+
+
+def test_kill_9_leaves_a_retained_offline_availability(tmp_path, broker):
+    cfg = config_for(tmp_path, broker)
+    ingest, fleet = run_ingest(cfg)
+    agent = sync_agent_process(tmp_path / "edgelens.toml")
+    try:
+        assert wait_until(lambda: _device(fleet).get("online") is True, 15)
+        os.kill(agent.pid, signal.SIGKILL)
+        agent.wait()
+        assert wait_until(lambda: _device(fleet)["online"] is False, 10)   # the last will
+    finally:
+        stop_process(agent)
+        ingest.stop()
+
+
+def _device(fleet):
+    rows = fleet.device_rows(time.time_ns(), 300)
+    return rows[0].as_dict() if rows else {}

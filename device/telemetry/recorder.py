@@ -138,8 +138,13 @@ class Recorder:
         self._quality.confidence(value, time.monotonic_ns())
 
     def prediction(self, p: Prediction) -> str:
-        """Record one prediction; returns its prediction_id (for feedback)."""
+        """Record one prediction; returns its prediction_id (for feedback). The record body
+        (and the text hashing) is built on the writer thread, not here."""
         wall, mono = self.clock.now()
+        self._put(Record("prediction", wall, mono, p))   # type: ignore[arg-type]
+        return p.prediction_id
+
+    def _prediction_body(self, p: Prediction) -> dict[str, Any]:
         body: dict[str, Any] = {
             "prediction_id": p.prediction_id, "confidence": round(float(p.confidence), 4),
             "models": {stage: {"name": m.name, "version": m.version}
@@ -150,8 +155,7 @@ class Recorder:
         body.update(self._text("text", p.text))
         if p.translation is not None:
             body.update(self._text("translation", p.translation))
-        self._put(Record("prediction", wall, mono, body))
-        return p.prediction_id
+        return body
 
     def feedback(self, prediction_id: str, verdict: str = "wrong",
                  correction: str | None = None) -> None:
@@ -268,6 +272,8 @@ class Recorder:
             batch = self._take(self.settings.batch_size)
             if not batch:
                 return written
+            batch = [Record(r.kind, r.wall_ns, r.mono_ns, self._prediction_body(r.body))
+                     if isinstance(r.body, Prediction) else r for r in batch]
             try:
                 self.store.insert(batch)
                 ok = True

@@ -69,16 +69,24 @@ def load_stages(cfg, backend: str | None = None, translate: bool = True) -> Stag
 
 
 def build_pipeline(cfg, stages: Stages, source: FrameSource | None = None, show=None,
-                   metrics: Metrics | None = None) -> Pipeline:
-    metrics = metrics or Metrics()
+                   metrics: Metrics | None = None, recorder=None) -> Pipeline:
+    """`recorder`: a telemetry Recorder that also gets metrics, predictions, frame quality."""
+    metrics = metrics or Metrics(forward=recorder)
     source = source or parse_source(cfg.source.uri, fps=cfg.source.fps,
                                     realtime=cfg.source.realtime)
     capture = Capture(source, metrics, max_backoff_s=cfg.source.max_backoff_s)
     p = cfg.pipeline
     budgets = Budgets(recognition_ms=p.recognition_budget_ms, translate_ms=p.translate_budget_ms,
                       max_regions=p.max_regions, min_confidence=p.min_confidence)
+    hooks = {}
+    if recorder is not None:
+        from device.observe import PipelineTelemetry
+        telemetry = PipelineTelemetry(recorder, stages.versions,
+                                      {"detector": cfg.detector.model,
+                                       "recognizer": cfg.models.recognizer})
+        hooks = {"on_result": telemetry, "on_frame": telemetry.frame}
     worker = RecognitionWorker(stages.detector, stages.recognizer, stages.crop_line, metrics,
-                               budgets, translator=stages.translator)
+                               budgets, translator=stages.translator, **hooks)
     settings = FramePathSettings(frame_budget_ms=p.frame_budget_ms, region_ttl_s=p.region_ttl_s,
                                  match_iou=p.match_iou, hud=p.hud)
     return Pipeline(capture, worker, metrics, settings,

@@ -34,14 +34,19 @@ class LatencyHistogram:
 class Metrics:
     """Named counters and histograms. Names are free-form (`frames_dropped`, `stage.detect`)."""
 
-    def __init__(self):
+    def __init__(self, forward=None):
+        """`forward`: an object with count(name, n) and observe(name, value) that also gets
+        every update (the telemetry recorder, which aggregates per second)."""
         self._lock = threading.Lock()
         self._counters: dict[str, int] = {}
         self._histograms: dict[str, LatencyHistogram] = {}
+        self.forward = forward
 
     def count(self, name: str, n: int = 1) -> None:
         with self._lock:
             self._counters[name] = self._counters.get(name, 0) + n
+        if self.forward is not None:
+            self.forward.count(name, n)
 
     def observe(self, name: str, ms: float) -> None:
         with self._lock:
@@ -49,6 +54,8 @@ class Metrics:
             if histogram is None:
                 histogram = self._histograms[name] = LatencyHistogram()
             histogram.add(ms)
+        if self.forward is not None:
+            self.forward.observe(name, ms)
 
     def counter(self, name: str) -> int:
         with self._lock:

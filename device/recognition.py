@@ -67,12 +67,13 @@ def _area(polygon: np.ndarray) -> float:
 class RecognitionWorker:
     def __init__(self, detector: Any, recognizer: Any, crop_line: Callable, metrics: Metrics,
                  budgets: Budgets, translator: Any | None = None,
-                 on_result: Callable[[RecognitionResult], None] | None = None):
+                 on_result: Callable[[RecognitionResult], None] | None = None,
+                 on_frame: Callable[[np.ndarray], None] | None = None):
         self.detector, self.recognizer, self.crop_line = detector, recognizer, crop_line
         self.translator, self.metrics, self.budgets = translator, metrics, budgets
         self.inbox = LatestSlot()
         self.results: queue.SimpleQueue[RecognitionResult] = queue.SimpleQueue()
-        self.on_result = on_result
+        self.on_result, self.on_frame = on_result, on_frame
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="recognition", daemon=True)
         self._recognize_ms = _Ema(3.0)
@@ -111,6 +112,8 @@ class RecognitionWorker:
             self.metrics.count("recognition_deadline_misses")
             return None
         self.metrics.count("recognition_runs_started")
+        if self.on_frame is not None:
+            self.on_frame(frame.image)
         stages: dict[str, float] = {}
         regions = self.detector.detect(frame.image)
         stages["detect"] = (time.perf_counter() - start) * 1000

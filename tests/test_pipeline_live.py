@@ -3,6 +3,7 @@
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -111,8 +112,10 @@ def test_service_keeps_serving_when_a_reload_fails_and_stops_cleanly(tmp_path):
     shutil.copytree(ROOT / "models", tmp_path / "models")
     log_file = tmp_path / "edgelens.jsonl"
     config_file = tmp_path / "edgelens.toml"
+    telemetry = tmp_path / "telemetry.sqlite"
     config_file.write_text(f'[models]\nstore = "{tmp_path / "models"}"\n'
-                           f'[logging]\nfile = "{log_file}"\n[pipeline]\nhud = false\n')
+                           f'[logging]\nfile = "{log_file}"\n[pipeline]\nhud = false\n'
+                           f'[telemetry]\ndb_path = "{telemetry}"\n')
     service = subprocess.Popen([sys.executable, "-m", "device", "run", "--config",
                                 str(config_file)], stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
@@ -132,6 +135,10 @@ def test_service_keeps_serving_when_a_reload_fails_and_stops_cleanly(tmp_path):
     text = log_file.read_text()
     assert "recognizer" in text and "sha256" in text
     assert '"event": "service stopped"' in text
+    with sqlite3.connect(telemetry) as db:  # what the service recorded for the sync agent
+        kinds = dict(db.execute("SELECT kind, COUNT(*) FROM records GROUP BY kind"))
+    assert kinds.get("prediction", 0) >= 1 and kinds.get("metric", 0) >= 1
+    assert kinds.get("log", 0) >= 2
 
 
 def _wait_for(path: Path, event: str, timeout: float = 60.0) -> None:

@@ -64,13 +64,13 @@ class Service:
         signal.signal(signal.SIGINT, self._on_stop)
         signal.signal(signal.SIGHUP, self._on_hup)
         stages = load_stages(self.cfg)
+        recorder = self._open_telemetry()
         log.info("service started", extra={"models": stages.versions,
                                            "source": self.cfg.source.uri,
                                            "backend": stages.recognizer.backend})
         while not self.stopping.is_set():
-            metrics = Metrics()
-            display = Display(metrics, record=self.cfg.display.record, fps=self.cfg.source.fps)
-            self.pipeline = build_pipeline(self.cfg, stages, show=display, metrics=metrics)
+            display = Display(Metrics(), record=self.cfg.display.record, fps=self.cfg.source.fps)
+            self.pipeline = build_pipeline(self.cfg, stages, show=display, recorder=recorder)
             summary = self.pipeline.run()
             display.close()
             log.info("pipeline stopped", extra={"summary": summary})
@@ -84,7 +84,25 @@ class Service:
                 print(format_summary(summary))
                 break
         log.info("service stopped")
+        if recorder is not None:
+            recorder.close()
         return 0
+
+    def _open_telemetry(self):
+        """The telemetry recorder, or None: the pipeline never depends on telemetry working."""
+        if not self.cfg.telemetry.enabled:
+            return None
+        from device.telemetry.handler import TelemetryLogHandler
+        from device.telemetry.recorder import Recorder
+        try:
+            recorder = Recorder.open(self.cfg.telemetry)
+        except (EdgelensError, OSError) as exc:
+            log.error("telemetry store unavailable; running without it",
+                      extra={"error": str(exc)})
+            return None
+        logging.getLogger().addHandler(TelemetryLogHandler(recorder,
+                                                           self.cfg.telemetry.log_level))
+        return recorder
 
 
 def run(args, cfg) -> int:

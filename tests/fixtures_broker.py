@@ -62,6 +62,20 @@ def tls_broker(tmp_path):
     b.kill()
 
 
+@pytest.fixture
+def cert_broker(tmp_path):
+    """TLS where the client certificate is the login (its CN becomes the user name)."""
+    if find_mosquitto() is None:
+        pytest.skip("mosquitto is not installed (PATH or /usr/sbin)")
+    login = make_tls_material(tmp_path / "pki")
+    security = BrokerSecurity(ca_file=login.ca_file, cert_file=tmp_path / "pki" / "server.pem",
+                              key_file=tmp_path / "pki" / "server.key",
+                              require_certificate=True)
+    b = LocalBroker(tmp_path / "cert-broker", security=security).start()
+    yield b, login
+    b.kill()
+
+
 def config_for(tmp_path: Path, broker: LocalBroker | None, device: str = "glasses-1",
                **sections: dict) -> Config:
     """A full config for one device and the given broker; writes it to tmp_path/edgelens.toml

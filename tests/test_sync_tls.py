@@ -69,3 +69,24 @@ def test_tls_with_unknown_ca_file_is_a_named_error(tmp_path, tls_broker):
                      mqtt=_tls_mqtt(broker, login, ca_file=str(tmp_path / "missing.pem")))
     with pytest.raises(LinkError, match="TLS setup failed"):
         MqttLink(LinkSettings.from_config(cfg.mqtt, "x"))
+
+
+def test_client_certificate_login(tmp_path, cert_broker):
+    broker, login = cert_broker
+    cfg = config_for(tmp_path, broker, mqtt={
+        "port": broker.port, "tls": True, "ca_file": str(login.ca_file),
+        "cert_file": str(login.client_cert), "key_file": str(login.client_key)})
+    link = MqttLink(LinkSettings.from_config(cfg.mqtt, "glasses-1"))
+    link.start()
+    try:
+        assert link.wait_connected(10), link.last_error
+    finally:
+        link.stop()
+    anonymous = MqttLink(LinkSettings.from_config(
+        config_for(tmp_path, broker, mqtt={"port": broker.port, "tls": True,
+                                           "ca_file": str(login.ca_file)}).mqtt, "nobody"))
+    anonymous.start()
+    try:
+        assert not anonymous.wait_connected(1.5)
+    finally:
+        anonymous.stop()

@@ -145,11 +145,11 @@ class TelemetryStore:
         rows = [(r.kind, EVICTION_TIERS[r.kind], send_priority(r.kind, r.body), r.wall_ns,
                  r.mono_ns, boot_id, _dumps(r.body)) for r in records]
         with self._lock:
-            self._reserve(len(rows))
             try:
+                self._reserve(len(rows))
                 with self.db.conn:
                     self.db.conn.executemany(_INSERT, rows)
-            except sqlite3.Error as exc:
+            except (sqlite3.Error, OSError) as exc:
                 raise TelemetryError(f"cannot write {len(rows)} telemetry records to "
                                      f"{self.path}: {exc}") from exc
             return self.last_seq()

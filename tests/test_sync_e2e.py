@@ -11,7 +11,8 @@ import pytest
 
 from device.telemetry import Recorder, TelemetryStore
 from fixtures_broker import config_for
-from sync_helpers import (python, run_ingest, stop_process, sync_agent_process, wait_until)
+from sync_helpers import (python, run_agent, run_ingest, stop_process, sync_agent_process,
+                          wait_until)
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -96,6 +97,58 @@ def test_kill_9_leaves_a_retained_offline_availability(tmp_path, broker):
     finally:
         stop_process(agent)
         ingest.stop()
+
+
+def test_live_production_with_a_broker_restart_mid_sync_arrives_exactly_once(tmp_path,
+                                                                             broker):
+    cfg = config_for(tmp_path, broker, sync={"batch_records": 50})
+    config = tmp_path / "edgelens.toml"
+    ingest, fleet = run_ingest(cfg)
+    agent = sync_agent_process(config)
+    producer = python("tests/telemetry_producer.py", str(config), "6000", "2000")
+    try:
+        assert wait_until(lambda: fleet.record_count() > 500, 20)
+        broker.restart()                       # outage while both processes are busy
+        assert producer.wait(60) == 0, producer.stdout.read().decode()
+        assert wait_until(lambda: fleet.record_count() >= 6001, 30), fleet.record_count()
+        time.sleep(0.3)
+    finally:
+        stop_process(agent)
+        stop_process(producer)
+        ingest.stop()
+    assert fleet.seqs("glasses-1") == list(range(1, 6002))
+
+
+def test_a_quarantined_store_keeps_syncing_with_fresh_sequence_numbers(tmp_path, broker):
+    cfg = config_for(tmp_path, broker)
+    ingest, fleet = run_ingest(cfg)
+    agent = run_agent(cfg)
+    try:
+        recorder = Recorder.open(cfg.telemetry)
+        for i in range(100):
+            recorder.log_event("INFO", "before", {"i": i})
+        recorder.close()
+        assert wait_until(lambda: fleet.record_count() == 100, 15)
+        path = tmp_path / "telemetry.sqlite"
+        with open(path, "r+b") as fh:          # the file goes bad while the agent holds it
+            fh.write(b"garbage garbage!")
+        recorder = Recorder.open(cfg.telemetry)    # the pipeline restarts: quarantine
+        for i in range(50):
+            recorder.log_event("INFO", "after", {"i": i})
+        recorder.close()
+        assert wait_until(lambda: fleet.record_count() == 151, 20), fleet.record_count()
+        assert agent.thread.is_alive()
+    finally:
+        agent.stop()
+        ingest.stop()
+    seqs = fleet.seqs("glasses-1")
+    assert seqs[:100] == list(range(1, 101)) and min(seqs[100:]) > 100
+    kinds = [r[0] for r in fleet.db.execute(
+        "SELECT kind FROM records WHERE seq > 100 ORDER BY seq")]
+    assert kinds == ["audit"] + ["log"] * 50   # store_quarantined comes first
+    [kept] = [p for p in tmp_path.glob("telemetry.sqlite.corrupt-*")
+              if not p.name.endswith(("-wal", "-shm"))]
+    assert kept.read_bytes().startswith(b"garbage garbage!")
 
 
 def _device(fleet):

@@ -18,6 +18,9 @@ DING_PATH = Path("/usr/share/trans/de-en")
 
 _TAGS = re.compile(r"\{[^}]*\}|\[[^\]]*\]|\([^)]*\)|<[^>]*>")
 _SPACES = re.compile(r"\s+")
+_SEPARATORS = re.compile(r"[|;]")
+_FOLD_TABLE = str.maketrans({"„": '"', "“": '"', "”": '"', "‚": "'", "‘": "'", "’": "'",
+                             "–": "-", "—": "-", "\u00a0": " "})
 _ALLOWED = set(CHARSET)
 
 FRENCH_WORDS = (
@@ -56,18 +59,21 @@ _PUNCT_TOKENS = ("-", "/", "&", "+", "*", "=", "#", "@", "(", ")", "[", "]", "<"
 @functools.lru_cache(maxsize=2)
 def dictionary_words(path: str = str(DING_PATH)) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(German entries, English entries) of the ding dictionary, tags removed, deduplicated."""
+    outside = re.compile("[^" + re.escape(CHARSET + "|;") + "]")
     german: set[str] = set()
     english: set[str] = set()
     with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            if line.startswith("#") or "::" not in line:
-                continue
-            left, right = line.split("::", 1)
-            for side, bag in ((left, german), (right, english)):
-                for part in re.split(r"[|;]", _TAGS.sub(" ", side)):
-                    entry = _SPACES.sub(" ", normalize(part)).strip(" ,.;:")
-                    if 2 <= len(entry) <= 24 and entry.count(" ") <= 2:
-                        bag.add(entry)
+        text = handle.read()
+    for line in text.splitlines():
+        if line.startswith("#") or "::" not in line:
+            continue
+        left, right = line.split("::", 1)
+        for side, bag in ((left, german), (right, english)):
+            side = outside.sub("", _TAGS.sub(" ", side).translate(_FOLD_TABLE))
+            for part in _SEPARATORS.split(side):
+                entry = " ".join(part.split()).strip(" ,.;:")
+                if 2 <= len(entry) <= 24 and entry.count(" ") <= 2:
+                    bag.add(entry)
     return tuple(sorted(german)), tuple(sorted(english))
 
 

@@ -1,0 +1,78 @@
+"""The committed recognizer: int8 contract, golden crops read exactly, any width works."""
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from device.charset import NUM_CLASSES
+from device.golden import run_golden
+from device.model_store import ModelStore
+from device.runtime import TFLiteModel, available_backends
+from device.text_line import prepare_line
+
+ROOT = Path(__file__).resolve().parent.parent
+STORE = ModelStore(ROOT / "models")
+
+
+@pytest.fixture(scope="module")
+def version():
+    if "recognizer" not in STORE.names():
+        pytest.skip("no recognizer in the store yet")
+    return STORE.get("recognizer")
+
+
+def test_artifact_is_small_full_int8_with_the_runtime_contract(version):
+    assert version.manifest["quantization"] == "int8-full"
+    assert version.artifact.stat().st_size <= 2 * 1024 * 1024
+    model = TFLiteModel(version.artifact, backend="auto")
+    (inp,), (out,) = model.inputs, model.outputs
+    assert inp.shape == (1, 32, 256, 1) and inp.dtype == "int8"
+    assert inp.scale == pytest.approx(1 / 255) and inp.zero_point == -128
+    assert out.dtype == "int8" and out.shape[-1] == NUM_CLASSES and out.shape[-2] == 64
+    probs = model.run(np.full(inp.shape, 0.5, np.float32))[out.name]
+    assert np.allclose(probs.sum(-1), 1.0, atol=0.05)  # softmax over the classes
+
+
+@pytest.mark.parametrize("backend", available_backends())
+def test_int8_model_reads_its_golden_crops_exactly(version, backend):
+    results = run_golden(version, backend)
+    assert len(results) >= 6
+    assert [r.got for r in results] == [r.expected for r in results]
+
+
+@pytest.mark.parametrize("width", [128, 512])
+def test_width_resized_int8_agrees_with_the_float_reference(version, width):
+    int8 = TFLiteModel(version.artifact, backend="litert", num_threads=1)
+    fp32 = TFLiteModel(version.file("recognizer_fp32.tflite"), backend="litert", num_threads=1)
+    shape = (1, 32, width, 1)
+    agree = total = 0
+    for case in version.manifest["golden"]:
+        line = prepare_line(cv2.imread(str(version.directory / case["input"])))
+        if line.shape[1] < width:
+            line = np.pad(line, ((0, 0), (0, width - line.shape[1])), mode="edge")
+        x = line[np.newaxis, :, :width, np.newaxis]
+        q = next(iter(int8.with_input_shape(shape).run(x).values()))
+        f = next(iter(fp32.with_input_shape(shape).run(x).values()))
+        assert q.shape[-2] == width // 4
+        agree += int((q.argmax(-1) == f.argmax(-1)).sum())
+        total += q.shape[-2]
+    assert agree / total >= 0.97
+
+
+def test_export_checked_keras_against_both_tflite_models_at_every_width(version):
+    checks = version.manifest["accuracy"]["width_checks"]
+    assert set(checks) == {"128", "256", "512"}
+    for result in checks.values():
+        assert result["fp32_max_abs_diff"] < 1e-3
+        assert result["int8_argmax_agreement_pct"] >= 97
+
+
+def test_manifest_reports_int8_within_half_a_point_of_fp32(version):
+    accuracy = version.manifest["accuracy"]
+    for backend, sets in accuracy["int8"].items():
+        for name, scores in sets.items():
+            assert scores["cer_pct"] <= accuracy["fp32"][backend][name]["cer_pct"] + 0.5, \
+                json.dumps([backend, name])

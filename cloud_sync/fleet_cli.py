@@ -46,8 +46,9 @@ def register_status(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("status", help="one row per device",
                        description="Per device: online, last seen, backlog (from its status "
                                    "topic), frames/s, p95 latency per path (n-weighted mean of "
-                                   "per-second p95s over the window), deadline-miss rate, "
-                                   "model versions, errors in the last hour.")
+                                   "per-second p95s over the window), deadline-miss rate "
+                                   "(frame_deadline_misses per frames_captured), model "
+                                   "versions, errors in the last hour.")
     _common(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--window", type=float, help="seconds of metrics behind frames/s, p95 and "

@@ -27,6 +27,9 @@ import sqlite_utils
 from cloud_sync.batch import Batch
 from cloud_sync.errors import FleetStoreError
 
+# counters that count frames which missed their deadline (the pipeline's and the generic name)
+_FRAME_MISS_COUNTERS = ("frame_deadline_misses", "deadline_misses")
+
 _DDL = """
 CREATE TABLE IF NOT EXISTS records (
     device TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL,
@@ -234,11 +237,10 @@ class SqliteFleetStore:
             seconds += float(m.get("window_s", 1.0))
             counts = m.get("counts", {})
             frames += int(counts.get("frames_captured", 0))
-            misses += int(counts.get("deadline_misses", 0))
-            for name, stats in m.get("stats", {}).items():
-                if name.startswith("latency_ms."):
-                    p95.setdefault(name[len("latency_ms."):], []).append(
-                        (float(stats["p95"]), int(stats.get("n", 1))))
+            misses += sum(int(counts.get(k, 0)) for k in _FRAME_MISS_COUNTERS)
+            for name, stats in m.get("stats", {}).items():   # every observed value is in ms
+                p95.setdefault(name.removeprefix("latency_ms."), []).append(
+                    (float(stats["p95"]), int(stats.get("n", 1))))
         if seconds:
             row.frames_per_s = round(frames / seconds, 2)
             row.miss_rate = round(misses / frames, 4) if frames else 0.0

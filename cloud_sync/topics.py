@@ -1,11 +1,11 @@
 """The MQTT topic map (also in cloud_sync/README.md). `P` is [mqtt] topic_prefix ("edgelens").
 
-| topic                      | direction      | QoS | retained | payload                              |
-|----------------------------|----------------|-----|----------|--------------------------------------|
-| P/<device>/availability    | device → fleet | 1   | yes      | `online` / `offline` (last will)     |
-| P/<device>/telemetry       | device → fleet | 1   | no       | zlib(JSON batch), see cloud_sync.batch |
-| P/<device>/status          | device → fleet | 1   | yes      | JSON: backlog gauge, sent totals     |
-| P/<device>/cmd/<name>      | fleet → device | 1   | no       | JSON object; known names: COMMANDS   |
+| topic                   | direction      | QoS | retained | payload                        |
+|-------------------------|----------------|-----|----------|--------------------------------|
+| P/<device>/availability | device → fleet | 1   | yes      | `online`/`offline` (last will) |
+| P/<device>/telemetry    | device → fleet | 1   | no       | zlib(JSON batch), see batch.py |
+| P/<device>/status       | device → fleet | 1   | yes      | JSON: backlog gauge, counters  |
+| P/<device>/cmd/<name>   | fleet → device | 1   | no       | JSON object; names in COMMANDS |
 
 Fleet ingest workers subscribe to `$share/<group>/P/+/telemetry` (an MQTT 5 shared subscription:
 each batch goes to one worker of the group) and, unshared, to `P/+/availability` and

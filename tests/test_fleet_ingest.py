@@ -125,7 +125,8 @@ def test_status_rows_show_rates_latency_misses_models_and_errors(tmp_path, broke
         recorder.metric({"window_s": 1.0,
                          "counts": {"frames_captured": 30, "deadline_misses": 3},
                          "stats": {"latency_ms.recognize": {"n": 30, "p50": 20.0, "p95": 40.0,
-                                                            "max": 50.0}},
+                                                            "max": 50.0},
+                                   "frame_path": {"n": 30, "p50": 5.0, "p95": 9.5, "max": 12.0}},
                          "gauges": {}})
     from device.telemetry import ModelRef, Prediction
     recorder.prediction(Prediction("Ausgang", 0.9, {"recognizer": ModelRef("crnn", "3")}))
@@ -142,7 +143,7 @@ def test_status_rows_show_rates_latency_misses_models_and_errors(tmp_path, broke
         ingest.stop()
     assert row.device == "glasses-1" and row.online is True
     assert row.frames_per_s == 30.0 and row.miss_rate == 0.1
-    assert row.p95_ms == {"recognize": 40.0}
+    assert row.p95_ms == {"frame_path": 9.5, "recognize": 40.0}
     assert row.models == {"recognizer": "crnn@3"}
     assert row.errors_last_hour == 2
     assert row.last_seen_age_s is not None and row.last_seen_age_s < 30

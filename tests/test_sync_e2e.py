@@ -1,7 +1,6 @@
 """End to end with real processes and a real broker: offline production, outage, recovery,
 kill -9 of the sync agent at random points. The fleet must hold every record exactly once."""
 
-import json
 import os
 import random
 import signal

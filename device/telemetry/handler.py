@@ -27,7 +27,8 @@ class TelemetryLogHandler(logging.Handler):
             if event != message:
                 fields.setdefault("message", message[:_MAX_TEXT])
             if record.exc_info:
-                fields["exception"] = (self.formatter or _FORMATTER).formatException(record.exc_info)[-_MAX_TEXT:]
+                text = (self.formatter or _FORMATTER).formatException(record.exc_info)
+                fields["exception"] = text[-_MAX_TEXT:]
             self.recorder.log_event(record.levelname, str(event)[:_MAX_TEXT], fields,
                                     logger=record.name, wall_ns=int(record.created * 1e9))
         except Exception:  # a logging handler must never raise into the caller

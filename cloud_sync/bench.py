@@ -338,3 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     run(args.json, args.quick)
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -163,6 +163,9 @@ SYNC = Section("sync", "The store-and-forward sync agent (edgelens-sync).", (
         "Inbound (command) messages larger than this are logged and dropped.", min=16),
     Key("compress_level", int, 6, "zlib level for batches (0 = store, 9 = smallest).",
         min=0, max=9),
+    Key("nice", int, 10,
+        "CPU niceness edgelens-sync gives itself at start, so draining a backlog yields the "
+        "CPU to the frame path (0: same priority).", min=0, max=19),
 ))
 
 FLEET = Section("fleet", "Fleet-side ingestion (edgelens-fleet).", (
@@ -182,3 +185,29 @@ FLEET = Section("fleet", "Fleet-side ingestion (edgelens-fleet).", (
 ))
 
 SCHEMA = SCHEMA + (TELEMETRY, MQTT, SYNC, FLEET)
+
+# --- Text detection (issue 3) ------------------------------------------------------------------
+
+DETECTOR = Section("detector", "Finding text lines in a frame (int8 FCN + OpenCV post-processing).", (
+    Key("model", str, "detector", "Name of the text-line detector model in the store."),
+    Key("version", str, "", "Detector version to load; empty: the active version (or newest)."),
+    Key("input_width", int, 320,
+        "Model input width the frame is resized to; must match the model (320 for 1.0.0).",
+        min=32, max=4096),
+    Key("input_height", int, 192,
+        "Model input height the frame is resized to; must match the model (192 for 1.0.0).",
+        min=32, max=4096),
+    Key("bin_threshold", float, 0.3,
+        "Probability above which a map pixel counts as text kernel.", min=0.0, max=1.0),
+    Key("box_threshold", float, 0.5,
+        "A region is kept when its mean probability reaches this.", min=0.0, max=1.0),
+    Key("unclip_ratio", float, 0.4,
+        "Each kernel rectangle grows by area * unclip_ratio / perimeter on every side.",
+        min=0.0, max=5.0),
+    Key("min_area", float, 30.0, "Regions smaller than this (frame pixels²) are dropped.",
+        min=0.0),
+    Key("max_regions", int, 64, "Most regions per frame (the highest-scoring are kept).",
+        min=1, max=1000),
+))
+
+SCHEMA = SCHEMA + (DETECTOR,)

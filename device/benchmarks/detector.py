@@ -1,0 +1,66 @@
+"""`edgelens bench detector`: latency of text detection on the golden scenes of the store.
+
+Times `Detector.detect` (resize + int8 model + post-processing) on the 640x360 golden frames
+of the active detector, for each installed backend at 1 and 2 threads.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import cv2
+import numpy as np
+
+from device.commands.ocr import detector_params
+from device.detector import Detector
+from device.errors import ModelStoreError
+from device.model_store import ModelStore
+from device.runtime import available_backends
+
+RUNS = 50
+WARMUP = 5
+
+
+def _frames(version) -> list[np.ndarray]:
+    frames = []
+    for case in version.manifest["golden"]:
+        image = cv2.imread(str(version.directory / case["input"]), cv2.IMREAD_COLOR)
+        if image is not None:
+            frames.append(image)
+    if not frames:
+        raise ModelStoreError(f"{version.name} {version.version}: no readable golden frames")
+    return frames
+
+
+def time_detect(detector: Detector, frames: list[np.ndarray], runs: int = RUNS) -> dict:
+    for i in range(WARMUP):
+        detector.detect(frames[i % len(frames)])
+    times = []
+    for i in range(runs):
+        start = time.perf_counter_ns()
+        detector.detect(frames[i % len(frames)])
+        times.append((time.perf_counter_ns() - start) / 1e6)
+    return {"p50_ms": round(float(np.percentile(times, 50)), 2),
+            "p95_ms": round(float(np.percentile(times, 95)), 2),
+            "mean_ms": round(float(np.mean(times)), 2), "runs": runs}
+
+
+def run(config, json_out: bool = False) -> dict:
+    store = ModelStore(config.models.store or None)
+    version = store.get(config.detector.model, config.detector.version or None)
+    frames = _frames(version)
+    result = {"model": f"{version.name} {version.version}",
+              "frame": f"{frames[0].shape[1]}x{frames[0].shape[0]}", "results": []}
+    for backend in available_backends():
+        for threads in (1, 2):
+            detector = Detector(version.artifact, backend=backend, num_threads=threads,
+                                params=detector_params(config))
+            row = {"backend": backend, "threads": threads, **time_detect(detector, frames)}
+            result["results"].append(row)
+            if not json_out:
+                print(f"detector {backend:7s} {threads} thread(s): p50 {row['p50_ms']:7.2f} ms  "
+                      f"p95 {row['p95_ms']:7.2f} ms")
+    if json_out:
+        print(json.dumps(result, indent=2))
+    return result

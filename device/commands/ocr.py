@@ -1,0 +1,124 @@
+"""`edgelens ocr IMAGE...`: find the text lines of whole images and read each one."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+
+import cv2
+
+from device.detector import Detector, DetectorParams, crop_line
+from device.errors import EdgelensError, InputError, ModelError, ModelStoreError
+from device.model_store import ModelStore
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "ocr", help="detect and read the text lines of whole images",
+        description="Detect the text lines of each image with the int8 detector, cut each "
+                    "line out upright and read it with the recognizer. A file that cannot be "
+                    "used is reported and the others are still processed. Without a "
+                    "recognizer in the store (or with --detect-only) only the regions are "
+                    "reported (text and confidence null).")
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...)")
+    parser.add_argument("--json", action="store_true",
+                        help='print a JSON list of {"path", "lines": [{"polygon", "text", '
+                             '"confidence"}], "timings_ms": {"detect", "recognize", "total"}}')
+    parser.add_argument("--detect-only", action="store_true", help="skip recognition")
+    parser.add_argument("--backend", choices=("auto", "litert", "tflite"),
+                        help="override [runtime] backend")
+    parser.set_defaults(func=run)
+
+
+def detector_params(cfg) -> DetectorParams:
+    d = cfg.detector
+    return DetectorParams(bin_threshold=d.bin_threshold, box_threshold=d.box_threshold,
+                          unclip_ratio=d.unclip_ratio, min_area=d.min_area,
+                          max_regions=d.max_regions)
+
+
+def load_detector(cfg, backend: str | None = None, num_threads: int | None = None):
+    """(Detector, ModelVersion) from the store as the config names them."""
+    store = ModelStore(cfg.models.store or None)
+    version = store.get(cfg.detector.model, cfg.detector.version or None)
+    detector = Detector(version.artifact, backend=backend or cfg.runtime.backend,
+                        num_threads=num_threads or cfg.runtime.num_threads,
+                        params=detector_params(cfg))
+    expected = (cfg.detector.input_width, cfg.detector.input_height)
+    if detector.input_size != expected:
+        raise ModelError(f"{version.artifact}: the model takes {detector.input_size[0]}x"
+                         f"{detector.input_size[1]} input, [detector] input_width/height say "
+                         f"{expected[0]}x{expected[1]}; fix the config")
+    return detector, version
+
+
+def _recognizer(cfg, backend: str | None):
+    from device.commands.recognize import load_recognizer
+    try:
+        recognizer, _ = load_recognizer(cfg, backend=backend)
+    except ModelStoreError as exc:
+        print(f"edgelens: no recognizer, reporting regions only ({exc})", file=sys.stderr)
+        return None
+    return recognizer
+
+
+def read_image(path: str):
+    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    if image is None:
+        raise InputError(f"cannot read {path} as an image (missing, unreadable or not an image)")
+    return image
+
+
+def ocr_image(detector: Detector, recognizer, image) -> dict:
+    """Detect and read one BGR image: {"lines": [...], "timings_ms": {...}}."""
+    t0 = time.perf_counter_ns()
+    regions = detector.detect(image)
+    t1 = time.perf_counter_ns()
+    lines = []
+    for region in regions:
+        text = confidence = None
+        if recognizer is not None:
+            try:
+                reading = recognizer.read(crop_line(image, region.polygon))
+                text, confidence = reading.text, reading.confidence
+            except InputError as exc:
+                log.warning("region not readable: %s", exc)
+        lines.append({"polygon": [[round(float(x), 1), round(float(y), 1)]
+                                  for x, y in region.polygon],
+                      "text": text, "confidence": confidence,
+                      "detection_score": region.score})
+    t2 = time.perf_counter_ns()
+    return {"lines": lines,
+            "timings_ms": {"detect": round((t1 - t0) / 1e6, 2),
+                           "recognize": round((t2 - t1) / 1e6, 2),
+                           "total": round((t2 - t0) / 1e6, 2)}}
+
+
+def run(args, cfg) -> int:
+    detector, _ = load_detector(cfg, backend=args.backend)
+    recognizer = None if args.detect_only else _recognizer(cfg, args.backend)
+    results, failures = [], 0
+    for path in args.images:
+        try:
+            results.append({"path": path, **ocr_image(detector, recognizer, read_image(path))})
+        except EdgelensError as exc:
+            failures += 1
+            results.append({"path": path, "error": str(exc)})
+            if not args.json:
+                print(f"edgelens: {path}: {exc}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(results, ensure_ascii=False, indent=2))
+    else:
+        for r in results:
+            if "lines" not in r:
+                continue
+            print(f"{r['path']}: {len(r['lines'])} line(s), {r['timings_ms']['total']:.1f} ms")
+            for line in r["lines"]:
+                conf = "-" if line["confidence"] is None else f"{line['confidence']:.3f}"
+                poly = " ".join(f"{x:.0f},{y:.0f}" for x, y in line["polygon"])
+                print(f"  {conf}\t{line['text'] or ''}\t[{poly}]")
+    return 1 if failures else 0

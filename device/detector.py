@@ -1,0 +1,234 @@
+"""Text-line detector: one int8 FCN that predicts a text-kernel probability map, then OpenCV.
+
+The model (DB family, probability branch only) sees the frame resized to a fixed input
+(320x192 for 640x360 frames) and predicts, at half its input resolution, the probability
+that a pixel lies in the *shrunk* core of a text line. Post-processing: threshold, contours,
+minimum-area rectangle, score = mean probability inside the contour, unclip the rectangle by
+area * unclip_ratio / perimeter, map it back to frame coordinates, and order its corners
+TL, TR, BR, BL along the reading direction (left to right; lines within ±90° of upright).
+`crop_line` warps a region into an upright line crop for the recognizer.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from device.errors import InputError, ModelError
+from device.runtime import TFLiteModel
+
+INPUT_SIZE = (320, 192)
+"""(width, height) of the model input the shipped detector was trained at."""
+OUTPUT_STRIDE = 2
+"""Input pixels per probability-map pixel."""
+
+
+@dataclass(frozen=True)
+class DetectorParams:
+    bin_threshold: float = 0.3     # probability above which a map pixel is text kernel
+    box_threshold: float = 0.5     # a region's mean probability must reach this
+    unclip_ratio: float = 0.4      # kernel rectangle grows by area * ratio / perimeter
+    min_area: float = 30.0         # smallest region kept, in frame pixels²
+    max_regions: int = 64          # most regions returned (highest scores kept)
+
+
+@dataclass(frozen=True)
+class TextRegion:
+    polygon: np.ndarray            # float32 [4, 2]: TL, TR, BR, BL in frame coordinates
+    score: float
+
+
+# --- geometry ----------------------------------------------------------------------------------
+
+def order_quad(points: np.ndarray) -> np.ndarray:
+    """Corners of a rectangle-like quad as TL, TR, BR, BL, reading along its long side."""
+    pts = np.asarray(points, np.float32).reshape(4, 2)
+    centre = pts.mean(axis=0)
+    e01, e12 = pts[1] - pts[0], pts[2] - pts[1]
+    u = e01 if np.linalg.norm(e01) >= np.linalg.norm(e12) else e12
+    u = u / max(float(np.linalg.norm(u)), 1e-9)
+    if u[0] < 0 or (abs(u[0]) < 1e-6 and u[1] > 0):
+        u = -u
+    n = np.array([-u[1], u[0]], np.float32)      # "down" for text reading along u
+    rel = pts - centre
+    a, b = rel @ u, rel @ n
+    order = [int(np.argmin(a + b)), int(np.argmin(-a + b)), int(np.argmax(a + b)),
+             int(np.argmin(a - b))]
+    if len(set(order)) < 4:   # degenerate: fall back to angle around the centre
+        angles = np.arctan2(b, a)
+        order = list(np.argsort(angles))
+        order = order[order.index(int(np.argmin(a + b))):] + order[:order.index(int(np.argmin(a + b)))]
+    return pts[order].astype(np.float32)
+
+
+def polygon_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """IoU of two convex polygons."""
+    a = np.asarray(a, np.float32).reshape(-1, 2)
+    b = np.asarray(b, np.float32).reshape(-1, 2)
+    area_a, area_b = abs(cv2.contourArea(a)), abs(cv2.contourArea(b))
+    if area_a <= 0 or area_b <= 0:
+        return 0.0
+    hull_a = cv2.convexHull(a).reshape(-1, 2)
+    hull_b = cv2.convexHull(b).reshape(-1, 2)
+    inter, _ = cv2.intersectConvexConvex(hull_a, hull_b)
+    inter = max(float(inter), 0.0)
+    return inter / max(area_a + area_b - inter, 1e-9)
+
+
+def match_polygons(truth: list[np.ndarray], found: list[np.ndarray],
+                   iou: float = 0.5) -> list[tuple[int, int, float]]:
+    """One-to-one matches (truth index, found index, IoU) at IoU >= iou, best pairs first."""
+    pairs = [(polygon_iou(t, f), i, j) for i, t in enumerate(truth) for j, f in enumerate(found)]
+    pairs = sorted((p for p in pairs if p[0] >= iou), reverse=True)
+    used_t, used_f, matches = set(), set(), []
+    for score, i, j in pairs:
+        if i not in used_t and j not in used_f:
+            used_t.add(i)
+            used_f.add(j)
+            matches.append((i, j, score))
+    return matches
+
+
+# --- post-processing ---------------------------------------------------------------------------
+
+def regions_from_map(prob: np.ndarray, frame_size: tuple[int, int], params: DetectorParams,
+                     stride_xy: tuple[float, float]) -> list[TextRegion]:
+    """Text regions in frame coordinates from a [h, w] probability map.
+
+    `stride_xy` is the number of frame pixels per map pixel in x and y; `frame_size` is
+    (width, height) of the frame, used to clip the quads.
+    """
+    prob = np.asarray(prob, np.float32)
+    mask = (prob > params.bin_threshold).astype(np.uint8)
+    contours, _ = cv2.findContours(mask, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+    sx, sy = stride_xy
+    fw, fh = frame_size
+    regions = []
+    for contour in contours:
+        x, y, w, h = cv2.boundingRect(contour)
+        patch = np.zeros((h, w), np.uint8)
+        cv2.fillPoly(patch, [contour - [x, y]], 1)
+        score = float(cv2.mean(prob[y:y + h, x:x + w], patch)[0])
+        if score < params.box_threshold:
+            continue
+        (cx, cy), (rw, rh), angle = cv2.minAreaRect(contour)
+        rw, rh = rw + 1.0, rh + 1.0          # pixel centres → pixel extents
+        grow = rw * rh * params.unclip_ratio / (2.0 * (rw + rh))
+        rect = ((cx + 0.5, cy + 0.5), (rw + 2 * grow, rh + 2 * grow), angle)
+        box = cv2.boxPoints(rect) * np.float32([sx, sy])
+        box[:, 0] = np.clip(box[:, 0], 0, fw - 1)
+        box[:, 1] = np.clip(box[:, 1], 0, fh - 1)
+        if abs(cv2.contourArea(box)) < params.min_area:
+            continue
+        regions.append(TextRegion(order_quad(box), round(score, 4)))
+    regions.sort(key=lambda r: -r.score)
+    regions = regions[:params.max_regions]
+    regions.sort(key=lambda r: (float(r.polygon[:, 1].mean()), float(r.polygon[:, 0].min())))
+    return regions
+
+
+def crop_line(frame: np.ndarray, polygon: np.ndarray, height: int | None = None,
+              pad: float = 0.1) -> np.ndarray:
+    """An upright crop of the quad (TL, TR, BR, BL), padded by `pad` x its height each side.
+
+    With `height`, the crop is scaled to that many rows; otherwise it keeps the quad's size.
+    """
+    quad = np.asarray(polygon, np.float32).reshape(4, 2)
+    width = (np.linalg.norm(quad[1] - quad[0]) + np.linalg.norm(quad[2] - quad[3])) / 2
+    tall = (np.linalg.norm(quad[3] - quad[0]) + np.linalg.norm(quad[2] - quad[1])) / 2
+    if width < 1 or tall < 1:
+        raise InputError(f"region too small to crop ({width:.1f}x{tall:.1f} px)")
+    scale = 1.0 if height is None else height / (tall * (1 + 2 * pad))
+    p = pad * tall * scale
+    w, h = width * scale, tall * scale
+    out_w, out_h = max(2, int(round(w + 2 * p))), max(2, int(round(h + 2 * p)))
+    dst = np.float32([[p, p], [p + w, p], [p + w, p + h], [p, p + h]])
+    matrix = cv2.getPerspectiveTransform(quad, dst)
+    return cv2.warpPerspective(frame, matrix, (out_w, out_h), flags=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_REPLICATE)
+
+
+# --- the wrapper -------------------------------------------------------------------------------
+
+def _as_bgr(frame: np.ndarray) -> np.ndarray:
+    frame = np.asarray(frame)
+    if frame.dtype != np.uint8:
+        raise InputError(f"expected a uint8 image, got {frame.dtype}")
+    if frame.ndim == 2:
+        return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+    if frame.ndim == 3 and frame.shape[2] == 1:
+        return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+    if frame.ndim == 3 and frame.shape[2] == 4:
+        return cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
+    if frame.ndim == 3 and frame.shape[2] == 3:
+        return frame
+    raise InputError(f"expected a gray, BGR or BGRA image, got shape {frame.shape}")
+
+
+class Detector:
+    """Finds text lines in a BGR frame (any size; resized to the model's input)."""
+
+    def __init__(self, model_path: str | Path, backend: str = "auto", num_threads: int = 2,
+                 params: DetectorParams | None = None):
+        self.model = TFLiteModel(model_path, backend=backend, num_threads=num_threads)
+        self.params = params or DetectorParams()
+        spec = self.model.inputs[0]
+        if len(spec.shape) != 4 or spec.shape[0] != 1 or spec.shape[3] != 3:
+            raise ModelError(f"{model_path}: expected a [1, H, W, 3] image input, the model "
+                             f"takes {list(spec.shape)}")
+        self.input_size = (spec.shape[2], spec.shape[1])
+        out = self.model.outputs[0].shape
+        if len(out) != 4 or out[3] != 1:
+            raise ModelError(f"{model_path}: expected a [1, h, w, 1] probability map, the "
+                             f"model gives {list(out)}")
+        self.map_size = (out[2], out[1])
+
+    @property
+    def backend(self) -> str:
+        return self.model.backend
+
+    def preprocess(self, frame: np.ndarray) -> np.ndarray:
+        """BGR uint8 frame → float32 [1, H, W, 3] in [-1, 1]."""
+        image = cv2.resize(_as_bgr(frame), self.input_size, interpolation=cv2.INTER_AREA)
+        return ((image.astype(np.float32) - 127.5) / 127.5)[np.newaxis]
+
+    def probability_map(self, frame: np.ndarray) -> np.ndarray:
+        """The model's [h, w] text-kernel probability map for a frame."""
+        out = next(iter(self.model.run(self.preprocess(frame)).values()))
+        return out.reshape(self.map_size[1], self.map_size[0])
+
+    def detect(self, frame: np.ndarray) -> list[TextRegion]:
+        """Text-line regions in frame coordinates, sorted top to bottom."""
+        frame = _as_bgr(frame)
+        if min(frame.shape[:2]) < 8:
+            raise InputError(f"image too small for detection ({frame.shape[1]}x"
+                             f"{frame.shape[0]} px)")
+        prob = self.probability_map(frame)
+        fh, fw = frame.shape[:2]
+        stride = (fw / self.map_size[0], fh / self.map_size[1])
+        return regions_from_map(prob, (fw, fh), self.params, stride)
+
+
+# --- golden self-test --------------------------------------------------------------------------
+
+def run_golden(version, backend: str) -> list:
+    """For each golden scene: how many ground-truth lines the model finds at IoU >= 0.5."""
+    from device.golden import GoldenResult
+    params = DetectorParams(**version.manifest.get("postprocessing", {}).get("params", {}))
+    detector = Detector(version.artifact, backend=backend, num_threads=1, params=params)
+    results = []
+    for case in version.manifest["golden"]:
+        image = cv2.imread(str(version.directory / case["input"]), cv2.IMREAD_COLOR)
+        truth_path = version.directory / case["ground_truth"]
+        truth = [np.float32(p) for p in json.loads(truth_path.read_text())["polygons"]]
+        if image is None:
+            got = "<unreadable image>"
+        else:
+            found = [r.polygon for r in detector.detect(image)]
+            got = str(len(match_polygons(truth, found)))
+        results.append(GoldenResult(case["input"], case["expected"], got))
+    return results

@@ -114,6 +114,10 @@ class LocalBroker:
                         f"{self._tail()}")
 
     @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self.running else None
+
+    @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 

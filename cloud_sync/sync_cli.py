@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 
@@ -53,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     setup_logging(cfg, args.verbose)
+    if cfg.sync.nice:
+        os.nice(cfg.sync.nice)          # the frame path comes first on a 2-core board
     stop = stop_on_signals()
     agent = SyncAgent(cfg, store=None)
     agent.run(stop)

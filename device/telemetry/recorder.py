@@ -10,7 +10,6 @@ are never dropped from the queue.
 from __future__ import annotations
 
 import collections
-import hashlib
 import hmac
 import logging
 import threading
@@ -178,7 +177,7 @@ class Recorder:
     def _text(self, name: str, text: str) -> dict[str, Any]:
         if not self._salt:
             return {name: text}
-        digest = hmac.new(self._salt, text.encode("utf-8"), hashlib.sha256).hexdigest()
+        digest = hmac.digest(self._salt, text.encode("utf-8"), "sha256").hex()
         return {f"{name}_sha256": digest[:32], f"{name}_len": len(text)}
 
     def _put_internal(self, record: Record) -> None:

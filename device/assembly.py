@@ -50,11 +50,16 @@ def checked(version: ModelVersion) -> ModelVersion:
 
 
 def load_stages(cfg, backend: str | None = None, translate: bool = True) -> Stages:
-    from device.detector import Detector, crop_line
+    from device.detector import Detector, DetectorParams, crop_line
     backend = backend or cfg.runtime.backend
     store = ModelStore(cfg.models.store or None)
     det_version = checked(store.get(cfg.detector.model, cfg.detector.version or None))
-    detector = Detector.from_config(det_version.artifact, cfg, backend=backend)
+    d = cfg.detector
+    params = DetectorParams(bin_threshold=d.bin_threshold, box_threshold=d.box_threshold,
+                            unclip_ratio=d.unclip_ratio, min_area=d.min_area,
+                            max_regions=d.max_regions)
+    detector = Detector(det_version.artifact, backend=backend,
+                        num_threads=cfg.runtime.num_threads, params=params)
     rec_version = checked(store.get(cfg.models.recognizer,
                                     cfg.models.recognizer_version or None))
     recognizer = Recognizer(rec_version.artifact, backend=backend,

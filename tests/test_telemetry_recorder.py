@@ -211,3 +211,15 @@ def test_disabled_telemetry_accepts_calls_and_writes_nothing(tmp_path):
     recorder.count("frames_captured")
     recorder.close()
     assert not (tmp_path / "telemetry.sqlite").exists()
+
+
+def test_a_bad_prediction_does_not_stop_the_writer(tmp_path):
+    s = _settings(tmp_path)
+    recorder = Recorder.open(s)
+    recorder.prediction(Prediction(text="x", confidence=None, prediction_id="bad"))
+    recorder.log_event("INFO", "still.running")
+    recorder.close()
+    store = TelemetryStore.open(s.db_path, s)
+    assert "unencodable" in _bodies(store, "prediction")[0]
+    assert _bodies(store, "log")[0]["event"] == "still.running"
+    store.close()

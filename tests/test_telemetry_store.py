@@ -182,3 +182,14 @@ def test_prune_sent_drops_only_delivered_records(tmp_path):
     assert store.prune_sent(older_than_s=0) == 2
     assert [r.seq for r in store.records()] == [3, 4]
     store.close()
+
+
+def test_a_body_that_is_not_json_does_not_lose_its_batch(tmp_path):
+    store = _open(tmp_path)
+    loop: dict = {}
+    loop["self"] = loop
+    store.insert([_rec("log", {"ok": 1}), _rec("log", loop), _rec("log", {"ok": 2})])
+    bodies = [json.loads(r.body) for r in store.records()]
+    assert bodies[0] == {"ok": 1} and bodies[2] == {"ok": 2}
+    assert bodies[1]["unencodable"].startswith("{'self'")
+    store.close()

@@ -248,7 +248,10 @@ class Recorder:
             stopping = self._stop.is_set()
             self._wake.wait(interval)
             self._wake.clear()
-            since_check += self._write_pending(force_windows=stopping)
+            try:
+                since_check += self._write_pending(force_windows=stopping)
+            except Exception:  # the writer must outlive any one bad record or batch
+                log.exception("telemetry writer iteration failed; continuing")
             now = time.monotonic()
             if since_check >= _LIMIT_CHECK_RECORDS or now - last_check >= _LIMIT_CHECK_S:
                 self._guard(self.store.enforce_limit)
@@ -271,8 +274,7 @@ class Recorder:
             batch = self._take(self.settings.batch_size)
             if not batch:
                 return written
-            batch = [Record(r.kind, r.wall_ns, r.mono_ns, self._prediction_body(r.body))
-                     if isinstance(r.body, Prediction) else r for r in batch]
+            batch = [self._materialize(r) for r in batch]
             try:
                 self.store.insert(batch)
                 ok = True
@@ -287,6 +289,17 @@ class Recorder:
                 self._handled += len(batch)
                 self._done.notify_all()
             written += len(batch)
+
+    def _materialize(self, record: Record) -> Record:
+        """Predictions are queued as objects; their body is built here, off the frame path."""
+        if not isinstance(record.body, Prediction):
+            return record
+        try:
+            body = self._prediction_body(record.body)
+        except (TypeError, ValueError, AttributeError) as exc:
+            log.warning("prediction record unusable (%s); stored as repr", exc)
+            body = {"unencodable": repr(record.body)[:500]}
+        return Record(record.kind, record.wall_ns, record.mono_ns, body)
 
     def _take(self, n: int) -> list[Record]:
         with self._lock:

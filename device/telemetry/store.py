@@ -59,7 +59,7 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
 
 _INSERT = ("INSERT INTO records (kind, tier, prio, wall_ns, mono_ns, boot_id, body) "
            "VALUES (?, ?, ?, ?, ?, ?, ?)")
-_dumps = json.JSONEncoder(separators=(",", ":"), default=str).encode
+_dumps = json.JSONEncoder(separators=(",", ":"), default=str, check_circular=False).encode
 
 
 class TelemetryStore:
@@ -143,7 +143,7 @@ class TelemetryStore:
         boot_id = self.clock.boot_id
         # executemany over a prepared statement: ~1.6x the rate of insert_all on this path.
         rows = [(r.kind, EVICTION_TIERS[r.kind], send_priority(r.kind, r.body), r.wall_ns,
-                 r.mono_ns, boot_id, _dumps(r.body)) for r in records]
+                 r.mono_ns, boot_id, _encode(r.body)) for r in records]
         with self._lock:
             try:
                 self._reserve(len(rows))
@@ -414,6 +414,16 @@ def _write_seq_file(path: Path, ceiling: int) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, target)
+
+
+def _encode(body: Any) -> str:
+    """JSON text of a record body; a body that cannot be encoded is kept as a short repr
+    rather than losing the batch it came in."""
+    try:
+        return _dumps(body)
+    except (TypeError, ValueError, RecursionError) as exc:
+        log.warning("telemetry record body not JSON-encodable (%s); stored as repr", exc)
+        return _dumps({"unencodable": repr(body)[:500]})
 
 
 def _inode(path: Path) -> int | None:

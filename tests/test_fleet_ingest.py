@@ -148,3 +148,28 @@ def test_status_rows_show_rates_latency_misses_models_and_errors(tmp_path, broke
     assert row.errors_last_hour == 2
     assert row.last_seen_age_s is not None and row.last_seen_age_s < 30
     fleet.close()
+
+
+@pytest.mark.broker
+def test_records_sent_while_the_ingest_worker_is_down_wait_in_its_session(tmp_path, broker):
+    cfg = config_for(tmp_path, broker)
+    ingest, fleet = run_ingest(cfg)
+    ingest.stop()                              # persistent session stays at the broker
+    _produce_logs(cfg, 300)
+    agent = run_agent(cfg)
+    try:
+        assert wait_until(lambda: agent.worker.stats.acked_records == 300, 15)
+        assert fleet.record_count() == 0
+        ingest, fleet = run_ingest(cfg)        # same worker id: same session
+        assert wait_until(lambda: fleet.record_count() == 300, 15), fleet.record_count()
+        ingest.stop()
+    finally:
+        agent.stop()
+    assert fleet.seqs("glasses-1") == list(range(1, 301))
+
+
+def _produce_logs(cfg, n):
+    recorder = Recorder.open(cfg.telemetry)
+    for i in range(n):
+        recorder.log_event("INFO", "frame.done", {"i": i})
+    recorder.close()

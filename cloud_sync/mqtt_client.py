@@ -45,6 +45,7 @@ class LinkSettings:
     password: str = ""
     reconnect_min_s: float = 1.0
     reconnect_max_s: float = 60.0
+    protocol: str = "5"
 
     @classmethod
     def from_config(cls, mqtt: Any, client_id: str) -> "LinkSettings":
@@ -58,7 +59,7 @@ class LinkSettings:
                                 f"{exc}") from exc
         return cls(mqtt.host, mqtt.port, mqtt.client_id or client_id, mqtt.keepalive_s,
                    mqtt.tls, mqtt.ca_file, mqtt.cert_file, mqtt.key_file, mqtt.username,
-                   password, mqtt.reconnect_min_s, mqtt.reconnect_max_s)
+                   password, mqtt.reconnect_min_s, mqtt.reconnect_max_s, mqtt.protocol)
 
 
 @dataclass(frozen=True)
@@ -96,13 +97,20 @@ class MqttLink:
         self._connected = threading.Event()
         self.connects = 0
         self.last_error = ""
+        self.v5 = settings.protocol == "5"
         self._client = self._build_client()
 
     def _build_client(self) -> paho.Client:
         s = self.settings
-        client = paho.Client(callback_api_version=paho.CallbackAPIVersion.VERSION2,
-                             client_id=s.client_id, protocol=paho.MQTTv5,
-                             manual_ack=self.manual_ack)
+        if self.v5:
+            client = paho.Client(callback_api_version=paho.CallbackAPIVersion.VERSION2,
+                                 client_id=s.client_id, protocol=paho.MQTTv5,
+                                 manual_ack=self.manual_ack)
+        else:
+            client = paho.Client(callback_api_version=paho.CallbackAPIVersion.VERSION2,
+                                 client_id=s.client_id, protocol=paho.MQTTv311,
+                                 clean_session=self.session_expiry_s == 0,
+                                 manual_ack=self.manual_ack)
         client.reconnect_delay_set(s.reconnect_min_s, max(s.reconnect_max_s,
                                                           s.reconnect_min_s))
         client.max_inflight_messages_set(_PAHO_INFLIGHT)
@@ -132,17 +140,18 @@ class MqttLink:
         """Subscribe now (if connected) and again after every reconnect."""
         self._subscriptions.append(Subscription(topic, qos))
         if self.connected:
-            self._client.subscribe(topic, options=SubscribeOptions(qos=qos))
+            self._subscribe(self._client, topic, qos)
 
     def start(self) -> None:
         """Connect in the background; paho's thread reconnects with backoff from here on."""
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = self.session_expiry_s
+        v5: dict[str, Any] = {}
+        if self.v5:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = self.session_expiry_s
+            v5 = {"clean_start": self.session_expiry_s == 0, "properties": props}
         try:
             self._client.connect_async(self.settings.host, self.settings.port,
-                                       self.settings.keepalive_s,
-                                       clean_start=self.session_expiry_s == 0,
-                                       properties=props)
+                                       self.settings.keepalive_s, **v5)
         except (OSError, ValueError) as exc:
             raise LinkError(f"cannot connect to {self.settings.host}:{self.settings.port}: "
                             f"{exc}") from exc
@@ -183,7 +192,7 @@ class MqttLink:
         """Hand one message to paho; returns its mid (acknowledged later through on_ack).
         LinkError when not connected or paho refuses it."""
         props = None
-        if content_type:
+        if content_type and self.v5:
             props = Properties(PacketTypes.PUBLISH)
             props.ContentType = content_type
         info = self._client.publish(topic, payload, qos=qos, retain=retain, properties=props)
@@ -203,11 +212,17 @@ class MqttLink:
         log.info("MQTT connected to %s:%s (session present: %s)", self.settings.host,
                  self.settings.port, flags.session_present)
         for sub in self._subscriptions:
-            client.subscribe(sub.topic, options=SubscribeOptions(qos=sub.qos))
+            self._subscribe(client, sub.topic, sub.qos)
         if self.availability is not None:
             client.publish(self.availability.topic, self.availability.online, qos=1,
                            retain=True)
         self._connected.set()
+
+    def _subscribe(self, client: paho.Client, topic: str, qos: int) -> None:
+        if self.v5:
+            client.subscribe(topic, options=SubscribeOptions(qos=qos))
+        else:
+            client.subscribe(topic, qos)
 
     def _handle_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         was = self.connected

@@ -134,6 +134,10 @@ MQTT = Section("mqtt", "The MQTT broker connection (used by edgelens-sync and ed
         "reconnect_max_s.", min=0.1, max=600.0),
     Key("reconnect_max_s", float, 60.0, "Longest reconnect delay.", min=1.0, max=3600.0),
     Key("topic_prefix", str, "edgelens", "First level of every topic (see cloud_sync/README.md)."),
+    Key("protocol", str, "5",
+        "MQTT version: '5' (reason codes, session expiry, shared subscriptions) or '3.1.1' for "
+        "brokers without MQTT 5 (then a PUBACK cannot say 'no subscribers': run ingest "
+        "with a persistent session before devices sync).", choices=("5", "3.1.1")),
 ))
 
 SYNC = Section("sync", "The store-and-forward sync agent (edgelens-sync).", (

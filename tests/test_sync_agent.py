@@ -103,3 +103,16 @@ def test_token_bucket_paces_and_stops():
     assert 1.6 < time.monotonic() - start < 3.0
     stop.set()
     assert bucket.wait(10**6, stop) is False
+
+
+def test_mqtt_3_1_1_brokers_work_too(tmp_path, broker):
+    cfg = config_for(tmp_path, broker, mqtt={"protocol": "3.1.1"})
+    ingest, fleet = run_ingest(cfg)
+    _produce(cfg, 200)
+    agent = run_agent(cfg)
+    try:
+        assert wait_until(lambda: fleet.record_count() == 200, 15)
+    finally:
+        agent.stop()
+        ingest.stop()
+    assert fleet.seqs("glasses-1") == list(range(1, 201))

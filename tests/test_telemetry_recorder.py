@@ -223,3 +223,20 @@ def test_a_bad_prediction_does_not_stop_the_writer(tmp_path):
     assert "unencodable" in _bodies(store, "prediction")[0]
     assert _bodies(store, "log")[0]["event"] == "still.running"
     store.close()
+
+
+def test_the_writer_keeps_the_store_under_its_limit(tmp_path):
+    s = _settings(tmp_path, max_bytes=1024 * 1024, queue_size=100_000)
+    recorder = Recorder.open(s)
+    for i in range(12_000):
+        recorder.metric({"i": i, "pad": "m" * 200})
+        if i % 8 == 0:
+            recorder.log_event("INFO", "frame", {"i": i, "pad": "l" * 200})
+    recorder.close()
+    store = TelemetryStore.open(s.db_path, s)
+    assert store.used_bytes() <= 1024 * 1024
+    counters = store.counters()
+    assert counters["evicted.metric"] > 0 and "evicted.log" not in counters
+    assert store.backlog()["log"] == 1500 + len([b for b in _bodies(store, "log")
+                                                 if b["event"] == "telemetry.evicted"])
+    store.close()

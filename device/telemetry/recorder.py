@@ -253,7 +253,8 @@ class Recorder:
             except Exception:  # the writer must outlive any one bad record or batch
                 log.exception("telemetry writer iteration failed; continuing")
             now = time.monotonic()
-            if since_check >= _LIMIT_CHECK_RECORDS or now - last_check >= _LIMIT_CHECK_S:
+            if since_check >= _LIMIT_CHECK_RECORDS or now - last_check >= _LIMIT_CHECK_S \
+                    or (stopping and since_check):
                 self._guard(self.store.enforce_limit)
                 since_check, last_check = 0, now
             if now - last_prune >= _PRUNE_EVERY_S:

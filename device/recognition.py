@@ -79,6 +79,29 @@ class RecognitionWorker:
         self._recognize_ms = _Ema(3.0)
         self._translate_ms = _Ema(5.0)
         self.busy = threading.Event()
+        self._pending: dict[str, Any] = {}
+        self._swap_lock = threading.Lock()
+        self.swapped = threading.Event()
+
+    def swap(self, **stages: Any) -> None:
+        """Replace detector/recognizer/translator (already loaded and warmed) at the next run
+        boundary. The frame path never waits for this."""
+        unknown = set(stages) - {"detector", "recognizer", "translator"}
+        if unknown:
+            raise ValueError(f"cannot swap {sorted(unknown)}")
+        with self._swap_lock:
+            self._pending.update(stages)
+            self.swapped.clear()
+
+    def _apply_swap(self) -> None:
+        with self._swap_lock:
+            pending, self._pending = self._pending, {}
+        if pending:
+            for name, stage in pending.items():
+                setattr(self, name, stage)
+            self.metrics.count("model_swaps")
+            log.info("models swapped", extra={"stages": sorted(pending)})
+            self.swapped.set()
 
     def start(self) -> "RecognitionWorker":
         self._thread.start()
@@ -96,6 +119,7 @@ class RecognitionWorker:
                 continue
             self.busy.set()
             try:
+                self._apply_swap()
                 self.process(frame)
             except Exception:  # a per-frame failure must not end the path
                 self.metrics.count("recognition_errors")

@@ -12,6 +12,8 @@ from device.telemetry.recorder import Recorder
 
 _MAX_TEXT = 4000
 _FORMATTER = logging.Formatter()
+# Attributes every LogRecord has; anything else came from `extra=` and is a structured field.
+_STANDARD = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 
 
 class TelemetryLogHandler(logging.Handler):
@@ -22,7 +24,9 @@ class TelemetryLogHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             message = record.getMessage()
-            fields = dict(getattr(record, "fields", None) or {})
+            fields = {k: v for k, v in vars(record).items()
+                      if k not in _STANDARD and k not in ("fields", "event")}
+            fields.update(getattr(record, "fields", None) or {})
             event = getattr(record, "event", None) or message
             if event != message:
                 fields.setdefault("message", message[:_MAX_TEXT])

@@ -215,3 +215,29 @@ DETECTOR = Section("detector", "Finding text lines in a frame (int8 FCN + OpenCV
 ))
 
 SCHEMA = SCHEMA + (DETECTOR,)
+
+TRANSLATOR = Section("translator", "German→English translation of recognized lines: cache, "
+                     "phrasebook, then the int8 transformer.", (
+    Key("model", str, "translator", "Name of the translator model in the store."),
+    Key("version", str, "", "Translator version to load; empty: the active version (or newest)."),
+    Key("beam_size", int, 1, "Beam width of the decoder; 1 is greedy (fastest).", min=1, max=8),
+    Key("max_tokens", int, 0, "Longest translation in tokens; 0: as long as the model allows "
+        "(23).", min=0, max=64),
+    Key("cache_size", int, 512, "Recent translations kept in the LRU cache (0: no cache).",
+        min=0, max=1_000_000),
+    Key("min_ocr_confidence", float, 0.5, "Lines read with a lower recognizer confidence are "
+        "not translated; the original text is kept.", min=0.0, max=1.0),
+    Key("min_model_confidence", float, 0.2, "Model translations whose mean token probability "
+        "is lower are refused (original text kept).", min=0.0, max=1.0),
+    Key("max_input_chars", int, 120, "Longer lines are not translated (original text kept).",
+        min=1, max=10_000),
+    Key("budget_ms", float, 40.0, "Time one translation may take; decoding that would run past "
+        "it stops and the original text is kept.", min=1.0, max=10_000.0),
+    Key("use_phrasebook", bool, True, "Look exact dictionary entries up before the model."),
+    Key("dictionary", str, "/usr/share/trans/de-en", "The ding German-English dictionary "
+        "(Debian package trans-de-en) the phrasebook is built from."),
+    Key("phrasebook_cache", str, "", "Directory for the built phrasebook; empty: "
+        "$XDG_CACHE_HOME/edgelens or ~/.cache/edgelens."),
+))
+
+SCHEMA = SCHEMA + (TRANSLATOR,)

@@ -293,15 +293,23 @@ def main(argv=None) -> int:
 
     step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
 
-    def schedule(step):
-        step = tf.cast(step, tf.float32)
-        warm = step / args.warmup
-        progress = tf.clip_by_value((step - args.warmup) / max(1, args.steps - args.warmup), 0, 1)
-        decay = 0.05 + 0.95 * 0.5 * (1 + tf.cos(math.pi * progress))
-        return args.lr * tf.minimum(warm, decay)
+    class Schedule(tf.keras.optimizers.schedules.LearningRateSchedule):
+        """Linear warmup, then cosine decay to 5 % of the peak at --steps."""
 
-    optimizer = tf.keras.optimizers.Adam(lambda: schedule(step_var), beta_1=0.9, beta_2=0.98,
-                                         epsilon=1e-9, clipnorm=1.0)
+        def __call__(self, step):
+            step = tf.cast(step, tf.float32)
+            warm = step / args.warmup
+            progress = tf.clip_by_value((step - args.warmup) / max(1, args.steps - args.warmup),
+                                        0.0, 1.0)
+            decay = 0.05 + 0.95 * 0.5 * (1 + tf.cos(math.pi * progress))
+            return args.lr * tf.minimum(warm, decay)
+
+        def get_config(self):
+            return {}
+
+    schedule = Schedule()
+    optimizer = tf.keras.optimizers.Adam(schedule, beta_1=0.9, beta_2=0.98, epsilon=1e-9,
+                                         clipnorm=1.0)
     ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step_var)
     manager = tf.train.CheckpointManager(ckpt, str(run_dir / "ckpt"), max_to_keep=2)
     if manager.latest_checkpoint:

@@ -41,6 +41,7 @@ class Pair:
 class Entry:
     headword: str           # folded, lowercase, crudely stemmed key of the line's headword
     pairs: tuple[Pair, ...]
+    size: int = 1           # 1 + one-word sub-entries (inflections): main senses list most
 
 
 def strip_tags(text: str) -> str:
@@ -95,7 +96,9 @@ def parse_line(line: str) -> Entry | None:
     if not pairs:
         return None
     head = headword_key(pairs[0].de)
-    return Entry(head, tuple(pairs)) if head else None
+    size = 1 + sum(1 for sub in de_subs[1:] if len(_alternatives(sub)[:1]) == 1
+                   and " " not in _alternatives(sub)[0])
+    return Entry(head, tuple(pairs), size) if head else None
 
 
 def read_entries(path: str | Path = DEFAULT_PATH) -> Iterator[Entry]:

@@ -1,0 +1,64 @@
+"""`edgelens translate [--json] TEXT...`: translate German sign text to English."""
+
+from __future__ import annotations
+
+import json
+
+from device.translate.phrasebook import Phrasebook
+from device.translate.translator import Translator
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "translate", help="translate German sign text to English",
+        description="Translate each TEXT (German) to English: LRU cache, then the phrasebook "
+                    "built from the installed ding dictionary, then the int8 transformer. "
+                    "Text that is empty, too long, not German or OCR garbage is kept as it "
+                    "is (via 'passthrough', with the reason).")
+    parser.add_argument("texts", nargs="*", metavar="TEXT", help="German text, one per argument")
+    parser.add_argument("--json", action="store_true",
+                        help='print a JSON list of {"source", "translation", "via", '
+                             '"confidence", "ms"}')
+    parser.add_argument("--backend", choices=("auto", "litert", "tflite"),
+                        help="override [runtime] backend")
+    parser.add_argument("--beam", type=int, metavar="N", help="override [translator] beam_size")
+    parser.add_argument("--ocr-confidence", type=float, metavar="X",
+                        help="recognizer confidence of the texts (low ones are not translated)")
+    parser.add_argument("--no-phrasebook", action="store_true",
+                        help="the model alone (no dictionary lookup)")
+    parser.add_argument("--build-phrasebook", action="store_true",
+                        help="build (or rebuild the cache of) the phrasebook from the "
+                             "dictionary and exit")
+    parser.set_defaults(func=run)
+
+
+def _config_with(cfg, args):
+    from device.config import SectionValues
+    overrides = {}
+    if args.beam:
+        overrides["beam_size"] = args.beam
+    if args.no_phrasebook:
+        overrides["use_phrasebook"] = False
+    if not overrides:
+        return cfg
+    values = dict(cfg.translator.as_dict(), **overrides)
+    sections = dict(cfg.sections, translator=SectionValues("translator", values))
+    return type(cfg)(sections=sections, source=cfg.source)
+
+
+def run(args, cfg) -> int:
+    if args.build_phrasebook:
+        book = Phrasebook.load(cfg.translator.dictionary, cfg.translator.phrasebook_cache or None)
+        print(f"phrasebook: {len(book)} entries ({book.source})")
+        return 0
+    translator = Translator.from_config(_config_with(cfg, args), backend=args.backend)
+    results = [translator.translate(text, ocr_confidence=args.ocr_confidence)
+               for text in args.texts]
+    if args.json:
+        print(json.dumps([r.as_dict() for r in results], ensure_ascii=False, indent=2))
+        return 0
+    for r in results:
+        note = f", {r.reason}" if r.reason else ""
+        print(f"{r.source} → {r.translation}   [{r.via}{note}, confidence {r.confidence:.2f}, "
+              f"{r.ms:.2f} ms]")
+    return 0

@@ -1,0 +1,136 @@
+"""The phrasebook: exact dictionary entries, looked up by normalized key.
+
+Built from the installed ding dictionary (GPL-2+, so it is built on the device, not shipped)
+the first time it is needed, and cached as a TSV file keyed by the dictionary's size and
+mtime; later loads read the cache (about a second). Keys are `normalize.lookup_key` forms,
+so case, umlaut spellings (ä / ae) and punctuation do not matter.
+
+    book = Phrasebook.load("/usr/share/trans/de-en", cache_dir)
+    book.lookup("NOTAUSGANG")        # 'emergency exit'
+    book.is_german_word("ausgang")   # True
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+
+from device.errors import ModelError
+from device.translate import ding
+from device.translate.normalize import lookup_key
+
+log = logging.getLogger(__name__)
+
+MAX_WORDS = 8          # longer entries are example sentences, unlikely on signs
+MAX_CHARS = 100
+FORMAT = "5"
+# The dictionary lists senses in its own order, and lowercase keys merge nouns and verbs
+# ('Ziehen' the ache, 'ziehen' to pull). For these common sign words the sign sense is
+# chosen by hand; every other entry is the dictionary's first sense.
+SIGN_SENSES = {
+    "drücken": "push", "ziehen": "pull", "geöffnet": "open", "geschlossen": "closed",
+    "offen": "open", "Toilette": "toilet", "Toiletten": "toilets", "WC": "toilet",
+    "Herren": "men", "Damen": "women", "Ausfahrt": "exit", "Einfahrt": "entrance",
+    "Abfahrt": "departure", "Ankunft": "arrival", "Aufzug": "lift", "Fahrstuhl": "lift",
+    "Rauchen": "smoking", "Parken": "parking", "Kasse": "checkout", "Vorsicht": "caution",
+    "Gefahr": "danger", "Achtung": "attention", "Eintritt frei": "free admission",
+    "Ausgang": "exit", "Eingang": "entrance", "Notausgang": "emergency exit",
+    "Zimmer frei": "vacancies", "besetzt": "occupied", "frei": "free",
+}
+_ENGLISH_WORD = re.compile(r"[a-z]+")
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "edgelens"
+
+
+def build_entries(dictionary: str | Path) -> dict[str, str]:
+    """lookup key → English. A line's own headword wins over the same word listed as a
+    synonym elsewhere, which wins over inflections and examples; among equals the first line
+    wins (ding lists the common sense first)."""
+    ranked: list[dict[str, str]] = [{}, {}, {}]
+    for entry in ding.read_entries(dictionary):
+        for index, pair in enumerate(entry.pairs):
+            if len(pair.de) > MAX_CHARS or len(pair.en) > MAX_CHARS or "\t" in pair.en:
+                continue
+            key = lookup_key(pair.de)
+            if not key or key.count(" ") >= MAX_WORDS:
+                continue
+            rank = 0 if index == 0 else (1 if pair.kind == "head" else 2)
+            ranked[rank].setdefault(key, pair.en)
+    entries = ranked[2]
+    entries.update(ranked[1])
+    entries.update(ranked[0])
+    entries.update({lookup_key(k): v for k, v in SIGN_SENSES.items()})
+    return entries
+
+
+class Phrasebook:
+    def __init__(self, entries: dict[str, str], source: str = "<dict>"):
+        self._entries = entries
+        self.source = source
+        self.german_words = frozenset(" ".join(entries).split())
+        self.english_words = frozenset(_ENGLISH_WORD.findall(" ".join(entries.values()).lower()))
+
+    @classmethod
+    def load(cls, dictionary: str | Path, cache_dir: str | Path | None = None) -> "Phrasebook":
+        dictionary = Path(dictionary)
+        try:
+            stat = dictionary.stat()
+        except OSError as exc:
+            raise ModelError(f"dictionary {dictionary} not found ({exc}); install the Debian "
+                             "package trans-de-en or set [translator] dictionary") from exc
+        cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+        cached = cache_dir / f"phrasebook-v{FORMAT}-{stat.st_size}-{int(stat.st_mtime)}.tsv"
+        if cached.is_file():
+            entries = {}
+            with open(cached, encoding="utf-8") as handle:
+                for line in handle:
+                    key, _, value = line.rstrip("\n").partition("\t")
+                    entries[key] = value
+            return cls(entries, str(cached))
+        log.info("building the phrasebook from %s (once; cached in %s)", dictionary, cache_dir)
+        entries = build_entries(dictionary)
+        try:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            tmp = cached.with_suffix(".tmp")
+            with open(tmp, "w", encoding="utf-8") as handle:
+                handle.writelines(f"{k}\t{v}\n" for k, v in entries.items())
+            tmp.replace(cached)
+        except OSError as exc:
+            log.warning("cannot cache the phrasebook in %s: %s", cache_dir, exc)
+        return cls(entries, str(dictionary))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def lookup(self, text: str) -> str | None:
+        return self._entries.get(lookup_key(text))
+
+    def lookup_key(self, key: str) -> str | None:
+        return self._entries.get(key)
+
+    def is_german_word(self, folded_lower: str) -> bool:
+        return folded_lower in self.german_words
+
+    def is_compound(self, word: str) -> bool:
+        """'fahrradabstellplatz' → True: splits into known words (linking -s-/-n-/-es-/-en-)."""
+        if word in self.german_words:
+            return True
+        for i in range(3, len(word) - 2):
+            head, tail = word[:i], word[i:]
+            if tail not in self.german_words and not self.is_compound_tail(tail):
+                continue
+            if head in self.german_words or (head[-1:] in "sn" and head[:-1] in self.german_words) \
+                    or (head[-2:] in ("es", "en") and head[:-2] in self.german_words):
+                return True
+        return False
+
+    def is_compound_tail(self, tail: str) -> bool:
+        for j in range(3, len(tail) - 2):
+            if tail[:j] in self.german_words and tail[j:] in self.german_words:
+                return True
+        return False

@@ -241,3 +241,54 @@ TRANSLATOR = Section("translator", "German→English translation of recognized l
 ))
 
 SCHEMA = SCHEMA + (TRANSLATOR,)
+
+# --- Signed model updates (issue 6) ------------------------------------------------------------
+
+UPDATES = Section("updates", "Signed model updates over MQTT: delivery, install, health check "
+                  "and rollback (edgelens-sync on the device, edgelens-fleet push/rollout).", (
+    Key("enabled", bool, True, "Follow the fleet's desired model versions (edgelens-sync)."),
+    Key("group", str, "default", "Rollout group this device belongs to (1-64 of A-Z a-z 0-9 "
+        "_ . -)."),
+    Key("trusted_keys", list, [], "Ed25519 public keys (PEM files written by edgelens-fleet "
+        "keygen) whose signatures this device accepts. Empty: no update is ever installed.",
+        item_type=str),
+    Key("signing_key", str, "", "Fleet side: the Ed25519 private key (PEM) edgelens-fleet push "
+        "signs with."),
+    Key("chunk_size", int, 64 * 1024, "Bytes per artifact chunk on the wire (AWS IoT's MQTT "
+        "file delivery range).", min=256, max=128 * 1024),
+    Key("window_chunks", int, 16, "Chunks a device requests at once.", min=1, max=1024),
+    Key("request_timeout_s", float, 3.0, "A requested window not complete in this time is "
+        "asked for again (missing chunks only).", min=0.1, max=600.0),
+    Key("max_artifact_bytes", int, 256 * 1024 * 1024, "Largest file of a model version a "
+        "device accepts.", min=1024),
+    Key("staging_dir", str, "", "Where downloads are assembled before the atomic rename into "
+        "the store; must be on the store's file system. Empty: <store>/.staging."),
+    Key("health_source", str, "pipeline", "Who judges a new version: 'pipeline' (the running "
+        "service: golden self-test, latency, error and miss rates over the first frames) or "
+        "'agent' (edgelens-sync runs the golden self-test and latency check itself; for "
+        "devices without a running pipeline).", choices=("pipeline", "agent")),
+    Key("health_timeout_s", float, 120.0, "With health_source 'pipeline': no verdict in this "
+        "time and the sync agent runs the golden and latency checks itself.", min=1.0),
+    Key("health_frames", int, 100, "Frames after a swap over which error and miss rates are "
+        "judged.", min=1, max=1_000_000),
+    Key("max_error_rate", float, 0.02, "Most recognition errors per frame allowed in the "
+        "health window.", min=0.0, max=1.0),
+    Key("max_miss_rate", float, 0.25, "Most recognition deadline misses per recognition run "
+        "allowed in the health window.", min=0.0, max=1.0),
+    Key("latency_runs", int, 5, "Timed inference runs in the latency check (p50 vs the "
+        "manifest's budget_ms).", min=1, max=1000),
+    Key("watch_interval_s", float, 1.0, "How often the pipeline looks at the store's ACTIVE "
+        "pointers.", min=0.05, max=600.0),
+    Key("keep_good", int, 2, "Good versions kept per model (the active one included); older "
+        "ones are removed after a healthy update.", min=2, max=100),
+    Key("canary_percent", float, 10.0, "Fleet side: share of a group that gets a push first.",
+        min=0.0, max=100.0),
+    Key("promote_percent", float, 100.0, "Fleet side: promote to the whole group when at least "
+        "this share of the canaries is healthy.", min=0.0, max=100.0),
+    Key("halt_percent", float, 20.0, "Fleet side: halt the rollout when more than this share "
+        "of the devices updated so far failed (rolled back or refused).", min=0.0, max=100.0),
+    Key("rollout_file", str, "rollouts.json", "Fleet side: the rollout state (JSON, written "
+        "atomically)."),
+))
+
+SCHEMA = SCHEMA + (UPDATES,)

@@ -58,6 +58,10 @@ def register_status(sub: argparse._SubParsersAction) -> None:
 
 SUBCOMMANDS: list[Register] = [register_ingest, register_status]
 
+from cloud_sync import fleet_updates_cli  # noqa: E402  keygen, push, rollout (issue 6)
+
+SUBCOMMANDS += fleet_updates_cli.SUBCOMMANDS
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgelens-fleet",

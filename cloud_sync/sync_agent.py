@@ -112,6 +112,12 @@ class SyncAgent:
                                                           topics.AVAILABILITY)),
             on_message=self._handle_inbound, on_ack=self._handle_ack)
         self.link.subscribe(f"{self.prefix}/{self.device}/{topics.COMMAND}/+")
+        self.updates = None             # model updates (issue 6): cloud_sync/update_agent.py
+        if cfg.updates.enabled and cfg.updates.trusted_keys:
+            from cloud_sync.update_agent import UpdateAgent
+            self.updates = UpdateAgent(cfg, self.link, self.device)
+            for topic in self.updates.subscriptions():
+                self.link.subscribe(topic)
         self._telemetry_topic = topics.device_topic(self.prefix, self.device, topics.TELEMETRY)
         self._status_topic = topics.device_topic(self.prefix, self.device, topics.STATUS)
 
@@ -120,6 +126,11 @@ class SyncAgent:
     def run(self, stop: threading.Event) -> None:
         """Sync until `stop` is set; then say offline and disconnect."""
         self.link.start()
+        updates = None
+        if self.updates is not None:
+            updates = threading.Thread(target=self.updates.run, args=(stop,), name="updates",
+                                       daemon=True)
+            updates.start()
         next_status = 0.0
         busy = False
         next_reopen_check = time.monotonic() + _REOPEN_CHECK_S
@@ -151,6 +162,8 @@ class SyncAgent:
                 self._ack_event.wait(self.sync.idle_poll_s)
                 self._ack_event.clear()
         finally:
+            if updates is not None:
+                updates.join(10)
             self._collect_acks()
             self.link.stop()
             if self.store is not None:
@@ -256,6 +269,9 @@ class SyncAgent:
 
     def _handle_inbound(self, topic: str, payload: bytes, properties: Any) -> None:
         """paho's network thread. Bad input is logged and dropped; nothing here raises."""
+        if self.updates is not None and self.updates.owns(topic):
+            self.updates.handle(topic, payload)
+            return
         try:
             if len(payload) > self.sync.max_inbound_bytes:
                 raise PayloadError(f"{len(payload)} bytes on {topic} is over "

@@ -1,0 +1,194 @@
+"""edgelens-fleet keygen | push | rollout status | rollout rollback (model updates, issue 6).
+
+    edgelens-fleet keygen --out keys/fleet                 keys/fleet.key (0600) + .pub
+    edgelens-fleet push models/<name>/<version> --group G [--canary PCT]
+    edgelens-fleet rollout status [--json]
+    edgelens-fleet rollout rollback [--group G]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from cloud_sync.cli_common import load_config, setup_logging, stop_on_signals
+from cloud_sync.errors import SyncError
+from cloud_sync.rollout import Rollout, RolloutFile, progress_bar
+from cloud_sync.signing import keygen
+from cloud_sync.update_delivery import UpdateServer, signed_desired
+from cloud_sync.update_protocol import check_group, check_model_name, check_version
+
+
+def register_keygen(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("keygen", help="create the Ed25519 key that signs model updates",
+                       description="Write OUT.key (the private signing key, mode 0600, never "
+                                   "overwritten) and OUT.pub (the public key devices list in "
+                                   "[updates] trusted_keys).")
+    p.add_argument("--out", required=True, help="path stem of the two key files")
+    p.set_defaults(func=cmd_keygen)
+
+
+def register_push(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("push", help="sign a model version and roll it out to a group",
+                       description="Sign models/<name>/<version> with [updates] signing_key, "
+                                   "publish the group's desired state (retained) and serve its "
+                                   "chunks until the rollout is done or halted: canaries first, "
+                                   "promoted when enough are healthy, halted when too many "
+                                   "fail.")
+    p.add_argument("version_dir", help="the version directory, models/<name>/<version>")
+    p.add_argument("--group", required=True, help="the device group to update")
+    _rollout_options(p)
+    p.set_defaults(func=cmd_push)
+
+
+def register_rollout(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("rollout", help="status or fleet-wide rollback of rollouts",
+                       description="Show each device's update state with progress bars, or "
+                                   "roll a group back to the version it had before the last "
+                                   "rollout.")
+    actions = p.add_subparsers(dest="rollout_command", required=True, metavar="ACTION")
+    status = actions.add_parser("status", help="each device's state in the latest rollouts",
+                                description="The latest rollout per group from the rollout "
+                                            "file, one row per device with a progress bar.")
+    status.add_argument("--config", help="edgelens TOML config ([updates] rollout_file)")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    status.set_defaults(func=cmd_rollout_status)
+    back = actions.add_parser("rollback", help="put a group back on its previous version",
+                              description="Sign the group's previous version as a rollback "
+                                          "and roll it out to every device at once.")
+    back.add_argument("--group", help="the group (default: the latest rollout's)")
+    back.add_argument("--to", help="version directory to go back to (default: the previous "
+                                   "version beside the pushed one)")
+    _rollout_options(back, canary=False)
+    back.set_defaults(func=cmd_rollout_rollback)
+
+
+def _rollout_options(p: argparse.ArgumentParser, canary: bool = True) -> None:
+    p.add_argument("--config", help="edgelens TOML config ([mqtt], [updates])")
+    if canary:
+        p.add_argument("--canary", type=float, help="percent of the group updated first "
+                                                    "(default: [updates] canary_percent)")
+        p.add_argument("--promote", type=float, help="promote when this percent of canaries "
+                                                     "is healthy ([updates] promote_percent)")
+    p.add_argument("--halt", type=float, help="halt when more than this percent failed "
+                                              "([updates] halt_percent)")
+    p.add_argument("--key", help="signing key (default: [updates] signing_key)")
+    p.add_argument("--timeout", type=float, default=3600.0, help="give up after this many "
+                                                                 "seconds (default 3600)")
+    p.add_argument("--discover", type=float, default=1.0, help="seconds to collect device "
+                                                               "status before starting")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    stem = Path(args.out)
+    kid = keygen(stem.with_suffix(".key"), stem.with_suffix(".pub"))
+    print(f"signing key {stem.with_suffix('.key')} (0600), public key "
+          f"{stem.with_suffix('.pub')}, key id {kid}")
+    return 0
+
+
+def _serve(args, cfg, rollout: Rollout, directory: Path) -> int:
+    key = args.key or cfg.updates.signing_key
+    if not key:
+        raise SyncError("no signing key: pass --key or set [updates] signing_key")
+    signed = signed_desired(directory, key, cfg.updates.chunk_size, rollback=rollout.rollback)
+    stop = stop_on_signals()
+    server = UpdateServer(cfg, rollout, signed, RolloutFile(cfg.updates.rollout_file),
+                          discover_s=args.discover)
+    result = server.run(stop, args.timeout)
+    print(f"rollout {result.id}: {result.stage} ({result.reason}); served "
+          f"{server.stats.bytes_served} bytes in {server.stats.chunks_served} chunks")
+    return 0 if result.stage == "done" else 1
+
+
+def _version_dir(path: str) -> tuple[Path, str, str]:
+    directory = Path(path).resolve()
+    name, version = check_model_name(directory.parent.name), check_version(directory.name)
+    if not (directory / "manifest.json").is_file():
+        raise SyncError(f"{directory} has no manifest.json")
+    return directory, name, version
+
+
+def _previous_version(directory: Path, version: str) -> str | None:
+    older = [p.name for p in directory.parent.iterdir()
+             if p.is_dir() and (p / "manifest.json").is_file() and p.name != version]
+    older = [v for v in older if tuple(map(int, v.split("."))) < tuple(map(int,
+                                                                           version.split(".")))]
+    return max(older, key=lambda v: tuple(map(int, v.split(".")))) if older else None
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    setup_logging(cfg, args.verbose)
+    directory, name, version = _version_dir(args.version_dir)
+    u = cfg.updates
+    rollout = Rollout(id=f"{name}-{version}-{time.strftime('%Y%m%dT%H%M%S')}",
+                      group=check_group(args.group), name=name, version=version,
+                      source=str(directory), previous=_previous_version(directory, version),
+                      canary_percent=u.canary_percent if args.canary is None else args.canary,
+                      promote_percent=u.promote_percent if args.promote is None
+                      else args.promote,
+                      halt_percent=u.halt_percent if args.halt is None else args.halt)
+    return _serve(args, cfg, rollout, directory)
+
+
+def cmd_rollout_rollback(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    setup_logging(cfg, args.verbose)
+    last = RolloutFile(cfg.updates.rollout_file).latest(args.group)
+    if last is None:
+        raise SyncError("no rollout to roll back in " + cfg.updates.rollout_file)
+    if args.to:
+        directory, name, version = _version_dir(args.to)
+    else:
+        if last.previous is None:
+            raise SyncError(f"rollout {last.id} recorded no previous version; pass --to")
+        directory, name, version = _version_dir(str(Path(last.source).parent / last.previous))
+    rollout = Rollout(id=f"rollback-{name}-{version}-{time.strftime('%Y%m%dT%H%M%S')}",
+                      group=last.group, name=name, version=version, source=str(directory),
+                      previous=last.version, rollback=True, canary_percent=0.0, stage="all",
+                      halt_percent=cfg.updates.halt_percent if args.halt is None else args.halt)
+    return _serve(args, cfg, rollout, directory)
+
+
+def rollout_rows(rollout: Rollout) -> list[dict]:
+    rows = []
+    for device in sorted(set(rollout.members) | set(rollout.devices)):
+        entry = rollout.devices.get(device, {})
+        state = rollout.device_state(device)
+        progress = 100.0 if state in ("verified", "installed", "healthy") else \
+            float(entry.get("progress") or 0.0) if state == "downloading" else 0.0
+        rows.append({"device": device, "canary": device in rollout.canaries, "state": state,
+                     "progress": progress, "active": entry.get("active"),
+                     "reason": entry.get("reason") or "",
+                     "bytes_served": rollout.bytes_served.get(device, 0)})
+    return rows
+
+
+def cmd_rollout_status(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    latest: dict[str, Rollout] = {}
+    for r in RolloutFile(cfg.updates.rollout_file).load():
+        latest[r.group] = r
+    if args.json:
+        print(json.dumps([{"id": r.id, "group": r.group, "model": r.name,
+                           "version": r.version, "stage": r.stage, "reason": r.reason,
+                           "rollback": r.rollback, "devices": rollout_rows(r)}
+                          for r in latest.values()], indent=2))
+        return 0
+    if not latest:
+        print(f"no rollouts in {cfg.updates.rollout_file}")
+    for r in latest.values():
+        print(f"{r.id}  group {r.group}  {r.name} {r.version}"
+              f"{' (rollback)' if r.rollback else ''}  stage {r.stage}  {r.reason}")
+        for row in rollout_rows(r):
+            mark = "*" if row["canary"] else " "
+            print(f"  {mark}{row['device']:20} {progress_bar(row['progress'])} "
+                  f"{row['state']:12} active {row['active'] or '-':8} {row['reason']}")
+    return 0
+
+
+SUBCOMMANDS = [register_keygen, register_push, register_rollout]

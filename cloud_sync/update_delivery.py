@@ -1,0 +1,201 @@
+"""The fleet side of model updates: sign a version, publish the group's desired state (retained),
+serve chunks on request, follow device status and drive the rollout (canary → all, or halt).
+
+`UpdateServer(cfg, rollout, desired).run(stop, timeout_s)` is what `edgelens-fleet push` and
+`edgelens-fleet rollout rollback` run. Requests for another rollout, from devices not targeted
+yet, or malformed, are ignored and counted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cloud_sync import update_protocol as proto
+from cloud_sync.errors import LinkError, PayloadError
+from cloud_sync.mqtt_client import LinkSettings, MqttLink
+from cloud_sync.rollout import Rollout, RolloutFile, choose_canaries, decide
+from cloud_sync.signing import load_private, sign
+
+log = logging.getLogger(__name__)
+
+_MAX_REQUEST_BYTES = 64 * 1024
+_SAVE_EVERY_S = 0.5
+
+
+def signed_desired(directory: Path, key_path: str, chunk_size: int,
+                   rollback: bool = False) -> dict[str, Any]:
+    """{"manifest": update manifest, "signature": {...}} for a version directory."""
+    manifest = proto.update_manifest(directory, chunk_size, rollback=rollback)
+    return {"manifest": manifest, "signature": sign(manifest, load_private(key_path))}
+
+
+@dataclass
+class ServerStats:
+    chunks_served: int = 0
+    bytes_served: int = 0
+    ignored_requests: int = 0
+    status_messages: int = 0
+
+
+class UpdateServer:
+    def __init__(self, cfg: Any, rollout: Rollout, signed: dict[str, Any],
+                 rollout_file: RolloutFile, discover_s: float = 1.0):
+        self.cfg, self.rollout, self.signed = cfg, rollout, signed
+        self.file, self.discover_s = rollout_file, discover_s
+        self.prefix = cfg.mqtt.topic_prefix
+        self.source = Path(rollout.source)
+        self.chunk_size = int(signed["manifest"]["update"]["chunk_size"])
+        self.files = {f["file"]: f for f in signed["manifest"]["update"]["files"]}
+        self.stats = ServerStats()
+        self.inbox: queue.SimpleQueue = queue.SimpleQueue()
+        settings = LinkSettings.from_config(cfg.mqtt, f"edgelens-fleet-updates-{os.getpid()}")
+        self.link = MqttLink(settings, on_message=lambda t, p, _props: self.inbox.put((t, p)))
+        self.link.subscribe(f"{self.prefix}/+/{proto.UPDATE}/request")
+        self.link.subscribe(f"{self.prefix}/+/{proto.UPDATE}/status")
+        self._desired_topic = proto.desired_topic(self.prefix, rollout.group, rollout.name)
+
+    # --- the loop ----------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event, timeout_s: float = 3600.0) -> Rollout:
+        """Drive the rollout until it is done or halted, `stop` is set, or the timeout."""
+        self.link.start()
+        if not self.link.wait_connected(10):
+            self.link.stop()
+            raise LinkError(f"cannot reach the broker at {self.link.settings.host}:"
+                            f"{self.link.settings.port}: {self.link.last_error or 'timeout'}")
+        try:
+            self._discover(stop)
+            r = self.rollout
+            if r.stage == "canary":
+                r.canaries = choose_canaries(r.members, r.canary_percent)
+            self._publish_desired()
+            deadline = time.monotonic() + timeout_s
+            saved = 0.0
+            while not stop.is_set() and time.monotonic() < deadline:
+                self._drain(0.1)
+                change = decide(r)
+                if change is not None:
+                    self._advance(*change)
+                now = time.monotonic()
+                if now - saved >= _SAVE_EVERY_S:
+                    self.file.save(r)
+                    saved = now
+                if r.stage in ("done", "halted"):
+                    break
+            if r.stage not in ("done", "halted"):
+                r.reason = r.reason or ("stopped" if stop.is_set() else "timed out")
+            r.bytes_served = dict(r.bytes_served)
+            self.file.save(r)
+            return r
+        finally:
+            self.link.stop()
+
+    def _discover(self, stop: threading.Event) -> None:
+        """Collect retained device statuses: the group's members."""
+        end = time.monotonic() + self.discover_s
+        while not stop.is_set() and time.monotonic() < end:
+            self._drain(0.05)
+
+    def _drain(self, wait: float) -> None:
+        try:
+            topic, payload = self.inbox.get(timeout=wait)
+        except queue.Empty:
+            return
+        while True:
+            try:
+                self._dispatch(topic, payload)
+            except PayloadError as exc:
+                self.stats.ignored_requests += 1
+                log.debug("ignored %s: %s", topic, exc)
+            try:
+                topic, payload = self.inbox.get_nowait()
+            except queue.Empty:
+                return
+
+    def _dispatch(self, topic: str, payload: bytes) -> None:
+        parts = topic.split("/")
+        if len(parts) != 4 or parts[0] != self.prefix or parts[2] != proto.UPDATE:
+            raise PayloadError(f"unexpected topic {topic}")
+        device, leaf = parts[1], parts[3]
+        if leaf == "status":
+            self._on_status(device, payload)
+        elif leaf == "request":
+            self._on_request(device, payload)
+
+    # --- device status -----------------------------------------------------------------------
+
+    def _on_status(self, device: str, payload: bytes) -> None:
+        if not payload:
+            return
+        body = proto.parse_json(payload, "status", _MAX_REQUEST_BYTES * 16)
+        self.stats.status_messages += 1
+        r = self.rollout
+        if body.get("group") != r.group:
+            return
+        if device not in r.members:
+            r.members.append(device)
+        entry = (body.get("models") or {}).get(r.name)
+        if isinstance(entry, dict):
+            r.devices[device] = {k: entry.get(k) for k in
+                                 ("state", "version", "rollout", "progress", "reason",
+                                  "active", "checks")}
+
+    # --- chunks ------------------------------------------------------------------------------
+
+    def _on_request(self, device: str, payload: bytes) -> None:
+        body = proto.parse_json(payload, "chunk request", _MAX_REQUEST_BYTES)
+        r = self.rollout
+        if body.get("rollout") != r.id or device not in r.targets() or \
+                body.get("file") not in self.files:
+            raise PayloadError(f"request from {device} not for this rollout or stage")
+        plan = self.files[body["file"]]
+        chunks = body.get("chunks")
+        if not isinstance(chunks, list):
+            raise PayloadError("chunks must be a list")
+        topic = proto.device_update_topic(self.prefix, device, "chunk")
+        path = self.source / plan["file"]
+        with open(path, "rb") as handle:
+            for index in chunks:
+                if not isinstance(index, int) or not 0 <= index < len(plan["chunks"]):
+                    self.stats.ignored_requests += 1
+                    continue
+                handle.seek(index * self.chunk_size)
+                data = handle.read(self.chunk_size)
+                header = proto.ChunkHeader(r.id, r.name, r.version, plan["file"], index)
+                try:
+                    self.link.publish(topic, proto.encode_chunk(header, data), qos=1)
+                except LinkError as exc:
+                    log.warning("chunk not sent to %s: %s", device, exc)
+                    return
+                self.stats.chunks_served += 1
+                self.stats.bytes_served += len(data)
+                r.bytes_served[device] = r.bytes_served.get(device, 0) + len(data)
+
+    # --- stages ------------------------------------------------------------------------------
+
+    def _advance(self, stage: str, reason: str) -> None:
+        r = self.rollout
+        log.info("rollout %s: %s → %s (%s)", r.id, r.stage, stage, reason)
+        r.stage, r.reason = stage, reason
+        if stage in ("done", "halted"):
+            r.finished_ns = time.time_ns()
+        if stage != "done":
+            self._publish_desired()
+        self.file.save(r)
+
+    def desired(self) -> dict[str, Any]:
+        r = self.rollout
+        return {"v": 1, "rollout": r.id, "group": r.group, "stage": r.stage,
+                "canaries": r.canaries, **self.signed}
+
+    def _publish_desired(self) -> None:
+        body = json.dumps(self.desired(), separators=(",", ":")).encode()
+        self.link.publish(self._desired_topic, body, qos=1, retain=True)

@@ -44,3 +44,25 @@ def build(batch_size: int | None = None, width: int = 16) -> tf.keras.Model:
     logits = L.Conv2D(1, 1, padding="same", name="logits")(p)
     prob = L.Activation("sigmoid", name="probability")(logits)
     return tf.keras.Model(image, prob, name="text_detector")
+
+
+def recalibrate_batchnorm(model: tf.keras.Model, images, batch: int = 16,
+                          batches: int = 40) -> None:
+    """Re-estimate every BatchNorm's moving mean/variance as the plain average over `batches`
+    batches of `images` (uint8 model inputs), weights untouched ("precise BN").
+
+    The moving averages of a short, high-learning-rate run lag behind the weights; inference
+    mode (and the converted model) then sees the wrong statistics.
+    """
+    layers = [layer for layer in model.layers if isinstance(layer, L.BatchNormalization)]
+    saved = [layer.momentum for layer in layers]
+    rng = tf.random.Generator.from_seed(0)
+    n = len(images)
+    for k in range(batches):
+        for layer in layers:
+            layer.momentum = k / (k + 1)
+        idx = tf.sort(rng.uniform((batch,), 0, n, dtype=tf.int64))
+        x = (tf.cast(tf.gather(images, idx), tf.float32) - 127.5) / 127.5
+        model(x, training=True)
+    for layer, momentum in zip(layers, saved):
+        layer.momentum = momentum

@@ -4,6 +4,8 @@
     .venv/bin/python calibration/quantize_detector.py \
         --weights runs/detector/final.weights.h5 --out models/detector/1.0.0
 
+First the BatchNorm statistics are re-estimated on those scenes ("precise BN", weights
+untouched): the moving averages of a short CPU run lag behind the weights.
 Int8 calibration uses 200 generated scenes (seed CALIB_SEED, training fonts and backgrounds,
 never the held-out test scenes), preprocessed exactly like `device.detector.Detector`.
 Input and output tensors are int8; `device.runtime` (de)quantizes them from their own scales.
@@ -37,17 +39,19 @@ def representative(images: np.ndarray):
 
 def convert(weights: Path, out: Path, calib_count: int = 200, workers: int = 2) -> None:
     import tensorflow as tf
-    from calibration.detector_model import build
+    from calibration.detector_model import build, recalibrate_batchnorm
 
+    images, _ = dd.cached(ROOT / "data" / "detector" / f"calib_{dd.CALIB_SEED}_{calib_count}.npz",
+                          dd.CALIB_SEED, calib_count, "train", workers=workers)
+    trained = build()
+    trained.load_weights(str(weights))
+    recalibrate_batchnorm(trained, images)
     model = build(batch_size=1)
-    model.load_weights(str(weights))
+    model.set_weights(trained.get_weights())
     out.mkdir(parents=True, exist_ok=True)
 
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     (out / FP32_NAME).write_bytes(converter.convert())
-
-    images, _ = dd.cached(ROOT / "data" / "detector" / f"calib_{dd.CALIB_SEED}_{calib_count}.npz",
-                          dd.CALIB_SEED, calib_count, "train", workers=workers)
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative(images)

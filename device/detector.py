@@ -55,13 +55,8 @@ def order_quad(points: np.ndarray) -> np.ndarray:
         u = -u
     n = np.array([-u[1], u[0]], np.float32)      # "down" for text reading along u
     rel = pts - centre
-    a, b = rel @ u, rel @ n
-    order = [int(np.argmin(a + b)), int(np.argmin(-a + b)), int(np.argmax(a + b)),
-             int(np.argmin(a - b))]
-    if len(set(order)) < 4:   # degenerate: fall back to angle around the centre
-        angles = np.arctan2(b, a)
-        order = list(np.argsort(angles))
-        order = order[order.index(int(np.argmin(a + b))):] + order[:order.index(int(np.argmin(a + b)))]
+    # in (along, down) coordinates TL, TR, BR, BL sit at angles -135°, -45°, 45°, 135°
+    order = np.argsort(np.arctan2(rel @ n, rel @ u))
     return pts[order].astype(np.float32)
 
 

@@ -1,0 +1,111 @@
+"""Helpers for the model-update tests: small model versions, device configs, the fleet side."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from cloud_sync.rollout import Rollout, RolloutFile
+from cloud_sync.signing import keygen
+from cloud_sync.update_delivery import UpdateServer, signed_desired
+from tests.fixtures_broker import config_for
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def small_tflite() -> Path:
+    """A small committed .tflite to build test versions from (no training here)."""
+    for pattern in ("models/detector/*/detector.tflite", "models/recognizer/*/recognizer.tflite",
+                    "models/*/*/*.tflite"):
+        found = sorted(ROOT.glob(pattern))
+        if found:
+            return found[0]
+    pytest.skip("no .tflite model in models/ to build a test version from")
+
+
+def _entry(path: Path, relative: str) -> dict:
+    data = path.read_bytes()
+    return {"file": relative, "sha256": hashlib.sha256(data).hexdigest(),
+            "size_bytes": len(data)}
+
+
+def make_version(store: Path, version: str, *, name: str = "detector", budget_ms: float = 10_000,
+                 golden_fails: bool = False, pad_bytes: int = 0, salt: str = "") -> Path:
+    """models/<name>/<version>/ with a real .tflite, card, manifest and golden set."""
+    directory = store / name / version
+    directory.mkdir(parents=True)
+    shutil.copyfile(small_tflite(), directory / "detector.tflite")
+    (directory / "MODEL_CARD.md").write_text(f"# {name} {version}\n\ntest version {salt}\n")
+    golden = []
+    if golden_fails:    # a blank scene where the truth says one line: the detector finds 0
+        (directory / "golden").mkdir()
+        cv2.imwrite(str(directory / "golden" / "blank.png"), np.full((192, 320, 3), 255,
+                                                                      np.uint8))
+        (directory / "golden" / "blank.json").write_text(json.dumps(
+            {"polygons": [[[10, 10], [200, 10], [200, 40], [10, 40]]]}))
+        golden = [{"input": "golden/blank.png", "ground_truth": "golden/blank.json",
+                   "expected": "1"}]
+    extra = []
+    if pad_bytes:
+        rng = np.random.default_rng(len(version) + pad_bytes)
+        (directory / "vocab.bin").write_bytes(rng.bytes(pad_bytes))
+        extra = [_entry(directory / "vocab.bin", "vocab.bin")]
+    manifest = {"name": name, "version": version, "task": "text-detection",
+                "created": "2024-01-01", "artifact": _entry(directory / "detector.tflite",
+                                                            "detector.tflite"),
+                "extra_files": extra, "quantization": "int8-full", "signatures": {},
+                "compatible_backends": ["litert"], "latency_ms": {}, "budget_ms": budget_ms,
+                "accuracy": {}, "training": {}, "intended_use": "tests",
+                "limitations": "tests", "golden": golden}
+    (directory / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return directory
+
+
+def fleet_keys(tmp_path: Path) -> tuple[Path, Path]:
+    key, pub = tmp_path / "keys" / "fleet.key", tmp_path / "keys" / "fleet.pub"
+    if not key.exists():
+        keygen(key, pub)
+    return key, pub
+
+
+def device_config(tmp_path: Path, broker, device: str, pub: Path, store: Path, **sections):
+    """A device (or fleet) config: its own store, trusting `pub`, quick health checks."""
+    folder = tmp_path / device
+    folder.mkdir(parents=True, exist_ok=True)
+    updates = {"trusted_keys": [str(pub)], "group": "lab", "health_source": "agent",
+               "request_timeout_s": 1.0, "chunk_size": 16 * 1024, "latency_runs": 2,
+               "rollout_file": str(tmp_path / "rollouts.json")}
+    updates.update(sections.pop("updates", {}))
+    return config_for(folder, broker, device=device, models={"store": str(store)},
+                      updates=updates, sync={"nice": 0, "idle_poll_s": 0.05,
+                                             "status_interval_s": 1.0}, **sections)
+
+
+def device_store(tmp_path: Path, device: str, base_versions=("1.0.0",)) -> Path:
+    store = tmp_path / device / "models"
+    for version in base_versions:
+        make_version(store, version)
+    return store
+
+
+def run_push(cfg, key: Path, directory: Path, group: str = "lab", *, canary: float = 0.0,
+             rollback: bool = False, timeout: float = 60.0, stop=None,
+             previous: str | None = None, members: list[str] | None = None
+             ) -> tuple[Rollout, UpdateServer]:
+    """What `edgelens-fleet push` does, in-process (so the test can read the server's stats)."""
+    signed = signed_desired(directory, str(key), cfg.updates.chunk_size, rollback=rollback)
+    rollout = Rollout(id=f"r-{directory.name}-{int(rollback)}", group=group,
+                      name=directory.parent.name, version=directory.name, source=str(directory),
+                      previous=previous, rollback=rollback, canary_percent=canary,
+                      stage="canary" if canary else "all", promote_percent=100.0,
+                      halt_percent=cfg.updates.halt_percent, members=list(members or []))
+    server = UpdateServer(cfg, rollout, signed, RolloutFile(cfg.updates.rollout_file),
+                          discover_s=0.5)
+    return server.run(stop or threading.Event(), timeout), server

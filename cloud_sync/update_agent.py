@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 _MAX_DESIRED_BYTES = 4 * 1024 * 1024
 _STATUS_EVERY_S = 0.5
+_BAD_CHUNK_LIMIT = 3        # copies of one chunk that fail their hash before we give up
 
 
 class AuditSink:
@@ -85,6 +86,7 @@ class Job:
     requested_at: float = 0.0
     health_deadline: float = 0.0
     previous: str | None = None
+    bad_chunks: dict = field(default_factory=dict)
 
 
 class UpdateAgent:
@@ -265,6 +267,15 @@ class UpdateAgent:
             return
         if not job.download.write(header.file, header.index, data):
             self.stats.ignored_bad_chunk += 1
+            if job.download.corrupt(header.file, header.index, data):
+                job.bad_chunks[(header.file, header.index)] = \
+                    job.bad_chunks.get((header.file, header.index), 0) + 1
+                if job.bad_chunks[(header.file, header.index)] >= _BAD_CHUNK_LIMIT:
+                    job.download.discard()
+                    self._refuse(job.name, job.rollout, job.desired["manifest"],
+                                 f"{header.file} chunk {header.index} does not match its "
+                                 f"signed hash or size ({_BAD_CHUNK_LIMIT} copies): corrupt, "
+                                 "truncated or tampered artifact")
             return
         self.stats.chunks_received += 1
         self.stats.bytes_received += len(data)

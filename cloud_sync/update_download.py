@@ -163,6 +163,13 @@ class Download:
         self.received[file].add(index)
         return True
 
+    def corrupt(self, file: str, index: int, data: bytes) -> bool:
+        """True when this is a chunk we want but its bytes do not match the signed hash or
+        length (as opposed to a duplicate or an unknown chunk)."""
+        plan = self.plan(file)
+        return plan is not None and 0 <= index < len(plan.chunks) and \
+            index not in self.received[file]
+
     def missing(self, limit: int) -> list[tuple[str, int]]:
         wanted = []
         for plan in self.files:

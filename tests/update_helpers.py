@@ -97,11 +97,13 @@ def device_store(tmp_path: Path, device: str, base_versions=("1.0.0",)) -> Path:
 
 def run_push(cfg, key: Path, directory: Path, group: str = "lab", *, canary: float = 0.0,
              rollback: bool = False, timeout: float = 60.0, stop=None,
-             previous: str | None = None, members: list[str] | None = None
+             previous: str | None = None, members: list[str] | None = None,
+             signed: dict | None = None, rollout_id: str | None = None
              ) -> tuple[Rollout, UpdateServer]:
     """What `edgelens-fleet push` does, in-process (so the test can read the server's stats)."""
-    signed = signed_desired(directory, str(key), cfg.updates.chunk_size, rollback=rollback)
-    rollout = Rollout(id=f"r-{directory.name}-{int(rollback)}", group=group,
+    signed = signed or signed_desired(directory, str(key), cfg.updates.chunk_size,
+                                      rollback=rollback)
+    rollout = Rollout(id=rollout_id or f"r-{directory.name}-{int(rollback)}", group=group,
                       name=directory.parent.name, version=directory.name, source=str(directory),
                       previous=previous, rollback=rollback, canary_percent=canary,
                       stage="canary" if canary else "all", promote_percent=100.0,
@@ -109,3 +111,25 @@ def run_push(cfg, key: Path, directory: Path, group: str = "lab", *, canary: flo
     server = UpdateServer(cfg, rollout, signed, RolloutFile(cfg.updates.rollout_file),
                           discover_s=0.5)
     return server.run(stop or threading.Event(), timeout), server
+
+
+def publish_raw(cfg, topic: str, payload: bytes, retain: bool = False) -> None:
+    """One message from a throwaway fleet-side client (waits for the PUBACK)."""
+    import os as _os
+
+    from cloud_sync.mqtt_client import LinkSettings, MqttLink
+    acked = threading.Event()
+    link = MqttLink(LinkSettings.from_config(cfg.mqtt, f"test-pub-{_os.getpid()}"),
+                    on_ack=lambda mid, reason: acked.set())
+    link.start()
+    try:
+        assert link.wait_connected(10), "test publisher did not connect"
+        link.publish(topic, payload, qos=1, retain=retain)
+        assert acked.wait(10), "no PUBACK"
+    finally:
+        link.stop()
+
+
+def desired_body(rollout: str, signed: dict, group: str = "lab", stage: str = "all") -> bytes:
+    return json.dumps({"v": 1, "rollout": rollout, "group": group, "stage": stage,
+                       "canaries": [], **signed}).encode()

@@ -157,3 +157,26 @@ def make_tls_material(folder: Path) -> TlsLogin:
     leaf("glasses-1", "client", server=False)
     return TlsLogin(folder / "ca.pem", "glasses-1", secrets.token_urlsafe(12),
                     folder / "client.pem", folder / "client.key")
+
+
+# --- ACL broker (issue 6): the shipped deploy/mosquitto.acl with password logins ---------------
+
+ACL_USERS = ("fleet", "glasses-1", "glasses-2")
+
+
+@pytest.fixture
+def acl_broker(tmp_path):
+    """Mosquitto with deploy/mosquitto.acl and a password per user in ACL_USERS (the password
+    is the user name + '-pw'). Devices must use their device id as client id."""
+    if find_mosquitto() is None:
+        pytest.skip("mosquitto is not installed (PATH or /usr/sbin)")
+    folder = tmp_path / "acl-broker"
+    folder.mkdir()
+    pw = folder / "passwords"
+    pw.write_text("".join(mosquitto_password_line(u, f"{u}-pw") + "\n" for u in ACL_USERS))
+    acl = Path(__file__).resolve().parent.parent / "deploy" / "mosquitto.acl"
+    b = LocalBroker(folder, extra_config=[f"password_file {pw}", f"acl_file {acl}",
+                                          "allow_anonymous false"])
+    b.start()
+    yield b
+    b.kill()

@@ -59,7 +59,7 @@ class SectionValues:
 @dataclass(frozen=True)
 class Config:
     sections: dict[str, SectionValues]
-    source: str = "<defaults>"
+    origin: str = "<defaults>"  # the file it came from
 
     def __getattr__(self, item: str) -> SectionValues:
         sections = object.__getattribute__(self, "sections")
@@ -124,7 +124,7 @@ def build(raw: dict[str, Any], schema: Iterable[Section], source: str = "<dict>"
         except ConfigError as exc:
             raise ConfigError(f"{source}: {exc}") from None
         sections[name] = SectionValues(name, values)
-    return Config(sections=sections, source=source)
+    return Config(sections=sections, origin=source)
 
 
 def parse_text(text: str, schema: Iterable[Section] | None = None,

@@ -87,6 +87,7 @@ class Job:
     health_deadline: float = 0.0
     previous: str | None = None
     bad_chunks: dict = field(default_factory=dict)
+    requested_on: int = -1
 
 
 class UpdateAgent:
@@ -246,6 +247,7 @@ class UpdateAgent:
         wanted = job.download.missing(self.settings.window_chunks)
         job.requested = set(wanted)
         job.requested_at = time.monotonic()
+        job.requested_on = self.link.connects     # a reconnect since then: ask again
         by_file: dict[str, list[int]] = {}
         for file, index in wanted:
             by_file.setdefault(file, []).append(index)
@@ -276,6 +278,10 @@ class UpdateAgent:
                                  f"{header.file} chunk {header.index} does not match its "
                                  f"signed hash or size ({_BAD_CHUNK_LIMIT} copies): corrupt, "
                                  "truncated or tampered artifact")
+                    return
+                job.requested.discard((header.file, header.index))
+                if not job.requested:
+                    self._request(job)     # fetch the bad one again at once
             return
         self.stats.chunks_received += 1
         self.stats.bytes_received += len(data)
@@ -389,7 +395,8 @@ class UpdateAgent:
             self._status_dirty = True
         for job in list(self.jobs.values()):
             if job.state == "downloading" and (
-                    reconnected or now - job.requested_at > self.settings.request_timeout_s):
+                    job.requested_on != self.link.connects
+                    or now - job.requested_at > self.settings.request_timeout_s):
                 self._request(job)
             elif job.state == "installed":
                 self._check_health(job, now)

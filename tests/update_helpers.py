@@ -80,7 +80,7 @@ def device_config(tmp_path: Path, broker, device: str, pub: Path, store: Path, *
     folder = tmp_path / device
     folder.mkdir(parents=True, exist_ok=True)
     updates = {"trusted_keys": [str(pub)], "group": "lab", "health_source": "agent",
-               "request_timeout_s": 1.0, "chunk_size": 16 * 1024, "latency_runs": 2,
+               "request_timeout_s": 3.0, "chunk_size": 16 * 1024, "latency_runs": 2,
                "rollout_file": str(tmp_path / "rollouts.json")}
     updates.update(sections.pop("updates", {}))
     return config_for(folder, broker, device=device, models={"store": str(store)},

@@ -35,6 +35,13 @@ def _log_softmax(logits: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum())
 
 
+def _looping(prefix: list[int]) -> bool:
+    """A 1- or 2-token cycle repeated 4 times: an untrained or confused decoder; stop."""
+    tail = prefix[-8:]
+    return len(tail) == 8 and (len(set(tail[-4:])) == 1 or (tail[0::2] == [tail[0]] * 4
+                                                         and tail[1::2] == [tail[1]] * 4))
+
+
 class Seq2SeqModel:
     """One .tflite with `encode` and `decode` signatures; allocated once."""
 
@@ -89,6 +96,8 @@ class Seq2SeqModel:
             if token == EOS:
                 return Decoded(tuple(prefix[1:]), float(np.exp(total / len(prefix))), True)
             prefix.append(token)
+            if _looping(prefix):
+                break
         return Decoded(tuple(prefix[1:]), float(np.exp(total / len(prefix))), True)
 
     def _beam(self, enc_out, src, limit: int, size: int, deadline_ns) -> Decoded:

@@ -6,7 +6,7 @@
 
 `via` says where the answer came from: "cache", "phrasebook", "model", or "passthrough" when
 the original text is kept (then `reason` says why: empty, low_ocr_confidence, too_long,
-no_letters, garbage, not_german, low_model_confidence, over_budget, no_model, error).
+no_letters, protected (names, numbers), garbage, not_german, low_model_confidence, over_budget, no_model, error).
 A passthrough's `translation` is the cleaned original text (empty for empty input), so the
 overlay keeps showing what was read instead of an invented translation. `translate` never
 raises: a failure inside becomes a passthrough with reason "error", logged.
@@ -36,6 +36,13 @@ VIAS = ("phrasebook", "cache", "model", "passthrough")
 _WORD = re.compile(r"[^\W\d_]+")
 _VOWELS = set("aeiouyäöü")
 _CONSONANT_RUN = re.compile(r"[^aeiouyäöü\W\d_]{5,}")
+# Function words the dictionary's entries rarely list on their own.
+_GERMAN_COMMON = frozenset("""der die das den dem des ein eine einen einem einer und oder nicht
+    bitte ist sind für fuer zu zum zur von vom mit im in am an auf aus bei nach vor hier kein
+    keine nur ab bis ohne über ueber unter durch""".split())
+_ENGLISH_COMMON = frozenset("""the a an and or of to is are be please do not no only this that
+    these those for with your you keep here there from by at on in it its we our this will
+    all any open closed""".split())
 
 
 @dataclass(frozen=True)
@@ -171,7 +178,8 @@ class Translator:
         translation = re.sub(r"\s+([.,;:!?])", r"\1", " ".join(p for p in pieces if p))
         if via == "model" and confidence < self.settings.min_model_confidence:
             return self._passthrough(source, text, "low_model_confidence", start)
-        return Translation(source, translation, via, confidence, self._elapsed(start))
+        return Translation(source, translation, via, confidence, self._elapsed(start),
+                           "protected" if via == "passthrough" else "")
 
     def _chunks(self, text: str) -> list[tuple[str, bool]]:
         """Protected spans (numbers, times, prices, codes) and proper names pass through."""
@@ -230,29 +238,30 @@ class Translator:
         if not words:
             return "no_letters"
         symbols = sum(1 for ch in text if not (ch.isalnum() or ch.isspace() or ch in ".,-:'/&!?()€%\""))
-        if symbols > max(2, len(text) // 4):
+        if symbols > max(1, len(text) // 5):
             return "garbage"
         book = self.phrasebook
         german = english = implausible = 0
         for word in words:
             folded = fold(word).lower()
-            is_german = book is not None and (book.is_german_word(folded) or (
-                len(folded) >= 6 and book.is_compound(folded)))
-            is_english = book is not None and folded in book.english_words
+            is_german = folded in _GERMAN_COMMON or book is not None and (
+                book.is_german_word(folded) or (len(folded) >= 6 and book.is_compound(folded)))
+            is_english = folded in _ENGLISH_COMMON or (book is not None
+                                                       and folded in book.english_words)
             german += is_german
             english += is_english and not is_german
             if not (is_german or is_english or self._plausible(word)):
                 implausible += 1
         if implausible * 2 > len(words) or (len(words) == 1 and implausible):
             return "garbage"
-        if book is not None and german == 0 and english * 2 >= len(words):
+        if german == 0 and english * 2 >= len(words):
             return "not_german"
         return ""
 
     @staticmethod
     def _plausible(word: str) -> bool:
         lower = word.lower()
-        if len(lower) > 30 or not (set(lower) & _VOWELS) and len(lower) > 2:
+        if len(lower) > 30 or not (set(lower) & _VOWELS) and len(lower) >= 2:
             return False
         if _CONSONANT_RUN.search(lower.replace("sch", "s")):
             return False

@@ -100,14 +100,14 @@ class OverlayRenderer:
         local = polygon - np.float32([x0, y0])
         homography = cv2.getPerspectiveTransform(upright, local)
         roi = frame[y0:y1, x0:x1]
-        region_mask = np.zeros(roi.shape[:2], np.uint8)
-        cv2.fillConvexPoly(region_mask, np.round(local).astype(np.int32), 255)
-        roi[region_mask > 0] = item.background
+        cv2.fillConvexPoly(roi, np.round(local).astype(np.int32), item.background,
+                           lineType=cv2.LINE_AA)
         coverage = cv2.warpPerspective(bitmap, homography, (x1 - x0, y1 - y0),
                                        flags=cv2.INTER_LINEAR)
-        alpha = (coverage.astype(np.float32) / 255.0)[..., None]
-        blended = roi.astype(np.float32) * (1 - alpha) + np.float32(item.foreground) * alpha
-        roi[:] = blended.astype(np.uint8)
+        ys, xs = np.nonzero(coverage)
+        if len(ys):
+            # Inside the region the background is flat now, so blending is a lookup table.
+            roi[ys, xs] = _blend_table(item.foreground, item.background)[coverage[ys, xs]]
 
     def render(self, frame: np.ndarray, items: list[OverlayItem],
                hud: list[str] | None = None) -> np.ndarray:
@@ -117,6 +117,22 @@ class OverlayRenderer:
         if hud:
             draw_hud(out, hud)
         return out
+
+
+_TABLES: OrderedDict[tuple, np.ndarray] = OrderedDict()
+
+
+def _blend_table(foreground: tuple, background: tuple) -> np.ndarray:
+    """[256, 3] uint8: colour at coverage a = background + (foreground - background) * a."""
+    key = (tuple(foreground), tuple(background))
+    table = _TABLES.get(key)
+    if table is None:
+        alpha = np.linspace(0.0, 1.0, 256, dtype=np.float32)[:, None]
+        fg, bg = np.float32(foreground), np.float32(background)
+        table = _TABLES[key] = np.round(bg + (fg - bg) * alpha).astype(np.uint8)
+        while len(_TABLES) > 256:
+            _TABLES.popitem(last=False)
+    return table
 
 
 def draw_hud(frame: np.ndarray, lines: list[str]) -> None:

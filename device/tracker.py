@@ -13,7 +13,7 @@ from collections import OrderedDict
 import cv2
 import numpy as np
 
-_LK = dict(winSize=(15, 15), maxLevel=2,
+_LK = dict(winSize=(13, 13), maxLevel=2,
            criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03))
 
 
@@ -23,9 +23,12 @@ def transform(polygon: np.ndarray, homography: np.ndarray) -> np.ndarray:
 
 
 class MotionTracker:
-    def __init__(self, scale: float = 0.5, max_corners: int = 150, history: int = 300):
+    def __init__(self, scale: float = 0.5, max_corners: int = 100, history: int = 300,
+                 refresh_every: int = 8):
         self.scale = scale
         self.max_corners = max_corners
+        self.refresh_every = refresh_every
+        self._since_refresh = 0
         self._previous: np.ndarray | None = None
         self._points: np.ndarray | None = None
         self._chain: OrderedDict[int, np.ndarray] = OrderedDict()  # frame → cumulative H
@@ -45,6 +48,7 @@ class MotionTracker:
         """Feed the next displayed frame; returns the homography previous → this frame."""
         gray = self._gray(image)
         motion = np.eye(3)
+        kept = None
         if self._previous is not None and self._points is not None and len(self._points) >= 8:
             moved, status, _ = cv2.calcOpticalFlowPyrLK(self._previous, gray, self._points, None,
                                                         **_LK)
@@ -53,10 +57,19 @@ class MotionTracker:
             if good.sum() >= 8:
                 src = self._points[good].reshape(-1, 2) / self.scale
                 dst = moved[good].reshape(-1, 2) / self.scale
-                homography, _ = cv2.findHomography(src, dst, cv2.RANSAC, 2.0)
+                homography, inliers = cv2.findHomography(src, dst, cv2.RANSAC, 2.0)
                 if homography is not None:
                     motion = homography
-        self._points = cv2.goodFeaturesToTrack(gray, self.max_corners, 0.01, 8)
+                    kept = moved[good][inliers.reshape(-1) == 1].reshape(-1, 1, 2)
+        # Corners are found again only every few frames or when too many were lost; in
+        # between, the tracked ones are carried forward (finding corners costs as much as LK).
+        self._since_refresh += 1
+        if (kept is None or len(kept) < self.max_corners // 2
+                or self._since_refresh >= self.refresh_every):
+            self._points = cv2.goodFeaturesToTrack(gray, self.max_corners, 0.01, 8)
+            self._since_refresh = 0
+        else:
+            self._points = kept.astype(np.float32)
         self._previous = gray
         previous_total = self._chain.get(self.last_frame_index, np.eye(3))
         self._chain[frame_index] = motion @ previous_total

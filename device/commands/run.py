@@ -14,6 +14,7 @@ from device.assembly import build_pipeline, load_stages
 from device.display import Display
 from device.errors import EdgelensError
 from device.metrics import Metrics
+from device.model_watch import start_model_watch
 from device.report import format_summary
 
 log = logging.getLogger("device.service")
@@ -71,7 +72,10 @@ class Service:
         while not self.stopping.is_set():
             display = Display(Metrics(), record=self.cfg.display.record, fps=self.cfg.source.fps)
             self.pipeline = build_pipeline(self.cfg, stages, show=display, recorder=recorder)
+            watch = start_model_watch(self.cfg, self.pipeline, stages, recorder)  # issue 6
             summary = self.pipeline.run()
+            if watch is not None:
+                watch.stop()
             display.close()
             log.info("pipeline stopped", extra={"summary": summary})
             if self.reload_requested.is_set():

@@ -138,13 +138,12 @@ def set_aside(store: ModelStore, name: str, version: str) -> Path:
 
 def prune(store: ModelStore, name: str, keep: int) -> list[str]:
     """Remove installed versions that are neither active nor among the last `keep` good ones
-    (versions never judged stay until judged). → removed versions."""
+    (call it after a verdict, when no other install is under way). → removed versions."""
     active = store.active_version(name)
-    good = good_versions(store, name)
-    kept = set(good[-keep:]) | {active}
+    kept = set(good_versions(store, name)[-keep:]) | {active}
     removed = []
     for version in store.versions(name):
-        if version in kept or version not in good:
+        if version in kept:
             continue
         doomed = store.root / name / f".{version}.removing"
         os.rename(store.root / name / version, doomed)   # atomic: gone from the store at once

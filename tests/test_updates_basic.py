@@ -177,3 +177,42 @@ def test_unhealthy_versions_are_rolled_back_and_reported(tmp_path, broker):
     assert aside == ["1.1.0", "1.2.0"]
     rolled = [a for a in audits(cfg) if a["action"] == "model_rolled_back"]
     assert [(a["version"], a["to"]) for a in rolled] == [("1.1.0", "1.0.0"), ("1.2.0", "1.0.0")]
+
+
+def test_fleet_wide_rollback_with_one_command(tmp_path, broker):
+    import os
+    import subprocess
+    import sys
+
+    from tests.sync_helpers import ROOT
+    key, pub = fleet_keys(tmp_path)
+    names = ["glasses-1", "glasses-2"]
+    cfgs = [device_config(tmp_path, broker, n, pub, device_store(tmp_path, n)) for n in names]
+    fleet_cfg = device_config(tmp_path, broker, "fleet", pub, tmp_path / "fleet-models",
+                              updates={"signing_key": str(key)})
+    make_version(tmp_path / "fleet-models", "1.0.0")
+    new = make_version(tmp_path / "fleet-models", "1.1.0")
+    agents = [run_agent(c) for c in cfgs]
+    try:
+        for a in agents:
+            assert a.worker.link.wait_connected(10)
+        rollout, _ = run_push(fleet_cfg, key, new, members=names, previous="1.0.0")
+        assert rollout.stage == "done"
+        out = subprocess.run(
+            [sys.executable, "-m", "cloud_sync.fleet_cli", "rollout", "rollback", "--config",
+             str(tmp_path / "fleet" / "edgelens.toml"), "--timeout", "60"],
+            cwd=ROOT, capture_output=True, text=True, timeout=120,
+            env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        assert out.returncode == 0, out.stdout + out.stderr
+        status = subprocess.run(
+            [sys.executable, "-m", "cloud_sync.fleet_cli", "rollout", "status", "--config",
+             str(tmp_path / "fleet" / "edgelens.toml")], cwd=ROOT, capture_output=True,
+            text=True, timeout=60, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    finally:
+        for a in agents:
+            a.stop()
+    for c in cfgs:
+        assert ModelStore(c.models.store).active_version("detector") == "1.0.0"
+    assert "served 0 bytes" in out.stdout          # both still held 1.0.0: no download
+    assert "(rollback)  stage done" in status.stdout, status.stdout
+    assert status.stdout.count("100.0% healthy") == 2 and "#" * 20 in status.stdout

@@ -42,15 +42,15 @@ def test_console_scripts_point_at_these_mains():
 
 
 def test_fleet_cli_leaves_room_for_more_subcommands():
-    def register_keygen(sub):
-        p = sub.add_parser("keygen", help="make a signing key", description="x" * 40)
+    def register_demo(sub):      # keygen/push/rollout exist now (issue 6): another name
+        p = sub.add_parser("demo-plugin", help="a later subcommand", description="x" * 40)
         p.set_defaults(func=lambda args: 7)
 
-    fleet_cli.SUBCOMMANDS.append(register_keygen)
+    fleet_cli.SUBCOMMANDS.append(register_demo)
     try:
-        assert fleet_cli.main(["keygen"]) == 7
+        assert fleet_cli.main(["demo-plugin"]) == 7
     finally:
-        fleet_cli.SUBCOMMANDS.remove(register_keygen)
+        fleet_cli.SUBCOMMANDS.remove(register_demo)
 
 
 def test_sync_status_json_reports_the_backlog(tmp_path, capsys):

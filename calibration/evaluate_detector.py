@@ -95,8 +95,9 @@ def tune(detector: Detector, images, truths) -> DetectorParams:
     best, best_h = detector.params, -1.0
     fh, fw = images[0].shape[:2]
     stride = (fw / detector.map_size[0], fh / detector.map_size[1])
-    for bin_t, box_t, unclip in itertools.product((0.2, 0.3, 0.4, 0.5), (0.4, 0.5, 0.6, 0.7),
-                                                  (0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.3)):
+    for bin_t, box_t, unclip in itertools.product((0.2, 0.3, 0.4, 0.5, 0.6),
+                                                  (0.4, 0.5, 0.6, 0.7, 0.8),
+                                                  (0.0, 0.1, 0.2, 0.3, 0.4, 0.6, 0.8)):
         params = DetectorParams(bin_threshold=bin_t, box_threshold=box_t, unclip_ratio=unclip,
                                 min_area=detector.params.min_area,
                                 max_regions=detector.params.max_regions)

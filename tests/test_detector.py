@@ -1,0 +1,127 @@
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from calibration import detector_data as dd
+from device.cli import main
+from device.detector import (Detector, DetectorParams, crop_line, match_polygons, order_quad,
+                             polygon_iou, regions_from_map)
+from device.model_store import ModelStore
+
+STORE = ModelStore()
+FRAME = (640, 360)
+STRIDE = (640 / 160, 360 / 96)   # frame pixels per map pixel at the shipped input size
+
+
+def _version():
+    return STORE.get("detector")
+
+
+def _map_of(quads):
+    """A perfect probability map: the training target of these frame-space quads."""
+    scale = np.float32([320 / 640, 192 / 360])
+    return dd.target_map([q * scale for q in quads]).astype(np.float32)
+
+
+def _rotated(cx, cy, w, h, degrees):
+    return order_quad(cv2.boxPoints(((cx, cy), (w, h), degrees)))
+
+
+def test_postprocessing_recovers_upright_and_rotated_lines():
+    truth = [np.float32([[40, 40], [300, 40], [300, 76], [40, 76]]),
+             _rotated(420, 230, 260, 40, -30)]
+    regions = regions_from_map(_map_of(truth), FRAME, DetectorParams(), STRIDE)
+    assert len(regions) == 2
+    assert regions[0].polygon[:, 1].mean() < regions[1].polygon[:, 1].mean()   # top to bottom
+    for t, r in zip(truth, regions):
+        assert polygon_iou(t, r.polygon) > 0.75
+        assert np.abs(r.polygon - t).max() < 10        # same corners, same order
+        assert r.score == pytest.approx(1.0)
+
+
+def test_postprocessing_drops_weak_and_tiny_regions():
+    prob = np.zeros((96, 160), np.float32)
+    prob[10:14, 10:60] = 0.35         # above bin_threshold, below box_threshold
+    prob[50, 50] = 0.9                # a single pixel: smaller than min_area
+    assert regions_from_map(prob, FRAME, DetectorParams(), STRIDE) == []
+
+
+def test_order_quad_reads_along_the_long_side():
+    quad = _rotated(100, 100, 120, 30, 20)       # clockwise-tilted line
+    tl, tr, br, bl = quad
+    assert tl[0] < tr[0] and bl[0] < br[0]
+    assert np.linalg.norm(tr - tl) > np.linalg.norm(bl - tl)
+    for shift in range(4):
+        assert np.allclose(order_quad(np.roll(quad, shift, axis=0)), quad)
+
+
+def test_crop_line_is_upright_with_the_right_aspect():
+    upright = np.full((40, 200, 3), 230, np.uint8)
+    upright[:, :100] = 20                         # dark left half: the start of the line
+    quad = np.float32([[300, 150], [480, 210], [466, 252], [286, 192]])   # skewed, tilted
+    src = np.float32([[0, 0], [200, 0], [200, 40], [0, 40]])
+    frame = np.full((360, 640, 3), 128, np.uint8)
+    warped = cv2.warpPerspective(upright, cv2.getPerspectiveTransform(src, quad), (640, 360))
+    mask = cv2.warpPerspective(np.ones((40, 200), np.uint8), cv2.getPerspectiveTransform(src, quad),
+                               (640, 360)).astype(bool)
+    frame[mask] = warped[mask]
+    crop = crop_line(frame, quad, pad=0.1)
+    h, w = crop.shape[:2]
+    width = (np.linalg.norm(quad[1] - quad[0]) + np.linalg.norm(quad[2] - quad[3])) / 2
+    tall = (np.linalg.norm(quad[3] - quad[0]) + np.linalg.norm(quad[2] - quad[1])) / 2
+    assert w / h == pytest.approx((width + 0.2 * tall) / (1.2 * tall), rel=0.05)
+    inner = crop[h // 4:3 * h // 4]
+    assert inner[:, w // 8:3 * w // 8].mean() < 60 and inner[:, 5 * w // 8:7 * w // 8].mean() > 180
+    assert crop_line(frame, quad, height=32).shape[0] == 32
+
+
+def test_int8_model_finds_the_lines_of_held_out_scenes():
+    """Tolerance: over 8 held-out scenes (unseen fonts and backgrounds), at least 70 % of
+    the lines are found at IoU >= 0.5 and at least 70 % of the detections are lines
+    (the model card's Hmean on 300 such scenes is about 0.8)."""
+    detector = Detector(_version().artifact, num_threads=2,
+                        params=DetectorParams(**_version().manifest["postprocessing"]["params"]))
+    truth_n = found_n = matched = 0
+    for index in range(8):
+        scene = dd.scene_for(555, index, "test")
+        truth = [line.polygon for line in scene.lines]
+        regions = detector.detect(scene.image)
+        matched += len(match_polygons(truth, [r.polygon for r in regions]))
+        truth_n, found_n = truth_n + len(truth), found_n + len(regions)
+    assert truth_n >= 6
+    assert matched / truth_n >= 0.7 and matched / max(found_n, 1) >= 0.7
+
+
+def test_golden_scenes_pass():
+    from device.golden import run_golden
+    results = run_golden(_version(), "auto")
+    assert len(results) >= 3 and all(r.passed for r in results), results
+
+
+def test_ocr_json_shape_and_unreadable_files(tmp_path, capsys):
+    golden = _version().directory / _version().manifest["golden"][0]["input"]
+    broken = tmp_path / "broken.png"
+    broken.write_text("not an image")
+    code = main(["ocr", str(golden), str(broken), str(tmp_path / "missing.jpg"), "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 1
+    assert [r["path"] for r in out] == [str(golden), str(broken), str(tmp_path / "missing.jpg")]
+    good = out[0]
+    assert set(good) == {"path", "lines", "timings_ms"}
+    assert set(good["timings_ms"]) == {"detect", "recognize", "total"}
+    assert len(good["lines"]) >= 2
+    for line in good["lines"]:
+        assert {"polygon", "text", "confidence"} <= set(line)
+        assert np.array(line["polygon"]).shape == (4, 2)
+    for bad in out[1:]:
+        assert set(bad) == {"path", "error"} and "cannot read" in bad["error"]
+
+
+def test_manifest_matches_the_files():
+    version = _version()
+    assert version.task == "text-detection"
+    assert version.check_files() == []
+    assert version.file("detector_fp32.tflite").is_file()

@@ -33,11 +33,12 @@ def load_translator(cfg, store: ModelStore, backend: str) -> tuple[Any | None, s
     """The translator when its model is in the store; None (recognized text is shown) else."""
     try:
         from device.translate.translator import Translator
-        translator = Translator.from_config(cfg, store=store, backend=backend)
-    except (ImportError, AttributeError, EdgelensError) as exc:
+        version = checked(store.get(cfg.translator.model, cfg.translator.version or None))
+        translator = Translator.from_config(cfg, backend=backend)
+    except EdgelensError as exc:
         log.warning("translation unavailable; showing recognized text", extra={"error": str(exc)})
         return None, None
-    return translator, getattr(translator, "version", None)
+    return translator, version.version
 
 
 def checked(version: ModelVersion) -> ModelVersion:

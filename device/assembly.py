@@ -89,7 +89,8 @@ def build_pipeline(cfg, stages: Stages, source: FrameSource | None = None, show=
         from device.observe import PipelineTelemetry
         telemetry = PipelineTelemetry(recorder, stages.versions,
                                       {"detector": cfg.detector.model,
-                                       "recognizer": cfg.models.recognizer})
+                                       "recognizer": cfg.models.recognizer,
+                                       "translator": cfg.translator.model})
         hooks = {"on_result": telemetry, "on_frame": telemetry.frame}
     worker = RecognitionWorker(stages.detector, stages.recognizer, stages.crop_line, metrics,
                                budgets, translator=stages.translator, **hooks)

@@ -103,7 +103,17 @@ def cached(path: Path, seed: int, count: int, split: str, workers: int = 2):
         images, polys = load(path)
         if len(images) == count:
             return images, polys
-    images, polys = generate(seed, count, split, workers=workers)
+    # a smaller set of the same seed is a prefix of this one: generate only the rest
+    smaller = [p for p in path.parent.glob(path.name.replace(f"_{count}.npz", "_*.npz"))
+               if p.stem.rsplit("_", 1)[-1].isdigit() and int(p.stem.rsplit("_", 1)[-1]) < count]
+    images, polys = np.zeros((0, INPUT_SIZE[1], INPUT_SIZE[0], 3), np.uint8), []
+    if smaller:
+        best = max(smaller, key=lambda p: int(p.stem.rsplit("_", 1)[-1]))
+        images, polys = load(best)
+    if len(images) < count:
+        more, more_polys = generate(seed, count - len(images), split, workers=workers,
+                                    start=len(images))
+        images, polys = np.concatenate([images, more]), polys + more_polys
     save(path, images, polys)
     return images, polys
 

@@ -95,12 +95,11 @@ def tune(detector: Detector, images, truths) -> DetectorParams:
     best, best_h = detector.params, -1.0
     fh, fw = images[0].shape[:2]
     stride = (fw / detector.map_size[0], fh / detector.map_size[1])
-    for bin_t, box_t, unclip in itertools.product((0.2, 0.3, 0.4, 0.5, 0.6),
-                                                  (0.4, 0.5, 0.6, 0.7, 0.8),
-                                                  (0.0, 0.1, 0.2, 0.3, 0.4, 0.6, 0.8)):
+    for bin_t, box_t, unclip, min_area in itertools.product(
+            (0.2, 0.3, 0.4, 0.5, 0.6), (0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
+            (0.0, 0.1, 0.2, 0.3, 0.4, 0.6), (30.0, 80.0, 150.0)):
         params = DetectorParams(bin_threshold=bin_t, box_threshold=box_t, unclip_ratio=unclip,
-                                min_area=detector.params.min_area,
-                                max_regions=detector.params.max_regions)
+                                min_area=min_area, max_regions=detector.params.max_regions)
         if box_t < bin_t:
             continue
         found = [[r.polygon for r in regions_from_map(m, (fw, fh), params, stride)]
@@ -163,12 +162,15 @@ def main(argv=None) -> int:
         report["accuracy"][name] = evaluate(Detector(path, num_threads=2, params=params),
                                             images, truths)
         print(name, json.dumps(report["accuracy"][name]), flush=True)
+    report["latency_ms_fp32"] = {}
     if not args.no_latency:
-        for backend in available_backends():
-            for threads in (1, 2):
-                result = latency(int8, backend, threads, images, params, args.runs)
-                report["latency_ms"][f"{backend}-{threads}t"] = result
-                print(f"latency int8 {backend} {threads} thread(s): {result}", flush=True)
+        for key, path in (("latency_ms", int8), ("latency_ms_fp32", fp32)):
+            for backend in available_backends():
+                for threads in (1, 2):
+                    result = latency(path, backend, threads, images, params, args.runs)
+                    report[key][f"{backend}-{threads}t"] = result
+                    print(f"{key} {path.name} {backend} {threads} thread(s): {result}",
+                          flush=True)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2))
     print(f"report → {args.json}")

@@ -85,8 +85,11 @@ def _card(manifest: dict, report: dict, history: list[dict], run: dict) -> str:
     rows = "\n".join(f"| {name} | {a['precision']:.3f} | {a['recall']:.3f} | {a['hmean']:.3f} | "
                      f"{a['true_positives']} / {a['detections']} / {a['ground_truth_lines']} |"
                      for name, a in acc.items())
-    lat_rows = "\n".join(f"| {key.split('-')[0]} | {v['threads']} | {v['p50']} | {v['p95']} |"
-                         for key, v in lat.items())
+    lat_rows = "\n".join(f"| {model} | {key.split('-')[0]} | {v['threads']} | {v['p50']} | "
+                         f"{v['p95']} |"
+                         for model, table in (("int8", lat),
+                                              ("fp32", report.get("latency_ms_fp32", {})))
+                         for key, v in table.items())
     p = report["params"]
     fonts_train = ", ".join(f"{pkg} ({FONT_LICENSES.get(pkg, 'see copyright')})"
                             for pkg in fonts.packages_for("train"))
@@ -123,15 +126,18 @@ font families (Lato, Linux Libertine, Comfortaa, Fira Code) and held-out backgro
 
 Reproduce: `.venv/bin/python calibration/evaluate_detector.py --model-dir models/detector/{manifest['version']}`
 
-## Latency (int8, `Detector.detect` on 640x360 frames: resize + model + post-processing)
-Measured on {manifest['measured_on']}.
+## Latency (`Detector.detect` on 640x360 frames: resize + model + post-processing)
+Measured on {manifest['measured_on']}, {next(iter(lat.values()), {}).get('runs', '?')} frames each.
 
-| backend | threads | p50 ms | p95 ms |
-|---|---|---|---|
+| model | backend | threads | p50 ms | p95 ms |
+|---|---|---|---|---|
 {lat_rows}
 
-tflite-runtime 2.14 does not accelerate int8 (see TOOLCHAIN.md): use LiteRT on the device.
-The machine was shared with two other training jobs while measuring, so p95 is pessimistic.
+tflite-runtime 2.14 does not accelerate int8 (see TOOLCHAIN.md): use LiteRT on the device;
+where only tflite-runtime exists, `detector_fp32.tflite` is the faster choice there.
+The machine was shared with other training jobs (load average ≈ 8 on 2 cores) while
+measuring, so all numbers, p95 above all, are pessimistic; `edgelens bench detector`
+measures again on the target.
 
 ## Training
 - Data: {run.get('args', {}).get('scenes', '4000')} generated scenes (`device.synth.scenes.render_scene`, split `train`,
@@ -186,6 +192,7 @@ def main(argv=None) -> int:
         "signatures": {"serving_default": signature},
         "compatible_backends": available_backends(),
         "latency_ms": latency, "latency_ms_all": lat,
+        "latency_ms_fp32": report.get("latency_ms_fp32", {}),
         "measured_on": f"{platform.machine()} 2-core shared VM, Python {platform.python_version()}",
         "budget_ms": BUDGET_MS,
         "accuracy": {**{f"{name}_{k}": v[k] for name, v in report["accuracy"].items()

@@ -14,6 +14,8 @@ from device.model_store import ModelStore
 STORE = ModelStore()
 FRAME = (640, 360)
 STRIDE = (640 / 160, 360 / 96)   # frame pixels per map pixel at the shipped input size
+# for perfect (training-target) maps; the shipped model's own tuned values are in its manifest
+TARGET_PARAMS = DetectorParams(bin_threshold=0.5, box_threshold=0.5, unclip_ratio=0.3)
 
 
 def _version():
@@ -33,7 +35,7 @@ def _rotated(cx, cy, w, h, degrees):
 def test_postprocessing_recovers_upright_and_rotated_lines():
     truth = [np.float32([[40, 40], [300, 40], [300, 76], [40, 76]]),
              _rotated(420, 230, 260, 40, -30)]
-    regions = regions_from_map(_map_of(truth), FRAME, DetectorParams(), STRIDE)
+    regions = regions_from_map(_map_of(truth), FRAME, TARGET_PARAMS, STRIDE)
     assert len(regions) == 2
     assert regions[0].polygon[:, 1].mean() < regions[1].polygon[:, 1].mean()   # top to bottom
     for t, r in zip(truth, regions):
@@ -46,7 +48,9 @@ def test_postprocessing_drops_weak_and_tiny_regions():
     prob = np.zeros((96, 160), np.float32)
     prob[10:14, 10:60] = 0.35         # above bin_threshold, below box_threshold
     prob[50, 50] = 0.9                # a single pixel: smaller than min_area
-    assert regions_from_map(prob, FRAME, DetectorParams(), STRIDE) == []
+    params = DetectorParams(bin_threshold=0.3, box_threshold=0.5, unclip_ratio=0.3,
+                            min_area=100.0)
+    assert regions_from_map(prob, FRAME, params, STRIDE) == []
 
 
 def test_order_quad_reads_along_the_long_side():
@@ -125,3 +129,12 @@ def test_manifest_matches_the_files():
     assert version.task == "text-detection"
     assert version.check_files() == []
     assert version.file("detector_fp32.tflite").is_file()
+
+
+def test_config_defaults_are_the_tuned_postprocessing_of_the_active_model():
+    from device import config
+    from device.commands.ocr import detector_params
+    from dataclasses import asdict
+    tuned = _version().manifest["postprocessing"]["params"]
+    assert asdict(detector_params(config.defaults())) == tuned
+    assert asdict(DetectorParams()) == tuned

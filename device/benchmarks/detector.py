@@ -6,7 +6,6 @@ of the active detector, for each installed backend at 1 and 2 threads.
 
 from __future__ import annotations
 
-import json
 import time
 
 import cv2
@@ -46,7 +45,9 @@ def time_detect(detector: Detector, frames: list[np.ndarray], runs: int = RUNS) 
             "mean_ms": round(float(np.mean(times)), 2), "runs": runs}
 
 
-def run(config, json_out: bool = False) -> dict:
+def run(config, json_out: bool = False, quick: bool = False) -> dict:
+    """Latency rows per backend and thread count; printed as a table unless `json_out`
+    (then the caller prints the returned dict). `quick`: 10 runs each instead of 50."""
     store = ModelStore(config.models.store or None)
     version = store.get(config.detector.model, config.detector.version or None)
     frames = _frames(version)
@@ -56,11 +57,10 @@ def run(config, json_out: bool = False) -> dict:
         for threads in (1, 2):
             detector = Detector(version.artifact, backend=backend, num_threads=threads,
                                 params=detector_params(config))
-            row = {"backend": backend, "threads": threads, **time_detect(detector, frames)}
+            row = {"backend": backend, "threads": threads,
+                   **time_detect(detector, frames, runs=10 if quick else RUNS)}
             result["results"].append(row)
             if not json_out:
                 print(f"detector {backend:7s} {threads} thread(s): p50 {row['p50_ms']:7.2f} ms  "
                       f"p95 {row['p95_ms']:7.2f} ms")
-    if json_out:
-        print(json.dumps(result, indent=2))
     return result

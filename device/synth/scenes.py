@@ -420,6 +420,7 @@ def render_scene(rng: np.random.Generator, width: int = 640, height: int = 360,
     for _ in range(n_objects):
         kind = OBJECT_KINDS[int(rng.integers(len(OBJECT_KINDS)))]
         layout = _layout(rng, split, kind)
+        before = np.clip(img, 0, 255).astype(np.uint8) if kind == "painted" else None
         quads = _place(rng, img, occupied, layout)
         if quads is None:
             continue
@@ -428,8 +429,7 @@ def render_scene(rng: np.random.Generator, width: int = 640, height: int = 360,
             if kind == "painted":
                 mask = np.zeros((height, width), np.uint8)
                 cv2.fillPoly(mask, [np.round(quad).astype(np.int32)], 1)
-                bg = tuple(int(c) for c in cv2.mean(np.clip(img, 0, 255).astype(np.uint8),
-                                                    mask)[:3])
+                bg = tuple(int(round(c)) for c in cv2.mean(before, mask)[:3])   # wall, not ink
             found.append(SceneLine(quad.astype(np.float32), text,
                                    tuple(int(c) for c in layout.fg), tuple(int(c) for c in bg)))
     image = _camera(rng, img)

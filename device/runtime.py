@@ -8,6 +8,7 @@ interpreter becomes a `ModelError` that says what to do.
 from __future__ import annotations
 
 import logging
+import struct
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,6 +99,87 @@ def dequantize(values: np.ndarray, spec: TensorSpec) -> np.ndarray:
     return (values.astype(np.float32) - spec.zero_point) * np.float32(spec.scale)
 
 
+class _Flatbuffer:
+    """Bounds-checked reads of a TFLite flatbuffer: enough to refuse a truncated or mangled
+    file before the interpreter (which does not verify) reads past its end and crashes."""
+
+    # Field indices of tflite's schema: Model.subgraphs = 2, Model.buffers = 4, Buffer.data = 0,
+    # Buffer.offset = 1, Buffer.size = 2.
+    def __init__(self, data: bytes):
+        self.data = data
+
+    def _u(self, fmt: str, pos: int) -> int:
+        size = struct.calcsize(fmt)
+        if pos < 0 or pos + size > len(self.data):
+            raise ValueError(f"reference to byte {pos} past the end ({len(self.data)} bytes)")
+        return struct.unpack_from(fmt, self.data, pos)[0]
+
+    def _field(self, table: int, index: int) -> int | None:
+        vtable = table - self._u("<i", table)
+        vtable_size = self._u("<H", vtable)
+        if 4 + 2 * index >= vtable_size:
+            return None
+        offset = self._u("<H", vtable + 4 + 2 * index)
+        return table + offset if offset else None
+
+    def _vector(self, table: int, index: int, element_size: int) -> tuple[int, int] | None:
+        field = self._field(table, index)
+        if field is None:
+            return None
+        start = field + self._u("<I", field)
+        length = self._u("<I", start)
+        if start + 4 + length * element_size > len(self.data):
+            raise ValueError(f"a vector of {length} items runs past the end of the file")
+        return start + 4, length
+
+    def _tables(self, table: int, index: int) -> list[int]:
+        vector = self._vector(table, index, 4)
+        if vector is None:
+            return []
+        start, length = vector
+        tables = [start + 4 * i + self._u("<I", start + 4 * i) for i in range(length)]
+        for item in tables:
+            self._field(item, 0)  # its vtable must be inside the file too
+        return tables
+
+    def check(self) -> None:
+        """Walk the parts the interpreter reads: model, subgraphs, tensors, operators, buffers,
+        metadata and signatures. Raises ValueError at the first reference past the end."""
+        model = self._u("<I", 0)
+        self._tables(model, 1)                      # operator codes
+        self._vector(model, 3, 1)                   # description
+        self._vector(model, 5, 4)                   # metadata buffer indices
+        self._tables(model, 6)                      # metadata
+        for signature in self._tables(model, 7):    # signature defs
+            for index in (0, 1):
+                for tensor_map in self._tables(signature, index):
+                    self._vector(tensor_map, 0, 1)
+            self._vector(signature, 2, 1)
+        for subgraph in self._tables(model, 2):
+            for tensor in self._tables(subgraph, 0):
+                self._vector(tensor, 0, 4)          # shape
+                self._vector(tensor, 3, 1)          # name
+                quantization = self._field(tensor, 4)
+                if quantization is not None:
+                    table = quantization + self._u("<I", quantization)
+                    for index in (0, 1, 2, 3):      # min, max, scale, zero_point
+                        self._vector(table, index, 8 if index == 3 else 4)
+                self._vector(tensor, 6, 4)          # shape_signature
+            self._vector(subgraph, 1, 4)
+            self._vector(subgraph, 2, 4)
+            for operator in self._tables(subgraph, 3):
+                self._vector(operator, 1, 4)
+                self._vector(operator, 2, 4)
+            self._vector(subgraph, 4, 1)
+        for buffer in self._tables(model, 4):
+            self._vector(buffer, 0, 1)              # inline weights
+            offset_field, size_field = self._field(buffer, 1), self._field(buffer, 2)
+            if offset_field and size_field:
+                end = self._u("<Q", offset_field) + self._u("<Q", size_field)
+                if end > len(self.data):
+                    raise ValueError("external weights run past the end of the file")
+
+
 def _translate(exc: Exception, path: str, backend: str) -> ModelError:
     text = str(exc)
     if "Didn't find op" in text or "Encountered unresolved custom op" in text:
@@ -169,6 +251,11 @@ class TFLiteModel:
         if len(content) < 8 or content[4:8] != b"TFL3":
             raise ModelError(f"{path}: not a TFLite flatbuffer (no 'TFL3' identifier); the "
                              "file is corrupt or of another format — reinstall it from the store")
+        try:
+            _Flatbuffer(content).check()
+        except (ValueError, struct.error) as exc:
+            raise ModelError(f"{path}: not a valid TFLite model ({exc}); the file is truncated "
+                             "or corrupt — reinstall it from the store") from exc
         self._content = content
         self._interpreter = self._build(None)
         keys = list(self._interpreter.get_signature_list())

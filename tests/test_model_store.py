@@ -97,3 +97,17 @@ def test_models_cli_lists_and_verifies_json():
                             capture_output=True, text=True, timeout=120)
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert "recognizer" in verify.stdout and ": ok" in verify.stdout
+
+
+@pytest.mark.parametrize("artifact", sorted((ROOT / "models").rglob("*.tflite")),
+                         ids=lambda p: f"{p.parent.parent.name}/{p.name}")
+def test_a_truncated_model_never_reaches_the_interpreter(artifact, tmp_path):
+    """The interpreters do not verify flatbuffers; a cut file could crash the process."""
+    data = artifact.read_bytes()
+    rng = np.random.default_rng(len(data))
+    path = tmp_path / "cut.tflite"
+    for cut in sorted(rng.integers(8, len(data), 25)):
+        path.write_bytes(data[:cut])
+        for backend in ("litert", "tflite"):
+            with pytest.raises(ModelError, match="truncated or corrupt|not a TFLite"):
+                TFLiteModel(path, backend=backend)

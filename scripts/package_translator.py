@@ -14,6 +14,7 @@ alternative, exact match against any alternative.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import random
@@ -97,11 +98,11 @@ def main(argv=None) -> int:
     else:
         report = evaluate(pairs, out, tokenizer)
         eval_path.write_text(json.dumps(report, indent=2, ensure_ascii=False))
-    write_store(out, args.version, run_cfg, quant, report)
+    write_store(out, args.version, run_cfg, quant, report, None, run)
     if args.bench:
         bench = run_bench(args.version)
         (run / "bench.json").write_text(json.dumps(bench, indent=2))
-        write_store(out, args.version, run_cfg, quant, report, bench)
+        write_store(out, args.version, run_cfg, quant, report, bench, run)
     print(json.dumps({k: v for k, v in report.items() if k not in ("rows", "golden_candidates")},
                      indent=2))
     return 0
@@ -112,8 +113,8 @@ def run_bench(version: str) -> dict:
     from device.config import SectionValues
     cfg = config_module.defaults()
     values = dict(cfg.translator.as_dict(), version=version)
-    cfg = type(cfg)(sections=dict(cfg.sections, translator=SectionValues("translator", values)),
-                    source=cfg.source)
+    cfg = dataclasses.replace(cfg, sections=dict(cfg.sections,
+                                                 translator=SectionValues("translator", values)))
     return bench_module.run(cfg, json_out=False)
 
 
@@ -124,10 +125,25 @@ def evaluate(pairs, out: Path, tokenizer: Tokenizer) -> dict:
     for variant, name in (("int8", "translator.tflite"), ("fp32", "translator_fp32.tflite")):
         model = Seq2SeqModel(out / name, backend="litert", num_threads=1)
         start = time.perf_counter()
-        outputs[variant] = [model_translate(model, tokenizer, s)[0] for s in sources]
+        decoded = [model_translate(model, tokenizer, s) for s in sources]
+        outputs[variant] = [d[0] for d in decoded]
+        if variant == "int8":
+            confidences = [d[1] for d in decoded]
         report[f"model_{variant}"] = scores(outputs[variant], pairs)
         report[f"model_{variant}"]["seconds"] = round(time.perf_counter() - start, 1)
         print(variant, report[f"model_{variant}"], flush=True)
+    # How the model's confidence separates good from bad outputs (for min_model_confidence).
+    report["confidence_thresholds"] = {}
+    for threshold in (0.1, 0.2, 0.3, 0.4, 0.5):
+        kept = [i for i, c in enumerate(confidences) if c >= threshold]
+        dropped = [i for i, c in enumerate(confidences) if c < threshold]
+        entry = {"kept_fraction": round(len(kept) / len(pairs), 3)}
+        for name, idx in (("kept", kept), ("refused", dropped)):
+            if idx:
+                entry[f"{name}_chrf"] = scores([outputs["int8"][i] for i in idx],
+                                               [pairs[i] for i in idx])["chrf"]
+        report["confidence_thresholds"][str(threshold)] = entry
+    print("confidence", report["confidence_thresholds"], flush=True)
     model = Seq2SeqModel(out / "translator.tflite", backend="litert", num_threads=1)
     # Phrasebook from the training split only: what the test headwords look like to a
     # phrasebook that never saw them (the generalization number).
@@ -178,8 +194,29 @@ def pick_golden(out: Path, tokenizer: Tokenizer, candidates) -> list[dict]:
     return golden
 
 
+def commands(run_dir: Path) -> list[str]:
+    """Every training invocation of the run (resumes included), then conversion/packaging."""
+    logged = (run_dir / "commands.log").read_text().split("\n") \
+        if (run_dir / "commands.log").exists() else []
+    return [c for c in logged if c] + [
+        f"calibration/quantize_translator.py --saved-model {run_dir.relative_to(ROOT)}/saved_model "
+        f"--out {run_dir.relative_to(ROOT)}/tflite",
+        f"scripts/package_translator.py --run-dir {run_dir.relative_to(ROOT)} --bench"]
+
+
+def training_minutes(run_dir: Path) -> float:
+    """Training wall time: the last log record of each (resumed) segment, summed."""
+    total, previous = 0.0, None
+    for line in (run_dir / "train_log.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if previous is not None and record["minutes"] < previous["minutes"]:
+            total += previous["minutes"]
+        previous = record
+    return round(total + (previous["minutes"] if previous else 0.0), 1)
+
+
 def write_store(out: Path, version: str, run_cfg: dict, quant: dict, report: dict,
-                bench: dict | None = None) -> None:
+                bench: dict | None = None, run_dir: Path | None = None) -> None:
     tokenizer = Tokenizer(out / TOKENIZER_NAME)
     from device.runtime import TFLiteModel
     tfl = TFLiteModel(out / "translator.tflite", backend="litert", num_threads=1)
@@ -215,9 +252,10 @@ def write_store(out: Path, version: str, run_cfg: dict, quant: dict, report: dic
             "data": "ding German-English dictionary (Debian trans-de-en, /usr/share/trans/de-en), "
                     "parsed by device.translate.ding, split by headword (2 % val, 2 % test)",
             "license": "GPL-2.0-or-later (training data and the phrasebook built from it)",
-            "command": "scripts/train_translator.py --steps 1600 --max-minutes 38 --warmup 200 && "
-                       "calibration/quantize_translator.py && scripts/package_translator.py",
+            "command": " && ".join(commands(run_dir)),
             "seed": run_cfg["seed"], "tensorflow": run_cfg["tensorflow"],
+            "steps": run_cfg["steps"], "minutes": training_minutes(run_dir),
+            "hardware": "2 shared CPU cores (about one available: other trainings ran)",
             "architecture": {k: run_cfg[k] for k in ("d", "ff", "heads", "enc_layers",
                                                      "dec_layers", "vocab", "max_len")},
         },
@@ -277,6 +315,13 @@ def card(manifest: dict, report: dict, quant: dict) -> str:
         f"{size / 1e6:.2f} MB + tokenizer {tok / 1e6:.2f} MB = {(size + tok) / 1e6:.2f} MB.",
         "- Decoding in numpy (`device/translate/model.py`): greedy (default) or a small beam, "
         "early stop at EOS, at most 23 tokens, a deadline.",
+        f"- Training: {manifest['training']['steps']} Adam steps (length-bucketed batches of "
+        f"~1,200 tokens, label smoothing 0.1, warmup + cosine), "
+        f"{manifest['training']['minutes']} minutes of training on the shared 2-core machine "
+        "(TensorFlow 2.14.1, seed "
+        f"{manifest['training']['seed']}); the run was stopped and resumed with a different "
+        "--steps when the machine's load changed, which re-stretched the learning-rate "
+        "schedule. Every invocation is in the manifest's `training.command`.",
         "",
         "## Data and license",
         "Trained only on the ding German–English dictionary (Debian package `trans-de-en`, "
@@ -304,6 +349,15 @@ def card(manifest: dict, report: dict, quant: dict) -> str:
         "removed them), so row 3 adds only the translator's rules (casing, passthrough, "
         "refusals). The shipped phrasebook is built from the whole dictionary and so contains "
         "the test entries: row 4 is an in-dictionary lookup number, not generalization.",
+        "",
+        "### Model confidence (mean token probability) vs quality, test split",
+        "`[translator] min_model_confidence` refuses model outputs below it (original text kept).",
+        "",
+        "| threshold | outputs kept | chrF kept | chrF refused |",
+        "|---|---|---|---|",
+        *[f"| {t} | {100 * e['kept_fraction']:.0f} % | {e.get('kept_chrf', float('nan')):.1f} | "
+          f"{e.get('refused_chrf', float('nan')):.1f} |"
+          for t, e in report.get("confidence_thresholds", {}).items()],
         "",
         "### Quantization on the validation split",
         f"Scored on {quant['eval_pairs']} validation pairs not used for calibration "

@@ -263,6 +263,9 @@ def main(argv=None) -> int:
     parser.add_argument("--run-dir", default=str(RUNS))
     parser.add_argument("--smoke", action="store_true", help="60 steps into runs/translator-smoke")
     parser.add_argument("--export-only", action="store_true")
+    parser.add_argument("--init-from", metavar="RUN_DIR",
+                        help="start a new run (its own schedule) from the weights of another "
+                             "run's last checkpoint (e.g. to go on training a released model)")
     args = parser.parse_args(argv)
     if args.smoke:
         args.steps, args.run_dir = 40, str(RUNS.parent / "translator-smoke")
@@ -286,6 +289,8 @@ def main(argv=None) -> int:
            "max_len": MAX_LEN, "neg": NEG, "seed": args.seed, "steps": args.steps,
            "tokenizer": str(sp_path.relative_to(ROOT)), "tensorflow": tf.__version__}
     (run_dir / "config.json").write_text(json.dumps(cfg, indent=2))
+    with open(run_dir / "commands.log", "a", encoding="utf-8") as handle:   # resumes included
+        handle.write("scripts/train_translator.py " + " ".join(sys.argv[1:]) + "\n")
 
     model = build_model(tf, cfg)
     model((tf.zeros([1, 4], tf.int32), tf.zeros([1, 4], tf.int32)))
@@ -312,6 +317,14 @@ def main(argv=None) -> int:
                                          clipnorm=1.0)
     ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step_var)
     manager = tf.train.CheckpointManager(ckpt, str(run_dir / "ckpt"), max_to_keep=2)
+    offset_file = run_dir / "data_offset.txt"   # batches the source run already consumed
+    if args.init_from and not manager.latest_checkpoint:
+        source = tf.train.latest_checkpoint(str(Path(args.init_from) / "ckpt"))
+        source_step = tf.Variable(0, dtype=tf.int64)
+        tf.train.Checkpoint(model=model, step=source_step).restore(source).expect_partial()
+        offset_file.write_text(str(int(source_step.numpy())))
+        print(f"initialized the weights from {source}", flush=True)
+    data_offset = int(offset_file.read_text()) if offset_file.exists() else 0
     if manager.latest_checkpoint:
         ckpt.restore(manager.latest_checkpoint)
         print(f"resumed from {manager.latest_checkpoint} at step {int(step_var.numpy())}",
@@ -368,7 +381,7 @@ def main(argv=None) -> int:
                dynamic_ncols=False, ncols=100)
     running = None
     while step < args.steps:
-        (src, tgt), epoch = batch_at(step)
+        (src, tgt), epoch = batch_at(step + data_offset)
         loss = float(train_step(src, tgt))
         running = loss if running is None else 0.98 * running + 0.02 * loss
         step += 1

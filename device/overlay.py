@@ -28,6 +28,16 @@ class OverlayItem:
     background: tuple[int, int, int]
 
 
+def expand_quad(quad: np.ndarray, along: float, across: float) -> np.ndarray:
+    """Grow a TL, TR, BR, BL quad by `along` x its length at each end and `across` x its
+    height on each side, in its own directions."""
+    x_dir = ((quad[1] - quad[0]) + (quad[2] - quad[3])) / 2
+    y_dir = ((quad[3] - quad[0]) + (quad[2] - quad[1])) / 2
+    dx, dy = x_dir * along, y_dir * across
+    return np.float32([quad[0] - dx - dy, quad[1] + dx - dy, quad[2] + dx + dy,
+                       quad[3] - dx + dy])
+
+
 def sample_colours(image: np.ndarray, polygon: np.ndarray) -> tuple[tuple, tuple]:
     """(foreground, background) BGR of the text in `polygon`: the background is the median of
     a thin ring around the region, the foreground the median of the pixels furthest from it."""
@@ -81,7 +91,9 @@ class OverlayRenderer:
         return bitmap
 
     def draw_item(self, frame: np.ndarray, item: OverlayItem) -> None:
-        polygon = item.polygon.astype(np.float32)
+        # Detected quads hug the glyphs; cover a little more so no stroke of the original
+        # text peeks out above or below the translation.
+        polygon = expand_quad(item.polygon.astype(np.float32), 0.04, 0.18)
         h, w = frame.shape[:2]
         x0, y0 = np.floor(polygon.min(axis=0)).astype(int)
         x1, y1 = np.ceil(polygon.max(axis=0)).astype(int)

@@ -139,24 +139,31 @@ class TruthLine:
 class SyntheticSource:
     """A moving, shaking camera over a generated wall of signs, with ground truth per frame.
 
-    The world is a larger generated scene; each frame is a perspective view of it along a
+    The world is a larger generated image ('street': German signs on a wall; 'scene': the
+    detector's random-text test scenes); each frame is a perspective view of it along a
     smooth path with hand shake. `truth()` gives the text lines of the last frame read.
     """
 
     def __init__(self, seed: int = 0, width: int = 640, height: int = 360, fps: float = 30.0,
-                 frames: int = 0, realtime: bool = True, split: str = "test"):
+                 frames: int = 0, realtime: bool = True, world: str = "street"):
         self.name = f"synthetic:{seed}"
         self.seed, self.width, self.height, self.fps = seed, width, height, fps
-        self.frames, self.realtime, self.split = frames, realtime, split
+        self.frames, self.realtime, self.world = frames, realtime, world
         self._world = None
         self._index = 0
 
     def open(self) -> None:
         if self._world is None:
-            from device.synth.scenes import render_scene
             rng = np.random.default_rng(self.seed)
-            self._world = render_scene(rng, width=int(self.width * 1.5),
-                                       height=int(self.height * 1.5), split=self.split)
+            size = dict(width=int(self.width * 1.5), height=int(self.height * 1.5))
+            if self.world == "street":  # German signs on a wall
+                from device.synth.street import render_street
+                self._world = render_street(rng, **size)
+            elif self.world == "scene":  # the detector's held-out random-text scenes
+                from device.synth.scenes import render_scene
+                self._world = render_scene(rng, split="test", **size)
+            else:
+                raise SourceError(f"{self.name}: unknown world {self.world!r}")
 
     def view(self, index: int) -> np.ndarray:
         """Homography world → frame at frame `index`: a slow pan, zoom and roll plus shake."""

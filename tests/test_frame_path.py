@@ -10,7 +10,7 @@ import pytest
 from device.capture import Capture, LatestSlot
 from device.errors import SourceError
 from device.metrics import Metrics
-from device.overlay import OverlayItem, OverlayRenderer, sample_colours
+from device.overlay import OverlayItem, OverlayRenderer, expand_quad, sample_colours
 from device.pipeline import polygon_iou
 from device.sources import ImageFolderSource, VideoSource, parse_source
 from device.tracker import MotionTracker, transform
@@ -71,7 +71,7 @@ def test_overlay_covers_region_with_background_and_draws_text():
     out = OverlayRenderer().render(frame, [OverlayItem(polygon, "EXIT", (255, 255, 255),
                                                        (20, 140, 20))])
     mask = np.zeros(frame.shape[:2], np.uint8)
-    cv2.fillConvexPoly(mask, polygon.astype(np.int32), 255)
+    cv2.fillConvexPoly(mask, np.round(expand_quad(polygon, 0.04, 0.18)).astype(np.int32), 255)
     inside = out[mask > 0]
     assert (inside == (20, 140, 20)).all(axis=1).mean() > 0.5  # plate colour
     assert (inside.min(axis=1) > 200).mean() > 0.05            # white text strokes

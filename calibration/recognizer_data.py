@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-from device.charset import encode
 from device.text_line import DOWNSAMPLE, prepare_line
 
 log = logging.getLogger(__name__)
@@ -122,7 +121,3 @@ def calibration_lines(n: int = 400, seed: int = CALIBRATION_SEED) -> list[np.nda
     """Prepared float lines from the training fonts (never the held-out set)."""
     rng = np.random.default_rng(seed)
     return [sample_prepared(rng, "train", scene=rng.random() < 0.2)[0] for _ in range(n)]
-
-
-def label_arrays(texts: list[str]) -> list[list[int]]:
-    return [encode(t) for t in texts]

@@ -229,6 +229,8 @@ def main(argv=None) -> int:
     p.add_argument("--calib", type=int, default=400, help="calibration lines (training fonts)")
     p.add_argument("--test-lines", type=int, default=ev.TEST_LINES)
     p.add_argument("--scene-lines", type=int, default=ev.SCENE_LINES)
+    p.add_argument("--state", type=Path, help="training state.json (default: beside --weights)")
+    p.add_argument("--command", help="training command for the manifest (default: from state)")
     args = p.parse_args(argv)
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -251,12 +253,13 @@ def main(argv=None) -> int:
 
     golden = pick_golden(out / INT8, sets, out)
     int8_model = TFLiteModel(out / INT8, backend="litert")
-    state_path = args.weights.parent / "state.json"
+    state_path = args.state or args.weights.parent / "state.json"
     state = json.loads(state_path.read_text()) if state_path.exists() else {}
     train_args = state.get("args", {})
     command = ("python scripts/train_recognizer.py --lines {lines} --epochs {epochs} "
                "--epoch-lines {epoch_lines} --batch {batch} --lr {lr} --seed {seed}"
                .format(**train_args)) if train_args else "python scripts/train_recognizer.py"
+    command = args.command or command
     packages = sorted({f.package for split in ("train", "test") for f in fonts.fonts_for(split)})
     manifest = {
         "name": "recognizer", "version": out.name, "task": "text-line-recognition",

@@ -25,7 +25,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from calibration.recognizer_data import CacheSpec, build_cache, load_cache  # noqa: E402
 from device.charset import encode  # noqa: E402
-from device.text_line import DOWNSAMPLE  # noqa: E402
 
 log = logging.getLogger("train_recognizer")
 
@@ -59,6 +58,10 @@ def batches(lines, labels, order, batch_size, rng):
     rng.shuffle(plan)
     for chunk in plan:
         x = np.stack([lines[i] for i in chunk]).astype(np.float32)[..., None] / 255.0
+        # polarity flip: prepare_line's percentile stretch is symmetric, so 1 - x is exactly
+        # the prepared line of the inverted crop (light text on dark <-> dark on light)
+        flip = rng.random(len(chunk)) < 0.3
+        x[flip] = 1.0 - x[flip]
         lengths = np.array([len(labels[i]) for i in chunk], np.int32)
         y = np.zeros((len(chunk), max(lengths.max(), 1)), np.int32)
         for row, i in enumerate(chunk):
@@ -105,9 +108,10 @@ def main(argv=None) -> int:
     optimizer = tf.keras.optimizers.Adam(learning_rate=args.lr, clipnorm=5.0)
     state_path = out / "state.json"
     start_epoch = 0
+    history = []
     if args.resume and state_path.exists():
         state = json.loads(state_path.read_text())
-        start_epoch = state["epoch"]
+        start_epoch, history = state["epoch"], state.get("history", [])
         model.load_weights(out / "last.weights.h5")
         log.info("resumed after epoch %d", start_epoch)
 
@@ -132,7 +136,6 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(args.seed)
     n = len(lines)
     perm = rng.permutation(n)
-    history = []
     step = start_epoch * steps_per_epoch
     for epoch in range(start_epoch, args.epochs):
         start = (epoch * args.epoch_lines) % n

@@ -72,7 +72,7 @@ def sample_style(rng: np.random.Generator, split: str) -> Style:
 
 
 def render(text: str, style: Style, margin: int) -> tuple[np.ndarray, tuple[int, int, int, int]]:
-    """Draw `text` on a plate; return the gray-free BGR image and the line box (x0, y0, x1, y1).
+    """Draw `text` on a plate; return the float BGR image and the line box (x0, y0, x1, y1).
 
     The line box spans the font's ascent and descent (as a detector's box would), not the ink.
     """

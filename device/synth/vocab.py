@@ -197,7 +197,7 @@ def _token(rng: np.random.Generator) -> str:
 def _case(rng: np.random.Generator, text: str) -> str:
     r = rng.random()
     if r < 0.25:
-        return text.upper().replace("SS", "SS")
+        return text.upper()
     if r < 0.32:
         return text.lower()
     if r < 0.40:

@@ -160,12 +160,23 @@ def model_card(m: dict) -> str:
                          for h in m["training"].get("history", []))
     licenses = "\n".join(f"- {k}: {v}" for k, v in m["training"]["license"].items())
     golden = "\n".join(f"- `{g['input']}` → `{g['expected']}`" for g in m["golden"])
+    int8_cer = acc["int8"]["litert"]["unseen_fonts"]["cer_pct"]
+    fp32_cer = acc["fp32"]["litert"]["unseen_fonts"]["cer_pct"]
+    targets = "\n".join([
+        f"- int8 artifact ≤ 2 MB: {m['artifact']['size_bytes'] / 1024:.0f} KiB",
+        f"- ≤ 1 ms per line, 1 thread, LiteRT: p50 {m['latency_ms']['litert']['p50']:.2f} ms",
+        f"- CER ≤ 3 % on unseen fonts: int8 {int8_cer:.2f} %, fp32 {fp32_cer:.2f} % (LiteRT)",
+        f"- int8 within 0.5 CER points of fp32: {int8_cer - fp32_cer:+.2f} points",
+    ])
     return f"""# Model card: recognizer {m['version']}
 
 Text-line recognizer for edgelens: one detector-cropped line of a sign → text. A fully
 convolutional CRNN-style network (conv stack → height collapsed by a valid (2, 1) conv →
 residual dilated depthwise-separable 1×5 convs along the line → 1×1 conv → softmax over
 121 classes, class 0 = CTC blank), trained with CTC, full-integer int8.
+
+## Targets
+{targets}
 
 ## Use
 - **Intended use:** {m['intended_use']}
@@ -186,7 +197,9 @@ residual dilated depthwise-separable 1×5 convs along the line → 1×1 conv →
 {chr(10).join(rows)}
 
 ## Latency (interpreter only, batch 1, 1 thread; {m['measured_on']})
-Budget {m['budget_ms']} ms per line.
+Budget {m['budget_ms']} ms per line. tflite-runtime 2.14 has no accelerated int8 kernels
+(see /work/shared/TOOLCHAIN.md), so there int8 is slower than fp32: run the int8 model with
+LiteRT. p95 values include interference from other jobs training on the same 2 cores.
 
 | model | backend | p50 ms | p95 ms | threads | input |
 |---|---|---|---|---|---|
@@ -217,7 +230,7 @@ shipped in the model.
 {m['limitations']}
 
 ## Golden self-test
-`edgelens models check` reads these crops (held-out fonts) and expects the exact text:
+`edgelens models verify` and `tests/test_recognizer_model.py` read these crops (held-out fonts) and expects the exact text:
 {golden}
 """
 

@@ -56,3 +56,15 @@ def test_show_output_round_trips():
     cfg = config.defaults()
     again = config.parse_text(config.to_toml(cfg))
     assert again.as_dict() == cfg.as_dict()
+
+
+def test_the_shipped_example_config_is_valid_and_complete():
+    from pathlib import Path
+    path = Path(__file__).resolve().parent.parent / "deploy" / "edgelens.example.toml"
+    cfg = config.load(path)
+    text = path.read_text()
+    for section in SCHEMA:
+        assert f"[{section.name}]" in text
+        for key in section.keys:
+            assert f"\n{key.name} = " in text, f"[{section.name}] {key.name} missing"
+    assert cfg.as_dict() == config.defaults().as_dict()

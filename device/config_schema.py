@@ -234,6 +234,9 @@ TRANSLATOR = Section("translator", "German→English translation of recognized l
     Key("budget_ms", float, 40.0, "Time one translation may take; decoding that would run past "
         "it stops and the original text is kept.", min=1.0, max=10_000.0),
     Key("use_phrasebook", bool, True, "Look exact dictionary entries up before the model."),
+    Key("gloss_below_confidence", float, 0.3, "A model translation less confident than this "
+        "yields to a word-by-word dictionary gloss (compounds split) when every word is "
+        "covered.", min=0.0, max=1.0),
     Key("dictionary", str, "/usr/share/trans/de-en", "The ding German-English dictionary "
         "(Debian package trans-de-en) the phrasebook is built from."),
     Key("phrasebook_cache", str, "", "Directory for the built phrasebook; empty: "

@@ -29,6 +29,16 @@ def test_lookups_use_the_headword_sense_and_normalized_keys(tmp_path):
     assert not book.is_compound("krzyzanowski")
 
 
+def test_glosses_split_compounds_and_drop_endings(tmp_path):
+    need_dictionary()
+    book = Phrasebook.load(excerpt(tmp_path / "de-en"), tmp_path / "cache")
+    dog, water = book.lookup("Hund"), book.lookup("Wasser")
+    assert book.parts("hundewasser") == ["hund", "wasser"]
+    assert book.gloss("Hundewasser") == f"{dog} {water}"
+    assert book.gloss("Hunde im Wasser") == f"{book.lookup('Hunde')} in the {water}"
+    assert book.gloss("Hund Krzyzanowski") is None
+
+
 def test_a_missing_dictionary_is_a_clear_error(tmp_path):
     import pytest
     from device.errors import ModelError

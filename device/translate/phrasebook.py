@@ -37,7 +37,13 @@ SIGN_SENSES = {
     "Rauchen": "smoking", "Parken": "parking", "Kasse": "checkout", "Vorsicht": "caution",
     "Gefahr": "danger", "Achtung": "attention", "Eintritt frei": "free admission",
     "Ausgang": "exit", "Eingang": "entrance", "Notausgang": "emergency exit",
-    "Zimmer frei": "vacancies", "besetzt": "occupied", "frei": "free",
+    "Zimmer frei": "vacancies", "besetzt": "occupied", "frei": "free", "bitte": "please",
+    "Stunde": "hour",
+    # function words, for word-by-word glosses
+    "im": "in the", "am": "at the", "zum": "to the", "zur": "to the", "vom": "from the",
+    "der": "the", "die": "the", "das": "the", "den": "the", "dem": "the", "und": "and",
+    "für": "for", "mit": "with", "nicht": "not", "kein": "no", "keine": "no", "von": "from",
+    "bei": "at", "ab": "from", "bis": "until", "pro": "per", "zu": "to", "nur": "only",
 }
 _ENGLISH_WORD = re.compile(r"[a-z]+")
 
@@ -64,12 +70,12 @@ def build_entries(dictionary: str | Path) -> dict[str, str]:
     entries = ranked[2]
     entries.update(ranked[1])
     entries.update(ranked[0])
-    entries.update({lookup_key(k): v for k, v in SIGN_SENSES.items()})
     return entries
 
 
 class Phrasebook:
     def __init__(self, entries: dict[str, str], source: str = "<dict>"):
+        entries.update({lookup_key(k): v for k, v in SIGN_SENSES.items()})
         self._entries = entries
         self.source = source
         self.english_words = frozenset(_ENGLISH_WORD.findall(" ".join(entries.values()).lower()))
@@ -129,6 +135,51 @@ class Phrasebook:
                     or (head[-2:] in ("es", "en") and head[:-2] in words):
                 return True
         return False
+
+    def split_compound(self, word: str, depth: int = 0) -> list[str] | None:
+        """'fahrkartenautomat' -> ['fahrkarte', 'automat']: known keys, longest head first,
+        linking elements (-s-, -n-, -es-, -en-, -e-) dropped; None when it does not split."""
+        words = self._entries
+        if word in words:
+            return [word]
+        if depth >= 3 or len(word) < 6:
+            return None
+        for i in range(len(word) - 3, 2, -1):
+            head, tail = word[:i], word[i:]
+            for cut in (1, 2, 0):   # a linking element first: Hunde|futter → Hund
+                stem = head[:len(head) - cut] if cut else head
+                if cut and head[len(head) - cut:] not in ("s", "n", "e", "es", "en"):
+                    continue
+                if stem in words and len(stem) >= 3:
+                    rest = self.split_compound(tail, depth + 1)
+                    if rest:
+                        return [stem] + rest
+        return None
+
+    def gloss(self, text: str) -> str | None:
+        """Word-by-word dictionary translation, compounds split into known parts (German and
+        English both put the modifier first); None unless every word is covered."""
+        out = []
+        for word in lookup_key(text).split():
+            parts = self.parts(word)
+            if not parts:
+                return None
+            out.extend(self._entries[p] for p in parts)
+        return " ".join(out) if out else None
+
+    def parts(self, word: str) -> list[str] | None:
+        """Known keys that make up a folded lowercase word: itself, its compound parts, or
+        those of the word without an inflectional ending; None when unknown."""
+        return self.split_compound(word) or self._inflected(word)
+
+    def _inflected(self, word: str) -> list[str] | None:
+        """'geoeffnete' -> ['geoeffnet']: an adjective/noun ending dropped."""
+        for ending in ("en", "em", "er", "es", "e", "n", "s"):
+            if word.endswith(ending) and len(word) - len(ending) >= 3:
+                parts = self.split_compound(word[:-len(ending)])
+                if parts:
+                    return parts
+        return None
 
     def is_compound_tail(self, tail: str) -> bool:
         for j in range(3, len(tail) - 2):

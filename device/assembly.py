@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,6 +73,24 @@ def load_stages(cfg, backend: str | None = None, translate: bool = True) -> Stag
         if tr_version:
             versions["translator"] = tr_version
     return Stages(detector, recognizer, translator, crop_line, versions)
+
+
+def translator_in_background(cfg, pipeline: Pipeline, stages: Stages,
+                             backend: str | None = None) -> threading.Thread:
+    """Load the translator off the start-up path (its phrasebook takes a second or two) and
+    swap it into the running pipeline; recognized text is shown until then."""
+    def load() -> None:
+        translator, version = load_translator(cfg, ModelStore(cfg.models.store or None),
+                                              backend or cfg.runtime.backend)
+        if translator is not None:
+            stages.translator = translator
+            stages.versions["translator"] = version
+            pipeline.worker.swap(translator=translator)
+            log.info("translator ready", extra={"version": version})
+
+    thread = threading.Thread(target=load, name="translator-load", daemon=True)
+    thread.start()
+    return thread
 
 
 def build_pipeline(cfg, stages: Stages, source: FrameSource | None = None, show=None,

@@ -42,7 +42,7 @@ def child(mode: str, backend: str, frames: int, spawned_at: float, samples_dir: 
     import psutil
 
     from device import config
-    from device.assembly import build_pipeline, load_stages
+    from device.assembly import build_pipeline, load_stages, translator_in_background
     from device.metrics import Metrics
     from device.sources import SyntheticSource
 
@@ -52,7 +52,7 @@ def child(mode: str, backend: str, frames: int, spawned_at: float, samples_dir: 
     sampler = threading.Thread(target=_sample_resources, args=(stop, resources), daemon=True)
     sampler.start()
     cpu0, wall0 = psutil.Process().cpu_times(), time.perf_counter()
-    stages = load_stages(cfg, backend=backend)
+    stages = load_stages(cfg, backend=backend, translate=(mode == "naive"))
     source = SyntheticSource(seed=7, fps=30.0, frames=frames, realtime=True)
     if mode == "pipeline":
         metrics = Metrics()
@@ -64,6 +64,7 @@ def child(mode: str, backend: str, frames: int, spawned_at: float, samples_dir: 
             return True
 
         pipeline = build_pipeline(cfg, stages, source=source, show=show, metrics=metrics)
+        translator_in_background(cfg, pipeline, stages, backend=backend)
         summary = pipeline.run()
         frame_ms = metrics.histogram("frame_path").samples()
         new_ms = (metrics.histogram("new_recognition").samples()

@@ -6,7 +6,7 @@ import json
 import signal
 import threading
 
-from device.assembly import build_pipeline, load_stages
+from device.assembly import build_pipeline, load_stages, translator_in_background
 from device.display import Display, has_display
 from device.metrics import Metrics
 from device.report import format_summary
@@ -54,7 +54,7 @@ def run_session(cfg, args, uri: str, window: bool, record: str, snapshot_dir: st
     metrics = Metrics()
     source = parse_source(uri, fps=cfg.source.fps, realtime=cfg.source.realtime and
                           not args.fast, frames=args.frames if uri.startswith("synthetic") else 0)
-    stages = load_stages(cfg, backend=args.backend, translate=not args.no_translate)
+    stages = load_stages(cfg, backend=args.backend, translate=False)
     display = Display(metrics, window=window, record=record, fps=source.fps,
                       snapshot_dir=snapshot_dir)
     shown = {"n": 0}
@@ -66,6 +66,8 @@ def run_session(cfg, args, uri: str, window: bool, record: str, snapshot_dir: st
         return display(image, frame)
 
     pipeline = build_pipeline(cfg, stages, source=source, show=show, metrics=metrics)
+    if not args.no_translate:
+        translator_in_background(cfg, pipeline, stages, backend=args.backend)
     display.pipeline = pipeline
     install_stop_signals(pipeline.stop_event)
     try:

@@ -162,14 +162,17 @@ def plot(samples_dir: str, path: str, frame_budget: float, recognition_budget: f
                                     (axes[1], "new", recognition_budget,
                                      "capture → shown, new recognitions (ms)")):
         for file in sorted(Path(samples_dir).glob(f"*_{kind}.npy")):
-            values = np.load(file)
+            values = np.sort(np.load(file))
             if values.size:
                 label = file.stem.rsplit("_", 1)[0].replace("_", " / ")
-                ax.hist(values, bins=60, histtype="step", linewidth=1.5, label=label,
-                        density=True)
+                share = np.arange(1, values.size + 1) / values.size
+                ax.step(np.maximum(values, 0.1), share, where="post", linewidth=1.5,
+                        label=label)
         ax.axvline(budget, color="red", linestyle="--", label=f"budget {budget:.0f} ms")
         ax.set_xscale("log")
-        ax.set_title(title)
+        ax.set_ylabel("share of events ≤ x")
+        ax.axhline(0.95, color="grey", linewidth=0.5)
+        ax.set_title(title + ": cumulative")
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -9,11 +9,13 @@ def test_built_once_then_read_from_its_cache(tmp_path):
     need_dictionary()
     source = excerpt(tmp_path / "de-en")
     book = Phrasebook.load(source, tmp_path / "cache")
-    assert book.source == str(source)
-    cached = list((tmp_path / "cache").glob("phrasebook-*.tsv"))
-    assert len(cached) == 1
+    cached = list((tmp_path / "cache").glob("phrasebook-*.sqlite"))
+    assert len(cached) == 1 and book.source == str(cached[0])
+    mtime = cached[0].stat().st_mtime_ns
     again = Phrasebook.load(source, tmp_path / "cache")
     assert again.source == str(cached[0]) and len(again) == len(book) > 50
+    assert cached[0].stat().st_mtime_ns == mtime  # read, not rebuilt
+    assert again.lookup("Ausgang") == book.lookup("Ausgang") == "exit"
 
 
 def test_lookups_use_the_headword_sense_and_normalized_keys(tmp_path):

@@ -52,3 +52,8 @@ def setup(level: str = "INFO", file: str = "", max_bytes: int = 10_000_000,
         root.addHandler(rotating)
     for noisy in ("PIL", "matplotlib", "paho", "urllib3", "h5py", "absl"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:  # OpenCV prints its own warnings (e.g. for an unreadable file we already report)
+        import cv2
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    except (ImportError, AttributeError):
+        pass

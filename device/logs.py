@@ -54,6 +54,6 @@ def setup(level: str = "INFO", file: str = "", max_bytes: int = 10_000_000,
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:  # OpenCV prints its own warnings (e.g. for an unreadable file we already report)
         import cv2
-        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+        cv2.setLogLevel(2)  # 2 = errors only
     except (ImportError, AttributeError):
         pass

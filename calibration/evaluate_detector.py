@@ -76,6 +76,24 @@ def score(found: list[list[np.ndarray]], truths: list[list[np.ndarray]], iou: fl
             "ground_truth_lines": n_truth, "scenes": len(truths)}
 
 
+HEIGHT_BINS = ((0, 12), (12, 18), (18, 26), (26, 40), (40, 1000))
+
+
+def recall_by_height(found, truths) -> dict:
+    """Recall per ground-truth line height (px in the frame, mean of the two short sides)."""
+    hits = {b: [0, 0] for b in HEIGHT_BINS}
+    for t, f in zip(truths, found):
+        matched = {i for i, _, _ in match_polygons(t, f)}
+        for i, quad in enumerate(t):
+            h = (np.linalg.norm(quad[3] - quad[0]) + np.linalg.norm(quad[2] - quad[1])) / 2
+            for lo, hi in HEIGHT_BINS:
+                if lo <= h < hi:
+                    hits[(lo, hi)][0] += i in matched
+                    hits[(lo, hi)][1] += 1
+    return {f"{lo}-{hi}px": {"recall": round(a / max(n, 1), 3), "lines": n}
+            for (lo, hi), (a, n) in hits.items()}
+
+
 def evaluate(detector: Detector, images, truths, params: DetectorParams | None = None):
     from device.detector import regions_from_map
     params = params or detector.params
@@ -85,7 +103,7 @@ def evaluate(detector: Detector, images, truths, params: DetectorParams | None =
         fh, fw = image.shape[:2]
         stride = (fw / detector.map_size[0], fh / detector.map_size[1])
         found.append([r.polygon for r in regions_from_map(prob, (fw, fh), params, stride)])
-    return score(found, truths)
+    return {**score(found, truths), "recall_by_height": recall_by_height(found, truths)}
 
 
 def tune(detector: Detector, images, truths) -> DetectorParams:

@@ -29,8 +29,8 @@ OUTPUT_STRIDE = 2
 
 @dataclass(frozen=True)
 class DetectorParams:
-    bin_threshold: float = 0.4     # probability above which a map pixel is text kernel
-    box_threshold: float = 0.8     # a region's mean probability must reach this
+    bin_threshold: float = 0.5     # probability above which a map pixel is text kernel
+    box_threshold: float = 0.9     # a region's mean probability must reach this
     unclip_ratio: float = 0.0      # kernel rectangle grows by area * ratio / perimeter
     min_area: float = 30.0         # smallest region kept, in frame pixels²
     max_regions: int = 64          # most regions returned (highest scores kept)

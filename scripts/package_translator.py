@@ -204,6 +204,19 @@ def commands(run_dir: Path) -> list[str]:
         f"scripts/package_translator.py --run-dir {run_dir.relative_to(ROOT)} --bench"]
 
 
+def continued_from(run_dir: Path) -> dict:
+    """For a run started with --init-from: the source run's steps and minutes."""
+    for command in commands(run_dir):
+        if "--init-from" in command:
+            source = ROOT / command.split("--init-from")[1].split()[0]
+            steps = json.loads((source / "config.json").read_text())["steps"]
+            minutes = training_minutes(source)
+            return {"continued_from": {"run": source.name, "steps": steps, "minutes": minutes},
+                    "total_minutes": round(minutes + training_minutes(run_dir), 1),
+                    "total_steps": steps + json.loads((run_dir / "config.json").read_text())["steps"]}
+    return {}
+
+
 def training_minutes(run_dir: Path) -> float:
     """Training wall time: the last log record of each (resumed) segment, summed."""
     total, previous = 0.0, None
@@ -255,6 +268,7 @@ def write_store(out: Path, version: str, run_cfg: dict, quant: dict, report: dic
             "command": " && ".join(commands(run_dir)),
             "seed": run_cfg["seed"], "tensorflow": run_cfg["tensorflow"],
             "steps": run_cfg["steps"], "minutes": training_minutes(run_dir),
+            **continued_from(run_dir),
             "hardware": "2 shared CPU cores (about one available: other trainings ran)",
             "architecture": {k: run_cfg[k] for k in ("d", "ff", "heads", "enc_layers",
                                                      "dec_layers", "vocab", "max_len")},
@@ -321,7 +335,13 @@ def card(manifest: dict, report: dict, quant: dict) -> str:
         "(TensorFlow 2.14.1, seed "
         f"{manifest['training']['seed']}); the run was stopped and resumed with a different "
         "--steps when the machine's load changed, which re-stretched the learning-rate "
-        "schedule. Every invocation is in the manifest's `training.command`.",
+        "schedule. Every invocation is in the manifest's `training.command`."
+        + (f" It went on from the weights of run `{manifest['training']['continued_from']['run']}` "
+           f"({manifest['training']['continued_from']['steps']} steps, "
+           f"{manifest['training']['continued_from']['minutes']} min, released as 1.0.0) with a "
+           f"fresh warmup + cosine schedule: {manifest['training']['total_steps']} steps and "
+           f"{manifest['training']['total_minutes']} minutes in all."
+           if "continued_from" in manifest["training"] else ""),
         "",
         "## Data and license",
         "Trained only on the ding German–English dictionary (Debian package `trans-de-en`, "
@@ -341,14 +361,16 @@ def card(manifest: dict, report: dict, quant: dict) -> str:
         "|---|---|---|---|",
         _metric_row("model alone, int8 (shipped)", acc["model_int8"]),
         _metric_row("model alone, fp32 reference", acc["model_fp32"]),
-        _metric_row("phrasebook from the training split + model", acc["phrasebook_train_split_plus_model"]),
+        _metric_row("translator: training-split phrasebook + gloss + model", acc["phrasebook_train_split_plus_model"]),
         _metric_row("shipped phrasebook (whole dictionary) + model", acc["phrasebook_full_dictionary_plus_model"]),
         "",
-        "The first two rows and the third measure generalization to unseen headwords. The "
-        "phrasebook built from the training split never contains a test entry (the split "
-        "removed them), so row 3 adds only the translator's rules (casing, passthrough, "
-        "refusals). The shipped phrasebook is built from the whole dictionary and so contains "
-        "the test entries: row 4 is an in-dictionary lookup number, not generalization.",
+        "Rows 1-3 measure generalization to unseen headwords. Row 3 is the translator as it "
+        "runs (sign rules, refusals off), with a phrasebook built from the training split "
+        "only: it never holds a test entry (the split removed them), so what it adds is the "
+        "word-by-word gloss (compounds split into known words, endings dropped) that replaces "
+        "model answers less confident than `gloss_below_confidence` (0.3). The shipped "
+        "phrasebook is built from the whole dictionary and so contains the test entries: "
+        "row 4 is an in-dictionary lookup number, not generalization.",
         "",
         "### Model confidence (mean token probability) vs quality, test split",
         "`[translator] min_model_confidence` refuses model outputs below it (original text kept).",
@@ -383,8 +405,8 @@ def card(manifest: dict, report: dict, quant: dict) -> str:
     else:
         lines.append("Not measured yet: run `edgelens bench translator`.")
     lines += ["", "## 30 test entries (random sample, seed 7: good and bad alike)", "",
-              "`model`: the int8 model alone; `system`: phrasebook (training split) + model "
-              "with the sign rules; chrF per sentence for the model.", "",
+              "`model`: the int8 model alone; `system`: the translator with the training-split "
+              "phrasebook (gloss + model, sign rules); chrF per sentence for the model.", "",
               "| German | reference | model | system (via) | chrF |", "|---|---|---|---|---|"]
     for r in report["rows"]:
         cells = [r["de"], r["reference"], r["model"], f"{r['system']} ({r['via']})"]

@@ -50,6 +50,7 @@ def test_numbers_times_prices_and_names_pass_through(translator):
     assert translator.translate("Ausgang 3").translation == "Exit 3"
     assert translator.translate("Apotheke Krzyzanowski").translation == "Pharmacy Krzyzanowski"
     assert translator.translate("Bahnsteig 18 Uhr").translation == "Platform 18:00"
+    assert translator.translate("2,4-Ausgang").translation == "2,4-Exit"   # glued stays glued
 
 
 def test_garbage_and_foreign_text_keep_the_original(translator):

@@ -171,7 +171,11 @@ class Translator:
             return self._passthrough(source, text, refusal, start)
         deadline = start + int(self.settings.budget_ms * 1e6)
         pieces, vias, confidence = [], set(), 1.0
+        cursor, glued = 0, []          # glued: the chunk touched the previous one ('2,4-Dien')
         for index, (chunk, protected) in enumerate(self._chunks(text)):
+            at = text.find(chunk, cursor)
+            glued.append(0 < cursor == at)
+            cursor = at + len(chunk) if at >= 0 else cursor
             if protected:
                 pieces.append(chunk)
                 continue
@@ -183,7 +187,9 @@ class Translator:
             vias.add(via)
             confidence = min(confidence, conf)
         via = "model" if "model" in vias else ("phrasebook" if vias else "passthrough")
-        translation = re.sub(r"\s+([.,;:!?])", r"\1", " ".join(p for p in pieces if p))
+        joined = "".join(p if g or not i else " " + p
+                         for i, (p, g) in enumerate((p, g) for p, g in zip(pieces, glued) if p))
+        translation = re.sub(r"\s+([.,;:!?])", r"\1", joined.strip())
         if via == "model" and confidence < self.settings.min_model_confidence:
             return self._passthrough(source, text, "low_model_confidence", start)
         return Translation(source, translation, via, confidence, self._elapsed(start),

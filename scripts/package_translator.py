@@ -365,7 +365,8 @@ def card(manifest: dict, report: dict, quant: dict) -> str:
         _metric_row("shipped phrasebook (whole dictionary) + model", acc["phrasebook_full_dictionary_plus_model"]),
         "",
         "Rows 1-3 measure generalization to unseen headwords. Row 3 is the translator as it "
-        "runs (sign rules, refusals off), with a phrasebook built from the training split "
+        "runs (sign rules and casing; min_model_confidence off, the other refusals on, a "
+        "passthrough scored as its original text), with a phrasebook built from the training split "
         "only: it never holds a test entry (the split removed them), so what it adds is the "
         "word-by-word gloss (compounds split into known words, endings dropped) that replaces "
         "model answers less confident than `gloss_below_confidence` (0.3). The shipped "

@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 import time
+from pathlib import Path
 
 import cv2
 
@@ -67,6 +68,8 @@ def _recognizer(cfg, backend: str | None):
 
 
 def read_image(path: str):
+    if not Path(path).is_file():
+        raise InputError(f"cannot read {path}: no such file")
     image = cv2.imread(path, cv2.IMREAD_COLOR)
     if image is None:
         raise InputError(f"cannot read {path} as an image (missing, unreadable or not an image)")

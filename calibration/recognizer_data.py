@@ -37,14 +37,21 @@ def fits(text: str, width: int) -> bool:
 
 def sample_prepared(rng: np.random.Generator, split: str, scene: bool = False):
     """(prepared float line [32, W], text, BGR crop) whose text fits the width."""
-    from device.synth.lines import sample_line
+    line, text, crop, _family = _sample_prepared(rng, split, scene)
+    return line, text, crop
+
+
+def _sample_prepared(rng: np.random.Generator, split: str, scene: bool):
+    from device.synth.fonts import discover
+    from device.synth.lines import sample_styled_line
     while True:
-        crop, text = sample_line(rng, split, scene=scene)
+        crop, text, style = sample_styled_line(rng, split, scene=scene)
         if crop.shape[0] < 2 or crop.shape[1] < 2:
             continue
         line = prepare_line(crop)
         if fits(text, line.shape[1]):
-            return line, text, crop
+            family = next(f.family for f in discover() if f.path == style.font_path)
+            return line, text, crop, family
 
 
 def _render_chunk(args) -> str:
@@ -106,15 +113,22 @@ def load_cache(paths) -> tuple[list[np.ndarray], list[str]]:
 
 def heldout_set(n: int = 1000, scene: bool = False, seed: int | None = None):
     """(list of BGR crops, list of texts): unseen font families, fixed seed."""
+    crops, texts, _families = heldout_set_with_families(n, scene, seed)
+    return crops, texts
+
+
+def heldout_set_with_families(n: int = 1000, scene: bool = False, seed: int | None = None):
+    """`heldout_set` plus the font family of each line (same seed, same lines)."""
     if seed is None:
         seed = SCENE_SEED if scene else TEST_SEED
     rng = np.random.default_rng(seed)
-    crops, texts = [], []
+    crops, texts, families = [], [], []
     for _ in range(n):
-        _line, text, crop = sample_prepared(rng, "test", scene=scene)
+        _line, text, crop, family = _sample_prepared(rng, "test", scene)
         crops.append(crop)
         texts.append(text)
-    return crops, texts
+        families.append(family)
+    return crops, texts, families
 
 
 def calibration_lines(n: int = 400, seed: int = CALIBRATION_SEED) -> list[np.ndarray]:

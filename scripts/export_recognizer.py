@@ -28,7 +28,9 @@ import cv2  # noqa: E402
 
 from calibration import evaluate_recognizer as ev  # noqa: E402
 from calibration import quantize  # noqa: E402
-from calibration.recognizer_data import TEST_SEED, calibration_lines, heldout_set  # noqa: E402
+from calibration.metrics import text_scores  # noqa: E402
+from calibration.recognizer_data import (TEST_SEED, calibration_lines, heldout_set,  # noqa: E402
+                                        heldout_set_with_families)
 from device.model_store import sha256_file  # noqa: E402
 from device.recognizer import Recognizer  # noqa: E402
 from device.runtime import TFLiteModel, available_backends  # noqa: E402
@@ -131,6 +133,20 @@ def pick_golden(int8_path: Path, sets, out_dir: Path, count: int = 8) -> list[di
     return entries
 
 
+def per_family(out: Path, n: int) -> dict:
+    """CER / exact lines per held-out font family, int8 and fp32, LiteRT."""
+    crops, truths, families = heldout_set_with_families(n)
+    result: dict = {}
+    for quant, name in (("int8", INT8), ("fp32", FP32)):
+        reader = Recognizer(out / name, backend="litert", num_threads=1)
+        preds = [reader.read(c).text for c in crops]
+        for family in sorted(set(families)):
+            idx = [i for i, f in enumerate(families) if f == family]
+            result.setdefault(family, {})[quant] = text_scores(
+                [preds[i] for i in idx], [truths[i] for i in idx])
+    return result
+
+
 def file_entry(path: Path) -> dict:
     return {"file": path.name, "sha256": sha256_file(path), "size_bytes": path.stat().st_size}
 
@@ -158,6 +174,10 @@ def model_card(m: dict) -> str:
                        for w, c in acc["width_checks"].items())
     history = "\n".join(f"| {h['epoch']} | {h['loss']:.3f} | {h['elapsed_s']} |"
                          for h in m["training"].get("history", []))
+    families = "\n".join(
+        f"| {f} | {v['int8']['cer_pct']:.2f} / {v['int8']['exact_pct']:.1f} | "
+        f"{v['fp32']['cer_pct']:.2f} / {v['fp32']['exact_pct']:.1f} |"
+        for f, v in acc.get("per_family_litert", {}).items())
     licenses = "\n".join(f"- {k}: {v}" for k, v in m["training"]["license"].items())
     golden = "\n".join(f"- `{g['input']}` → `{g['expected']}`" for g in m["golden"])
     int8_cer = acc["int8"]["litert"]["unseen_fonts"]["cer_pct"]
@@ -195,6 +215,17 @@ residual dilated depthwise-separable 1×5 convs along the line → 1×1 conv →
 | set, model, backend | CER % | exact lines % | read() ms p50 / p95 (1 thread) |
 |---|---|---|---|
 {chr(10).join(rows)}
+
+Per held-out family (unseen_fonts, LiteRT; CER % / exact lines %):
+
+| family | int8 | fp32 |
+|---|---|---|
+{families}
+
+Typical errors (int8, unseen fonts): Comfortaa's round single-storey `a` read as `o` (in
+training only URW Gothic and its clone TeX Gyre Adventor draw `a` that way), a space dropped
+between words (`PÉAGE TEL.` → `PÉAGETEL.`), a digit or letter lost in a repeated pair (`9227` → `927`), `,`/`.`
+confused or dropped inside numbers, and accents on capitals (`À` → `A`, `Û` → `Ü`).
 
 ## Latency (interpreter only, batch 1, 1 thread; {m['measured_on']})
 Budget {m['budget_ms']} ms per line. tflite-runtime 2.14 has no accelerated int8 kernels
@@ -296,7 +327,8 @@ def main(argv=None) -> int:
                     f"'unseen_fonts_scene': {args.scene_lines} light-on-dark lines with strong "
                     "blur and perspective",
             "int8": report_int8["results"], "fp32": report_fp32["results"],
-            "width_checks": checks},
+            "width_checks": checks,
+            "per_family_litert": per_family(out, args.test_lines)},
         "training": {
             "data": f"{train_args.get('lines', '?')} synthetic lines (calibration.recognizer_data, "
                     f"seed {train_args.get('seed', '?')}) in {len(fonts.TRAIN_FAMILIES)} font "

@@ -133,6 +133,17 @@ def render_crop(rng: np.random.Generator, text: str, style: Style,
     return crop
 
 
+def sample_styled_line(rng: np.random.Generator, split: str = "train",
+                       scene: bool = False) -> tuple[np.ndarray, str, Style]:
+    """`sample_line` that also returns the Style it drew (font, size, colours)."""
+    text = vocab.sample_text(rng)
+    style = sample_style(rng, split)
+    if scene and _luma(style.fg) < _luma(style.bg):
+        style = Style(style.font_path, style.size, style.tracking, style.bg, style.fg)
+    crop = render_crop(rng, text, style, degrade=scene or rng.random() < 0.9, scene=scene)
+    return crop, text, style
+
+
 def sample_line(rng: np.random.Generator, split: str = "train",
                 scene: bool = False) -> tuple[np.ndarray, str]:
     """(BGR uint8 crop, text) of one random line from the fonts of `split`.
@@ -140,9 +151,5 @@ def sample_line(rng: np.random.Generator, split: str = "train",
     `scene=True` draws the harder, scene-like case: light text on a dark plate, stronger
     perspective and blur (used for the held-out 'scene' subset).
     """
-    text = vocab.sample_text(rng)
-    style = sample_style(rng, split)
-    if scene and _luma(style.fg) < _luma(style.bg):
-        style = Style(style.font_path, style.size, style.tracking, style.bg, style.fg)
-    crop = render_crop(rng, text, style, degrade=scene or rng.random() < 0.9, scene=scene)
+    crop, text, _style = sample_styled_line(rng, split, scene)
     return crop, text

@@ -169,7 +169,7 @@ def bench_store_write(folder: Path, n: int) -> dict[str, Any]:
 def _ingest_process(cfg: Config, worker: str) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     return subprocess.Popen([sys.executable, "-m", "cloud_sync.fleet_cli", "ingest",
-                             "--config", cfg.source, "--worker-id", worker],
+                             "--config", cfg.origin, "--worker-id", worker],
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
 
@@ -285,7 +285,7 @@ def bench_frame_path(folder: Path, broker: LocalBroker, seconds: float) -> dict[
     ingest = _ingest_process(cfg, f"bench-{folder.name}")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     agent = subprocess.Popen([sys.executable, "-m", "cloud_sync.sync_cli", "run",
-                              "--config", cfg.source], cwd=ROOT, env=env,
+                              "--config", cfg.origin], cwd=ROOT, env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     paused: list[list[float]] = []
     running: list[float] = []

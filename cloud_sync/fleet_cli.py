@@ -80,7 +80,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         from device.config_schema import SCHEMA
         raw = cfg.as_dict()
         raw["fleet"]["share_group"] = args.group
-        cfg = build(raw, SCHEMA, cfg.source)
+        cfg = build(raw, SCHEMA, cfg.origin)
     setup_logging(cfg, args.verbose)
     stop = stop_on_signals()
     store = open_fleet_store(args.db or cfg.fleet.db)

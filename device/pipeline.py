@@ -72,6 +72,7 @@ class Pipeline:
         self.first_overlay_s: float | None = None
         self.last_frame: Frame | None = None
         self.last_output: np.ndarray | None = None
+        self._hud_cache: tuple | None = None
 
     # -- frame path -------------------------------------------------------------------------
     def _merge(self, result: RecognitionResult, now: float) -> None:
@@ -112,6 +113,14 @@ class Pipeline:
         self.regions = kept
 
     def hud_lines(self) -> list[str]:
+        """The HUD text, recomputed at most twice a second (percentiles are not free)."""
+        now = time.perf_counter()
+        if self._hud_cache is None or now - self._hud_cache[0] >= 0.5 or \
+                self._hud_cache[2] != len(self.regions):
+            self._hud_cache = (now, self._hud_text(), len(self.regions))
+        return self._hud_cache[1]
+
+    def _hud_text(self) -> list[str]:
         fps = 0.0
         if len(self._display_times) >= 2:
             span = self._display_times[-1] - self._display_times[0]

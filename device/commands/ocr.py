@@ -11,7 +11,8 @@ from pathlib import Path
 import cv2
 
 from device.detector import Detector, DetectorParams, crop_line
-from device.errors import EdgelensError, InputError, ModelError, ModelStoreError
+from device.commands._per_file import run_per_file
+from device.errors import InputError, ModelError, ModelStoreError
 from device.model_store import ModelStore
 
 log = logging.getLogger(__name__)
@@ -104,15 +105,8 @@ def ocr_image(detector: Detector, recognizer, image) -> dict:
 def run(args, cfg) -> int:
     detector, _ = load_detector(cfg, backend=args.backend)
     recognizer = None if args.detect_only else _recognizer(cfg, args.backend)
-    results, failures = [], 0
-    for path in args.images:
-        try:
-            results.append({"path": path, **ocr_image(detector, recognizer, read_image(path))})
-        except EdgelensError as exc:
-            failures += 1
-            results.append({"path": path, "error": str(exc)})
-            if not args.json:
-                print(f"edgelens: {path}: {exc}", file=sys.stderr)
+    results, failures = run_per_file(
+        args.images, lambda path: ocr_image(detector, recognizer, read_image(path)), args.json)
     if args.json:
         print(json.dumps(results, ensure_ascii=False, indent=2))
     else:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import cv2
 
-from device.errors import EdgelensError, InputError
+from device.commands._per_file import run_per_file
+from device.errors import InputError
 from device.model_store import ModelStore
 from device.recognizer import Recognizer
 
@@ -46,17 +46,11 @@ def read_crop(path: str):
 
 def run(args, cfg) -> int:
     recognizer, _ = load_recognizer(cfg, backend=args.backend)
-    results, failures = [], 0
-    for path in args.crops:
-        try:
-            reading = recognizer.read(read_crop(path))
-            results.append({"path": path, "text": reading.text,
-                            "confidence": reading.confidence})
-        except EdgelensError as exc:
-            failures += 1
-            results.append({"path": path, "error": str(exc)})
-            if not args.json:
-                print(f"edgelens: {path}: {exc}", file=sys.stderr)
+    def read(path: str) -> dict:
+        reading = recognizer.read(read_crop(path))
+        return {"text": reading.text, "confidence": reading.confidence}
+
+    results, failures = run_per_file(args.crops, read, args.json)
     if args.json:
         print(json.dumps(results, ensure_ascii=False, indent=2))
     else:

@@ -96,7 +96,23 @@ def _write_sqlite(path: Path, entries: dict[str, str]) -> None:
     tmp.replace(path)
 
 
-class _SqliteEntries:
+class _ReadOnlyMapping:
+    """`in` and `[]` in terms of the subclass's get()."""
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        raise NotImplementedError
+
+    def __contains__(self, key: str) -> bool:
+        return self.get(key) is not None
+
+    def __getitem__(self, key: str) -> str:
+        value = self.get(key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+
+class _SqliteEntries(_ReadOnlyMapping):
     """The read-only key → English mapping the phrasebook needs, answered from its SQLite
     cache file (opened read-only; safe to read from the recognition thread)."""
 
@@ -108,15 +124,6 @@ class _SqliteEntries:
     def _get(self, key: str, default: str | None = None) -> str | None:
         row = self._db.execute("SELECT value FROM entries WHERE key = ?", (key,)).fetchone()
         return row[0] if row else default
-
-    def __contains__(self, key: str) -> bool:
-        return self.get(key) is not None
-
-    def __getitem__(self, key: str) -> str:
-        value = self.get(key)
-        if value is None:
-            raise KeyError(key)
-        return value
 
     def __len__(self) -> int:
         return self._count
@@ -135,7 +142,7 @@ class _SqliteWords:
             is not None
 
 
-class _Layered:
+class _Layered(_ReadOnlyMapping):
     """Hand-chosen sign senses over the dictionary's entries."""
 
     def __init__(self, top: dict[str, str], base: Mapping[str, str]):
@@ -144,15 +151,6 @@ class _Layered:
     def get(self, key: str, default: str | None = None) -> str | None:
         value = self._top.get(key)
         return value if value is not None else self._base.get(key, default)
-
-    def __contains__(self, key: str) -> bool:
-        return key in self._top or key in self._base
-
-    def __getitem__(self, key: str) -> str:
-        value = self.get(key)
-        if value is None:
-            raise KeyError(key)
-        return value
 
     def __len__(self) -> int:
         return len(self._base) + sum(1 for k in self._top if k not in self._base)

@@ -28,6 +28,7 @@ class Stages:
     translator: Any | None
     crop_line: Any
     versions: dict[str, str]
+    shadow: Any = None   # a device.shadow.Challenger when models/<recognizer>/SHADOW names one
 
 
 def load_translator(cfg, store: ModelStore, backend: str) -> tuple[Any | None, str | None]:
@@ -72,7 +73,9 @@ def load_stages(cfg, backend: str | None = None, translate: bool = True) -> Stag
         translator, tr_version = load_translator(cfg, store, backend)
         if tr_version:
             versions["translator"] = tr_version
-    return Stages(detector, recognizer, translator, crop_line, versions)
+    from device.shadow import load_challenger
+    challenger = load_challenger(cfg, store, backend)
+    return Stages(detector, recognizer, translator, crop_line, versions, challenger)
 
 
 def translator_in_background(cfg, pipeline: Pipeline, stages: Stages,
@@ -111,6 +114,16 @@ def build_pipeline(cfg, stages: Stages, source: FrameSource | None = None, show=
                                        "recognizer": cfg.models.recognizer,
                                        "translator": cfg.translator.model})
         hooks = {"on_result": telemetry, "on_frame": telemetry.frame}
+    if stages.shadow is not None:
+        from device.shadow import ShadowRunner
+        from device.telemetry.recorder import ModelRef
+        hooks["after_result"] = ShadowRunner(
+            stages.shadow, stages.crop_line, metrics, recorder=recorder,
+            champion_models={stage: ModelRef(name, stages.versions[stage])
+                             for stage, name in (("detector", cfg.detector.model),
+                                                 ("recognizer", cfg.models.recognizer),
+                                                 ("translator", cfg.translator.model))
+                             if stage in stages.versions})
     worker = RecognitionWorker(stages.detector, stages.recognizer, stages.crop_line, metrics,
                                budgets, translator=stages.translator, **hooks)
     settings = FramePathSettings(frame_budget_ms=p.frame_budget_ms, region_ttl_s=p.region_ttl_s,

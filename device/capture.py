@@ -51,6 +51,11 @@ class LatestSlot:
             item, self._item = self._item, None
             return item
 
+    def waiting(self) -> bool:
+        """Whether an unread item is there (without taking it)."""
+        with self._cond:
+            return self._item is not None
+
     def peek_nowait(self):
         with self._cond:
             item, self._item = self._item, None

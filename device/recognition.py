@@ -68,12 +68,16 @@ class RecognitionWorker:
     def __init__(self, detector: Any, recognizer: Any, crop_line: Callable, metrics: Metrics,
                  budgets: Budgets, translator: Any | None = None,
                  on_result: Callable[[RecognitionResult], None] | None = None,
-                 on_frame: Callable[[np.ndarray], None] | None = None):
+                 on_frame: Callable[[np.ndarray], None] | None = None,
+                 after_result: Callable[..., None] | None = None):
         self.detector, self.recognizer, self.crop_line = detector, recognizer, crop_line
         self.translator, self.metrics, self.budgets = translator, metrics, budgets
         self.inbox = LatestSlot()
         self.results: queue.SimpleQueue[RecognitionResult] = queue.SimpleQueue()
         self.on_result, self.on_frame = on_result, on_frame
+        # after_result(worker, frame, result, deadline): idle-time work once a result was
+        # published in time (shadow mode); it must check the deadline and inbox itself
+        self.after_result = after_result
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="recognition", daemon=True)
         self._recognize_ms = _Ema(3.0)
@@ -202,4 +206,6 @@ class RecognitionWorker:
         self.results.put(result)
         if self.on_result is not None:
             self.on_result(result)
+        if self.after_result is not None:
+            self.after_result(self, frame, result, deadline)
         return result

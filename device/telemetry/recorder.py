@@ -53,6 +53,9 @@ class Prediction:
     translation_source: str | None = None                          # model, cache, dictionary
     latency_ms: Mapping[str, float] = field(default_factory=dict)  # stage -> ms
     prediction_id: str = field(default_factory=new_prediction_id)
+    # shadow mode: the challenger's reading of the same line ({"version", "text",
+    # "confidence", "agree", "latency_ms", ...}); its text is hashed like `text`
+    shadow: Mapping[str, Any] | None = None
 
 
 @dataclass
@@ -154,6 +157,11 @@ class Recorder:
         body.update(self._text("text", p.text))
         if p.translation is not None:
             body.update(self._text("translation", p.translation))
+        if p.shadow is not None:
+            shadow = {k: v for k, v in p.shadow.items() if k != "text"}
+            if "text" in p.shadow:
+                shadow.update(self._text("text", str(p.shadow["text"])))
+            body["shadow"] = shadow
         return body
 
     def feedback(self, prediction_id: str, verdict: str = "wrong",

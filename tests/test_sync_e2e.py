@@ -51,7 +51,7 @@ def test_kill_9_of_the_sync_agent_at_random_points_loses_and_duplicates_nothing(
     count = 12_000
     # small batches and a bandwidth cap stretch the sync over many kills
     cfg = config_for(tmp_path, broker, sync={"batch_records": 100, "max_inflight": 4,
-                                             "max_bytes_per_s": 15_000})
+                                             "max_bytes_per_s": 6_000})
     recorder = Recorder.open(cfg.telemetry)
     for i in range(count):
         recorder.log_event("INFO", "frame.done", {"i": i, "pad": os.urandom(8).hex()})
@@ -67,7 +67,7 @@ def test_kill_9_of_the_sync_agent_at_random_points_loses_and_duplicates_nothing(
             agent.wait()
             kills += 1
         partial = fleet.record_count()
-        assert 0 < partial < count, "the kills should land in the middle of the sync"
+        assert 0 < partial < count, f"the kills should land in the middle of the sync ({partial})"
         # the last run has no cap and finishes
         config_for(tmp_path, broker, sync={"batch_records": 500})
         agent = sync_agent_process(tmp_path / "edgelens.toml")

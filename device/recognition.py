@@ -64,6 +64,13 @@ def _area(polygon: np.ndarray) -> float:
     return 0.5 * abs(float(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))
 
 
+def _inside(polygon: np.ndarray, width: int, height: int) -> bool:
+    margin = 0.03 * width  # a line ending this close to the edge probably goes on beyond it
+    return bool((polygon[:, 0] >= margin).all() and (polygon[:, 0] <= width - 1 - margin).all()
+                and (polygon[:, 1] >= margin).all()
+                and (polygon[:, 1] <= height - 1 - margin).all())
+
+
 class RecognitionWorker:
     def __init__(self, detector: Any, recognizer: Any, crop_line: Callable, metrics: Metrics,
                  budgets: Budgets, translator: Any | None = None,
@@ -146,7 +153,13 @@ class RecognitionWorker:
         regions = self.detector.detect(frame.image)
         stages["detect"] = (time.perf_counter() - start) * 1000
         self.metrics.observe("stage.detect", stages["detect"])
-        regions = sorted(regions, key=lambda r: -_area(r.polygon))
+        # Text cut by the frame edge reads as a different word ("GEÖFF"): leave it to the
+        # tracker, which keeps showing what was read while the whole sign was in view.
+        height, width = frame.image.shape[:2]
+        whole = [r for r in regions if _inside(r.polygon, width, height)]
+        if len(whole) < len(regions):
+            self.metrics.count("regions_cut_at_edge", len(regions) - len(whole))
+        regions = sorted(whole, key=lambda r: -_area(r.polygon))
         if len(regions) > self.budgets.max_regions:
             self.metrics.count("regions_over_limit", len(regions) - self.budgets.max_regions)
             regions = regions[: self.budgets.max_regions]

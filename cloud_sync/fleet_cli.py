@@ -48,7 +48,9 @@ def register_status(sub: argparse._SubParsersAction) -> None:
                                    "topic), frames/s, p95 latency per path (n-weighted mean of "
                                    "per-second p95s over the window), deadline-miss rate "
                                    "(frame_deadline_misses per frames_captured), model "
-                                   "versions, errors in the last hour.")
+                                   "versions, errors in the last hour; in shadow mode "
+                                   "the challenger, its agreement with the champion, its p95 "
+                                   "and the share of lines it skipped.")
     _common(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--window", type=float, help="seconds of metrics behind frames/s, p95 and "
@@ -107,6 +109,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         online = "-" if r.online is None else ("yes" if r.online else "no")
         p95 = " ".join(f"{k}={v}" for k, v in r.p95_ms.items())
         models = " ".join(f"{k}={v}" for k, v in r.models.items())
+        if r.shadow:
+            s = r.shadow
+            agree = "-" if s["agreement"] is None else f"{100 * s['agreement']:.1f}%"
+            models += (f" shadow={s['model'] or '?'} agree={agree} pairs={s['pairs']} "
+                       f"p95={_n(s['p95_ms'])}ms skipped={100 * s['skipped_share']:.1f}%")
         print(f"{r.device:20} {online:6} {r.last_seen or '-':20} {_n(r.backlog):>7} "
               f"{_n(r.frames_per_s):>6} {_n(r.miss_rate):>6} {r.errors_last_hour:>5}  "
               f"{p95} {models}".rstrip())

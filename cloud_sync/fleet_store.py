@@ -74,6 +74,8 @@ class DeviceRow:
     models: dict[str, str] = field(default_factory=dict)
     errors_last_hour: int = 0
     records: int = 0
+    # shadow mode over the window: challenger, pairs, agreement, p95 ms, skipped share
+    shadow: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -229,6 +231,7 @@ class SqliteFleetStore:
 
     def _metrics_into(self, row: DeviceRow, device: str, since_ns: int) -> None:
         seconds, frames, misses = 0.0, 0, 0
+        shadow = {"shadow_pairs": 0, "shadow_agree": 0, "shadow_skipped": 0}
         p95: dict[str, list[tuple[float, int]]] = {}
         for (body,) in self.db.execute(
                 "SELECT body FROM records WHERE device = ? AND kind = 'metric' AND ts_ns >= ?",
@@ -238,6 +241,8 @@ class SqliteFleetStore:
             counts = m.get("counts", {})
             frames += int(counts.get("frames_captured", 0))
             misses += sum(int(counts.get(k, 0)) for k in _FRAME_MISS_COUNTERS)
+            for k in shadow:
+                shadow[k] += int(counts.get(k, 0))
             for name, stats in m.get("stats", {}).items():   # every observed value is in ms
                 p95.setdefault(name.removeprefix("latency_ms."), []).append(
                     (float(stats["p95"]), int(stats.get("n", 1))))
@@ -247,6 +252,23 @@ class SqliteFleetStore:
         # n-weighted mean of the per-second p95s: an estimate, labelled as such in --help
         row.p95_ms = {path: round(sum(v * n for v, n in vals) / max(sum(n for _, n in vals), 1),
                                   2) for path, vals in sorted(p95.items())}
+        row.shadow = self._shadow(device, since_ns, shadow, row.p95_ms.get("shadow.recognize"))
+
+    def _shadow(self, device: str, since_ns: int, counts: dict[str, int],
+                p95_ms: float | None) -> dict[str, Any]:
+        """Shadow mode over the window: the challenger named by the latest paired prediction,
+        agreement (exact text match) per pair, challenger p95 ms, share of lines skipped."""
+        pairs, skipped = counts["shadow_pairs"], counts["shadow_skipped"]
+        if not pairs and not skipped:
+            return {}
+        latest = self.db.execute(
+            "SELECT json_extract(body, '$.shadow.name'), json_extract(body, '$.shadow.version') "
+            "FROM records WHERE device = ? AND kind = 'prediction' AND ts_ns >= ? AND "
+            "json_extract(body, '$.shadow') IS NOT NULL ORDER BY seq DESC LIMIT 1",
+            [device, since_ns]).fetchone()
+        return {"model": f"{latest[0]}@{latest[1]}" if latest else None, "pairs": pairs,
+                "agreement": round(counts["shadow_agree"] / pairs, 4) if pairs else None,
+                "p95_ms": p95_ms, "skipped_share": round(skipped / (pairs + skipped), 4)}
 
     def _models(self, device: str) -> dict[str, str]:
         row = self.db.execute("SELECT body FROM records WHERE device = ? AND kind = "

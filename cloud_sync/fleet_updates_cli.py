@@ -19,6 +19,7 @@ from cloud_sync.rollout import Rollout, RolloutFile, progress_bar
 from cloud_sync.signing import keygen
 from cloud_sync.update_delivery import UpdateServer, signed_desired
 from cloud_sync.update_protocol import check_group, check_model_name, check_version
+from device.shadow import SHADOWED_STAGES
 
 
 def register_keygen(sub: argparse._SubParsersAction) -> None:
@@ -39,6 +40,10 @@ def register_push(sub: argparse._SubParsersAction) -> None:
                                    "fail.")
     p.add_argument("version_dir", help="the version directory, models/<name>/<version>")
     p.add_argument("--group", required=True, help="the device group to update")
+    p.add_argument("--shadow", action="store_true",
+                   help="shadow mode: install as a challenger (models/<name>/SHADOW) that "
+                        "reads the champion's lines in idle time; the active version is not "
+                        "changed (recognizer only)")
     _rollout_options(p)
     p.set_defaults(func=cmd_push)
 
@@ -94,7 +99,8 @@ def _serve(args, cfg, rollout: Rollout, directory: Path) -> int:
     key = args.key or cfg.updates.signing_key
     if not key:
         raise SyncError("no signing key: pass --key or set [updates] signing_key")
-    signed = signed_desired(directory, key, cfg.updates.chunk_size, rollback=rollout.rollback)
+    signed = signed_desired(directory, key, cfg.updates.chunk_size, rollback=rollout.rollback,
+                            shadow=rollout.shadow)
     stop = stop_on_signals()
     server = UpdateServer(cfg, rollout, signed, RolloutFile(cfg.updates.rollout_file),
                           discover_s=args.discover)
@@ -125,7 +131,10 @@ def cmd_push(args: argparse.Namespace) -> int:
     setup_logging(cfg, args.verbose)
     directory, name, version = _version_dir(args.version_dir)
     u = cfg.updates
-    rollout = Rollout(id=f"{name}-{version}-{time.strftime('%Y%m%dT%H%M%S')}",
+    if args.shadow and name not in SHADOWED_STAGES:
+        raise SyncError(f"shadow mode runs a challenger recognizer only, not {name!r}")
+    rollout = Rollout(id=f"{'shadow-' if args.shadow else ''}{name}-{version}-"
+                         f"{time.strftime('%Y%m%dT%H%M%S')}", shadow=args.shadow,
                       group=check_group(args.group), name=name, version=version,
                       source=str(directory), previous=_previous_version(directory, version),
                       canary_percent=u.canary_percent if args.canary is None else args.canary,
@@ -176,14 +185,16 @@ def cmd_rollout_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([{"id": r.id, "group": r.group, "model": r.name,
                            "version": r.version, "stage": r.stage, "reason": r.reason,
-                           "rollback": r.rollback, "devices": rollout_rows(r)}
+                           "rollback": r.rollback, "shadow": r.shadow,
+                           "devices": rollout_rows(r)}
                           for r in latest.values()], indent=2))
         return 0
     if not latest:
         print(f"no rollouts in {cfg.updates.rollout_file}")
     for r in latest.values():
         print(f"{r.id}  group {r.group}  {r.name} {r.version}"
-              f"{' (rollback)' if r.rollback else ''}  stage {r.stage}  {r.reason}")
+              f"{' (rollback)' if r.rollback else ''}{' (shadow)' if r.shadow else ''}"
+              f"  stage {r.stage}  {r.reason}")
         for row in rollout_rows(r):
             mark = "*" if row["canary"] else " "
             print(f"  {mark}{row['device']:20} {progress_bar(row['progress'])} "

@@ -34,6 +34,7 @@ class Rollout:
     source: str
     previous: str | None = None
     rollback: bool = False
+    shadow: bool = False                      # installed as a challenger, not activated
     canary_percent: float = 10.0
     promote_percent: float = 100.0
     halt_percent: float = 20.0

@@ -27,6 +27,7 @@ from device import model_install as install
 from device.errors import EdgelensError, TelemetryError
 from device.model_health import HealthSettings, precheck
 from device.model_store import MANIFEST, ModelStore
+from device.shadow import SHADOWED_STAGES, clear_shadow, set_shadow
 from device.telemetry.records import Clock, Record
 from device.telemetry.store import TelemetryStore
 
@@ -88,6 +89,11 @@ class Job:
     previous: str | None = None
     bad_chunks: dict = field(default_factory=dict)
     requested_on: int = -1
+
+    @property
+    def shadow(self) -> bool:
+        """A challenger (shadow mode): installed and named by SHADOW, never made active."""
+        return self.desired.get("manifest", {}).get("update", {}).get("shadow") is True
 
 
 class UpdateAgent:
@@ -218,6 +224,11 @@ class UpdateAgent:
         self.jobs[name] = job
         self.audit("update_offered", {"model": name, "version": version, "key_id": kid,
                                       "rollout": job.rollout, "rollback": rollback})
+        if job.shadow and name not in SHADOWED_STAGES:
+            raise RefusedUpdate(f"shadow mode runs a challenger recognizer only, not {name!r}")
+        if job.shadow and version == active:
+            raise RefusedUpdate(f"{name} {version} is the active version; it cannot be its own "
+                                "challenger")
         if version == active:
             self._after_install(job)
             return
@@ -324,6 +335,12 @@ class UpdateAgent:
             self._refuse(job.name, job.rollout, job.desired["manifest"],
                          "installed files fail their checks: " + "; ".join(problems))
             return
+        if job.shadow:               # a challenger: ACTIVE stays as it is
+            set_shadow(self.store, job.name, job.version)
+            self.audit("model_shadowed", {"model": job.name, "version": job.version,
+                                          "active": job.previous, "rollout": job.rollout})
+            self._after_install(job)
+            return
         install.set_active(self.store, job.name, job.version)
         self.audit("model_activated", {"model": job.name, "version": job.version,
                                        "previous": job.previous, "rollout": job.rollout})
@@ -332,9 +349,10 @@ class UpdateAgent:
     def _after_install(self, job: Job) -> None:
         job.state = "installed"
         job.health_deadline = time.monotonic() + self.settings.health_timeout_s
-        self._set(job.name, "installed", version=job.version, rollout=job.rollout)
-        if self.settings.health_source == "agent":
-            self._judge_here(job)
+        self._set(job.name, "installed", version=job.version, rollout=job.rollout,
+                  **({"shadow": True} if job.shadow else {}))
+        if self.settings.health_source == "agent" or job.shadow:
+            self._judge_here(job)    # the pipeline judges only what it swaps in, not shadows
 
     def _judge_here(self, job: Job) -> None:
         directory = self.store.root / job.name / job.version
@@ -352,6 +370,15 @@ class UpdateAgent:
                             "here", job.name, job.version, self.settings.health_timeout_s)
                 self._judge_here(job)
             return
+        if verdict.get("healthy") is True and job.shadow:
+            # a healthy challenger is not a rollback target: GOOD and pruning are left alone
+            self.audit("model_healthy", {"model": job.name, "version": job.version,
+                                         "rollout": job.rollout, "shadow": True,
+                                         "checks": verdict.get("checks", {})})
+            job.state = "healthy"
+            self._set(job.name, "healthy", version=job.version, rollout=job.rollout,
+                      shadow=True, checks=verdict.get("checks", {}))
+            return
         if verdict.get("healthy") is True:
             install.mark_good(self.store, job.name, job.version)
             removed = install.prune(self.store, job.name, self.settings.keep_good)
@@ -365,6 +392,19 @@ class UpdateAgent:
         self._roll_back(job, str(verdict.get("reason", "unhealthy")))
 
     def _roll_back(self, job: Job, reason: str) -> None:
+        if job.shadow:               # an unhealthy challenger: stop shadowing, set it aside
+            clear_shadow(self.store, job.name)
+            aside = install.set_aside(self.store, job.name, job.version)
+            memory = self._remember()
+            memory["failed"].setdefault(job.name, []).append(job.version)
+            self._save_memory(memory)
+            self.audit("model_rolled_back", {"model": job.name, "version": job.version,
+                                             "shadow": True, "reason": reason,
+                                             "kept_at": str(aside), "rollout": job.rollout})
+            job.state = "rolled_back"
+            self._set(job.name, "rolled_back", version=job.version, rollout=job.rollout,
+                      reason=reason, shadow=True)
+            return
         target = install.previous_good(self.store, job.name, job.version) or job.previous
         if target is None or target == job.version or target not in self.store.versions(
                 job.name):

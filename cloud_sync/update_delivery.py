@@ -31,9 +31,9 @@ _SAVE_EVERY_S = 0.5
 
 
 def signed_desired(directory: Path, key_path: str, chunk_size: int,
-                   rollback: bool = False) -> dict[str, Any]:
+                   rollback: bool = False, shadow: bool = False) -> dict[str, Any]:
     """{"manifest": update manifest, "signature": {...}} for a version directory."""
-    manifest = proto.update_manifest(directory, chunk_size, rollback=rollback)
+    manifest = proto.update_manifest(directory, chunk_size, rollback=rollback, shadow=shadow)
     return {"manifest": manifest, "signature": sign(manifest, load_private(key_path))}
 
 
@@ -146,7 +146,7 @@ class UpdateServer:
         if isinstance(entry, dict):
             r.devices[device] = {k: entry.get(k) for k in
                                  ("state", "version", "rollout", "progress", "reason",
-                                  "active", "checks")}
+                                  "active", "checks", "shadow")}
 
     # --- chunks ------------------------------------------------------------------------------
 

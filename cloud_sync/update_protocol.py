@@ -118,8 +118,10 @@ def describe_file(path: Path, relative: str, chunk_size: int) -> dict[str, Any]:
             "chunks": chunks}
 
 
-def update_manifest(directory: Path, chunk_size: int, rollback: bool = False) -> dict[str, Any]:
-    """manifest.json of a version plus the `update` block that gets signed with it."""
+def update_manifest(directory: Path, chunk_size: int, rollback: bool = False,
+                    shadow: bool = False) -> dict[str, Any]:
+    """manifest.json of a version plus the `update` block that gets signed with it.
+    `shadow`: install as a challenger (models/<name>/SHADOW), never as the active version."""
     directory = Path(directory)
     manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
     check_model_name(manifest.get("name"))
@@ -128,6 +130,8 @@ def update_manifest(directory: Path, chunk_size: int, rollback: bool = False) ->
              for p in version_files(directory)]
     manifest["update"] = {"chunk_size": chunk_size, "files": files, "rollback": rollback,
                           "issued_ns": time.time_ns()}
+    if shadow:
+        manifest["update"]["shadow"] = True
     return manifest
 
 

@@ -81,7 +81,7 @@ def test_fleet_status_prints_one_row_per_device(tmp_path, capsys):
         ("glasses-1", True, 1), ("glasses-2", None, 1)]
     assert set(rows[0]) == {"device", "online", "last_seen", "last_seen_age_s", "backlog",
                             "frames_per_s", "p95_ms", "miss_rate", "models",
-                            "errors_last_hour", "records"}
+                            "errors_last_hour", "records", "shadow"}
     assert fleet_cli.main(["status", "--db", str(db)]) == 0
     text = capsys.readouterr().out.splitlines()
     assert text[0].startswith("device") and len(text) == 3

@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from cloud_sync import batch as batch_codec
+from cloud_sync import fleet_cli
+from cloud_sync.fleet_store import SqliteFleetStore
 from device import config
 from device.assembly import build_pipeline, load_stages
 from device.errors import ModelStoreError
@@ -17,7 +20,7 @@ from device.model_install import set_active
 from device.model_store import ModelStore
 from device.shadow import Challenger, clear_shadow, set_shadow, shadow_version
 from device.sources import SyntheticSource
-from device.telemetry import Recorder
+from device.telemetry import Recorder, TelemetryStore
 from fixtures_broker import config_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,7 +84,8 @@ def test_shadow_pointer_names_an_installed_version_other_than_active(tmp_path):
     assert shadow_version(store, "recognizer") is None
 
 
-def test_same_weights_agree_fully_and_the_champion_path_is_unchanged(stages, tmp_path):
+def test_same_weights_agree_fully_and_the_champion_path_is_unchanged(stages, tmp_path,
+                                                                    capsys):
     assert stages.shadow is not None and stages.shadow.version == "1.0.1"
     assert stages.versions["recognizer"] == "1.0.0"
     settings = config_for(tmp_path, None).telemetry
@@ -116,6 +120,29 @@ def test_same_weights_agree_fully_and_the_champion_path_is_unchanged(stages, tmp
     # what the fleet status reads: per-second counters and the challenger's latency
     assert sum(m["counts"].get("shadow_pairs", 0) for m in metric_bodies) == c("shadow_pairs")
     assert any("shadow.recognize" in m["stats"] for m in metric_bodies)
+    _fleet_sees_the_challenger(settings, tmp_path, c("shadow_pairs"), capsys)
+
+
+def _fleet_sees_the_challenger(settings, tmp_path, pairs, capsys):
+    """The device's records, as the sync agent would send them, in `edgelens-fleet status`."""
+    telemetry = TelemetryStore.open(settings.db_path, settings)
+    records = telemetry.records()
+    telemetry.close()
+    fleet_db = tmp_path / "fleet.sqlite"
+    fleet = SqliteFleetStore(fleet_db)
+    payload = batch_codec.encode("glasses-1", records[0].boot_id,
+                                 (time.time_ns(), time.monotonic_ns()), records)
+    fleet.insert_batch(batch_codec.decode(payload, 64 << 20), time.time_ns(), "w")
+    fleet.close()
+    assert fleet_cli.main(["status", "--db", str(fleet_db), "--json", "--window", "3600"]) == 0
+    [row] = json.loads(capsys.readouterr().out)
+    shadow = row["shadow"]
+    assert shadow["model"] == "recognizer@1.0.1" and shadow["pairs"] == pairs
+    assert shadow["agreement"] == 1.0 and 0 < shadow["p95_ms"] < 200
+    assert 0 <= shadow["skipped_share"] < 0.5
+    assert row["models"]["recognizer"] == "recognizer@1.0.0"   # the champion still runs
+    assert fleet_cli.main(["status", "--db", str(fleet_db), "--window", "3600"]) == 0
+    assert "shadow=recognizer@1.0.1 agree=100.0%" in capsys.readouterr().out
 
 
 class _SlowRecognizer:

@@ -81,6 +81,19 @@ def test_sequence_numbers_continue_after_reopen(tmp_path):
     store.close()
 
 
+def test_a_second_opener_that_found_the_new_file_empty_does_not_jump_the_sequence(tmp_path):
+    """Pipeline and sync agent start together: both may see an empty new file. The one that
+    gets to its start-up check second must not move the other's running sequence up by a
+    whole reservation block (seen as 53 -> 100053 under load)."""
+    first = _open(tmp_path)
+    first.insert([_rec("log", {}) for _ in range(52)])
+    second = _open(tmp_path)
+    second._start_sequence_above_ceiling()  # what it does when it found the file empty
+    assert first.insert([_rec("log", {})]) == 53
+    first.close()
+    second.close()
+
+
 def test_garbage_file_is_quarantined_kept_and_audited(tmp_path):
     s = _settings(tmp_path)
     path = tmp_path / "telemetry.sqlite"

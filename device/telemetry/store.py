@@ -117,11 +117,16 @@ class TelemetryStore:
         """A new file starts above every number a previous (quarantined or deleted) store may
         have handed out, as recorded in the .seq side file."""
         with self._lock, self.db.conn:
-            last = self.last_seq()
-            if last < self._seq_ceiling:
+            # Two processes (pipeline, sync agent) may both find the new file empty; only a
+            # file that has handed out no number yet is moved up, or the second opener would
+            # push the first one's running sequence up by a whole reservation block.
+            self.db.execute("BEGIN IMMEDIATE")
+            ceiling = max(self._seq_ceiling, _read_seq_file(self.path))
+            if self.last_seq() == 0 and ceiling > 0:
                 self.db.execute("DELETE FROM sqlite_sequence WHERE name = 'records'")
                 self.db.execute("INSERT INTO sqlite_sequence(name, seq) VALUES ('records', ?)",
-                                [self._seq_ceiling])
+                                [ceiling])
+            self._seq_ceiling = ceiling
 
     def replaced(self) -> bool:
         """True when the file at `path` is no longer the one this store opened."""

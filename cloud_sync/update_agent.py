@@ -394,16 +394,7 @@ class UpdateAgent:
     def _roll_back(self, job: Job, reason: str) -> None:
         if job.shadow:               # an unhealthy challenger: stop shadowing, set it aside
             clear_shadow(self.store, job.name)
-            aside = install.set_aside(self.store, job.name, job.version)
-            memory = self._remember()
-            memory["failed"].setdefault(job.name, []).append(job.version)
-            self._save_memory(memory)
-            self.audit("model_rolled_back", {"model": job.name, "version": job.version,
-                                             "shadow": True, "reason": reason,
-                                             "kept_at": str(aside), "rollout": job.rollout})
-            job.state = "rolled_back"
-            self._set(job.name, "rolled_back", version=job.version, rollout=job.rollout,
-                      reason=reason, shadow=True)
+            self._set_aside_failed(job, reason, shadow=True)
             return
         target = install.previous_good(self.store, job.name, job.version) or job.previous
         if target is None or target == job.version or target not in self.store.versions(
@@ -415,16 +406,22 @@ class UpdateAgent:
                       reason=reason)
             return
         install.set_active(self.store, job.name, target)
+        self._set_aside_failed(job, reason, audit={"to": target}, status={"active": target})
+
+    def _set_aside_failed(self, job: Job, reason: str, shadow: bool = False,
+                          audit: dict | None = None, status: dict | None = None) -> None:
+        """Keep a failed version aside for inspection, remember it, audit and report it."""
         aside = install.set_aside(self.store, job.name, job.version)
         memory = self._remember()
         memory["failed"].setdefault(job.name, []).append(job.version)
         self._save_memory(memory)
-        self.audit("model_rolled_back", {"model": job.name, "version": job.version,
-                                         "to": target, "reason": reason,
+        flag = {"shadow": True} if shadow else {}
+        self.audit("model_rolled_back", {"model": job.name, "version": job.version, **flag,
+                                         **(audit or {}), "reason": reason,
                                          "kept_at": str(aside), "rollout": job.rollout})
         job.state = "rolled_back"
         self._set(job.name, "rolled_back", version=job.version, rollout=job.rollout,
-                  reason=reason, active=target)
+                  reason=reason, **flag, **(status or {}))
 
     # --- periodic ----------------------------------------------------------------------------
 

@@ -56,11 +56,6 @@ class LatestSlot:
         with self._cond:
             return self._item is not None
 
-    def peek_nowait(self):
-        with self._cond:
-            item, self._item = self._item, None
-            return item
-
     def close(self) -> None:
         with self._cond:
             self.closed = True

@@ -133,13 +133,13 @@ def parse_text(text: str, schema: Iterable[Section] | None = None,
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
-    return build(raw, schema if schema is not None else _default_schema(), source)
+    return build(raw, schema if schema is not None else defaults_schema(), source)
 
 
 def load(path: str | Path | None, schema: Iterable[Section] | None = None) -> Config:
     """Load and validate a config file; None gives the built-in defaults."""
     if path is None:
-        return build({}, schema if schema is not None else _default_schema(), "<defaults>")
+        return build({}, schema if schema is not None else defaults_schema(), "<defaults>")
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -156,17 +156,13 @@ def defaults(schema: Iterable[Section] | None = None) -> Config:
 
 def defaults_schema() -> tuple[Section, ...]:
     """The whole product's schema (device.config_schema.SCHEMA)."""
-    return _default_schema()
-
-
-def _default_schema() -> tuple[Section, ...]:
     from device.config_schema import SCHEMA
     return SCHEMA
 
 
 def to_toml(config: Config, schema: Iterable[Section] | None = None) -> str:
     """Render a config as commented TOML: every key with its description."""
-    schema = tuple(schema if schema is not None else _default_schema())
+    schema = tuple(schema if schema is not None else defaults_schema())
     lines: list[str] = []
     for section in schema:
         lines += [f"# {section.description}", f"[{section.name}]"]

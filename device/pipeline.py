@@ -10,13 +10,13 @@ import queue
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Callable
 
-import cv2
 import numpy as np
 
 from device.capture import Capture, Frame
+from device.detector import polygon_iou
 from device.metrics import Metrics
 from device.overlay import OverlayItem, OverlayRenderer
 from device.recognition import Budgets, RecognitionResult, RecognitionWorker
@@ -45,12 +45,6 @@ class FramePathSettings:
     region_ttl_s: float = 1.5
     match_iou: float = 0.3
     hud: bool = True
-
-
-def polygon_iou(a: np.ndarray, b: np.ndarray) -> float:
-    area, _ = cv2.intersectConvexConvex(a.astype(np.float32), b.astype(np.float32))
-    union = cv2.contourArea(a.astype(np.float32)) + cv2.contourArea(b.astype(np.float32)) - area
-    return float(area / union) if union > 0 else 0.0
 
 
 class Pipeline:

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import cv2
 import numpy as np
 
 from device.capture import Frame, LatestSlot
@@ -57,11 +58,6 @@ class _Ema:
 
     def add(self, sample: float) -> None:
         self.value = (1 - self.alpha) * self.value + self.alpha * sample
-
-
-def _area(polygon: np.ndarray) -> float:
-    x, y = polygon[:, 0], polygon[:, 1]
-    return 0.5 * abs(float(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))
 
 
 def _inside(polygon: np.ndarray, width: int, height: int) -> bool:
@@ -159,7 +155,7 @@ class RecognitionWorker:
         whole = [r for r in regions if _inside(r.polygon, width, height)]
         if len(whole) < len(regions):
             self.metrics.count("regions_cut_at_edge", len(regions) - len(whole))
-        regions = sorted(whole, key=lambda r: -_area(r.polygon))
+        regions = sorted(whole, key=lambda r: -cv2.contourArea(r.polygon))
         if len(regions) > self.budgets.max_regions:
             self.metrics.count("regions_over_limit", len(regions) - self.budgets.max_regions)
             regions = regions[: self.budgets.max_regions]

@@ -29,7 +29,24 @@ class FrameSource(Protocol):
     def close(self) -> None: ...
 
 
-class WebcamSource:
+class _VideoCaptureSource:
+    """What a camera and a video file share: one cv2.VideoCapture, opened by the subclass."""
+
+    name: str
+    _capture = None
+
+    def _grab(self) -> tuple[bool, np.ndarray | None]:
+        if self._capture is None:
+            raise SourceError(f"{self.name}: not open")
+        return self._capture.read()
+
+    def close(self) -> None:
+        if self._capture is not None:
+            self._capture.release()
+            self._capture = None
+
+
+class WebcamSource(_VideoCaptureSource):
     realtime = True
     live = True
 
@@ -47,20 +64,13 @@ class WebcamSource:
         self._capture = capture
 
     def read(self) -> np.ndarray | None:
-        if self._capture is None:
-            raise SourceError(f"{self.name}: not open")
-        ok, frame = self._capture.read()
+        ok, frame = self._grab()
         if not ok:
             raise SourceError(f"{self.name}: camera stopped delivering frames")
         return frame
 
-    def close(self) -> None:
-        if self._capture is not None:
-            self._capture.release()
-            self._capture = None
 
-
-class VideoSource:
+class VideoSource(_VideoCaptureSource):
     def __init__(self, path: str, realtime: bool = True):
         self.name, self.path, self.realtime = f"video:{path}", path, realtime
         self.fps = 30.0
@@ -81,9 +91,7 @@ class VideoSource:
         self._capture = capture
 
     def read(self) -> np.ndarray | None:
-        if self._capture is None:
-            raise SourceError(f"{self.name}: not open")
-        ok, frame = self._capture.read()
+        ok, frame = self._grab()
         if not ok:
             if self._frames and self._position < self._frames - 1:
                 raise SourceError(f"{self.name}: decoding failed at frame {self._position} of "
@@ -91,11 +99,6 @@ class VideoSource:
             return None
         self._position += 1
         return frame
-
-    def close(self) -> None:
-        if self._capture is not None:
-            self._capture.release()
-            self._capture = None
 
 
 class ImageFolderSource:

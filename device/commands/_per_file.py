@@ -3,9 +3,23 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Callable
 
-from device.errors import EdgelensError
+import cv2
+import numpy as np
+
+from device.errors import EdgelensError, InputError
+
+
+def load_image(path: str, flags: int = cv2.IMREAD_COLOR) -> np.ndarray:
+    """The image at `path`, or InputError saying why it cannot be used."""
+    if not Path(path).is_file():
+        raise InputError(f"cannot read {path}: no such file")
+    image = cv2.imread(path, flags)
+    if image is None:
+        raise InputError(f"cannot read {path} as an image (missing, unreadable or not an image)")
+    return image
 
 
 def run_per_file(paths: list[str], work: Callable[[str], dict],

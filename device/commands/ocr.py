@@ -6,12 +6,10 @@ import json
 import logging
 import sys
 import time
-from pathlib import Path
 
-import cv2
 
 from device.detector import Detector, DetectorParams, crop_line
-from device.commands._per_file import run_per_file
+from device.commands._per_file import load_image, run_per_file
 from device.errors import InputError, ModelError, ModelStoreError
 from device.model_store import ModelStore
 
@@ -68,15 +66,6 @@ def _recognizer(cfg, backend: str | None):
     return recognizer
 
 
-def read_image(path: str):
-    if not Path(path).is_file():
-        raise InputError(f"cannot read {path}: no such file")
-    image = cv2.imread(path, cv2.IMREAD_COLOR)
-    if image is None:
-        raise InputError(f"cannot read {path} as an image (missing, unreadable or not an image)")
-    return image
-
-
 def ocr_image(detector: Detector, recognizer, image) -> dict:
     """Detect and read one BGR image: {"lines": [...], "timings_ms": {...}}."""
     t0 = time.perf_counter_ns()
@@ -106,7 +95,7 @@ def run(args, cfg) -> int:
     detector, _ = load_detector(cfg, backend=args.backend)
     recognizer = None if args.detect_only else _recognizer(cfg, args.backend)
     results, failures = run_per_file(
-        args.images, lambda path: ocr_image(detector, recognizer, read_image(path)), args.json)
+        args.images, lambda path: ocr_image(detector, recognizer, load_image(path)), args.json)
     if args.json:
         print(json.dumps(results, ensure_ascii=False, indent=2))
     else:

@@ -6,7 +6,7 @@ import json
 
 import cv2
 
-from device.commands._per_file import run_per_file
+from device.commands._per_file import load_image, run_per_file
 from device.errors import InputError
 from device.model_store import ModelStore
 from device.recognizer import Recognizer
@@ -34,9 +34,7 @@ def load_recognizer(cfg, backend: str | None = None, num_threads: int | None = N
 
 
 def read_crop(path: str):
-    image = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise InputError(f"cannot read {path} as an image (missing, unreadable or not an image)")
+    image = load_image(path, cv2.IMREAD_UNCHANGED)
     if image.dtype != "uint8":
         image = cv2.convertScaleAbs(image, alpha=255.0 / max(float(image.max()), 1.0))
     if image.size == 0 or min(image.shape[:2]) < 2:

@@ -25,17 +25,57 @@ def summarize(values: list[float]) -> dict[str, float]:
             "p95": round(percentile(ordered, 0.95), 3), "max": round(ordered[-1], 3)}
 
 
-class MetricWindow:
-    """Counters, observed values (p50/p95/max) and gauges over fixed monotonic windows."""
+class _Window:
+    """Fixed monotonic windows: a subclass collects under `_lock` after `_advance`, says
+    whether it holds anything (`_has_data`), turns it into a body and starts empty again."""
 
-    def __init__(self, period_s: float = 1.0):
+    def __init__(self, period_s: float):
         self.period_ns = int(period_s * 1e9)
         self._lock = threading.Lock()
         self._start: int | None = None
+        self._ready: list[tuple[int, dict[str, Any]]] = []
+        self._reset()
+
+    def roll(self, mono_ns: int, force: bool = False) -> list[tuple[int, dict[str, Any]]]:
+        """Finished windows as (window start mono_ns, body); `force` ends the current one."""
+        with self._lock:
+            self._advance(mono_ns, force)
+            ready, self._ready = self._ready, []
+        return ready
+
+    def _advance(self, mono_ns: int, force: bool = False) -> None:
+        if self._start is None:
+            self._start = mono_ns - mono_ns % self.period_ns
+            return
+        if force or mono_ns >= self._start + self.period_ns:
+            if self._has_data():
+                self._ready.append((self._start, self._body()))
+            self._reset()
+            self._start = mono_ns - mono_ns % self.period_ns
+
+    def _reset(self) -> None:
+        raise NotImplementedError
+
+    def _has_data(self) -> bool:
+        raise NotImplementedError
+
+    def _body(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class MetricWindow(_Window):
+    """Counters, observed values (p50/p95/max) and gauges over fixed monotonic windows."""
+
+    def __init__(self, period_s: float = 1.0):
+        super().__init__(period_s)
+
+    def _reset(self) -> None:
         self._counts: dict[str, int] = {}
         self._samples: dict[str, list[float]] = {}
         self._gauges: dict[str, float] = {}
-        self._ready: list[tuple[int, dict[str, Any]]] = []
+
+    def _has_data(self) -> bool:
+        return bool(self._counts or self._samples or self._gauges)
 
     def count(self, name: str, n: int, mono_ns: int) -> None:
         with self._lock:
@@ -52,41 +92,26 @@ class MetricWindow:
             self._advance(mono_ns)
             self._gauges[name] = value
 
-    def roll(self, mono_ns: int, force: bool = False) -> list[tuple[int, dict[str, Any]]]:
-        """Finished windows as (window start mono_ns, body); `force` ends the current one."""
-        with self._lock:
-            self._advance(mono_ns, force)
-            ready, self._ready = self._ready, []
-        return ready
-
-    def _advance(self, mono_ns: int, force: bool = False) -> None:
-        if self._start is None:
-            self._start = mono_ns - mono_ns % self.period_ns
-            return
-        if force or mono_ns >= self._start + self.period_ns:
-            if self._counts or self._samples or self._gauges:
-                self._ready.append((self._start, self._body()))
-            self._counts, self._samples, self._gauges = {}, {}, {}
-            self._start = mono_ns - mono_ns % self.period_ns
-
     def _body(self) -> dict[str, Any]:
         return {"window_s": self.period_ns / 1e9, "counts": dict(self._counts),
                 "stats": {name: summarize(v) for name, v in self._samples.items() if v},
                 "gauges": dict(self._gauges)}
 
 
-class QualityWindow:
+class QualityWindow(_Window):
     """Per-frame image statistics and recognizer confidences, summarized per window (drift)."""
 
     IMAGE_STATS = ("brightness", "contrast", "blur")
 
     def __init__(self, period_s: float = 60.0):
-        self.period_ns = int(period_s * 1e9)
-        self._lock = threading.Lock()
-        self._start: int | None = None
+        super().__init__(period_s)
+
+    def _reset(self) -> None:
         self._image: dict[str, list[float]] = {k: [] for k in self.IMAGE_STATS}
         self._confidence: list[float] = []
-        self._ready: list[tuple[int, dict[str, Any]]] = []
+
+    def _has_data(self) -> bool:
+        return bool(self._confidence or any(self._image.values()))
 
     def frame(self, brightness: float, contrast: float, blur: float, mono_ns: int) -> None:
         with self._lock:
@@ -98,23 +123,6 @@ class QualityWindow:
         with self._lock:
             self._advance(mono_ns)
             self._confidence.append(float(value))
-
-    def roll(self, mono_ns: int, force: bool = False) -> list[tuple[int, dict[str, Any]]]:
-        with self._lock:
-            self._advance(mono_ns, force)
-            ready, self._ready = self._ready, []
-        return ready
-
-    def _advance(self, mono_ns: int, force: bool = False) -> None:
-        if self._start is None:
-            self._start = mono_ns - mono_ns % self.period_ns
-            return
-        if force or mono_ns >= self._start + self.period_ns:
-            if self._confidence or any(self._image.values()):
-                self._ready.append((self._start, self._body()))
-            self._image = {k: [] for k in self.IMAGE_STATS}
-            self._confidence = []
-            self._start = mono_ns - mono_ns % self.period_ns
 
     def _body(self) -> dict[str, Any]:
         image = {}

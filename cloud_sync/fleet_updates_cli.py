@@ -1,7 +1,8 @@
 """edgelens-fleet keygen | push | rollout status | rollout rollback (model updates, issue 6).
 
     edgelens-fleet keygen --out keys/fleet                 keys/fleet.key (0600) + .pub
-    edgelens-fleet push models/<name>/<version> --group G [--canary PCT]
+    edgelens-fleet sign models/<name>/<version> --out V.signed.json   [--rollback] [--shadow]
+    edgelens-fleet push models/<name>/<version> --group G [--canary PCT] [--signed V.signed.json]
     edgelens-fleet rollout status [--json]
     edgelens-fleet rollout rollback [--group G]
 """
@@ -10,14 +11,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 from cloud_sync.cli_common import load_config, setup_logging, stop_on_signals
 from cloud_sync.errors import SyncError
 from cloud_sync.rollout import Rollout, RolloutFile, progress_bar
-from cloud_sync.signing import keygen
-from cloud_sync.update_delivery import UpdateServer, signed_desired
+from cloud_sync.signing import TrustedKeys, keygen
+from cloud_sync.update_delivery import UpdateServer, load_signed, signed_desired
 from cloud_sync.update_protocol import check_group, check_model_name, check_version
 from device.shadow import SHADOWED_STAGES
 
@@ -31,9 +33,60 @@ def register_keygen(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_keygen)
 
 
+def register_acl(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("acl", help="write the broker ACL from the device groups",
+                       description="Write Mosquitto's acl_file from the groups file: pattern "
+                                   "rules keep every device to its own topics (by client id), "
+                                   "one user block per device lets it read its own group's "
+                                   "desired state only. Reload the broker (SIGHUP) afterwards.")
+    p.add_argument("--config", help="edgelens TOML config ([fleet] groups_file, [mqtt] "
+                                    "topic_prefix)")
+    p.add_argument("--groups", help="groups file (default: [fleet] groups_file)")
+    p.add_argument("--out", help="write the ACL here (atomically); default: standard output")
+    p.set_defaults(func=cmd_acl)
+
+
+def cmd_acl(args: argparse.Namespace) -> int:
+    from cloud_sync.fleet_acl import load_groups, render_acl
+    from device.model_install import write_atomic
+    cfg = load_config(args.config)
+    source = args.groups or cfg.fleet.groups_file
+    if not source:
+        raise SyncError("no groups file: pass --groups or set [fleet] groups_file")
+    groups = load_groups(source)
+    text = render_acl(cfg.mqtt.topic_prefix, groups, source=Path(source).name)
+    if not args.out:
+        sys.stdout.write(text)
+        return 0
+    write_atomic(Path(args.out), text.encode())
+    print(f"wrote {args.out}: {len(groups)} groups, {sum(map(len, groups.values()))} devices; "
+          "reload the broker (SIGHUP) to apply", file=sys.stderr)
+    return 0
+
+
+def register_sign(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sign", help="sign a model version for a later push",
+                       description="Write the signed update manifest of models/<name>/<version> "
+                                   "(every file's size, sha256 and chunk hashes, signed with "
+                                   "Ed25519) to a file, so that the signing key can stay on "
+                                   "another machine: `push --signed FILE` serves it without "
+                                   "the key. A device refuses anything signed before the last "
+                                   "update it accepted, so sign shortly before pushing.")
+    p.add_argument("version_dir", help="the version directory, models/<name>/<version>")
+    p.add_argument("--out", required=True, help="where to write the signed manifest (JSON)")
+    p.add_argument("--config", help="edgelens TOML config ([updates] signing_key, chunk_size)")
+    p.add_argument("--key", help="signing key (default: [updates] signing_key)")
+    p.add_argument("--rollback", action="store_true",
+                   help="mark it a rollback (allowed to replace a newer installed version)")
+    p.add_argument("--shadow", action="store_true",
+                   help="mark it a challenger for shadow mode (never made active)")
+    p.set_defaults(func=cmd_sign)
+
+
 def register_push(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("push", help="sign a model version and roll it out to a group",
-                       description="Sign models/<name>/<version> with [updates] signing_key, "
+                       description="Sign models/<name>/<version> with [updates] signing_key "
+                                   "(or take a version signed earlier with --signed), "
                                    "publish the group's desired state (retained) and serve its "
                                    "chunks until the rollout is done or halted: canaries first, "
                                    "promoted when enough are healthy, halted when too many "
@@ -80,6 +133,8 @@ def _rollout_options(p: argparse.ArgumentParser, canary: bool = True) -> None:
     p.add_argument("--halt", type=float, help="halt when more than this percent failed "
                                               "([updates] halt_percent)")
     p.add_argument("--key", help="signing key (default: [updates] signing_key)")
+    p.add_argument("--signed", help="a signed manifest from `edgelens-fleet sign` for this "
+                                    "version: pushed as signed, no signing key needed")
     p.add_argument("--timeout", type=float, default=3600.0, help="give up after this many "
                                                                  "seconds (default 3600)")
     p.add_argument("--discover", type=float, default=1.0, help="seconds to collect device "
@@ -95,12 +150,54 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve(args, cfg, rollout: Rollout, directory: Path) -> int:
+def cmd_sign(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    directory, name, version = _version_dir(args.version_dir)
+    if args.shadow and name not in SHADOWED_STAGES:
+        raise SyncError(f"shadow mode runs challengers for {', '.join(SHADOWED_STAGES)}, not "
+                        f"{name!r}")
+    signed = signed_desired(directory, _signing_key(args, cfg), cfg.updates.chunk_size,
+                            rollback=args.rollback, shadow=args.shadow)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(signed, indent=1))
+    size = sum(f["size_bytes"] for f in signed["manifest"]["update"]["files"])
+    print(f"signed {name} {version} ({size} bytes, key {signed['signature']['key_id']}"
+          f"{', rollback' if args.rollback else ''}{', shadow' if args.shadow else ''}) "
+          f"→ {out}")
+    return 0
+
+
+def _signing_key(args: argparse.Namespace, cfg) -> str:
     key = args.key or cfg.updates.signing_key
     if not key:
-        raise SyncError("no signing key: pass --key or set [updates] signing_key")
-    signed = signed_desired(directory, key, cfg.updates.chunk_size, rollback=rollout.rollback,
-                            shadow=rollout.shadow)
+        raise SyncError("no signing key: pass --key or set [updates] signing_key (or push a "
+                        "version signed earlier with --signed)")
+    return key
+
+
+def _signed_for(args: argparse.Namespace, cfg, rollout: Rollout, directory: Path) -> dict:
+    """The signed desired state: a pre-signed file checked against the directory and the
+    rollout's kind, or a fresh signature."""
+    if not args.signed:
+        return signed_desired(directory, _signing_key(args, cfg), cfg.updates.chunk_size,
+                              rollback=rollout.rollback, shadow=rollout.shadow)
+    trusted = TrustedKeys.from_files(list(cfg.updates.trusted_keys))
+    if not len(trusted):
+        print("warning: [updates] trusted_keys is empty, so the signature of "
+              f"{args.signed} is not checked here (devices check it)", file=sys.stderr)
+    signed = load_signed(Path(args.signed), directory, trusted)
+    update = signed["manifest"]["update"]
+    for flag, wanted in (("rollback", rollout.rollback), ("shadow", rollout.shadow)):
+        if bool(update.get(flag)) != wanted:
+            raise SyncError(f"{args.signed} was signed {'with' if update.get(flag) else 'without'}"
+                            f" --{flag}, but this is {'' if wanted else 'not '}a {flag} "
+                            f"rollout: sign it again with{'' if wanted else 'out'} --{flag}")
+    return signed
+
+
+def _serve(args, cfg, rollout: Rollout, directory: Path) -> int:
+    signed = _signed_for(args, cfg, rollout, directory)
     stop = stop_on_signals()
     server = UpdateServer(cfg, rollout, signed, RolloutFile(cfg.updates.rollout_file),
                           discover_s=args.discover)
@@ -220,4 +317,4 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-SUBCOMMANDS = [register_keygen, register_push, register_rollout, register_bench]
+SUBCOMMANDS = [register_keygen, register_acl, register_sign, register_push, register_rollout, register_bench]

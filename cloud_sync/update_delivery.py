@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from cloud_sync import update_protocol as proto
-from cloud_sync.errors import LinkError, PayloadError
+from cloud_sync.errors import LinkError, PayloadError, SyncError
 from cloud_sync.mqtt_client import LinkSettings, MqttLink
 from cloud_sync.rollout import Rollout, RolloutFile, choose_canaries, decide
-from cloud_sync.signing import load_private, sign
+from cloud_sync.signing import TrustedKeys, load_private, sign
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,39 @@ def signed_desired(directory: Path, key_path: str, chunk_size: int,
     """{"manifest": update manifest, "signature": {...}} for a version directory."""
     manifest = proto.update_manifest(directory, chunk_size, rollback=rollback, shadow=shadow)
     return {"manifest": manifest, "signature": sign(manifest, load_private(key_path))}
+
+
+def load_signed(path: Path, directory: Path, trusted: TrustedKeys | None = None
+                ) -> dict[str, Any]:
+    """A version signed earlier (`edgelens-fleet sign`), checked against the directory it is
+    pushed from: same model, version and manifest, and every file, size, sha256 and chunk hash
+    as signed, so the bytes served are the bytes signed. With `trusted`, the signature is
+    checked too. SyncError saying what differs otherwise."""
+    try:
+        signed = json.loads(Path(path).read_text(encoding="utf-8"))
+        manifest, signature = signed["manifest"], signed["signature"]
+        update = manifest["update"]
+        chunk_size = int(update["chunk_size"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SyncError(f"{path} is not a signed version (edgelens-fleet sign writes one): "
+                        f"{exc}") from exc
+    local = proto.update_manifest(directory, chunk_size)
+    for key in sorted(set(local) | set(manifest)):
+        if key != "update" and local.get(key) != manifest.get(key):
+            raise SyncError(f"{path} was signed for another manifest: {key!r} differs from "
+                            f"{directory / 'manifest.json'}")
+    signed_files = {f.get("file"): f for f in update.get("files", [])}
+    local_files = {f["file"]: f for f in local["update"]["files"]}
+    if set(signed_files) != set(local_files):
+        raise SyncError(f"{path} lists files {sorted(signed_files)}, {directory} holds "
+                        f"{sorted(local_files)}")
+    for name, entry in local_files.items():
+        if signed_files[name] != entry:
+            raise SyncError(f"{directory / name} changed since it was signed (size or hash "
+                            f"differs from {path})")
+    if trusted is not None and len(trusted):
+        trusted.verify(manifest, signature)
+    return {"manifest": manifest, "signature": signature}
 
 
 @dataclass

@@ -186,6 +186,9 @@ FLEET = Section("fleet", "Fleet-side ingestion (edgelens-fleet).", (
     Key("status_window_s", float, 300.0,
         "Window of metric records behind frames/s, p95 latency and miss rate in status.",
         min=1.0),
+    Key("groups_file", str, "",
+        "Device groups (TOML: [groups] name = [device ids]); edgelens-fleet acl writes the "
+        "broker ACL from it so a device reads only its own group's desired state."),
 ))
 
 SCHEMA = SCHEMA + (TELEMETRY, MQTT, SYNC, FLEET)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from cloud_sync.localbroker import BrokerSecurity, LocalBroker, find_mosquitto
+from cloud_sync.localbroker import BrokerSecurity, LocalBroker, find_mosquitto, free_port
 from device.config import Config, build, to_toml
 from device.config_schema import SCHEMA
 
@@ -159,24 +159,33 @@ def make_tls_material(folder: Path) -> TlsLogin:
                     folder / "client.pem", folder / "client.key")
 
 
-# --- ACL broker (issue 6): the shipped deploy/mosquitto.acl with password logins ---------------
+# --- ACL broker (issue 6): the ACL `edgelens-fleet acl` writes, with password logins ----------
 
-ACL_USERS = ("fleet", "glasses-1", "glasses-2")
+ACL_USERS = ("fleet", "glasses-1", "glasses-2", "glasses-3")
+ACL_GROUPS = {"lab": ["glasses-1", "glasses-3"], "field": ["glasses-2"]}
 
 
 @pytest.fixture
 def acl_broker(tmp_path):
-    """Mosquitto with deploy/mosquitto.acl and a password per user in ACL_USERS (the password
-    is the user name + '-pw'). Devices must use their device id as client id."""
+    """Mosquitto set up as deploy/mosquitto.conf is: a device listener (`port`) that uses the
+    user name as client id, a fleet listener (`fleet_port`), and the ACL rendered from
+    ACL_GROUPS (`acl_file`, re-read on SIGHUP). A password per user in ACL_USERS (the user name
+    + '-pw')."""
+    from cloud_sync.fleet_acl import render_acl
     if find_mosquitto() is None:
         pytest.skip("mosquitto is not installed (PATH or /usr/sbin)")
     folder = tmp_path / "acl-broker"
     folder.mkdir()
     pw = folder / "passwords"
     pw.write_text("".join(mosquitto_password_line(u, f"{u}-pw") + "\n" for u in ACL_USERS))
-    acl = Path(__file__).resolve().parent.parent / "deploy" / "mosquitto.acl"
-    b = LocalBroker(folder, extra_config=[f"password_file {pw}", f"acl_file {acl}",
+    acl = folder / "edgelens.acl"
+    acl.write_text(render_acl("edgelens", ACL_GROUPS))
+    fleet_port = free_port()
+    b = LocalBroker(folder, extra_config=["use_username_as_clientid true",
+                                          f"listener {fleet_port} 127.0.0.1",
+                                          f"password_file {pw}", f"acl_file {acl}",
                                           "allow_anonymous false"])
+    b.fleet_port, b.acl_file = fleet_port, acl
     b.start()
     yield b
     b.kill()

@@ -29,6 +29,7 @@ from cloud_sync.errors import FleetStoreError
 
 # counters that count frames which missed their deadline (the pipeline's and the generic name)
 _FRAME_MISS_COUNTERS = ("frame_deadline_misses", "deadline_misses")
+_SHADOW_LATENCIES = ("shadow.recognize", "shadow.detect", "shadow.translate")
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS records (
@@ -252,12 +253,14 @@ class SqliteFleetStore:
         # n-weighted mean of the per-second p95s: an estimate, labelled as such in --help
         row.p95_ms = {path: round(sum(v * n for v, n in vals) / max(sum(n for _, n in vals), 1),
                                   2) for path, vals in sorted(p95.items())}
-        row.shadow = self._shadow(device, since_ns, shadow, row.p95_ms.get("shadow.recognize"))
+        challenger_p95 = next((row.p95_ms[k] for k in _SHADOW_LATENCIES if k in row.p95_ms), None)
+        row.shadow = self._shadow(device, since_ns, shadow, challenger_p95)
 
     def _shadow(self, device: str, since_ns: int, counts: dict[str, int],
                 p95_ms: float | None) -> dict[str, Any]:
         """Shadow mode over the window: the challenger named by the latest paired prediction,
-        agreement (exact text match) per pair, challenger p95 ms, share of lines skipped."""
+        agreement per pair (exact text; all regions matched for a detector), the challenger's
+        p95 ms per unit, share of units (lines, or frames for a detector) skipped."""
         pairs, skipped = counts["shadow_pairs"], counts["shadow_skipped"]
         if not pairs and not skipped:
             return {}

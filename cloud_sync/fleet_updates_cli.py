@@ -95,8 +95,8 @@ def register_push(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--group", required=True, help="the device group to update")
     p.add_argument("--shadow", action="store_true",
                    help="shadow mode: install as a challenger (models/<name>/SHADOW) that "
-                        "reads the champion's lines in idle time; the active version is not "
-                        "changed (recognizer only)")
+                        "redoes the champion's work in idle time (detector, recognizer or "
+                        "translator); the active version is not changed")
     _rollout_options(p)
     p.set_defaults(func=cmd_push)
 
@@ -153,9 +153,7 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 def cmd_sign(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     directory, name, version = _version_dir(args.version_dir)
-    if args.shadow and name not in SHADOWED_STAGES:
-        raise SyncError(f"shadow mode runs challengers for {', '.join(SHADOWED_STAGES)}, not "
-                        f"{name!r}")
+    _check_shadowable(args.shadow, name)
     signed = signed_desired(directory, _signing_key(args, cfg), cfg.updates.chunk_size,
                             rollback=args.rollback, shadow=args.shadow)
     out = Path(args.out)
@@ -166,6 +164,12 @@ def cmd_sign(args: argparse.Namespace) -> int:
           f"{', rollback' if args.rollback else ''}{', shadow' if args.shadow else ''}) "
           f"→ {out}")
     return 0
+
+
+def _check_shadowable(shadow: bool, name: str) -> None:
+    if shadow and name not in SHADOWED_STAGES:
+        raise SyncError(f"shadow mode runs challengers for the pipeline's stages "
+                        f"({', '.join(SHADOWED_STAGES)}), not {name!r}")
 
 
 def _signing_key(args: argparse.Namespace, cfg) -> str:
@@ -228,8 +232,7 @@ def cmd_push(args: argparse.Namespace) -> int:
     setup_logging(cfg, args.verbose)
     directory, name, version = _version_dir(args.version_dir)
     u = cfg.updates
-    if args.shadow and name not in SHADOWED_STAGES:
-        raise SyncError(f"shadow mode runs a challenger recognizer only, not {name!r}")
+    _check_shadowable(args.shadow, name)
     rollout = Rollout(id=f"{'shadow-' if args.shadow else ''}{name}-{version}-"
                          f"{time.strftime('%Y%m%dT%H%M%S')}", shadow=args.shadow,
                       group=check_group(args.group), name=name, version=version,

@@ -225,7 +225,8 @@ class UpdateAgent:
         self.audit("update_offered", {"model": name, "version": version, "key_id": kid,
                                       "rollout": job.rollout, "rollback": rollback})
         if job.shadow and name not in SHADOWED_STAGES:
-            raise RefusedUpdate(f"shadow mode runs a challenger recognizer only, not {name!r}")
+            raise RefusedUpdate(f"shadow mode runs challengers for the pipeline's stages "
+                                 f"({', '.join(SHADOWED_STAGES)}), not {name!r}")
         if job.shadow and version == active:
             raise RefusedUpdate(f"{name} {version} is the active version; it cannot be its own "
                                 "challenger")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from device.capture import Capture
@@ -28,7 +28,7 @@ class Stages:
     translator: Any | None
     crop_line: Any
     versions: dict[str, str]
-    shadow: Any = None   # a device.shadow.Challenger when models/<recognizer>/SHADOW names one
+    shadows: list = field(default_factory=list)   # device.shadow.Challenger per SHADOW pointer
 
 
 def load_translator(cfg, store: ModelStore, backend: str) -> tuple[Any | None, str | None]:
@@ -73,9 +73,9 @@ def load_stages(cfg, backend: str | None = None, translate: bool = True) -> Stag
         translator, tr_version = load_translator(cfg, store, backend)
         if tr_version:
             versions["translator"] = tr_version
-    from device.shadow import load_challenger
-    challenger = load_challenger(cfg, store, backend)
-    return Stages(detector, recognizer, translator, crop_line, versions, challenger)
+    from device.shadow import load_challengers
+    return Stages(detector, recognizer, translator, crop_line, versions,
+                  load_challengers(cfg, store, backend))
 
 
 def translator_in_background(cfg, pipeline: Pipeline, stages: Stages,
@@ -96,6 +96,28 @@ def translator_in_background(cfg, pipeline: Pipeline, stages: Stages,
     return thread
 
 
+def shadow_hook_factory(cfg, stages: Stages, metrics: Metrics, recorder=None):
+    """challengers → the worker's after_result hook (a ShadowRunner, or None for none); used
+    at build time and by the model watch when a SHADOW pointer changes."""
+    from device.shadow import ShadowRunner
+    from device.telemetry.recorder import ModelRef
+    names = {"detector": cfg.detector.model, "recognizer": cfg.models.recognizer,
+             "translator": cfg.translator.model}
+
+    def champions() -> dict:                   # read per record: swaps change the versions
+        return {stage: ModelRef(names[stage], version)
+                for stage, version in stages.versions.items() if stage in names}
+
+    def make(challengers: list) -> ShadowRunner | None:
+        if not challengers:
+            return None
+        return ShadowRunner(challengers, stages.crop_line, metrics, recorder=recorder,
+                            champion_models=champions,
+                            max_regions=cfg.pipeline.max_regions)
+
+    return make
+
+
 def build_pipeline(cfg, stages: Stages, source: FrameSource | None = None, show=None,
                    metrics: Metrics | None = None, recorder=None) -> Pipeline:
     """`recorder`: a telemetry Recorder that also gets metrics, predictions, frame quality."""
@@ -114,16 +136,7 @@ def build_pipeline(cfg, stages: Stages, source: FrameSource | None = None, show=
                                        "recognizer": cfg.models.recognizer,
                                        "translator": cfg.translator.model})
         hooks = {"on_result": telemetry, "on_frame": telemetry.frame}
-    if stages.shadow is not None:
-        from device.shadow import ShadowRunner
-        from device.telemetry.recorder import ModelRef
-        hooks["after_result"] = ShadowRunner(
-            stages.shadow, stages.crop_line, metrics, recorder=recorder,
-            champion_models={stage: ModelRef(name, stages.versions[stage])
-                             for stage, name in (("detector", cfg.detector.model),
-                                                 ("recognizer", cfg.models.recognizer),
-                                                 ("translator", cfg.translator.model))
-                             if stage in stages.versions})
+    hooks["after_result"] = shadow_hook_factory(cfg, stages, metrics, recorder)(stages.shadows)
     worker = RecognitionWorker(stages.detector, stages.recognizer, stages.crop_line, metrics,
                                budgets, translator=stages.translator, **hooks)
     settings = FramePathSettings(frame_budget_ms=p.frame_budget_ms, region_ttl_s=p.region_ttl_s,

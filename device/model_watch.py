@@ -1,6 +1,11 @@
 """The pipeline follows the store's ACTIVE pointers: a new version is loaded, checked and warmed
 on a background thread (lower CPU priority), then handed to `RecognitionWorker.swap`, which
 replaces the stage between two recognition runs. The frame path never waits for any of it.
+Detector, recognizer and translator are followed (unless the config pins their version).
+
+It follows the SHADOW pointers too: a new challenger is loaded the same way and the worker's
+shadow hook replaced between runs; a cleared pointer (or one that now names the active
+version) stops shadowing that stage.
 
 After the swap the first `health_frames` frames are judged (recognition error and miss rates);
 the verdict goes to models/<name>/<version>/HEALTH.json (and an audit record), where the sync
@@ -20,8 +25,6 @@ import os
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable
-
-import numpy as np
 
 from device.errors import EdgelensError
 from device.metrics import Metrics
@@ -46,13 +49,52 @@ class Watched:
     rejected: str | None = None  # a version whose precheck failed (not retried)
 
 
+class ShadowFollow:
+    """The SHADOW pointers of the stages that may have a challenger, and the hook factory
+    that turns loaded challengers into the worker's after_result."""
+
+    def __init__(self, loaders: dict[str, Any], make_hook: Callable[[list], Any],
+                 challengers: list | None = None):
+        self.loaders, self.make_hook = loaders, make_hook
+        self.challengers = {c.stage: c for c in challengers or []}
+        self.versions = {c.stage: c.version for c in challengers or []}
+
+    def poll(self, store: ModelStore, worker: Any) -> None:
+        from device.shadow import load_challenger, shadow_version
+        wanted: dict[str, str] = {}
+        for stage, loader in self.loaders.items():
+            try:
+                version = shadow_version(store, loader.name)
+            except EdgelensError:
+                version = None              # a pointer to a missing version: no challenger
+            if version is not None:
+                wanted[stage] = version
+        if wanted == self.versions:
+            return
+        loaded = {}
+        for stage, version in wanted.items():
+            current = self.challengers.get(stage)
+            if current is not None and current.version == version:
+                loaded[stage] = current
+                continue
+            challenger = load_challenger(stage, self.loaders[stage], store)
+            if challenger is not None and challenger.version == version:
+                loaded[stage] = challenger
+        self.versions, self.challengers = wanted, loaded
+        worker.after_result = self.make_hook(list(loaded.values()))
+        log.info("shadowing %s", ", ".join(f"{c.stage} {c.version}" for c in loaded.values())
+                 or "nothing")
+
+
 class ModelWatch:
     def __init__(self, store: ModelStore, worker: Any, metrics: Metrics, watched: list[Watched],
                  health: HealthSettings, backend: str, interval_s: float = 1.0,
-                 recorder: Any = None, on_swap: Callable[[Watched], None] | None = None):
+                 recorder: Any = None, on_swap: Callable[[Watched], None] | None = None,
+                 shadows: ShadowFollow | None = None):
         self.store, self.worker, self.metrics = store, worker, metrics
         self.watched, self.health, self.backend = watched, health, backend
         self.interval_s, self.recorder, self.on_swap = interval_s, recorder, on_swap
+        self.shadows = shadows
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="model-watch", daemon=True)
 
@@ -75,6 +117,11 @@ class ModelWatch:
                     self.poll(item)
                 except (EdgelensError, OSError) as exc:
                     log.error("model watch on %s failed: %s", item.name, exc)
+            if self.shadows is not None:
+                try:
+                    self.shadows.poll(self.store, self.worker)
+                except (EdgelensError, OSError) as exc:
+                    log.error("following the shadow pointers failed: %s", exc)
 
     # --- one look at one model -----------------------------------------------------------------
 
@@ -138,47 +185,28 @@ class ModelWatch:
 
 # --- the service's hook -----------------------------------------------------------------------
 
-def _loaders(cfg: Any, backend: str) -> dict[str, tuple[str, str, Loader]]:
-    """stage → (model name, pinned version, loader) for the stages the pipeline swaps."""
-    from device.detector import Detector, DetectorParams
-    from device.recognizer import Recognizer
-    d = cfg.detector
-    params = DetectorParams(bin_threshold=d.bin_threshold, box_threshold=d.box_threshold,
-                            unclip_ratio=d.unclip_ratio, min_area=d.min_area,
-                            max_regions=d.max_regions)
-    threads = cfg.runtime.num_threads
-
-    def detector(version: ModelVersion) -> Any:
-        loaded = Detector(version.artifact, backend=backend, num_threads=threads, params=params)
-        loaded.detect(np.zeros((d.input_height, d.input_width, 3), np.uint8))   # warm up
-        return loaded
-
-    return {
-        "detector": (d.model, d.version, detector),
-        "recognizer": (cfg.models.recognizer, cfg.models.recognizer_version,
-                       lambda v: Recognizer(v.artifact, backend=backend, num_threads=threads)),
-    }
-
-
 def start_model_watch(cfg: Any, pipeline: Any, stages: Any, recorder: Any = None
                       ) -> ModelWatch | None:
-    """Watch the detector and recognizer of a built pipeline (stages not pinned to a version
-    in the config); keeps `stages` current so a rebuilt pipeline starts on the new models.
-    None when [updates] is off."""
+    """Watch the stages of a built pipeline (those not pinned to a version in the config) and
+    their SHADOW pointers; keeps `stages` current so a rebuilt pipeline starts on the new
+    models. None when [updates] is off."""
+    from device.assembly import shadow_hook_factory
+    from device.stage_loaders import stage_loaders
     if not cfg.updates.enabled:
         return None
     backend = stages.recognizer.backend
-    watched = []
-    for stage, (name, pinned, loader) in _loaders(cfg, backend).items():
-        if pinned or stage not in stages.versions:
-            continue
-        watched.append(Watched(stage, name, loader, stages.versions[stage],
-                               getattr(stages, stage)))
+    loaders = stage_loaders(cfg, backend)
+    watched = [Watched(stage, loader.name, loader.load, stages.versions[stage],
+                       getattr(stages, stage))
+               for stage, loader in loaders.items()
+               if not loader.pinned and stage in stages.versions]
 
     def keep_current(item: Watched) -> None:
         setattr(stages, item.stage, item.instance)
         stages.versions[item.stage] = item.version
 
+    shadows = ShadowFollow(loaders, shadow_hook_factory(cfg, stages, pipeline.metrics, recorder),
+                           stages.shadows)
     return ModelWatch(ModelStore(cfg.models.store or None), pipeline.worker, pipeline.metrics,
                       watched, HealthSettings.from_config(cfg.updates), backend,
-                      cfg.updates.watch_interval_s, recorder, keep_current).start()
+                      cfg.updates.watch_interval_s, recorder, keep_current, shadows).start()

@@ -42,6 +42,7 @@ class RecognitionResult:
     finished: float
     lines: tuple[RecognizedLine, ...]
     stage_ms: dict
+    regions: tuple[np.ndarray, ...] = ()   # every region the run tried to read (largest first)
 
 
 @dataclass
@@ -60,7 +61,7 @@ class _Ema:
         self.value = (1 - self.alpha) * self.value + self.alpha * sample
 
 
-def _inside(polygon: np.ndarray, width: int, height: int) -> bool:
+def whole_in_frame(polygon: np.ndarray, width: int, height: int) -> bool:
     margin = 0.03 * width  # a line ending this close to the edge probably goes on beyond it
     return bool((polygon[:, 0] >= margin).all() and (polygon[:, 0] <= width - 1 - margin).all()
                 and (polygon[:, 1] >= margin).all()
@@ -152,7 +153,7 @@ class RecognitionWorker:
         # Text cut by the frame edge reads as a different word ("GEÖFF"): leave it to the
         # tracker, which keeps showing what was read while the whole sign was in view.
         height, width = frame.image.shape[:2]
-        whole = [r for r in regions if _inside(r.polygon, width, height)]
+        whole = [r for r in regions if whole_in_frame(r.polygon, width, height)]
         if len(whole) < len(regions):
             self.metrics.count("regions_cut_at_edge", len(regions) - len(whole))
         regions = sorted(whole, key=lambda r: -cv2.contourArea(r.polygon))
@@ -211,10 +212,12 @@ class RecognitionWorker:
             self.metrics.count("recognition_discarded_late")
             self.metrics.count("recognition_deadline_misses")
             return None
-        result = RecognitionResult(frame.index, frame.captured, finished, tuple(lines), stages)
+        result = RecognitionResult(frame.index, frame.captured, finished, tuple(lines), stages,
+                                   tuple(r.polygon for r in regions))
         self.results.put(result)
         if self.on_result is not None:
             self.on_result(result)
-        if self.after_result is not None:
-            self.after_result(self, frame, result, deadline)
+        after = self.after_result          # read once: the model watch may replace it
+        if after is not None:
+            after(self, frame, result, deadline)
         return result

@@ -1,5 +1,7 @@
-"""Shadow mode: a challenger recognizer reads the champion's lines in idle time only."""
+"""Shadow mode: challengers (recognizer, detector, translator) redo the champion's work in
+idle time only; the model watch follows the SHADOW pointers live."""
 
+import contextlib
 import dataclasses
 import json
 import shutil
@@ -27,17 +29,26 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
 
-def _store_with_challenger(root: Path) -> ModelStore:
-    """detector + recognizer 1.0.0 (active) + the same weights as 1.0.1 (the challenger)."""
-    for name in ("detector", "recognizer"):
-        shutil.copytree(ROOT / "models" / name, root / name)
-    shutil.copytree(root / "recognizer" / "1.0.0", root / "recognizer" / "1.0.1")
-    manifest_path = root / "recognizer" / "1.0.1" / "manifest.json"
+def _clone(root: Path, name: str, source: str, version: str) -> None:
+    """The same weights under another version number (a challenger that should agree)."""
+    shutil.copytree(root / name / source, root / name / version)
+    manifest_path = root / name / version / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
-    manifest["version"] = "1.0.1"
+    manifest["version"] = version
     manifest_path.write_text(json.dumps(manifest))
+
+
+def _store_with_challenger(root: Path) -> ModelStore:
+    """detector, recognizer 1.0.0 and translator 1.1.0 (active) + each one's weights again as
+    the next patch version (challengers); only the recognizer's SHADOW is set here."""
+    for name in ("detector", "recognizer", "translator"):
+        shutil.copytree(ROOT / "models" / name, root / name)
     store = ModelStore(root)
-    set_active(store, "recognizer", "1.0.0")
+    for name, active, challenger in (("detector", "1.0.0", "1.0.1"),
+                                     ("recognizer", "1.0.0", "1.0.1"),
+                                     ("translator", "1.1.0", "1.1.1")):
+        _clone(root, name, active, challenger)
+        set_active(store, name, active)
     return store
 
 
@@ -78,7 +89,7 @@ def test_shadow_pointer_names_an_installed_version_other_than_active(tmp_path):
     with pytest.raises(ModelStoreError, match="not in the store"):
         shadow_version(store, "recognizer")
     cfg = config.build({"models": {"store": str(store.root)}}, config.defaults_schema())
-    assert load_stages(cfg, translate=False).shadow is None  # a bad pointer never stops it
+    assert load_stages(cfg, translate=False).shadows == []  # a bad pointer never stops it
     clear_shadow(store, "recognizer")
     clear_shadow(store, "recognizer")
     assert shadow_version(store, "recognizer") is None
@@ -86,7 +97,7 @@ def test_shadow_pointer_names_an_installed_version_other_than_active(tmp_path):
 
 def test_same_weights_agree_fully_and_the_champion_path_is_unchanged(stages, tmp_path,
                                                                     capsys):
-    assert stages.shadow is not None and stages.shadow.version == "1.0.1"
+    assert [(c.stage, c.version) for c in stages.shadows] == [("recognizer", "1.0.1")]
     assert stages.versions["recognizer"] == "1.0.0"
     settings = config_for(tmp_path, None).telemetry
     recorder = Recorder.open(settings)
@@ -94,7 +105,7 @@ def test_same_weights_agree_fully_and_the_champion_path_is_unchanged(stages, tmp
         metrics, summary = _run(stages, recorder)
     finally:
         recorder.close()
-    baseline, base_summary = _run(dataclasses.replace(stages, shadow=None))
+    baseline, base_summary = _run(dataclasses.replace(stages, shadows=[]))
     c = metrics.counter
     assert c("shadow_pairs") >= 20, metrics.snapshot()["counters"]
     assert c("shadow_agree") == c("shadow_pairs")            # same weights: 100 % agreement
@@ -158,10 +169,150 @@ class _SlowRecognizer:
 
 def test_slow_challenger_is_skipped_and_never_delays_the_primary(stages):
     slow = Challenger("recognizer", "recognizer", "1.0.1",
-                      _SlowRecognizer(stages.shadow.recognizer, 0.3))
-    metrics, summary = _run(dataclasses.replace(stages, shadow=slow), frames=45)
+                      _SlowRecognizer(stages.shadows[0].model, 0.3))
+    metrics, summary = _run(dataclasses.replace(stages, shadows=[slow]), frames=45)
     c = metrics.counter
     assert c("recognition_runs_finished") >= 30
     assert c("recognition_deadline_misses") == 0
     assert c("shadow_pairs") == 0
     assert c("shadow_skipped") > 0
+
+
+def _pairs_by_stage(db_path) -> dict[str, list[dict]]:
+    with sqlite3.connect(db_path) as db:
+        bodies = [json.loads(b) for (b,) in db.execute(
+            "SELECT body FROM records WHERE kind = 'prediction'")]
+    out: dict[str, list[dict]] = {}
+    for b in bodies:
+        if "shadow" in b:
+            out.setdefault(b["shadow"]["stage"], []).append(b)
+    return out
+
+
+def test_detector_and_translator_challengers_agree_with_their_own_weights(tmp_path):
+    store = _store_with_challenger(tmp_path / "models")
+    set_shadow(store, "detector", "1.0.1")
+    set_shadow(store, "translator", "1.1.1")
+    cfg = config.build({"models": {"store": str(store.root)}}, config.defaults_schema())
+    both = load_stages(cfg)
+    assert sorted((c.stage, c.version) for c in both.shadows) == [("detector", "1.0.1"),
+                                                                  ("translator", "1.1.1")]
+    settings = config_for(tmp_path, None).telemetry
+    recorder = Recorder.open(settings)
+    try:
+        metrics, _ = _run(both, recorder, frames=60)
+    finally:
+        recorder.close()
+    c = metrics.counter
+    detected = metrics.histogram("shadow.detect").count
+    translated = metrics.histogram("shadow.translate").count
+    assert detected >= 10 and translated >= 10, metrics.snapshot()["counters"]
+    assert c("shadow_pairs") == detected + translated == c("shadow_agree")
+    assert c("shadow_errors") == 0 and c("recognition_deadline_misses") == 0
+    pairs = _pairs_by_stage(settings.db_path)
+    assert len(pairs["detector"]) == detected and len(pairs["translator"]) == translated
+    for b in pairs["detector"]:
+        s = b["shadow"]
+        assert s["f1"] == 1.0 and s["regions"] == s["champion_regions"] == s["matched"]
+    for b in pairs["translator"]:
+        assert b["shadow"]["version"] == "1.1.1" and b["shadow"]["agree"] is True
+        assert b["models"]["translator"] == {"name": "translator", "version": "1.1.0"}
+        assert ("text" in b["shadow"]) == ("translation" in b)   # hashed like the translation
+
+
+class _LosesSmallestRegion:
+    """The real detector, made to miss its smallest region on every frame."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def detect(self, image):
+        import cv2
+        regions = sorted(self.inner.detect(image), key=lambda r: cv2.contourArea(r.polygon))
+        return regions[1:]
+
+
+def test_a_detector_challenger_that_misses_regions_disagrees(stages, tmp_path):
+    from device.detector import Detector
+    weaker = Challenger("detector", "detector", "9.9.9", _LosesSmallestRegion(stages.detector))
+    assert isinstance(stages.detector, Detector)
+    settings = config_for(tmp_path, None).telemetry
+    recorder = Recorder.open(settings)
+    try:
+        metrics, _ = _run(dataclasses.replace(stages, shadows=[weaker]), recorder, frames=45)
+    finally:
+        recorder.close()
+    c = metrics.counter
+    assert c("shadow_pairs") >= 10
+    pairs = _pairs_by_stage(settings.db_path)["detector"]
+    shadows = [b["shadow"] for b in pairs]
+    assert all(s["regions"] <= s["champion_regions"] for s in shadows)
+    missed = [s for s in shadows if s["regions"] < s["champion_regions"]]
+    assert len(missed) >= 3, shadows
+    assert all(s["agree"] is False and s["f1"] < 1.0 for s in missed)
+    assert all(s["agree"] is True and s["f1"] == 1.0 for s in shadows if s not in missed)
+    assert c("shadow_agree") == len(shadows) - len(missed)
+
+
+@contextlib.contextmanager
+def _watched_pipeline(cfg, stages):
+    """The service's arrangement: a live pipeline and the model watch beside it."""
+    import threading
+
+    from device.model_watch import start_model_watch
+    pipeline = build_pipeline(cfg, stages, source=SyntheticSource(seed=7, realtime=True))
+    watch = start_model_watch(cfg, pipeline, stages)
+    runner = threading.Thread(target=pipeline.run, daemon=True)
+    runner.start()
+    try:
+        yield pipeline
+    finally:
+        watch.stop()
+        pipeline.stop_event.set()
+        runner.join(10)
+
+
+def test_the_model_watch_follows_shadow_pointers_live(tmp_path):
+    from tests.sync_helpers import wait_until
+    store = _store_with_challenger(tmp_path / "models")
+    cfg = config.build({"models": {"store": str(store.root)},
+                        "updates": {"watch_interval_s": 0.1}}, config.defaults_schema())
+    live = load_stages(cfg, translate=False)
+    assert live.shadows == []
+    with _watched_pipeline(cfg, live) as pipeline:
+        c = pipeline.metrics.counter
+        assert wait_until(lambda: c("recognition_runs_finished") >= 5, 30)
+        assert c("shadow_pairs") == 0
+        set_shadow(store, "recognizer", "1.0.1")               # what the sync agent does
+        assert wait_until(lambda: c("shadow_pairs") >= 10, 30), pipeline.metrics.snapshot()
+        assert pipeline.worker.after_result.challengers[0].version == "1.0.1"
+        clear_shadow(store, "recognizer")
+        assert wait_until(lambda: pipeline.worker.after_result is None, 10)
+        time.sleep(0.3)                                        # a run under way may finish
+        stopped_at = c("shadow_pairs")
+        runs = c("recognition_runs_finished")
+        assert wait_until(lambda: c("recognition_runs_finished") >= runs + 5, 30)
+        assert c("shadow_pairs") == stopped_at
+        assert c("recognition_errors") == 0 and c("model_swaps") == 0
+
+
+def test_a_new_active_translator_is_swapped_in_live(tmp_path):
+    from device.model_install import read_health
+    from tests.sync_helpers import wait_until
+    store = _store_with_challenger(tmp_path / "models")
+    cfg = config.build({"models": {"store": str(store.root)},
+                        "updates": {"watch_interval_s": 0.1, "health_frames": 20}},
+                       config.defaults_schema())
+    live = load_stages(cfg)
+    first = live.translator
+    with _watched_pipeline(cfg, live) as pipeline:
+        c = pipeline.metrics.counter
+        assert wait_until(lambda: c("recognition_runs_finished") >= 5, 30)
+        set_active(store, "translator", "1.1.1")
+        assert wait_until(lambda: c("model_swaps") >= 1, 60)
+        assert wait_until(lambda: read_health(store.root / "translator" / "1.1.1") is not None,
+                          60)
+    assert pipeline.worker.translator is not first and live.translator is not first
+    assert live.versions["translator"] == "1.1.1"
+    assert read_health(store.root / "translator" / "1.1.1")["healthy"] is True
+    assert c("recognition_errors") == 0

@@ -53,13 +53,14 @@ def test_push_shadow_installs_a_challenger_and_keeps_the_active_version(tmp_path
     assert "model_activated" not in actions
 
 
-def test_shadow_push_of_a_detector_is_refused(tmp_path, broker):
+def test_shadow_push_of_a_model_no_stage_runs_is_refused(tmp_path, broker):
     key, pub = fleet_keys(tmp_path)
     store = tmp_path / "glasses-1" / "models"
     make_version(store, "1.0.0")
+    make_version(store, "1.0.0", name="speech")
     cfg = device_config(tmp_path, broker, "glasses-1", pub, store)
     fleet_cfg = device_config(tmp_path, broker, "fleet", pub, tmp_path / "fleet-models")
-    new = make_version(tmp_path / "fleet-models", "1.1.0")
+    new = make_version(tmp_path / "fleet-models", "1.1.0", name="speech")
     signed = signed_desired(new, str(key), fleet_cfg.updates.chunk_size, shadow=True)
     agent = run_agent(cfg)
     try:
@@ -67,7 +68,8 @@ def test_shadow_push_of_a_detector_is_refused(tmp_path, broker):
         rollout, _ = run_push(fleet_cfg, key, new, members=["glasses-1"], signed=signed,
                               timeout=30)
         assert rollout.devices["glasses-1"]["state"] == "refused"
-        assert "recognizer only" in rollout.devices["glasses-1"]["reason"]
-        assert ModelStore(store).active_version("detector") == "1.0.0"
+        assert "detector, recognizer, translator" in rollout.devices["glasses-1"]["reason"]
+        assert ModelStore(store).active_version("speech") == "1.0.0"
+        assert not (store / "speech" / "SHADOW").exists()
     finally:
         agent.stop()

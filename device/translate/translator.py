@@ -87,11 +87,14 @@ class Translator:
         self.counts: Counter[str] = Counter()
 
     @classmethod
-    def from_config(cls, cfg, backend: str | None = None,
-                    num_threads: int | None = None) -> "Translator":
+    def from_config(cls, cfg, backend: str | None = None, num_threads: int | None = None,
+                    version: Any = None) -> "Translator":
+        """`version`: a ModelVersion to load (a hot swap or a challenger); default: the one
+        [translator] names, or the active one."""
         from device.model_store import ModelStore
         t = cfg.translator
-        version = ModelStore(cfg.models.store or None).get(t.model, t.version or None)
+        if version is None:
+            version = ModelStore(cfg.models.store or None).get(t.model, t.version or None)
         model = Seq2SeqModel(version.artifact, backend=backend or cfg.runtime.backend,
                              num_threads=num_threads or cfg.runtime.num_threads)
         tokenizer = Tokenizer(tokenizer_path(version))

@@ -302,6 +302,28 @@ def cmd_rollout_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def register_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="keep serving chunks of finished rollouts (a service)",
+                       description="Answer chunk requests from devices that come back after "
+                                   "a push ended (the desired state stays retained, so they "
+                                   "ask later), and record their progress in the rollout "
+                                   "file. Serves a rollout while it is its group's desired "
+                                   "state and no push drives it. Runs until SIGTERM/SIGINT.")
+    p.add_argument("--config", help="edgelens TOML config ([mqtt], [updates] rollout_file)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from cloud_sync.update_serve import RolloutService
+    cfg = load_config(args.config)
+    setup_logging(cfg, args.verbose)
+    service = RolloutService(cfg, RolloutFile(cfg.updates.rollout_file))
+    service.run(stop_on_signals())
+    print(f"served {service.stats.bytes_served} bytes in {service.stats.chunks_served} chunks")
+    return 0
+
+
 def register_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench-updates", help="measure model updates through a local broker",
                        description="Time to update a 2 MB version on 10 device processes, "
@@ -320,4 +342,5 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-SUBCOMMANDS = [register_keygen, register_acl, register_sign, register_push, register_rollout, register_bench]
+SUBCOMMANDS = [register_keygen, register_acl, register_sign, register_push, register_rollout,
+               register_serve, register_bench]

@@ -10,6 +10,7 @@ by `edgelens-fleet rollout status`.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import time
@@ -61,6 +62,17 @@ class Rollout:
         return (sum(s == HEALTHY for s in states), sum(s in FAILED for s in states))
 
 
+_STATUS_FIELDS = ("state", "version", "rollout", "progress", "reason", "active", "checks",
+                  "shadow")
+
+
+def record_status(r: Rollout, device: str, entry: dict[str, Any]) -> None:
+    """A device's status for this rollout's model (from P/<device>/update/status)."""
+    if device not in r.members:
+        r.members.append(device)
+    r.devices[device] = {k: entry.get(k) for k in _STATUS_FIELDS}
+
+
 def choose_canaries(members: list[str], percent: float) -> list[str]:
     if percent <= 0 or not members:
         return []
@@ -104,10 +116,14 @@ class RolloutFile:
         return [Rollout(**entry) for entry in raw.get("rollouts", [])]
 
     def save(self, rollout: Rollout) -> None:
-        rollouts = [r for r in self.load() if r.id != rollout.id] + [rollout]
+        """Replace this rollout's entry. Several processes write the file (a push per group,
+        `serve`): a lock beside it keeps one's read-modify-write from losing another's."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(self.path, json.dumps({"rollouts": [asdict(r) for r in rollouts]},
-                                           indent=1).encode())
+        with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            rollouts = [r for r in self.load() if r.id != rollout.id] + [rollout]
+            write_atomic(self.path, json.dumps({"rollouts": [asdict(r) for r in rollouts]},
+                                               indent=1).encode())
 
     def latest(self, group: str | None = None) -> Rollout | None:
         rollouts = [r for r in self.load() if group is None or r.group == group]

@@ -21,7 +21,7 @@ from typing import Any
 from cloud_sync import update_protocol as proto
 from cloud_sync.errors import LinkError, PayloadError, SyncError
 from cloud_sync.mqtt_client import LinkSettings, MqttLink
-from cloud_sync.rollout import Rollout, RolloutFile, choose_canaries, decide
+from cloud_sync.rollout import Rollout, RolloutFile, choose_canaries, decide, record_status
 from cloud_sync.signing import TrustedKeys, load_private, sign
 
 log = logging.getLogger(__name__)
@@ -39,32 +39,43 @@ def signed_desired(directory: Path, key_path: str, chunk_size: int,
 
 def load_signed(path: Path, directory: Path, trusted: TrustedKeys | None = None
                 ) -> dict[str, Any]:
-    """A version signed earlier (`edgelens-fleet sign`), checked against the directory it is
-    pushed from: same model, version and manifest, and every file, size, sha256 and chunk hash
-    as signed, so the bytes served are the bytes signed. With `trusted`, the signature is
-    checked too. SyncError saying what differs otherwise."""
+    """A version signed earlier (`edgelens-fleet sign`) from its file, checked as
+    `check_signed` does."""
     try:
         signed = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SyncError(f"{path} is not a signed version (edgelens-fleet sign writes one): "
+                        f"{exc}") from exc
+    return check_signed(signed, directory, trusted, str(path))
+
+
+def check_signed(signed: Any, directory: Path, trusted: TrustedKeys | None = None,
+                 origin: str = "the signed manifest") -> dict[str, Any]:
+    """{"manifest", "signature"} checked against the directory it is served from: same model,
+    version and manifest, and every file, size, sha256 and chunk hash as signed, so the bytes
+    served are the bytes signed. With `trusted`, the signature is checked too. SyncError
+    saying what differs otherwise."""
+    try:
         manifest, signature = signed["manifest"], signed["signature"]
         update = manifest["update"]
         chunk_size = int(update["chunk_size"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise SyncError(f"{path} is not a signed version (edgelens-fleet sign writes one): "
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SyncError(f"{origin} is not a signed version (edgelens-fleet sign writes one): "
                         f"{exc}") from exc
     local = proto.update_manifest(directory, chunk_size)
     for key in sorted(set(local) | set(manifest)):
         if key != "update" and local.get(key) != manifest.get(key):
-            raise SyncError(f"{path} was signed for another manifest: {key!r} differs from "
+            raise SyncError(f"{origin} was signed for another manifest: {key!r} differs from "
                             f"{directory / 'manifest.json'}")
     signed_files = {f.get("file"): f for f in update.get("files", [])}
     local_files = {f["file"]: f for f in local["update"]["files"]}
     if set(signed_files) != set(local_files):
-        raise SyncError(f"{path} lists files {sorted(signed_files)}, {directory} holds "
+        raise SyncError(f"{origin} lists files {sorted(signed_files)}, {directory} holds "
                         f"{sorted(local_files)}")
     for name, entry in local_files.items():
         if signed_files[name] != entry:
             raise SyncError(f"{directory / name} changed since it was signed (size or hash "
-                            f"differs from {path})")
+                            f"differs from {origin})")
     if trusted is not None and len(trusted):
         trusted.verify(manifest, signature)
     return {"manifest": manifest, "signature": signature}
@@ -76,6 +87,34 @@ class ServerStats:
     bytes_served: int = 0
     ignored_requests: int = 0
     status_messages: int = 0
+
+
+def send_chunks(link: MqttLink, prefix: str, device: str, rollout: Rollout, source: Path,
+                plan: dict[str, Any], chunk_size: int, chunks: Any, stats: ServerStats) -> int:
+    """Publish the requested chunks of one file to the device's chunk topic; → bytes sent.
+    Indices out of range are counted as ignored; PayloadError when `chunks` is not a list."""
+    if not isinstance(chunks, list):
+        raise PayloadError("chunks must be a list")
+    topic = proto.device_update_topic(prefix, device, "chunk")
+    sent = 0
+    with open(source / plan["file"], "rb") as handle:
+        for index in chunks:
+            if not isinstance(index, int) or not 0 <= index < len(plan["chunks"]):
+                stats.ignored_requests += 1
+                continue
+            handle.seek(index * chunk_size)
+            data = handle.read(chunk_size)
+            header = proto.ChunkHeader(rollout.id, rollout.name, rollout.version, plan["file"],
+                                       index)
+            try:
+                link.publish(topic, proto.encode_chunk(header, data), qos=1)
+            except LinkError as exc:
+                log.warning("chunk not sent to %s: %s", device, exc)
+                break
+            stats.chunks_served += 1
+            stats.bytes_served += len(data)
+            sent += len(data)
+    return sent
 
 
 class UpdateServer:
@@ -173,13 +212,11 @@ class UpdateServer:
         r = self.rollout
         if body.get("group") != r.group:
             return
-        if device not in r.members:
-            r.members.append(device)
         entry = (body.get("models") or {}).get(r.name)
         if isinstance(entry, dict):
-            r.devices[device] = {k: entry.get(k) for k in
-                                 ("state", "version", "rollout", "progress", "reason",
-                                  "active", "checks", "shadow")}
+            record_status(r, device, entry)
+        elif device not in r.members:
+            r.members.append(device)
 
     # --- chunks ------------------------------------------------------------------------------
 
@@ -189,28 +226,10 @@ class UpdateServer:
         if body.get("rollout") != r.id or device not in r.targets() or \
                 body.get("file") not in self.files:
             raise PayloadError(f"request from {device} not for this rollout or stage")
-        plan = self.files[body["file"]]
-        chunks = body.get("chunks")
-        if not isinstance(chunks, list):
-            raise PayloadError("chunks must be a list")
-        topic = proto.device_update_topic(self.prefix, device, "chunk")
-        path = self.source / plan["file"]
-        with open(path, "rb") as handle:
-            for index in chunks:
-                if not isinstance(index, int) or not 0 <= index < len(plan["chunks"]):
-                    self.stats.ignored_requests += 1
-                    continue
-                handle.seek(index * self.chunk_size)
-                data = handle.read(self.chunk_size)
-                header = proto.ChunkHeader(r.id, r.name, r.version, plan["file"], index)
-                try:
-                    self.link.publish(topic, proto.encode_chunk(header, data), qos=1)
-                except LinkError as exc:
-                    log.warning("chunk not sent to %s: %s", device, exc)
-                    return
-                self.stats.chunks_served += 1
-                self.stats.bytes_served += len(data)
-                r.bytes_served[device] = r.bytes_served.get(device, 0) + len(data)
+        sent = send_chunks(self.link, self.prefix, device, r, self.source,
+                           self.files[body["file"]], self.chunk_size, body.get("chunks"),
+                           self.stats)
+        r.bytes_served[device] = r.bytes_served.get(device, 0) + sent
 
     # --- stages ------------------------------------------------------------------------------
 

@@ -14,12 +14,14 @@ TARGETS = {
     "detector": "device.benchmarks.detector",
     "translator": "device.benchmarks.translator",
     "pipeline": "device.benchmarks.pipeline",
+    "shadow": "device.benchmarks.shadow",
 }
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "bench", help="run a benchmark (recognizer, detector, translator, pipeline, telemetry)",
+        "bench", help="run a benchmark (recognizer, detector, translator, pipeline, shadow, "
+                      "telemetry)",
         description="Measure accuracy and latency. 'telemetry' runs in the edgelens-sync "
                     "process (the device never imports the sync agent).")
     parser.add_argument("target", choices=sorted(TARGETS) + ["telemetry"])

@@ -166,6 +166,19 @@ def cmd_sign(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_known_group(cfg, group: str) -> None:
+    """With a groups file, a push to a group it does not list would reach no device (the ACL
+    lets devices read only their own group's desired state): say so before serving."""
+    if not cfg.fleet.groups_file:
+        return
+    from cloud_sync.fleet_acl import load_groups
+    groups = load_groups(cfg.fleet.groups_file)
+    if group not in groups:
+        raise SyncError(f"group {group!r} is not in {cfg.fleet.groups_file} (groups: "
+                        f"{', '.join(sorted(groups)) or 'none'}); no device could read its "
+                        "desired state")
+
+
 def _check_shadowable(shadow: bool, name: str) -> None:
     if shadow and name not in SHADOWED_STAGES:
         raise SyncError(f"shadow mode runs challengers for the pipeline's stages "
@@ -233,6 +246,7 @@ def cmd_push(args: argparse.Namespace) -> int:
     directory, name, version = _version_dir(args.version_dir)
     u = cfg.updates
     _check_shadowable(args.shadow, name)
+    _check_known_group(cfg, args.group)
     rollout = Rollout(id=f"{'shadow-' if args.shadow else ''}{name}-{version}-"
                          f"{time.strftime('%Y%m%dT%H%M%S')}", shadow=args.shadow,
                       group=check_group(args.group), name=name, version=version,

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 from cloud_sync.fleet_acl import load_groups, render_acl
 from cloud_sync.mqtt_client import LinkSettings, MqttLink
@@ -207,3 +206,18 @@ def test_the_shipped_broker_config_runs_with_the_shipped_acl(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_a_push_to_a_group_the_groups_file_does_not_list_is_refused(tmp_path):
+    from tests.fixtures_broker import config_for
+    from tests.update_helpers import make_version
+    groups = tmp_path / "groups.toml"
+    groups.write_text('[groups]\nlab = ["glasses-1"]\n')
+    cfg = config_for(tmp_path, None, fleet={"groups_file": str(groups)})
+    version = make_version(tmp_path / "models", "1.1.0")
+    out = subprocess.run([sys.executable, "-m", "cloud_sync.fleet_cli", "push", str(version),
+                          "--group", "labb", "--config", str(cfg.origin), "--timeout", "1"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60,
+                         env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert out.returncode == 2
+    assert "group 'labb' is not in" in out.stderr and "(groups: lab)" in out.stderr

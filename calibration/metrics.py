@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import numpy as np
+from device.metrics import percentiles
 
 
 def edit_distance(a: str, b: str) -> int:
@@ -34,8 +34,4 @@ def text_scores(predictions: list[str], truths: list[str]) -> dict:
 
 
 def latency_summary(samples_ms: list[float]) -> dict:
-    values = np.asarray(samples_ms, float)
-    if values.size == 0:
-        return {"p50": None, "p95": None}
-    return {"p50": round(float(np.percentile(values, 50)), 3),
-            "p95": round(float(np.percentile(values, 95)), 3)}
+    return percentiles(samples_ms)

@@ -174,7 +174,8 @@ def _ingest_process(cfg: Config, worker: str) -> subprocess.Popen:
                             stderr=subprocess.DEVNULL)
 
 
-def _wait(check, timeout: float, interval: float = 0.02) -> bool:
+def wait_until(check, timeout: float, interval: float = 0.02) -> bool:
+    """Poll `check` until it is true or `timeout` seconds passed; → its last value."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
@@ -206,9 +207,9 @@ def bench_sync(folder: Path, broker: LocalBroker, n: int) -> dict[str, Any]:
         thread = threading.Thread(target=agent.run, args=(stop,), daemon=True)
         start = time.perf_counter()
         thread.start()
-        _wait(lambda: agent.stats.acked_records >= n, 120)
+        wait_until(lambda: agent.stats.acked_records >= n, 120)
         acked = time.perf_counter()
-        _wait(lambda: fleet.record_count() >= n, 120)
+        wait_until(lambda: fleet.record_count() >= n, 120)
         stored = time.perf_counter()
         stop.set()
         thread.join(10)
@@ -243,7 +244,7 @@ def bench_outage_drain(folder: Path, broker: LocalBroker) -> dict[str, Any]:
         thread = threading.Thread(target=agent.run, args=(stop,), daemon=True)
         start = time.perf_counter()
         thread.start()
-        _wait(lambda: agent.stats.acked_records >= len(backlog), 120)
+        wait_until(lambda: agent.stats.acked_records >= len(backlog), 120)
         drained = time.perf_counter() - start
         stop.set()
         thread.join(10)

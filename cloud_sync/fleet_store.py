@@ -26,10 +26,10 @@ import sqlite_utils
 
 from cloud_sync.batch import Batch
 from cloud_sync.errors import FleetStoreError
+from device.shadow import SHADOW_LATENCY
 
 # counters that count frames which missed their deadline (the pipeline's and the generic name)
 _FRAME_MISS_COUNTERS = ("frame_deadline_misses", "deadline_misses")
-_SHADOW_LATENCIES = ("shadow.recognize", "shadow.detect", "shadow.translate")
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS records (
@@ -253,7 +253,8 @@ class SqliteFleetStore:
         # n-weighted mean of the per-second p95s: an estimate, labelled as such in --help
         row.p95_ms = {path: round(sum(v * n for v, n in vals) / max(sum(n for _, n in vals), 1),
                                   2) for path, vals in sorted(p95.items())}
-        challenger_p95 = next((row.p95_ms[k] for k in _SHADOW_LATENCIES if k in row.p95_ms), None)
+        challenger_p95 = next((row.p95_ms[k] for k in SHADOW_LATENCY.values()
+                               if k in row.p95_ms), None)
         row.shadow = self._shadow(device, since_ns, shadow, challenger_p95)
 
     def _shadow(self, device: str, since_ns: int, counts: dict[str, int],

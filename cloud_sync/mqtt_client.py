@@ -168,6 +168,14 @@ class MqttLink:
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
 
+    def start_connected(self, timeout: float = 10.0) -> None:
+        """start(), then wait for the first connection; LinkError (and stopped) without one."""
+        self.start()
+        if not self.wait_connected(timeout):
+            self.stop()
+            raise LinkError(f"cannot reach the broker at {self.settings.host}:"
+                            f"{self.settings.port}: {self.last_error or 'timeout'}")
+
     @property
     def connected(self) -> bool:
         return self._connected.is_set()

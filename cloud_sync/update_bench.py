@@ -29,6 +29,7 @@ from cloud_sync.signing import keygen
 from cloud_sync.update_delivery import UpdateServer, signed_desired
 from device.config import build, to_toml
 from device.config_schema import SCHEMA
+from device.metrics import percentiles
 from device.model_store import default_root
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -140,7 +141,7 @@ def _frame_path_probe():
 
 
 def _p95(values) -> float | None:
-    return round(float(np.percentile(values, 95)), 2) if len(values) else None
+    return percentiles(values, (95,), digits=2)["p95"]
 
 
 def run(json_out: bool = False, devices: int = 10, size: int = 2_000_000,

@@ -138,11 +138,7 @@ class UpdateServer:
 
     def run(self, stop: threading.Event, timeout_s: float = 3600.0) -> Rollout:
         """Drive the rollout until it is done or halted, `stop` is set, or the timeout."""
-        self.link.start()
-        if not self.link.wait_connected(10):
-            self.link.stop()
-            raise LinkError(f"cannot reach the broker at {self.link.settings.host}:"
-                            f"{self.link.settings.port}: {self.link.last_error or 'timeout'}")
+        self.link.start_connected(10)
         try:
             self._discover(stop)
             r = self.rollout

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from cloud_sync import update_protocol as proto
-from cloud_sync.errors import LinkError, PayloadError, SyncError
+from cloud_sync.errors import PayloadError, SyncError
 from cloud_sync.mqtt_client import LinkSettings, MqttLink
 from cloud_sync.rollout import Rollout, RolloutFile, record_status
 from cloud_sync.signing import TrustedKeys
@@ -67,11 +67,7 @@ class RolloutService:
         self.link.subscribe(f"{self.prefix}/+/{proto.UPDATE}/status")
 
     def run(self, stop: threading.Event) -> None:
-        self.link.start()
-        if not self.link.wait_connected(10):
-            self.link.stop()
-            raise LinkError(f"cannot reach the broker at {self.link.settings.host}:"
-                            f"{self.link.settings.port}: {self.link.last_error or 'timeout'}")
+        self.link.start_connected(10)
         refreshed = 0.0
         try:
             while not stop.is_set():

@@ -33,10 +33,11 @@ class Stages:
 
 def load_translator(cfg, store: ModelStore, backend: str) -> tuple[Any | None, str | None]:
     """The translator when its model is in the store; None (recognized text is shown) else."""
+    from device.stage_loaders import stage_loaders
+    loader = stage_loaders(cfg, backend)["translator"]
     try:
-        from device.translate.translator import Translator
-        version = checked(store.get(cfg.translator.model, cfg.translator.version or None))
-        translator = Translator.from_config(cfg, backend=backend)
+        version = checked(store.get(loader.name, loader.pinned or None))
+        translator = loader.build(version)
     except EdgelensError as exc:
         log.warning("translation unavailable; showing recognized text", extra={"error": str(exc)})
         return None, None
@@ -53,28 +54,22 @@ def checked(version: ModelVersion) -> ModelVersion:
 
 
 def load_stages(cfg, backend: str | None = None, translate: bool = True) -> Stages:
-    from device.detector import Detector, DetectorParams, crop_line
+    from device.detector import crop_line
+    from device.shadow import load_challengers
+    from device.stage_loaders import stage_loaders
     backend = backend or cfg.runtime.backend
     store = ModelStore(cfg.models.store or None)
-    det_version = checked(store.get(cfg.detector.model, cfg.detector.version or None))
-    d = cfg.detector
-    params = DetectorParams(bin_threshold=d.bin_threshold, box_threshold=d.box_threshold,
-                            unclip_ratio=d.unclip_ratio, min_area=d.min_area,
-                            max_regions=d.max_regions)
-    detector = Detector(det_version.artifact, backend=backend,
-                        num_threads=cfg.runtime.num_threads, params=params)
-    rec_version = checked(store.get(cfg.models.recognizer,
-                                    cfg.models.recognizer_version or None))
-    recognizer = Recognizer(rec_version.artifact, backend=backend,
-                            num_threads=cfg.runtime.num_threads)
-    versions = {"detector": det_version.version, "recognizer": rec_version.version}
+    loaders = stage_loaders(cfg, backend)
+    built, versions = {}, {}
+    for stage in ("detector", "recognizer"):
+        version = checked(store.get(loaders[stage].name, loaders[stage].pinned or None))
+        built[stage], versions[stage] = loaders[stage].build(version), version.version
     translator = None
     if translate:
         translator, tr_version = load_translator(cfg, store, backend)
         if tr_version:
             versions["translator"] = tr_version
-    from device.shadow import load_challengers
-    return Stages(detector, recognizer, translator, crop_line, versions,
+    return Stages(built["detector"], built["recognizer"], translator, crop_line, versions,
                   load_challengers(cfg, store, backend))
 
 
@@ -112,8 +107,7 @@ def shadow_hook_factory(cfg, stages: Stages, metrics: Metrics, recorder=None):
         if not challengers:
             return None
         return ShadowRunner(challengers, stages.crop_line, metrics, recorder=recorder,
-                            champion_models=champions,
-                            max_regions=cfg.pipeline.max_regions)
+                            champion_models=champions)
 
     return make
 

@@ -8,6 +8,14 @@ from collections import deque
 import numpy as np
 
 
+def percentiles(values, qs=(50, 95), digits: int = 3) -> dict[str, float | None]:
+    """{"p50": …, "p95": …} of `values`, rounded; None for each when there are none."""
+    values = np.asarray(list(values), float)
+    if values.size == 0:
+        return {f"p{q}": None for q in qs}
+    return {f"p{q}": round(float(v), digits) for q, v in zip(qs, np.percentile(values, qs))}
+
+
 class LatencyHistogram:
     """Keeps the most recent `capacity` samples (ms) and the running count/max."""
 

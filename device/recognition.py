@@ -53,7 +53,9 @@ class Budgets:
     min_confidence: float = 0.4
 
 
-class _Ema:
+class Ema:
+    """A running estimate: each sample moves it by `alpha` of the difference."""
+
     def __init__(self, initial: float, alpha: float = 0.2):
         self.value, self.alpha = initial, alpha
 
@@ -61,11 +63,20 @@ class _Ema:
         self.value = (1 - self.alpha) * self.value + self.alpha * sample
 
 
-def whole_in_frame(polygon: np.ndarray, width: int, height: int) -> bool:
+def _inside(polygon: np.ndarray, width: int, height: int) -> bool:
     margin = 0.03 * width  # a line ending this close to the edge probably goes on beyond it
     return bool((polygon[:, 0] >= margin).all() and (polygon[:, 0] <= width - 1 - margin).all()
                 and (polygon[:, 1] >= margin).all()
                 and (polygon[:, 1] <= height - 1 - margin).all())
+
+
+def regions_to_read(regions: list, width: int, height: int, max_regions: int
+                    ) -> tuple[list, int, int]:
+    """The regions a run reads — whole in the frame, largest first, at most `max_regions` —
+    with how many were cut at the frame edge and how many were over the limit."""
+    whole = [r for r in regions if _inside(r.polygon, width, height)]
+    ordered = sorted(whole, key=lambda r: -cv2.contourArea(r.polygon))
+    return ordered[:max_regions], len(regions) - len(whole), max(0, len(whole) - max_regions)
 
 
 class RecognitionWorker:
@@ -84,8 +95,8 @@ class RecognitionWorker:
         self.after_result = after_result
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="recognition", daemon=True)
-        self._recognize_ms = _Ema(3.0)
-        self._translate_ms = _Ema(5.0)
+        self._recognize_ms = Ema(3.0)
+        self._translate_ms = Ema(5.0)
         self.busy = threading.Event()
         self._pending: dict[str, Any] = {}
         self._swap_lock = threading.Lock()
@@ -153,13 +164,11 @@ class RecognitionWorker:
         # Text cut by the frame edge reads as a different word ("GEÖFF"): leave it to the
         # tracker, which keeps showing what was read while the whole sign was in view.
         height, width = frame.image.shape[:2]
-        whole = [r for r in regions if whole_in_frame(r.polygon, width, height)]
-        if len(whole) < len(regions):
-            self.metrics.count("regions_cut_at_edge", len(regions) - len(whole))
-        regions = sorted(whole, key=lambda r: -cv2.contourArea(r.polygon))
-        if len(regions) > self.budgets.max_regions:
-            self.metrics.count("regions_over_limit", len(regions) - self.budgets.max_regions)
-            regions = regions[: self.budgets.max_regions]
+        regions, cut, over = regions_to_read(regions, width, height, self.budgets.max_regions)
+        if cut:
+            self.metrics.count("regions_cut_at_edge", cut)
+        if over:
+            self.metrics.count("regions_over_limit", over)
 
         reserve_s = self.budgets.translate_ms / 1000.0 if self.translator else 0.0
         read: list[tuple[Any, Any]] = []

@@ -31,7 +31,6 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import cv2
 import numpy as np
 
 from device.detector import match_polygons
@@ -39,7 +38,7 @@ from device.errors import ModelStoreError
 from device.metrics import Metrics
 from device.model_install import write_atomic
 from device.model_store import ModelStore
-from device.recognition import whole_in_frame
+from device.recognition import Ema, regions_to_read
 from device.telemetry.recorder import Prediction
 from device.text_line import LINE_HEIGHT
 
@@ -84,8 +83,9 @@ class Challenger:
     model: Any
 
 
-_LATENCY = {"detector": "shadow.detect", "recognizer": "shadow.recognize",
-            "translator": "shadow.translate"}
+# the challenger's latency per unit, in ms, by stage
+SHADOW_LATENCY = {"detector": "shadow.detect", "recognizer": "shadow.recognize",
+                  "translator": "shadow.translate"}
 _WARM_UP_TEXT = ("Zugang nur mit Fahrkarte", "Bitte nicht rauchen")
 
 
@@ -95,15 +95,14 @@ class ShadowRunner:
 
     def __init__(self, challengers: list[Challenger], crop_line: Callable, metrics: Metrics, *,
                  recorder: Any = None, champion_models: Callable[[], dict] | None = None,
-                 max_regions: int = 6, margin_ms: float = 2.0, warm_up: bool = True):
+                 margin_ms: float = 2.0, warm_up: bool = True):
         self.challengers = list(challengers)
         self.crop_line, self.metrics, self.recorder = crop_line, metrics, recorder
         self.champion_models = champion_models or dict
-        self.max_regions = max_regions
         self.margin_s = margin_ms / 1000.0
         # running estimate of one unit per challenger (EMA), first taken from a timed warm-up
         # so that a slow challenger is skipped from the start rather than learnt the hard way
-        self._unit_ms = {c.stage: self._time_warm_up(c) if warm_up else 5.0
+        self._unit_ms = {c.stage: Ema(self._time_warm_up(c) if warm_up else 5.0)
                          for c in self.challengers}
 
     @staticmethod
@@ -125,9 +124,6 @@ class ShadowRunner:
         unit(1)
         return (time.perf_counter() - t0) * 1000
 
-    def read_estimate_ms(self, stage: str = "recognizer") -> float:
-        return self._unit_ms[stage]
-
     def __call__(self, worker: Any, frame: Any, result: Any, deadline: float) -> None:
         for c in self.challengers:
             if c.stage == "detector":
@@ -142,7 +138,7 @@ class ShadowRunner:
 
     def _no_time(self, c: Challenger, worker: Any, deadline: float) -> bool:
         return worker.inbox.waiting() or \
-            time.perf_counter() + self._unit_ms[c.stage] / 1000 + self.margin_s > deadline
+            time.perf_counter() + self._unit_ms[c.stage].value / 1000 + self.margin_s > deadline
 
     def _timed(self, c: Challenger, work: Callable[[], Any]) -> tuple[Any, float] | None:
         t0 = time.perf_counter()
@@ -153,8 +149,8 @@ class ShadowRunner:
             log.exception("shadow %s failed", c.stage, extra={"version": c.version})
             return None
         ms = (time.perf_counter() - t0) * 1000
-        self._unit_ms[c.stage] = 0.8 * self._unit_ms[c.stage] + 0.2 * ms
-        self.metrics.observe(_LATENCY[c.stage], ms)
+        self._unit_ms[c.stage].add(ms)
+        self.metrics.observe(SHADOW_LATENCY[c.stage], ms)
         return out, ms
 
     def _pair(self, agree: bool) -> None:
@@ -207,9 +203,8 @@ class ShadowRunner:
             return
         regions, ms = timed
         height, width = frame.image.shape[:2]
-        theirs = sorted((r.polygon for r in regions
-                         if whole_in_frame(r.polygon, width, height)),
-                        key=lambda p: -cv2.contourArea(p))[: self.max_regions]
+        kept, _, _ = regions_to_read(regions, width, height, worker.budgets.max_regions)
+        theirs = [r.polygon for r in kept]
         ours = list(result.regions)
         matched = len(match_polygons(ours, theirs))
         f1 = 1.0 if not ours and not theirs else 2 * matched / (len(ours) + len(theirs))

@@ -1,8 +1,9 @@
-"""How each swappable pipeline stage is loaded from a model version, ready to serve.
+"""How each pipeline stage is loaded from a model version.
 
-Shared by the model watch (hot swap of a new ACTIVE version) and shadow mode (a challenger
-named by SHADOW): stage → StageLoader(model name, version pinned in the config, load). `load`
-allocates and warms the stage, so the first real frame does not pay for it.
+Shared by start-up (`assembly.load_stages`: `build` only), the model watch (hot swap of a new
+ACTIVE version) and shadow mode (a challenger named by SHADOW): stage → StageLoader(model name,
+version pinned in the config, build, warm). `load` builds and warms the stage, so the first
+frame after a swap does not pay for allocating it.
 """
 
 from __future__ import annotations
@@ -15,11 +16,21 @@ import numpy as np
 from device.model_store import ModelVersion
 
 
+def _nothing(stage: Any) -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class StageLoader:
     name: str                                  # model name in the store
     pinned: str                                # version fixed by the config ("" = follow ACTIVE)
-    load: Callable[[ModelVersion], Any]
+    build: Callable[[ModelVersion], Any]
+    warm: Callable[[Any], None] = _nothing
+
+    def load(self, version: ModelVersion) -> Any:
+        stage = self.build(version)
+        self.warm(stage)
+        return stage
 
 
 def stage_loaders(cfg: Any, backend: str) -> dict[str, StageLoader]:
@@ -33,21 +44,19 @@ def stage_loaders(cfg: Any, backend: str) -> dict[str, StageLoader]:
     threads = cfg.runtime.num_threads
 
     def detector(version: ModelVersion) -> Any:
-        loaded = Detector(version.artifact, backend=backend, num_threads=threads, params=params)
-        loaded.detect(np.zeros((d.input_height, d.input_width, 3), np.uint8))
-        return loaded
+        return Detector(version.artifact, backend=backend, num_threads=threads, params=params)
 
     def recognizer(version: ModelVersion) -> Any:
         return Recognizer(version.artifact, backend=backend, num_threads=threads)
 
     def translator(version: ModelVersion) -> Any:
-        loaded = Translator.from_config(cfg, backend=backend, version=version)
-        loaded.translate("Ausgang")
-        return loaded
+        return Translator.from_config(cfg, backend=backend, version=version)
 
     return {
-        "detector": StageLoader(d.model, d.version, detector),
+        "detector": StageLoader(d.model, d.version, detector, lambda stage: stage.detect(
+            np.zeros((d.input_height, d.input_width, 3), np.uint8))),
         "recognizer": StageLoader(cfg.models.recognizer, cfg.models.recognizer_version,
                                   recognizer),
-        "translator": StageLoader(cfg.translator.model, cfg.translator.version, translator),
+        "translator": StageLoader(cfg.translator.model, cfg.translator.version, translator,
+                                  lambda stage: stage.translate("Ausgang")),
     }

@@ -6,23 +6,14 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
+from cloud_sync.bench import wait_until  # noqa: F401  (the tests' polling helper)
 from cloud_sync.fleet_ingest import FleetIngest
 from cloud_sync.fleet_store import open_fleet_store
 from cloud_sync.sync_agent import SyncAgent
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def wait_until(check, timeout: float, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(interval)
-    return check()
 
 
 def python(*args: str, **kwargs) -> subprocess.Popen:

@@ -10,7 +10,7 @@ import numpy as np
 
 from device.capture import Capture
 from device.detector import Detector, crop_line
-from device.metrics import Metrics
+from device.metrics import Metrics, percentiles
 from device.model_health import HealthSettings
 from device.model_install import read_health, set_active
 from device.model_store import ModelStore
@@ -31,8 +31,8 @@ class BlankRecognizer:
         return LineReading(text="", confidence=0.0)
 
 
-def _p95(samples: np.ndarray) -> float:
-    return round(float(np.percentile(samples, 95)), 3) if len(samples) else float("nan")
+def _p95(samples: np.ndarray) -> float | None:
+    return percentiles(samples, (95,))["p95"]
 
 
 def test_hot_swap_drops_no_frame_and_judges_the_new_version(tmp_path):

@@ -16,6 +16,7 @@ from cloud_sync import fleet_cli
 from cloud_sync.fleet_store import SqliteFleetStore
 from device import config
 from device.assembly import build_pipeline, load_stages
+from device.benchmarks.shadow import clone_version
 from device.errors import ModelStoreError
 from device.metrics import Metrics
 from device.model_install import set_active
@@ -29,15 +30,6 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
 
-def _clone(root: Path, name: str, source: str, version: str) -> None:
-    """The same weights under another version number (a challenger that should agree)."""
-    shutil.copytree(root / name / source, root / name / version)
-    manifest_path = root / name / version / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    manifest["version"] = version
-    manifest_path.write_text(json.dumps(manifest))
-
-
 def _store_with_challenger(root: Path) -> ModelStore:
     """detector, recognizer 1.0.0 and translator 1.1.0 (active) + each one's weights again as
     the next patch version (challengers); only the recognizer's SHADOW is set here."""
@@ -47,7 +39,7 @@ def _store_with_challenger(root: Path) -> ModelStore:
     for name, active, challenger in (("detector", "1.0.0", "1.0.1"),
                                      ("recognizer", "1.0.0", "1.0.1"),
                                      ("translator", "1.1.0", "1.1.1")):
-        _clone(root, name, active, challenger)
+        clone_version(root, name, active, challenger)
         set_active(store, name, active)
     return store
 

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from device.metrics import percentiles
+
 FRAMES, QUICK_FRAMES = 450, 120
 
 
@@ -29,12 +31,8 @@ def _sample_resources(stop: threading.Event, out: dict) -> None:
 
 
 def _percentiles(values) -> dict:
-    values = np.asarray(list(values), float)
-    if values.size == 0:
-        return {"p50": None, "p95": None, "p99": None, "count": 0}
-    p = np.percentile(values, (50, 95, 99))
-    return {"p50": round(float(p[0]), 2), "p95": round(float(p[1]), 2),
-            "p99": round(float(p[2]), 2), "count": int(values.size)}
+    values = list(values)
+    return {**percentiles(values, (50, 95, 99), digits=2), "count": len(values)}
 
 
 def child(mode: str, backend: str, frames: int, spawned_at: float, samples_dir: str) -> dict:

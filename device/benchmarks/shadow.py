@@ -14,18 +14,23 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 from device import config as config_mod
 from device.assembly import build_pipeline, load_stages
 from device.metrics import Metrics
 from device.model_install import set_active
 from device.model_store import ModelStore, default_root
-from device.shadow import SHADOWED_STAGES, set_shadow
+from device.metrics import percentiles
+from device.shadow import SHADOW_LATENCY, SHADOWED_STAGES, set_shadow
 from device.sources import SyntheticSource
 
-_LATENCY = {"detector": "shadow.detect", "recognizer": "shadow.recognize",
-            "translator": "shadow.translate"}
+
+def clone_version(root: Path, name: str, source: str, version: str) -> None:
+    """The same weights under another version number (a challenger that should agree)."""
+    shutil.copytree(root / name / source, root / name / version)
+    manifest_path = root / name / version / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["version"] = version
+    manifest_path.write_text(json.dumps(manifest))
 
 
 def _store_with_challengers(root: Path) -> tuple[ModelStore, dict[str, str]]:
@@ -37,20 +42,12 @@ def _store_with_challengers(root: Path) -> tuple[ModelStore, dict[str, str]]:
         active = source.active_version(name)
         major, minor, patch = (int(p) for p in active.split("."))
         clone = f"{major}.{minor}.{patch + 100}"
-        shutil.copytree(root / name / active, root / name / clone)
-        manifest_path = root / name / clone / "manifest.json"
-        manifest = json.loads(manifest_path.read_text())
-        manifest["version"] = clone
-        manifest_path.write_text(json.dumps(manifest))
+        clone_version(root, name, active, clone)
         challengers[name] = clone
     store = ModelStore(root)
     for name in SHADOWED_STAGES:
         set_active(store, name, source.active_version(name))
     return store, challengers
-
-
-def _p(samples, q: float) -> float | None:
-    return round(float(np.percentile(samples, q)), 3) if len(samples) else None
 
 
 def _one(store: ModelStore, stage: str | None, version: str | None, frames: int) -> dict:
@@ -67,12 +64,13 @@ def _one(store: ModelStore, stage: str | None, version: str | None, frames: int)
     pipeline.run()
     c = metrics.counter
     pairs, skipped = c("shadow_pairs"), c("shadow_skipped")
-    latency = metrics.histogram(_LATENCY[stage]).samples() if stage else []
+    latency = percentiles(metrics.histogram(SHADOW_LATENCY[stage]).samples() if stage else [])
     return {
         "challenger": f"{stage} {version}" if stage else "none",
         "frames": c("frames_captured"),
-        "frame_path_p95_ms": _p(metrics.histogram("frame_path").samples(), 95),
-        "recognition_path_p95_ms": _p(metrics.histogram("recognition_path").samples(), 95),
+        "frame_path_p95_ms": percentiles(metrics.histogram("frame_path").samples())["p95"],
+        "recognition_path_p95_ms":
+            percentiles(metrics.histogram("recognition_path").samples())["p95"],
         "recognition_runs": c("recognition_runs_finished"),
         "recognition_deadline_misses": c("recognition_deadline_misses"),
         "frames_dropped": c("frames_dropped"),
@@ -80,8 +78,8 @@ def _one(store: ModelStore, stage: str | None, version: str | None, frames: int)
         "agreement": round(c("shadow_agree") / pairs, 4) if pairs else None,
         "skipped_share": round(skipped / (pairs + skipped), 4) if pairs + skipped else None,
         "shadow_errors": c("shadow_errors"),
-        "challenger_p50_ms": _p(latency, 50),
-        "challenger_p95_ms": _p(latency, 95),
+        "challenger_p50_ms": latency["p50"],
+        "challenger_p95_ms": latency["p95"],
     }
 
 

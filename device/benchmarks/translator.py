@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
-
+from device.metrics import percentiles
 from device.model_store import ModelStore
 from device.runtime import available_backends
 from device.translate.golden import model_translate
@@ -36,8 +35,7 @@ HIT_RUNS = 2000
 
 
 def _percentiles(times_ms: list[float]) -> dict:
-    return {"p50": round(float(np.percentile(times_ms, 50)), 3),
-            "p95": round(float(np.percentile(times_ms, 95)), 3), "n": len(times_ms)}
+    return {**percentiles(times_ms), "n": len(times_ms)}
 
 
 def time_model(path, tokenizer: Tokenizer, backend: str, runs: int = RUNS) -> dict:

@@ -66,3 +66,30 @@ def recalibrate_batchnorm(model: tf.keras.Model, images, batch: int = 16,
         model(x, training=True)
     for layer, momentum in zip(layers, saved):
         layer.momentum = momentum
+
+
+def build_lines(input_hw: tuple[int | None, int | None] = (None, None),
+                batch_size: int | None = None, width: int = 24) -> tf.keras.Model:
+    """The 2.x detector: text-line kernels at 1/4 of the input, made for real camera frames.
+
+    Fully convolutional (trained on crops, converted at each operating resolution). Two
+    stride-2 steps before any wide layer keep the 640-px operating point cheap; an extra
+    block at 1/8 and 1/16 and a wider FPN (48 channels) give the context real clutter needs
+    (window grids, railings, foliage must stay non-text; lines with tight leading apart).
+    """
+    h, w = input_hw
+    image = L.Input((h, w, 3), batch_size=batch_size, name="image")
+    x = _conv(image, width, 3, 2)                                        # 1/2
+    c2 = _sep(_sep(x, 2 * width, 2), 2 * width)                          # 1/4
+    c3 = _sep(_sep(_sep(c2, 3 * width, 2), 3 * width), 3 * width)        # 1/8
+    c4 = _sep(_sep(_sep(c3, 4 * width, 2), 4 * width), 4 * width)        # 1/16
+    c5 = _sep(_sep(c4, 6 * width, 2), 6 * width)                         # 1/32
+    f = 2 * width
+    p = _conv(c5, f, 1)
+    for lateral in (c4, c3, c2):
+        p = L.Add()([L.UpSampling2D(2)(p), _conv(lateral, f, 1)])
+        p = _sep(p, f)
+    p = _sep(p, f)
+    logits = L.Conv2D(1, 1, padding="same", name="logits")(p)
+    prob = L.Activation("sigmoid", name="probability")(logits)
+    return tf.keras.Model(image, prob, name="text_line_detector")

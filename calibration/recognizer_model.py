@@ -15,11 +15,17 @@ from __future__ import annotations
 from device.charset import NUM_CLASSES
 from device.text_line import LINE_HEIGHT
 
-HEAD_CHANNELS = 192
-HEAD_DILATIONS = (1, 2, 4, 1)
+ARCHS = {
+    # 1.0.0: 0.29 M parameters, trained on synthetic lines only
+    "small": {"convs": (16, 48, 96, 128), "head": 192, "dilations": (1, 2, 4, 1)},
+    # 2.0.0: about 3x the compute, for real camera text (blur, clutter, tiny glyphs)
+    "medium": {"convs": (32, 64, 128, 192), "head": 256, "dilations": (1, 2, 4, 8, 1)},
+}
+DEFAULT_ARCH = "medium"
 
 
-def build(width: int | None = None, batch_size: int | None = None, softmax: bool = True):
+def build(width: int | None = None, batch_size: int | None = None, softmax: bool = True,
+          arch: str = DEFAULT_ARCH):
     """Keras model; `softmax=False` returns logits (for CTC training), same weights."""
     import tensorflow as tf
     from tensorflow.keras import layers
@@ -36,18 +42,23 @@ def build(width: int | None = None, batch_size: int | None = None, softmax: bool
         x = layers.ReLU(name=name + "_dwrelu")(x)
         return conv(x, filters, 1, name + "_pw")
 
+    spec = ARCHS[arch]
+    c1, c2, c3, c4 = spec["convs"]
+    head = spec["head"]
     inp = layers.Input((LINE_HEIGHT, width, 1), batch_size=batch_size, name="line")
-    x = conv(inp, 16, 3, "c1")                        # 32 x W
+    x = conv(inp, c1, 3, "c1")                        # 32 x W
     x = layers.MaxPool2D(2, name="p1")(x)             # 16 x W/2
-    x = conv(x, 48, 3, "c2")
+    x = conv(x, c2, 3, "c2")
     x = layers.MaxPool2D(2, name="p2")(x)             # 8 x W/4
-    x = conv(x, 96, 3, "c3")
+    x = conv(x, c3, 3, "c3")
+    if arch != "small":
+        x = sep(x, c3, 3, "c3b")
     x = layers.MaxPool2D((2, 1), name="p3")(x)        # 4 x W/4
-    x = sep(x, 128, 3, "c4")
+    x = sep(x, c4, 3, "c4")
     x = layers.MaxPool2D((2, 1), name="p4")(x)        # 2 x W/4
-    x = conv(x, HEAD_CHANNELS, (2, 1), "collapse", padding="valid")  # 1 x W/4
-    for i, d in enumerate(HEAD_DILATIONS):
-        y = sep(x, HEAD_CHANNELS, (1, 5), f"h{i}", dilation=(1, d))
+    x = conv(x, head, (2, 1), "collapse", padding="valid")  # 1 x W/4
+    for i, d in enumerate(spec["dilations"]):
+        y = sep(x, head, (1, 5), f"h{i}", dilation=(1, d))
         x = layers.Add(name=f"h{i}_add")([x, y])
     x = layers.Dropout(0.1, name="drop")(x)
     logits = layers.Conv2D(NUM_CLASSES, 1, name="logits")(x)

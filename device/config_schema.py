@@ -25,7 +25,8 @@ MODELS = Section("models", "Where the model store lives and which versions run."
 
 RECOGNIZER = Section("recognizer", "Reading one text line.", (
     Key("min_confidence", float, 0.5,
-        "Lines read with a lower confidence are reported but marked unreliable.",
+        "Lines read with a lower confidence are dropped by `edgelens ocr` and the OCR "
+        "benchmark (noise, pictograms and unreadable text); `ocr --all` keeps them.",
         min=0.0, max=1.0),
 ))
 
@@ -198,23 +199,27 @@ SCHEMA = SCHEMA + (TELEMETRY, MQTT, SYNC, FLEET)
 DETECTOR = Section("detector", "Finding text lines in a frame (int8 FCN + OpenCV post-processing).", (
     Key("model", str, "detector", "Name of the text-line detector model in the store."),
     Key("version", str, "", "Detector version to load; empty: the active version (or newest)."),
-    Key("input_width", int, 320,
-        "Model input width the frame is resized to; must match the model (320 for 1.0.0).",
-        min=32, max=4096),
-    Key("input_height", int, 192,
-        "Model input height the frame is resized to; must match the model (192 for 1.0.0).",
-        min=32, max=4096),
-    Key("bin_threshold", float, 0.5,
-        "Probability above which a map pixel counts as text kernel.", min=0.0, max=1.0),
-    Key("box_threshold", float, 0.9,
-        "A region is kept when its mean probability reaches this.", min=0.0, max=1.0),
-    Key("unclip_ratio", float, 0.0,
-        "Each kernel rectangle grows by area * unclip_ratio / perimeter on every side.",
-        min=0.0, max=5.0),
-    Key("min_area", float, 30.0, "Regions smaller than this (frame pixels²) are dropped.",
-        min=0.0),
-    Key("max_regions", int, 64, "Most regions per frame (the highest-scoring are kept).",
-        min=1, max=1000),
+    Key("input_width", int, 0,
+        "Detector resolution width; 0 (with input_height 0): the model's default operating "
+        "point. The version must ship this resolution (manifest 'resolutions'; 2.0.0: "
+        "640x352, 480x288, 320x192): more pixels find smaller text, fewer are faster.",
+        min=0, max=4096),
+    Key("input_height", int, 0,
+        "Detector resolution height; 0: the model's default (see input_width).",
+        min=0, max=4096),
+    Key("bin_threshold", float, -1.0,
+        "Probability above which a map pixel counts as text kernel; -1: the model's own "
+        "(manifest postprocessing.params).", min=-1.0, max=1.0),
+    Key("box_threshold", float, -1.0,
+        "A region is kept when its mean probability reaches this; -1: the model's own.",
+        min=-1.0, max=1.0),
+    Key("unclip_ratio", float, -1.0,
+        "Each kernel rectangle grows by area * unclip_ratio / perimeter on every side; "
+        "-1: the model's own.", min=-1.0, max=5.0),
+    Key("min_area", float, -1.0, "Regions smaller than this (frame pixels²) are dropped; "
+        "-1: the model's own.", min=-1.0),
+    Key("max_regions", int, -1, "Most regions per frame (the highest-scoring are kept); "
+        "-1: the model's own.", min=-1, max=1000),
 ))
 
 SCHEMA = SCHEMA + (DETECTOR,)

@@ -168,6 +168,41 @@ def _as_bgr(frame: np.ndarray) -> np.ndarray:
     raise InputError(f"expected a gray, BGR or BGRA image, got shape {frame.shape}")
 
 
+def params_for(manifest: dict, overrides=None) -> DetectorParams:
+    """The model's own post-processing parameters (its manifest), with every config value
+    that is set (>= 0; -1 means "the model's") put over them."""
+    values = dict(manifest.get("postprocessing", {}).get("params", {}))
+    for name in DetectorParams.__dataclass_fields__:
+        given = getattr(overrides, name, None) if overrides is not None else None
+        if given is not None and given >= 0:
+            values[name] = given
+    return DetectorParams(**values)
+
+
+def artifact_for(version, overrides=None) -> Path:
+    """The detector file of a store version at the resolution the config asks for
+    ([detector] input_width/height; 0: the version's default artifact).
+
+    A converted detector has a fixed input size, so a version ships one int8 file per
+    operating resolution (manifest "resolutions": {"640x352": "detector_640x352.tflite"}).
+    """
+    width = getattr(overrides, "input_width", 0) if overrides is not None else 0
+    height = getattr(overrides, "input_height", 0) if overrides is not None else 0
+    if width <= 0 or height <= 0:
+        return version.artifact
+    files = version.manifest.get("resolutions", {})
+    key = f"{int(width)}x{int(height)}"
+    if key in files:
+        return version.directory / files[key]
+    shape = version.manifest.get("signatures", {}).get("serving_default", {}).get(
+        "inputs", [{}])[0].get("shape")
+    if shape and len(shape) == 4 and (shape[2], shape[1]) == (width, height):
+        return version.artifact
+    offered = ", ".join(sorted(files)) or (f"{shape[2]}x{shape[1]}" if shape else "?")
+    raise ModelError(f"{version.name} {version.version} has no {key} detector; "
+                     f"[detector] input_width/height can be one of: {offered} (or 0)")
+
+
 class Detector:
     """Finds text lines in a BGR frame (any size; resized to the model's input)."""
 
@@ -217,8 +252,8 @@ class Detector:
 def run_golden(version, backend: str) -> list:
     """For each golden scene: how many ground-truth lines the model finds at IoU >= 0.5."""
     from device.golden import GoldenResult
-    params = DetectorParams(**version.manifest.get("postprocessing", {}).get("params", {}))
-    detector = Detector(version.artifact, backend=backend, num_threads=1, params=params)
+    detector = Detector(version.artifact, backend=backend, num_threads=1,
+                        params=params_for(version.manifest))
     results = []
     for case in version.manifest["golden"]:
         image = cv2.imread(str(version.directory / case["input"]), cv2.IMREAD_COLOR)

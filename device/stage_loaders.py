@@ -34,17 +34,15 @@ class StageLoader:
 
 
 def stage_loaders(cfg: Any, backend: str) -> dict[str, StageLoader]:
-    from device.detector import Detector, DetectorParams
+    from device.detector import Detector, artifact_for, params_for
     from device.recognizer import Recognizer
     from device.translate.translator import Translator
     d = cfg.detector
-    params = DetectorParams(bin_threshold=d.bin_threshold, box_threshold=d.box_threshold,
-                            unclip_ratio=d.unclip_ratio, min_area=d.min_area,
-                            max_regions=d.max_regions)
     threads = cfg.runtime.num_threads
 
     def detector(version: ModelVersion) -> Any:
-        return Detector(version.artifact, backend=backend, num_threads=threads, params=params)
+        return Detector(artifact_for(version, d), backend=backend, num_threads=threads,
+                        params=params_for(version.manifest, d))
 
     def recognizer(version: ModelVersion) -> Any:
         return Recognizer(version.artifact, backend=backend, num_threads=threads)
@@ -54,7 +52,7 @@ def stage_loaders(cfg: Any, backend: str) -> dict[str, StageLoader]:
 
     return {
         "detector": StageLoader(d.model, d.version, detector, lambda stage: stage.detect(
-            np.zeros((d.input_height, d.input_width, 3), np.uint8))),
+            np.zeros((360, 640, 3), np.uint8))),
         "recognizer": StageLoader(cfg.models.recognizer, cfg.models.recognizer_version,
                                   recognizer),
         "translator": StageLoader(cfg.translator.model, cfg.translator.version, translator,

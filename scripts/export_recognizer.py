@@ -28,6 +28,8 @@ import cv2  # noqa: E402
 
 from calibration import evaluate_recognizer as ev  # noqa: E402
 from calibration import quantize  # noqa: E402
+from calibration import real_data  # noqa: E402
+from calibration.bench_ocr import norm_word  # noqa: E402
 from calibration.metrics import text_scores  # noqa: E402
 from calibration.recognizer_data import (TEST_SEED, calibration_lines, heldout_set,  # noqa: E402
                                         heldout_set_with_families)
@@ -70,14 +72,14 @@ FONT_LICENSES = {
 }
 
 
-def load_models(weights: Path):
+def load_models(weights: Path, arch: str):
     import tensorflow as tf
     from calibration import recognizer_model
-    trained = recognizer_model.build(softmax=False)
+    trained = recognizer_model.build(softmax=False, arch=arch)
     trained.load_weights(str(weights))
-    export = recognizer_model.build(width=EXPORT_WIDTH, batch_size=1, softmax=True)
+    export = recognizer_model.build(width=EXPORT_WIDTH, batch_size=1, softmax=True, arch=arch)
     export.set_weights(trained.get_weights())
-    dynamic = recognizer_model.build(batch_size=1, softmax=True)
+    dynamic = recognizer_model.build(batch_size=1, softmax=True, arch=arch)
     dynamic.set_weights(trained.get_weights())
     return tf, export, dynamic
 
@@ -147,6 +149,19 @@ def per_family(out: Path, n: int) -> dict:
     return result
 
 
+def real_word_accuracy(out: Path) -> dict:
+    """Word accuracy (case-insensitive, letters and digits) on the real validation crops."""
+    crops = [(cv2.imread(str(p), cv2.IMREAD_COLOR), t) for p, t in real_data.word_crops("val")]
+    result = {"data": "508 word crops of the last 100 ICDAR 2015 training photos (never "
+                      "trained on)"}
+    for quant, name in (("int8", INT8), ("fp32", FP32)):
+        reader = Recognizer(out / name, backend="litert", num_threads=1)
+        hits = sum(norm_word(reader.read(c).text) == norm_word(t) for c, t in crops
+                   if c is not None)
+        result[f"{quant}_word_accuracy_pct"] = round(100.0 * hits / len(crops), 2)
+    return result
+
+
 def file_entry(path: Path) -> dict:
     return {"file": path.name, "sha256": sha256_file(path), "size_bytes": path.stat().st_size}
 
@@ -188,16 +203,26 @@ def model_card(m: dict) -> str:
         f"- CER ≤ 3 % on unseen fonts: int8 {int8_cer:.2f} %, fp32 {fp32_cer:.2f} % (LiteRT)",
         f"- int8 within 0.5 CER points of fp32: {int8_cer - fp32_cer:+.2f} points",
     ])
+    real = acc.get("real_val_words") or {}
+    real_section = (f"""
+## Real camera text (the number that matters)
+Word accuracy on {real['data']}, case-insensitive, letters and digits: int8
+{real['int8_word_accuracy_pct']:.1f} %, fp32 {real['fp32_word_accuracy_pct']:.1f} % (LiteRT).
+The whole-OCR comparison with PP-OCRv6 tiny and Tesseract 5 on the same real photos is in
+`BENCHMARKS.md` ("OCR on real photos", `edgelens bench ocr --peers`).
+""" if real else "")
     return f"""# Model card: recognizer {m['version']}
 
 Text-line recognizer for edgelens: one detector-cropped line of a sign → text. A fully
-convolutional CRNN-style network (conv stack → height collapsed by a valid (2, 1) conv →
+convolutional CRNN-style network (architecture `{m['training'].get('architecture', 'small')}` of
+`calibration.recognizer_model.ARCHS`; conv stack → height collapsed by a valid (2, 1) conv →
 residual dilated depthwise-separable 1×5 convs along the line → 1×1 conv → softmax over
 121 classes, class 0 = CTC blank), trained with CTC, full-integer int8.
 
 ## Targets
 {targets}
 
+{real_section}
 ## Use
 - **Intended use:** {m['intended_use']}
 - **Input:** {m['preprocessing']}
@@ -279,8 +304,19 @@ def main(argv=None) -> int:
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
 
-    tf, export, dynamic = load_models(args.weights)
+    state_path = args.state or args.weights.parent / "state.json"
+    state = json.loads(state_path.read_text()) if state_path.exists() else {}
+    train_args = state.get("args", {})
+    arch = train_args.get("arch", "small")
+    real_copies = int(train_args.get("real_copies", 0) or 0)
+    tf, export, dynamic = load_models(args.weights, arch)
     calib = calibration_lines(args.calib)
+    if real_copies and real_data.available():
+        # half the calibration lines from real training photos: int8 ranges for camera text
+        real_lines, _ = real_data.recognizer_lines("train", copies=1, seed=99)
+        pick = np.random.default_rng(3).choice(len(real_lines), args.calib, replace=False)
+        calib = calib[: args.calib // 2] + [real_lines[i].astype(np.float32) / 255.0
+                                            for i in pick[: args.calib // 2]]
     (out / FP32).write_bytes(quantize.to_fp32(export))
     (out / INT8).write_bytes(quantize.to_int8(
         export, quantize.line_representative(calib, EXPORT_WIDTH)))
@@ -297,12 +333,14 @@ def main(argv=None) -> int:
 
     golden = pick_golden(out / INT8, sets, out)
     int8_model = TFLiteModel(out / INT8, backend="litert")
-    state_path = args.state or args.weights.parent / "state.json"
-    state = json.loads(state_path.read_text()) if state_path.exists() else {}
-    train_args = state.get("args", {})
+    real = real_word_accuracy(out) if real_data.available() else {}
+    print("real validation crops:", json.dumps(real), flush=True)
     command = ("python scripts/train_recognizer.py --lines {lines} --epochs {epochs} "
                "--epoch-lines {epoch_lines} --batch {batch} --lr {lr} --seed {seed}"
                .format(**train_args)) if train_args else "python scripts/train_recognizer.py"
+    if train_args.get("real_copies"):
+        command += (f" --arch {arch} --scene-fraction {train_args.get('scene_fraction')} "
+                    f"--real-copies {train_args['real_copies']}")
     command = args.command or command
     packages = sorted({f.package for split in ("train", "test") for f in fonts.fonts_for(split)})
     manifest = {
@@ -328,24 +366,37 @@ def main(argv=None) -> int:
                     "blur and perspective",
             "int8": report_int8["results"], "fp32": report_fp32["results"],
             "width_checks": checks,
+            "real_val_words": real,
             "per_family_litert": per_family(out, args.test_lines)},
         "training": {
             "data": f"{train_args.get('lines', '?')} synthetic lines (calibration.recognizer_data, "
                     f"seed {train_args.get('seed', '?')}) in {len(fonts.TRAIN_FAMILIES)} font "
                     "families; text from the ding de-en dictionary, a French word list, numbers, "
-                    "dates, times, prices, phone numbers and sign phrases",
+                    "dates, times, prices, phone numbers and sign phrases"
+                    + (f"; plus real words and lines of the 890 training photos of ICDAR 2015 "
+                       f"(calibration.real_data): {real_copies} jittered crops each as the "
+                       "detector cuts them, and the dataset's own tight word crops"
+                       if real_copies else ""),
             "license": {"ding de-en dictionary (trans-de-en)": "GPL-2+",
+                        **({"ICDAR 2015 incidental scene text (training set)":
+                            real_data.LICENSE} if real_copies else {}),
                         **{pkg: FONT_LICENSES.get(pkg, "see /usr/share/doc/" + pkg + "/copyright")
                            for pkg in packages}},
-            "command": command, "seed": train_args.get("seed", 1),
+            "command": command, "seed": train_args.get("seed", 1), "architecture": arch,
+            "teachers": "none", "initial_weights": "none (random init, seeded)",
             "tensorflow": tf.__version__, "history": state.get("history", [])},
         "intended_use": "Reading one upright, detector-cropped text line of a sign (German, "
                         "English, French; Latin letters, digits, common punctuation, € ) on "
                         "the glasses; input to the German→English translator.",
-        "limitations": "Trained only on synthetic renderings of installed fonts: handwriting, "
-                       "script and decorative faces, vertical or curved text, lines rotated "
-                       "more than ~5°, and characters outside device.charset are not read. "
-                       "Accuracy numbers are on synthetic held-out fonts, not real photos.",
+        "limitations": ("Real camera text comes from one data set (Google Glass photos of "
+                        "shops and streets in Singapore, mostly English): German letters on "
+                        "real signs are learned from rendered text only. Handwriting, script "
+                        "faces, vertical and curved text and characters outside device.charset "
+                        "are not read. " if real_copies else
+                        "Trained only on synthetic renderings of installed fonts: handwriting, "
+                        "script and decorative faces, vertical or curved text, lines rotated "
+                        "more than ~5°, and characters outside device.charset are not read. "
+                        "Accuracy numbers are on synthetic held-out fonts, not real photos."),
         "golden": golden,
         "preprocessing": "device.text_line.prepare_line: gray, height 32 (aspect kept, "
                          "max width 512), 2-98 percentile contrast stretch, right edge-padded "

@@ -46,6 +46,12 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--resume", action="store_true", help="continue from <out>/last.weights.h5")
     p.add_argument("--smoke", action="store_true", help="tiny run: 1 chunk, 2 short epochs")
+    p.add_argument("--arch", default="medium", help="calibration.recognizer_model.ARCHS key")
+    p.add_argument("--scene-fraction", type=float, default=0.2,
+                   help="share of synthetic lines rendered as camera scene text")
+    p.add_argument("--real-copies", type=int, default=0,
+                   help="jittered crops per real word/line of the ICDAR 2015 training photos "
+                        "(calibration.real_data; 0: synthetic lines only)")
     return p.parse_args(argv)
 
 
@@ -74,6 +80,22 @@ def batches(lines, labels, order, batch_size, rng):
         yield x, y, lengths
 
 
+def real_cache(copies: int, smoke: bool = False) -> tuple[list[np.ndarray], list[str]]:
+    """Real training lines, cut once into data/recognizer/real_train_c<copies>.npz."""
+    from calibration import real_data
+    path = Path("data/recognizer") / f"real_train_c{copies}.npz"
+    if not path.exists():
+        lines, texts = real_data.recognizer_lines(
+            "train", copies=copies, progress=lambda k, n: log.info("real photos %d/%d", k, n))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        widths = np.array([line.shape[1] for line in lines], np.int32)
+        np.savez(path.with_suffix(".tmp.npz"), pixels=np.concatenate(lines, axis=1),
+                 widths=widths, texts=np.array(texts, dtype=object).astype(str))
+        path.with_suffix(".tmp.npz").rename(path)
+    lines, texts = load_cache([path])
+    return (lines[:2000], texts[:2000]) if smoke else (lines, texts)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -83,9 +105,15 @@ def main(argv=None) -> int:
         args.lines, args.epochs, args.epoch_lines = 5000, 2, 1500
 
     t0 = time.monotonic()
-    spec = CacheSpec(lines=args.lines, seed=args.seed, workers=2)
+    spec = CacheSpec(lines=args.lines, seed=args.seed, workers=2,
+                     scene_fraction=args.scene_fraction)
     paths = build_cache(spec, progress=lambda p: log.info("rendered %s", p))
     lines, texts = load_cache(paths)
+    if args.real_copies:
+        real_lines, real_texts = real_cache(args.real_copies, smoke=args.smoke)
+        log.info("%d real lines (ICDAR 2015 training photos) beside %d synthetic",
+                 len(real_lines), len(lines))
+        lines, texts = lines + real_lines, texts + real_texts
     labels = [encode(t) for t in texts]
     log.info("%d cached lines loaded in %.0f s", len(lines), time.monotonic() - t0)
 
@@ -98,7 +126,7 @@ def main(argv=None) -> int:
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     tf.keras.utils.set_random_seed(args.seed)
-    model = recognizer_model.build(softmax=False)
+    model = recognizer_model.build(softmax=False, arch=args.arch)
 
     steps_per_epoch = args.epoch_lines // args.batch
     total_steps = steps_per_epoch * args.epochs

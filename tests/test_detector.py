@@ -133,8 +133,9 @@ def test_manifest_matches_the_files():
 
 def test_config_defaults_are_the_tuned_postprocessing_of_the_active_model():
     from device import config
-    from device.commands.ocr import detector_params
+    from device.detector import params_for
     from dataclasses import asdict
     tuned = _version().manifest["postprocessing"]["params"]
-    assert asdict(detector_params(config.defaults())) == tuned
-    assert asdict(DetectorParams()) == tuned
+    assert asdict(params_for(_version().manifest, config.defaults().detector)) == tuned
+    changed = config.build({"detector": {"box_threshold": 0.33}}, config.defaults_schema()).detector
+    assert asdict(params_for(_version().manifest, changed)) == {**tuned, "box_threshold": 0.33}

@@ -11,8 +11,7 @@ import time
 import cv2
 import numpy as np
 
-from device.commands.ocr import detector_params
-from device.detector import Detector
+from device.detector import Detector, params_for
 from device.errors import ModelStoreError
 from device.model_store import ModelStore
 from device.runtime import available_backends
@@ -53,14 +52,17 @@ def run(config, json_out: bool = False, quick: bool = False) -> dict:
     frames = _frames(version)
     result = {"model": f"{version.name} {version.version}",
               "frame": f"{frames[0].shape[1]}x{frames[0].shape[0]}", "results": []}
-    for backend in available_backends():
+    files = {"default": version.artifact}
+    files.update({size: version.directory / name
+                  for size, name in version.manifest.get("resolutions", {}).items()})
+    for backend, (size, path) in ((b, f) for b in available_backends() for f in files.items()):
         for threads in (1, 2):
-            detector = Detector(version.artifact, backend=backend, num_threads=threads,
-                                params=detector_params(config))
-            row = {"backend": backend, "threads": threads,
+            detector = Detector(path, backend=backend, num_threads=threads,
+                                params=params_for(version.manifest, config.detector))
+            row = {"backend": backend, "threads": threads, "resolution": size,
                    **time_detect(detector, frames, runs=10 if quick else RUNS)}
             result["results"].append(row)
             if not json_out:
-                print(f"detector {backend:7s} {threads} thread(s): p50 {row['p50_ms']:7.2f} ms  "
+                print(f"detector {size:8s} {backend:7s} {threads} thread(s): p50 {row['p50_ms']:7.2f} ms  "
                       f"p95 {row['p95_ms']:7.2f} ms")
     return result

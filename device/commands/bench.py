@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 TARGETS = {
+    "ocr": "calibration.bench_ocr",
     "recognizer": "calibration.bench_recognizer",
     "detector": "device.benchmarks.detector",
     "translator": "device.benchmarks.translator",
@@ -20,7 +21,7 @@ TARGETS = {
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "bench", help="run a benchmark (recognizer, detector, translator, pipeline, shadow, "
+        "bench", help="run a benchmark (ocr, recognizer, detector, translator, pipeline, shadow, "
                       "telemetry)",
         description="Measure accuracy and latency. 'telemetry' runs in the edgelens-sync "
                     "process (the device never imports the sync agent).")
@@ -28,6 +29,9 @@ def register(subparsers) -> None:
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--quick", action="store_true",
                         help="smaller sample sizes (a smoke run, not for reporting)")
+    parser.add_argument("--peers", action="store_true",
+                        help="ocr: also PP-OCRv6 tiny and Tesseract 5 on the same frames "
+                             "(the bench extra)")
     parser.set_defaults(func=run)
 
 
@@ -40,7 +44,10 @@ def run(args, cfg) -> int:
             command.append("--quick")
         return subprocess.call(command)
     module = importlib.import_module(TARGETS[args.target])
-    results = module.run(cfg, json_out=args.json, **({"quick": True} if args.quick else {}))
+    extra = {"quick": True} if args.quick else {}
+    if args.target == "ocr":
+        extra["peers"] = args.peers
+    results = module.run(cfg, json_out=args.json, **extra)
     if args.json:
         print(json.dumps(results, indent=2, ensure_ascii=False))
     return 0

@@ -8,7 +8,7 @@ import sys
 import time
 
 
-from device.detector import Detector, DetectorParams, crop_line
+from device.detector import Detector, artifact_for, crop_line, params_for
 from device.commands._per_file import load_image, run_per_file
 from device.errors import InputError, ModelError, ModelStoreError
 from device.model_store import ModelStore
@@ -29,30 +29,24 @@ def register(subparsers) -> None:
                         help='print a JSON list of {"path", "lines": [{"polygon", "text", '
                              '"confidence"}], "timings_ms": {"detect", "recognize", "total"}}')
     parser.add_argument("--detect-only", action="store_true", help="skip recognition")
+    parser.add_argument("--all", action="store_true",
+                        help="keep lines read below [recognizer] min_confidence (dropped by "
+                             "default: pictograms, noise and unreadable text)")
     parser.add_argument("--backend", choices=("auto", "litert", "tflite"),
                         help="override [runtime] backend")
     parser.set_defaults(func=run)
 
 
-def detector_params(cfg) -> DetectorParams:
-    d = cfg.detector
-    return DetectorParams(bin_threshold=d.bin_threshold, box_threshold=d.box_threshold,
-                          unclip_ratio=d.unclip_ratio, min_area=d.min_area,
-                          max_regions=d.max_regions)
-
-
 def load_detector(cfg, backend: str | None = None, num_threads: int | None = None):
-    """(Detector, ModelVersion) from the store as the config names them."""
+    """(Detector, ModelVersion) from the store as the config names them: the version's own
+    post-processing parameters with the config's set values over them, at the configured
+    resolution."""
     store = ModelStore(cfg.models.store or None)
     version = store.get(cfg.detector.model, cfg.detector.version or None)
-    detector = Detector(version.artifact, backend=backend or cfg.runtime.backend,
+    detector = Detector(artifact_for(version, cfg.detector),
+                        backend=backend or cfg.runtime.backend,
                         num_threads=num_threads or cfg.runtime.num_threads,
-                        params=detector_params(cfg))
-    expected = (cfg.detector.input_width, cfg.detector.input_height)
-    if detector.input_size != expected:
-        raise ModelError(f"{version.artifact}: the model takes {detector.input_size[0]}x"
-                         f"{detector.input_size[1]} input, [detector] input_width/height say "
-                         f"{expected[0]}x{expected[1]}; fix the config")
+                        params=params_for(version.manifest, cfg.detector))
     return detector, version
 
 
@@ -66,8 +60,9 @@ def _recognizer(cfg, backend: str | None):
     return recognizer
 
 
-def ocr_image(detector: Detector, recognizer, image) -> dict:
-    """Detect and read one BGR image: {"lines": [...], "timings_ms": {...}}."""
+def ocr_image(detector: Detector, recognizer, image, min_confidence: float = 0.0) -> dict:
+    """Detect and read one BGR image: {"lines": [...], "timings_ms": {...}}; lines read with
+    a confidence under `min_confidence` are left out."""
     t0 = time.perf_counter_ns()
     regions = detector.detect(image)
     t1 = time.perf_counter_ns()
@@ -80,6 +75,8 @@ def ocr_image(detector: Detector, recognizer, image) -> dict:
                 text, confidence = reading.text, reading.confidence
             except InputError as exc:
                 log.warning("region not readable: %s", exc)
+            if confidence is None or confidence < min_confidence:
+                continue
         lines.append({"polygon": [[round(float(x), 1), round(float(y), 1)]
                                   for x, y in region.polygon],
                       "text": text, "confidence": confidence,
@@ -95,7 +92,9 @@ def run(args, cfg) -> int:
     detector, _ = load_detector(cfg, backend=args.backend)
     recognizer = None if args.detect_only else _recognizer(cfg, args.backend)
     results, failures = run_per_file(
-        args.images, lambda path: ocr_image(detector, recognizer, load_image(path)), args.json)
+        args.images, lambda path: ocr_image(detector, recognizer, load_image(path),
+                                            0.0 if args.all else cfg.recognizer.min_confidence),
+        args.json)
     if args.json:
         print(json.dumps(results, ensure_ascii=False, indent=2))
     else:

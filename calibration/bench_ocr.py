@@ -1,0 +1,262 @@
+"""`edgelens bench ocr [--json] [--peers]`: OCR on real head-worn-camera photos.
+
+Data: the real validation part of `../shared/data` (calibration.real_data: the last 100 ICDAR
+2015 training photos at 640x360 and their 508 word crops), never used in training.
+
+Measures, for edgelens at each detector resolution and (with --peers) for PP-OCRv6 tiny
+(default detector size and capped at our resolutions) and Tesseract 5, on the same frames in
+one interleaved run:
+
+- detection precision / recall / Hmean of text *lines* (ICDAR words grouped into lines by
+  `real_data.group_lines`), one-to-one at IoU >= 0.5; a detection lying mostly (>= 50 % of its
+  area) on an `ignore` region counts neither way;
+- end-to-end line CER: every ground-truth line gets the text of the detections that lie mostly
+  on it (joined left to right); detections on no line count as insertions; case-insensitive,
+  whitespace collapsed;
+- word accuracy on the real crops (case-insensitive, letters and digits only);
+- latency p50/p95 of the whole OCR of a frame and of reading one crop, on 1 and 2 threads;
+- peak RSS of a process that loads the system and reads 10 frames (one process per system).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import resource
+import time
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+
+from calibration import real_data
+from calibration.metrics import edit_distance
+from device.detector import Detector, artifact_for, crop_line, match_polygons, params_for
+from device.errors import InputError
+from device.metrics import percentiles
+from device.model_store import ModelStore
+from device.recognizer import Recognizer
+
+PEER_CAPS = (640, 320)
+"""PP-OCRv6 tiny's detector is also run with its longer side capped at these (ours: 640, 320)."""
+
+
+def resolutions(config) -> list[tuple[int, int] | None]:
+    """Every resolution the configured detector version ships (None: its only file)."""
+    det = ModelStore(config.models.store or None).get(config.detector.model,
+                                                      config.detector.version or None)
+    sizes = [tuple(int(v) for v in k.split("x")) for k in det.manifest.get("resolutions", {})]
+    return sorted(sizes, reverse=True) or [None]
+
+
+# --- systems -----------------------------------------------------------------------------------
+
+class Edgelens:
+    """Our int8 detector + recognizer through device/runtime.py (LiteRT when installed)."""
+
+    def __init__(self, config, size: tuple[int, int] | None, threads: int):
+        store = ModelStore(config.models.store or None)
+        det = store.get(config.detector.model, config.detector.version or None)
+        rec = store.get(config.models.recognizer, config.models.recognizer_version or None)
+        at = SimpleNamespace(input_width=size[0], input_height=size[1]) if size else None
+        self.detector = Detector(artifact_for(det, at), backend=config.runtime.backend,
+                                 num_threads=threads, params=params_for(det.manifest,
+                                                                        config.detector))
+        self.recognizer = Recognizer(rec.artifact, backend=config.runtime.backend, num_threads=1)
+        self.min_confidence = config.recognizer.min_confidence
+        w, h = self.detector.input_size
+        self.name = f"edgelens {det.version}/{rec.version} det {w}x{h}"
+        self.versions = {"detector": det.version, "recognizer": rec.version}
+
+    def ocr(self, frame):
+        out = []
+        for region in self.detector.detect(frame):
+            try:
+                reading = self.recognizer.read(crop_line(frame, region.polygon))
+            except InputError:
+                continue
+            if reading.confidence >= self.min_confidence and reading.text:
+                out.append((region.polygon, reading.text))
+        return out
+
+    def read(self, crop):
+        return self.recognizer.read(crop).text
+
+
+def _make(kind: str, config, size, threads):
+    from calibration import peers
+    if kind == "edgelens":
+        return Edgelens(config, size, threads)
+    if kind == "paddle":
+        return peers.PaddleTiny(None if size is None else max(size), threads)
+    if kind == "tesseract":
+        return peers.Tesseract(threads)
+    raise ValueError(kind)
+
+
+# --- scoring -----------------------------------------------------------------------------------
+
+def _area(quad) -> float:
+    return abs(float(cv2.contourArea(np.asarray(quad, np.float32))))
+
+
+def _overlap(a, b) -> float:
+    """Intersection area of two convex quads."""
+    a = cv2.convexHull(np.asarray(a, np.float32)).reshape(-1, 2)
+    b = cv2.convexHull(np.asarray(b, np.float32)).reshape(-1, 2)
+    inter, _ = cv2.intersectConvexConvex(a, b)
+    return max(float(inter), 0.0)
+
+
+def _norm_line(text: str) -> str:
+    return " ".join(text.upper().split())
+
+
+def norm_word(text: str) -> str:
+    return "".join(ch for ch in text.upper() if ch.isalnum())
+
+
+def score_frame(found, truth, ignore) -> dict:
+    """Counts for one frame: found = [(quad, text)], truth = [(quad, text)], ignore = [quad]."""
+    kept = []
+    for quad, text in found:
+        area = max(_area(quad), 1e-6)
+        if any(_overlap(quad, q) / area >= 0.5 for q in ignore):
+            continue
+        kept.append((quad, text))
+    matches = match_polygons([q for q, _ in truth], [q for q, _ in kept], 0.5)
+    assigned: dict[int, list[int]] = {}
+    stray = []
+    for j, (quad, _text) in enumerate(kept):
+        area = max(_area(quad), 1e-6)
+        shares = [_overlap(quad, q) / area for q, _ in truth]
+        best = int(np.argmax(shares)) if shares else -1
+        if best >= 0 and shares[best] >= 0.5:
+            assigned.setdefault(best, []).append(j)
+        else:
+            stray.append(j)
+    edits = chars = 0
+    for i, (_quad, text) in enumerate(truth):
+        parts = sorted(assigned.get(i, []), key=lambda j: float(np.asarray(kept[j][0])[:, 0].min()))
+        got = _norm_line(" ".join(kept[j][1] for j in parts))
+        want = _norm_line(text)
+        edits += edit_distance(got, want)
+        chars += len(want)
+    edits += sum(len(_norm_line(kept[j][1])) for j in stray)
+    return {"tp": len(matches), "found": len(kept), "truth": len(truth), "edits": edits,
+            "chars": chars}
+
+
+def summarize(counts: list[dict]) -> dict:
+    tp = sum(c["tp"] for c in counts)
+    found = sum(c["found"] for c in counts)
+    truth = sum(c["truth"] for c in counts)
+    p, r = tp / max(found, 1), tp / max(truth, 1)
+    return {"precision": round(p, 4), "recall": round(r, 4),
+            "hmean": round(2 * p * r / max(p + r, 1e-9), 4),
+            "cer_pct": round(100.0 * sum(c["edits"] for c in counts) /
+                             max(sum(c["chars"] for c in counts), 1), 2),
+            "lines": truth}
+
+
+# --- peak memory -------------------------------------------------------------------------------
+
+def _rss_child(kind, config_path, size, frames, queue):
+    from device import config as configuration
+    cfg = (configuration.defaults() if config_path in (None, "<defaults>")
+           else configuration.load(config_path))
+    system = _make(kind, cfg, size, 1)
+    for frame in frames:
+        system.ocr(frame)
+    queue.put(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def peak_rss_mb(kind, config, size, frames) -> float | None:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_rss_child,
+                       args=(kind, getattr(config, "origin", None), size, frames[:10], queue))
+    proc.start()
+    proc.join(600)
+    try:
+        return round(queue.get(timeout=1), 1)
+    except Exception:   # noqa: BLE001 - a child that died reports no number
+        return None
+
+
+# --- the run -----------------------------------------------------------------------------------
+
+def run(config, json_out: bool = False, quick: bool = False, peers: bool = False) -> dict:
+    if not real_data.available():
+        raise SystemExit(f"edgelens bench ocr: the real validation data is not there "
+                         f"({real_data.data_root()}); set EDGELENS_DATA to the shared data folder")
+    frames = real_data.labelled_frames("val")
+    crops = [(cv2.imread(str(p), cv2.IMREAD_COLOR), t) for p, t in real_data.word_crops("val")]
+    crops = [(c, t) for c, t in crops if c is not None]
+    if quick:
+        frames, crops = frames[:20], crops[:100]
+    systems = [("edgelens", size) for size in resolutions(config)]
+    if peers:
+        systems += [("paddle", None)] + [("paddle", (cap, cap)) for cap in PEER_CAPS]
+        systems += [("tesseract", None)]
+    rows = []
+    for kind, size in systems:
+        try:
+            made = {t: _make(kind, config, size, t) for t in (1, 2)}
+        except Exception as exc:   # noqa: BLE001 - a peer that cannot load is reported
+            rows.append({"system": f"{kind} {size}", "error": str(exc)})
+            continue
+        rows.append({"kind": kind, "size": size, "systems": made, "counts": [],
+                     "frame_ms": {1: [], 2: []}, "crop_ms": [], "words": 0})
+    live = [r for r in rows if "systems" in r]
+    # interleaved: every frame goes through every system before the next frame
+    for frame, truth, ignore in frames:
+        for row in live:
+            for threads in (1, 2):
+                t0 = time.perf_counter()
+                found = row["systems"][threads].ocr(frame)
+                row["frame_ms"][threads].append((time.perf_counter() - t0) * 1000)
+            row["counts"].append(score_frame(found, truth, ignore))
+    for crop, text in crops:
+        for row in live:
+            t0 = time.perf_counter()
+            got = row["systems"][1].read(crop)
+            row["crop_ms"].append((time.perf_counter() - t0) * 1000)
+            row["words"] += norm_word(got) == norm_word(text)
+    results = []
+    for row in rows:
+        if "systems" not in row:
+            results.append(row)
+            continue
+        name = row["systems"][1].name
+        entry = {"system": name, **summarize(row["counts"]),
+                 "word_accuracy_pct": round(100.0 * row["words"] / max(len(crops), 1), 2),
+                 "words": len(crops),
+                 "frame_ms_1t": percentiles(row["frame_ms"][1], digits=2),
+                 "frame_ms_2t": percentiles(row["frame_ms"][2], digits=2),
+                 "crop_ms_1t": percentiles(row["crop_ms"], digits=2)}
+        if not quick:
+            entry["peak_rss_mb"] = peak_rss_mb(row["kind"], config, row["size"],
+                                               [f for f, _, _ in frames])
+        results.append(entry)
+    out = {"data": "real validation: last 100 ICDAR 2015 training photos (640x360) and their "
+                   f"{len(crops)} word crops (CC BY 4.0); never trained on",
+           "frames": len(frames), "results": results}
+    if not json_out:
+        _print(out)
+    return out
+
+
+def _print(out: dict) -> None:
+    print(out["data"])
+    head = (f"{'system':38} {'P':>6} {'R':>6} {'H':>6} {'CER%':>6} {'word%':>6} "
+            f"{'fr1 p50':>8} {'p95':>7} {'fr2 p50':>8} {'crop p50':>8} {'RSS MB':>7}")
+    print(head)
+    for r in out["results"]:
+        if "error" in r:
+            print(f"{r['system']:38} unavailable: {r['error']}")
+            continue
+        print(f"{r['system']:38} {r['precision']:6.3f} {r['recall']:6.3f} {r['hmean']:6.3f} "
+              f"{r['cer_pct']:6.1f} {r['word_accuracy_pct']:6.1f} "
+              f"{r['frame_ms_1t']['p50']:8.1f} {r['frame_ms_1t']['p95']:7.1f} "
+              f"{r['frame_ms_2t']['p50']:8.1f} {r['crop_ms_1t']['p50']:8.2f} "
+              f"{r.get('peak_rss_mb') or '-':>7}")

@@ -6,6 +6,8 @@ Sections are declared in `device/config_schema.py`; this module is the machinery
 
 from __future__ import annotations
 
+import math
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +26,8 @@ class Key:
     max: float | None = None
     choices: tuple | None = None
     item_type: type | None = None  # for list keys
+    pattern: str | None = None     # for str keys: the whole value must match (re.fullmatch)
+    secret: bool = False           # shown as REDACTED by `config show`
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,11 @@ def _check(section: str, key: Key, value: Any) -> Any:
                 raise ConfigError(f"{where}: expected a list of "
                                   f"{_TYPE_NAMES.get(key.item_type, key.item_type.__name__)}, "
                                   f"got an item {_describe(item)}")
+    if key.type is float and not math.isfinite(value):
+        raise ConfigError(f"{where}: expected a finite number, got {_describe(value)}")
+    if key.pattern is not None and re.fullmatch(key.pattern, value) is None:
+        raise ConfigError(f"{where}: {_describe(value)} is not allowed here (it must match "
+                          f"{key.pattern})")
     if key.choices is not None and value not in key.choices:
         options = ", ".join(repr(c) for c in key.choices)
         raise ConfigError(f"{where}: expected one of {options}, got {_describe(value)}")
@@ -160,8 +169,13 @@ def defaults_schema() -> tuple[Section, ...]:
     return SCHEMA
 
 
-def to_toml(config: Config, schema: Iterable[Section] | None = None) -> str:
-    """Render a config as commented TOML: every key with its description."""
+REDACTED = "<redacted>"
+
+
+def to_toml(config: Config, schema: Iterable[Section] | None = None,
+            redact: bool = False) -> str:
+    """Render a config as commented TOML: every key with its description; `redact` shows a
+    set secret (a password) as REDACTED."""
     schema = tuple(schema if schema is not None else defaults_schema())
     lines: list[str] = []
     for section in schema:
@@ -169,7 +183,10 @@ def to_toml(config: Config, schema: Iterable[Section] | None = None) -> str:
         values = config.sections[section.name]
         for key in section.keys:
             lines.append(f"# {key.description}")
-            lines.append(f"{key.name} = {_toml_value(getattr(values, key.name))}")
+            value = getattr(values, key.name)
+            if redact and key.secret and value:
+                value = REDACTED
+            lines.append(f"{key.name} = {_toml_value(value)}")
         lines.append("")
     return "\n".join(lines)
 

@@ -128,13 +128,16 @@ MQTT = Section("mqtt", "The MQTT broker connection (used by edgelens-sync and ed
     Key("cert_file", str, "", "Client certificate (PEM) for certificate authentication."),
     Key("key_file", str, "", "Private key (PEM) of the client certificate."),
     Key("username", str, "", "User name for password authentication; empty: none."),
-    Key("password", str, "", "Password; prefer password_file."),
+    Key("password", str, "", "Password; prefer password_file. `config show` prints it "
+        "redacted.", secret=True),
     Key("password_file", str, "", "File whose first line is the password (wins over "
         "password)."),
     Key("reconnect_min_s", float, 1.0, "First reconnect delay; doubles up to "
         "reconnect_max_s.", min=0.1, max=600.0),
     Key("reconnect_max_s", float, 60.0, "Longest reconnect delay.", min=1.0, max=3600.0),
-    Key("topic_prefix", str, "edgelens", "First level of every topic (see cloud_sync/README.md)."),
+    Key("topic_prefix", str, "edgelens", "First level of every topic (see cloud_sync/README.md); "
+        "letters, digits, '_', '-' and '.' only (no '/', '+' or '#').",
+        pattern=r"[A-Za-z0-9_.-]{1,64}"),
     Key("protocol", str, "5",
         "MQTT version: '5' (reason codes, session expiry, shared subscriptions) or '3.1.1' for "
         "brokers without MQTT 5 (then a PUBACK cannot say 'no subscribers': run ingest "
@@ -176,17 +179,19 @@ SYNC = Section("sync", "The store-and-forward sync agent (edgelens-sync).", (
 FLEET = Section("fleet", "Fleet-side ingestion (edgelens-fleet).", (
     Key("db", str, "fleet.sqlite", "Fleet database (SQLite file)."),
     Key("share_group", str, "edgelens-ingest",
-        "MQTT 5 shared-subscription group; workers in one group split the messages."),
+        "MQTT 5 shared-subscription group; workers in one group split the messages. Letters, "
+        "digits, '_', '-' and '.' only.", pattern=r"[A-Za-z0-9_.-]{1,64}"),
     Key("session_expiry_s", int, 86_400,
-        "Broker keeps a stopped worker's session (and queues its QoS 1 messages) this long.",
-        min=0),
+        "Broker keeps a stopped worker's session (and queues its QoS 1 messages) this long; "
+        "at most 4294967295 (MQTT 5's 32-bit limit, which means 'never expires').",
+        min=0, max=4_294_967_295),
     Key("max_message_bytes", int, 8 * 1024 * 1024,
         "Telemetry messages larger than this (compressed) are logged and dropped.", min=1024),
     Key("max_batch_bytes", int, 64 * 1024 * 1024,
         "Largest decompressed batch accepted (guards against compression bombs).", min=1024),
     Key("status_window_s", float, 300.0,
         "Window of metric records behind frames/s, p95 latency and miss rate in status.",
-        min=1.0),
+        min=1.0, max=30 * 86_400.0),
     Key("groups_file", str, "",
         "Device groups (TOML: [groups] name = [device ids]); edgelens-fleet acl writes the "
         "broker ACL from it so a device reads only its own group's desired state."),

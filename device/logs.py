@@ -38,18 +38,31 @@ class ConsoleFormatter(logging.Formatter):
 
 def setup(level: str = "INFO", file: str = "", max_bytes: int = 10_000_000,
           backups: int = 3) -> None:
+    """Console (and JSON file) logging. Called again (SIGHUP reload), it replaces only the
+    handlers it installed itself: others (the telemetry log handler) stay. A log file that
+    cannot be opened is reported on the console and the program goes on without it."""
     root = logging.getLogger()
     for handler in list(root.handlers):
-        root.removeHandler(handler)
+        if getattr(handler, "_edgelens_setup", False):
+            root.removeHandler(handler)
+            handler.close()
     root.setLevel(level)
     console = logging.StreamHandler()
     console.setFormatter(ConsoleFormatter())
+    console._edgelens_setup = True
     root.addHandler(console)
     if file:
-        rotating = logging.handlers.RotatingFileHandler(file, maxBytes=max_bytes,
-                                                        backupCount=backups, encoding="utf-8")
-        rotating.setFormatter(JsonFormatter())
-        root.addHandler(rotating)
+        try:
+            rotating = logging.handlers.RotatingFileHandler(
+                file, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
+        except OSError as exc:
+            logging.getLogger(__name__).error(
+                "log file unavailable; logging to the console only",
+                extra={"file": file, "error": f"{type(exc).__name__}: {exc}"})
+        else:
+            rotating.setFormatter(JsonFormatter())
+            rotating._edgelens_setup = True
+            root.addHandler(rotating)
     for noisy in ("PIL", "matplotlib", "paho", "urllib3", "h5py", "absl"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:  # OpenCV prints its own warnings (e.g. for an unreadable file we already report)

@@ -37,6 +37,14 @@ def test_values_from_file_override_defaults(tmp_path):
                                      "'tflite', got 'gpu'"),
     ("[runtime]\nnum_threads = true\n", "expected an integer, got True"),
     ("[runtime\n", "not valid TOML"),
+    # NaN and infinity pass every < / > comparison: refused as not finite
+    ("[sync]\nidle_poll_s = nan\n", "[sync] idle_poll_s: expected a finite number, got nan"),
+    ("[fleet]\nstatus_window_s = inf\n", "[fleet] status_window_s: expected a finite number"),
+    ("[fleet]\nsession_expiry_s = 4294967296\n", "expected a value <= 4294967295"),
+    ('[mqtt]\ntopic_prefix = "#"\n', "[mqtt] topic_prefix: '#' (str) is not allowed here"),
+    ('[mqtt]\ntopic_prefix = "a/b"\n', "is not allowed here"),
+    ('[fleet]\nshare_group = "+"\n', "[fleet] share_group: '+' (str) is not allowed here"),
+    ('[mqtt]\ntopic_prefix = "edgelens\\n"\n', "is not allowed here"),
 ])
 def test_bad_config_names_key_expected_and_given(text, message, tmp_path):
     path = tmp_path / "bad.toml"
@@ -68,3 +76,15 @@ def test_the_shipped_example_config_is_valid_and_complete():
         for key in section.keys:
             assert f"\n{key.name} = " in text, f"[{section.name}] {key.name} missing"
     assert cfg.as_dict() == config.defaults().as_dict()
+
+
+def test_config_show_never_prints_the_password(tmp_path):
+    import subprocess
+    import sys
+    path = tmp_path / "c.toml"
+    path.write_text('[mqtt]\npassword = "hunter2-secret"\n')
+    for extra in ([], ["--json"]):
+        out = subprocess.run([sys.executable, "-m", "device", "--config", str(path), "config",
+                              "show", *extra], capture_output=True, text=True, check=True)
+        assert "hunter2-secret" not in out.stdout
+        assert config.REDACTED in out.stdout

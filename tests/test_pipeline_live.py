@@ -153,3 +153,61 @@ def _wait_for(path: Path, event: str, timeout: float = 60.0) -> None:
             return
         time.sleep(0.2)
     raise AssertionError(f"{event!r} not logged within {timeout} s")
+
+
+@pytest.mark.slow
+def test_service_runs_without_a_usable_log_file_or_telemetry_store(tmp_path):
+    shutil.copytree(ROOT / "models", tmp_path / "models")
+    (tmp_path / "a-file").write_text("not a folder")
+    config_file = tmp_path / "edgelens.toml"
+    config_file.write_text(f'[models]\nstore = "{tmp_path / "models"}"\n'
+                           f'[logging]\nfile = "{tmp_path}"\n[pipeline]\nhud = false\n'
+                           f'[telemetry]\ndb_path = "{tmp_path / "a-file" / "t.sqlite"}"\n')
+    service = subprocess.Popen([sys.executable, "-m", "device", "run", "--config",
+                                str(config_file)], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    try:
+        seen = ""
+        deadline = time.monotonic() + 60
+        while "service started" not in seen and time.monotonic() < deadline:
+            line = service.stdout.readline()
+            if not line:
+                break
+            seen += line
+        assert "service started" in seen, seen
+        assert "log file unavailable" in seen and "telemetry store unavailable" in seen
+        service.send_signal(signal.SIGTERM)
+        out, _ = service.communicate(timeout=30)
+        assert service.returncode == 0, out
+        assert "Traceback" not in seen + out
+    finally:
+        if service.poll() is None:
+            service.kill()
+
+
+@pytest.mark.slow
+def test_logs_still_reach_the_telemetry_store_after_a_reload(tmp_path):
+    shutil.copytree(ROOT / "models", tmp_path / "models")
+    log_file = tmp_path / "edgelens.jsonl"
+    config_file = tmp_path / "edgelens.toml"
+    telemetry = tmp_path / "telemetry.sqlite"
+    config_file.write_text(f'[models]\nstore = "{tmp_path / "models"}"\n'
+                           f'[logging]\nfile = "{log_file}"\n[pipeline]\nhud = false\n'
+                           f'[telemetry]\ndb_path = "{telemetry}"\n')
+    service = subprocess.Popen([sys.executable, "-m", "device", "run", "--config",
+                                str(config_file)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        _wait_for(log_file, "service started")
+        service.send_signal(signal.SIGHUP)
+        _wait_for(log_file, "config reloaded")
+        time.sleep(1.0)
+        service.send_signal(signal.SIGTERM)
+        assert service.wait(timeout=20) == 0
+    finally:
+        if service.poll() is None:
+            service.kill()
+    with sqlite3.connect(telemetry) as db:
+        bodies = [row[0] for row in db.execute("SELECT body FROM records WHERE kind = 'log'")]
+    text = " ".join(str(b) for b in bodies)
+    assert "config reloaded" in text and "service stopped" in text

@@ -32,7 +32,12 @@ def run_check(args, cfg) -> int:
 
 def run_show(args, cfg) -> int:
     if args.json:
-        print(json.dumps(cfg.as_dict(), indent=2))
+        values = cfg.as_dict()
+        for section in config_module.defaults_schema():
+            for key in section.keys:
+                if key.secret and values[section.name][key.name]:
+                    values[section.name][key.name] = config_module.REDACTED
+        print(json.dumps(values, indent=2))
     else:
-        print(config_module.to_toml(cfg))
+        print(config_module.to_toml(cfg, redact=True))
     return 0

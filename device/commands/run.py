@@ -6,6 +6,7 @@ load is reported and the running pipeline keeps serving)."""
 from __future__ import annotations
 
 import logging
+import sqlite3
 import signal
 import threading
 
@@ -100,7 +101,7 @@ class Service:
         from device.telemetry.recorder import Recorder
         try:
             recorder = Recorder.open(self.cfg.telemetry)
-        except (EdgelensError, OSError) as exc:
+        except (EdgelensError, OSError, sqlite3.Error) as exc:
             log.error("telemetry store unavailable; running without it",
                       extra={"error": str(exc)})
             return None

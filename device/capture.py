@@ -76,6 +76,11 @@ class Capture:
         self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
         self._index = 0
         self.last_error: str | None = None
+        # the reopen delay grows over failures and is only reset once the source has
+        # delivered frames for a while (a truncated file that opens and fails at once keeps
+        # backing off instead of being reopened in a tight loop)
+        self._delay = 0.05
+        self.state = "starting"
 
     def start(self) -> "Capture":
         self._thread.start()
@@ -86,19 +91,26 @@ class Capture:
         self._thread.join(timeout=5)
         self.slot.close()
 
+    HEALTHY_FRAMES = 100
+    """Frames a reopened source must deliver before its backoff starts small again."""
+
+    def _wait_backoff(self) -> None:
+        self._stop.wait(self._delay)
+        self._delay = min(self._delay * 2, self.max_backoff_s)
+
     def _open_with_backoff(self) -> bool:
-        delay = 0.05
         while not self._stop.is_set():
             try:
                 self.source.open()
+                self.state = "running"
                 return True
             except SourceError as exc:
                 self.last_error = str(exc)
+                self.state = "failing"
                 self.metrics.count("source_open_failures")
                 log.warning("source failed to open; retrying", extra={
-                    "source": self.source.name, "error": str(exc), "retry_in_s": delay})
-                self._stop.wait(delay)
-                delay = min(delay * 2, self.max_backoff_s)
+                    "source": self.source.name, "error": str(exc), "retry_in_s": self._delay})
+                self._wait_backoff()
         return False
 
     def _run(self) -> None:
@@ -107,6 +119,7 @@ class Capture:
                 return
             period = 1.0 / self.source.fps if self.source.fps > 0 else 0.0
             next_due = time.perf_counter()
+            since_open = 0
             while not self._stop.is_set():
                 if self.pace and period:
                     wait = next_due - time.perf_counter()
@@ -117,15 +130,23 @@ class Capture:
                     image = self.source.read()
                 except SourceError as exc:
                     self.last_error = str(exc)
+                    self.state = "failing"
                     self.metrics.count("source_errors")
                     log.warning("source failed; reopening", extra={
-                        "source": self.source.name, "error": str(exc)})
+                        "source": self.source.name, "error": str(exc),
+                        "retry_in_s": self._delay})
                     self.source.close()
+                    self._wait_backoff()
                     if not self._open_with_backoff():
                         break
                     self.metrics.count("source_reopened")
+                    since_open = 0
                     continue
+                since_open += 1
+                if since_open == self.HEALTHY_FRAMES:
+                    self._delay = 0.05
                 if image is None:
+                    self.state = "ended"
                     break
                 frame = Frame(self._index, image, time.perf_counter())
                 self._index += 1

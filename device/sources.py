@@ -17,6 +17,50 @@ import numpy as np
 from device.errors import SourceError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+MAX_IMAGE_PIXELS = 40_000_000
+"""Larger images are refused before decoding (a 110 KB PNG can declare 30000x30000 px)."""
+
+
+def read_image(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+    """A BGR uint8 image from a file, its size checked from the header before decoding.
+
+    Raises SourceError naming what was wrong: missing, a directory, not an image, too large.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise SourceError(f"{path}: is a directory, not an image file")
+    if not path.is_file():
+        raise SourceError(f"{path}: no such file")
+    from PIL import Image, UnidentifiedImageError
+    try:
+        with Image.open(path) as header:      # reads the header only
+            width, height = header.size
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise SourceError(f"{path}: not a readable image ({exc})") from None
+    except Image.DecompressionBombError:
+        width = height = max_pixels + 1
+    if width * height > max_pixels:
+        raise SourceError(f"{path}: {width}x{height} px is larger than the "
+                          f"{max_pixels / 1e6:.0f} MP limit")
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise SourceError(f"{path}: not a readable image")
+    return image
+
+
+def letterbox(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """`image` scaled to fit width x height (aspect kept), centred on black."""
+    h, w = image.shape[:2]
+    if (w, h) == (width, height):
+        return image
+    scale = min(width / w, height / h)
+    nw, nh = max(1, int(round(w * scale))), max(1, int(round(h * scale)))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    resized = cv2.resize(image, (nw, nh), interpolation=interp)
+    out = np.zeros((height, width, 3), np.uint8)
+    x0, y0 = (width - nw) // 2, (height - nh) // 2
+    out[y0:y0 + nh, x0:x0 + nw] = resized
+    return out
 
 
 class FrameSource(Protocol):
@@ -79,6 +123,8 @@ class VideoSource(_VideoCaptureSource):
         self._frames = 0
 
     def open(self) -> None:
+        if Path(self.path).is_dir():
+            raise SourceError(f"{self.name}: is a directory (use images:DIR for a folder)")
         if not Path(self.path).is_file():
             raise SourceError(f"{self.name}: no such file")
         capture = cv2.VideoCapture(self.path)
@@ -102,14 +148,22 @@ class VideoSource(_VideoCaptureSource):
 
 
 class ImageFolderSource:
-    def __init__(self, directory: str, fps: float = 2.0, loop: bool = False):
+    """The images of a folder in name order, each letterboxed to one frame size (the first
+    image's unless `frame_size` is given), so that the pipeline sees one camera."""
+
+    def __init__(self, directory: str, fps: float = 2.0, loop: bool = False,
+                 frame_size: tuple[int, int] | None = None):
         self.name, self.directory, self.fps, self.loop = f"images:{directory}", directory, fps, loop
+        self.frame_size = frame_size
         self.realtime = True
         self._paths: list[Path] = []
         self._next = 0
 
     def open(self) -> None:
         folder = Path(self.directory)
+        if folder.is_file():
+            raise SourceError(f"{self.name}: is a file, not a directory (use video:PATH for "
+                              "one video, or a folder of images)")
         if not folder.is_dir():
             raise SourceError(f"{self.name}: no such directory")
         self._paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -124,10 +178,14 @@ class ImageFolderSource:
                 self._next = 0
             path = self._paths[self._next]
             self._next += 1
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if image is not None:
-                return image
-            raise SourceError(f"{self.name}: cannot read {path.name} as an image")
+            try:
+                image = read_image(path)
+            except SourceError as exc:
+                raise SourceError(f"{self.name}: cannot use {path.name}: "
+                                  f"{str(exc).split(': ', 1)[-1]}") from None
+            if self.frame_size is None:
+                self.frame_size = (image.shape[1], image.shape[0])
+            return letterbox(image, *self.frame_size)
 
     def close(self) -> None:
         pass

@@ -49,6 +49,9 @@ class MotionTracker:
         gray = self._gray(image)
         motion = np.eye(3)
         kept = None
+        if self._previous is not None and self._previous.shape != gray.shape:
+            # a new camera or image size: nothing to follow from the last frame
+            self._previous, self._points = None, None
         if self._previous is not None and self._points is not None and len(self._points) >= 8:
             moved, status, _ = cv2.calcOpticalFlowPyrLK(self._previous, gray, self._points, None,
                                                         **_LK)

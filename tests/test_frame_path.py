@@ -159,3 +159,56 @@ def test_lines_cut_by_the_frame_edge_are_not_read():
     assert _inside(box, 640, 360)
     assert not _inside(box + np.float32([335, 0]), 640, 360)   # ends 5 px before the edge
     assert not _inside(box - np.float32([95, 0]), 640, 360)    # starts at x = 5
+
+
+def test_folder_images_of_any_size_reach_the_tracker_as_one_frame_size(tmp_path):
+    from device.tracker import MotionTracker as Tracker
+    cv2.imwrite(str(tmp_path / "a.png"), np.full((360, 640, 3), 90, np.uint8))
+    cv2.imwrite(str(tmp_path / "b.png"), np.full((700, 300, 3), 160, np.uint8))
+    source = ImageFolderSource(str(tmp_path), fps=100)
+    source.open()
+    first, second = source.read(), source.read()
+    assert first.shape == second.shape == (360, 640, 3)
+    tracker = Tracker()
+    tracker.update(0, first)
+    # a frame of another size (a new camera) resets the tracker instead of crashing LK
+    assert np.allclose(tracker.update(1, np.zeros((200, 300, 3), np.uint8)), np.eye(3))
+
+
+def test_an_image_declaring_a_huge_size_is_refused_before_decoding(tmp_path):
+    from PIL import Image
+    from device.sources import read_image
+    from device.errors import SourceError
+    path = tmp_path / "bomb.png"
+    Image.new("1", (30000, 30000)).save(path)     # ~110 KB on disk, 900 MP decoded
+    assert path.stat().st_size < 2_000_000
+    with pytest.raises(SourceError, match="larger than the 40 MP limit"):
+        read_image(path)
+    with pytest.raises(SourceError, match="is a directory"):
+        read_image(tmp_path)
+
+
+def test_a_source_that_keeps_failing_backs_off_more_and_more(tmp_path):
+    class Truncated:
+        """Opens fine, fails on the first read: a truncated video."""
+        name, fps, realtime = "video:truncated.mp4", 100.0, False
+
+        def __init__(self):
+            self.opened = 0
+
+        def open(self):
+            self.opened += 1
+
+        def read(self):
+            raise SourceError(f"{self.name}: decoding failed at frame 0 (truncated file?)")
+
+        def close(self):
+            pass
+
+    source = Truncated()
+    capture = Capture(source, Metrics(), max_backoff_s=0.4).start()
+    time.sleep(1.5)
+    capture.stop()
+    # delays 0.05, 0.1, 0.2, 0.4, 0.4 ... : a handful of reopens, not hundreds
+    assert 3 <= source.opened <= 7
+    assert capture.state == "failing" and "truncated" in capture.last_error

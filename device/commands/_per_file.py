@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Callable
 
 import cv2
 import numpy as np
 
-from device.errors import EdgelensError, InputError
+from device.errors import EdgelensError, InputError, SourceError
+from device.sources import read_image
 
 
 def load_image(path: str, flags: int = cv2.IMREAD_COLOR) -> np.ndarray:
-    """The image at `path`, or InputError saying why it cannot be used."""
-    if not Path(path).is_file():
-        raise InputError(f"cannot read {path}: no such file")
-    image = cv2.imread(path, flags)
-    if image is None:
-        raise InputError(f"cannot read {path} as an image (missing, unreadable or not an image)")
+    """The image at `path` (its size checked before decoding), or InputError saying why it
+    cannot be used."""
+    try:
+        image = read_image(path)
+    except SourceError as exc:
+        raise InputError(f"cannot read {exc}") from None
+    if flags == cv2.IMREAD_GRAYSCALE:
+        return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
     return image
 
 

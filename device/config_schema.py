@@ -250,6 +250,8 @@ TRANSLATOR = Section("translator", "German→English translation of recognized l
     Key("gloss_below_confidence", float, 0.3, "A model translation less confident than this "
         "yields to a word-by-word dictionary gloss (compounds split) when every word is "
         "covered.", min=0.0, max=1.0),
+    Key("show_glosses", bool, True, "Show word-by-word glosses (source 'gloss', confidence "
+        "0.3, drawn as uncertain in the overlay); false: keep such a text as read."),
     Key("dictionary", str, "/usr/share/trans/de-en", "The ding German-English dictionary "
         "(Debian package trans-de-en) the phrasebook is built from."),
     Key("phrasebook_cache", str, "", "Directory for the built phrasebook; empty: "

@@ -20,12 +20,17 @@ FONT_CANDIDATES = (
 )
 
 
+UNCERTAIN_BGR = (0, 176, 255)
+"""Amber outline of a translation that is only a word-by-word gloss."""
+
+
 @dataclass(frozen=True)
 class OverlayItem:
     polygon: np.ndarray  # float32 [4, 2]: TL, TR, BR, BL in frame coordinates
     text: str
     foreground: tuple[int, int, int]
     background: tuple[int, int, int]
+    uncertain: bool = False  # a word-by-word gloss: drawn with an amber outline
 
 
 def expand_quad(quad: np.ndarray, along: float, across: float) -> np.ndarray:
@@ -120,6 +125,9 @@ class OverlayRenderer:
         if len(ys):
             # Inside the region the background is flat now, so blending is a lookup table.
             roi[ys, xs] = _blend_table(item.foreground, item.background)[coverage[ys, xs]]
+        if item.uncertain:
+            cv2.polylines(roi, [np.round(local).astype(np.int32)], True, UNCERTAIN_BGR, 1,
+                          lineType=cv2.LINE_AA)
 
     def render(self, frame: np.ndarray, items: list[OverlayItem],
                hud: list[str] | None = None) -> np.ndarray:

@@ -143,8 +143,8 @@ class Pipeline:
                 break
         height, width = frame.image.shape[:2]
         self._expire(time.perf_counter(), width, height)
-        items = [OverlayItem(r.polygon, r.shown_text, r.foreground, r.background)
-                 for r in self.regions]
+        items = [OverlayItem(r.polygon, r.shown_text, r.foreground, r.background,
+                             uncertain=r.via == "gloss") for r in self.regions]
         output = self.renderer.render(frame.image, items,
                                       self.hud_lines() if self.settings.hud else None)
         elapsed_ms = (time.perf_counter() - start) * 1000

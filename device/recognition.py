@@ -30,7 +30,7 @@ class RecognizedLine:
     text: str
     confidence: float
     shown_text: str
-    via: str  # "model"/"phrasebook"/"cache"/"passthrough" from the translator, or "ocr"
+    via: str  # "phrasebook"/"model"/"gloss"/"cache"/"passthrough" from the translator, or "ocr"
     foreground: tuple[int, int, int]
     background: tuple[int, int, int]
 

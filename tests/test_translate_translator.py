@@ -114,5 +114,11 @@ def test_an_unsure_model_yields_to_a_word_by_word_gloss(parts):
     glossing = Translator(model, tokenizer, book, Settings(gloss_below_confidence=1.01))
     result = glossing.translate("hundewasser")
     expected = f"{book.lookup('Hund')} {book.lookup('Wasser')}"
-    assert (result.translation, result.via, result.confidence) == (expected, "phrasebook", 0.5)
-    assert glossing.translate("Krzyzanowskiwasser xq").via != "phrasebook"
+    # a gloss is labelled as what it is, with a low confidence, never as a phrasebook hit
+    assert (result.translation, result.via, result.confidence) == (expected, "gloss", 0.3)
+    assert glossing.translate("Krzyzanowskiwasser xq").via not in ("phrasebook", "gloss")
+    hiding = Translator(model, tokenizer, book, Settings(gloss_below_confidence=1.01,
+                                                         show_glosses=False))
+    hidden = hiding.translate("hundewasser")
+    assert (hidden.via, hidden.reason, hidden.translation) == ("passthrough", "gloss_hidden",
+                                                               "hundewasser")

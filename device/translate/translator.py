@@ -6,10 +6,12 @@
 
 When the model is unsure (confidence below `gloss_below_confidence`) and every word of the
 text is in the dictionary (compounds split into known parts: 'Fahrkartenautomat' → 'ticket
-machine'), the word-by-word gloss is given instead (via "phrasebook", confidence 0.5): on
-unseen test headwords that doubled chrF over the model alone (see the model card).
+machine'), the word-by-word gloss is given instead (via "gloss", confidence 0.3: it is
+understandable, rarely idiomatic, and never labelled as a known translation). With
+`show_glosses` off such a text is kept as read (passthrough, reason "gloss_hidden").
 
-`via` says where the answer came from: "cache", "phrasebook", "model", or "passthrough" when
+`via` says where the answer came from: "phrasebook" (a dictionary entry for the whole text or
+chunk), "model", "gloss" (word by word), "cache", or "passthrough" when
 the original text is kept (then `reason` says why: empty, low_ocr_confidence, too_long,
 no_letters, protected (names, numbers), garbage, not_german, low_model_confidence, over_budget, no_model, error).
 A passthrough's `translation` is the cleaned original text (empty for empty input), so the
@@ -37,8 +39,10 @@ from device.translate.tokenizer import EOS, Tokenizer
 
 log = logging.getLogger(__name__)
 
-VIAS = ("phrasebook", "cache", "model", "passthrough")
-GLOSS_CONFIDENCE = 0.5   # a word-by-word dictionary gloss: understandable, rarely idiomatic
+VIAS = ("phrasebook", "cache", "model", "gloss", "passthrough")
+GLOSS_CONFIDENCE = 0.3   # a word-by-word dictionary gloss: understandable, rarely idiomatic
+_TRUST = {"phrasebook": 3, "model": 2, "gloss": 1}
+"""A text made of chunks answered in several ways is labelled by its least trusted chunk."""
 _WORD = re.compile(r"[^\W\d_]+")
 _VOWELS = set("aeiouyäöü")
 _CONSONANT_RUN = re.compile(r"[^aeiouyäöü\W\d_]{5,}")
@@ -76,6 +80,7 @@ class Settings:
     budget_ms: float = 40.0
     use_phrasebook: bool = True
     gloss_below_confidence: float = 0.3  # a less sure model answer yields to a word-by-word gloss
+    show_glosses: bool = True            # False: a text only a gloss could answer is kept as read
 
 
 class Translator:
@@ -109,7 +114,8 @@ class Translator:
                             min_model_confidence=t.min_model_confidence,
                             max_input_chars=t.max_input_chars, budget_ms=t.budget_ms,
                             use_phrasebook=t.use_phrasebook,
-                            gloss_below_confidence=t.gloss_below_confidence)
+                            gloss_below_confidence=t.gloss_below_confidence,
+                            show_glosses=t.show_glosses)
         return cls(model, tokenizer, phrasebook, settings)
 
     # ------------------------------------------------------------------ public
@@ -186,10 +192,12 @@ class Translator:
             if problem:
                 return self._passthrough(source, text, problem, start)
             chunk_style = style if style != "sentence" or index == 0 else "lower"
-            pieces.append(apply_style(english, chunk_style, keep_case=via == "phrasebook"))
+            pieces.append(apply_style(english, chunk_style, keep_case=via != "model"))
             vias.add(via)
             confidence = min(confidence, conf)
-        via = "model" if "model" in vias else ("phrasebook" if vias else "passthrough")
+        via = min(vias, key=_TRUST.__getitem__) if vias else "passthrough"
+        if via == "gloss" and not self.settings.show_glosses:
+            return self._passthrough(source, text, "gloss_hidden", start)
         joined = "".join(p if g or not i else " " + p
                          for i, (p, g) in enumerate((p, g) for p, g in zip(pieces, glued) if p))
         translation = re.sub(r"\s+([.,;:!?])", r"\1", joined.strip())
@@ -248,7 +256,7 @@ class Translator:
         if decoded.confidence < self.settings.gloss_below_confidence or not english:
             gloss = self._gloss(chunk)
             if gloss:
-                return gloss, "phrasebook", GLOSS_CONFIDENCE, ""
+                return gloss, "gloss", GLOSS_CONFIDENCE, ""
         if not english:
             return "", "", 0.0, "low_model_confidence"
         return english, "model", decoded.confidence, ""

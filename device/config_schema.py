@@ -250,6 +250,10 @@ TRANSLATOR = Section("translator", "German→English translation of recognized l
     Key("gloss_below_confidence", float, 0.3, "A model translation less confident than this "
         "yields to a word-by-word dictionary gloss (compounds split) when every word is "
         "covered.", min=0.0, max=1.0),
+    Key("time_style", str, "24h", "How times on signs are written in English: '24h' "
+        "(9–18 Uhr → 9:00–18:00) or '12h' (→ 9 am–6 pm). Days become Mon–Fri / Monday to "
+        "Friday, floors 1st floor / Ground floor / Basement, prices €2.50.",
+        choices=("24h", "12h")),
     Key("show_glosses", bool, True, "Show word-by-word glosses (source 'gloss', confidence "
         "0.3, drawn as uncertain in the overlay); false: keep such a text as read."),
     Key("dictionary", str, "/usr/share/trans/de-en", "The ding German-English dictionary "

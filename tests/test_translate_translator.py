@@ -122,3 +122,21 @@ def test_an_unsure_model_yields_to_a_word_by_word_gloss(parts):
     hidden = hiding.translate("hundewasser")
     assert (hidden.via, hidden.reason, hidden.translation) == ("passthrough", "gloss_hidden",
                                                                "hundewasser")
+
+
+@pytest.mark.parametrize("german, style, english", [
+    ("Öffnungszeiten: Mo–Fr 8:00–20:00", "24h", ["Mon–Fri", "8:00–20:00"]),
+    ("Montag bis Freitag 9–18 Uhr", "24h", ["Monday to Friday", "9:00–18:00"]),
+    ("Montag bis Freitag 9–18 Uhr", "12h", ["Monday to Friday", "9 am–6 pm"]),
+    ("Mo-Sa 9-20 Uhr", "12h", ["Mon–Sat", "9 am–8 pm"]),
+    ("1. OG", "24h", ["1st floor"]),
+    ("EG", "24h", ["Ground floor"]),
+    ("Kaffee 2,50 €", "24h", ["€2.50"]),
+    ("Bahnsteig 18 Uhr", "12h", ["6 pm"]),
+])
+def test_days_times_floors_and_prices_are_written_the_english_way(german, style, english):
+    from device.translate.signage import split_protected
+    rendered = [chunk for chunk, protected in split_protected(german, style) if protected]
+    assert rendered == english
+    # ordinary words that look like day abbreviations stay words
+    assert split_protected("So geht das") == [("So geht das", False)]

@@ -48,31 +48,112 @@ def apply_style(english: str, style: str, keep_case: bool = False) -> str:
     return english
 
 
-def split_protected(text: str) -> list[tuple[str, bool]]:
-    """Chunks of text, each flagged True when it passes through unchanged."""
+_DAYS = {"mo": "Mon", "di": "Tue", "mi": "Wed", "do": "Thu", "fr": "Fri", "sa": "Sat",
+         "so": "Sun"}
+_DAY_NAMES = {"montag": "Monday", "dienstag": "Tuesday", "mittwoch": "Wednesday",
+              "donnerstag": "Thursday", "freitag": "Friday", "samstag": "Saturday",
+              "sonnabend": "Saturday", "sonntag": "Sunday"}
+_DASH = r"\s*(?:[-–—]|bis)\s*"
+_ABBR = r"(?:Mo|Di|Mi|Do|Fr|Sa|So)\.?"
+_NAME = r"(?:Montag|Dienstag|Mittwoch|Donnerstag|Freitag|Samstag|Sonnabend|Sonntag)s?"
+_CLOCK = r"\d{1,2}(?:[:.]\d{2})?"
+# Sign spans rendered the English way (checked before the generic protected pattern).
+_SIGN = re.compile(
+    rf"(?P<dayrange>\b{_ABBR}{_DASH}{_ABBR}(?![^\W\d_]))"
+    rf"|(?P<namerange>\b{_NAME}{_DASH}{_NAME}\b)"
+    rf"|(?P<dayname>\b{_NAME}(?=\s*[:,]?\s*\d)|^{_NAME}$)"
+    rf"|(?P<day>\b{_ABBR}(?=\s*[:,]?\s*\d))"
+    rf"|(?P<timerange>\b{_CLOCK}\s*[-–—]\s*{_CLOCK}(?:\s*Uhr\b)?)"
+    rf"|(?P<floor>\b\d{{1,2}}\.\s?(?:OG|Obergeschoss|Etage|Stock)\b)"
+    rf"|(?P<ground>\b(?:EG|Erdgeschoss)\b)"
+    rf"|(?P<basement>\b(?:\d\.\s?)?(?:UG|Untergeschoss)\b)"
+    rf"|(?P<price>\b\d+(?:,\d{{2}}|,-)?\s?(?:€|EUR|Euro)(?![^\W\d_])|€\s?\d+(?:,\d{{2}})?)",
+    re.UNICODE)
+TIME_STYLES = ("24h", "12h")
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def _clock(text: str, style: str) -> str:
+    """'9' / '9.30' / '18:00' → '9:00' / '9:30' / '18:00' (24h) or '9 am' / '9:30 am' / '6 pm'."""
+    hours, _, minutes = text.replace(".", ":").partition(":")
+    h, m = int(hours), int(minutes or 0)
+    if style == "12h" and h <= 24:
+        suffix = "am" if h % 24 < 12 else "pm"
+        h12 = h % 12 or 12
+        return f"{h12} {suffix}" if m == 0 else f"{h12}:{m:02d} {suffix}"
+    return f"{h}:{m:02d}"
+
+
+def render_sign_span(kind: str, span: str, time_style: str = "24h") -> str:
+    """How an English sign writes a German day, time range, floor or price."""
+    if kind == "dayrange":
+        a, b = re.split(_DASH, span, maxsplit=1)
+        return f"{_DAYS[a.strip(' .').lower()]}–{_DAYS[b.strip(' .').lower()]}"
+    if kind == "namerange":
+        a, b = re.split(_DASH, span, maxsplit=1)
+        return f"{_DAY_NAMES[a.strip().lower().rstrip('s')]} to " \
+               f"{_DAY_NAMES[b.strip().lower().rstrip('s')]}"
+    if kind == "dayname":
+        word = span.lower()
+        plural = word.endswith("s") and word[:-1] in _DAY_NAMES
+        return _DAY_NAMES[word[:-1] if plural else word] + ("s" if plural else "")
+    if kind == "day":
+        return _DAYS[span.strip(" .").lower()]
+    if kind == "timerange":
+        body = re.sub(r"\s*Uhr$", "", span)
+        a, b = re.split(r"\s*[-–—]\s*", body, maxsplit=1)
+        if not span.endswith("Uhr") and ":" not in body and "." not in body:
+            return span          # '3-4' without Uhr or a colon: not known to be a time
+        return f"{_clock(a, time_style)}–{_clock(b, time_style)}"
+    if kind == "floor":
+        number = int(re.match(r"\d+", span).group())
+        return f"{_ordinal(number)} floor"
+    if kind == "ground":
+        return "Ground floor"
+    if kind == "basement":
+        number = re.match(r"\d", span)
+        return f"Basement {number.group()}" if number and number.group() != "1" else "Basement"
+    if kind == "price":
+        digits = re.search(r"\d+(?:,\d{2}|,-)?", span).group().replace(",-", "").replace(",", ".")
+        return f"€{digits}"
+    return span
+
+
+def split_protected(text: str, time_style: str = "24h") -> list[tuple[str, bool]]:
+    """Chunks of text, each flagged True when it passes through unchanged (numbers, codes) or
+    is rendered by rule (days, times, floors, prices: `render_sign_span`)."""
     chunks: list[tuple[str, bool]] = []
     position = 0
+    spans = [(m.start(), m.end(), render_sign_span(m.lastgroup, m.group(), time_style))
+             for m in _SIGN.finditer(text)]
+    taken = [(a, b) for a, b, _ in spans]
     for match in _PROTECTED.finditer(text):
-        if not match.group().strip():
+        a, b = match.span()
+        if match.group().strip() and not any(a < y and x < b for x, y in taken):
+            spans.append((a, b, render_protected(match.group().strip(), time_style)))
+    for start, end, rendered in sorted(spans):
+        if start < position:
             continue
-        before = text[position:match.start()].strip()
+        before = text[position:start].strip()
         if before:
             chunks.append((before, False))
-        chunks.append((render_protected(match.group().strip()), True))
-        position = match.end()
+        chunks.append((rendered, True))
+        position = end
     rest = text[position:].strip()
     if rest:
         chunks.append((rest, False))
     return chunks
 
 
-def render_protected(span: str) -> str:
-    """'18 Uhr' -> '18:00', '9:30 Uhr' -> '9:30', '9-18 Uhr' -> '9-18 h'; others unchanged."""
+def render_protected(span: str, time_style: str = "24h") -> str:
+    """'18 Uhr' -> '18:00' (or '6 pm'), '9:30 Uhr' -> '9:30'; others unchanged."""
     if not span.endswith("Uhr"):
         return span
     number = span[:-3].strip()
-    if re.fullmatch(r"\d{1,2}", number):
-        return f"{number}:00"
-    if ":" in number or "." in number:
-        return number.replace(".", ":") if re.fullmatch(r"\d{1,2}\.\d{2}", number) else number
-    return f"{number} h"
+    if re.fullmatch(r"\d{1,2}(?:[:.]\d{2})?", number):
+        return _clock(number, time_style)
+    return number

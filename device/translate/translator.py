@@ -81,6 +81,7 @@ class Settings:
     use_phrasebook: bool = True
     gloss_below_confidence: float = 0.3  # a less sure model answer yields to a word-by-word gloss
     show_glosses: bool = True            # False: a text only a gloss could answer is kept as read
+    time_style: str = "24h"              # '24h' (9:00–18:00) or '12h' (9 am–6 pm)
 
 
 class Translator:
@@ -115,7 +116,7 @@ class Translator:
                             max_input_chars=t.max_input_chars, budget_ms=t.budget_ms,
                             use_phrasebook=t.use_phrasebook,
                             gloss_below_confidence=t.gloss_below_confidence,
-                            show_glosses=t.show_glosses)
+                            show_glosses=t.show_glosses, time_style=t.time_style)
         return cls(model, tokenizer, phrasebook, settings)
 
     # ------------------------------------------------------------------ public
@@ -209,7 +210,7 @@ class Translator:
     def _chunks(self, text: str) -> list[tuple[str, bool]]:
         """Protected spans (numbers, times, prices, codes) and proper names pass through."""
         out: list[tuple[str, bool]] = []
-        for chunk, protected in split_protected(text):
+        for chunk, protected in split_protected(text, self.settings.time_style):
             if protected or self.phrasebook is None or self.phrasebook.lookup(chunk):
                 out.append((chunk, protected))
                 continue

@@ -11,7 +11,8 @@ understandable, rarely idiomatic, and never labelled as a known translation). Wi
 `show_glosses` off such a text is kept as read (passthrough, reason "gloss_hidden").
 
 `via` says where the answer came from: "phrasebook" (a dictionary entry for the whole text or
-chunk), "model", "gloss" (word by word), "cache", or "passthrough" when
+chunk), "model", "gloss" (word by word), "rule" (only days, times, floors or prices, written the
+English way by `signage.render_sign_span`), "cache", or "passthrough" when
 the original text is kept (then `reason` says why: empty, low_ocr_confidence, too_long,
 no_letters, protected (names, numbers), garbage, not_german, low_model_confidence, over_budget, no_model, error).
 A passthrough's `translation` is the cleaned original text (empty for empty input), so the
@@ -39,7 +40,7 @@ from device.translate.tokenizer import EOS, Tokenizer
 
 log = logging.getLogger(__name__)
 
-VIAS = ("phrasebook", "cache", "model", "gloss", "passthrough")
+VIAS = ("phrasebook", "cache", "model", "gloss", "rule", "passthrough")
 GLOSS_CONFIDENCE = 0.3   # a word-by-word dictionary gloss: understandable, rarely idiomatic
 _TRUST = {"phrasebook": 3, "model": 2, "gloss": 1}
 """A text made of chunks answered in several ways is labelled by its least trusted chunk."""
@@ -176,7 +177,10 @@ class Translator:
             if hit is not None:
                 return Translation(source, apply_style(hit, style, keep_case=True),
                                    "phrasebook", 1.0, self._elapsed(start))
-        refusal = self._refusal(text)
+        # rule-rendered spans (days, times, floors, prices) are not judged as German or not
+        rest = " ".join(c for c, rendered in split_protected(text, self.settings.time_style)
+                        if not rendered)
+        refusal = self._refusal(rest) if any(ch.isalpha() for ch in rest) else ""
         if refusal:
             return self._passthrough(source, text, refusal, start)
         deadline = start + int(self.settings.budget_ms * 1e6)
@@ -204,6 +208,8 @@ class Translator:
         translation = re.sub(r"\s+([.,;:!?])", r"\1", joined.strip())
         if via == "model" and confidence < self.settings.min_model_confidence:
             return self._passthrough(source, text, "low_model_confidence", start)
+        if via == "passthrough" and translation != text:
+            via = "rule"
         return Translation(source, translation, via, confidence, self._elapsed(start),
                            "protected" if via == "passthrough" else "")
 

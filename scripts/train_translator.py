@@ -244,6 +244,31 @@ def export(tf, model, cfg: dict, path: Path) -> None:
                         signatures={"encode": module.encode, "decode": module.decode})
 
 
+def import_weights(torch_run: Path, run_dir: Path, data: Path) -> int:
+    """SavedModel (+ config.json, train_log.jsonl) in run_dir from torch-trained weights."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+    info = json.loads((torch_run / "torch_run.json").read_text())
+    tokenizer = next(data.glob("spm*.model"))
+    cfg = {**info["config"], "neg": NEG, "seed": int(info["args"]["seed"]),
+           "steps": info["steps"], "tokenizer": str(tokenizer.relative_to(ROOT)),
+           "tensorflow": tf.__version__, "trained_with": f"torch {info['torch']} on "
+                                                        f"{info['device']}"}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(cfg, indent=2))
+    model = build_model(tf, cfg)
+    model((tf.zeros([1, 4], tf.int32), tf.zeros([1, 4], tf.int32)))
+    with np.load(torch_run / "keras_weights.npz") as z:
+        weights = [z[f"arr_{i}"].astype(np.float32) for i in range(len(z.files))]
+    model.set_weights(weights)
+    with open(run_dir / "train_log.jsonl", "w", encoding="utf-8") as log:
+        for record in info["history"]:
+            log.write(json.dumps(record) + "\n")
+    export(tf, model, cfg, run_dir / "saved_model")
+    print(f"exported {run_dir / 'saved_model'} from {torch_run}")
+    return 0
+
+
 # ------------------------------------------------------------------------- training
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -263,10 +288,30 @@ def main(argv=None) -> int:
     parser.add_argument("--run-dir", default=str(RUNS))
     parser.add_argument("--smoke", action="store_true", help="60 steps into runs/translator-smoke")
     parser.add_argument("--export-only", action="store_true")
+    parser.add_argument("--prepare", action="store_true",
+                        help="2.x data: Tatoeba + OSM names + sign register + dictionary, noised, "
+                             "tokenized into data/translator2/ (calibration.translator_data); "
+                             "then train with --data data/translator2 here, or with "
+                             "calibration/translator_torch.py (GPU) and --import-weights")
+    parser.add_argument("--data", metavar="DIR",
+                        help="train on DIR/arrays.npz and DIR/spm*.model (from --prepare) "
+                             "instead of the dictionary split")
+    parser.add_argument("--import-weights", metavar="TORCH_RUN",
+                        help="export a SavedModel from calibration/translator_torch.py's "
+                             "TORCH_RUN/keras_weights.npz (its torch_run.json gives the shape)")
     parser.add_argument("--init-from", metavar="RUN_DIR",
                         help="start a new run (its own schedule) from the weights of another "
                              "run's last checkpoint (e.g. to go on training a released model)")
     args = parser.parse_args(argv)
+    if args.prepare:
+        from calibration import translator_data
+        out = ROOT / "data" / "translator2"
+        out.mkdir(parents=True, exist_ok=True)
+        print(json.dumps(translator_data.prepare(out, args.vocab, args.seed), indent=1))
+        return 0
+    if args.import_weights:
+        return import_weights(Path(args.import_weights), Path(args.run_dir),
+                              Path(args.data or ROOT / "data" / "translator2"))
     if args.smoke:
         args.steps, args.run_dir = 40, str(RUNS.parent / "translator-smoke")
     run_dir = Path(args.run_dir)
@@ -281,8 +326,12 @@ def main(argv=None) -> int:
     tf.random.set_seed(args.seed)
     np.random.seed(args.seed)
 
-    prepare_pairs()
-    sp_path = train_tokenizer(args.vocab, args.seed)
+    if args.data:
+        arrays = np.load(Path(args.data) / "arrays.npz")
+        sp_path = next(Path(args.data).glob("spm*.model"))
+    else:
+        prepare_pairs()
+        sp_path = train_tokenizer(args.vocab, args.seed)
     sp = spm.SentencePieceProcessor(model_file=str(sp_path))
     cfg = {"d": args.d, "ff": args.ff, "heads": args.heads, "enc_layers": args.enc_layers,
            "dec_layers": args.dec_layers, "vocab": sp.get_piece_size(), "dropout": 0.1,
@@ -359,8 +408,12 @@ def main(argv=None) -> int:
     def eval_step(src, tgt):
         return masked_loss(src, tgt, False)
 
-    train_src, train_tgt = encode_split(sp, "train")
-    val_src, val_tgt = encode_split(sp, "val")
+    if args.data:
+        train_src, train_tgt = (arrays[k].astype(np.int32) for k in ("train_src", "train_tgt"))
+        val_src, val_tgt = (arrays[k].astype(np.int32) for k in ("val_src", "val_tgt"))
+    else:
+        train_src, train_tgt = encode_split(sp, "train")
+        val_src, val_tgt = encode_split(sp, "val")
     val_batches = make_batches(val_src[:2000], val_tgt[:2000], args.seed)
     print(f"train pairs {len(train_src)}, val pairs {len(val_src)}", flush=True)
     epoch_batches: dict[int, list] = {}

@@ -61,19 +61,26 @@ def time_hits(translator: Translator, text: str, runs: int = HIT_RUNS) -> dict:
     return _percentiles(times)
 
 
+BASELINE = "1.1.0"
+"""Measured beside the active version in the same run."""
+
+
 def run(config, json_out: bool = False, quick: bool = False) -> dict:
     store = ModelStore(config.models.store or None)
     version = store.get(config.translator.model, config.translator.version or None)
     tokenizer = Tokenizer(tokenizer_path(version))
-    fp32 = version.file("translator_fp32.tflite")
+    fp32 = version.directory / "translator_fp32.tflite"
+    if not fp32.is_file():
+        fp32 = None
     runs = 1 if quick else RUNS
     results: dict = {"model": f"{version.name} {version.version}",
                      "quantization": version.manifest.get("quantization"), "threads": 1,
                      "phrases": len(PHRASES), "latency_ms": {}}
     for backend in available_backends():
         results["latency_ms"][backend] = {
-            "int8": time_model(version.artifact, tokenizer, backend, runs),
-            "fp32": time_model(fp32, tokenizer, backend, runs)}
+            "int8": time_model(version.artifact, tokenizer, backend, runs)}
+        if fp32 is not None:
+            results["latency_ms"][backend]["fp32"] = time_model(fp32, tokenizer, backend, runs)
     hits: dict = {}
     model = Seq2SeqModel(version.artifact, backend=config.runtime.backend, num_threads=1)
     cached = Translator(model, tokenizer, None, Settings(cache_size=16, use_phrasebook=False))
@@ -87,11 +94,19 @@ def run(config, json_out: bool = False, quick: bool = False) -> dict:
     except Exception as exc:  # the dictionary may be missing on a dev machine
         hits["phrasebook"] = {"error": str(exc)}
     results["hit_latency_ms"] = hits
-    sizes = {"model_int8": version.artifact.stat().st_size, "model_fp32": fp32.stat().st_size,
+    sizes = {"model_int8": version.artifact.stat().st_size,
              "tokenizer": tokenizer_path(version).stat().st_size}
+    if fp32 is not None:
+        sizes["model_fp32"] = fp32.stat().st_size
     sizes["model_plus_tokenizer"] = sizes["model_int8"] + sizes["tokenizer"]
     results["size_bytes"] = sizes
+    versions = [version] + [store.get(version.name, v) for v in store.versions(version.name)
+                            if v == BASELINE and v != version.version]
+    from calibration.bench_translation import print_quality, run_quality
+    results["quality"] = run_quality(config, versions, quick=quick,
+                                     backend=config.runtime.backend)
     if not json_out:
+        print_quality(results["quality"])
         print(f"translator {results['model']} ({results['quantization']}), 1 thread, "
               f"{len(PHRASES)} short phrases")
         for backend, variants in results["latency_ms"].items():

@@ -1,0 +1,112 @@
+"""Translation quality for `edgelens bench translator`: sign/notice texts and held-out sentences.
+
+Sets (none trained on):
+    signs     tests/data/sign_validation.tsv: 310 German sign and notice texts with 1-4 English
+              references each, written for evaluation only (removed from all training data)
+    tatoeba   the 2 % of Tatoeba pairs held out by sentence hash (calibration.translator_data)
+
+For each translator version, through the whole translate stage (`Translator.translate`: cache
+off, phrasebook, rules, model, gloss) and the model alone: chrF and BLEU (sacrebleu, all
+references), exact match against any reference (case, punctuation, dashes and spaces
+normalized), and the share of answers by source (phrasebook / model / gloss / rule /
+passthrough). Needs sacrebleu (the `bench` extra).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+from calibration import translator_data
+from device.metrics import percentiles
+from device.translate.golden import model_translate
+from device.translate.model import Seq2SeqModel
+from device.translate.phrasebook import Phrasebook
+from device.translate.tokenizer import Tokenizer
+from device.translate.translator import VIAS, Settings, Translator, tokenizer_path
+
+_PUNCT = re.compile(r"[^\w€%:/ ]+", re.UNICODE)
+
+
+def norm(text: str) -> str:
+    text = text.replace("–", "-").replace("—", "-").lower()
+    return " ".join(_PUNCT.sub(" ", text).split())
+
+
+def scores(hypotheses: list[str], references: list[list[str]]) -> dict:
+    import sacrebleu
+    width = max(len(r) for r in references)
+    streams = [[r[k] if k < len(r) else r[0] for r in references] for k in range(width)]
+    exact = sum(any(norm(h) == norm(x) for x in refs) for h, refs in zip(hypotheses, references))
+    return {"chrf": round(sacrebleu.corpus_chrf(hypotheses, streams).score, 1),
+            "bleu": round(sacrebleu.corpus_bleu(hypotheses, streams).score, 1),
+            "exact_pct": round(100.0 * exact / max(len(hypotheses), 1), 1),
+            "texts": len(hypotheses)}
+
+
+def evaluate_version(version, config, sets: dict, book: Phrasebook | None,
+                     backend: str) -> dict:
+    model = Seq2SeqModel(version.artifact, backend=backend, num_threads=1)
+    tokenizer = Tokenizer(tokenizer_path(version))
+    t = config.translator
+    whole = Translator(model, tokenizer, book, Settings(
+        cache_size=0, min_model_confidence=t.min_model_confidence, budget_ms=10_000.0,
+        gloss_below_confidence=t.gloss_below_confidence, time_style=t.time_style))
+    out: dict = {"version": version.version}
+    for name, (sources, references) in sets.items():
+        stage, vias, stage_ms = [], {v: 0 for v in VIAS}, []
+        for text in sources:
+            t0 = time.perf_counter()
+            result = whole.translate(text)
+            stage_ms.append((time.perf_counter() - t0) * 1000)
+            stage.append(result.translation)
+            vias[result.via] += 1
+        alone, alone_ms = [], []
+        for text in sources:
+            t0 = time.perf_counter()
+            alone.append(model_translate(model, tokenizer, text)[0])
+            alone_ms.append((time.perf_counter() - t0) * 1000)
+        out[name] = {"stage": scores(stage, references),
+                     "model_alone": scores(alone, references),
+                     "source_share_pct": {v: round(100.0 * n / len(sources), 1)
+                                          for v, n in vias.items() if n},
+                     "stage_ms": percentiles(stage_ms, digits=2),
+                     "model_ms": percentiles(alone_ms, digits=2)}
+        misses = [(s, h, r) for s, h, r in zip(sources, stage, references)
+                  if not any(norm(h) == norm(x) for x in r)]
+        out[name]["misses"] = [{"de": s, "got": h, "want": r[0]} for s, h, r in misses[:12]]
+    return out
+
+
+def run_quality(config, versions, quick: bool = False, backend: str = "auto") -> dict:
+    signs = translator_data.sign_validation()
+    sets = {"signs": ([de for de, _ in signs], [refs for _, refs in signs])}
+    try:
+        test = translator_data.tatoeba()["test"]
+        test = test[:300] if quick else test
+        sets["tatoeba_test"] = ([de for de, _ in test], [[en] for _, en in test])
+    except OSError:
+        pass   # the shared data is not on this machine
+    try:
+        book = Phrasebook.load(config.translator.dictionary,
+                               config.translator.phrasebook_cache or None)
+    except Exception:   # noqa: BLE001 - without the dictionary: the model alone
+        book = None
+    return {"sets": {k: len(v[0]) for k, v in sets.items()},
+            "versions": [evaluate_version(v, config, sets, book, backend) for v in versions]}
+
+
+def print_quality(quality: dict) -> None:
+    print(f"quality (sign/notice validation: {quality['sets'].get('signs')} texts; Tatoeba "
+          f"held-out: {quality['sets'].get('tatoeba_test', 0)} pairs)")
+    print(f"  {'version':8} {'set':13} {'what':11} {'chrF':>5} {'BLEU':>5} {'exact%':>6}  "
+          f"sources")
+    for v in quality["versions"]:
+        for name in quality["sets"]:
+            r = v[name]
+            for what in ("stage", "model_alone"):
+                share = ", ".join(f"{k} {p:.0f}%" for k, p in r["source_share_pct"].items()) \
+                    if what == "stage" else ""
+                s = r[what]
+                print(f"  {v['version']:8} {name:13} {what:11} {s['chrf']:5.1f} {s['bleu']:5.1f} "
+                      f"{s['exact_pct']:6.1f}  {share}")

@@ -172,8 +172,14 @@ def main(argv=None) -> int:
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.98), eps=1e-9)
 
     def lr_at(step):
+        """Linear warmup, then cosine decay to 5 %: over --steps, or over --minutes of wall
+        time when that is set (the run ends on time with a decayed learning rate)."""
         warm = (step + 1) / args.warmup
-        progress = min(1.0, max(0.0, (step - args.warmup) / max(1, args.steps - args.warmup)))
+        if args.minutes:
+            progress = (time.monotonic() - start) / (args.minutes * 60)
+        else:
+            progress = (step - args.warmup) / max(1, args.steps - args.warmup)
+        progress = min(1.0, max(0.0, progress))
         return args.lr * min(warm, 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
 
     def loss_of(s, t, train):
@@ -186,6 +192,8 @@ def main(argv=None) -> int:
 
     args.out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(args.seed)
+    print(f"{device}: {sum(p.numel() for p in model.parameters()):,} parameters, "
+          f"{len(src):,} training pairs", flush=True)
     start, step, history, epoch = time.monotonic(), 0, [], 0
     done = False
     while not done:

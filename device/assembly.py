@@ -83,7 +83,7 @@ def translator_in_background(cfg, pipeline: Pipeline, stages: Stages,
         if translator is not None:
             stages.translator = translator
             stages.versions["translator"] = version
-            pipeline.worker.swap(translator=translator)
+            pipeline.worker.swap(startup=True, translator=translator)
             log.info("translator ready", extra={"version": version})
 
     thread = threading.Thread(target=load, name="translator-load", daemon=True)

@@ -99,27 +99,34 @@ class RecognitionWorker:
         self._translate_ms = Ema(5.0)
         self.busy = threading.Event()
         self._pending: dict[str, Any] = {}
+        self._startup = False
         self._swap_lock = threading.Lock()
         self.swapped = threading.Event()
 
-    def swap(self, **stages: Any) -> None:
+    def swap(self, startup: bool = False, **stages: Any) -> None:
         """Replace detector/recognizer/translator (already loaded and warmed) at the next run
-        boundary. The frame path never waits for this."""
+        boundary. The frame path never waits for this. `startup`: the first installation of a
+        stage loaded in the background (logged at DEBUG: nothing was swapped out)."""
         unknown = set(stages) - {"detector", "recognizer", "translator"}
         if unknown:
             raise ValueError(f"cannot swap {sorted(unknown)}")
         with self._swap_lock:
             self._pending.update(stages)
+            self._startup = startup
             self.swapped.clear()
 
     def _apply_swap(self) -> None:
         with self._swap_lock:
             pending, self._pending = self._pending, {}
+            startup, self._startup = self._startup, False
         if pending:
             for name, stage in pending.items():
                 setattr(self, name, stage)
-            self.metrics.count("model_swaps")
-            log.info("models swapped", extra={"stages": sorted(pending)})
+            if startup:
+                log.debug("stages installed", extra={"stages": sorted(pending)})
+            else:
+                self.metrics.count("model_swaps")
+                log.info("models swapped", extra={"stages": sorted(pending)})
             self.swapped.set()
 
     def start(self) -> "RecognitionWorker":

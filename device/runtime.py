@@ -7,8 +7,12 @@ interpreter becomes a `ModelError` that says what to do.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import struct
+import sys
+import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -229,6 +233,40 @@ class _Signature:
                 for spec, index in zip(self.outputs, self._output_index)}
 
 
+_BANNER = b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+_banner_seen = False
+
+
+@contextlib.contextmanager
+def _without_delegate_banner():
+    """The runtime prints an INFO banner on stderr the first time it creates its CPU delegate,
+    whatever the log level. Catch stderr around that first build and pass on everything else
+    it printed (shown with --log-level DEBUG)."""
+    global _banner_seen
+    if _banner_seen or logging.getLogger().isEnabledFor(logging.DEBUG):
+        yield
+        return
+    _banner_seen = True
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):      # no real stderr (embedded, closed): nothing to hide
+        yield
+        return
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            rest = [line for line in caught.read().splitlines(keepends=True)
+                    if not line.startswith(_BANNER)]
+            if rest:
+                os.write(2, b"".join(rest))
+
+
 class TFLiteModel:
     """A loaded .tflite file: interpreter built and tensors allocated once.
 
@@ -266,11 +304,14 @@ class TFLiteModel:
     def _build(self, input_shape: tuple[int, ...] | None) -> Any:
         Interpreter = _import_backend(self.backend)
         try:
-            interpreter = Interpreter(model_content=self._content, num_threads=self.num_threads)
-            if input_shape is not None:
-                detail = interpreter.get_input_details()[0]
-                interpreter.resize_tensor_input(detail["index"], list(input_shape), strict=False)
-            interpreter.allocate_tensors()
+            with _without_delegate_banner():
+                interpreter = Interpreter(model_content=self._content,
+                                          num_threads=self.num_threads)
+                if input_shape is not None:
+                    detail = interpreter.get_input_details()[0]
+                    interpreter.resize_tensor_input(detail["index"], list(input_shape),
+                                                    strict=False)
+                interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise _translate(exc, self.path, self.backend) from exc
         return interpreter

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 
 from device.translate.phrasebook import Phrasebook
 from device.translate.translator import Translator
@@ -52,9 +53,20 @@ def run(args, cfg) -> int:
         book = Phrasebook.load(cfg.translator.dictionary, cfg.translator.phrasebook_cache or None)
         print(f"phrasebook: {len(book)} entries ({book.source})")
         return 0
+    texts = list(args.texts)
+    if not texts:
+        if sys.stdin is None or sys.stdin.isatty():
+            print("usage: edgelens translate TEXT... (or one text a line on standard input, "
+                  "e.g. echo 'Bitte nicht rauchen' | edgelens translate)", file=sys.stderr)
+            return 2
+        texts = [line.rstrip("\n") for line in sys.stdin if line.strip()]
+        if not texts:
+            print("edgelens translate: no text given (arguments or standard input)",
+                  file=sys.stderr)
+            return 2
     translator = Translator.from_config(_config_with(cfg, args), backend=args.backend)
     results = [translator.translate(text, ocr_confidence=args.ocr_confidence)
-               for text in args.texts]
+               for text in texts]
     if args.json:
         print(json.dumps([r.as_dict() for r in results], ensure_ascii=False, indent=2))
         return 0

@@ -28,12 +28,37 @@ def has_display() -> bool:
         return False
 
 
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".m4v"}
+
+
+def check_record_path(path: str | Path) -> Path:
+    """The recording target, checked before anything runs: a writable file with a video
+    suffix in an existing folder. Raises ConfigError saying what is wrong."""
+    from device.errors import ConfigError
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"--record {path}: is a directory; give a file such as "
+                          f"{path / 'edgelens.mp4'}")
+    if path.suffix.lower() not in VIDEO_SUFFIXES:
+        raise ConfigError(f"--record {path}: unknown video type {path.suffix or '(none)'!r}; "
+                          f"use one of {', '.join(sorted(VIDEO_SUFFIXES))}")
+    if not path.parent.is_dir():
+        raise ConfigError(f"--record {path}: the folder {path.parent} does not exist")
+    try:
+        with open(path, "ab"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"--record {path}: cannot write there ({exc.strerror})") from None
+    return path
+
+
 class VideoRecorder:
-    """Encodes frames on its own thread; a full queue drops the frame (counted), never blocks."""
+    """Encodes frames on its own thread; a full queue drops the frame (counted), never blocks,
+    and neither does close() (the thread may have stopped on an encoder error)."""
 
     def __init__(self, path: str | Path, fps: float, metrics: Metrics, queue_size: int = 16):
         self.path, self.fps, self.metrics = str(path), fps, metrics
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self.failed: str | None = None
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self._writer = None
         self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
@@ -55,6 +80,7 @@ class VideoRecorder:
                 self._writer = cv2.VideoWriter(self.path, cv2.VideoWriter_fourcc(*"mp4v"),
                                                self.fps, (w, h))
                 if not self._writer.isOpened():
+                    self.failed = f"the encoder cannot write {self.path}"
                     log.error("cannot write video", extra={"path": self.path})
                     self._writer = None
                     break
@@ -64,7 +90,16 @@ class VideoRecorder:
             self._writer.release()
 
     def close(self) -> None:
-        self._queue.put(None)
+        while True:
+            try:
+                self._queue.put_nowait(None)
+                break
+            except queue.Full:                 # the thread is gone or behind: make room
+                try:
+                    self._queue.get_nowait()
+                    self.metrics.count("record_dropped")
+                except queue.Empty:
+                    pass
         self._thread.join(timeout=30)
 
 

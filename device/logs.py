@@ -65,8 +65,8 @@ def setup(level: str = "INFO", file: str = "", max_bytes: int = 10_000_000,
             root.addHandler(rotating)
     for noisy in ("PIL", "matplotlib", "paho", "urllib3", "h5py", "absl"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    try:  # OpenCV prints its own warnings (e.g. for an unreadable file we already report)
-        import cv2
-        cv2.setLogLevel(2)  # 2 = errors only
+    try:  # OpenCV prints its own lines (an unreadable file, a missing camera) that we report
+        import cv2   # ourselves in one clear line: silent, unless DEBUG is asked for
+        cv2.setLogLevel(4 if level == "DEBUG" else 0)   # 0 silent, 4 info
     except (ImportError, AttributeError):
         pass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from device.commands.simulate import add_run_options, run_session
@@ -44,4 +45,7 @@ def run(args, cfg) -> int:
             f"{r['text']!r} → {r['shown']!r}" for r in summary["regions_shown"]))
         print(f"wrote {out / 'demo.mp4'}, {len(display.snapshots)} snapshots and "
               f"{out / 'summary.json'}")
+    if summary["interrupted"]:
+        print("interrupted: the summary covers the frames shown until then", file=sys.stderr)
+        return 130
     return 0

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import signal
 import threading
+import time
 
 from device.assembly import build_pipeline, load_stages, translator_in_background
-from device.display import Display, has_display
+from device.display import Display, check_record_path, has_display
+from device.errors import SourceError
 from device.metrics import Metrics
 from device.report import format_summary
 from device.sources import parse_source
@@ -42,18 +44,42 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def install_stop_signals(stop: threading.Event) -> None:
+def install_stop_signals(stop: threading.Event) -> threading.Event:
+    """Ctrl-C / SIGTERM end the run cleanly (what was made is written); the returned event
+    tells that the run was interrupted."""
+    interrupted = threading.Event()
+
     def handler(signum, _frame):
+        interrupted.set()
         stop.set()
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
+    return interrupted
+
+
+def preflight(source, attempts: int = 3, wait_s: float = 0.5) -> None:
+    """Open the source once before the pipeline starts: a one-shot run fails within seconds
+    with one clear line instead of retrying for ever (the service keeps retrying instead)."""
+    for attempt in range(attempts):
+        try:
+            source.open()
+            return
+        except SourceError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(wait_s)
+        finally:
+            source.close()
 
 
 def run_session(cfg, args, uri: str, window: bool, record: str, snapshot_dir: str,
                 snapshot_at: tuple[int, ...] = ()) -> tuple[dict, Display]:
     metrics = Metrics()
+    if record:
+        check_record_path(record)
     source = parse_source(uri, fps=cfg.source.fps, realtime=cfg.source.realtime and
                           not args.fast, frames=args.frames if uri.startswith("synthetic") else 0)
+    preflight(source)
     stages = load_stages(cfg, backend=args.backend, translate=False)
     display = Display(metrics, window=window, record=record, fps=source.fps,
                       snapshot_dir=snapshot_dir)
@@ -69,11 +95,12 @@ def run_session(cfg, args, uri: str, window: bool, record: str, snapshot_dir: st
     if not args.no_translate:
         translator_in_background(cfg, pipeline, stages, backend=args.backend)
     display.pipeline = pipeline
-    install_stop_signals(pipeline.stop_event)
+    interrupted = install_stop_signals(pipeline.stop_event)
     try:
         summary = pipeline.run(max_frames=args.frames)
     finally:
         display.close()
+    summary["interrupted"] = interrupted.is_set()
     summary["source"] = uri
     summary["models"] = stages.versions
     summary["backend"] = stages.recognizer.backend
@@ -85,11 +112,22 @@ def run_session(cfg, args, uri: str, window: bool, record: str, snapshot_dir: st
 
 def run(args, cfg) -> int:
     window = cfg.display.window or not args.headless
+    record = args.record or cfg.display.record
     if window and not has_display():
-        print("edgelens: no display here; running headless (use --headless to say so)")
+        print("edgelens: no display here; running headless"
+              + (f", recording to {record}" if record else
+                 " (nothing is shown: add --record OUT.mp4 to keep the video)"))
         window = False
-    summary, _ = run_session(cfg, args, args.source or cfg.source.uri, window,
-                             args.record or cfg.display.record, cfg.display.snapshot_dir)
+    summary, display = run_session(cfg, args, args.source or cfg.source.uri, window, record,
+                                   cfg.display.snapshot_dir)
     print(json.dumps(summary, indent=2, ensure_ascii=False) if args.json
           else format_summary(summary))
-    return 0
+    if summary["interrupted"]:
+        print("interrupted: the summary covers the frames shown until then")
+    if record and not args.json:
+        recorder = display.recorder
+        if recorder is not None and recorder.failed:
+            print(f"edgelens: the video was not written: {recorder.failed}")
+            return 1
+        print(f"wrote the overlaid video to {record}")
+    return 130 if summary["interrupted"] else 0

@@ -1,0 +1,63 @@
+"""The simulator and the demo as a new user runs them: clear failures, no hangs, Ctrl-C."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+EDGELENS = [sys.executable, "-m", "device"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--source", "video:/no/such/clip.mp4"], "video:/no/such/clip.mp4: no such file"),
+    (["--source", "images:/no/such/folder"], "no such directory"),
+    (["--source", "webcam:7"], "webcam:7: camera cannot be opened"),
+    (["--source", "video:/tmp"], "is a directory"),
+    (["--source", "synthetic", "--record", "/tmp"], "--record /tmp: is a directory"),
+    (["--source", "synthetic", "--record", "/no/such/dir/out.mp4"], "does not exist"),
+    (["--source", "synthetic", "--record", "/tmp/out.xyz"], "unknown video type"),
+])
+def test_simulate_fails_fast_with_one_clear_line(args, message):
+    start = time.monotonic()
+    out = subprocess.run(EDGELENS + ["simulate", "--headless", "--frames", "5"] + args,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1
+    assert message in out.stderr
+    assert "Traceback" not in out.stderr and "[ERROR" not in out.stderr   # no OpenCV lines
+    assert time.monotonic() - start < 30
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_the_demo_writes_what_it_has_and_exits_130(tmp_path):
+    demo = subprocess.Popen(EDGELENS + ["demo", "--out", str(tmp_path), "--frames", "2000"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 90
+    while not (tmp_path / "frame_0030.png").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    demo.send_signal(signal.SIGINT)
+    out, err = demo.communicate(timeout=60)
+    assert demo.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["interrupted"] is True and summary["frames"]["displayed"] < 2000
+    assert (tmp_path / "demo.mp4").stat().st_size > 0
+
+
+def test_a_recorder_whose_encoder_failed_never_blocks_on_close():
+    import threading
+
+    import numpy as np
+
+    from device.display import VideoRecorder
+    from device.metrics import Metrics
+    recorder = VideoRecorder("/proc/no-such-dir/out.mp4", 30.0, Metrics(), queue_size=4)
+    for _ in range(50):                       # the thread stops at the first frame; the queue
+        recorder.write(np.zeros((32, 32, 3), np.uint8))   # fills and further frames drop
+    closer = threading.Thread(target=recorder.close)
+    closer.start()
+    closer.join(10)
+    assert not closer.is_alive()
+    assert recorder.failed and "cannot write" in recorder.failed

@@ -83,7 +83,8 @@ def translator_in_background(cfg, pipeline: Pipeline, stages: Stages,
         if translator is not None:
             stages.translator = translator
             stages.versions["translator"] = version
-            pipeline.worker.swap(startup=True, translator=translator)
+            pipeline.worker.swap(startup=True, versions={"translator": version},
+                                 translator=translator)
             log.info("translator ready", extra={"version": version})
 
     thread = threading.Thread(target=load, name="translator-load", daemon=True)
@@ -133,6 +134,7 @@ def build_pipeline(cfg, stages: Stages, source: FrameSource | None = None, show=
     hooks["after_result"] = shadow_hook_factory(cfg, stages, metrics, recorder)(stages.shadows)
     worker = RecognitionWorker(stages.detector, stages.recognizer, stages.crop_line, metrics,
                                budgets, translator=stages.translator, **hooks)
+    worker.versions = dict(stages.versions)     # what runs now; each swap updates it
     settings = FramePathSettings(frame_budget_ms=p.frame_budget_ms, region_ttl_s=p.region_ttl_s,
                                  match_iou=p.match_iou, hud=p.hud)
     return Pipeline(capture, worker, metrics, settings,

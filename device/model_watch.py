@@ -156,7 +156,7 @@ class ModelWatch:
     def _swap(self, item: Watched, version: str, instance: Any) -> None:
         item.previous = (item.version, item.instance)
         item.version, item.instance, item.judging = version, instance, None
-        self.worker.swap(**{item.stage: instance})
+        self.worker.swap(versions={item.stage: version}, **{item.stage: instance})
         log.info("%s %s swapped in", item.name, version)
         if self.on_swap is not None:
             self.on_swap(item)

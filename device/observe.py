@@ -23,19 +23,28 @@ class PipelineTelemetry:
 
     def __init__(self, recorder, versions: dict[str, str], names: dict[str, str]):
         self.recorder = recorder
+        self.names = names
         self.models = {stage: ModelRef(names.get(stage, stage), version)
                        for stage, version in versions.items()}
+
+    def models_of(self, result: RecognitionResult) -> dict:
+        """The versions that produced this result (they change with every hot swap)."""
+        if not result.versions:
+            return self.models
+        return {**self.models, **{stage: ModelRef(self.names.get(stage, stage), version)
+                                  for stage, version in result.versions.items()}}
 
     def frame(self, image: np.ndarray) -> None:
         self.recorder.frame_quality(*frame_quality(image))
 
     def __call__(self, result: RecognitionResult) -> None:
+        models = self.models_of(result)
         for line in result.lines:
             x, y = line.polygon.min(axis=0)
             w, h = line.polygon.max(axis=0) - line.polygon.min(axis=0)
             self.recorder.confidence(line.confidence)
             self.recorder.prediction(Prediction(
-                text=line.text, confidence=line.confidence, models=self.models,
+                text=line.text, confidence=line.confidence, models=models,
                 region=(int(x), int(y), int(w), int(h)),
                 translation=line.shown_text if line.via != "ocr" else None,
                 translation_source=line.via if line.via != "ocr" else None,

@@ -11,7 +11,7 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import cv2
@@ -43,6 +43,7 @@ class RecognitionResult:
     lines: tuple[RecognizedLine, ...]
     stage_ms: dict
     regions: tuple[np.ndarray, ...] = ()   # every region the run tried to read (largest first)
+    versions: dict = field(default_factory=dict)  # stage → model version that made this result
 
 
 @dataclass
@@ -99,11 +100,13 @@ class RecognitionWorker:
         self._translate_ms = Ema(5.0)
         self.busy = threading.Event()
         self._pending: dict[str, Any] = {}
+        self._pending_versions: dict[str, str] = {}
+        self.versions: dict[str, str] = {}      # stage → version of the stage now running
         self._startup = False
         self._swap_lock = threading.Lock()
         self.swapped = threading.Event()
 
-    def swap(self, startup: bool = False, **stages: Any) -> None:
+    def swap(self, startup: bool = False, versions: dict | None = None, **stages: Any) -> None:
         """Replace detector/recognizer/translator (already loaded and warmed) at the next run
         boundary. The frame path never waits for this. `startup`: the first installation of a
         stage loaded in the background (logged at DEBUG: nothing was swapped out)."""
@@ -112,13 +115,17 @@ class RecognitionWorker:
             raise ValueError(f"cannot swap {sorted(unknown)}")
         with self._swap_lock:
             self._pending.update(stages)
+            self._pending_versions.update(versions or {})
             self._startup = startup
             self.swapped.clear()
 
     def _apply_swap(self) -> None:
         with self._swap_lock:
             pending, self._pending = self._pending, {}
+            versions, self._pending_versions = self._pending_versions, {}
             startup, self._startup = self._startup, False
+        # the versions change with the stages, at the same run boundary
+        self.versions = {**self.versions, **versions}
         if pending:
             for name, stage in pending.items():
                 setattr(self, name, stage)
@@ -229,7 +236,7 @@ class RecognitionWorker:
             self.metrics.count("recognition_deadline_misses")
             return None
         result = RecognitionResult(frame.index, frame.captured, finished, tuple(lines), stages,
-                                   tuple(r.polygon for r in regions))
+                                   tuple(r.polygon for r in regions), dict(self.versions))
         self.results.put(result)
         if self.on_result is not None:
             self.on_result(result)

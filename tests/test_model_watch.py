@@ -69,6 +69,8 @@ def test_hot_swap_drops_no_frame_and_judges_the_new_version(tmp_path):
         assert wait_until(lambda: metrics.counter("model_swaps") >= 1, 30)
         swap_s = time.perf_counter() - t0
         assert worker.detector is not first
+        # results made after the swap name the version that made them (fleet status truth)
+        assert wait_until(lambda: worker.versions.get("detector") == "1.1.0", 10)
         verdict = None
         assert wait_until(lambda: read_health(root / "detector" / "1.1.0") is not None, 30)
         verdict = read_health(root / "detector" / "1.1.0")
@@ -96,3 +98,34 @@ def test_hot_swap_drops_no_frame_and_judges_the_new_version(tmp_path):
     # of the same pipeline, give or take scheduling noise of two frames
     assert swap_dropped <= idle_window_dropped + 2, (swap_dropped, idle_window_dropped)
     assert metrics.counter("recognition_errors") == 0
+
+
+def test_prediction_records_name_the_version_that_produced_them():
+    import numpy as np
+
+    from device.observe import PipelineTelemetry
+    from device.recognition import RecognitionResult, RecognizedLine
+
+    class Recorder:
+        def __init__(self):
+            self.predictions = []
+
+        def confidence(self, value):
+            pass
+
+        def prediction(self, p):
+            self.predictions.append(p)
+
+    recorder = Recorder()
+    telemetry = PipelineTelemetry(recorder, {"detector": "1.0.0", "recognizer": "1.0.0"},
+                                  {"detector": "detector", "recognizer": "recognizer"})
+    line = RecognizedLine(np.float32([[0, 0], [10, 0], [10, 5], [0, 5]]), "Ausgang", 0.9,
+                          "Exit", "phrasebook", (0, 0, 0), (255, 255, 255))
+    telemetry(RecognitionResult(1, 0.0, 0.1, (line,), {}, (), {"detector": "1.0.0",
+                                                             "recognizer": "1.0.0"}))
+    telemetry(RecognitionResult(2, 0.0, 0.1, (line,), {}, (), {"detector": "2.0.0",
+                                                             "recognizer": "1.0.0"}))
+    first, second = recorder.predictions
+    assert first.models["detector"].version == "1.0.0"
+    assert second.models["detector"].version == "2.0.0"       # after a hot swap
+    assert second.models["recognizer"].version == "1.0.0"

@@ -42,7 +42,7 @@ PEER_CAPS = (640, 320)
 
 def resolutions(config) -> list[tuple[int, int] | None]:
     """Every resolution the configured detector version ships (None: its only file)."""
-    det = ModelStore(config.models.store or None).get(config.detector.model,
+    det = ModelStore.for_config(config).get(config.detector.model,
                                                       config.detector.version or None)
     sizes = [tuple(int(v) for v in k.split("x")) for k in det.manifest.get("resolutions", {})]
     return sorted(sizes, reverse=True) or [None]
@@ -54,7 +54,7 @@ class Edgelens:
     """Our int8 detector + recognizer through device/runtime.py (LiteRT when installed)."""
 
     def __init__(self, config, size: tuple[int, int] | None, threads: int):
-        store = ModelStore(config.models.store or None)
+        store = ModelStore.for_config(config)
         det = store.get(config.detector.model, config.detector.version or None)
         rec = store.get(config.models.recognizer, config.models.recognizer_version or None)
         at = SimpleNamespace(input_width=size[0], input_height=size[1]) if size else None
@@ -260,3 +260,21 @@ def _print(out: dict) -> None:
               f"{r['frame_ms_1t']['p50']:8.1f} {r['frame_ms_1t']['p95']:7.1f} "
               f"{r['frame_ms_2t']['p50']:8.1f} {r['crop_ms_1t']['p50']:8.2f} "
               f"{r.get('peak_rss_mb') or '-':>7}")
+
+
+def markdown(out: dict) -> str:
+    """The results as a Markdown table (BENCHMARKS.md and the model cards)."""
+    rows = ["| system | det P | det R | det Hmean | line CER % | word acc % | frame p50 / p95 ms "
+            "(1 thread) | frame p50 ms (2 threads) | crop p50 ms | peak RSS MB |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in out["results"]:
+        if "error" in r:
+            rows.append(f"| {r['system']} | unavailable: {r['error']} |||||||||")
+            continue
+        rows.append(
+            f"| {r['system']} | {r['precision']:.3f} | {r['recall']:.3f} | {r['hmean']:.3f} | "
+            f"{r['cer_pct']:.1f} | {r['word_accuracy_pct']:.1f} | "
+            f"{r['frame_ms_1t']['p50']:.1f} / {r['frame_ms_1t']['p95']:.1f} | "
+            f"{r['frame_ms_2t']['p50']:.1f} | {r['crop_ms_1t']['p50']:.2f} | "
+            f"{r.get('peak_rss_mb') or '-'} |")
+    return "\n".join(rows)

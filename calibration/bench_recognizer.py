@@ -63,7 +63,7 @@ def _run_tesseract(crops) -> tuple[list[str], list[float]] | None:
 
 
 def run(cfg, json_out: bool = False, quick: bool = False) -> dict:
-    store = ModelStore(cfg.models.store or None)
+    store = ModelStore.for_config(cfg)
     version = store.get(cfg.models.recognizer, cfg.models.recognizer_version or None)
     n_test, n_scene = (200, 100) if quick else (1000, 300)
     sets = {"unseen_fonts": heldout_set(n_test), "scene_like": heldout_set(n_scene, scene=True)}

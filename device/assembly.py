@@ -58,7 +58,7 @@ def load_stages(cfg, backend: str | None = None, translate: bool = True) -> Stag
     from device.shadow import load_challengers
     from device.stage_loaders import stage_loaders
     backend = backend or cfg.runtime.backend
-    store = ModelStore(cfg.models.store or None)
+    store = ModelStore.for_config(cfg)
     loaders = stage_loaders(cfg, backend)
     built, versions = {}, {}
     for stage in ("detector", "recognizer"):
@@ -78,7 +78,7 @@ def translator_in_background(cfg, pipeline: Pipeline, stages: Stages,
     """Load the translator off the start-up path (its phrasebook takes a second or two) and
     swap it into the running pipeline; recognized text is shown until then."""
     def load() -> None:
-        translator, version = load_translator(cfg, ModelStore(cfg.models.store or None),
+        translator, version = load_translator(cfg, ModelStore.for_config(cfg),
                                               backend or cfg.runtime.backend)
         if translator is not None:
             stages.translator = translator

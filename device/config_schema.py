@@ -15,8 +15,10 @@ RUNTIME = Section("runtime", "How TFLite models are run.", (
 
 MODELS = Section("models", "Where the model store lives and which versions run.", (
     Key("store", str, "",
-        "Model store directory (models/<name>/<version>/). Empty: the store bundled with "
-        "the installation."),
+        "Model store directory (models/<name>/<version>/). Empty: the per-user store "
+        "($XDG_DATA_HOME/edgelens/models, ~/.local/share/edgelens/models), seeded with the "
+        "versions bundled with the installation; updates and pointer files go there, never "
+        "into the installation."),
     Key("recognizer", str, "recognizer",
         "Name of the text-line recognizer model in the store."),
     Key("recognizer_version", str, "",

@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 import re
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from device.errors import ModelStoreError
+
+log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 CARD = "MODEL_CARD.md"
@@ -26,8 +32,54 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
 
 def default_root() -> Path:
-    """The store shipped beside the package (the repository's `models/`)."""
+    """The store shipped beside the package (the repository's `models/`): read-only releases."""
     return Path(__file__).resolve().parent.parent / "models"
+
+
+def user_root() -> Path:
+    """The device's own store: $XDG_DATA_HOME/edgelens/models (~/.local/share/...)."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "edgelens" / "models"
+
+
+def seed_user_store(root: Path | None = None, bundled: Path | None = None) -> Path:
+    """The per-user store, with every bundled version copied in that it lacks (or whose
+    manifest differs from the bundled one). Versions installed by updates and the pointer
+    files (ACTIVE, GOOD, SHADOW, HEALTH.json) are the device's own and never touched, so the
+    update agent and the model watch write there and never into the installation."""
+    root, bundled = root or user_root(), bundled or default_root()
+    for manifest in sorted(bundled.glob(f"*/*/{MANIFEST}")):
+        source = manifest.parent
+        target = root / source.parent.name / source.name
+        current = target / MANIFEST
+        if current.is_file() and current.read_bytes() == manifest.read_bytes():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".seed-{source.name}-", dir=target.parent))
+        try:
+            shutil.copytree(source, staging / "v")
+            if target.exists():
+                aside = staging / "old"
+                os.replace(target, aside)
+            os.replace(staging / "v", target)
+        except FileExistsError:
+            pass                       # another process seeded it at the same moment
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return root
+
+
+def store_root(configured: str = "") -> Path:
+    """Where the device's model store is: `[models] store` when set, else the per-user store
+    seeded from the bundled one (the bundled store itself when the user's cannot be made)."""
+    if configured:
+        return Path(configured)
+    try:
+        return seed_user_store()
+    except OSError as exc:
+        log.warning("per-user model store unavailable; using the bundled one read-only",
+                    extra={"path": str(user_root()), "error": str(exc)})
+        return default_root()
 
 
 def version_key(version: str) -> tuple[int, ...]:
@@ -121,6 +173,11 @@ def read_manifest(directory: Path) -> dict[str, Any]:
 class ModelStore:
     def __init__(self, root: str | Path | None = None):
         self.root = Path(root) if root else default_root()
+
+    @classmethod
+    def for_config(cls, cfg) -> "ModelStore":
+        """The store a device command uses: `[models] store`, or the seeded per-user store."""
+        return cls(store_root(cfg.models.store))
 
     def names(self) -> list[str]:
         if not self.root.is_dir():

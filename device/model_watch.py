@@ -207,6 +207,6 @@ def start_model_watch(cfg: Any, pipeline: Any, stages: Any, recorder: Any = None
 
     shadows = ShadowFollow(loaders, shadow_hook_factory(cfg, stages, pipeline.metrics, recorder),
                            stages.shadows)
-    return ModelWatch(ModelStore(cfg.models.store or None), pipeline.worker, pipeline.metrics,
+    return ModelWatch(ModelStore.for_config(cfg), pipeline.worker, pipeline.metrics,
                       watched, HealthSettings.from_config(cfg.updates), backend,
                       cfg.updates.watch_interval_s, recorder, keep_current, shadows).start()

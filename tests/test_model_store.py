@@ -111,3 +111,30 @@ def test_a_truncated_model_never_reaches_the_interpreter(artifact, tmp_path):
         for backend in ("litert", "tflite"):
             with pytest.raises(ModelError, match="truncated or corrupt|not a TFLite"):
                 TFLiteModel(path, backend=backend)
+
+
+def test_the_device_store_is_per_user_and_seeded_from_the_bundled_one(tmp_path, monkeypatch):
+    import shutil
+
+    from device import config
+    from device.model_store import ModelStore, default_root, seed_user_store
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    bundled_before = sorted(p.relative_to(default_root()) for p in default_root().rglob("*"))
+    store = ModelStore.for_config(config.defaults())
+    assert store.root == tmp_path / "data" / "edgelens" / "models"
+    assert store.versions("detector") == ModelStore(default_root()).versions("detector")
+    # the device's own state: an installed update and its pointer survive a new seeding
+    installed = store.root / "detector" / "9.9.9"
+    shutil.copytree(store.root / "detector" / "1.0.0", installed)
+    manifest = installed / "manifest.json"
+    manifest.write_text(manifest.read_text().replace('"version": "1.0.0"', '"version": "9.9.9"'))
+    (store.root / "detector" / "ACTIVE").write_text("9.9.9\n")
+    seed_user_store()
+    assert ModelStore.for_config(config.defaults()).active_version("detector") == "9.9.9"
+    # a configured store is used as it is
+    configured = config.build({"models": {"store": str(tmp_path / "elsewhere")}},
+                              config.defaults_schema())
+    assert ModelStore.for_config(configured).root == tmp_path / "elsewhere"
+    # nothing was written into the installation
+    assert sorted(p.relative_to(default_root())
+                  for p in default_root().rglob("*")) == bundled_before

@@ -47,7 +47,7 @@ def time_detect(detector: Detector, frames: list[np.ndarray], runs: int = RUNS) 
 def run(config, json_out: bool = False, quick: bool = False) -> dict:
     """Latency rows per backend and thread count; printed as a table unless `json_out`
     (then the caller prints the returned dict). `quick`: 10 runs each instead of 50."""
-    store = ModelStore(config.models.store or None)
+    store = ModelStore.for_config(config)
     version = store.get(config.detector.model, config.detector.version or None)
     frames = _frames(version)
     result = {"model": f"{version.name} {version.version}",

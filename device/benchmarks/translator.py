@@ -66,7 +66,7 @@ BASELINE = "1.1.0"
 
 
 def run(config, json_out: bool = False, quick: bool = False) -> dict:
-    store = ModelStore(config.models.store or None)
+    store = ModelStore.for_config(config)
     version = store.get(config.translator.model, config.translator.version or None)
     tokenizer = Tokenizer(tokenizer_path(version))
     fp32 = version.directory / "translator_fp32.tflite"

@@ -29,7 +29,7 @@ def register(subparsers) -> None:
 
 
 def _store(cfg) -> ModelStore:
-    return ModelStore(cfg.models.store or None)
+    return ModelStore.for_config(cfg)
 
 
 def _row(version: ModelVersion, active: str) -> dict:

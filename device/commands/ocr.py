@@ -41,7 +41,7 @@ def load_detector(cfg, backend: str | None = None, num_threads: int | None = Non
     """(Detector, ModelVersion) from the store as the config names them: the version's own
     post-processing parameters with the config's set values over them, at the configured
     resolution."""
-    store = ModelStore(cfg.models.store or None)
+    store = ModelStore.for_config(cfg)
     version = store.get(cfg.detector.model, cfg.detector.version or None)
     detector = Detector(artifact_for(version, cfg.detector),
                         backend=backend or cfg.runtime.backend,

@@ -27,7 +27,7 @@ def register(subparsers) -> None:
 
 
 def load_recognizer(cfg, backend: str | None = None, num_threads: int | None = None):
-    store = ModelStore(cfg.models.store or None)
+    store = ModelStore.for_config(cfg)
     version = store.get(cfg.models.recognizer, cfg.models.recognizer_version or None)
     return Recognizer(version.artifact, backend=backend or cfg.runtime.backend,
                       num_threads=num_threads or cfg.runtime.num_threads), version

@@ -101,7 +101,7 @@ class Translator:
         from device.model_store import ModelStore
         t = cfg.translator
         if version is None:
-            version = ModelStore(cfg.models.store or None).get(t.model, t.version or None)
+            version = ModelStore.for_config(cfg).get(t.model, t.version or None)
         model = Seq2SeqModel(version.artifact, backend=backend or cfg.runtime.backend,
                              num_threads=num_threads or cfg.runtime.num_threads)
         tokenizer = Tokenizer(tokenizer_path(version))

@@ -45,13 +45,14 @@ def scores(hypotheses: list[str], references: list[list[str]]) -> dict:
 
 
 def evaluate_version(version, config, sets: dict, book: Phrasebook | None,
-                     backend: str) -> dict:
+                     backend: str, model_first: bool | None = None) -> dict:
     model = Seq2SeqModel(version.artifact, backend=backend, num_threads=1)
     tokenizer = Tokenizer(tokenizer_path(version))
     t = config.translator
     whole = Translator(model, tokenizer, book, Settings(
         cache_size=0, min_model_confidence=t.min_model_confidence, budget_ms=10_000.0,
-        gloss_below_confidence=t.gloss_below_confidence, time_style=t.time_style))
+        gloss_below_confidence=t.gloss_below_confidence, time_style=t.time_style,
+        model_first=t.model_first if model_first is None else model_first))
     out: dict = {"version": version.version}
     for name, (sources, references) in sets.items():
         stage, vias, stage_ms = [], {v: 0 for v in VIAS}, []

@@ -11,7 +11,8 @@ def test_json_output_shape(tmp_path, capsys):
     store_version()
     config = tmp_path / "edgelens.toml"
     config.write_text(f'[translator]\ndictionary = "{excerpt(tmp_path / "de-en")}"\n'
-                      f'phrasebook_cache = "{tmp_path / "cache"}"\n', encoding="utf-8")
+                      f'phrasebook_cache = "{tmp_path / "cache"}"\n'
+                      'model_first = false\n', encoding="utf-8")   # the phrasebook path
     code = main(["translate", "--json", "--config", str(config),
                  "NOTAUSGANG", "12:30", "", "Straßenhund"])
     assert code == 0
@@ -20,7 +21,7 @@ def test_json_output_shape(tmp_path, capsys):
     assert results[0]["translation"] == "EMERGENCY EXIT" and results[0]["via"] == "phrasebook"
     assert (results[1]["translation"], results[1]["via"]) == ("12:30", "passthrough")
     assert (results[2]["translation"], results[2]["via"]) == ("", "passthrough")
-    assert results[3]["via"] in ("model", "phrasebook", "passthrough")
+    assert results[3]["via"] in ("model", "phrasebook", "gloss", "passthrough")
     for r in results:
         assert isinstance(r["confidence"], float) and 0.0 <= r["confidence"] <= 1.0
         assert isinstance(r["ms"], float) and r["ms"] >= 0.0
@@ -31,7 +32,8 @@ def test_human_output_names_the_source(tmp_path, capsys):
     store_version()
     config = tmp_path / "edgelens.toml"
     config.write_text(f'[translator]\ndictionary = "{excerpt(tmp_path / "de-en")}"\n'
-                      f'phrasebook_cache = "{tmp_path / "cache"}"\n', encoding="utf-8")
+                      f'phrasebook_cache = "{tmp_path / "cache"}"\n'
+                      'model_first = false\n', encoding="utf-8")   # the phrasebook path
     assert main(["translate", "--config", str(config), "Notausgang"]) == 0
     out = capsys.readouterr().out
     assert "Notausgang → Emergency Exit" in out and "phrasebook" in out

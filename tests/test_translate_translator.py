@@ -83,7 +83,7 @@ def test_low_ocr_confidence_is_not_translated(translator):
 def test_the_cache_answers_repeated_frames_and_counts(translator):
     first = translator.translate("Straßenhund")
     again = translator.translate("Straßenhund")
-    assert first.via in ("model", "phrasebook") and again.via == "cache"
+    assert first.via in ("model", "phrasebook", "gloss") and again.via == "cache"
     assert again.translation == first.translation and again.ms < 1.0
     stats = translator.stats()
     assert stats["cache"]["hits"] >= 1 and stats["via"]["cache"] == 1

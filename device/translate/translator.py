@@ -83,6 +83,9 @@ class Settings:
     gloss_below_confidence: float = 0.3  # a less sure model answer yields to a word-by-word gloss
     show_glosses: bool = True            # False: a text only a gloss could answer is kept as read
     time_style: str = "24h"              # '24h' (9:00–18:00) or '12h' (9 am–6 pm)
+    model_first: bool = False            # ask the model before the phrasebook (2.x models)
+    phrasebook_below_confidence: float = 0.5  # model_first: a less sure answer yields to a
+                                              # dictionary entry for the same text
 
 
 class Translator:
@@ -117,7 +120,8 @@ class Translator:
                             max_input_chars=t.max_input_chars, budget_ms=t.budget_ms,
                             use_phrasebook=t.use_phrasebook,
                             gloss_below_confidence=t.gloss_below_confidence,
-                            show_glosses=t.show_glosses, time_style=t.time_style)
+                            show_glosses=t.show_glosses, time_style=t.time_style,
+                            model_first=t.model_first)
         return cls(model, tokenizer, phrasebook, settings)
 
     # ------------------------------------------------------------------ public
@@ -172,7 +176,7 @@ class Translator:
                                "no_letters")
         style = style_of(text)
         book = self.phrasebook if self.settings.use_phrasebook else None
-        if book is not None:
+        if book is not None and not self.settings.model_first:
             hit = book.lookup(text)
             if hit is not None:
                 return Translation(source, apply_style(hit, style, keep_case=True),
@@ -244,9 +248,10 @@ class Translator:
 
     def _chunk(self, chunk: str, deadline: int) -> tuple[str, str, float, str]:
         """(english, via, confidence, problem) for one translatable chunk."""
+        hit = None
         if self.phrasebook is not None and self.settings.use_phrasebook:
             hit = self.phrasebook.lookup(chunk)
-            if hit is not None:
+            if hit is not None and not (self.settings.model_first and self.model is not None):
                 return hit, "phrasebook", 1.0, ""
         if not lookup_key(chunk):
             return chunk, "phrasebook", 1.0, ""       # punctuation only: keep it
@@ -260,6 +265,9 @@ class Translator:
         if not decoded.complete:
             return "", "", 0.0, "over_budget"
         english = self.tokenizer.decode(list(decoded.ids)).strip()
+        if hit is not None and (decoded.confidence < self.settings.phrasebook_below_confidence
+                                or not english):
+            return hit, "phrasebook", 1.0, ""
         if decoded.confidence < self.settings.gloss_below_confidence or not english:
             gloss = self._gloss(chunk)
             if gloss:

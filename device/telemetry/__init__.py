@@ -7,14 +7,20 @@
     logging.getLogger().addHandler(TelemetryLogHandler(recorder))
     recorder.close()                                  # flushes
 
-The store (`TelemetryStore`) is also what the sync agent opens to read unsent records.
+The store (`TelemetryStore`) is also what the sync agent opens to read unsent records; in one
+process every opener of the file shares one connection. Its methods raise `TelemetryError`
+kinds only: `StoreCorruptError` (quarantined by the pipeline), `StoreUnavailableError` and its
+kinds `StoreFullError`, `StoreAccessError`, `StoreBusyError` (healthy, retry later).
 """
 
+from device.errors import StoreCorruptError, TelemetryError
 from device.telemetry.handler import TelemetryLogHandler
 from device.telemetry.recorder import ModelRef, Prediction, Recorder, RecorderStats
 from device.telemetry.records import EVICTION_TIERS, KINDS, Clock, Record, StoredRecord
-from device.telemetry.store import TelemetryStore
+from device.telemetry.store import (StoreAccessError, StoreBusyError, StoreFullError,
+                                    StoreUnavailableError, TelemetryStore)
 
 __all__ = ["Clock", "EVICTION_TIERS", "KINDS", "ModelRef", "Prediction", "Record",
-           "Recorder", "RecorderStats", "StoredRecord", "TelemetryLogHandler",
-           "TelemetryStore"]
+           "Recorder", "RecorderStats", "StoreAccessError", "StoreBusyError",
+           "StoreCorruptError", "StoreFullError", "StoreUnavailableError", "StoredRecord",
+           "TelemetryError", "TelemetryLogHandler", "TelemetryStore"]

@@ -5,6 +5,13 @@ bounded in-memory queue; one writer thread inserts the queue into the store in b
 the queue is full the oldest queued record is dropped, counted, logged (rate-limited) and the
 count lands in the store's counters and in a `telemetry.overflow` log record. Audit records
 are never dropped from the queue.
+
+When the store cannot be written (disk full, read-only, locked, or not openable at start) the
+writer keeps the batch, backs off (growing delay up to `_BACKOFF_MAX_S`), counts the failures,
+logs them rate-limited, and carries on where it stopped once the store takes writes again
+(`telemetry.recovered` log record, `write_failures` counter). Its own errors never come back
+through the telemetry log handler: nothing logged on the writer thread or by
+`device.telemetry.*` is recorded (see `is_telemetry_thread`).
 """
 
 from __future__ import annotations
@@ -22,14 +29,25 @@ from typing import Any, Mapping
 from device.errors import TelemetryError
 from device.telemetry.aggregate import MetricWindow, QualityWindow
 from device.telemetry.records import Clock, Record
-from device.telemetry.store import TelemetryStore
+from device.telemetry.store import StoreFullError, StoreUnavailableError, TelemetryStore
 
 log = logging.getLogger(__name__)
 
 _LIMIT_CHECK_RECORDS = 5000   # check the disk limit after this many inserted records...
 _LIMIT_CHECK_S = 5.0          # ...or this often
 _PRUNE_EVERY_S = 60.0
+_FILE_CHECK_S = 2.0           # compare the file on disk with the one open this often
 _OVERFLOW_LOG_EVERY_S = 5.0
+_BACKOFF_MIN_S = 0.1          # first retry after a failed write or open...
+_BACKOFF_MAX_S = 5.0          # ...doubling up to this
+_FAILURE_LOG_EVERY_S = 30.0   # a store that keeps failing is logged this often
+
+_WRITER = threading.local()
+
+
+def is_telemetry_thread() -> bool:
+    """True on a telemetry writer thread: what it logs must not be fed back into telemetry."""
+    return getattr(_WRITER, "active", False)
 
 
 @dataclass(frozen=True)
@@ -63,8 +81,10 @@ class RecorderStats:
     enqueued: int = 0
     written: int = 0
     overflow: int = 0
-    write_errors: int = 0
+    write_errors: int = 0       # failed attempts to write (or open) the store
     queued: int = 0
+    lost: int = 0               # records still unwritten when the recorder closed
+    retry_in_s: float = 0.0     # current back-off delay; 0 while the store takes writes
 
 
 class Recorder:
@@ -72,12 +92,16 @@ class Recorder:
     store and starts the writer; `close()` flushes and closes."""
 
     def __init__(self, store: TelemetryStore | None, settings: Any, *,
-                 clock: Clock | None = None):
+                 clock: Clock | None = None, path: str | Path | None = None):
         self.store = store
         self.settings = settings
         self.clock = clock or (store.clock if store is not None else Clock())
+        # where to (re)open the store when it could not be opened yet; None: disabled
+        self._path = Path(path) if path is not None else (store.path if store else None)
         self._queue: collections.deque[Record] = collections.deque()
-        self._urgent: collections.deque[Record] = collections.deque()
+        self._urgent: collections.deque[Record] = collections.deque()    # audit: never dropped
+        self._internal: collections.deque[Record] = collections.deque()  # windows, notices
+        self._retry: list[Record] = []          # the batch the store did not take
         self._queue_size = settings.queue_size
         self._lock = threading.Lock()
         self._done = threading.Condition(self._lock)
@@ -90,19 +114,41 @@ class Recorder:
         self._metrics = MetricWindow(1.0)
         self._quality = QualityWindow(60.0)
         self._salt = b""
-        if store is not None and settings.redact_text:
-            self._salt = (settings.text_salt or store.text_salt()).encode()
-        self._system = _SystemSampler(store.path if store is not None else None) \
-            if settings.system_metrics else None
+        if settings.redact_text:
+            if settings.text_salt:
+                self._salt = settings.text_salt.encode()
+            elif store is not None:
+                self._salt = store.text_salt().encode()
+        self._system = _SystemSampler(self._path) if settings.system_metrics else None
+        self._delay = 0.0                   # back-off delay while the store fails
+        self._failures = 0                  # failed attempts in the current outage
+        self._failing_since: float | None = None
+        self._failure_logged_at = 0.0
+        self._last_error = ""
+        self._pending_counts: dict[str, int] = {}   # counters waiting for a working store
 
     @classmethod
     def open(cls, settings: Any, path: str | Path | None = None, *,
              clock: Clock | None = None) -> "Recorder":
-        """Open the store named by `settings.db_path` (or `path`) and start the writer."""
+        """Open the store named by `settings.db_path` (or `path`) and start the writer.
+
+        A store that cannot be opened for now (full disk, no write access, locked:
+        StoreUnavailableError) does not stop the caller: records are queued in memory and
+        the writer keeps trying to open it. Other TelemetryErrors (a path that cannot hold a
+        store) are raised."""
         if not settings.enabled:
             return cls(None, settings, clock=clock)
-        store = TelemetryStore.open(path or settings.db_path, settings, clock=clock)
-        recorder = cls(store, settings, clock=clock)
+        where = Path(path or settings.db_path)
+        try:
+            store = TelemetryStore.open(where, settings, clock=clock)
+        except StoreUnavailableError as exc:
+            # full disk, read-only, locked...: record in memory and keep trying to open it
+            log.error("telemetry store %s unavailable for now (%s); queueing in memory and "
+                      "retrying", where, exc)
+            recorder = cls(None, settings, clock=clock, path=where)
+            recorder._last_error = str(exc)
+        else:
+            recorder = cls(store, settings, clock=clock)
         recorder.start()
         return recorder
 
@@ -189,9 +235,14 @@ class Recorder:
         return {f"{name}_sha256": digest[:32], f"{name}_len": len(text)}
 
     def _put_internal(self, record: Record) -> None:
-        """Records the writer makes itself (windows, notices) skip the bounded queue."""
+        """Records the writer makes itself (windows, notices) skip the bounded queue; they
+        have their own bound (they pile up only while the store fails)."""
         with self._lock:
-            self._urgent.append(record)
+            if len(self._internal) >= self._queue_size:
+                self._internal.popleft()
+                self._stats.overflow += 1
+                self._handled += 1
+            self._internal.append(record)
             self._stats.enqueued += 1
 
     def _put(self, record: Record) -> None:
@@ -209,7 +260,7 @@ class Recorder:
     # --- lifecycle --------------------------------------------------------------------------
 
     def start(self) -> None:
-        if self.store is None or self._thread is not None:
+        if self._path is None or self._thread is not None:
             return
         self._thread = threading.Thread(target=self._run, name="telemetry-writer",
                                         daemon=True)
@@ -217,7 +268,7 @@ class Recorder:
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything queued so far is written; False on timeout."""
-        if self.store is None or self._thread is None:
+        if self._thread is None:
             return True
         with self._lock:
             target = self._stats.enqueued
@@ -226,8 +277,9 @@ class Recorder:
             return self._done.wait_for(lambda: self._handled >= target, timeout)
 
     def close(self, timeout: float = 10.0) -> None:
-        """End the open metric windows, write everything queued, close the store."""
-        if self.store is None:
+        """End the open metric windows, write everything queued, close the store. A store
+        that does not take writes gets one last try, not a wait."""
+        if self._path is None:
             return
         self._stop.set()
         self._wake.set()
@@ -235,32 +287,65 @@ class Recorder:
             self._thread.join(timeout)
             if self._thread.is_alive():
                 log.error("telemetry writer did not stop in %.1f s; %d records unwritten",
-                          timeout, len(self._queue) + len(self._urgent))
+                          timeout, self._unwritten())
                 return
-        else:
+        elif self.store is not None:
             self._write_pending(force_windows=True)
-        self.store.close()
+        left = self._unwritten()
+        if left:
+            with self._lock:
+                self._stats.lost += left
+            log.error("telemetry closed with %d records unwritten: the store did not take "
+                      "them (%s)", left, self._last_error or "not open")
+        if self.store is not None:
+            self.store.close()
+
+    def _unwritten(self) -> int:
+        with self._lock:
+            return (len(self._queue) + len(self._urgent) + len(self._internal)
+                    + len(self._retry))
 
     def stats(self) -> RecorderStats:
         with self._lock:
             return RecorderStats(self._stats.enqueued, self._stats.written,
                                  self._stats.overflow, self._stats.write_errors,
-                                 len(self._queue) + len(self._urgent))
+                                 len(self._queue) + len(self._urgent) + len(self._internal)
+                                 + len(self._retry), self._stats.lost, self._delay)
 
     # --- the writer thread ------------------------------------------------------------------
 
     def _run(self) -> None:
+        _WRITER.active = True
         interval = self.settings.flush_interval_s
         since_check, last_check, last_prune = 0, time.monotonic(), time.monotonic()
+        last_file_check = time.monotonic()
         while True:
             stopping = self._stop.is_set()
-            self._wake.wait(interval)
+            if stopping:
+                pass                                # one last round, at once
+            elif self._delay:
+                self._stop.wait(self._delay)        # backing off: only a stop cuts it short
+            else:
+                self._wake.wait(interval)
             self._wake.clear()
+            if self.store is None and not self._open_store():
+                if stopping:
+                    break
+                continue
             try:
                 since_check += self._write_pending(force_windows=stopping)
             except Exception:  # the writer must outlive any one bad record or batch
                 log.exception("telemetry writer iteration failed; continuing")
             now = time.monotonic()
+            if self._delay:                         # the store is failing: no maintenance
+                if stopping:
+                    break
+                continue
+            if now - last_file_check >= _FILE_CHECK_S or stopping:
+                self._guard(self.store.check)       # deleted, replaced, truncated file?
+                last_file_check = now
+                if stopping and self._unwritten():
+                    self._guard(self._write_pending)   # what a reopen brought back
             if since_check >= _LIMIT_CHECK_RECORDS or now - last_check >= _LIMIT_CHECK_S \
                     or (stopping and since_check):
                 self._guard(self.store.enforce_limit)
@@ -271,6 +356,66 @@ class Recorder:
             if stopping:
                 break
 
+    def _open_store(self) -> bool:
+        """The store could not be opened at start: try again (with the writer's back-off)."""
+        try:
+            store = TelemetryStore.open(self._path, self.settings, clock=self.clock)
+        except TelemetryError as exc:
+            self._failed(exc, "open")
+            return False
+        if self.settings.redact_text and not self._salt:
+            try:
+                self._salt = store.text_salt().encode()
+            except TelemetryError as exc:
+                store.close()
+                self._failed(exc, "open")
+                return False
+        self.store = store
+        self._succeeded()
+        return True
+
+    def _failed(self, exc: TelemetryError, what: str = "write") -> None:
+        """One failed attempt: count it, log it (rate-limited), grow the delay."""
+        now = time.monotonic()
+        with self._lock:
+            self._stats.write_errors += 1
+            waiting = (len(self._queue) + len(self._urgent) + len(self._internal)
+                       + len(self._retry))
+            dropped = self._stats.overflow
+        self._failures += 1
+        self._last_error = str(exc)
+        if self._failing_since is None:
+            self._failing_since = now
+            self._failure_logged_at = now
+            log.error("telemetry store %s failed: %s; keeping %d records queued and retrying "
+                      "with growing delays", what, exc, waiting)
+        elif now - self._failure_logged_at >= _FAILURE_LOG_EVERY_S:
+            self._failure_logged_at = now
+            log.error("telemetry store still failing after %d attempts in %.0f s: %s; %d "
+                      "records waiting, %d dropped from the full queue so far",
+                      self._failures, now - self._failing_since, exc, waiting, dropped)
+        self._delay = min(max(self._delay * 2, _BACKOFF_MIN_S), _BACKOFF_MAX_S)
+        if isinstance(exc, StoreFullError) and self.store is not None:
+            self.store.relieve()              # checkpoint + truncate the WAL if it can
+
+    def _succeeded(self) -> None:
+        """The store took a write (or opened) again after failures: say so once."""
+        if self._failing_since is None:
+            return
+        down = time.monotonic() - self._failing_since
+        failures, error = self._failures, self._last_error
+        self._failing_since, self._failures, self._delay = None, 0, 0.0
+        log.warning("telemetry store works again after %d failed attempts in %.1f s",
+                    failures, down)
+        self._pending_counts["write_failures"] = \
+            self._pending_counts.get("write_failures", 0) + failures
+        wall, mono = self.clock.now()
+        self._put_internal(Record("log", wall, mono, {
+            "severity": "WARNING", "event": "telemetry.recovered", "logger": __name__,
+            "fields": {"failures": failures, "down_s": round(down, 3), "error": error[:500]}}))
+        if self.store is not None:
+            self.store.relieve()
+
     def _write_pending(self, force_windows: bool = False) -> int:
         """Roll finished windows into records and insert everything queued; returns count."""
         mono = time.monotonic_ns()
@@ -280,24 +425,37 @@ class Recorder:
         self._report_overflow()
         written = 0
         while True:
-            batch = self._take(self.settings.batch_size)
+            with self._lock:
+                batch, self._retry = self._retry, []
             if not batch:
+                batch = [self._materialize(r) for r in self._take(self.settings.batch_size)]
+            if not batch:
+                self._bump_pending()
                 return written
-            batch = [self._materialize(r) for r in batch]
             try:
                 self.store.insert(batch)
-                ok = True
             except TelemetryError as exc:
-                log.error("telemetry write failed, %d records lost: %s", len(batch), exc)
-                ok = False
+                with self._lock:
+                    self._retry = batch             # kept: tried again after the delay
+                self._failed(exc)
+                return written
+            self._succeeded()
             with self._done:
-                if ok:
-                    self._stats.written += len(batch)
-                else:
-                    self._stats.write_errors += len(batch)
+                self._stats.written += len(batch)
                 self._handled += len(batch)
                 self._done.notify_all()
             written += len(batch)
+
+    def _bump_pending(self) -> None:
+        counts, self._pending_counts = self._pending_counts, {}
+        if not counts:
+            return
+        try:
+            self.store.bump(counts)
+        except TelemetryError as exc:
+            for name, n in counts.items():
+                self._pending_counts[name] = self._pending_counts.get(name, 0) + n
+            log.error("telemetry counters not stored yet: %s", exc)
 
     def _materialize(self, record: Record) -> Record:
         """Predictions are queued as objects; their body is built here, off the frame path."""
@@ -313,6 +471,8 @@ class Recorder:
     def _take(self, n: int) -> list[Record]:
         with self._lock:
             batch = [self._urgent.popleft() for _ in range(min(n, len(self._urgent)))]
+            while self._internal and len(batch) < n:
+                batch.append(self._internal.popleft())
             while self._queue and len(batch) < n:
                 batch.append(self._queue.popleft())
         return batch
@@ -336,7 +496,7 @@ class Recorder:
         self._overflow_logged_at = now
         self._overflow_reported = total
         log.warning("telemetry queue full: dropped %d records (%d in total)", new, total)
-        self._guard(lambda: self.store.bump({"overflow": new}))
+        self._pending_counts["overflow"] = self._pending_counts.get("overflow", 0) + new
         wall, mono = self.clock.now()
         self._put_internal(Record("log", wall, mono, {
             "severity": "WARNING", "event": "telemetry.overflow", "logger": __name__,
@@ -347,10 +507,10 @@ class Recorder:
     def _guard(self, action) -> None:
         try:
             action()
-        except (TelemetryError, OSError) as exc:
+        except TelemetryError as exc:
             log.error("telemetry store maintenance failed: %s", exc)
-        except Exception as exc:  # sqlite3 errors from maintenance: logged, loop goes on
-            log.error("telemetry store maintenance failed: %r", exc)
+        except Exception as exc:  # a bug in maintenance: logged, the loop goes on
+            log.exception("telemetry store maintenance failed: %r", exc)
 
 
 class _SystemSampler:

@@ -15,10 +15,12 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from cloud_sync.errors import PayloadError
+from cloud_sync.update_protocol import within_depth
 from device.telemetry.records import KINDS, StoredRecord
 
 VERSION = 1
 CONTENT_TYPE = "application/x-edgelens-batch+zlib"
+MAX_DEPTH = 64      # batch, records, a record, its body: 4; record bodies are shallow
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,8 @@ def encode(device: str, boot_id: str, clocks: tuple[int, int],
 
 
 def decode(payload: bytes, max_bytes: int) -> Batch:
-    """PayloadError for anything that is not a well-formed batch of at most max_bytes."""
+    """PayloadError for anything that is not a well-formed batch of at most max_bytes (never
+    ValueError, OverflowError or RecursionError: the caller counts and drops it)."""
     try:
         inflater = zlib.decompressobj()
         raw = inflater.decompress(payload, max_bytes + 1)
@@ -52,21 +55,46 @@ def decode(payload: bytes, max_bytes: int) -> Batch:
         raise PayloadError(f"batch inflates beyond {max_bytes} bytes")
     try:
         doc = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except RecursionError as exc:
+        raise PayloadError("batch is nested too deeply") from exc
+    except ValueError as exc:   # not JSON, not UTF-8, or an integer of over 4300 digits
         raise PayloadError(f"batch is not JSON: {exc}") from exc
     if not isinstance(doc, dict) or doc.get("v") != VERSION:
-        raise PayloadError(f"batch version is {doc.get('v') if isinstance(doc, dict) else doc!r}"
-                           f", expected {VERSION}")
+        version = doc.get("v") if isinstance(doc, dict) else doc
+        raise PayloadError(f"batch version is {_short(version)}, expected {VERSION}")
+    if not within_depth(doc, MAX_DEPTH):
+        raise PayloadError(f"batch is nested more than {MAX_DEPTH} deep")
     try:
-        batch = Batch(str(doc["device"]), str(doc["boot_id"]), int(doc["sent_wall_ns"]),
-                      int(doc["sent_mono_ns"]), [_record(r) for r in doc["records"]])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise PayloadError(f"batch is missing or has a bad field: {exc!r}") from exc
+        batch = Batch(_text(doc["device"]), _text(doc["boot_id"]), _int(doc["sent_wall_ns"]),
+                      _int(doc["sent_mono_ns"]), [_record(r) for r in doc["records"]])
+    except (KeyError, TypeError, ValueError, OverflowError, RecursionError) as exc:
+        raise PayloadError(f"batch is missing or has a bad field: {_short(exc)}") from exc
     return batch
 
 
 def _record(row: Any) -> tuple[int, str, int, int, str, dict[str, Any]]:
     seq, kind, wall_ns, mono_ns, boot_id, body = row
-    if kind not in KINDS or not isinstance(body, dict) or isinstance(seq, bool):
-        raise ValueError(f"bad record {row!r:.120}")
-    return int(seq), kind, int(wall_ns), int(mono_ns), str(boot_id), body
+    if kind not in KINDS or not isinstance(body, dict):
+        raise ValueError(f"bad record {_short(row)}")
+    return _int(seq), kind, _int(wall_ns), _int(mono_ns), _text(boot_id), body
+
+
+def _int(value: Any) -> int:
+    """A JSON integer (a float such as 1e999, a string or a bool is not one)."""
+    if isinstance(value, bool) or not isinstance(value, int) or abs(value) >= 1 << 63:
+        raise ValueError(f"{_short(value)} is not a 64-bit integer")
+    return value
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{_short(value)} is not a string")
+    return value
+
+
+def _short(value: Any) -> str:
+    """repr() cut to 120 characters, safe for any decoded JSON (deep nesting included)."""
+    try:
+        return f"{value!r:.120}"
+    except (RecursionError, ValueError):
+        return f"<{type(value).__name__}>"

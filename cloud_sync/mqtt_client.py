@@ -96,6 +96,7 @@ class MqttLink:
         self._subscriptions: list[Subscription] = []
         self._connected = threading.Event()
         self.connects = 0
+        self.dropped_messages = 0       # messages whose handler raised (logged, dropped)
         self.last_error = ""
         self.v5 = settings.protocol == "5"
         self._client = self._build_client()
@@ -141,6 +142,14 @@ class MqttLink:
         self._subscriptions.append(Subscription(topic, qos))
         if self.connected:
             self._subscribe(self._client, topic, qos)
+
+    def resubscribe(self, topic: str) -> None:
+        """Subscribe to one of this link's topics again now (the broker then sends its
+        retained messages again); nothing when not connected (a reconnect does it anyway)."""
+        for sub in self._subscriptions:
+            if sub.topic == topic and self.connected:
+                self._subscribe(self._client, sub.topic, sub.qos)
+                return
 
     def start(self) -> None:
         """Connect in the background; paho's thread reconnects with backoff from here on."""
@@ -247,6 +256,7 @@ class MqttLink:
             if self._on_message is not None:
                 keep = self._on_message(message.topic, message.payload, message.properties)
         except Exception:  # one bad message must not end the network thread
+            self.dropped_messages += 1
             log.exception("MQTT message handler failed on a message; message dropped")
         if self.manual_ack and keep is not False and message.qos > 0:
             client.ack(message.mid, message.qos)

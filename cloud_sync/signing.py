@@ -32,8 +32,8 @@ def canonical(document: Any) -> bytes:
     try:
         return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                           allow_nan=False).encode("utf-8")
-    except (TypeError, ValueError) as exc:
-        raise SignatureError(f"manifest cannot be encoded canonically: {exc}") from exc
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise SignatureError(f"manifest cannot be encoded canonically: {exc!r:.200}") from exc
 
 
 def _raw(public: Ed25519PublicKey) -> bytes:
@@ -45,21 +45,46 @@ def key_id(public: Ed25519PublicKey) -> str:
 
 
 def keygen(private_path: Path, public_path: Path) -> str:
-    """Write a new signing key (mode 0600, never overwritten) and its public key; → key id."""
+    """Write a new signing key (mode 0600, never overwritten) and its public key (0600); → key
+    id. Directories it creates are 0700 whatever the umask."""
     private_path, public_path = Path(private_path), Path(public_path)
     if private_path.exists():
         raise SyncError(f"{private_path} exists; refusing to overwrite a signing key")
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())
-    private_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(pem)
-    os.chmod(private_path, 0o600)
-    public_path.write_bytes(key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    _make_private_dirs(private_path.parent)
+    _make_private_dirs(public_path.parent)
+    _write_private(private_path, pem, exclusive=True)
+    _write_private(public_path, key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo),
+        exclusive=False)
     return key_id(key.public_key())
+
+
+def _make_private_dirs(directory: Path) -> None:
+    """mkdir -p with mode 0700 for every directory created here (explicit chmod: mkdir's mode
+    is filtered by the umask, and parents=True would create parents 0777 & ~umask)."""
+    missing = []
+    while not directory.exists():
+        missing.append(directory)
+        directory = directory.parent
+    for path in reversed(missing):
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            continue
+        os.chmod(path, 0o700)
+
+
+def _write_private(path: Path, data: bytes, exclusive: bool) -> None:
+    """Write a key file with mode 0600 (set on the descriptor, so neither the umask nor an
+    existing file's mode can widen it); never through a symbolic link."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_EXCL if exclusive else os.O_TRUNC)
+    fd = os.open(path, flags, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        os.fchmod(handle.fileno(), 0o600)
+        handle.write(data)
 
 
 def load_private(path: str | Path) -> Ed25519PrivateKey:
@@ -111,7 +136,7 @@ class TrustedKeys:
             raise SignatureError("unsigned: signature block lacks key_id or signature")
         key = self._keys.get(kid)
         if key is None:
-            raise SignatureError(f"signed by unknown key {kid!r} (trusted: "
+            raise SignatureError(f"signed by unknown key {kid!r:.40} (trusted: "
                                  f"{', '.join(sorted(self._keys)) or 'none'})")
         try:
             key.verify(base64.b64decode(sig, validate=True), canonical(document))

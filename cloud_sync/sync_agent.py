@@ -26,6 +26,7 @@ from cloud_sync import topics
 from cloud_sync.errors import LinkError, PayloadError
 from cloud_sync.mqtt_client import (NO_MATCHING_SUBSCRIBERS, Availability, LinkSettings,
                                     MqttLink)
+from cloud_sync.update_protocol import parse_json_value
 from device.config import Config
 from device.errors import StoreCorruptError, TelemetryError
 from device.telemetry.store import TelemetryStore
@@ -57,6 +58,7 @@ class SyncStats:
     timed_out_batches: int = 0
     inbound_dropped: int = 0
     inbound_handled: int = 0
+    updates_restarts: int = 0       # the model-updates thread died and was started again
 
 
 class TokenBucket:
@@ -112,6 +114,7 @@ class SyncAgent:
                                                           topics.AVAILABILITY)),
             on_message=self._handle_inbound, on_ack=self._handle_ack)
         self.link.subscribe(f"{self.prefix}/{self.device}/{topics.COMMAND}/+")
+        self._updates_thread: threading.Thread | None = None
         self.updates = None             # model updates (issue 6): cloud_sync/update_agent.py
         if cfg.updates.enabled and cfg.updates.trusted_keys:
             from cloud_sync.update_agent import UpdateAgent
@@ -126,16 +129,14 @@ class SyncAgent:
     def run(self, stop: threading.Event) -> None:
         """Sync until `stop` is set; then say offline and disconnect."""
         self.link.start()
-        updates = None
-        if self.updates is not None:
-            updates = threading.Thread(target=self.updates.run, args=(stop,), name="updates",
-                                       daemon=True)
-            updates.start()
+        self._updates_thread = None
+        self._start_updates(stop)
         next_status = 0.0
         busy = False
         next_reopen_check = time.monotonic() + _REOPEN_CHECK_S
         try:
             while not stop.is_set():
+                self._supervise_updates(stop)
                 now = time.monotonic()
                 if self.store is None or now >= next_reopen_check:
                     self._ensure_store()
@@ -162,12 +163,37 @@ class SyncAgent:
                 self._ack_event.wait(self.sync.idle_poll_s)
                 self._ack_event.clear()
         finally:
-            if updates is not None:
-                updates.join(10)
+            if self._updates_thread is not None:
+                self._updates_thread.join(10)
             self._collect_acks()
             self.link.stop()
             if self.store is not None:
                 self.store.close()
+
+    def _start_updates(self, stop: threading.Event) -> None:
+        if self.updates is None:
+            return
+        self._updates_thread = threading.Thread(target=self._run_updates, args=(stop,),
+                                                name="updates", daemon=True)
+        self._updates_thread.start()
+
+    def _run_updates(self, stop: threading.Event) -> None:
+        try:
+            self.updates.run(stop)
+        except BaseException as exc:  # noqa: BLE001 - reported; the loop starts it again
+            log.critical("model-updates thread died: %r", exc, exc_info=exc)
+
+    def _supervise_updates(self, stop: threading.Event) -> None:
+        """The model-updates thread must never be gone while we run: start it again (counted
+        in the sync stats, `updates_restarts`, and logged)."""
+        thread = self._updates_thread
+        if thread is None or thread.is_alive() or stop.is_set():
+            return
+        self.stats.updates_restarts += 1
+        log.error("model-updates thread ended; starting it again (restart %d)",
+                  self.stats.updates_restarts)
+        self._status_due.set()
+        self._start_updates(stop)
 
     def _send_one(self, stop: threading.Event) -> bool:
         """Publish one batch; False when there was nothing (allowed) to send."""
@@ -268,34 +294,39 @@ class SyncAgent:
     # --- inbound commands -----------------------------------------------------------------------
 
     def _handle_inbound(self, topic: str, payload: bytes, properties: Any) -> None:
-        """paho's network thread. Bad input is logged and dropped; nothing here raises."""
-        if self.updates is not None and self.updates.owns(topic):
-            self.updates.handle(topic, payload)
-            return
+        """paho's network thread. Bad input is counted, logged and dropped; nothing here
+        raises (a handler error is dropped the same way)."""
         try:
-            if len(payload) > self.sync.max_inbound_bytes:
-                raise PayloadError(f"{len(payload)} bytes on {topic} is over "
-                                   f"[sync] max_inbound_bytes = {self.sync.max_inbound_bytes}")
-            device, channel, name = topics.parse(self.prefix, topic)
-            if device != self.device or channel != topics.COMMAND or name not in self.commands:
-                raise PayloadError(f"unknown command topic {topic!r}")
-            try:
-                body = json.loads(payload or b"{}")
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise PayloadError(f"command {name} is not JSON: {exc}") from exc
-            if not isinstance(body, dict):
-                raise PayloadError(f"command {name} must be a JSON object, got "
-                                   f"{type(body).__name__}")
+            if self.updates is not None and self.updates.owns(topic):
+                self.updates.handle(topic, payload)
+                return
+            name, body = self._parse_command(topic, payload)
+            self.stats.inbound_handled += 1
+            if name == "ping":
+                self._status_due.set()   # published by the loop, not the network thread
+                self._ack_event.set()
+            else:
+                self.commands[name](body)
         except PayloadError as exc:
             self.stats.inbound_dropped += 1
             log.warning("inbound message dropped: %s", exc)
-            return
-        self.stats.inbound_handled += 1
-        if name == "ping":
-            self._status_due.set()   # published by the loop, not the network thread
-            self._ack_event.set()
-        else:
-            self.commands[name](body)
+        except Exception as exc:  # noqa: BLE001 - counted and dropped, never raised to paho
+            self.stats.inbound_dropped += 1
+            self._noisy("inbound", "inbound message on %s dropped: %r", topic, exc)
+
+    def _parse_command(self, topic: str, payload: bytes) -> tuple[str, dict[str, Any]]:
+        if len(payload) > self.sync.max_inbound_bytes:
+            raise PayloadError(f"{len(payload)} bytes on {topic} is over "
+                               f"[sync] max_inbound_bytes = {self.sync.max_inbound_bytes}")
+        device, channel, name = topics.parse(self.prefix, topic)
+        if device != self.device or channel != topics.COMMAND or name not in self.commands:
+            raise PayloadError(f"unknown command topic {topic!r}")
+        body = parse_json_value(payload or b"{}", f"command {name}",
+                                self.sync.max_inbound_bytes)
+        if not isinstance(body, dict):
+            raise PayloadError(f"command {name} must be a JSON object, got "
+                               f"{type(body).__name__}")
+        return name, body
 
     # --- helpers --------------------------------------------------------------------------------
 

@@ -25,11 +25,12 @@ COMMAND = "cmd"
 ONLINE, OFFLINE = b"online", b"offline"
 COMMANDS = ("ping",)   # commands the sync agent understands; others are logged and dropped
 
-_DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# \Z, not $: `$` also matches before a trailing newline
+_DEVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 
 
 def check_device_id(device: str) -> str:
-    if not _DEVICE_ID.match(device):
+    if not isinstance(device, str) or not _DEVICE_ID.match(device):
         raise PayloadError(f"device id {device!r} is not usable in a topic: use 1-64 letters, "
                            "digits, '_', '.', '-', starting with a letter or digit")
     return device

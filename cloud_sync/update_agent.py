@@ -1,17 +1,25 @@
 """The device side of model updates, inside edgelens-sync: learn the desired version, fetch only
 missing chunks, verify, install atomically, wait for the health verdict, roll back on failure.
 
-Messages arrive on paho's network thread and are only queued there; everything else runs on
-this agent's own thread (`run(stop)`). The running model is never touched until a version is
-complete, verified and renamed into the store; a refusal leaves it serving and writes an audit
-record (`update_refused`) with the reason. States reported on P/<device>/update/status:
-offered, downloading (percent), verified, installed, healthy, rolled_back (reason), refused.
+Messages arrive on paho's network thread and are only queued there (within a byte budget:
+over it they are dropped and counted); everything else runs on this agent's own thread
+(`run(stop)`). The running model is never touched until a version is complete, verified and
+renamed into the store; a refusal leaves it serving and writes an audit record
+(`update_refused`) with the reason. States reported on P/<device>/update/status: offered,
+downloading (percent), verified, installed, healthy, rolled_back (reason), refused, halted.
+
+No input ends the thread: a message whose handling raises anything is dropped and counted
+(`stats`), a failing periodic step is counted and retried, and should the loop itself fail it
+is restarted with a backoff, counted (`restarts`, `last_error`), audited
+(`update_agent_restarted`) and reported; jobs under way (a download, a version waiting for its
+health verdict) carry on.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import threading
 import time
@@ -22,7 +30,8 @@ from typing import Any
 from cloud_sync import update_protocol as proto
 from cloud_sync.errors import LinkError, PayloadError
 from cloud_sync.signing import SignatureError, TrustedKeys
-from cloud_sync.update_download import Download, RefusedUpdate, plan_files
+from cloud_sync.update_download import (Download, RefusedUpdate, describe_os_error,
+                                        plan_files)
 from device import model_install as install
 from device.errors import EdgelensError, TelemetryError
 from device.model_health import HealthSettings, precheck
@@ -34,34 +43,64 @@ from device.telemetry.store import TelemetryStore
 log = logging.getLogger(__name__)
 
 _MAX_DESIRED_BYTES = 4 * 1024 * 1024
+_MAX_CHUNK_MESSAGE_BYTES = 2 + (1 << 16) + 128 * 1024   # header length, header, largest chunk
+_INBOX_BYTES = 16 * 1024 * 1024   # queued bytes per kind (chunks, other); more are dropped
 _STATUS_EVERY_S = 0.5
 _BAD_CHUNK_LIMIT = 3        # copies of one chunk that fail their hash before we give up
+_RESTART_MIN_S, _RESTART_MAX_S = 0.5, 30.0
+_STABLE_S = 60.0            # a loop that ran this long starts its restart backoff afresh
+_NOISY_EVERY_S = 30.0
+MEMORY_FILE = ".update-memory.json"   # in the store root, never in the staging directory
 
 
 class AuditSink:
-    """Audit records into the device's telemetry store (the sync agent sends them on)."""
+    """Audit records into the device's telemetry store (the sync agent sends them on).
 
-    def __init__(self, telemetry: Any):
+    It writes through the store as this process already has it open (`TelemetryStore.shared`:
+    the sync agent's connection, one per process), never a second connection of its own. A
+    record the store does not take (disk full, locked...) is kept and written with the next
+    one or at close."""
+
+    _MAX_PENDING = 10_000
+
+    def __init__(self, telemetry: Any, store: TelemetryStore | None = None):
         self.settings = telemetry
-        self._store: TelemetryStore | None = None
+        self._store: TelemetryStore | None = store
+        self._owns_store = store is None
         self._clock = Clock()
+        self._pending: list[Record] = []
 
     def __call__(self, action: str, fields: dict[str, Any]) -> None:
         log.info("audit %s %s", action, fields)
         if not self.settings.enabled:
             return
+        wall, mono = self._clock.now()
+        self._pending.append(Record("audit", wall, mono, {"action": action, **fields}))
+        if len(self._pending) > self._MAX_PENDING:
+            del self._pending[0]
+            log.error("more than %d audit records waiting for the telemetry store; the oldest "
+                      "was dropped", self._MAX_PENDING)
+        self._write()
+
+    def _write(self) -> bool:
         try:
             if self._store is None:
-                self._store = TelemetryStore.open(self.settings.db_path, self.settings,
-                                                  quarantine=False)
-            wall, mono = self._clock.now()
-            self._store.insert([Record("audit", wall, mono, {"action": action, **fields})])
-        except (TelemetryError, OSError) as exc:
-            log.error("audit record %s not stored: %s", action, exc)
+                self._store = TelemetryStore.shared(self.settings.db_path, self.settings)
+            self._store.insert(self._pending)
+        except TelemetryError as exc:
+            log.error("%d audit record(s) not stored yet (kept, retried with the next one): "
+                      "%s", len(self._pending), exc)
+            return False
+        self._pending = []
+        return True
 
     def close(self) -> None:
-        if self._store is not None:
+        if self._pending and self.settings.enabled and not self._write():
+            log.error("%d audit record(s) never reached the telemetry store",
+                      len(self._pending))
+        if self._store is not None and self._owns_store:
             self._store.close()
+            self._store = None
 
 
 @dataclass
@@ -70,9 +109,21 @@ class UpdateStats:
     ignored_foreign: int = 0
     ignored_unexpected_chunk: int = 0
     ignored_bad_chunk: int = 0
+    ignored_unsigned_control: int = 0   # an unsigned halt (or relabel) of a download: not done
+    ignored_bad_control: int = 0        # a control block with a bad signature, or replayed
+    dropped_errors: int = 0             # messages whose handling raised an unexpected error
+    dropped_inbox_full: int = 0         # messages dropped because the inbox was over budget
+    step_errors: int = 0                # periodic steps (requests, health checks) that failed
+    restarts: int = 0                   # times the agent's loop failed and was started again
+    last_error: str = ""
     chunks_received: int = 0
     bytes_received: int = 0
     requests_sent: int = 0
+
+
+class BadControl(PayloadError):
+    """A desired state's control block is not signed by a trusted key, does not match the
+    message and its manifest, or is older than one already acted on."""
 
 
 @dataclass
@@ -89,6 +140,7 @@ class Job:
     previous: str | None = None
     bad_chunks: dict = field(default_factory=dict)
     requested_on: int = -1
+    signed_control: bool = False        # started by a desired state whose control was signed
 
     @property
     def shadow(self) -> bool:
@@ -102,7 +154,7 @@ class UpdateAgent:
         self.link, self.device = link, device
         self.prefix = cfg.mqtt.topic_prefix
         self.group = proto.check_group(self.settings.group)
-        self.store = ModelStore(cfg.models.store or None)
+        self.store = ModelStore.for_config(cfg)
         self.staging = Path(self.settings.staging_dir or self.store.root / ".staging")
         self.trusted = TrustedKeys.from_files(list(self.settings.trusted_keys))
         self.health = HealthSettings.from_config(self.settings)
@@ -114,42 +166,137 @@ class UpdateAgent:
         self._status_topic = proto.device_update_topic(self.prefix, device, "status")
         self._request_topic = proto.device_update_topic(self.prefix, device, "request")
         self._chunk_topic = proto.device_update_topic(self.prefix, device, "chunk")
+        self._desired_filter = f"{self.prefix}/{proto.GROUP_LEVEL}/{self.group}/desired/+"
         self._status_at = 0.0
         self._status_dirty = True
         self._connects = -1
-        self._memory = self.staging / "memory.json"   # last issued_ns and failed versions
+        # last issued_ns (manifest and control) and failed versions, per model: replay
+        # protection, so it lives beside the models, not in the staging directory (which is
+        # cleaned up when space runs out)
+        self._memory = self.store.root / MEMORY_FILE
+        self._legacy_memory = self.staging / "memory.json"
+        self._inbox_lock = threading.Lock()
+        self._inbox_bytes = {"chunk": 0, "other": 0}
+        self._resync = False        # a desired state was dropped: fetch the retained ones again
+        self._prepared = False
+        self._noisy_at: dict[str, float] = {}
 
     # --- wiring ------------------------------------------------------------------------------
 
     def subscriptions(self) -> list[str]:
-        return [f"{self.prefix}/{proto.GROUP_LEVEL}/{self.group}/desired/+", self._chunk_topic]
+        return [self._desired_filter, self._chunk_topic]
 
     def owns(self, topic: str) -> bool:
         return topic.startswith(f"{self.prefix}/{proto.GROUP_LEVEL}/") or \
             topic.startswith(f"{self.prefix}/{self.device}/{proto.UPDATE}/")
 
     def handle(self, topic: str, payload: bytes) -> None:
-        """paho's network thread: queue only."""
+        """paho's network thread: queue only, within the inbox's byte budget (so a stalled
+        agent cannot make the process grow without bound); anything else is dropped and
+        counted. Never raises."""
+        kind = "chunk" if topic == self._chunk_topic else "other"
+        size = len(payload)
+        limit = _MAX_CHUNK_MESSAGE_BYTES if kind == "chunk" else _MAX_DESIRED_BYTES
+        with self._inbox_lock:
+            if size > limit:
+                self.stats.ignored_malformed += 1
+                why = f"{size} bytes is over the limit of {limit}"
+            elif self._inbox_bytes[kind] + size > _INBOX_BYTES:
+                self.stats.dropped_inbox_full += 1
+                self._resync = self._resync or kind == "other"
+                why = f"the inbox holds {self._inbox_bytes[kind]} bytes already"
+            else:
+                self._inbox_bytes[kind] += size
+                why = ""
+        if why:
+            self._status_dirty = True
+            self._noisy("inbox", logging.WARNING, "update message on %s dropped: %s", topic,
+                        why)
+            return
         self.inbox.put((topic, bytes(payload)))
+
+    def _taken(self, topic: str, payload: bytes) -> None:
+        kind = "chunk" if topic == self._chunk_topic else "other"
+        with self._inbox_lock:
+            self._inbox_bytes[kind] -= len(payload)
 
     # --- the loop ----------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
-        self._prepare_store()
+        """The agent's thread, until `stop`. The loop is supervised: if it fails it is counted,
+        logged, audited and reported, and started again after a backoff (0.5 s doubling to
+        30 s); jobs under way are kept and interrupted steps redone."""
+        delay = _RESTART_MIN_S
         try:
             while not stop.is_set():
+                started = time.monotonic()
                 try:
-                    topic, payload = self.inbox.get(timeout=0.1)
-                except queue.Empty:
-                    topic = None
-                if topic is not None:
-                    self._dispatch(topic, payload)
-                self._tick(time.monotonic())
+                    if not self._prepared:
+                        self._prepare_store()
+                        self._prepared = True
+                    self._loop(stop)
+                except Exception as exc:  # noqa: BLE001 - supervised: count, report, restart
+                    if time.monotonic() - started >= _STABLE_S:
+                        delay = _RESTART_MIN_S
+                    self._crashed(exc, delay)
+                    stop.wait(delay)
+                    delay = min(2 * delay, _RESTART_MAX_S)
+                    self._reconcile()
         finally:
-            self.audit.close()
+            if stop.is_set():
+                self.audit.close()
+
+    def _loop(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                topic, payload = self.inbox.get(timeout=0.1)
+            except queue.Empty:
+                topic = None
+            if topic is not None:
+                self._taken(topic, payload)
+                self._dispatch(topic, payload)
+            self._tick(time.monotonic())
+
+    def _crashed(self, exc: BaseException, delay: float) -> None:
+        self.stats.restarts += 1
+        self.stats.last_error = f"{type(exc).__name__}: {exc}"[:300]
+        log.error("update agent loop failed (restart %d in %.1f s): %s", self.stats.restarts,
+                  delay, self.stats.last_error, exc_info=exc)
+        try:
+            self.audit("update_agent_restarted", {"error": self.stats.last_error,
+                                                  "restarts": self.stats.restarts})
+        except Exception:  # noqa: BLE001 - reporting must not fail the restart
+            log.exception("audit of the update agent's restart failed")
+        self._status_dirty, self._status_at = True, 0.0
+        try:
+            self._publish_status(time.monotonic())
+        except Exception:  # noqa: BLE001
+            log.exception("status after the update agent's restart not published")
+
+    def _reconcile(self) -> None:
+        """After a failure in the middle of a step: a job that is neither downloading nor
+        waiting for its health verdict (nor finished) was interrupted between steps; offer its
+        desired state again, as after a restart of the process (resume, switch or judge)."""
+        for name, job in list(self.jobs.items()):
+            if job.state == "installed" or job.state in ("healthy", "rolled_back",
+                                                         "unhealthy") or \
+                    (job.state == "downloading" and job.download is not None
+                     and not job.download.complete):
+                continue
+            self.jobs.pop(name, None)
+            try:
+                self._consider(name, job.desired)
+            except PayloadError as exc:
+                log.warning("interrupted update of %s %s not resumed: %s", name, job.version,
+                            exc)
+            except Exception as exc:  # noqa: BLE001
+                self.stats.step_errors += 1
+                self.stats.last_error = f"{type(exc).__name__}: {exc}"[:300]
+                log.exception("interrupted update of %s %s not resumed", name, job.version)
 
     def _prepare_store(self) -> None:
         self.staging.mkdir(parents=True, exist_ok=True)
+        self._migrate_memory()
         for name in self.store.names():
             install.recover(self.store, name)
             active = install.pin_active(self.store, name)
@@ -158,6 +305,8 @@ class UpdateAgent:
             self.models[name] = {"state": "idle", "active": active}
 
     def _dispatch(self, topic: str, payload: bytes) -> None:
+        """One message; nothing it holds can end the loop: malformed ones are counted as
+        such, any other failure is counted (`dropped_errors`) and logged."""
         try:
             if topic == self._chunk_topic:
                 self._on_chunk(payload)
@@ -167,47 +316,111 @@ class UpdateAgent:
                     self._on_desired(proto.check_model_name(model), payload)
             else:
                 self.stats.ignored_foreign += 1
+        except BadControl as exc:
+            self.stats.ignored_bad_control += 1
+            log.warning("desired state on %s ignored: %s", topic, exc)
         except PayloadError as exc:
             self.stats.ignored_malformed += 1
             log.warning("update message on %s ignored: %s", topic, exc)
-        except (EdgelensError, OSError) as exc:
-            log.exception("update step failed: %s", exc)
+        except Exception as exc:  # noqa: BLE001 - one message must never stop updates
+            self.stats.dropped_errors += 1
+            self.stats.last_error = f"{type(exc).__name__}: {exc}"[:300]
+            self._noisy("dispatch", logging.ERROR, "update message on %s dropped: %s", topic,
+                        self.stats.last_error, exc_info=exc)
+            self._reconcile()
+        finally:
+            self._status_dirty = True    # the counters changed: reported within 0.5 s
 
     # --- desired state -----------------------------------------------------------------------
 
     def _on_desired(self, name: str, payload: bytes) -> None:
-        body = proto.parse_json(payload, "desired state", _MAX_DESIRED_BYTES)
-        rollout, stage = str(body.get("rollout", "")), body.get("stage")
+        self._consider(name, proto.parse_json(payload, "desired state", _MAX_DESIRED_BYTES))
+
+    def _consider(self, name: str, body: dict[str, Any]) -> None:
+        desired = proto.check_desired(body)
+        rollout, stage = desired.rollout, desired.stage
         manifest = body.get("manifest")
         if not isinstance(manifest, dict) or not isinstance(manifest.get("update"), dict):
             raise PayloadError("desired state lacks a manifest with an update block")
+        signed = self._control(name, body, desired, manifest)
         version = manifest.get("version")
+        job = self.jobs.get(name)
+        downloading = job is not None and job.state == "downloading"
+        if downloading and not signed and (job.signed_control or (
+                stage == "halted" and job.rollout == rollout)):
+            # unsigned control fields can delay a download that has not started (as clearing
+            # the retained message can), never stop or take over one under way
+            self.stats.ignored_unsigned_control += 1
+            self._noisy(f"unsigned-{name}", logging.WARNING,
+                        "unsigned desired state for %s (stage %s, rollout %s) ignored: the "
+                        "download of %s under rollout %s goes on", name, stage, rollout,
+                        job.version, job.rollout)
+            return
         if stage == "halted":
-            job = self.jobs.get(name)
-            if job is not None and job.rollout == rollout and job.state == "downloading":
+            if downloading and job.rollout == rollout:
                 self.jobs.pop(name)
                 self._set(name, "halted", version=job.version, rollout=rollout)
             return
-        if stage == "canary" and self.device not in body.get("canaries", []):
+        if stage == "canary" and self.device not in desired.canaries:
             return
-        job = self.jobs.get(name)
         if job is not None and job.rollout == rollout and job.version == version:
             return                       # the same desired state again (retained, reconnect)
         try:
-            self._accept(name, body, manifest)
+            self._accept(name, body, manifest, signed)
         except (RefusedUpdate, SignatureError, PayloadError) as exc:
             self._refuse(name, rollout, manifest, str(exc))
 
-    def _accept(self, name: str, body: dict, manifest: dict) -> None:
+    def _control(self, name: str, body: dict[str, Any], desired: proto.Desired,
+                 manifest: dict[str, Any]) -> bool:
+        """True when the desired state carries a control block signed by a trusted key that
+        matches it (rollout, group, model, stage, canaries, manifest digest) and is not older
+        than the last one acted on; False when it has none (the unsigned form); BadControl
+        otherwise."""
+        if "control" not in body and "control_signature" not in body:
+            return False
+        control = body.get("control")
+        if not isinstance(control, dict):
+            raise BadControl("control block is not an object")
+        try:
+            self.trusted.verify(control, body.get("control_signature"))
+        except SignatureError as exc:
+            raise BadControl(f"control block: {exc}") from exc
+        expected = {"rollout": desired.rollout, "group": self.group, "model": name,
+                    "stage": desired.stage, "canaries": sorted(desired.canaries),
+                    "manifest_sha256": proto.manifest_digest(manifest)}
+        for key, value in expected.items():
+            if control.get(key) != value:
+                raise BadControl(f"control block's {key} does not match the desired state "
+                                 f"(signed {control.get(key)!r:.80}, got {value!r:.80})")
+        issued = control.get("issued_ns")
+        if isinstance(issued, bool) or not isinstance(issued, int) or issued < 0:
+            raise BadControl("control block's issued_ns is not a non-negative integer")
+        memory = self._remember()
+        last = memory["control"].get(name, 0)
+        if issued < last:
+            raise BadControl(f"replayed control block: issued {issued} is older than the last "
+                             f"one acted on ({last})")
+        if issued > last:
+            memory["control"][name] = issued
+            try:
+                self._save_memory(memory)
+            except OSError as exc:
+                log.error("control block of %s not recorded (%s): an older one could be "
+                          "replayed until it is", name, describe_os_error(exc))
+        return True
+
+    def _accept(self, name: str, body: dict, manifest: dict, signed: bool = False) -> None:
         kid = self.trusted.verify(manifest, body.get("signature"))
         if manifest.get("name") != name:
-            raise RefusedUpdate(f"manifest names model {manifest.get('name')!r} on the topic "
-                                f"of {name!r}")
+            raise RefusedUpdate(f"manifest names model {manifest.get('name')!r:.80} on the "
+                                f"topic of {name!r}")
         version = proto.check_version(manifest.get("version"))
         update = manifest["update"]
         rollback = update.get("rollback") is True
         memory = self._remember()
-        issued = int(update.get("issued_ns", 0))
+        issued = update.get("issued_ns", 0)
+        if isinstance(issued, bool) or not isinstance(issued, int):
+            raise RefusedUpdate(f"issued_ns {issued!r:.40} is not an integer")
         if issued < memory["issued"].get(name, 0):
             raise RefusedUpdate(f"replayed desired state: issued {issued} is older than the "
                                 f"last accepted ({memory['issued'][name]})")
@@ -219,8 +432,13 @@ class UpdateAgent:
                                 "not marked a rollback (replayed older version?)")
         chunk_size, files = plan_files(update, self.settings.max_artifact_bytes)
         memory["issued"][name] = issued
-        self._save_memory(memory)
-        job = Job(body, name, version, str(body.get("rollout", "")), previous=active)
+        try:
+            self._save_memory(memory)
+        except OSError as exc:
+            raise RefusedUpdate(f"cannot record the update in {self._memory} (replay "
+                                f"protection): {describe_os_error(exc)}") from exc
+        job = Job(body, name, version, str(body.get("rollout", "")), previous=active,
+                  signed_control=signed)
         self.jobs[name] = job
         self.audit("update_offered", {"model": name, "version": version, "key_id": kid,
                                       "rollout": job.rollout, "rollback": rollback})
@@ -236,7 +454,17 @@ class UpdateAgent:
         if version in self.store.versions(name):
             self._switch(job)            # still in the store (rollback, or a kill after rename)
             return
-        job.download = Download.open(self.staging, body, chunk_size, files)
+        try:
+            job.download = Download.open(self.staging, body, chunk_size, files)
+            job.download.check_space()
+        except RefusedUpdate:
+            if job.download is not None:
+                job.download.discard()   # free what an earlier attempt left
+            raise
+        except OSError as exc:
+            Download(self.staging, name, version, chunk_size, files).discard()
+            raise RefusedUpdate(f"cannot stage the download in {self.staging}: "
+                                f"{describe_os_error(exc)}") from exc
         self._set(name, "downloading", version=version, rollout=job.rollout,
                   progress=self._progress(job))
         if job.download.complete:
@@ -250,7 +478,9 @@ class UpdateAgent:
         log.warning("update of %s to %s refused: %s", name, version, reason)
         self.audit("update_refused", {"model": name, "version": version, "rollout": rollout,
                                       "reason": reason})
-        self.jobs.pop(name, None)
+        job = self.jobs.get(name)
+        if job is not None and job.rollout == rollout and job.version == version:
+            self.jobs.pop(name)          # a refused offer leaves another job under way alone
         self._set(name, "refused", version=version, rollout=rollout, reason=reason)
 
     # --- download ----------------------------------------------------------------------------
@@ -279,7 +509,12 @@ class UpdateAgent:
                 job.version != header.version:
             self.stats.ignored_unexpected_chunk += 1
             return
-        if not job.download.write(header.file, header.index, data):
+        try:
+            written = job.download.write(header.file, header.index, data)
+        except OSError as exc:
+            self._staging_failed(job, exc)
+            return
+        if not written:
             self.stats.ignored_bad_chunk += 1
             if job.download.corrupt(header.file, header.index, data):
                 job.bad_chunks[(header.file, header.index)] = \
@@ -305,6 +540,18 @@ class UpdateAgent:
         elif not job.requested:
             self._request(job)
 
+    def _staging_failed(self, job: Job, exc: OSError) -> None:
+        """A chunk could not be written (a full disk, mostly): give the space back and refuse
+        with the reason, instead of staying 'downloading' for ever."""
+        got, total = job.download.received_bytes, job.download.total_bytes
+        try:
+            job.download.discard()
+        except OSError as discard_exc:
+            log.error("staging of %s %s not freed: %s", job.name, job.version, discard_exc)
+        self._refuse(job.name, job.rollout, job.desired["manifest"],
+                     f"cannot write the download to {self.staging}: {describe_os_error(exc)} "
+                     f"({got} of {total} bytes were staged; staging freed)")
+
     @staticmethod
     def _progress(job: Job) -> float:
         total = job.download.total_bytes or 1
@@ -321,11 +568,19 @@ class UpdateAgent:
             install.read_manifest_as(d.directory, job.name, job.version)
         except (RefusedUpdate, EdgelensError, OSError, ValueError) as exc:
             d.discard()
-            self._refuse(job.name, job.rollout, job.desired["manifest"], str(exc))
+            reason = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
+            self._refuse(job.name, job.rollout, job.desired["manifest"], reason)
             return
         self._set(job.name, "verified", version=job.version, rollout=job.rollout)
-        install.pin_active(self.store, job.name)
-        install.install_staged(self.store, d.directory, job.name, job.version)
+        try:
+            install.pin_active(self.store, job.name)
+            install.install_staged(self.store, d.directory, job.name, job.version)
+        except OSError as exc:
+            if job.version not in self.store.versions(job.name):
+                d.discard()
+                self._refuse(job.name, job.rollout, job.desired["manifest"],
+                             f"install failed: {describe_os_error(exc)}")
+                return
         d.finish()
         self._switch(job)
 
@@ -358,8 +613,13 @@ class UpdateAgent:
     def _judge_here(self, job: Job) -> None:
         directory = self.store.root / job.name / job.version
         if install.read_health(directory) is None:
-            verdict = precheck(self.store.get(job.name, job.version), self.cfg.runtime.backend,
-                               self.health)
+            try:
+                verdict = precheck(self.store.get(job.name, job.version),
+                                   self.cfg.runtime.backend, self.health)
+            except Exception as exc:  # noqa: BLE001 - a check that cannot run is failed
+                verdict = {"healthy": False, "checks": {},
+                           "reason": f"health check could not run: {type(exc).__name__}: "
+                                     f"{exc}"[:500]}
             verdict["judge"] = "sync-agent"
             install.write_health(directory, verdict)
 
@@ -415,7 +675,11 @@ class UpdateAgent:
         aside = install.set_aside(self.store, job.name, job.version)
         memory = self._remember()
         memory["failed"].setdefault(job.name, []).append(job.version)
-        self._save_memory(memory)
+        try:
+            self._save_memory(memory)
+        except OSError as exc:
+            log.error("failed version %s %s not recorded (%s): a later offer of it would be "
+                      "installed again", job.name, job.version, describe_os_error(exc))
         flag = {"shadow": True} if shadow else {}
         self.audit("model_rolled_back", {"model": job.name, "version": job.version, **flag,
                                          **(audit or {}), "reason": reason,
@@ -431,13 +695,25 @@ class UpdateAgent:
         if reconnected:
             self._connects = self.link.connects
             self._status_dirty = True
+        if self._resync and self.link.connected and self.inbox.empty():
+            self._resync = False         # a dropped desired state: the broker sends it again
+            resubscribe = getattr(self.link, "resubscribe", None)
+            if resubscribe is not None:
+                resubscribe(self._desired_filter)
         for job in list(self.jobs.values()):
-            if job.state == "downloading" and (
-                    job.requested_on != self.link.connects
-                    or now - job.requested_at > self.settings.request_timeout_s):
-                self._request(job)
-            elif job.state == "installed":
-                self._check_health(job, now)
+            try:
+                if job.state == "downloading" and (
+                        job.requested_on != self.link.connects
+                        or now - job.requested_at > self.settings.request_timeout_s):
+                    self._request(job)
+                elif job.state == "installed":
+                    self._check_health(job, now)
+            except Exception as exc:  # noqa: BLE001 - counted, retried on the next tick
+                self.stats.step_errors += 1
+                self.stats.last_error = f"{type(exc).__name__}: {exc}"[:300]
+                self._noisy(f"step-{job.name}", logging.ERROR, "update step of %s %s (%s) "
+                            "failed: %s", job.name, job.version, job.state,
+                            self.stats.last_error, exc_info=exc)
         if self._status_dirty and now - self._status_at >= _STATUS_EVERY_S:
             self._publish_status(now)
 
@@ -472,14 +748,63 @@ class UpdateAgent:
         except EdgelensError:
             return None
 
-    def _remember(self) -> dict[str, Any]:
+    def _noisy(self, key: str, level: int, message: str, *args: Any,
+               exc_info: BaseException | None = None) -> None:
+        """Log a repeating problem at most every 30 s (with its traceback, if any)."""
+        now = time.monotonic()
+        if now - self._noisy_at.get(key, -1e9) >= _NOISY_EVERY_S:
+            self._noisy_at[key] = now
+            log.log(level, message, *args, exc_info=exc_info)
+
+    def _remember(self, path: Path | None = None) -> dict[str, Any]:
+        """The replay memory: {"issued": {model: ns}, "control": {model: ns}, "failed":
+        {model: [versions]}}, with anything of another shape left out."""
         try:
-            memory = json.loads(self._memory.read_text())
-        except (OSError, ValueError):
-            memory = {}
-        memory.setdefault("issued", {})
-        memory.setdefault("failed", {})
+            raw = json.loads((path or self._memory).read_text())
+        except FileNotFoundError:
+            raw = {}
+        except (OSError, ValueError, RecursionError) as exc:
+            log.error("update memory %s unreadable (%s): replay protection starts afresh",
+                      path or self._memory, exc)
+            raw = {}
+        raw = raw if isinstance(raw, dict) else {}
+        memory: dict[str, Any] = {}
+        for part in ("issued", "control"):
+            entries = raw.get(part) if isinstance(raw.get(part), dict) else {}
+            memory[part] = {k: v for k, v in entries.items()
+                            if isinstance(v, int) and not isinstance(v, bool)}
+        failed = raw.get("failed") if isinstance(raw.get("failed"), dict) else {}
+        memory["failed"] = {k: [v for v in versions if isinstance(v, str)]
+                            for k, versions in failed.items() if isinstance(versions, list)}
         return memory
 
     def _save_memory(self, memory: dict[str, Any]) -> None:
-        install.write_atomic(self._memory, json.dumps(memory).encode())
+        """Atomically (temp file, fsync, rename); OSError when it cannot be written (a full
+        disk), with no temp file left behind."""
+        self._memory.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._memory.with_name(f"{self._memory.name}.tmp-{os.getpid()}")
+        try:
+            with open(tmp, "wb") as handle:
+                handle.write(json.dumps(memory).encode())
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self._memory)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            raise
+        install.fsync_dir(self._memory.parent)
+
+    def _migrate_memory(self) -> None:
+        """Older versions kept the memory in <staging>/memory.json: merge it in, drop it."""
+        legacy = self._legacy_memory
+        if legacy == self._memory or not legacy.is_file():
+            return
+        old, memory = self._remember(legacy), self._remember()
+        for part in ("issued", "control"):
+            for name, issued in old[part].items():
+                memory[part][name] = max(issued, memory[part].get(name, 0))
+        for name, versions in old["failed"].items():
+            known = memory["failed"].setdefault(name, [])
+            known.extend(v for v in versions if v not in known)
+        self._save_memory(memory)
+        legacy.unlink(missing_ok=True)

@@ -5,14 +5,18 @@
     <staging>/<name>-<version>.received    one line per chunk written: "<file>\t<index>"
 
 On resume every recorded chunk is read back and hashed against the signed chunk hash; only
-chunks that match count as received (a torn write just gets fetched again).
+chunks that match count as received (a torn write just gets fetched again). Writing raises
+OSError (a full disk: ENOSPC) for the caller to refuse the update and `discard()` it; the
+free space is checked up front (`check_space`).
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +31,17 @@ class RefusedUpdate(PayloadError):
     """An update the device will not install; the message says why (it goes to the audit)."""
 
 
+SPACE_MARGIN = 256 * 1024    # bytes kept free beyond the download (records, manifest, fsync)
+_INDEX = re.compile(r"[0-9]{1,9}\Z")
+
+
+def describe_os_error(exc: OSError) -> str:
+    """A short reason for the status: 'no space left on device' for ENOSPC/EDQUOT."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "no space left on device"
+    return exc.strerror or str(exc)
+
+
 @dataclass
 class FilePlan:
     file: str
@@ -38,9 +53,9 @@ class FilePlan:
 def plan_files(update: dict[str, Any], max_bytes: int) -> tuple[int, list[FilePlan]]:
     """The signed `update` block checked for shape, names and sizes; RefusedUpdate if not."""
     try:
-        chunk_size = int(update["chunk_size"])
+        chunk_size = _integer(update["chunk_size"])
         raw = list(update["files"])
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise RefusedUpdate(f"update block malformed: {exc}") from exc
     if not 256 <= chunk_size <= 128 * 1024:
         raise RefusedUpdate(f"chunk size {chunk_size} outside 256 B-128 KB")
@@ -48,11 +63,11 @@ def plan_files(update: dict[str, Any], max_bytes: int) -> tuple[int, list[FilePl
     for entry in raw:
         try:
             name = check_file_name(entry["file"])
-            plan = FilePlan(name, int(entry["size_bytes"]), str(entry["sha256"]),
+            plan = FilePlan(name, _integer(entry["size_bytes"]), str(entry["sha256"]),
                             [str(c) for c in entry["chunks"]])
         except PayloadError as exc:
             raise RefusedUpdate(f"unsafe file name: {exc}") from exc
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise RefusedUpdate(f"file entry malformed: {exc}") from exc
         if name.lower() in seen:
             raise RefusedUpdate(f"file {name!r} listed twice")
@@ -68,6 +83,13 @@ def plan_files(update: dict[str, Any], max_bytes: int) -> tuple[int, list[FilePl
     if total > max_bytes:
         raise RefusedUpdate(f"version of {total} bytes is over the limit of {max_bytes}")
     return chunk_size, plans
+
+
+def _integer(value: Any) -> int:
+    """An integer from JSON: not a bool, a float or a string."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{value!r:.40} is not an integer")
+    return value
 
 
 @dataclass
@@ -117,12 +139,12 @@ class Download:
         plans = {f.file: f for f in self.files}
         try:
             lines = self._record.read_text().splitlines()
-        except OSError:
+        except (OSError, ValueError):    # unreadable or not text: fetch everything again
             lines = []
         for line in lines:
             file, _, index = line.partition("\t")
             plan = plans.get(file)
-            if plan is None or not index.isdigit() or int(index) >= len(plan.chunks):
+            if plan is None or not _INDEX.match(index) or int(index) >= len(plan.chunks):
                 continue
             data = self._read_chunk(plan, int(index))
             if data is not None and hashlib.sha256(data).hexdigest() == plan.chunks[int(index)]:
@@ -155,13 +177,31 @@ class Download:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         try:
-            os.pwrite(fd, data, index * self.chunk_size)
+            view, offset = memoryview(data), index * self.chunk_size
+            while view:                 # pwrite may write less than asked (nearly full disk)
+                written = os.pwrite(fd, view, offset)
+                if written <= 0:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+                view, offset = view[written:], offset + written
         finally:
             os.close(fd)
         with open(self._record, "a") as record:
             record.write(f"{file}\t{index}\n")
         self.received[file].add(index)
         return True
+
+    def check_space(self, margin: int = SPACE_MARGIN) -> None:
+        """RefusedUpdate when the staging file system has no room for the rest of this
+        download (plus `margin`)."""
+        try:
+            free = shutil.disk_usage(self.staging).free
+        except OSError:
+            return                       # unknown: the writes will tell
+        needed = self.total_bytes - self.received_bytes + margin
+        if free < needed:
+            raise RefusedUpdate(f"no space left on device for the download: "
+                                f"{self.total_bytes - self.received_bytes} more bytes needed "
+                                f"in {self.staging}, {free} free")
 
     def corrupt(self, file: str, index: int, data: bytes) -> bool:
         """True when this is a chunk we want but its bytes do not match the signed hash or

@@ -13,7 +13,10 @@ on names a device writes to disk. Shared by the fleet (update_delivery) and the 
 Desired state: {"v": 1, "rollout", "group", "stage": "canary"|"all"|"halted", "canaries": [...],
 "manifest": {...the version's manifest.json... , "update": {"chunk_size", "files": [{"file",
 "size_bytes", "sha256", "chunks": [sha256, ...]}], "rollback": bool, "issued_ns"}},
-"signature": {"key_id", "signature"}}. The signature covers the whole "manifest" object.
+"signature": {"key_id", "signature"}, "control": {...}, "control_signature": {...}}. The
+signature covers the whole "manifest" object; the control signature covers what the device acts
+on besides it (`control_document`: rollout, group, model, stage, canaries, the manifest's
+sha256 and when it was issued), so the control fields are bound to that signed manifest.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from cloud_sync.errors import PayloadError
+from cloud_sync.signing import canonical, load_private, sign
 
 GROUP_LEVEL = "_group"
 UPDATE = "update"
@@ -36,11 +40,18 @@ STATES = ("offered", "downloading", "verified", "installed", "healthy", "rolled_
 # files of a version directory that never travel: written by the device itself
 LOCAL_FILES = ("manifest.json", "HEALTH.json")
 
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-_VERSION = re.compile(r"^\d{1,6}\.\d{1,6}\.\d{1,6}$")
-_GROUP = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_FILE_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}$")
+STAGES = ("canary", "all", "halted")
+MAX_JSON_DEPTH = 32          # nesting of any JSON a device parses (a manifest needs about 6)
+MAX_CANARIES = 100_000
+
+# \Z, not $: `$` also matches before a trailing newline ("detector\n" is not a name)
+_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}\Z")
+_VERSION = re.compile(r"[0-9]{1,6}\.[0-9]{1,6}\.[0-9]{1,6}\Z")
+_GROUP = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+_FILE_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}\Z")
+_ROLLOUT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:+-]{0,127}\Z")
 _HEADER = struct.Struct(">H")
+_HEADER_LIMIT = (1 << 16) - 1
 
 
 def desired_topic(prefix: str, group: str, model: str) -> str:
@@ -67,6 +78,12 @@ def check_version(version: Any) -> str:
     if not isinstance(version, str) or not _VERSION.match(version):
         raise PayloadError(f"version {version!r} is not MAJOR.MINOR.PATCH")
     return version
+
+
+def check_rollout_id(rollout: Any) -> str:
+    if not isinstance(rollout, str) or not _ROLLOUT.match(rollout):
+        raise PayloadError(f"rollout id {rollout!r:.80} is not 1-128 of A-Z a-z 0-9 _ . : + -")
+    return rollout
 
 
 def check_file_name(name: Any) -> str:
@@ -159,22 +176,123 @@ def decode_chunk(payload: bytes) -> tuple[ChunkHeader, bytes]:
     head = payload[_HEADER.size:_HEADER.size + size]
     if len(head) != size:
         raise PayloadError("chunk message truncated inside its header")
-    try:
-        fields = json.loads(head)
-        header = ChunkHeader(str(fields["rollout"]), str(fields["name"]),
-                             str(fields["version"]), str(fields["file"]), int(fields["index"]))
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
-        raise PayloadError(f"chunk header is not valid: {exc}") from exc
-    return header, payload[_HEADER.size + size:]
+    fields = parse_json(head, "chunk header", _HEADER_LIMIT, depth=1)
+    index = fields.get("index")
+    strings = [fields.get(k) for k in ("rollout", "name", "version", "file")]
+    if not all(isinstance(v, str) for v in strings) or isinstance(index, bool) or \
+            not isinstance(index, int) or not 0 <= index < 1 << 31:
+        raise PayloadError("chunk header is not valid: rollout, name, version and file must "
+                           "be strings and index a non-negative integer")
+    return ChunkHeader(*strings, index), payload[_HEADER.size + size:]
 
 
-def parse_json(payload: bytes, what: str, limit: int) -> dict[str, Any]:
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_json_value(payload: bytes | str, what: str, limit: int,
+                     depth: int = MAX_JSON_DEPTH) -> Any:
+    """Any JSON value of at most `limit` bytes nested at most `depth` deep (NaN and Infinity
+    refused); PayloadError for everything else. Never RecursionError, ValueError or
+    OverflowError: input from the network cannot end the thread that reads it."""
     if len(payload) > limit:
         raise PayloadError(f"{what} of {len(payload)} bytes is over the limit of {limit}")
     try:
-        body = json.loads(payload)
-    except (UnicodeDecodeError, ValueError) as exc:
+        body = json.loads(payload, parse_constant=_reject_constant)
+    except RecursionError as exc:
+        raise PayloadError(f"{what} is nested too deeply") from exc
+    except (ValueError, TypeError, OverflowError) as exc:   # UnicodeDecodeError is a ValueError
         raise PayloadError(f"{what} is not JSON: {exc}") from exc
+    if not within_depth(body, depth):
+        raise PayloadError(f"{what} is nested more than {depth} deep")
+    return body
+
+
+def parse_json(payload: bytes | str, what: str, limit: int,
+               depth: int = MAX_JSON_DEPTH) -> dict[str, Any]:
+    """A JSON object (see parse_json_value); PayloadError for anything else."""
+    body = parse_json_value(payload, what, limit, depth)
     if not isinstance(body, dict):
         raise PayloadError(f"{what} must be a JSON object")
+    return body
+
+
+def within_depth(value: Any, depth: int) -> bool:
+    """True when lists/objects nest at most `depth` deep (a scalar is depth 0); iterative."""
+    stack = [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        children = item.values() if isinstance(item, dict) else \
+            item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if level + 1 > depth:
+            return False
+        stack.extend((child, level + 1) for child in children
+                     if isinstance(child, (dict, list)))
+    return True
+
+
+# --- the desired state and its signed control block ---------------------------------------------
+
+@dataclass(frozen=True)
+class Desired:
+    """The fields of a desired state the device acts on besides the signed manifest."""
+    rollout: str
+    stage: str
+    canaries: tuple[str, ...]
+    group: str | None
+
+
+def check_desired(body: dict[str, Any]) -> Desired:
+    """Types and shapes of the control fields; PayloadError when one is wrong (a list where a
+    string belongs, canaries that are not a list of device ids, an unknown stage)."""
+    rollout = check_rollout_id(body.get("rollout"))
+    stage = body.get("stage")
+    if stage not in STAGES:
+        raise PayloadError(f"stage {stage!r:.40} is not one of {', '.join(STAGES)}")
+    canaries = body.get("canaries", [])
+    # entries are not held to the device-id pattern: one odd name among the fleet's members
+    # must not make the whole desired state unreadable (it matches no device anyway)
+    if not isinstance(canaries, list) or len(canaries) > MAX_CANARIES or \
+            not all(isinstance(c, str) and 0 < len(c) <= 256 for c in canaries):
+        raise PayloadError("canaries must be a list of device ids")
+    group = body.get("group")
+    if group is not None:
+        check_group(group)
+    return Desired(rollout, stage, tuple(canaries), group)
+
+
+def manifest_digest(manifest: dict[str, Any]) -> str:
+    """sha256 of the manifest's canonical encoding (what its signature covers)."""
+    return hashlib.sha256(canonical(manifest)).hexdigest()
+
+
+def control_document(rollout: str, group: str, model: str, stage: str, canaries: list[str],
+                     manifest: dict[str, Any], issued_ns: int | None = None) -> dict[str, Any]:
+    """The control block a fleet signs with every desired state it publishes: the fields the
+    device acts on, bound to the signed manifest by its digest, with its own issue time so an
+    older control block (a replayed `halted`, or `canary` after `all`) is told apart."""
+    return {"rollout": rollout, "group": group, "model": model, "stage": stage,
+            "canaries": sorted(canaries), "manifest_sha256": manifest_digest(manifest),
+            "version": manifest.get("version"),
+            "issued_ns": time.time_ns() if issued_ns is None else issued_ns}
+
+
+def desired_message(rollout: str, group: str, stage: str, canaries: list[str],
+                    signed: dict[str, Any], key: Any = None) -> dict[str, Any]:
+    """The retained desired-state message. With `key` (an Ed25519 private key or the path of
+    one) the control fields are signed too (`control`, `control_signature`); devices then act
+    on them only as signed. Without a key the message is the unsigned form (see the trust
+    section of cloud_sync/README.md for what a device does with it)."""
+    body = {"v": 1, "rollout": rollout, "group": group, "stage": stage,
+            "canaries": list(canaries), **signed}
+    if key is not None:
+        if not hasattr(key, "sign"):
+            key = load_private(key)
+        control = control_document(rollout, group, signed["manifest"]["name"], stage,
+                                   list(canaries), signed["manifest"])
+        body["control"] = control
+        body["control_signature"] = sign(control, key)
     return body

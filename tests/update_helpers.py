@@ -109,7 +109,7 @@ def run_push(cfg, key: Path, directory: Path, group: str = "lab", *, canary: flo
                       stage="canary" if canary else "all", promote_percent=100.0,
                       halt_percent=cfg.updates.halt_percent, members=list(members or []))
     server = UpdateServer(cfg, rollout, signed, RolloutFile(cfg.updates.rollout_file),
-                          discover_s=0.5)
+                          discover_s=0.5, control_key=str(key))
     return server.run(stop or threading.Event(), timeout), server
 
 

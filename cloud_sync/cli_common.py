@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
+from typing import Any
 
+from cloud_sync.errors import SyncError
 from device.config import Config, load
 
 NOISY = ("paho",)
@@ -33,3 +36,12 @@ def stop_on_signals() -> threading.Event:
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
     return stop
+
+
+def dump_json(value: Any, **kwargs: Any) -> str:
+    """JSON for output: NaN and Infinity are not JSON, so they are refused (a named error, not
+    a traceback or an unparseable document)."""
+    try:
+        return json.dumps(value, allow_nan=False, **kwargs)
+    except ValueError as exc:
+        raise SyncError(f"cannot write JSON: {exc}") from exc

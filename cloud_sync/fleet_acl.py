@@ -27,6 +27,7 @@ from pathlib import Path
 
 from cloud_sync import update_protocol as proto
 from cloud_sync.errors import PayloadError, SyncError
+from cloud_sync.fleet_store import valid_name
 from cloud_sync.topics import check_device_id
 
 FLEET_USER = "fleet"
@@ -49,12 +50,16 @@ def load_groups(path: str | Path) -> dict[str, list[str]]:
     for group, devices in table.items():
         try:
             proto.check_group(group)
+            if not valid_name(group):           # matched whole: no trailing newline
+                raise PayloadError(f"group {group!r}: use 1-64 of A-Z a-z 0-9 _ . -")
             if not isinstance(devices, list):
                 raise PayloadError(f"group {group!r} must list device ids")
             for device in devices:
                 if not isinstance(device, str):
                     raise PayloadError(f"group {group!r}: {device!r} is not a device id")
                 check_device_id(device)
+                if not valid_name(device):
+                    raise PayloadError(f"device id {device!r} is not usable in a topic")
         except PayloadError as exc:
             raise SyncError(f"groups file {path}: {exc}") from exc
         for device in devices:
@@ -70,7 +75,11 @@ def load_groups(path: str | Path) -> dict[str, list[str]]:
 
 
 def render_acl(prefix: str, groups: dict[str, list[str]], source: str = "") -> str:
-    """The acl_file text for these groups."""
+    """The acl_file text for these groups (SyncError for a name that could break a line)."""
+    for group, devices in groups.items():
+        for name in (group, *devices):
+            if not valid_name(name):
+                raise SyncError(f"{name!r} cannot go into the ACL: use 1-64 of A-Z a-z 0-9 _ . -")
     lines = [
         "# edgelens broker ACL (Mosquitto 2.x acl_file). Topic map: cloud_sync/README.md.",
         f"# Written by `edgelens-fleet acl`{' from ' + source if source else ''}; do not edit: "

@@ -10,12 +10,11 @@ keygen, push and rollout there.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from typing import Callable
 
-from cloud_sync.cli_common import load_config, setup_logging, stop_on_signals
+from cloud_sync.cli_common import dump_json, load_config, setup_logging, stop_on_signals
 from cloud_sync.fleet_ingest import FleetIngest
 from cloud_sync.fleet_store import open_fleet_store
 from device.errors import EdgelensError
@@ -50,7 +49,8 @@ def register_status(sub: argparse._SubParsersAction) -> None:
                                    "(frame_deadline_misses per frames_captured), model "
                                    "versions, errors in the last hour; in shadow mode "
                                    "the challenger, its agreement with the champion, its p95 "
-                                   "and the share of lines it skipped.")
+                                   "and the share of lines it skipped. Below the table: input "
+                                   "refused from devices, counted per device and reason.")
     _common(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--window", type=float, help="seconds of metrics behind frames/s, p95 and "
@@ -98,10 +98,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     store = open_fleet_store(args.db or cfg.fleet.db)
     try:
         rows = store.device_rows(time.time_ns(), args.window or cfg.fleet.status_window_s)
+        refused = store.refused()
     finally:
         store.close()
     if args.json:
-        print(json.dumps([r.as_dict() for r in rows], indent=2))
+        print(dump_json([r.as_dict() for r in rows], indent=2))
         return 0
     print(f"{'device':20} {'online':6} {'last seen':20} {'backlog':>7} {'fps':>6} "
           f"{'miss':>6} {'err/h':>5}  p95 ms / models")
@@ -117,6 +118,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"{r.device:20} {online:6} {r.last_seen or '-':20} {_n(r.backlog):>7} "
               f"{_n(r.frames_per_s):>6} {_n(r.miss_rate):>6} {r.errors_last_hour:>5}  "
               f"{p95} {models}".rstrip())
+    if refused:
+        print("refused input (records or messages, by reason): " + "; ".join(
+            f"{device} " + " ".join(f"{k}={n}" for k, n in reasons.items())
+            for device, reasons in refused.items()))
     return 0
 
 

@@ -4,11 +4,15 @@ batches into the fleet store. Start several with the same group and they split t
 Each worker keeps a persistent session (clean_start off, session expiry from config), so the
 broker queues QoS 1 batches while it is down. A batch is acknowledged (PUBACK) only after it
 was committed, or when it is bad input that will never be stored (logged, counted, dropped).
+
+Everything a device sends is hostile until checked: a message that fails is dropped with one
+log line saying why (never a traceback) and counted, per worker (`dropped`) and per device and
+channel (`refused`); a batch's malformed records are refused one by one (fleet_store) and the
+rest is stored.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
@@ -19,7 +23,7 @@ from typing import Any
 from cloud_sync import batch as batch_codec
 from cloud_sync import topics
 from cloud_sync.errors import FleetStoreError, PayloadError
-from cloud_sync.fleet_store import FleetStore
+from cloud_sync.fleet_store import FleetStore, check_batch, parse_device_json, valid_name
 from cloud_sync.mqtt_client import LinkSettings, MqttLink
 from device.config import Config
 
@@ -68,8 +72,12 @@ class FleetIngest:
     def _handle(self, topic: str, payload: bytes, properties: Any) -> bool:
         """paho's network thread. True: acknowledge; False: keep it for redelivery."""
         received = time.time_ns()
+        device, channel = None, None
         try:
-            device, channel, _ = topics.parse(self.prefix, topic)
+            name, channel, _ = topics.parse(self.prefix, topic)
+            if not valid_name(name):
+                raise PayloadError(f"device id {name!r} in topic {topic!r} is not valid")
+            device = name
             if channel == topics.TELEMETRY:
                 return self._telemetry(device, payload, received)
             if channel == topics.AVAILABILITY:
@@ -77,13 +85,16 @@ class FleetIngest:
                     raise PayloadError(f"availability of {device} is {payload[:40]!r}")
                 self.store.set_availability(device, payload == topics.ONLINE, received)
             elif channel == topics.STATUS:
-                self.store.set_status(device, _status(payload, self.max_message), received)
+                self.store.set_status(device, parse_device_json(payload, "status",
+                                                                self.max_message), received)
             else:
                 raise PayloadError(f"unexpected topic {topic!r}")
         except PayloadError as exc:
-            self._drop(exc)
+            self._drop(exc, device, channel)
         except FleetStoreError as exc:
             log.error("%s", exc)
+        except Exception as exc:  # noqa: BLE001  hostile input must not reach paho's traceback
+            self._drop(exc, device, channel)
         return True
 
     def _telemetry(self, device: str, payload: bytes, received: int) -> bool:
@@ -93,14 +104,20 @@ class FleetIngest:
                                    f"is over [fleet] max_message_bytes = {self.max_message}")
             batch = batch_codec.decode(payload, self.max_batch)
             if batch.device != device:
-                raise PayloadError(f"batch says device {batch.device!r} on {device}'s topic")
-        except PayloadError as exc:
-            self._drop(exc)
+                raise PayloadError(f"batch says device {batch.device!r:.80} on {device}'s "
+                                   "topic")
+            check_batch(batch)
+        except (PayloadError, RecursionError) as exc:
+            self._drop(exc, device, topics.TELEMETRY)
             return True
         for attempt in range(_STORE_RETRIES):
             try:
-                self.store.insert_batch(batch, received, self.worker)
+                result = self.store.insert_batch(batch, received, self.worker)
                 self.messages += 1
+                if result.refused:
+                    log.warning("refused %d of %d records from %s: %s",
+                                sum(result.refused.values()), len(batch.records), device,
+                                ", ".join(f"{k}={n}" for k, n in sorted(result.refused.items())))
                 return True
             except FleetStoreError as exc:
                 log.error("attempt %d: %s", attempt + 1, exc)
@@ -109,22 +126,16 @@ class FleetIngest:
         self._reconnect.set()
         return False
 
-    def _drop(self, exc: Exception) -> None:
+    def _drop(self, exc: Exception, device: str | None = None,
+              channel: str | None = None) -> None:
+        """One line with the reason (no traceback), counted per worker and per device."""
         self.dropped += 1
-        log.warning("message dropped: %s", exc)
+        reason = str(exc) if isinstance(exc, PayloadError) else \
+            f"{type(exc).__name__}: {exc}"
+        log.warning("message dropped: %.300s", reason.replace("\n", "\\n"))
         try:
             self.store.count_dropped(self.worker)
+            if device is not None and channel is not None:
+                self.store.count_refused(device, f"message.{channel}")
         except FleetStoreError as store_exc:
             log.error("%s", store_exc)
-
-
-def _status(payload: bytes, limit: int) -> dict[str, Any]:
-    if len(payload) > limit:
-        raise PayloadError(f"status message of {len(payload)} bytes is over the limit")
-    try:
-        doc = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PayloadError(f"status is not JSON: {exc}") from exc
-    if not isinstance(doc, dict):
-        raise PayloadError(f"status must be a JSON object, got {type(doc).__name__}")
-    return doc

@@ -10,11 +10,20 @@ value: network delay only ever adds), so a record of that boot is re-dated as
 `boot_offset_ns + mono_ns` on the fleet's clock, whatever the device's wall clock said. Records
 of a boot never seen sending fall back to their wall time plus the device's current wall-clock
 error.
+
+Everything a device sends is checked here before it is stored (`check_batch`, `check_record`,
+`check_status`): a record whose fields have the wrong type or range, or that holds NaN/Infinity
+(JSON cannot carry them; `allow_nan=False`), is refused and counted per device and reason
+(`refused()`), and the rest of its batch is stored. The views read defensively as well, so
+rows written before these checks (or by another writer) cannot break `status`.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import math
+import re
 import sqlite3
 import threading
 import time
@@ -25,8 +34,15 @@ from typing import Any, Protocol
 import sqlite_utils
 
 from cloud_sync.batch import Batch
-from cloud_sync.errors import FleetStoreError
+from cloud_sync.errors import FleetStoreError, PayloadError
 from device.shadow import SHADOW_LATENCY
+
+log = logging.getLogger(__name__)
+
+INT64_MAX = 2**63 - 1
+_MAX_BOOT_ID = 128
+_MAX_COUNT = 2**53                 # a per-second counter beyond this is not a counter
+_MAX_WINDOW_S = 86_400.0
 
 # counters that count frames which missed their deadline (the pipeline's and the generic name)
 _FRAME_MISS_COUNTERS = ("frame_deadline_misses", "deadline_misses")
@@ -52,6 +68,10 @@ CREATE TABLE IF NOT EXISTS workers (
     records INTEGER NOT NULL DEFAULT 0, duplicates INTEGER NOT NULL DEFAULT 0,
     dropped INTEGER NOT NULL DEFAULT 0, updated_ns INTEGER
 );
+CREATE TABLE IF NOT EXISTS refused (
+    device TEXT NOT NULL, reason TEXT NOT NULL, n INTEGER NOT NULL DEFAULT 0,
+    last_ns INTEGER, PRIMARY KEY (device, reason)
+);
 """
 
 
@@ -59,6 +79,7 @@ CREATE TABLE IF NOT EXISTS workers (
 class InsertResult:
     inserted: int
     duplicates: int
+    refused: dict[str, int] = field(default_factory=dict)    # reason → records refused
 
 
 @dataclass
@@ -87,6 +108,8 @@ class FleetStore(Protocol):
     def set_availability(self, device: str, online: bool, received_ns: int) -> None: ...
     def set_status(self, device: str, status: dict[str, Any], received_ns: int) -> None: ...
     def count_dropped(self, worker: str, n: int = 1) -> None: ...
+    def count_refused(self, device: str, reason: str, n: int = 1) -> None: ...
+    def refused(self) -> dict[str, dict[str, int]]: ...
     def device_rows(self, now_ns: int, window_s: float) -> list[DeviceRow]: ...
     def record_count(self, device: str | None = None) -> int: ...
     def workers(self) -> dict[str, dict[str, int]]: ...
@@ -121,7 +144,11 @@ class SqliteFleetStore:
     # --- writing ------------------------------------------------------------------------------
 
     def insert_batch(self, batch: Batch, received_ns: int, worker: str) -> InsertResult:
+        """Store a batch's valid records; refused ones are counted per reason (PayloadError
+        when the batch's own clocks or boot id are unusable)."""
+        check_batch(batch)
         device = batch.device
+        refused: dict[str, int] = {}
         try:
             with self._lock, self.db.conn:
                 conn = self.db.conn
@@ -132,10 +159,18 @@ class SqliteFleetStore:
                 offsets = dict(conn.execute("SELECT boot_id, offset_ns FROM boots "
                                             "WHERE device = ?", [device]))
                 wall_error = received_ns - batch.sent_wall_ns
-                rows = [(device, seq, kind, wall, mono, boot, _timestamp(offsets, boot, wall,
-                                                                          mono, wall_error),
-                         received_ns, json.dumps(body, separators=(",", ":")))
-                        for seq, kind, wall, mono, boot, body in batch.records]
+                rows = []
+                for seq, kind, wall, mono, boot, body in batch.records:
+                    ts = _timestamp(offsets, boot, wall, mono, wall_error)
+                    reason = _field_problem(seq, wall, mono, boot, ts) or \
+                        check_record(kind, body)
+                    text = None
+                    if reason is None:
+                        text, reason = _encode(body)
+                    if reason is not None:
+                        refused[reason] = refused.get(reason, 0) + 1
+                        continue
+                    rows.append((device, seq, kind, wall, mono, boot, ts, received_ns, text))
                 before = conn.total_changes
                 conn.executemany("INSERT OR IGNORE INTO records VALUES (?,?,?,?,?,?,?,?,?)",
                                  rows)
@@ -143,10 +178,12 @@ class SqliteFleetStore:
                 self._touch(device, received_ns)
                 self._bump_worker(worker, received_ns, messages=1, records=inserted,
                                   duplicates=len(rows) - inserted)
+                for reason, n in refused.items():
+                    self._bump_refused(device, reason, n, received_ns)
         except sqlite3.Error as exc:
             raise FleetStoreError(f"cannot store a batch from {device} in {self.path}: "
                                   f"{exc}") from exc
-        return InsertResult(inserted, len(rows) - inserted)
+        return InsertResult(inserted, len(rows) - inserted, refused)
 
     def set_availability(self, device: str, online: bool, received_ns: int) -> None:
         self._write("INSERT INTO devices(device, online, availability_ns) VALUES (?, ?, ?) "
@@ -155,15 +192,36 @@ class SqliteFleetStore:
                     [device, int(online), received_ns])
 
     def set_status(self, device: str, status: dict[str, Any], received_ns: int) -> None:
+        """PayloadError for a status `check_status` refuses."""
+        check_status(status)
+        text, problem = _encode(status)
+        if text is None:
+            raise PayloadError(f"status of {device} cannot be stored as JSON ({problem})")
         self._write("INSERT INTO devices(device, status, status_ns, last_seen_ns) "
                     "VALUES (?, ?, ?, ?) ON CONFLICT(device) DO UPDATE SET "
                     "status = excluded.status, status_ns = excluded.status_ns, "
                     "last_seen_ns = max(coalesce(last_seen_ns, 0), excluded.last_seen_ns)",
-                    [device, json.dumps(status), received_ns, received_ns])
+                    [device, text, received_ns, received_ns])
 
     def count_dropped(self, worker: str, n: int = 1) -> None:
-        with self._lock, self.db.conn:
-            self._bump_worker(worker, time.time_ns(), dropped=n)
+        try:
+            with self._lock, self.db.conn:
+                self._bump_worker(worker, time.time_ns(), dropped=n)
+        except sqlite3.Error as exc:
+            raise FleetStoreError(f"cannot write to {self.path}: {exc}") from exc
+
+    def count_refused(self, device: str, reason: str, n: int = 1) -> None:
+        """Count input refused from a device (`reason`: a fixed name, never device text)."""
+        try:
+            with self._lock, self.db.conn:
+                self._bump_refused(device, reason, n, time.time_ns())
+        except sqlite3.Error as exc:
+            raise FleetStoreError(f"cannot write to {self.path}: {exc}") from exc
+
+    def _bump_refused(self, device: str, reason: str, n: int, now_ns: int) -> None:
+        self.db.execute("INSERT INTO refused(device, reason, n, last_ns) VALUES (?, ?, ?, ?) "
+                        "ON CONFLICT(device, reason) DO UPDATE SET n = n + excluded.n, "
+                        "last_ns = excluded.last_ns", [device, reason, n, now_ns])
 
     def _write(self, sql: str, args: list[Any]) -> None:
         try:
@@ -205,6 +263,15 @@ class SqliteFleetStore:
                                                      "dropped")}
                     for r in self.db.query("SELECT * FROM workers ORDER BY worker")}
 
+    def refused(self) -> dict[str, dict[str, int]]:
+        """device → reason → how many records or messages from it were refused."""
+        out: dict[str, dict[str, int]] = {}
+        with self._lock:
+            for device, reason, n in self.db.execute(
+                    "SELECT device, reason, n FROM refused ORDER BY device, reason"):
+                out.setdefault(device, {})[reason] = n
+        return out
+
     def device_rows(self, now_ns: int, window_s: float) -> list[DeviceRow]:
         with self._lock:
             devices = list(self.db.query("SELECT * FROM devices ORDER BY device"))
@@ -212,19 +279,20 @@ class SqliteFleetStore:
 
     def _row(self, d: dict[str, Any], now_ns: int, window_s: float) -> DeviceRow:
         device = d["device"]
-        status = json.loads(d["status"]) if d["status"] else {}
+        status = _loads_dict(d["status"])
         last = d["last_seen_ns"]
         row = DeviceRow(
             device=device, online=None if d["online"] is None else bool(d["online"]),
             last_seen=_iso(last), last_seen_age_s=None if last is None
             else round((now_ns - last) / 1e9, 1),
-            backlog=status.get("backlog_total"),
+            backlog=status.get("backlog_total") if _count(status.get("backlog_total"))
+            else None,
             frames_per_s=None)
         self._metrics_into(row, device, now_ns - int(window_s * 1e9))
         row.models = self._models(device)
         row.errors_last_hour = self.db.execute(
             "SELECT count(*) FROM records WHERE device = ? AND kind = 'log' AND ts_ns >= ? "
-            "AND json_extract(body, '$.severity') IN ('ERROR', 'CRITICAL')",
+            f"AND {_json_at('$.severity')} IN ('ERROR', 'CRITICAL')",
             [device, now_ns - 3600 * 10**9]).fetchone()[0]
         row.records = self.db.execute("SELECT count(*) FROM records WHERE device = ?",
                                       [device]).fetchone()[0]
@@ -234,19 +302,26 @@ class SqliteFleetStore:
         seconds, frames, misses = 0.0, 0, 0
         shadow = {"shadow_pairs": 0, "shadow_agree": 0, "shadow_skipped": 0}
         p95: dict[str, list[tuple[float, int]]] = {}
+        skipped = 0
         for (body,) in self.db.execute(
                 "SELECT body FROM records WHERE device = ? AND kind = 'metric' AND ts_ns >= ?",
                 [device, since_ns]):
-            m = json.loads(body)
+            m = _loads_dict(body)
+            if check_record("metric", m) is not None:     # stored before the checks existed
+                skipped += 1
+                continue
             seconds += float(m.get("window_s", 1.0))
             counts = m.get("counts", {})
-            frames += int(counts.get("frames_captured", 0))
-            misses += sum(int(counts.get(k, 0)) for k in _FRAME_MISS_COUNTERS)
+            frames += counts.get("frames_captured", 0)
+            misses += sum(counts.get(k, 0) for k in _FRAME_MISS_COUNTERS)
             for k in shadow:
-                shadow[k] += int(counts.get(k, 0))
+                shadow[k] += counts.get(k, 0)
             for name, stats in m.get("stats", {}).items():   # every observed value is in ms
                 p95.setdefault(name.removeprefix("latency_ms."), []).append(
-                    (float(stats["p95"]), int(stats.get("n", 1))))
+                    (float(stats["p95"]), stats.get("n", 1)))
+        if skipped:
+            log.warning("%s: %d metric records with a bad shape left out of status", device,
+                        skipped)
         if seconds:
             row.frames_per_s = round(frames / seconds, 2)
             row.miss_rate = round(misses / frames, 4) if frames else 0.0
@@ -266,25 +341,180 @@ class SqliteFleetStore:
         if not pairs and not skipped:
             return {}
         latest = self.db.execute(
-            "SELECT json_extract(body, '$.shadow.name'), json_extract(body, '$.shadow.version') "
+            f"SELECT {_json_at('$.shadow.name')}, {_json_at('$.shadow.version')} "
             "FROM records WHERE device = ? AND kind = 'prediction' AND ts_ns >= ? AND "
-            "json_extract(body, '$.shadow') IS NOT NULL ORDER BY seq DESC LIMIT 1",
+            f"{_json_at('$.shadow')} IS NOT NULL ORDER BY seq DESC LIMIT 1",
             [device, since_ns]).fetchone()
         return {"model": f"{latest[0]}@{latest[1]}" if latest else None, "pairs": pairs,
                 "agreement": round(counts["shadow_agree"] / pairs, 4) if pairs else None,
                 "p95_ms": p95_ms, "skipped_share": round(skipped / (pairs + skipped), 4)}
 
     def _models(self, device: str) -> dict[str, str]:
-        row = self.db.execute("SELECT body FROM records WHERE device = ? AND kind = "
-                              "'prediction' ORDER BY seq DESC LIMIT 1", [device]).fetchone()
-        if row is None:
-            return {}
-        models = json.loads(row[0]).get("models", {})
-        return {stage: f"{m.get('name')}@{m.get('version')}" for stage, m in models.items()}
+        """The model versions of the latest prediction with a well-formed `models`."""
+        for (body,) in self.db.execute("SELECT body FROM records WHERE device = ? AND kind = "
+                                       "'prediction' ORDER BY seq DESC LIMIT 50", [device]):
+            prediction = _loads_dict(body)
+            if check_record("prediction", prediction) is None:
+                models = prediction.get("models", {})
+                return {stage: f"{m['name']}@{m['version']}" for stage, m in models.items()}
+        return {}
 
     def close(self) -> None:
         with self._lock:
             self.db.conn.close()
+
+
+# --- checks on what devices send ----------------------------------------------------------------
+
+# device ids and group names: 1-64 of A-Z a-z 0-9 _ . -, first a letter or digit; \Z, not $,
+# which would let a trailing newline through
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+
+
+def valid_name(name: Any) -> bool:
+    """A device id or group name as the fleet accepts it (no trailing newline)."""
+    return isinstance(name, str) and _NAME.match(name) is not None
+
+
+def parse_device_json(payload: bytes, what: str, limit: int) -> dict[str, Any]:
+    """A JSON object from a device: PayloadError when over `limit` bytes, not UTF-8 JSON, not
+    an object, or holding NaN/Infinity (Python's json accepts them; JSON does not) or a number
+    no float can hold (1e999)."""
+    if len(payload) > limit:
+        raise PayloadError(f"{what} of {len(payload)} bytes is over the limit of {limit}")
+    try:
+        body = json.loads(payload, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise PayloadError(f"{what} is not JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise PayloadError(f"{what} must be a JSON object, got {type(body).__name__}")
+    return body
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):            # 1e999: valid JSON, but not a float
+        raise ValueError(f"{text[:40]} is out of range")
+    return value
+
+
+def check_batch(batch: Batch) -> None:
+    """PayloadError when a batch's own clocks or boot id cannot be stored."""
+    if not (_int_in(batch.sent_wall_ns, 0, INT64_MAX) and
+            _int_in(batch.sent_mono_ns, 0, INT64_MAX)):
+        raise PayloadError(f"batch from {batch.device} has clocks out of range")
+    if len(batch.boot_id) > _MAX_BOOT_ID:
+        raise PayloadError(f"batch from {batch.device} has a boot id over {_MAX_BOOT_ID} "
+                           "characters")
+
+
+def check_status(status: Any) -> None:
+    """PayloadError unless a device status (P/<device>/status) has the shape the views read."""
+    if not isinstance(status, dict):
+        raise PayloadError(f"status must be a JSON object, got {type(status).__name__}")
+    total = status.get("backlog_total")
+    if total is not None and not _count(total):
+        raise PayloadError(f"status backlog_total {total!r:.40} is not a count")
+    for key in ("backlog", "counters"):
+        value = status.get(key)
+        if value is not None and not (isinstance(value, dict) and
+                                      all(_count(v) for v in value.values())):
+            raise PayloadError(f"status {key} must map names to counts")
+
+
+def check_record(kind: str, body: Any) -> str | None:
+    """None when a record body has the shape the fleet views read, else the reason (a fixed
+    name such as `metric.schema`). NaN/Infinity are refused when the body is written."""
+    if not isinstance(body, dict):
+        return "record.schema"
+    if kind in ("metric", "quality"):
+        window = body.get("window_s", 1.0)
+        if not (_number(window) and 0 < window <= _MAX_WINDOW_S):
+            return f"{kind}.schema"
+    if kind == "metric":
+        counts, stats = body.get("counts", {}), body.get("stats", {})
+        if not (isinstance(counts, dict) and all(_count(v) for v in counts.values())):
+            return "metric.schema"
+        if not isinstance(stats, dict) or not all(
+                isinstance(s, dict) and _number(s.get("p95")) and s["p95"] >= 0 and
+                _count(s.get("n", 1)) for s in stats.values()):
+            return "metric.schema"
+        if not isinstance(body.get("gauges", {}), dict):
+            return "metric.schema"
+    elif kind == "prediction":
+        models = body.get("models", {})
+        if not (isinstance(models, dict) and all(
+                isinstance(m, dict) and isinstance(m.get("name"), str) and
+                isinstance(m.get("version"), str) for m in models.values())):
+            return "prediction.schema"
+        shadow = body.get("shadow")
+        if shadow is not None and not isinstance(shadow, dict):
+            return "prediction.schema"
+    elif kind == "log":
+        if not isinstance(body.get("severity", ""), str):
+            return "log.schema"
+    return None
+
+
+def _field_problem(seq: int, wall: int, mono: int, boot: str, ts: int) -> str | None:
+    if not _int_in(seq, 0, INT64_MAX):
+        return "record.seq"
+    if not all(_int_in(v, 0, INT64_MAX) for v in (wall, mono)) or \
+            not _int_in(ts, -INT64_MAX, INT64_MAX):
+        return "record.clock"
+    if len(boot) > _MAX_BOOT_ID:
+        return "record.boot_id"
+    return None
+
+
+def _encode(body: Any) -> tuple[str | None, str | None]:
+    """(compact JSON, None), or (None, reason) for a body JSON cannot carry: NaN or Infinity
+    (`allow_nan=False`), or nesting deeper than the encoder goes."""
+    try:
+        return json.dumps(body, separators=(",", ":"), allow_nan=False), None
+    except ValueError:
+        return None, "record.non_finite"
+    except RecursionError:
+        return None, "record.too_deep"
+
+
+def _loads_dict(text: str | None) -> dict[str, Any]:
+    """A stored JSON object, or {} for anything else (NULL, not JSON, not an object)."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _json_at(path: str) -> str:
+    """json_extract(body, path) that is NULL, not an error, for a body that is not valid JSON
+    (SQLite's json_extract fails the whole query on one malformed row; CASE is evaluated
+    lazily, so json_valid guards it)."""
+    return f"(CASE WHEN json_valid(body) THEN json_extract(body, '{path}') END)"
+
+
+def _int_in(value: Any, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _count(value: Any) -> bool:
+    return _int_in(value, 0, _MAX_COUNT)
+
+
+def _number(value: Any) -> bool:
+    """A finite JSON number a float can hold exactly enough (huge ints are not numbers here)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return -_MAX_COUNT <= value <= _MAX_COUNT
+    return isinstance(value, float) and math.isfinite(value)
 
 
 def _timestamp(offsets: dict[str, int], boot: str, wall: int, mono: int,

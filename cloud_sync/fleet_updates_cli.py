@@ -15,9 +15,9 @@ import sys
 import time
 from pathlib import Path
 
-from cloud_sync.cli_common import load_config, setup_logging, stop_on_signals
+from cloud_sync.cli_common import dump_json, load_config, setup_logging, stop_on_signals
 from cloud_sync.errors import SyncError
-from cloud_sync.rollout import Rollout, RolloutFile, progress_bar
+from cloud_sync.rollout import Rollout, RolloutFile, clean_status, progress_bar
 from cloud_sync.signing import TrustedKeys, keygen
 from cloud_sync.update_delivery import UpdateServer, load_signed, signed_desired
 from cloud_sync.update_protocol import check_group, check_model_name, check_version
@@ -217,7 +217,9 @@ def _serve(args, cfg, rollout: Rollout, directory: Path) -> int:
     signed = _signed_for(args, cfg, rollout, directory)
     stop = stop_on_signals()
     server = UpdateServer(cfg, rollout, signed, RolloutFile(cfg.updates.rollout_file),
-                          discover_s=args.discover)
+                          discover_s=args.discover,
+                          control_key=getattr(args, "key", None) or cfg.updates.signing_key
+                          or None)
     result = server.run(stop, args.timeout)
     print(f"rollout {result.id}: {result.stage} ({result.reason}); served "
           f"{server.stats.bytes_served} bytes in {server.stats.chunks_served} chunks")
@@ -278,16 +280,19 @@ def cmd_rollout_rollback(args: argparse.Namespace) -> int:
 
 
 def rollout_rows(rollout: Rollout) -> list[dict]:
+    """One row per device; every device-reported field is re-checked (clean_status), so a
+    rollout file written before those checks still renders."""
     rows = []
-    for device in sorted(set(rollout.members) | set(rollout.devices)):
-        entry = rollout.devices.get(device, {})
+    for device in sorted(set(map(str, rollout.members)) | set(map(str, rollout.devices))):
+        entry = clean_status(rollout.devices.get(device))
         state = rollout.device_state(device)
         progress = 100.0 if state in ("verified", "installed", "healthy") else \
-            float(entry.get("progress") or 0.0) if state == "downloading" else 0.0
+            (entry["progress"] or 0.0) if state == "downloading" else 0.0
+        served = rollout.bytes_served.get(device, 0)
         rows.append({"device": device, "canary": device in rollout.canaries, "state": state,
-                     "progress": progress, "active": entry.get("active"),
-                     "reason": entry.get("reason") or "",
-                     "bytes_served": rollout.bytes_served.get(device, 0)})
+                     "progress": progress, "active": entry["active"],
+                     "reason": entry["reason"] or "",
+                     "bytes_served": served if isinstance(served, int) else 0})
     return rows
 
 
@@ -297,11 +302,11 @@ def cmd_rollout_status(args: argparse.Namespace) -> int:
     for r in RolloutFile(cfg.updates.rollout_file).load():
         latest[r.group] = r
     if args.json:
-        print(json.dumps([{"id": r.id, "group": r.group, "model": r.name,
-                           "version": r.version, "stage": r.stage, "reason": r.reason,
-                           "rollback": r.rollback, "shadow": r.shadow,
-                           "devices": rollout_rows(r)}
-                          for r in latest.values()], indent=2))
+        print(dump_json([{"id": r.id, "group": r.group, "model": r.name,
+                          "version": r.version, "stage": r.stage, "reason": r.reason,
+                          "rollback": r.rollback, "shadow": r.shadow,
+                          "devices": rollout_rows(r)}
+                         for r in latest.values()], indent=2))
         return 0
     if not latest:
         print(f"no rollouts in {cfg.updates.rollout_file}")

@@ -1,6 +1,7 @@
 """A Mosquitto broker on 127.0.0.1 for tests and the benchmark: generated config, free port,
-stop/restart to simulate outages. Production brokers are configured by their operators; this
-only mirrors the settings edgelens relies on (persistence, a large offline queue, MQTT 5).
+stop/restart to simulate outages, kill() for a crash (SIGKILL). Production brokers are
+configured by their operators (deploy/mosquitto.conf); this only mirrors the settings edgelens
+relies on (persistence with a 1 s snapshot, a large offline queue, MQTT 5).
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ class LocalBroker:
     security: BrokerSecurity | None = None
     extra_config: list[str] = field(default_factory=list)
     host: str = "127.0.0.1"
+    # logins and ACLs per listener (deploy/mosquitto.conf); must precede every security line
+    per_listener_settings: bool = False
 
     def __post_init__(self):
         self.workdir = Path(self.workdir)
@@ -70,11 +73,15 @@ class LocalBroker:
     def write_config(self) -> None:
         lines = [f"listener {self.port} {self.host}",
                  "persistence true", f"persistence_location {self.workdir}/",
-                 "autosave_interval 1",
+                 # the in-memory queue is written out every second: a crash (kill -9) loses at
+                 # most about the last second of acknowledged messages, as in production
+                 "autosave_interval 1", "autosave_on_changes false",
                  "max_queued_messages 1000000", "max_inflight_messages 0",
                  f"log_dest file {self.log_file}", "log_type error", "log_type warning",
                  "log_type notice", "log_type information",
                  "user " + (os.environ.get("USER") or "root")]
+        if self.per_listener_settings:
+            lines.insert(0, "per_listener_settings true")
         sec = self.security
         if sec is None:
             lines.append("allow_anonymous true")

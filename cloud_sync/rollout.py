@@ -52,25 +52,68 @@ class Rollout:
         return list(self.canaries) if self.stage == "canary" else list(self.members)
 
     def device_state(self, device: str) -> str:
-        entry = self.devices.get(device, {})
-        if entry.get("rollout") != self.id:
+        entry = self.devices.get(device)
+        if not isinstance(entry, dict) or entry.get("rollout") != self.id:
             return "pending"
-        return entry.get("state", "pending")
+        state = entry.get("state")
+        return state if isinstance(state, str) else "pending"
 
     def counts(self, devices: list[str]) -> tuple[int, int]:
         states = [self.device_state(d) for d in devices]
         return (sum(s == HEALTHY for s in states), sum(s in FAILED for s in states))
 
 
-_STATUS_FIELDS = ("state", "version", "rollout", "progress", "reason", "active", "checks",
-                  "shadow")
+_SHORT_TEXT = 200           # state, version, rollout id, active version
+_REASON_TEXT = 1000
+_CHECKS_BYTES = 8 * 1024
 
 
 def record_status(r: Rollout, device: str, entry: dict[str, Any]) -> None:
-    """A device's status for this rollout's model (from P/<device>/update/status)."""
+    """A device's status for this rollout's model (from P/<device>/update/status), reduced to
+    fields of the expected types: a field that is not is kept as None (the device sends
+    whatever it likes; the rollout file, `decide` and `rollout status` only see these)."""
     if device not in r.members:
         r.members.append(device)
-    r.devices[device] = {k: entry.get(k) for k in _STATUS_FIELDS}
+    r.devices[device] = clean_status(entry)
+
+
+def clean_status(entry: Any) -> dict[str, Any]:
+    """The fields of a device's model status the fleet keeps, each of its type or None."""
+    entry = entry if isinstance(entry, dict) else {}
+    checks = entry.get("checks")
+    checks_text = _json_or_empty(checks) if isinstance(checks, dict) else ""
+    shadow = entry.get("shadow")
+    return {"state": _text(entry.get("state"), _SHORT_TEXT),
+            "version": _text(entry.get("version"), _SHORT_TEXT),
+            "rollout": _text(entry.get("rollout"), _SHORT_TEXT),
+            "progress": progress_value(entry.get("progress")),
+            "reason": _text(entry.get("reason"), _REASON_TEXT),
+            "active": _text(entry.get("active"), _SHORT_TEXT),
+            "checks": checks if checks_text and len(checks_text) <= _CHECKS_BYTES else None,
+            "shadow": shadow if isinstance(shadow, bool) else None}
+
+
+def progress_value(value: Any) -> float | None:
+    """A download progress in percent (0-100), or None for anything that is not a number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        value = float(value)
+    except OverflowError:
+        return None
+    return min(max(value, 0.0), 100.0) if math.isfinite(value) else None
+
+
+def _text(value: Any, limit: int) -> str | None:
+    return value[:limit] if isinstance(value, str) else None
+
+
+def _json_or_empty(value: Any) -> str:
+    """JSON text, or '' when it holds NaN/Infinity (or cannot be encoded): never stored."""
+    try:
+        return json.dumps(value, allow_nan=False)
+    except (ValueError, TypeError, RecursionError):
+        return ""
 
 
 def choose_canaries(members: list[str], percent: float) -> list[str]:
@@ -122,14 +165,20 @@ class RolloutFile:
         with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             rollouts = [r for r in self.load() if r.id != rollout.id] + [rollout]
-            write_atomic(self.path, json.dumps({"rollouts": [asdict(r) for r in rollouts]},
-                                               indent=1).encode())
+            try:
+                text = json.dumps({"rollouts": [asdict(r) for r in rollouts]}, indent=1,
+                                  allow_nan=False)
+            except ValueError as exc:   # NaN/Infinity: not JSON, and not written
+                raise SyncError(f"rollout {rollout.id} cannot be written to {self.path}: "
+                                f"{exc}") from exc
+            write_atomic(self.path, text.encode())
 
     def latest(self, group: str | None = None) -> Rollout | None:
         rollouts = [r for r in self.load() if group is None or r.group == group]
         return rollouts[-1] if rollouts else None
 
 
-def progress_bar(percent: float, width: int = 20) -> str:
+def progress_bar(percent: Any, width: int = 20) -> str:
+    percent = progress_value(percent) or 0.0
     filled = int(round(width * max(0.0, min(percent, 100.0)) / 100.0))
     return "[" + "#" * filled + "-" * (width - filled) + f"] {percent:5.1f}%"

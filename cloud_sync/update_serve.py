@@ -11,13 +11,16 @@ push drives it any more: stage `done`, or `canary`/`all` left by a push that was
 timed out (then only to the devices that stage targets). A halted rollout is not served. The
 statuses of late devices are written to the rollout file, so `edgelens-fleet rollout status`
 shows them catching up.
+
+Device messages are checked as a push checks them (update_delivery: strict parsing, group from
+the groups file, chunk requests deduplicated, capped and paced per device); a bad one is
+counted and ignored and never ends the service.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import queue
 import threading
 import time
 from dataclasses import dataclass
@@ -26,10 +29,13 @@ from typing import Any
 
 from cloud_sync import update_protocol as proto
 from cloud_sync.errors import PayloadError, SyncError
+from cloud_sync.fleet_store import valid_name
 from cloud_sync.mqtt_client import LinkSettings, MqttLink
 from cloud_sync.rollout import Rollout, RolloutFile, record_status
 from cloud_sync.signing import TrustedKeys
-from cloud_sync.update_delivery import ServerStats, check_signed, send_chunks
+from cloud_sync.update_delivery import (ChunkSender, Inbox, Membership, ServerStats,
+                                         check_signed, handle_safely, parse_request,
+                                         parse_status)
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +64,12 @@ class RolloutService:
         self.desired: dict[tuple[str, str], dict[str, Any]] = {}   # (group, model) → body
         self.served: dict[str, Served] = {}                        # rollout id → what we serve
         self.refused: set[str] = set()                             # rollout ids we cannot serve
-        self.groups: dict[str, str] = {}                           # device → group (its status)
-        self.inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self.membership = Membership(cfg.fleet.groups_file or None)
+        self.groups: dict[str, str] = {}                           # device → group
+        self.inbox = Inbox()
         settings = LinkSettings.from_config(cfg.mqtt, f"edgelens-fleet-serve-{os.getpid()}")
-        self.link = MqttLink(settings, on_message=lambda t, p, _props: self.inbox.put((t, p)))
+        self.link = MqttLink(settings, on_message=self.inbox.on_message)
+        self.sender = ChunkSender(self.link, self.prefix, self.stats, on_sent=self._sent)
         self.link.subscribe(f"{self.prefix}/{proto.GROUP_LEVEL}/+/desired/+")
         self.link.subscribe(f"{self.prefix}/+/{proto.UPDATE}/request")
         self.link.subscribe(f"{self.prefix}/+/{proto.UPDATE}/status")
@@ -71,16 +79,9 @@ class RolloutService:
         refreshed = 0.0
         try:
             while not stop.is_set():
-                try:
-                    topic, payload = self.inbox.get(timeout=0.1)
-                except queue.Empty:
-                    topic = None
-                if topic is not None:
-                    try:
-                        self._dispatch(topic, payload)
-                    except PayloadError as exc:
-                        self.stats.ignored_requests += 1
-                        log.debug("ignored %s: %s", topic, exc)
+                for topic, payload in self.inbox.take(0.1):
+                    handle_safely(self._dispatch, topic, payload, self.stats)
+                self.sender.pump()
                 now = time.monotonic()
                 if now - refreshed >= self.refresh_s:
                     self._refresh()
@@ -105,6 +106,7 @@ class RolloutService:
             if rid not in current or r is None or not servable(r):
                 log.info("no longer serving rollout %s", rid)
                 del self.served[rid]
+                self.sender.drop(rid)
         for body in self.desired.values():
             rid = body.get("rollout")
             r = rollouts.get(rid)
@@ -134,8 +136,9 @@ class RolloutService:
         if len(parts) == 5 and parts[0] == self.prefix and parts[1] == proto.GROUP_LEVEL:
             self._on_desired(parts[2], parts[4], payload)
             return
-        if len(parts) != 4 or parts[0] != self.prefix or parts[2] != proto.UPDATE:
-            raise PayloadError(f"unexpected topic {topic}")
+        if len(parts) != 4 or parts[0] != self.prefix or parts[2] != proto.UPDATE or \
+                not valid_name(parts[1]):
+            raise PayloadError(f"unexpected topic {topic!r}")
         if parts[3] == "status":
             self._on_status(parts[1], payload)
         elif parts[3] == "request":
@@ -146,38 +149,50 @@ class RolloutService:
             self.desired.pop((group, model), None)
             return
         body = proto.parse_json(payload, "desired state", _MAX_MESSAGE_BYTES)
+        if not isinstance(body.get("rollout"), str):
+            raise PayloadError(f"desired state of {group}/{model} names no rollout")
         self.desired[(group, model)] = body
 
     def _on_status(self, device: str, payload: bytes) -> None:
         if not payload:
             return
-        body = proto.parse_json(payload, "status", _MAX_MESSAGE_BYTES)
-        group = body.get("group")
-        if not isinstance(group, str):
+        claimed, models = parse_status(payload)
+        group = self.membership.group_of(device, claimed)
+        if self.membership.mismatch(device, claimed, group):
+            self.stats.group_mismatches += 1
+        if group is None:
+            self.groups.pop(device, None)
             return
         self.groups[device] = group
         for served in self.served.values():
             r = served.rollout
-            entry = (body.get("models") or {}).get(r.name)
+            entry = models.get(r.name)
             if r.group != group or not isinstance(entry, dict):
                 continue
             record_status(r, device, entry)
             served.dirty = True
 
     def _on_request(self, device: str, payload: bytes) -> None:
-        body = proto.parse_json(payload, "chunk request", _MAX_MESSAGE_BYTES)
-        served = self.served.get(body.get("rollout"))
+        request, dropped = parse_request(payload)
+        served = self.served.get(request.rollout)
         if served is None:
             return                      # not ours: a running push answers it, or nobody should
         r = served.rollout
         allowed = r.canaries if r.stage == "canary" else None
-        if self.groups.get(device) != r.group or (allowed is not None and device not in allowed):
+        group = self.groups.get(device)
+        if self.membership.from_file:   # the file may have changed since its last status
+            group = self.membership.group_of(device)
+        if group != r.group or (allowed is not None and device not in allowed):
             raise PayloadError(f"request from {device} for rollout {r.id} of group {r.group}")
-        plan = served.files.get(body.get("file"))
+        plan = served.files.get(request.file)
         if plan is None:
             raise PayloadError(f"request from {device} for a file not in rollout {r.id}")
-        sent = send_chunks(self.link, self.prefix, device, r, Path(r.source), plan,
-                           served.chunk_size, body.get("chunks"), self.stats)
-        r.bytes_served[device] = r.bytes_served.get(device, 0) + sent
-        served.dirty = True
+        self.stats.ignored_chunks += dropped
+        self.sender.request(device, r, Path(r.source), plan, served.chunk_size,
+                            request.chunks)
+
+    def _sent(self, rollout: Rollout, device: str, nbytes: int) -> None:
+        served = self.served.get(rollout.id)
+        if served is not None:
+            served.dirty = True
 

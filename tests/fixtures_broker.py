@@ -167,8 +167,9 @@ ACL_GROUPS = {"lab": ["glasses-1", "glasses-3"], "field": ["glasses-2"]}
 
 @pytest.fixture
 def acl_broker(tmp_path):
-    """Mosquitto set up as deploy/mosquitto.conf is: a device listener (`port`) that uses the
-    user name as client id, a fleet listener (`fleet_port`), and the ACL rendered from
+    """Mosquitto set up as deploy/mosquitto.conf is, without TLS: logins per listener, a device
+    listener (`port`) that uses the user name as client id and takes device logins only, a
+    fleet listener (`fleet_port`) that takes the fleet login only, and the ACL rendered from
     ACL_GROUPS (`acl_file`, re-read on SIGHUP). A password per user in ACL_USERS (the user name
     + '-pw')."""
     from cloud_sync.fleet_acl import render_acl
@@ -176,16 +177,82 @@ def acl_broker(tmp_path):
         pytest.skip("mosquitto is not installed (PATH or /usr/sbin)")
     folder = tmp_path / "acl-broker"
     folder.mkdir()
-    pw = folder / "passwords"
-    pw.write_text("".join(mosquitto_password_line(u, f"{u}-pw") + "\n" for u in ACL_USERS))
+    pw = folder / "passwords"                  # device logins only
+    pw.write_text("".join(mosquitto_password_line(u, f"{u}-pw") + "\n" for u in ACL_USERS
+                          if u != "fleet"))
+    fleet_pw = folder / "fleet.passwords"      # the fleet listener takes the fleet login only
     acl = folder / "edgelens.acl"
     acl.write_text(render_acl("edgelens", ACL_GROUPS))
+    fleet_pw.write_text(mosquitto_password_line("fleet", "fleet-pw") + "\n")
     fleet_port = free_port()
-    b = LocalBroker(folder, extra_config=["use_username_as_clientid true",
-                                          f"listener {fleet_port} 127.0.0.1",
-                                          f"password_file {pw}", f"acl_file {acl}",
-                                          "allow_anonymous false"])
+    b = LocalBroker(folder, per_listener_settings=True,
+                    extra_config=["use_username_as_clientid true", "allow_anonymous false",
+                                  f"password_file {pw}", f"acl_file {acl}",
+                                  f"listener {fleet_port} 127.0.0.1", "allow_anonymous false",
+                                  f"password_file {fleet_pw}", f"acl_file {acl}"])
     b.fleet_port, b.acl_file = fleet_port, acl
     b.start()
     yield b
     b.kill()
+
+
+# --- the shipped broker config (issue 11): deploy/mosquitto.conf itself, on test ports ---------
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED_CONF = ROOT / "deploy" / "mosquitto.conf"
+SHIPPED_ACL = ROOT / "deploy" / "mosquitto.acl"
+SHIPPED_DEVICES = ("glasses-0001", "glasses-0002", "glasses-0100")    # groups.example.toml
+
+
+class ShippedBroker(LocalBroker):
+    """deploy/mosquitto.conf (or `conf`) with only its paths, ports and addresses swapped for
+    test ones: TLS from a throwaway CA, the shipped ACL, a password per user (user name +
+    '-pw'). `port` is the device listener, `fleet_port` the fleet listener; kill() is kill -9
+    and start() again reuses the same persistence directory."""
+
+    conf: Path = SHIPPED_CONF
+    fleet_port: int = 0
+
+    def write_config(self) -> None:
+        pki = self.workdir / "pki"
+        if not (pki / "ca.pem").is_file():
+            make_tls_material(pki)
+        text = Path(self.conf).read_text()
+        split = "/etc/mosquitto/fleet.passwords" in text     # logins per listener
+        users = [*SHIPPED_DEVICES] + ([] if split else ["fleet"])
+        (pki / "passwords").write_text("".join(mosquitto_password_line(u, f"{u}-pw") + "\n"
+                                               for u in users))
+        (pki / "fleet.passwords").write_text(mosquitto_password_line("fleet", "fleet-pw") +
+                                             "\n")
+        for old, new in {"/etc/mosquitto/certs/ca.pem": pki / "ca.pem",
+                         "/etc/mosquitto/certs/server.pem": pki / "server.pem",
+                         "/etc/mosquitto/certs/server.key": pki / "server.key",
+                         "/etc/mosquitto/fleet.passwords": pki / "fleet.passwords",
+                         "/etc/mosquitto/passwords": pki / "passwords",
+                         "/etc/mosquitto/edgelens.acl": SHIPPED_ACL,
+                         "/var/lib/mosquitto/": f"{self.workdir}/",
+                         "listener 8883\n": f"listener {self.port} 127.0.0.1\n",
+                         "listener 8884 10.0.0.1": f"listener {self.fleet_port} 127.0.0.1",
+                         "log_dest syslog": f"log_dest file {self.log_file}\nlog_type all\n"
+                                            f"user {os.environ.get('USER') or 'root'}"}.items():
+            text = text.replace(old, str(new))
+        self.config_file.write_text(text)
+
+    @property
+    def ca_file(self) -> Path:
+        return self.workdir / "pki" / "ca.pem"
+
+    def mqtt(self, user: str, fleet: bool | None = None) -> dict:
+        """The [mqtt] section for `user` on its listener (fleet listener for `fleet`)."""
+        fleet = user == "fleet" if fleet is None else fleet
+        return {"port": self.fleet_port if fleet else self.port, "tls": True,
+                "ca_file": str(self.ca_file), "username": user, "password": f"{user}-pw"}
+
+
+def shipped_broker(folder: Path, conf: Path = SHIPPED_CONF) -> ShippedBroker:
+    """A started ShippedBroker; the caller kills it."""
+    if find_mosquitto() is None:
+        pytest.skip("mosquitto is not installed (PATH or /usr/sbin)")
+    b = ShippedBroker(folder)
+    b.conf, b.fleet_port = conf, free_port()
+    return b.start()

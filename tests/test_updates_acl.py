@@ -176,6 +176,7 @@ def test_the_shipped_broker_config_runs_with_the_shipped_acl(tmp_path):
     for old, new in {"/etc/mosquitto/certs/ca.pem": pki / "ca.pem",
                      "/etc/mosquitto/certs/server.pem": pki / "server.pem",
                      "/etc/mosquitto/certs/server.key": pki / "server.key",
+                     "/etc/mosquitto/fleet.passwords": pki / "passwords",
                      "/etc/mosquitto/passwords": pki / "passwords",
                      "/etc/mosquitto/edgelens.acl": ROOT / "deploy" / "mosquitto.acl",
                      "/var/lib/mosquitto/": f"{tmp_path}/",

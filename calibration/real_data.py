@@ -179,13 +179,16 @@ def _jitter_quad(quad: np.ndarray, rng: np.random.Generator, amount: float) -> n
 
 
 def recognizer_lines(split_name: str = "train", copies: int = 4, seed: int = 7,
-                     progress=None) -> tuple[list[np.ndarray], list[str]]:
+                     progress=None, bbox_copies: int = 0) -> tuple[list[np.ndarray], list[str]]:
     """Prepared uint8 lines ([32, W], as the recognizer cache stores them) and their texts.
 
     For every legible word and every grouped multi-word line of the split's photos: `copies`
     crops cut by `device.detector.crop_line` (as the live path cuts them) with jittered
     corners, random padding and a random down-and-up scale (small, soft text), plus the
-    dataset's own tight word crop. Texts outside the charset are skipped.
+    dataset's own tight word crop. `bbox_copies` more crops per word are cut the way the
+    dataset cuts them (the axis-aligned box around a jittered, unrectified quad: slanted and
+    rotated text with background), so that such crops read too. Texts outside the charset are
+    skipped.
     """
     from calibration.recognizer_data import fits
     from device.charset import encode, normalize
@@ -231,6 +234,14 @@ def recognizer_lines(split_name: str = "train", copies: int = 4, seed: int = 7,
                     crop = cv2.resize(small, (crop.shape[1], crop.shape[0]),
                                       interpolation=cv2.INTER_LINEAR)
                 add(crop, text)
+            for _ in range(bbox_copies if len(word.quad) == 4 else 0):
+                q = _jitter_quad(quad, rng, 0.04)
+                x0, y0 = np.floor(q.min(axis=0)).astype(int)
+                x1, y1 = np.ceil(q.max(axis=0)).astype(int)
+                x0, y0 = max(x0, 0), max(y0, 0)
+                x1, y1 = min(x1, image.shape[1]), min(y1, image.shape[0])
+                if x1 - x0 >= 4 and y1 - y0 >= 4:
+                    add(image[y0:y1, x0:x1], text)
         if progress is not None and (k + 1) % 100 == 0:
             progress(k + 1, len(chosen))
     for path, text in word_crops(split_name):

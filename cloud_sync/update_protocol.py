@@ -110,13 +110,22 @@ def version_key(version: str) -> tuple[int, ...]:
 # --- building an update manifest (fleet side) --------------------------------------------------
 
 def version_files(directory: Path) -> list[Path]:
-    """The files of a version directory that travel (sorted); refuses links."""
+    """The files of a version directory that travel (sorted); refuses links. Files the
+    manifest lists as `reference_files` (fp32 references used by benchmarks) stay behind:
+    an update carries only what the glasses run."""
+    try:
+        manifest = json.loads((Path(directory) / "manifest.json").read_text(encoding="utf-8"))
+        reference = {e["file"] for e in manifest.get("reference_files", [])
+                     if isinstance(e, dict) and isinstance(e.get("file"), str)}
+    except (OSError, ValueError, AttributeError, TypeError):
+        reference = set()
     files = []
     for path in sorted(Path(directory).rglob("*")):
         relative = path.relative_to(directory).as_posix()
         if path.is_symlink():
             raise PayloadError(f"{path} is a link; a model version must hold plain files")
-        if path.is_dir() or relative in LOCAL_FILES or relative.startswith("."):
+        if (path.is_dir() or relative in LOCAL_FILES or relative.startswith(".")
+                or relative in reference):
             continue
         files.append(path)
     return files

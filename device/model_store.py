@@ -110,8 +110,10 @@ class ModelVersion:
         return self.directory / self.manifest["artifact"]["file"]
 
     def file(self, name: str) -> Path:
-        """A file of this version listed in the manifest (artifact or extra_files)."""
-        listed = [self.manifest["artifact"]] + list(self.manifest.get("extra_files", []))
+        """A file of this version listed in the manifest (artifact, extra_files or
+        reference_files)."""
+        listed = ([self.manifest["artifact"]] + list(self.manifest.get("extra_files", []))
+                  + list(self.manifest.get("reference_files", [])))
         for entry in listed:
             if entry["file"] == name:
                 return self._inside(entry["file"])
@@ -128,6 +130,10 @@ class ModelVersion:
         """Problems with the files against the manifest (empty: all match)."""
         problems = []
         entries = [self.manifest["artifact"]] + list(self.manifest.get("extra_files", []))
+        # "reference_files" (fp32 references for benchmarks) are checked where they are
+        # present and never required: updates do not carry them to the glasses
+        entries += [e for e in self.manifest.get("reference_files", [])
+                    if (self.directory / e["file"]).is_file()]
         for entry in entries:
             try:
                 path = self._inside(entry["file"])

@@ -49,5 +49,17 @@ class Recognizer:
         return out.reshape(-1, NUM_CLASSES)
 
     def read(self, crop: np.ndarray) -> LineReading:
+        """The text of a crop. A crop much taller than wide holds vertical or rotated text:
+        it is also read turned a quarter both ways, and the most confident reading wins."""
+        best = self._read_once(crop)
+        crop = np.asarray(crop)
+        if crop.ndim >= 2 and crop.shape[0] > 1.5 * crop.shape[1]:
+            for turned in (np.rot90(crop, -1), np.rot90(crop, 1)):
+                reading = self._read_once(np.ascontiguousarray(turned))
+                if reading.confidence > best.confidence:
+                    best = reading
+        return best
+
+    def _read_once(self, crop: np.ndarray) -> LineReading:
         text, confidence, _ = greedy_decode(self.probabilities(crop))
         return LineReading(text=text.strip(), confidence=round(confidence, 4))

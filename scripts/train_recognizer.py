@@ -52,6 +52,9 @@ def parse_args(argv=None):
     p.add_argument("--real-copies", type=int, default=0,
                    help="jittered crops per real word/line of the ICDAR 2015 training photos "
                         "(calibration.real_data; 0: synthetic lines only)")
+    p.add_argument("--real-bbox-copies", type=int, default=0,
+                   help="more crops per real word cut as the data set cuts them (the "
+                        "axis-aligned box of the unrectified quad)")
     return p.parse_args(argv)
 
 
@@ -80,13 +83,16 @@ def batches(lines, labels, order, batch_size, rng):
         yield x, y, lengths
 
 
-def real_cache(copies: int, smoke: bool = False) -> tuple[list[np.ndarray], list[str]]:
-    """Real training lines, cut once into data/recognizer/real_train_c<copies>.npz."""
+def real_cache(copies: int, smoke: bool = False,
+               bbox_copies: int = 0) -> tuple[list[np.ndarray], list[str]]:
+    """Real training lines, cut once into data/recognizer/real_train_c<copies>[_b<n>].npz."""
     from calibration import real_data
-    path = Path("data/recognizer") / f"real_train_c{copies}.npz"
+    suffix = f"_b{bbox_copies}" if bbox_copies else ""
+    path = Path("data/recognizer") / f"real_train_c{copies}{suffix}.npz"
     if not path.exists():
         lines, texts = real_data.recognizer_lines(
-            "train", copies=copies, progress=lambda k, n: log.info("real photos %d/%d", k, n))
+            "train", copies=copies, bbox_copies=bbox_copies,
+            progress=lambda k, n: log.info("real photos %d/%d", k, n))
         path.parent.mkdir(parents=True, exist_ok=True)
         widths = np.array([line.shape[1] for line in lines], np.int32)
         np.savez(path.with_suffix(".tmp.npz"), pixels=np.concatenate(lines, axis=1),
@@ -110,7 +116,8 @@ def main(argv=None) -> int:
     paths = build_cache(spec, progress=lambda p: log.info("rendered %s", p))
     lines, texts = load_cache(paths)
     if args.real_copies:
-        real_lines, real_texts = real_cache(args.real_copies, smoke=args.smoke)
+        real_lines, real_texts = real_cache(args.real_copies, smoke=args.smoke,
+                                            bbox_copies=args.real_bbox_copies)
         log.info("%d real lines (ICDAR 2015 training photos) beside %d synthetic",
                  len(real_lines), len(lines))
         lines, texts = lines + real_lines, texts + real_texts

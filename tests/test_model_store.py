@@ -138,3 +138,14 @@ def test_the_device_store_is_per_user_and_seeded_from_the_bundled_one(tmp_path, 
     # nothing was written into the installation
     assert sorted(p.relative_to(default_root())
                   for p in default_root().rglob("*")) == bundled_before
+
+
+def test_updates_carry_only_what_the_glasses_run():
+    from device.model_store import ModelStore, default_root
+    from cloud_sync.update_protocol import update_manifest
+    version = ModelStore(default_root()).get("recognizer", "2.0.0")
+    assert version.check_files() == []
+    shipped = {f["file"] for f in update_manifest(version.directory, 65536)["update"]["files"]}
+    assert "recognizer.tflite" in shipped
+    assert "recognizer_fp32.tflite" not in shipped        # a benchmark reference, not shipped
+    assert (version.directory / "recognizer_fp32.tflite").is_file()

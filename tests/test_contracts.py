@@ -79,6 +79,7 @@ def test_every_artifact_is_held_to_its_manifest():
         assert version.manifest["golden"], f"{version.name} has no golden self-test"
     for artifact in (ROOT / "models").rglob("*.tflite"):
         manifest = json.loads((artifact.parent / "manifest.json").read_text())
-        listed = {e["file"]: e for e in [manifest["artifact"], *manifest.get("extra_files", [])]}
+        listed = {e["file"]: e for e in [manifest["artifact"], *manifest.get("extra_files", []),
+                                         *manifest.get("reference_files", [])]}
         assert artifact.name in listed, f"{artifact} is not in its manifest"
         assert listed[artifact.name]["sha256"] == sha256_file(artifact)

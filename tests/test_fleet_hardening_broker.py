@@ -10,8 +10,8 @@ import pytest
 
 from cloud_sync.mqtt_client import LinkSettings, MqttLink
 from device.telemetry import Recorder
-from tests.fixtures_broker import config_for, shipped_broker
-from tests.sync_helpers import run_agent, run_ingest, wait_until
+from fixtures_broker import config_for, shipped_broker
+from sync_helpers import run_agent, run_ingest, wait_until
 
 pytestmark = pytest.mark.broker
 

@@ -20,8 +20,8 @@ from cloud_sync.fleet_store import SqliteFleetStore
 from cloud_sync.mqtt_client import LinkSettings, MqttLink
 from device.telemetry import Recorder
 from device.telemetry.records import StoredRecord
-from tests.fixtures_broker import config_for
-from tests.sync_helpers import run_agent, run_ingest, wait_until
+from fixtures_broker import config_for
+from sync_helpers import run_agent, run_ingest, wait_until
 
 NOW = time.time_ns()
 GOOD_METRIC = {"window_s": 1.0, "counts": {"frames_captured": 30, "deadline_misses": 3},

@@ -17,9 +17,9 @@ from cloud_sync.mqtt_client import LinkSettings, MqttLink
 from cloud_sync.rollout import Rollout, RolloutFile, record_status
 from cloud_sync.update_delivery import Membership, UpdateServer, signed_desired
 from cloud_sync.update_serve import RolloutService
-from tests.fixtures_broker import config_for
-from tests.sync_helpers import wait_until
-from tests.update_helpers import device_config, fleet_keys, make_version, publish_raw
+from fixtures_broker import config_for
+from sync_helpers import wait_until
+from update_helpers import device_config, fleet_keys, make_version, publish_raw
 
 pytestmark = pytest.mark.broker
 

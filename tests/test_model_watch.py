@@ -19,8 +19,8 @@ from device.pipeline import FramePathSettings, Pipeline
 from device.recognition import Budgets, RecognitionWorker
 from device.recognizer import LineReading
 from device.sources import SyntheticSource
-from tests.sync_helpers import wait_until
-from tests.update_helpers import make_version
+from sync_helpers import wait_until
+from update_helpers import make_version
 
 
 class BlankRecognizer:

@@ -82,7 +82,9 @@ def test_slow_recognition_is_discarded_and_counted(stages):
     assert summary["misses"]["recognition_path"] >= 2
     assert summary["recognition"]["finished"] == summary["recognition"]["discarded_late"]
     assert pipeline.regions == []  # nothing late was shown
-    assert summary["misses"]["frame_path"] == 0 or summary["misses"]["frame_path_rate"] < 0.2
+    # the slow recognition thread must not hold up the frame path: at most a fifth of the
+    # displayed frames over budget on a loaded 2-core machine
+    assert summary["misses"]["frame_path_rate"] < 0.2
 
 
 def test_slow_frame_path_drops_frames_and_counts_misses(stages):

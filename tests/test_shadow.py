@@ -265,7 +265,7 @@ def _watched_pipeline(cfg, stages):
 
 
 def test_the_model_watch_follows_shadow_pointers_live(tmp_path):
-    from tests.sync_helpers import wait_until
+    from sync_helpers import wait_until
     store = _store_with_challenger(tmp_path / "models")
     cfg = config.build({"models": {"store": str(store.root)},
                         "updates": {"watch_interval_s": 0.1}}, config.defaults_schema())
@@ -290,7 +290,7 @@ def test_the_model_watch_follows_shadow_pointers_live(tmp_path):
 
 def test_a_new_active_translator_is_swapped_in_live(tmp_path):
     from device.model_install import read_health
-    from tests.sync_helpers import wait_until
+    from sync_helpers import wait_until
     store = _store_with_challenger(tmp_path / "models")
     cfg = config.build({"models": {"store": str(store.root)},
                         "updates": {"watch_interval_s": 0.1, "health_frames": 20}},

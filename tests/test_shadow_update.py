@@ -9,9 +9,9 @@ from pathlib import Path
 from cloud_sync.update_delivery import signed_desired
 from device.model_store import ModelStore
 from device.shadow import shadow_version
-from tests.sync_helpers import run_agent
-from tests.test_updates_basic import audits
-from tests.update_helpers import device_config, fleet_keys, make_version, run_push
+from sync_helpers import run_agent
+from test_updates_basic import audits
+from update_helpers import device_config, fleet_keys, make_version, run_push
 
 ROOT = Path(__file__).resolve().parent.parent
 

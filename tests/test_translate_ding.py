@@ -63,9 +63,14 @@ def test_the_headword_split_leaks_nothing():
     train_sources = {lookup_key(p.de) for p in splits["train"]}
     for name in ("val", "test"):
         assert not {lookup_key(p.de) for p in splits[name]} & train_sources
-    # inflections share their line's headword, so a plural never crosses the split
-    assert ding.split_of(ding.headword_key("Ausgänge")) == ding.split_of(ding.headword_key("Ausgang")) \
-        or ding.headword_key("Ausgänge") != ding.headword_key("Ausgang")
+    # inflections share their line's headword, so a plural never crosses the split: the
+    # line "Ausgang {m} | Ausgänge {pl} | ..." puts every one of its pairs in one split
+    line = ding.parse_line("Ausgang {m} | Ausgänge {pl} | Der Saal hat drei Ausgänge. :: "
+                           "exit | exits | The hall has three exits.")
+    assert {p.de for p in line.pairs} >= {"Ausgang", "Ausgänge"}
+    home = ding.split_of(line.headword)
+    assert all(any(p in split for p in line.pairs) == (name == home)
+               for name, split in ding.split_pairs([line]).items())
 
 
 def test_the_split_is_stable():

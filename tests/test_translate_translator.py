@@ -63,9 +63,9 @@ def test_garbage_and_foreign_text_keep_the_original(translator):
 
 def test_empty_long_and_control_input_give_a_clear_result(translator):
     assert translator.translate("").reason == "empty"
-    assert translator.translate("  \x00\x07 ").as_dict() == {
-        "source": "  \x00\x07 ", "translation": "", "via": "passthrough", "confidence": 0.0,
-        "ms": translator.translate("  \x00\x07 ").as_dict()["ms"]} or True
+    control = translator.translate("  \x00\x07 ").as_dict()
+    assert {k: v for k, v in control.items() if k != "ms"} == {
+        "source": "  \x00\x07 ", "translation": "", "via": "passthrough", "confidence": 0.0}
     assert translator.translate(None).reason == "empty"
     assert translator.translate("Wort " * 100).reason == "too_long"
     huge = translator.translate("x" * 5_000_000)

@@ -11,7 +11,7 @@ import threading
 
 from cloud_sync.fleet_acl import load_groups, render_acl
 from cloud_sync.mqtt_client import LinkSettings, MqttLink
-from tests.sync_helpers import ROOT, wait_until
+from sync_helpers import ROOT, wait_until
 
 NOT_AUTHORIZED = 0x87
 ACCEPTED = (0, 0x10)         # 0x10: accepted, no matching subscribers
@@ -163,7 +163,7 @@ def test_the_shipped_broker_config_runs_with_the_shipped_acl(tmp_path):
     import pytest
 
     from cloud_sync.localbroker import find_mosquitto, free_port
-    from tests.fixtures_broker import make_tls_material, mosquitto_password_line
+    from fixtures_broker import make_tls_material, mosquitto_password_line
     binary = find_mosquitto()
     if binary is None:
         pytest.skip("mosquitto is not installed (PATH or /usr/sbin)")
@@ -210,8 +210,8 @@ def test_the_shipped_broker_config_runs_with_the_shipped_acl(tmp_path):
 
 
 def test_a_push_to_a_group_the_groups_file_does_not_list_is_refused(tmp_path):
-    from tests.fixtures_broker import config_for
-    from tests.update_helpers import make_version
+    from fixtures_broker import config_for
+    from update_helpers import make_version
     groups = tmp_path / "groups.toml"
     groups.write_text('[groups]\nlab = ["glasses-1"]\n')
     cfg = config_for(tmp_path, None, fleet={"groups_file": str(groups)})

@@ -7,8 +7,8 @@ import json
 from cloud_sync.signing import keygen
 from device.model_store import ModelStore
 from device.telemetry.store import TelemetryStore
-from tests.sync_helpers import run_agent, wait_until
-from tests.update_helpers import device_config, device_store, fleet_keys, make_version, run_push
+from sync_helpers import run_agent, wait_until
+from update_helpers import device_config, device_store, fleet_keys, make_version, run_push
 
 
 def audits(cfg) -> list[dict]:
@@ -56,7 +56,7 @@ def test_bad_updates_are_refused_and_the_old_model_keeps_serving(tmp_path, broke
     from cloud_sync import update_protocol as proto
     from cloud_sync.signing import load_private, sign
     from cloud_sync.update_delivery import signed_desired
-    from tests.update_helpers import desired_body, publish_raw
+    from update_helpers import desired_body, publish_raw
 
     key, pub = fleet_keys(tmp_path)
     store = device_store(tmp_path, "glasses-1")
@@ -184,7 +184,7 @@ def test_fleet_wide_rollback_with_one_command(tmp_path, broker):
     import subprocess
     import sys
 
-    from tests.sync_helpers import ROOT
+    from sync_helpers import ROOT
     key, pub = fleet_keys(tmp_path)
     names = ["glasses-1", "glasses-2"]
     cfgs = [device_config(tmp_path, broker, n, pub, device_store(tmp_path, n)) for n in names]

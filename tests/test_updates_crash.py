@@ -16,7 +16,7 @@ from cloud_sync.update_delivery import signed_desired
 from device.model_install import recover
 from device.model_store import ModelStore
 from device.runtime import TFLiteModel
-from tests.update_helpers import device_config, device_store, fleet_keys, make_version
+from update_helpers import device_config, device_store, fleet_keys, make_version
 
 
 class NoLink:

@@ -11,8 +11,8 @@ import sys
 import threading
 
 from device.model_store import ModelStore
-from tests.sync_helpers import ROOT, stop_process, sync_agent_process, wait_until
-from tests.update_helpers import device_config, device_store, fleet_keys, make_version, run_push
+from sync_helpers import ROOT, stop_process, sync_agent_process, wait_until
+from update_helpers import device_config, device_store, fleet_keys, make_version, run_push
 
 
 def _start_devices(tmp_path, broker, pub, names, **updates):

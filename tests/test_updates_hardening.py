@@ -21,8 +21,8 @@ from cloud_sync.sync_agent import SyncAgent
 from cloud_sync.update_delivery import UpdateServer, signed_desired
 from device import model_install as install
 from device.model_store import ModelStore
-from tests.sync_helpers import Running, run_agent, stop_process, sync_agent_process, wait_until
-from tests.update_helpers import (desired_body, device_config, device_store, fleet_keys,
+from sync_helpers import Running, run_agent, stop_process, sync_agent_process, wait_until
+from update_helpers import (desired_body, device_config, device_store, fleet_keys,
                                   make_version, publish_raw, run_push)
 
 pytestmark = pytest.mark.broker
@@ -409,7 +409,7 @@ def test_a_canary_rollout_with_signed_control_blocks(tmp_path, broker):
 # --- 13: the sync agent counts and drops commands that raised out of its handler ------------------
 
 def test_commands_that_raised_past_the_sync_agent_are_counted_and_dropped(tmp_path, broker):
-    from tests.fixtures_broker import config_for
+    from fixtures_broker import config_for
     cfg = config_for(tmp_path, broker)
     agent = run_agent(cfg)
     try:

@@ -20,7 +20,7 @@ from cloud_sync.signing import keygen
 from cloud_sync.update_agent import UpdateAgent
 from cloud_sync.update_delivery import signed_desired
 from device.model_store import ModelStore
-from tests.update_helpers import device_config, device_store, fleet_keys, make_version
+from update_helpers import device_config, device_store, fleet_keys, make_version
 
 
 class NoLink:

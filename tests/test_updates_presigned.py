@@ -14,8 +14,8 @@ from cloud_sync.rollout import Rollout, RolloutFile
 from cloud_sync.signing import SignatureError, TrustedKeys, keygen, load_public
 from cloud_sync.update_delivery import load_signed
 from device.model_store import ModelStore
-from tests.sync_helpers import ROOT, run_agent
-from tests.update_helpers import device_config, device_store, fleet_keys, make_version
+from sync_helpers import ROOT, run_agent
+from update_helpers import device_config, device_store, fleet_keys, make_version
 
 
 def fleet(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:

@@ -8,8 +8,8 @@ import threading
 from cloud_sync.rollout import RolloutFile
 from cloud_sync.update_serve import RolloutService
 from device.model_store import ModelStore
-from tests.sync_helpers import run_agent, wait_until
-from tests.update_helpers import device_config, device_store, fleet_keys, make_version, run_push
+from sync_helpers import run_agent, wait_until
+from update_helpers import device_config, device_store, fleet_keys, make_version, run_push
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ import pytest
 from cloud_sync.rollout import Rollout, RolloutFile
 from cloud_sync.signing import keygen
 from cloud_sync.update_delivery import UpdateServer, signed_desired
-from tests.fixtures_broker import config_for
+from fixtures_broker import config_for
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -251,3 +251,43 @@ def _rects_overlap(a, b) -> bool:
     ax, ay, aw, ah = a
     bx, by, bw, bh = b
     return ax < bx + bw and bx < ax + aw and ay < by + bh and by < ay + ah
+
+
+# --- a compact training set for a lent GPU (calibration/line_detector_torch.py) ----------------
+
+GPU_FRAME = (512, 288)
+"""Frames are stored at 0.8x the glasses' 640x360 (the size of what travels is limited)."""
+
+
+def export_gpu_set(path: Path, scenes: int = 200, seed: int = 11, quality: int = 80) -> dict:
+    """The real training photos (60 % with German sign plates composited in) and `scenes`
+    generated scenes at GPU_FRAME, as JPEG bytes, with full-resolution kernel and loss-mask
+    maps (bit-packed) in one .npz; returns the counts."""
+    rng = np.random.default_rng(seed)
+    photos = real_data.detector_frames("train")
+    images, kernels, masks = [], [], []
+    w, h = GPU_FRAME
+    with np.load(path.parent / f"scenes_{dd.TRAIN_SEED}_900.npz") as z:
+        scene_images, counts, flat = z["images"][:scenes], z["counts"], z["quads"]
+    synth, offset = [], 0
+    for image, n in zip(scene_images, counts[:scenes]):
+        synth.append((image, list(flat[offset:offset + n]), []))
+        offset += n
+    for k, (frame, quads, ignore) in enumerate(list(photos) + synth):
+        if k < len(photos) and rng.random() < 0.6:
+            frame, quads, ignore = composite(frame, quads, ignore, rng,
+                                             plates=int(rng.integers(1, 4)))
+        sx, sy = w / frame.shape[1], h / frame.shape[0]
+        small = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
+        q = [np.asarray(p, np.float32) * [sx, sy] for p in quads]
+        ig = [np.asarray(p, np.float32) * [sx, sy] for p in ignore]
+        kernel, mask = kernel_and_mask((h, w), q, ig, stride=1)
+        ok, jpeg = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        images.append(np.frombuffer(jpeg.tobytes(), np.uint8))
+        kernels.append(np.packbits(kernel > 0))
+        masks.append(np.packbits(mask > 0))
+    offsets = np.cumsum([0] + [len(b) for b in images])
+    np.savez_compressed(path, jpeg=np.concatenate(images), offsets=offsets,
+                        kernels=np.stack(kernels),
+                        masks=np.stack(masks), shape=np.int32([h, w]))
+    return {"photos": len(photos), "scenes": len(synth), "bytes": path.stat().st_size}

@@ -46,8 +46,8 @@ RESOLUTIONS = ((640, 352), (480, 288), (320, 192))
 """(width, height) of each shipped file; the first is the default operating point."""
 GOLDEN_SEED = 31338
 BUDGET_MS = 10.0
-GRID = {"bin_threshold": (0.3, 0.4, 0.5), "box_threshold": (0.5, 0.6, 0.7),
-        "unclip_ratio": (1.2, 1.6, 2.0)}
+GRID = {"bin_threshold": (0.4, 0.55, 0.7), "box_threshold": (0.6, 0.75),
+        "unclip_ratio": (0.0, 0.3, 0.6, 1.0)}
 
 
 def file_name(size) -> str:
@@ -244,12 +244,43 @@ the number of ground-truth lines found at IoU >= 0.5:
 """
 
 
+def import_torch_run(torch_run: Path, out: Path, width: int = 24) -> Path:
+    """A run folder (final.weights.h5, run.json, history.jsonl) from
+    calibration/line_detector_torch.py's keras_weights.npz, for the steps below."""
+    import tensorflow as tf
+    from calibration.detector_model import build_lines
+    from calibration.keras_torch import load_into
+    info = json.loads((torch_run / "torch_run.json").read_text())
+    weights: dict[str, list] = {}
+    with np.load(torch_run / "keras_weights.npz") as z:
+        for key in sorted(z.files, key=lambda k: (k.rsplit("::", 1)[0], int(k.rsplit("::", 1)[1]))):
+            weights.setdefault(key.rsplit("::", 1)[0], []).append(z[key])
+    model = build_lines(width=width)
+    load_into(model, weights)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_weights(str(out / "final.weights.h5"))
+    (out / "run.json").write_text(json.dumps({
+        "args": {"width": width, "seed": info["args"]["seed"], "trainer":
+                 f"calibration/line_detector_torch.py on {info['device']} (torch "
+                 f"{info['torch']}), {info['steps']} steps of {info['batch']} crops"},
+        "wall_seconds": info["minutes"] * 60, "tensorflow": tf.__version__,
+        "parameters": int(model.count_params())}, indent=2))
+    (out / "history.jsonl").write_text("".join(
+        json.dumps({"epoch": h["step"], "loss": h["loss"], "seconds": round(h["minutes"] * 60)})
+        + "\n" for h in info["history"]))
+    return out / "final.weights.h5"
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--weights", type=Path, default=ROOT / "runs/line_detector/final.weights.h5")
+    p.add_argument("--from-torch", type=Path, metavar="DIR",
+                   help="package the weights calibration/line_detector_torch.py wrote to DIR")
     p.add_argument("--out", type=Path, default=ROOT / "models/detector/2.0.0")
     p.add_argument("--scenes", type=int, default=900)
     args = p.parse_args(argv)
+    if args.from_torch:
+        args.weights = import_torch_run(args.from_torch, ROOT / "runs" / "line_detector_gpu")
     run_dir = args.weights.parent
     run = json.loads((run_dir / "run.json").read_text())
     history = [json.loads(l) for l in (run_dir / "history.jsonl").read_text().splitlines() if l]
@@ -296,7 +327,7 @@ def main(argv=None) -> int:
                     "group_lines), one-to-one at IoU >= 0.5, detections mostly on 'ignore' "
                     "regions not counted",
             "real_val_lines": real,
-            "tuned_on": "the first 120 training photos (a 27-point grid; validation photos "
+            "tuned_on": "the first 120 training photos (a 24-point grid; validation photos "
                         "never used for choosing)",
             "int8_vs_fp32": conversion["checks"]},
         "training": {

@@ -98,6 +98,12 @@ def regions_from_map(prob: np.ndarray, frame_size: tuple[int, int], params: Dete
     (width, height) of the frame, used to clip the quads.
     """
     prob = np.asarray(prob, np.float32)
+    if min(stride_xy) >= 3.5:
+        # a coarse map (the 2.x detector predicts at 1/4): contours on a 2x bilinear copy,
+        # so that a small line's box is not quantized to whole map pixels
+        prob = cv2.resize(prob, (prob.shape[1] * 2, prob.shape[0] * 2),
+                          interpolation=cv2.INTER_LINEAR)
+        stride_xy = (stride_xy[0] / 2, stride_xy[1] / 2)
     mask = (prob > params.bin_threshold).astype(np.uint8)
     contours, _ = cv2.findContours(mask, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
     sx, sy = stride_xy

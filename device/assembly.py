@@ -118,7 +118,8 @@ def build_pipeline(cfg, stages: Stages, source: FrameSource | None = None, show=
     """`recorder`: a telemetry Recorder that also gets metrics, predictions, frame quality."""
     metrics = metrics or Metrics(forward=recorder)
     source = source or parse_source(cfg.source.uri, fps=cfg.source.fps,
-                                    realtime=cfg.source.realtime)
+                                    realtime=cfg.source.realtime,
+                                    image_dwell_s=cfg.source.image_dwell_s)
     capture = Capture(source, metrics, max_backoff_s=cfg.source.max_backoff_s)
     p = cfg.pipeline
     budgets = Budgets(recognition_ms=p.recognition_budget_ms, translate_ms=p.translate_budget_ms,

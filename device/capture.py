@@ -22,6 +22,7 @@ class Frame:
     index: int
     image: np.ndarray
     captured: float  # time.perf_counter() at capture
+    scene: int = 0   # changes when the source cuts to another view (the next image of a folder)
 
 
 class LatestSlot:
@@ -148,7 +149,8 @@ class Capture:
                 if image is None:
                     self.state = "ended"
                     break
-                frame = Frame(self._index, image, time.perf_counter())
+                frame = Frame(self._index, image, time.perf_counter(),
+                              getattr(self.source, "scene", 0))
                 self._index += 1
                 self.metrics.count("frames_captured")
                 if self.slot.put(frame):

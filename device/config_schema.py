@@ -71,6 +71,9 @@ SOURCE = Section("source", "Where frames come from.", (
         "(false: as fast as possible).", ),
     Key("max_backoff_s", float, 2.0, "Longest wait between attempts to reopen a failed "
         "source.", min=0.01, max=60.0),
+    Key("image_dwell_s", float, 4.0, "images:DIR shows each image this long (letterboxed to "
+        "the first image's size), long enough to be read, translated and overlaid; the "
+        "overlay starts empty on each new image.", min=0.0, max=600.0),
 ))
 
 DISPLAY = Section("display", "Where shown frames go.", (

@@ -67,9 +67,14 @@ class Pipeline:
         self.last_frame: Frame | None = None
         self.last_output: np.ndarray | None = None
         self._hud_cache: tuple | None = None
+        self._scene = 0
+        self._scene_start = 0        # index of the first frame of the scene shown now
 
     # -- frame path -------------------------------------------------------------------------
     def _merge(self, result: RecognitionResult, now: float) -> None:
+        if result.frame_index < self._scene_start:      # read on the previous image
+            self.metrics.count("results_previous_scene")
+            return
         forward = self.tracker.forward(result.frame_index)
         if forward is None:
             self.metrics.count("results_unmappable")
@@ -131,6 +136,10 @@ class Pipeline:
     def step(self, frame: Frame) -> np.ndarray:
         """The frame path for one frame: track, merge results, overlay, hand off."""
         start = time.perf_counter()
+        if frame.scene != self._scene:      # another image: its overlay starts empty
+            self._scene, self._scene_start = frame.scene, frame.index
+            self.regions = []
+            self.tracker.reset()
         motion = self.tracker.update(frame.index, frame.image)
         if self.worker.inbox.put(frame):
             self.metrics.count("recognition_frames_skipped")

@@ -152,9 +152,15 @@ class ImageFolderSource:
     image's unless `frame_size` is given), so that the pipeline sees one camera."""
 
     def __init__(self, directory: str, fps: float = 2.0, loop: bool = False,
-                 frame_size: tuple[int, int] | None = None):
+                 frame_size: tuple[int, int] | None = None, dwell_s: float = 0.0):
         self.name, self.directory, self.fps, self.loop = f"images:{directory}", directory, fps, loop
         self.frame_size = frame_size
+        # each image is shown for dwell_s (as a camera held still would see it), long enough
+        # to be read, translated and overlaid; `scene` counts the images shown so far
+        self.dwell_frames = max(1, int(round(dwell_s * fps)))
+        self.scene = 0
+        self._held: np.ndarray | None = None
+        self._held_left = 0
         self.realtime = True
         self._paths: list[Path] = []
         self._next = 0
@@ -171,6 +177,16 @@ class ImageFolderSource:
             raise SourceError(f"{self.name}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
 
     def read(self) -> np.ndarray | None:
+        if self._held is not None and self._held_left > 0:
+            self._held_left -= 1
+            return self._held
+        image = self._read_next()
+        if image is not None:
+            self.scene += 1
+            self._held, self._held_left = image, self.dwell_frames - 1
+        return image
+
+    def _read_next(self) -> np.ndarray | None:
         while True:
             if self._next >= len(self._paths):
                 if not self.loop:
@@ -269,7 +285,7 @@ class SyntheticSource:
 
 
 def parse_source(uri: str, fps: float = 30.0, realtime: bool = True, seed: int = 0,
-                 frames: int = 0) -> FrameSource:
+                 frames: int = 0, image_dwell_s: float = 0.0) -> FrameSource:
     """'webcam:0', 'video:PATH', 'images:DIR' or 'synthetic[:SEED]'."""
     kind, _, rest = uri.partition(":")
     if kind == "webcam":
@@ -280,7 +296,7 @@ def parse_source(uri: str, fps: float = 30.0, realtime: bool = True, seed: int =
     if kind == "video" and rest:
         return VideoSource(rest, realtime=realtime)
     if kind == "images" and rest:
-        return ImageFolderSource(rest, fps=min(fps, 30.0))
+        return ImageFolderSource(rest, fps=min(fps, 30.0), dwell_s=image_dwell_s)
     if kind == "synthetic":
         try:
             seed = int(rest) if rest else seed

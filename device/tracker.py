@@ -37,6 +37,10 @@ class MotionTracker:
         self.last_motion = np.eye(3)
         self.last_tracked_points = 0
 
+    def reset(self) -> None:
+        """Forget the last frame (a new scene: nothing to follow across the cut)."""
+        self._previous, self._points = None, None
+
     def _gray(self, image: np.ndarray) -> np.ndarray:
         gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
         if self.scale != 1.0:

@@ -61,3 +61,44 @@ def test_a_recorder_whose_encoder_failed_never_blocks_on_close():
     closer.join(10)
     assert not closer.is_alive()
     assert recorder.failed and "cannot write" in recorder.failed
+
+
+def test_each_folder_image_is_held_and_its_overlay_never_outlives_it(tmp_path):
+    import cv2
+    import numpy as np
+
+    from device.sources import ImageFolderSource
+    from device.synth.street import render_street
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    world = render_street(np.random.default_rng(3), width=900, height=540)
+    cv2.imwrite(str(folder / "a_signs.png"), world.image)
+    cv2.imwrite(str(folder / "b_blank.png"), np.full((300, 200, 3), 128, np.uint8))
+    held = ImageFolderSource(str(folder), fps=10, dwell_s=0.5)
+    held.open()
+    frames = [held.read() for _ in range(10)]
+    assert held.read() is None
+    assert [f.shape for f in frames] == [(540, 900, 3)] * 10       # letterboxed to one size
+    assert all(np.array_equal(frames[0], f) for f in frames[:5])   # held for 0.5 s at 10 fps
+    config = tmp_path / "c.toml"
+    config.write_text("[pipeline]\nhud = false\n[source]\nimage_dwell_s = 4.0\nfps = 15.0\n")
+    video = tmp_path / "out.avi"
+    out = subprocess.run(EDGELENS + ["--config", str(config), "simulate", "--headless",
+                                     "--source", f"images:{folder}", "--record", str(video),
+                                     "--json"], capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert summary["counters"].get("regions_new", 0) >= 1      # the signs were read
+    capture = cv2.VideoCapture(str(video))
+    shown = []
+    while True:
+        ok, image = capture.read()
+        if not ok:
+            break
+        shown.append(image)
+    cut = 60                                                   # 4 s at 15 fps
+    assert len(shown) >= cut + 10
+    assert any(f.std() > 20 for f in shown[cut - 20:cut])      # overlay over the signs
+    for image in shown[cut + 1:cut + 10]:                      # the blank image: no overlay
+        inner = image[60:480, 300:600]
+        assert inner.std() < 8 and abs(float(inner.mean()) - 128) < 8

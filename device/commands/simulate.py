@@ -78,7 +78,8 @@ def run_session(cfg, args, uri: str, window: bool, record: str, snapshot_dir: st
     if record:
         check_record_path(record)
     source = parse_source(uri, fps=cfg.source.fps, realtime=cfg.source.realtime and
-                          not args.fast, frames=args.frames if uri.startswith("synthetic") else 0)
+                          not args.fast, frames=args.frames if uri.startswith("synthetic") else 0,
+                          image_dwell_s=cfg.source.image_dwell_s)
     preflight(source)
     stages = load_stages(cfg, backend=args.backend, translate=False)
     display = Display(metrics, window=window, record=record, fps=source.fps,

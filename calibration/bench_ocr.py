@@ -7,9 +7,13 @@ Measures, for edgelens at each detector resolution and (with --peers) for PP-OCR
 (default detector size and capped at our resolutions) and Tesseract 5, on the same frames in
 one interleaved run:
 
-- detection precision / recall / Hmean of text *lines* (ICDAR words grouped into lines by
-  `real_data.group_lines`), one-to-one at IoU >= 0.5; a detection lying mostly (>= 50 % of its
-  area) on an `ignore` region counts neither way;
+- detection precision / recall / Hmean, two ways. Line IoU: text *lines* (ICDAR words grouped
+  into lines by `real_data.group_lines`) matched one-to-one at IoU >= 0.5 — strict, since a
+  line mixing legible and `ignore` words is labelled as fragments. Coverage (area, as DetEval
+  does): a truth line counts as found when the detections cover at least half of it, a
+  detection as right when at least half of it lies on labelled text (legible or `ignore`).
+  In both, a detection lying mostly (>= 50 % of its area) on an `ignore` region counts
+  neither way;
 - end-to-end line CER: every ground-truth line gets the text of the detections that lie mostly
   on it (joined left to right); detections on no line count as insertions; case-insensitive,
   whitespace collapsed;
@@ -142,8 +146,29 @@ def score_frame(found, truth, ignore) -> dict:
         edits += edit_distance(got, want)
         chars += len(want)
     edits += sum(len(_norm_line(kept[j][1])) for j in stray)
+    covered, on_text = _coverage([q for q, _ in kept], [q for q, _ in truth], ignore)
     return {"tp": len(matches), "found": len(kept), "truth": len(truth), "edits": edits,
-            "chars": chars}
+            "chars": chars, "covered": covered, "on_text": on_text}
+
+
+def _mask(quads, shape=(360, 640)) -> np.ndarray:
+    mask = np.zeros(shape, np.uint8)
+    for q in quads:
+        cv2.fillPoly(mask, [np.round(np.asarray(q, np.float32)).astype(np.int32)], 1)
+    return mask
+
+
+def _coverage(found, truth, ignore, shape=(360, 640)) -> tuple[int, int]:
+    """(truth lines at least half covered by the detections, detections at least half on
+    labelled text): area coverage, which a line detector and a word detector meet alike
+    (ICDAR 2015 labels words; `ignore` text is text too)."""
+    found_mask = _mask(found, shape)
+    text_mask = _mask(list(truth) + list(ignore), shape)
+    covered = sum(1 for q in truth
+                  if (m := _mask([q], shape)).sum() and (m & found_mask).sum() >= 0.5 * m.sum())
+    on_text = sum(1 for q in found
+                  if (m := _mask([q], shape)).sum() and (m & text_mask).sum() >= 0.5 * m.sum())
+    return covered, on_text
 
 
 def summarize(counts: list[dict]) -> dict:
@@ -151,8 +176,12 @@ def summarize(counts: list[dict]) -> dict:
     found = sum(c["found"] for c in counts)
     truth = sum(c["truth"] for c in counts)
     p, r = tp / max(found, 1), tp / max(truth, 1)
+    cp = sum(c.get("on_text", 0) for c in counts) / max(found, 1)
+    cr = sum(c.get("covered", 0) for c in counts) / max(truth, 1)
     return {"precision": round(p, 4), "recall": round(r, 4),
             "hmean": round(2 * p * r / max(p + r, 1e-9), 4),
+            "coverage_precision": round(cp, 4), "coverage_recall": round(cr, 4),
+            "coverage_hmean": round(2 * cp * cr / max(cp + cr, 1e-9), 4),
             "cer_pct": round(100.0 * sum(c["edits"] for c in counts) /
                              max(sum(c["chars"] for c in counts), 1), 2),
             "lines": truth}
@@ -248,7 +277,7 @@ def run(config, json_out: bool = False, quick: bool = False, peers: bool = False
 
 def _print(out: dict) -> None:
     print(out["data"])
-    head = (f"{'system':38} {'P':>6} {'R':>6} {'H':>6} {'CER%':>6} {'word%':>6} "
+    head = (f"{'system':38} {'P':>6} {'R':>6} {'H':>6} {'covH':>6} {'CER%':>6} {'word%':>6} "
             f"{'fr1 p50':>8} {'p95':>7} {'fr2 p50':>8} {'crop p50':>8} {'RSS MB':>7}")
     print(head)
     for r in out["results"]:
@@ -256,6 +285,7 @@ def _print(out: dict) -> None:
             print(f"{r['system']:38} unavailable: {r['error']}")
             continue
         print(f"{r['system']:38} {r['precision']:6.3f} {r['recall']:6.3f} {r['hmean']:6.3f} "
+              f"{r['coverage_hmean']:6.3f} "
               f"{r['cer_pct']:6.1f} {r['word_accuracy_pct']:6.1f} "
               f"{r['frame_ms_1t']['p50']:8.1f} {r['frame_ms_1t']['p95']:7.1f} "
               f"{r['frame_ms_2t']['p50']:8.1f} {r['crop_ms_1t']['p50']:8.2f} "
@@ -264,15 +294,18 @@ def _print(out: dict) -> None:
 
 def markdown(out: dict) -> str:
     """The results as a Markdown table (BENCHMARKS.md and the model cards)."""
-    rows = ["| system | det P | det R | det Hmean | line CER % | word acc % | frame p50 / p95 ms "
-            "(1 thread) | frame p50 ms (2 threads) | crop p50 ms | peak RSS MB |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| system | line IoU P / R / Hmean | coverage P / R / Hmean | line CER % | "
+            "word acc % | frame p50 / p95 ms (1 thread) | frame p50 ms (2 threads) | "
+            "crop p50 ms | peak RSS MB |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for r in out["results"]:
         if "error" in r:
-            rows.append(f"| {r['system']} | unavailable: {r['error']} |||||||||")
+            rows.append(f"| {r['system']} | unavailable: {r['error']} ||||||||")
             continue
         rows.append(
-            f"| {r['system']} | {r['precision']:.3f} | {r['recall']:.3f} | {r['hmean']:.3f} | "
+            f"| {r['system']} | {r['precision']:.3f} / {r['recall']:.3f} / {r['hmean']:.3f} | "
+            f"{r['coverage_precision']:.3f} / {r['coverage_recall']:.3f} / "
+            f"{r['coverage_hmean']:.3f} | "
             f"{r['cer_pct']:.1f} | {r['word_accuracy_pct']:.1f} | "
             f"{r['frame_ms_1t']['p50']:.1f} / {r['frame_ms_1t']['p95']:.1f} | "
             f"{r['frame_ms_2t']['p50']:.1f} | {r['crop_ms_1t']['p50']:.2f} | "

@@ -1,0 +1,49 @@
+"""The OCR benchmark's scoring and the real-data line grouping (no real data needed)."""
+
+import numpy as np
+import pytest
+
+from calibration import real_data
+from calibration.bench_ocr import norm_word, score_frame, summarize
+
+
+def _quad(x, y, w, h):
+    return np.float32([[x, y], [x + w, y], [x + w, y + h], [x, y + h]])
+
+
+def test_words_on_one_baseline_become_a_line_and_distant_ones_do_not():
+    Word = real_data.Word
+    words = [Word(_quad(100, 100, 60, 20), "EXIT", False),
+             Word(_quad(168, 101, 50, 20), "ONLY", False),      # small gap: same line
+             Word(_quad(400, 100, 60, 20), "SALE", False),      # far: another line
+             Word(_quad(100, 140, 60, 20), "OPEN", False),      # next line down
+             Word(_quad(226, 100, 30, 20), None, True)]         # unreadable: never joins
+    lines = real_data.group_lines(words)
+    texts = sorted(line["text"] or "<ignore>" for line in lines)
+    assert texts == ["<ignore>", "EXIT ONLY", "OPEN", "SALE"]
+
+
+def test_a_line_detection_and_its_text_are_scored_against_the_truth():
+    truth = [(_quad(100, 100, 120, 20), "EXIT ONLY"), (_quad(100, 200, 60, 20), "OPEN")]
+    ignore = [_quad(400, 300, 50, 20)]
+    found = [(_quad(98, 99, 124, 22), "EXIT 0NLY"),          # right place, one letter wrong
+             (_quad(402, 301, 46, 18), "###"),               # on an ignored word: not counted
+             (_quad(500, 50, 60, 20), "NOISE")]              # on nothing
+    counts = score_frame(found, truth, ignore)
+    assert (counts["tp"], counts["found"], counts["truth"]) == (1, 2, 2)
+    assert counts["covered"] == 1 and counts["on_text"] == 1
+    summary = summarize([counts])
+    assert summary["precision"] == 0.5 and summary["recall"] == 0.5
+    # one substitution + the missed "OPEN" (4) + the stray "NOISE" (5) over 13 truth chars
+    assert summary["cer_pct"] == pytest.approx(100 * 10 / 13, abs=0.01)
+
+
+def test_word_accuracy_compares_letters_and_digits_case_insensitively():
+    assert norm_word("Exit!") == norm_word("EXIT") and norm_word("0ut") != norm_word("Out")
+
+
+@pytest.mark.skipif(not real_data.available(), reason="../shared/data not on this machine")
+def test_the_real_validation_split_is_the_last_hundred_photos_and_their_crops():
+    assert len(real_data.split("val")) == 100 and len(real_data.split("train")) == 890
+    val, train = real_data.word_crops("val"), real_data.word_crops("train")
+    assert len(val) + len(train) == 4447 and not {p for p, _ in val} & {p for p, _ in train}

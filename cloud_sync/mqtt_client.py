@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import ssl
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -130,6 +131,7 @@ class MqttLink:
             client.will_set(self.availability.topic, self.availability.offline, qos=1,
                             retain=True)
         client.on_connect = self._handle_connect
+        client.on_connect_fail = self._handle_connect_fail
         client.on_disconnect = self._handle_disconnect
         client.on_message = self._handle_message
         client.on_publish = self._handle_publish
@@ -218,6 +220,18 @@ class MqttLink:
         return info.mid
 
     # --- paho callbacks (network thread) --------------------------------------------------------
+
+    def _handle_connect_fail(self, client, userdata) -> None:
+        """The broker cannot be reached: say so (once, then at most every 30 s) instead of
+        retrying in silence."""
+        self.connect_failures = getattr(self, "connect_failures", 0) + 1
+        self.last_error = f"broker {self.settings.host}:{self.settings.port} unreachable"
+        now = time.monotonic()
+        if now - getattr(self, "_last_fail_log", -1e9) >= 30.0:
+            self._last_fail_log = now
+            log.warning("MQTT broker %s:%s unreachable (%d attempts so far); retrying with "
+                        "backoff up to %.0f s", self.settings.host, self.settings.port,
+                        self.connect_failures, self.settings.reconnect_max_s)
 
     def _handle_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:

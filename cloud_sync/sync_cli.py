@@ -3,6 +3,7 @@
     edgelens-sync run --config edgelens.toml      sync until SIGTERM/SIGINT
     edgelens-sync status --config edgelens.toml   backlog and counters of the local store
     edgelens-sync bench [--json] [--quick]        the telemetry benchmark
+    edgelens-sync bench faults [--json] [--quick] kill -9, broker crash, full disk, fuzz
 """
 
 from __future__ import annotations
@@ -41,10 +42,16 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print JSON")
     status.set_defaults(func=cmd_status)
     bench = sub.add_parser("bench", help="measure the telemetry path (edgelens bench telemetry)",
-                           description="Records/s into the store, sync records/s through a "
-                                       "local Mosquitto with QoS 1, backlog drain after a "
-                                       "10-minute outage, frame-path p95 with and without "
-                                       "sync. Needs the mosquitto binary.")
+                           description="telemetry (default): records/s into the store, sync "
+                                       "records/s through a local Mosquitto with QoS 1, backlog "
+                                       "drain after a 10-minute outage, frame-path p95 with and "
+                                       "without sync. faults: records lost and processes "
+                                       "crashed under kill -9, a broker crash, a full disk and "
+                                       "fuzzed input (cloud_sync/bench_faults.py; exit status 1 "
+                                       "when a must-be-zero count is not). Needs the mosquitto "
+                                       "binary.")
+    bench.add_argument("target", nargs="?", choices=("telemetry", "faults"),
+                       default="telemetry", help="what to measure (default: telemetry)")
     bench.add_argument("--json", action="store_true", help="print JSON")
     bench.add_argument("--quick", action="store_true", help="smaller runs (a smoke test)")
     bench.set_defaults(func=cmd_bench)
@@ -85,6 +92,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.target == "faults":
+        from cloud_sync import bench_faults
+        return bench_faults.main((["--json"] if args.json else []) +
+                                 (["--quick"] if args.quick else []))
     from cloud_sync.bench import run
     run(json_out=args.json, quick=args.quick)
     return 0

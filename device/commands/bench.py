@@ -22,10 +22,10 @@ TARGETS = {
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "bench", help="run a benchmark (ocr, recognizer, detector, translator, pipeline, shadow, "
-                      "telemetry)",
-        description="Measure accuracy and latency. 'telemetry' runs in the edgelens-sync "
-                    "process (the device never imports the sync agent).")
-    parser.add_argument("target", choices=sorted(TARGETS) + ["telemetry"])
+                      "telemetry, faults)",
+        description="Measure accuracy and latency. 'telemetry' and 'faults' run in the "
+                    "edgelens-sync process (the device never imports the sync agent).")
+    parser.add_argument("target", choices=sorted(TARGETS) + ["telemetry", "faults"])
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--quick", action="store_true",
                         help="smaller sample sizes (a smoke run, not for reporting)")
@@ -36,10 +36,10 @@ def register(subparsers) -> None:
 
 
 def run(args, cfg) -> int:
-    if args.target == "telemetry":
+    if args.target in ("telemetry", "faults"):
         sync = shutil.which("edgelens-sync") or os.path.join(os.path.dirname(sys.executable),
                                                               "edgelens-sync")
-        command = [sync, "bench"] + (["--json"] if args.json else [])
+        command = [sync, "bench", args.target] + (["--json"] if args.json else [])
         if args.quick:
             command.append("--quick")
         return subprocess.call(command)

@@ -122,7 +122,7 @@ def tune(path: Path, frames) -> tuple[DetectorParams, dict]:
         for box in GRID["box_threshold"]:
             for u in GRID["unclip_ratio"]:
                 params = DetectorParams(bin_threshold=b, box_threshold=box, unclip_ratio=u,
-                                        min_area=30.0, max_regions=64)
+                                        min_area=30.0, max_regions=64, upsample=2)
                 score = detection_scores(path, params, frames)
                 if best is None or score["hmean"] > best[1]["hmean"]:
                     best = (params, score)

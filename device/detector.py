@@ -34,6 +34,7 @@ class DetectorParams:
     unclip_ratio: float = 0.0      # kernel rectangle grows by area * ratio / perimeter
     min_area: float = 30.0         # smallest region kept, in frame pixels²
     max_regions: int = 64          # most regions returned (highest scores kept)
+    upsample: int = 1              # contours on a map enlarged this much (2.x: 2, its map is 1/4)
 
 
 @dataclass(frozen=True)
@@ -98,12 +99,13 @@ def regions_from_map(prob: np.ndarray, frame_size: tuple[int, int], params: Dete
     (width, height) of the frame, used to clip the quads.
     """
     prob = np.asarray(prob, np.float32)
-    if min(stride_xy) >= 3.5:
-        # a coarse map (the 2.x detector predicts at 1/4): contours on a 2x bilinear copy,
-        # so that a small line's box is not quantized to whole map pixels
-        prob = cv2.resize(prob, (prob.shape[1] * 2, prob.shape[0] * 2),
+    if params.upsample > 1:
+        # a coarse map (the 2.x detector predicts at 1/4 of its input): contours on a
+        # bilinear enlargement, so that a small line's box is not quantized to map pixels
+        k = int(params.upsample)
+        prob = cv2.resize(prob, (prob.shape[1] * k, prob.shape[0] * k),
                           interpolation=cv2.INTER_LINEAR)
-        stride_xy = (stride_xy[0] / 2, stride_xy[1] / 2)
+        stride_xy = (stride_xy[0] / k, stride_xy[1] / k)
     mask = (prob > params.bin_threshold).astype(np.uint8)
     contours, _ = cv2.findContours(mask, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
     sx, sy = stride_xy

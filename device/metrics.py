@@ -73,6 +73,15 @@ class Metrics:
         with self._lock:
             return self._histograms.get(name)
 
+    def percentile(self, name: str, q: float) -> float:
+        """One percentile of a histogram, read under the lock (other threads append to it);
+        0.0 when there are no samples yet."""
+        with self._lock:
+            histogram = self._histograms.get(name)
+            if histogram is None:
+                return 0.0
+            return histogram.percentiles((q,))[f"p{q:g}"]
+
     def snapshot(self) -> dict:
         with self._lock:
             latency = {}

@@ -124,10 +124,8 @@ class Pipeline:
         if len(self._display_times) >= 2:
             span = self._display_times[-1] - self._display_times[0]
             fps = (len(self._display_times) - 1) / span if span > 0 else 0.0
-        frame = self.metrics.histogram("frame_path")
-        recog = self.metrics.histogram("recognition_path")
-        frame_p95 = frame.percentiles((95,))["p95"] if frame else 0.0
-        recog_p95 = recog.percentiles((95,))["p95"] if recog else 0.0
+        frame_p95 = self.metrics.percentile("frame_path", 95)
+        recog_p95 = self.metrics.percentile("recognition_path", 95)
         c = self.metrics.counter
         return [f"fps {fps:4.1f}  frame p95 {frame_p95:4.1f} ms  recog p95 {recog_p95:5.1f} ms",
                 f"dropped {c('frames_dropped')}  misses frame {c('frame_deadline_misses')} "

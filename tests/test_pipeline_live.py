@@ -1,5 +1,6 @@
 """The live pipeline with the real models on generated frames whose ground truth is known."""
 
+import json
 import os
 import shutil
 import signal
@@ -213,3 +214,26 @@ def test_logs_still_reach_the_telemetry_store_after_a_reload(tmp_path):
         bodies = [row[0] for row in db.execute("SELECT body FROM records WHERE kind = 'log'")]
     text = " ".join(str(b) for b in bodies)
     assert "config reloaded" in text and "service stopped" in text
+
+
+@pytest.mark.slow
+def test_the_service_counts_recorded_video_frames_in_its_summary(tmp_path):
+    import cv2
+    shutil.copytree(ROOT / "models", tmp_path / "models")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.png"), np.full((360, 640, 3), 90, np.uint8))
+    log_file = tmp_path / "edgelens.jsonl"
+    config_file = tmp_path / "edgelens.toml"
+    config_file.write_text(f'[models]\nstore = "{tmp_path / "models"}"\n'
+                           f'[logging]\nfile = "{log_file}"\n[pipeline]\nhud = false\n'
+                           f'[source]\nuri = "images:{folder}"\nimage_dwell_s = 1.0\n'
+                           f'fps = 10.0\n[display]\nrecord = "{tmp_path / "out.avi"}"\n'
+                           f'[telemetry]\nenabled = false\n')
+    out = subprocess.run([sys.executable, "-m", "device", "run", "--config", str(config_file)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    stopped = [json.loads(line) for line in log_file.read_text().splitlines()
+               if '"pipeline stopped"' in line]
+    counters = stopped[-1]["fields"]["summary"]["counters"]
+    assert counters.get("frames_recorded", 0) >= 5      # the display's count reached it

@@ -71,8 +71,12 @@ class Service:
                                            "source": self.cfg.source.uri,
                                            "backend": stages.recognizer.backend})
         while not self.stopping.is_set():
-            display = Display(Metrics(), record=self.cfg.display.record, fps=self.cfg.source.fps)
-            self.pipeline = build_pipeline(self.cfg, stages, show=display, recorder=recorder)
+            # one Metrics for the pipeline and the display: recorded and dropped video frames
+            # reach the summary and telemetry too
+            metrics = Metrics(forward=recorder)
+            display = Display(metrics, record=self.cfg.display.record, fps=self.cfg.source.fps)
+            self.pipeline = build_pipeline(self.cfg, stages, show=display, recorder=recorder,
+                                           metrics=metrics)
             watch = start_model_watch(self.cfg, self.pipeline, stages, recorder)  # issue 6
             summary = self.pipeline.run()
             if watch is not None:

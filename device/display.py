@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from pathlib import Path
 
 import cv2
@@ -103,6 +104,16 @@ class VideoRecorder:
         self._thread.join(timeout=30)
 
 
+def _with_line(image: np.ndarray, text: str) -> np.ndarray:
+    """A copy of `image` with one line of text at its bottom edge."""
+    out = image.copy()
+    h = out.shape[0]
+    cv2.rectangle(out, (0, h - 22), (out.shape[1], h), (0, 0, 0), -1)
+    cv2.putText(out, text, (6, h - 7), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1,
+                cv2.LINE_AA)
+    return out
+
+
 class Display:
     """Hands each shown frame to a window and/or a recorder; handles the simulator's keys:
     q/Esc quit, space pause, h HUD on/off, s snapshot."""
@@ -116,6 +127,7 @@ class Display:
         self.snapshot_dir = Path(snapshot_dir)
         self.snapshots: list[Path] = []
         self.pipeline = None  # set by the caller for pause/HUD keys
+        self.paused_s = 0.0   # how long the last pause lasted (the pipeline leaves it out)
 
     def snapshot(self, image: np.ndarray, name: str | None = None) -> Path:
         self.snapshot_dir.mkdir(parents=True, exist_ok=True)
@@ -124,12 +136,15 @@ class Display:
         self.snapshots.append(path)
         return path
 
+    KEYS = "keys: q quit  space pause  h HUD  s snapshot"
+
     def __call__(self, image: np.ndarray, frame) -> bool:
         if self.recorder is not None:
             self.recorder.write(image)
         if not self.window:
             return True
-        cv2.imshow(self.WINDOW, image)
+        hud = self.pipeline is not None and self.pipeline.settings.hud
+        cv2.imshow(self.WINDOW, _with_line(image, self.KEYS) if hud else image)
         key = cv2.waitKey(1) & 0xFF
         if key in (ord("q"), 27):
             return False
@@ -138,11 +153,24 @@ class Display:
         if key == ord("h") and self.pipeline is not None:
             self.pipeline.settings.hud = not self.pipeline.settings.hud
         if key == ord(" "):
-            while True:  # paused: the capture thread keeps only the newest frame meanwhile
+            return self._pause(image)
+        return True
+
+    def _pause(self, image: np.ndarray) -> bool:
+        """Hold the frame with PAUSED on it until space (go on) or q/Esc (quit); a stop
+        request (Ctrl-C, SIGTERM) ends the pause too. The capture thread keeps only the
+        newest frame meanwhile; the time paused is not counted as latency."""
+        started = time.perf_counter()
+        cv2.imshow(self.WINDOW, _with_line(image, "PAUSED - space: go on, q: quit"))
+        stop = getattr(self.pipeline, "stop_event", None)
+        try:
+            while stop is None or not stop.is_set():
                 key = cv2.waitKey(50) & 0xFF
                 if key in (ord(" "), ord("q"), 27):
                     return key == ord(" ")
-        return True
+            return False
+        finally:
+            self.paused_s = time.perf_counter() - started
 
     def close(self) -> None:
         if self.recorder is not None:

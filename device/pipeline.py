@@ -176,9 +176,15 @@ class Pipeline:
                         break
                     continue
                 output = self.step(frame)
+                shown_at = time.perf_counter()
                 if self.show is not None and self.show(output, frame) is False:
                     break
                 now = time.perf_counter()
+                paused_s = getattr(self.show, "paused_s", 0.0)   # time the user held a pause
+                if paused_s:
+                    self.show.paused_s = 0.0
+                    self._display_times.clear()               # fps restarts after a pause
+                    now = shown_at      # the pause is the user's, not the pipeline's latency
                 self._display_times.append(now)
                 self.metrics.observe("capture_to_display", (now - frame.captured) * 1000)
                 self.metrics.count("frames_displayed")

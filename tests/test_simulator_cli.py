@@ -102,3 +102,28 @@ def test_each_folder_image_is_held_and_its_overlay_never_outlives_it(tmp_path):
     for image in shown[cut + 1:cut + 10]:                      # the blank image: no overlay
         inner = image[60:480, 300:600]
         assert inner.std() < 8 and abs(float(inner.mean()) - 128) < 8
+
+
+def test_a_paused_window_says_so_ends_on_a_stop_request_and_is_not_latency(monkeypatch):
+    import threading
+
+    import cv2
+    import numpy as np
+
+    from device import display as display_module
+    from device.metrics import Metrics
+    shown, keys = [], iter([ord(" ")])          # the user presses space, then nothing
+    monkeypatch.setattr(cv2, "imshow", lambda name, image: shown.append(image.copy()))
+    monkeypatch.setattr(cv2, "waitKey", lambda ms: next(keys, 255))
+
+    class Pipeline:
+        settings = type("S", (), {"hud": True})()
+        stop_event = threading.Event()
+
+    display = display_module.Display(Metrics(), window=True)
+    display.pipeline = Pipeline()
+    threading.Timer(0.3, Pipeline.stop_event.set).start()    # Ctrl-C while paused
+    assert display(np.zeros((120, 320, 3), np.uint8), None) is False
+    assert display.paused_s >= 0.25                          # measured, for the pipeline
+    assert len(shown) == 2 and not np.array_equal(shown[0], shown[1])   # PAUSED drawn
+    assert shown[0][100:, :].any()                                       # the keys line

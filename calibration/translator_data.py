@@ -150,14 +150,17 @@ def training_pairs(seed: int = 1234) -> tuple[list[tuple[str, str]], dict[str, i
     return pairs, counts
 
 
-def train_tokenizer(pairs, prefix: Path, vocab_size: int, seed: int) -> Path:
+def train_tokenizer(pairs, prefix: Path, vocab_size: int, seed: int,
+                    sentences: int = 800_000, dedupe: bool = True) -> Path:
+    """One SentencePiece unigram model over folded-lowercase German and lowercase English
+    (`sentences`: how many lines SentencePiece samples; 1.x used 600,000 without dedupe)."""
     import sentencepiece as spm
     prefix.parent.mkdir(parents=True, exist_ok=True)
     corpus = prefix.parent / "spm_corpus.txt"
     seen = set()
     with open(corpus, "w", encoding="utf-8") as handle:
         for de, en in pairs:
-            if (de, en) in seen:
+            if dedupe and (de, en) in seen:
                 continue
             seen.add((de, en))
             handle.write(model_text(de) + "\n" + target_text(en) + "\n")
@@ -165,7 +168,7 @@ def train_tokenizer(pairs, prefix: Path, vocab_size: int, seed: int) -> Path:
     spm.SentencePieceTrainer.train(
         input=str(corpus), model_prefix=str(prefix), vocab_size=vocab_size,
         model_type="unigram", character_coverage=1.0, pad_id=PAD, unk_id=UNK, bos_id=BOS,
-        eos_id=EOS, input_sentence_size=800000, shuffle_input_sentence=True,
+        eos_id=EOS, input_sentence_size=sentences, shuffle_input_sentence=True,
         num_threads=2, minloglevel=2)
     return Path(f"{prefix}.model")
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
+import sys
 import threading
 from typing import Any
 
@@ -12,16 +14,19 @@ from cloud_sync.errors import SyncError
 from device.config import Config, load
 
 NOISY = ("paho",)
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def load_config(path: str | None) -> Config:
     return load(path)
 
 
-def setup_logging(cfg: Config, verbose: bool = False) -> None:
-    level = logging.DEBUG if verbose else getattr(logging, cfg.logging.level)
-    logging.basicConfig(level=level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def setup_logging(cfg: Config, verbose: bool = False, level_name: str | None = None) -> None:
+    """Console logging at [logging] level; `level_name` (--log-level) overrides it, and
+    -v/--verbose means DEBUG."""
+    level = logging.DEBUG if verbose else getattr(logging, level_name or cfg.logging.level)
+    logging.basicConfig(level=level, format=LOG_FORMAT)
+    logging.getLogger().setLevel(level)      # also when main() configured logging already
     for name in NOISY:
         logging.getLogger(name).setLevel(logging.WARNING)
 
@@ -36,6 +41,16 @@ def stop_on_signals() -> threading.Event:
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
     return stop
+
+
+def silence_stdout() -> None:
+    """After a broken pipe (`edgelens-fleet rollout status | head -1`), point stdout at
+    /dev/null so the interpreter's final flush does not raise a second BrokenPipeError."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def dump_json(value: Any, **kwargs: Any) -> str:

@@ -3,6 +3,7 @@
     edgelens-fleet keygen --out keys/fleet                 keys/fleet.key (0600) + .pub
     edgelens-fleet sign models/<name>/<version> --out V.signed.json   [--rollback] [--shadow]
     edgelens-fleet push models/<name>/<version> --group G [--canary PCT] [--signed V.signed.json]
+                                                   [--wait-for-devices [SECONDS]]
     edgelens-fleet rollout status [--json]
     edgelens-fleet rollout rollback [--group G]
 """
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from cloud_sync.cli_common import dump_json, load_config, setup_logging, stop_on_signals
 from cloud_sync.errors import SyncError
-from cloud_sync.rollout import Rollout, RolloutFile, clean_status, progress_bar
+from cloud_sync.rollout import Rollout, RolloutFile, clean_status, progress_bar, summary_text
 from cloud_sync.signing import TrustedKeys, keygen
 from cloud_sync.update_delivery import UpdateServer, load_signed, signed_desired
 from cloud_sync.update_protocol import check_group, check_model_name, check_version
@@ -139,6 +140,11 @@ def _rollout_options(p: argparse.ArgumentParser, canary: bool = True) -> None:
                                                                  "seconds (default 3600)")
     p.add_argument("--discover", type=float, default=1.0, help="seconds to collect device "
                                                                "status before starting")
+    p.add_argument("--wait-for-devices", type=float, nargs="?", const=-1.0, default=0.0,
+                   metavar="SECONDS",
+                   help="when the group has no devices (none in the groups file, or none "
+                        "reported on the broker while discovering), wait this long for one "
+                        "(no SECONDS: up to --timeout) instead of refusing at once (exit 2)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
 
@@ -216,10 +222,13 @@ def _signed_for(args: argparse.Namespace, cfg, rollout: Rollout, directory: Path
 def _serve(args, cfg, rollout: Rollout, directory: Path) -> int:
     signed = _signed_for(args, cfg, rollout, directory)
     stop = stop_on_signals()
+    wait = args.wait_for_devices
     server = UpdateServer(cfg, rollout, signed, RolloutFile(cfg.updates.rollout_file),
                           discover_s=args.discover,
                           control_key=getattr(args, "key", None) or cfg.updates.signing_key
-                          or None)
+                          or None, require_devices=True,
+                          wait_for_devices_s=args.timeout if wait < 0 else wait,
+                          notify=lambda message: print(message, file=sys.stderr, flush=True))
     result = server.run(stop, args.timeout)
     print(f"rollout {result.id}: {result.stage} ({result.reason}); served "
           f"{server.stats.bytes_served} bytes in {server.stats.chunks_served} chunks")
@@ -244,7 +253,7 @@ def _previous_version(directory: Path, version: str) -> str | None:
 
 def cmd_push(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
-    setup_logging(cfg, args.verbose)
+    setup_logging(cfg, args.verbose, getattr(args, "log_level", None))
     directory, name, version = _version_dir(args.version_dir)
     u = cfg.updates
     _check_shadowable(args.shadow, name)
@@ -262,7 +271,7 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 def cmd_rollout_rollback(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
-    setup_logging(cfg, args.verbose)
+    setup_logging(cfg, args.verbose, getattr(args, "log_level", None))
     last = RolloutFile(cfg.updates.rollout_file).latest(args.group)
     if last is None:
         raise SyncError("no rollout to roll back in " + cfg.updates.rollout_file)
@@ -305,15 +314,18 @@ def cmd_rollout_status(args: argparse.Namespace) -> int:
         print(dump_json([{"id": r.id, "group": r.group, "model": r.name,
                           "version": r.version, "stage": r.stage, "reason": r.reason,
                           "rollback": r.rollback, "shadow": r.shadow,
-                          "devices": rollout_rows(r)}
+                          "summary": r.tally(), "devices": rollout_rows(r)}
                          for r in latest.values()], indent=2))
         return 0
     if not latest:
         print(f"no rollouts in {cfg.updates.rollout_file}")
     for r in latest.values():
+        # the summary counts every device as it is now (late ones `serve` updated included);
+        # `reason` is why the stage last changed, shown unless it is the push's own count
+        why = f" ({r.reason})" if r.reason and r.stage != "done" else ""
         print(f"{r.id}  group {r.group}  {r.name} {r.version}"
               f"{' (rollback)' if r.rollback else ''}{' (shadow)' if r.shadow else ''}"
-              f"  stage {r.stage}  {r.reason}")
+              f"  stage {r.stage}{why}  {summary_text(r.tally())}")
         for row in rollout_rows(r):
             mark = "*" if row["canary"] else " "
             print(f"  {mark}{row['device']:20} {progress_bar(row['progress'])} "
@@ -336,7 +348,7 @@ def register_serve(sub: argparse._SubParsersAction) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     from cloud_sync.update_serve import RolloutService
     cfg = load_config(args.config)
-    setup_logging(cfg, args.verbose)
+    setup_logging(cfg, args.verbose, getattr(args, "log_level", None))
     service = RolloutService(cfg, RolloutFile(cfg.updates.rollout_file))
     service.run(stop_on_signals())
     print(f"served {service.stats.bytes_served} bytes in {service.stats.chunks_served} chunks")
@@ -345,10 +357,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def register_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench-updates", help="measure model updates through a local broker",
-                       description="Time to update a 2 MB version on 10 device processes, "
-                                   "bytes re-sent after kill -9 mid-download, frame-path p95 "
-                                   "beside the update. Needs mosquitto and "
-                                   "models/detector/*/detector.tflite.")
+                       description="Time to update a 2 MB version on N device processes "
+                                   "(--devices, default 10), bytes re-sent after kill -9 "
+                                   "mid-download, frame-path p95 beside the update. Needs "
+                                   "mosquitto and models/detector/*/detector.tflite.")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--devices", type=int, default=10, help="simulated devices (default 10)")
     p.add_argument("--size", type=int, default=2_000_000, help="version bytes (default 2 MB)")
@@ -357,6 +369,8 @@ def register_bench(sub: argparse._SubParsersAction) -> None:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from cloud_sync.update_bench import run
+    if args.devices < 1 or args.size < 1:
+        raise SyncError("--devices and --size must be at least 1")
     run(json_out=args.json, devices=args.devices, size=args.size)
     return 0
 

@@ -62,6 +62,27 @@ class Rollout:
         states = [self.device_state(d) for d in devices]
         return (sum(s == HEALTHY for s in states), sum(s in FAILED for s in states))
 
+    def tally(self) -> dict[str, int]:
+        """Devices by where they are now: every member and every device with a recorded
+        status, so devices `serve` updated after the push ended are counted too (it records
+        them in `members` and `devices` of the same rollout)."""
+        everyone = set(map(str, self.members)) | set(map(str, self.devices))
+        states = [self.device_state(d) for d in everyone]
+        healthy = sum(s == HEALTHY for s in states)
+        failed = sum(s in FAILED for s in states)
+        pending = sum(s == "pending" for s in states)
+        return {"devices": len(states), "healthy": healthy, "failed": failed,
+                "updating": len(states) - healthy - failed - pending, "pending": pending}
+
+
+def summary_text(tally: dict[str, int]) -> str:
+    """'2/3 healthy, 0 failed, 1 updating' (updating and pending only when there are any)."""
+    text = f"{tally['healthy']}/{tally['devices']} healthy, {tally['failed']} failed"
+    for key in ("updating", "pending"):
+        if tally[key]:
+            text += f", {tally[key]} {key}"
+    return text
+
 
 _SHORT_TEXT = 200           # state, version, rollout id, active version
 _REASON_TEXT = 1000

@@ -1,6 +1,6 @@
 """Model-update benchmark (edgelens-fleet bench-updates, scripts/bench_updates.py).
 
-Through a local Mosquitto: time to update a 2 MB model version on N device processes
+Through a local Mosquitto: time to update a 2 MB model version on N device processes (10)
 (edgelens-sync run, health judged by the agent: golden + latency), bytes re-sent after a kill -9
 in the middle of a download, and the frame-path p95 of a pipeline running beside the devices
 (synthetic camera, the store's detector) while idle and while the devices download and install.
@@ -165,7 +165,7 @@ def run(json_out: bool = False, devices: int = 10, size: int = 2_000_000,
         dropped0 = metrics.counter("frames_dropped")
         version = make_version(workdir / "fleet-models", "1.1.0", size)
         busy_from = len(hist.samples())
-        rollout, server, seconds = bench.push(version, names, "bench-10")
+        rollout, server, seconds = bench.push(version, names, f"bench-{devices}")
         busy = hist.samples()[busy_from:]
         results["update"] = {
             "seconds": round(seconds, 2), "stage": rollout.stage,
@@ -194,16 +194,23 @@ def run(json_out: bool = False, devices: int = 10, size: int = 2_000_000,
     if json_out:
         print(json.dumps(results, indent=2))
     else:
-        u, f, r = results["update"], results["frame_path_p95_ms"], results["resume"]
-        print(f"update {size / 1e6:.1f} MB on {devices} devices: {u['seconds']} s "
-              f"({u['healthy']}/{devices} healthy, {u['bytes_served']} bytes served)")
-        print(f"frame-path p95: idle {f['idle']} ms, during the 10-device update "
-              f"{f['during_update']} ms (dropped {f['frames_dropped_during_update']}), during "
-              f"one device's update with kill -9 {f['during_one_device_update']} ms (dropped "
-              f"{f['frames_dropped_during_one_device_update']})")
-        print(f"kill -9 at {r['had_percent']}% of the download: {r['resent_bytes']} bytes "
-              f"re-sent of {r['size_bytes']} ({r['stage']})")
+        print("\n".join(report_lines(results)))
     return results
+
+
+def report_lines(results: dict) -> list[str]:
+    """The text report of `run`'s results (the device count is the one measured)."""
+    u, f, r = results["update"], results["frame_path_p95_ms"], results["resume"]
+    devices, size = results["devices"], results["size_bytes"]
+    noun = "device" if devices == 1 else "devices"
+    return [f"update {size / 1e6:.1f} MB on {devices} {noun}: {u['seconds']} s "
+            f"({u['healthy']}/{devices} healthy, {u['bytes_served']} bytes served)",
+            f"frame-path p95: idle {f['idle']} ms, during the {devices}-device update "
+            f"{f['during_update']} ms (dropped {f['frames_dropped_during_update']}), during "
+            f"one device's update with kill -9 {f['during_one_device_update']} ms (dropped "
+            f"{f['frames_dropped_during_one_device_update']})",
+            f"kill -9 at {r['had_percent']}% of the download: {r['resent_bytes']} bytes "
+            f"re-sent of {r['size_bytes']} ({r['stage']})"]
 
 
 def _resume(bench: Bench, size: int, chunk_size: int) -> dict:

@@ -10,6 +10,11 @@ strictly (`parse_status`, `parse_request`; NaN/Infinity refused) and one bad mes
 ignored message, never the end of the push. A device's group is the operator's (`Membership`:
 [fleet] groups_file), not what its status claims. Chunk requests are deduplicated, capped and
 paced per device (`ChunkSender`), so one small request cannot make the fleet send a flood.
+
+With `require_devices` (what `push` and `rollout rollback` use) a rollout to a group with no
+devices ends before anything is published (`NoDevices`; with `wait_for_devices_s`, after
+waiting that long for one): the group's devices are the groups file's list when there is one,
+else the devices whose retained update status names the group, seen during discovery.
 """
 
 from __future__ import annotations
@@ -145,6 +150,10 @@ def parse_status(payload: bytes) -> tuple[Any, dict[str, Any]]:
     return body.get("group"), models
 
 
+class NoDevices(SyncError):
+    """A rollout's group has no devices: nothing was published."""
+
+
 class Membership:
     """Which group a device is in. With [fleet] groups_file, the operator's file (re-read when
     it changes), whatever the device's status says; a device claiming another group is
@@ -173,6 +182,10 @@ class Membership:
     def group_of(self, device: str, claimed: Any = None) -> str | None:
         if self.path is None:
             return claimed if valid_name(claimed) else None
+        self._reload_when_due()
+        return self.owner.get(device)
+
+    def _reload_when_due(self) -> None:
         now = time.monotonic()
         if now - self._checked >= self.RELOAD_EVERY_S:
             self._checked = now
@@ -180,7 +193,14 @@ class Membership:
                 self._load()
             except SyncError as exc:
                 log.error("%s; keeping the groups read before", exc)
-        return self.owner.get(device)
+
+    def listed(self, group: str) -> list[str] | None:
+        """The devices the groups file puts in `group` (re-read when it changed); None
+        without a groups file."""
+        if self.path is None:
+            return None
+        self._reload_when_due()
+        return sorted(d for d, g in self.owner.items() if g == group)
 
     def mismatch(self, device: str, claimed: Any, group: str | None) -> bool:
         """True (logged once per device) when a device claims a group it is not in."""
@@ -373,8 +393,14 @@ def handle_safely(handler: Callable[[str, bytes], None], topic: str, payload: by
 class UpdateServer:
     def __init__(self, cfg: Any, rollout: Rollout, signed: dict[str, Any],
                  rollout_file: RolloutFile, discover_s: float = 1.0,
-                 control_key: str | Path | None = None):
+                 control_key: str | Path | None = None, require_devices: bool = False,
+                 wait_for_devices_s: float = 0.0,
+                 notify: Callable[[str], None] | None = None):
         self.cfg, self.rollout, self.signed = cfg, rollout, signed
+        # refuse (NoDevices) a group without devices instead of publishing and waiting
+        self.require_devices, self.wait_for_devices_s = require_devices, wait_for_devices_s
+        self.notify = notify or (lambda message: log.warning("%s", message))
+        self.seen: dict[str, Any] = {}       # device → the group it is in (or claims)
         # with the signing key at hand the control fields (stage, canaries, halt) are signed
         # too, so that only the fleet can change what a device does with a download
         self.control_key = load_private(control_key) if control_key else None
@@ -400,6 +426,8 @@ class UpdateServer:
         self.link.start_connected(10)
         try:
             self._discover(stop)
+            if self.require_devices and not stop.is_set():
+                self._await_devices(stop)
             r = self.rollout
             if r.stage == "canary":
                 r.canaries = choose_canaries(r.members, r.canary_percent)
@@ -431,6 +459,57 @@ class UpdateServer:
         while not stop.is_set() and time.monotonic() < end:
             self._drain(0.05)
 
+    def _members(self) -> tuple[list[str], str]:
+        """The group's devices as far as known now, and where that comes from."""
+        r = self.rollout
+        listed = self.membership.listed(r.group)
+        if listed is not None:
+            return listed, f"in {self.membership.path}"
+        return sorted(set(r.members)), "reported on the broker"
+
+    def _await_devices(self, stop: threading.Event) -> None:
+        """NoDevices unless the group has a device (after waiting wait_for_devices_s for one
+        when it has none); nothing has been published yet."""
+        members, where = self._members()
+        if members:
+            if self.membership.from_file and not set(members) & set(self.rollout.members):
+                self.notify(f"none of the {len(members)} device(s) of group "
+                            f"{self.rollout.group!r} {where} has reported yet "
+                            f"({', '.join(members[:5])}{', ...' if len(members) > 5 else ''});"
+                            " the push waits for them (--timeout) and the desired state "
+                            "stays retained for them")
+            return
+        r = self.rollout
+        if self.wait_for_devices_s > 0:
+            self.notify(f"group {r.group!r} has no devices yet ({self._no_devices_why()}); "
+                        f"waiting up to {self.wait_for_devices_s:g} s for one (a device "
+                        f"whose edgelens-sync runs with [updates] group = {r.group!r})")
+            end = time.monotonic() + self.wait_for_devices_s
+            while not stop.is_set() and time.monotonic() < end:
+                self._drain(0.1)
+                members, where = self._members()
+                if members:
+                    self.notify(f"group {r.group!r}: {', '.join(members)} {where}; "
+                                "starting the rollout")
+                    return
+            if stop.is_set():
+                raise NoDevices(f"stopped while waiting for a device of group {r.group!r}: "
+                                "nothing was published")
+        listing = f", list it in {self.membership.path}" if self.membership.from_file else ""
+        raise NoDevices(f"group {r.group!r} has no devices ({self._no_devices_why()}), so "
+                        "nothing was published: no desired state is left on the broker. "
+                        f"Start edgelens-sync on a device with [updates] group = {r.group!r}"
+                        f"{listing}, or pass --wait-for-devices [SECONDS] to wait for one")
+
+    def _no_devices_why(self) -> str:
+        if self.membership.from_file:
+            return f"{self.membership.path} lists none in it"
+        others = sorted(f"{d} in {g!r}" if g else d for d, g in self.seen.items())
+        seen = (f"; seen: {', '.join(others[:8])}{', ...' if len(others) > 8 else ''}"
+                if others else "; no device reported at all")
+        return (f"none reported its update status on the broker within "
+                f"{self.discover_s:g} s{seen}")
+
     def _drain(self, wait: float) -> None:
         for topic, payload in self.inbox.take(wait):
             handle_safely(self._dispatch, topic, payload, self.stats)
@@ -458,6 +537,8 @@ class UpdateServer:
         group = self.membership.group_of(device, claimed)
         if self.membership.mismatch(device, claimed, group):
             self.stats.group_mismatches += 1
+        self.seen[device] = group if group is not None else \
+            (claimed if isinstance(claimed, str) and valid_name(claimed) else None)
         if group != r.group:
             return
         entry = models.get(r.name)

@@ -30,7 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from device.translate import ding  # noqa: E402
-from device.translate.normalize import clean, model_text  # noqa: E402
+from calibration.translator_data import target_text  # noqa: E402
+from device.translate.normalize import model_text  # noqa: E402
 
 DATA = ROOT / "data" / "translator"
 RUNS = ROOT / "runs" / "translator"
@@ -38,10 +39,6 @@ PAD, UNK, BOS, EOS = 0, 1, 2, 3
 MAX_LEN = 24          # tokens per side incl. EOS (target: BOS + tokens)
 BUCKETS = ((4, 320), (6, 224), (8, 160), (10, 128), (12, 112), (16, 80), (24, 56))  # (tokens, batch)
 NEG = -30.0           # additive attention mask; small so int8 calibration keeps its range
-
-
-def target_text(en: str) -> str:
-    return clean(en).lower()
 
 
 # ----------------------------------------------------------------------------- data
@@ -69,21 +66,14 @@ def read_tsv(name: str) -> list[tuple[str, str, list[str], str]]:
 
 
 def train_tokenizer(vocab_size: int, seed: int) -> Path:
-    import sentencepiece as spm
+    """The 1.x tokenizer over the dictionary's training split."""
+    from calibration import translator_data
     prefix = DATA / f"spm{vocab_size}"
     if Path(f"{prefix}.model").exists():
         return Path(f"{prefix}.model")
-    corpus = DATA / "spm_corpus.txt"
-    with open(corpus, "w", encoding="utf-8") as handle:
-        for de, en, _, _ in read_tsv("train"):
-            handle.write(model_text(de) + "\n" + target_text(en) + "\n")
-    spm.set_random_generator_seed(seed)
-    spm.SentencePieceTrainer.train(
-        input=str(corpus), model_prefix=str(prefix), vocab_size=vocab_size,
-        model_type="unigram", character_coverage=1.0, pad_id=PAD, unk_id=UNK, bos_id=BOS,
-        eos_id=EOS, input_sentence_size=600000, shuffle_input_sentence=True,
-        num_threads=2, minloglevel=2)
-    return Path(f"{prefix}.model")
+    pairs = [(de, en) for de, en, _, _ in read_tsv("train")]
+    return translator_data.train_tokenizer(pairs, prefix, vocab_size, seed,
+                                           sentences=600_000, dedupe=False)
 
 
 def encode_split(sp, name: str) -> tuple[np.ndarray, np.ndarray]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 import json
 import logging
 import os
@@ -60,3 +62,24 @@ def dump_json(value: Any, **kwargs: Any) -> str:
         return json.dumps(value, allow_nan=False, **kwargs)
     except ValueError as exc:
         raise SyncError(f"cannot write JSON: {exc}") from exc
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def add_global_options(subparsers: argparse._SubParsersAction) -> None:
+    """Let --config / --log-level also follow the subcommand (`edgelens-fleet push --config
+    F`), as `edgelens` does. A subcommand's own --config keeps its help text; its default is
+    SUPPRESS, so that it never hides a --config given before the subcommand."""
+    for sub in subparsers.choices.values():
+        options = {o: a for a in sub._actions for o in a.option_strings}
+        for flag, kwargs in (("--config", {"metavar": "FILE", "help": "TOML config file"}),
+                             ("--log-level", {"choices": LOG_LEVELS,
+                                              "help": "override [logging] level"})):
+            if flag in options:
+                options[flag].default = argparse.SUPPRESS
+            else:
+                sub.add_argument(flag, default=argparse.SUPPRESS, **kwargs)
+        for action in sub._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                add_global_options(action)

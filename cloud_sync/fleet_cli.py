@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from cloud_sync.cli_common import (LOG_FORMAT, dump_json, load_config, setup_logging,
-                                   silence_stdout, stop_on_signals)
+from cloud_sync.cli_common import (LOG_FORMAT, LOG_LEVELS, add_global_options, dump_json,
+                                 load_config, setup_logging, silence_stdout, stop_on_signals)
 from cloud_sync.fleet_ingest import FleetIngest
 from cloud_sync.fleet_store import open_fleet_store
 from device import __version__
@@ -109,29 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for register in SUBCOMMANDS:
         register(sub)
-    _add_global_options(sub)
+    add_global_options(sub)
     return parser
-
-
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-
-
-def _add_global_options(subparsers: argparse._SubParsersAction) -> None:
-    """Let --config / --log-level also follow the subcommand (`edgelens-fleet push --config
-    F`), as `edgelens` does. A subcommand's own --config keeps its help text; its default is
-    SUPPRESS, so that it never hides a --config given before the subcommand."""
-    for sub in subparsers.choices.values():
-        options = {o: a for a in sub._actions for o in a.option_strings}
-        for flag, kwargs in (("--config", {"metavar": "FILE", "help": "TOML config file"}),
-                             ("--log-level", {"choices": LOG_LEVELS,
-                                              "help": "override [logging] level"})):
-            if flag in options:
-                options[flag].default = argparse.SUPPRESS
-            else:
-                sub.add_argument(flag, default=argparse.SUPPRESS, **kwargs)
-        for action in sub._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                _add_global_options(action)
 
 
 def cmd_broker(args: argparse.Namespace) -> int:

@@ -14,9 +14,10 @@ import os
 import sys
 import time
 
-from cloud_sync.cli_common import load_config, setup_logging, stop_on_signals
+from cloud_sync.cli_common import LOG_LEVELS, add_global_options, load_config, stop_on_signals
 from cloud_sync.errors import SyncError
 from cloud_sync.sync_agent import SyncAgent
+from device import __version__, logs
 from device.errors import EdgelensError
 from device.telemetry.store import TelemetryStore
 
@@ -26,6 +27,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="edgelens-sync",
         description="Send the device's telemetry store to the fleet over MQTT "
                     "(store-and-forward, QoS 1, marked sent only after PUBACK).")
+    parser.add_argument("--version", action="version", version=f"edgelens-sync {__version__}")
+    parser.add_argument("--config", metavar="FILE",
+                        help="edgelens TOML config (default: built-in defaults)")
+    parser.add_argument("--log-level", choices=LOG_LEVELS, help="override [logging] level")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = sub.add_parser("run", help="run the sync agent until SIGTERM/SIGINT",
                          description="Run the sync agent: publish unsent records in "
@@ -55,12 +60,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="print JSON")
     bench.add_argument("--quick", action="store_true", help="smaller runs (a smoke test)")
     bench.set_defaults(func=cmd_bench)
+    add_global_options(sub)
     return parser
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
-    setup_logging(cfg, args.verbose)
+    # the one logging setup of edgelens (console, and JSON lines to [logging] file)
+    logs.setup("DEBUG" if args.verbose else args.log_level or cfg.logging.level,
+               cfg.logging.file, cfg.logging.max_bytes, cfg.logging.backups)
     if cfg.sync.nice:
         os.nice(cfg.sync.nice)          # the frame path comes first on a 2-core board
     stop = stop_on_signals()
@@ -108,6 +116,12 @@ def main(argv: list[str] | None = None) -> int:
     except (EdgelensError, SyncError) as exc:
         print(f"edgelens-sync: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:            # `edgelens-sync status | head`
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except OSError:
+            pass
+        return 0
 
 
 if __name__ == "__main__":

@@ -130,8 +130,17 @@ class Display:
         self.paused_s = 0.0   # how long the last pause lasted (the pipeline leaves it out)
 
     def snapshot(self, image: np.ndarray, name: str | None = None) -> Path:
+        """Save a shown frame into [display] snapshot_dir; without `name` the file is named
+        by the time it was taken and never overwrites an earlier one."""
         self.snapshot_dir.mkdir(parents=True, exist_ok=True)
-        path = self.snapshot_dir / (name or f"snapshot_{len(self.snapshots):03d}.png")
+        if name is None:
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            path, k = self.snapshot_dir / f"snapshot-{stamp}.png", 1
+            while path.exists():
+                k += 1
+                path = self.snapshot_dir / f"snapshot-{stamp}-{k}.png"
+        else:
+            path = self.snapshot_dir / name
         cv2.imwrite(str(path), image)
         self.snapshots.append(path)
         return path
@@ -149,7 +158,9 @@ class Display:
         if key in (ord("q"), 27):
             return False
         if key == ord("s"):
-            log.info("snapshot", extra={"path": str(self.snapshot(image))})
+            path = self.snapshot(image)
+            log.info("snapshot", extra={"path": str(path)})
+            print(f"snapshot: {path}")
         if key == ord("h") and self.pipeline is not None:
             self.pipeline.settings.hud = not self.pipeline.settings.hud
         if key == ord(" "):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import logging.handlers
+import sys
 import time
 
 _STANDARD = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
@@ -65,8 +66,12 @@ def setup(level: str = "INFO", file: str = "", max_bytes: int = 10_000_000,
             root.addHandler(rotating)
     for noisy in ("PIL", "matplotlib", "paho", "urllib3", "h5py", "absl"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    try:  # OpenCV prints its own lines (an unreadable file, a missing camera) that we report
-        import cv2   # ourselves in one clear line: silent, unless DEBUG is asked for
-        cv2.setLogLevel(4 if level == "DEBUG" else 0)   # 0 silent, 4 info
+    # OpenCV prints its own lines (an unreadable file, a missing camera) that we report in one
+    # clear line: silent, unless DEBUG is asked for. Only where OpenCV is loaded already: the
+    # sync agent never loads it.
+    cv2 = sys.modules.get("cv2")
+    try:
+        if cv2 is not None:
+            cv2.setLogLevel(4 if level == "DEBUG" else 0)   # 0 silent, 4 info
     except (ImportError, AttributeError):
         pass

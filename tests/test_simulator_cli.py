@@ -127,3 +127,31 @@ def test_a_paused_window_says_so_ends_on_a_stop_request_and_is_not_latency(monke
     assert display.paused_s >= 0.25                          # measured, for the pipeline
     assert len(shown) == 2 and not np.array_equal(shown[0], shown[1])   # PAUSED drawn
     assert shown[0][100:, :].any()                                       # the keys line
+
+
+def test_snapshots_go_to_their_folder_and_never_overwrite_each_other(tmp_path):
+    import numpy as np
+
+    from device.display import Display
+    from device.metrics import Metrics
+    shots = tmp_path / "shots"
+    first = Display(Metrics(), snapshot_dir=str(shots))
+    a = first.snapshot(np.zeros((8, 8, 3), np.uint8))
+    b = first.snapshot(np.ones((8, 8, 3), np.uint8))
+    c = Display(Metrics(), snapshot_dir=str(shots)).snapshot(np.zeros((8, 8, 3), np.uint8))
+    assert len({a, b, c}) == 3 and all(p.parent == shots and p.is_file() for p in (a, b, c))
+    assert a.name.startswith("snapshot-")
+
+
+def test_edgelens_sync_takes_the_shared_flags_before_or_after_the_command(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text(f'[telemetry]\ndb_path = "{tmp_path / "t.sqlite"}"\n')
+    sync = [sys.executable, "-m", "cloud_sync.sync_cli"]
+    version = subprocess.run(sync + ["--version"], capture_output=True, text=True, timeout=60)
+    assert version.returncode == 0 and "edgelens-sync" in version.stdout
+    for args in (["--config", str(config), "status", "--json"],
+                 ["status", "--config", str(config), "--json"],
+                 ["--log-level", "WARNING", "status", "--config", str(config), "--json"]):
+        out = subprocess.run(sync + args, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, (args, out.stderr)
+        assert json.loads(out.stdout)["db_path"] == str(tmp_path / "t.sqlite")

@@ -20,6 +20,7 @@ import numpy as np
 from device.capture import Frame, LatestSlot
 from device.metrics import Metrics
 from device.overlay import sample_colours
+from device.text_blocks import Line, group
 
 log = logging.getLogger(__name__)
 
@@ -203,26 +204,31 @@ class RecognitionWorker:
         stages["recognize"] = (time.perf_counter() - t_rec) * 1000
         self.metrics.observe("stage.recognize", stages["recognize"])
 
+        # the lines of one sign ("Bitte nicht" / "rauchen") are translated as one text and
+        # shown over the whole block; unrelated lines stay apart (device.text_blocks)
+        blocks = group([Line(region.polygon, reading.text, reading.confidence,
+                             *sample_colours(frame.image, region.polygon))
+                        for region, reading in read])
         lines = []
         t_tr = time.perf_counter()
-        for region, reading in read:
-            shown, via = reading.text, "ocr"
+        for block in blocks:
+            shown, via = block.text, "ocr"
             if self.translator is not None:
                 if time.perf_counter() + self._translate_ms.value / 1000 > deadline:
                     self.metrics.count("translations_skipped_deadline")
                     self.metrics.count("recognition_degraded")
                 else:
                     t0 = time.perf_counter()
-                    translation = self.translator.translate(reading.text,
-                                                            ocr_confidence=reading.confidence)
+                    translation = self.translator.translate(block.text,
+                                                            ocr_confidence=block.confidence)
                     self._translate_ms.add((time.perf_counter() - t0) * 1000)
                     via = translation.via
                     self.metrics.count(f"translate_via.{via}")
                     if translation.translation:
                         shown = translation.translation
-            foreground, background = sample_colours(frame.image, region.polygon)
-            lines.append(RecognizedLine(region.polygon, reading.text, reading.confidence, shown,
-                                        via, foreground, background))
+            first = block.lines[0]
+            lines.append(RecognizedLine(block.polygon, block.text, block.confidence, shown,
+                                        via, first.foreground, first.background))
         if self.translator is not None:
             stages["translate"] = (time.perf_counter() - t_tr) * 1000
             self.metrics.observe("stage.translate", stages["translate"])

@@ -196,7 +196,19 @@ def _rss_child(kind, config_path, size, frames, queue):
     system = _make(kind, cfg, size, 1)
     for frame in frames:
         system.ocr(frame)
-    queue.put(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    queue.put(_peak_rss_mb())
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM): unlike getrusage's ru_maxrss it does not
+    carry the parent's peak across fork + exec."""
+    try:
+        for line in open("/proc/self/status", encoding="ascii"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def peak_rss_mb(kind, config, size, frames) -> float | None:
@@ -242,13 +254,20 @@ def run(config, json_out: bool = False, quick: bool = False, peers: bool = False
         for row in live:
             for threads in (1, 2):
                 t0 = time.perf_counter()
-                found = row["systems"][threads].ocr(frame)
+                try:
+                    found = row["systems"][threads].ocr(frame)
+                except Exception:   # noqa: BLE001 - a peer's failure on a frame is counted
+                    found = []
+                    row["errors"] = row.get("errors", 0) + 1
                 row["frame_ms"][threads].append((time.perf_counter() - t0) * 1000)
             row["counts"].append(score_frame(found, truth, ignore))
     for crop, text in crops:
         for row in live:
             t0 = time.perf_counter()
-            got = row["systems"][1].read(crop)
+            try:
+                got = row["systems"][1].read(crop)
+            except Exception:   # noqa: BLE001 - counted as a miss and an error
+                got, row["errors"] = "", row.get("errors", 0) + 1
             row["crop_ms"].append((time.perf_counter() - t0) * 1000)
             row["words"] += norm_word(got) == norm_word(text)
     results = []
@@ -262,7 +281,8 @@ def run(config, json_out: bool = False, quick: bool = False, peers: bool = False
                  "words": len(crops),
                  "frame_ms_1t": percentiles(row["frame_ms"][1], digits=2),
                  "frame_ms_2t": percentiles(row["frame_ms"][2], digits=2),
-                 "crop_ms_1t": percentiles(row["crop_ms"], digits=2)}
+                 "crop_ms_1t": percentiles(row["crop_ms"], digits=2),
+                 "errors": row.get("errors", 0)}
         if not quick:
             entry["peak_rss_mb"] = peak_rss_mb(row["kind"], config, row["size"],
                                                [f for f, _, _ in frames])

@@ -95,7 +95,10 @@ class Tesseract:
         if it is None:
             return out
         for item in t.iterate_level(it, level):
-            text = item.GetUTF8Text(level)
+            try:
+                text = item.GetUTF8Text(level)
+            except RuntimeError:          # tesserocr: "No text returned" for an empty line
+                continue
             box = item.BoundingBox(level)
             if not text or box is None or not text.strip():
                 continue

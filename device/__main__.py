@@ -6,9 +6,9 @@ import sys
 def run() -> int:
     try:
         from device.cli import main
+        return main()        # the commands' modules load while the parser is built
     except KeyboardInterrupt:
         return 130
-    return main()
 
 
 if __name__ == "__main__":

@@ -41,3 +41,16 @@ def test_translate_reads_standard_input_and_says_how_to_use_it_without_text():
     empty = subprocess.run(EDGELENS + ["translate"], input="", capture_output=True, text=True,
                            timeout=60)
     assert empty.returncode == 2 and "no text given" in empty.stderr
+
+
+def test_ctrl_c_while_the_modules_load_prints_no_traceback():
+    import signal
+    import time
+    for delay in (0.1, 0.25, 0.4):        # while the modules load, and a little later
+        run = subprocess.Popen(EDGELENS + ["translate", "Ausgang"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+        time.sleep(delay)
+        run.send_signal(signal.SIGINT)
+        _, err = run.communicate(timeout=60)
+        assert "Traceback" not in err, (delay, err[-600:])
+        assert run.returncode in (130, -signal.SIGINT, 0), (delay, run.returncode)

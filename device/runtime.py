@@ -234,19 +234,18 @@ class _Signature:
 
 
 _BANNER = b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
-_banner_seen = False
+_banner_seen: set[str] = set()
 
 
 @contextlib.contextmanager
-def _without_delegate_banner():
+def _without_delegate_banner(backend: str):
     """The runtime prints an INFO banner on stderr the first time it creates its CPU delegate,
     whatever the log level. Catch stderr around that first build and pass on everything else
     it printed (shown with --log-level DEBUG)."""
-    global _banner_seen
-    if _banner_seen or logging.getLogger().isEnabledFor(logging.DEBUG):
+    if backend in _banner_seen or logging.getLogger().isEnabledFor(logging.DEBUG):
         yield
         return
-    _banner_seen = True
+    _banner_seen.add(backend)      # each runtime prints it once
     try:
         sys.stderr.flush()
         saved = os.dup(2)
@@ -304,7 +303,7 @@ class TFLiteModel:
     def _build(self, input_shape: tuple[int, ...] | None) -> Any:
         Interpreter = _import_backend(self.backend)
         try:
-            with _without_delegate_banner():
+            with _without_delegate_banner(self.backend):
                 interpreter = Interpreter(model_content=self._content,
                                           num_threads=self.num_threads)
                 if input_shape is not None:

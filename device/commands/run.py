@@ -77,6 +77,10 @@ class Service:
             display = Display(metrics, record=self.cfg.display.record, fps=self.cfg.source.fps)
             self.pipeline = build_pipeline(self.cfg, stages, show=display, recorder=recorder,
                                            metrics=metrics)
+            if self.stopping.is_set() or self.reload_requested.is_set():
+                # a signal that came while the pipeline was being built found no pipeline
+                # to stop: pass it on now, or the service would run on
+                self.pipeline.stop_event.set()
             watch = start_model_watch(self.cfg, self.pipeline, stages, recorder)  # issue 6
             summary = self.pipeline.run()
             if watch is not None:

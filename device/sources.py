@@ -167,6 +167,9 @@ class ImageFolderSource:
 
     def open(self) -> None:
         folder = Path(self.directory)
+        if folder.is_file() and folder.suffix.lower() in IMAGE_SUFFIXES:
+            self._paths = [folder]          # one photo, held like a folder's images
+            return
         if folder.is_file():
             raise SourceError(f"{self.name}: is a file, not a directory (use video:PATH for "
                               "one video, or a folder of images)")
@@ -294,6 +297,8 @@ def parse_source(uri: str, fps: float = 30.0, realtime: bool = True, seed: int =
         except ValueError:
             raise SourceError(f"bad source {uri!r}: webcam needs a number, e.g. webcam:0") from None
     if kind == "video" and rest:
+        if Path(rest).suffix.lower() in IMAGE_SUFFIXES:   # a photo: held, not one frame
+            return ImageFolderSource(rest, fps=min(fps, 30.0), dwell_s=image_dwell_s or 4.0)
         return VideoSource(rest, realtime=realtime)
     if kind == "images" and rest:
         return ImageFolderSource(rest, fps=min(fps, 30.0), dwell_s=image_dwell_s)

@@ -212,3 +212,13 @@ def test_a_source_that_keeps_failing_backs_off_more_and_more(tmp_path):
     # delays 0.05, 0.1, 0.2, 0.4, 0.4 ... : a handful of reopens, not hundreds
     assert 3 <= source.opened <= 7
     assert capture.state == "failing" and "truncated" in capture.last_error
+
+
+def test_a_photo_given_as_a_video_is_held_like_a_folder_image(tmp_path):
+    photo = tmp_path / "sign.png"
+    cv2.imwrite(str(photo), np.full((360, 640, 3), 77, np.uint8))
+    source = parse_source(f"video:{photo}", fps=10, image_dwell_s=0.5)
+    source.open()
+    frames = [source.read() for _ in range(6)]
+    assert all(f is not None and f.shape == (360, 640, 3) for f in frames[:5])
+    assert frames[5] is None                                  # 0.5 s at 10 fps, then the end

@@ -34,11 +34,10 @@ import numpy as np
 
 from calibration import real_data
 from calibration.metrics import edit_distance
-from device.detector import Detector, artifact_for, crop_line, match_polygons, params_for
-from device.errors import InputError
+from device.detector import Detector, artifact_for, match_polygons, params_for
 from device.metrics import percentiles
 from device.model_store import ModelStore
-from device.recognizer import Recognizer
+from device.recognizer import Recognizer, read_regions
 
 PEER_CAPS = (640, 320)
 """PP-OCRv6 tiny's detector is also run with its longer side capped at these (ours: 640, 320)."""
@@ -72,15 +71,9 @@ class Edgelens:
         self.versions = {"detector": det.version, "recognizer": rec.version}
 
     def ocr(self, frame):
-        out = []
-        for region in self.detector.detect(frame):
-            try:
-                reading = self.recognizer.read(crop_line(frame, region.polygon))
-            except InputError:
-                continue
-            if reading.confidence >= self.min_confidence and reading.text:
-                out.append((region.polygon, reading.text))
-        return out
+        return [(region.polygon, reading.text) for region, reading in
+                read_regions(self.recognizer, frame, self.detector.detect(frame),
+                             self.min_confidence)]
 
     def read(self, crop):
         return self.recognizer.read(crop).text

@@ -10,14 +10,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from calibration import peers
 from calibration.metrics import latency_summary, text_scores
 from calibration.recognizer_data import heldout_set
 from device.model_store import ModelStore
 from device.recognizer import Recognizer
 from device.runtime import available_backends
-
-TESSDATA_DIRS = ("/usr/share/tesseract-ocr/5/tessdata", "/usr/share/tesseract-ocr/4.00/tessdata")
-
 
 def _run_recognizer(recognizer: Recognizer, crops) -> tuple[list[str], list[float]]:
     texts, times = [], []
@@ -29,30 +27,10 @@ def _run_recognizer(recognizer: Recognizer, crops) -> tuple[list[str], list[floa
     return texts, times
 
 
-class Tesseract:
-    """Tesseract 5 through tesserocr: one API object, one call per crop (PSM 7: one line)."""
-
-    def __init__(self, lang: str = "deu+eng+fra"):
-        import tesserocr
-        path = next((d for d in TESSDATA_DIRS if Path(d, "deu.traineddata").is_file()), None)
-        if path is None:
-            raise RuntimeError("Tesseract language data not found (apt install "
-                               "tesseract-ocr-deu tesseract-ocr-eng tesseract-ocr-fra)")
-        self.version = tesserocr.tesseract_version().split()[1]
-        self._api = tesserocr.PyTessBaseAPI(path=path + "/", lang=lang,
-                                            psm=tesserocr.PSM.SINGLE_LINE)
-        self._Image = __import__("PIL.Image", fromlist=["Image"])
-
-    def read(self, crop) -> str:
-        rgb = crop[:, :, ::-1] if crop.ndim == 3 else crop
-        self._api.SetImage(self._Image.fromarray(rgb.copy()))
-        return self._api.GetUTF8Text().strip()
-
-
 def _run_tesseract(crops) -> tuple[list[str], list[float]] | None:
     try:
-        tesseract = Tesseract()
-    except (ImportError, RuntimeError):
+        tesseract = peers.Tesseract(threads=1)
+    except (peers.Unavailable, RuntimeError):
         return None
     texts, times = [], []
     for crop in crops:
@@ -68,7 +46,9 @@ def run(cfg, json_out: bool = False, quick: bool = False) -> dict:
     n_test, n_scene = (200, 100) if quick else (1000, 300)
     sets = {"unseen_fonts": heldout_set(n_test), "scene_like": heldout_set(n_scene, scene=True)}
     artifacts = {"int8": version.artifact}
-    fp32 = [e["file"] for e in version.manifest.get("extra_files", []) if "fp32" in e["file"]]
+    fp32 = [e["file"] for e in [*version.manifest.get("extra_files", []),
+                                *version.manifest.get("reference_files", [])]
+            if "fp32" in e["file"]]
     if fp32:
         artifacts["fp32"] = version.file(fp32[0])
     rows = []

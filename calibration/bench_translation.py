@@ -1,4 +1,5 @@
-"""Translation quality for `edgelens bench translator`: sign/notice texts and held-out sentences.
+"""`edgelens bench translator`: the latency benchmark (device.benchmarks.translator), then
+translation quality on sign/notice texts and held-out sentences.
 
 Sets (none trained on):
     signs     tests/data/sign_validation.tsv: 310 German sign and notice texts with 1-4 English
@@ -18,7 +19,9 @@ import re
 import time
 
 from calibration import translator_data
+from device.benchmarks import translator as latency_bench
 from device.metrics import percentiles
+from device.model_store import ModelStore
 from device.translate.golden import model_translate
 from device.translate.model import Seq2SeqModel
 from device.translate.phrasebook import Phrasebook
@@ -111,3 +114,21 @@ def print_quality(quality: dict) -> None:
                 s = r[what]
                 print(f"  {v['version']:8} {name:13} {what:11} {s['chrf']:5.1f} {s['bleu']:5.1f} "
                       f"{s['exact_pct']:6.1f}  {share}")
+
+
+BASELINE = "1.1.0"
+"""Measured beside the active version in the same run."""
+
+
+def run(config, json_out: bool = False, quick: bool = False) -> dict:
+    """The translator's latency benchmark, then quality for the active version and BASELINE."""
+    results = latency_bench.run(config, json_out=json_out, quick=quick)
+    store = ModelStore.for_config(config)
+    version = store.get(config.translator.model, config.translator.version or None)
+    versions = [version] + [store.get(version.name, v) for v in store.versions(version.name)
+                            if v == BASELINE and v != version.version]
+    results["quality"] = run_quality(config, versions, quick=quick,
+                                     backend=config.runtime.backend)
+    if not json_out:
+        print_quality(results["quality"])
+    return results

@@ -55,11 +55,16 @@ class PaddleTiny:
         return self.engine.text_recognizer([crop])[0][0]
 
 
-def _tessdata() -> str | None:
-    for path in ("/usr/share/tesseract-ocr/5/tessdata", "/usr/share/tesseract-ocr/4.00/tessdata"):
-        if os.path.isdir(path):
-            return path
-    return None
+TESSDATA_DIRS = ("/usr/share/tesseract-ocr/5/tessdata", "/usr/share/tesseract-ocr/4.00/tessdata")
+
+
+def _tessdata() -> str:
+    path = next((d for d in TESSDATA_DIRS if os.path.isfile(os.path.join(d, "deu.traineddata"))),
+                None)
+    if path is None:
+        raise RuntimeError("Tesseract language data not found (apt install "
+                           "tesseract-ocr-deu tesseract-ocr-eng tesseract-ocr-fra)")
+    return path
 
 
 class Tesseract:
@@ -71,12 +76,12 @@ class Tesseract:
             raise Unavailable(f"Tesseract needs tesserocr ({exc})") from exc
         self._tesserocr = tesserocr
         self.name = "Tesseract 5"
-        path = _tessdata()
-        kwargs = {"path": path} if path else {}
-        self.page = tesserocr.PyTessBaseAPI(lang="eng+deu+fra", psm=tesserocr.PSM.SPARSE_TEXT,
-                                            **kwargs)
-        self.line = tesserocr.PyTessBaseAPI(lang="eng+deu+fra", psm=tesserocr.PSM.SINGLE_LINE,
-                                            **kwargs)
+        self.version = tesserocr.tesseract_version().split()[1]
+        path = _tessdata() + "/"
+        self.page = tesserocr.PyTessBaseAPI(path=path, lang="deu+eng+fra",
+                                            psm=tesserocr.PSM.SPARSE_TEXT)
+        self.line = tesserocr.PyTessBaseAPI(path=path, lang="deu+eng+fra",
+                                            psm=tesserocr.PSM.SINGLE_LINE)
 
     @staticmethod
     def _pil(image: np.ndarray):
@@ -109,4 +114,4 @@ class Tesseract:
 
     def read(self, crop: np.ndarray) -> str:
         self.line.SetImage(self._pil(crop))
-        return " ".join((self.line.GetUTF8Text() or "").split())
+        return (self.line.GetUTF8Text() or "").strip()

@@ -28,7 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from device.detector import order_quad
+from device.detector import order_quad, quad_frame
 
 VAL_PHOTOS = 100
 """The last VAL_PHOTOS photos of labels.jsonl (and their crops) are held out."""
@@ -99,15 +99,6 @@ def word_crops(split_name: str) -> list[tuple[Path, str]]:
 
 # --- words → lines ------------------------------------------------------------------------------
 
-def _frame(quad: np.ndarray):
-    """(unit reading direction u, unit down n, height) of a TL, TR, BR, BL quad."""
-    u = (quad[1] - quad[0]) + (quad[2] - quad[3])
-    u = u / max(float(np.linalg.norm(u)), 1e-6)
-    n = np.array([-u[1], u[0]], np.float32)
-    height = float(((quad[3] - quad[0]) + (quad[2] - quad[1])) @ n) / 2
-    return u, n, abs(height)
-
-
 def group_lines(words, gap: float = 1.3, size_ratio: float = 1.6) -> list[dict]:
     """Merge words into text lines: [{"quad": [4, 2], "text": str | None, "ignore": bool}].
 
@@ -126,7 +117,7 @@ def group_lines(words, gap: float = 1.3, size_ratio: float = 1.6) -> list[dict]:
             i = parent[i]
         return i
 
-    geo = [_frame(np.asarray(w.quad, np.float32)) for w in items]
+    geo = [quad_frame(np.asarray(w.quad, np.float32)) for w in items]
     centres = [np.asarray(w.quad, np.float32).mean(axis=0) for w in items]
     for i in range(len(items)):
         for j in range(i + 1, len(items)):
@@ -174,7 +165,7 @@ def load_image(photo: Photo):
 # --- recognizer training lines ------------------------------------------------------------------
 
 def _jitter_quad(quad: np.ndarray, rng: np.random.Generator, amount: float) -> np.ndarray:
-    _u, _n, height = _frame(quad)
+    _u, _n, height = quad_frame(quad)
     return (quad + rng.normal(0, amount * max(height, 1.0), quad.shape)).astype(np.float32)
 
 
@@ -211,7 +202,7 @@ def recognizer_lines(split_name: str = "train", copies: int = 4, seed: int = 7,
     for k, photo in enumerate(chosen):
         image = load_image(photo)
         targets = [w for w in photo.words if not w.ignore]
-        targets += [_LineWord(l["quad"], l["text"]) for l in group_lines(photo.words)
+        targets += [Word(l["quad"], l["text"], False) for l in group_lines(photo.words)
                     if not l["ignore"] and " " in (l["text"] or "")]
         for word in targets:
             text = normalize(word.text or "").strip()
@@ -251,11 +242,6 @@ def recognizer_lines(split_name: str = "train", copies: int = 4, seed: int = 7,
             add(crop, text_n)
     return lines, texts
 
-
-@dataclass(frozen=True)
-class _LineWord:
-    quad: np.ndarray
-    text: str | None
 
 
 # --- detector training and validation frames ----------------------------------------------------

@@ -97,6 +97,8 @@ class MqttLink:
         self._subscriptions: list[Subscription] = []
         self._connected = threading.Event()
         self.connects = 0
+        self.connect_failures = 0
+        self._last_fail_log = float("-inf")
         self.dropped_messages = 0       # messages whose handler raised (logged, dropped)
         self.last_error = ""
         self.v5 = settings.protocol == "5"
@@ -224,10 +226,10 @@ class MqttLink:
     def _handle_connect_fail(self, client, userdata) -> None:
         """The broker cannot be reached: say so (once, then at most every 30 s) instead of
         retrying in silence."""
-        self.connect_failures = getattr(self, "connect_failures", 0) + 1
+        self.connect_failures += 1
         self.last_error = f"broker {self.settings.host}:{self.settings.port} unreachable"
         now = time.monotonic()
-        if now - getattr(self, "_last_fail_log", -1e9) >= 30.0:
+        if now - self._last_fail_log >= 30.0:
             self._last_fail_log = now
             log.warning("MQTT broker %s:%s unreachable (%d attempts so far); retrying with "
                         "backoff up to %.0f s", self.settings.host, self.settings.port,

@@ -61,6 +61,16 @@ def order_quad(points: np.ndarray) -> np.ndarray:
     return pts[order].astype(np.float32)
 
 
+def quad_frame(quad: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """(unit reading direction, unit "down" across it, height) of a TL, TR, BR, BL quad."""
+    quad = np.asarray(quad, np.float32).reshape(4, 2)
+    u = (quad[1] - quad[0]) + (quad[2] - quad[3])
+    u = u / max(float(np.linalg.norm(u)), 1e-6)
+    n = np.array([-u[1], u[0]], np.float32)
+    height = abs(float(((quad[3] - quad[0]) + (quad[2] - quad[1])) @ n) / 2)
+    return u, n, height
+
+
 def polygon_iou(a: np.ndarray, b: np.ndarray) -> float:
     """IoU of two convex polygons."""
     a = np.asarray(a, np.float32).reshape(-1, 2)

@@ -69,13 +69,22 @@ def seed_user_store(root: Path | None = None, bundled: Path | None = None) -> Pa
     return root
 
 
+_seeded: dict[Path, Path] = {}
+"""user root → the store root this process uses (seeded once per process, not per lookup)."""
+
+
 def store_root(configured: str = "") -> Path:
     """Where the device's model store is: `[models] store` when set, else the per-user store
-    seeded from the bundled one (the bundled store itself when the user's cannot be made)."""
+    seeded from the bundled one (the bundled store itself when the user's cannot be made).
+    The seeding runs once per process: stages, loaders and commands ask for the store often."""
     if configured:
         return Path(configured)
+    root = user_root()
+    if root in _seeded:
+        return _seeded[root]
     try:
-        return seed_user_store()
+        _seeded[root] = seed_user_store(root)
+        return _seeded[root]
     except OSError as exc:
         log.warning("per-user model store unavailable; using the bundled one read-only",
                     extra={"path": str(user_root()), "error": str(exc)})

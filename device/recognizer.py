@@ -9,6 +9,7 @@ import numpy as np
 
 from device.charset import NUM_CLASSES
 from device.ctc import greedy_decode
+from device.detector import crop_line
 from device.errors import InputError, ModelError
 from device.runtime import TFLiteModel
 from device.text_line import LINE_HEIGHT, prepare_line
@@ -63,3 +64,18 @@ class Recognizer:
     def _read_once(self, crop: np.ndarray) -> LineReading:
         text, confidence, _ = greedy_decode(self.probabilities(crop))
         return LineReading(text=text.strip(), confidence=round(confidence, 4))
+
+
+def read_regions(recognizer: Recognizer, image: np.ndarray, regions,
+                 min_confidence: float) -> list[tuple]:
+    """(region, reading) for the detected regions of a whole image that read as text with at
+    least `min_confidence` (pictograms, noise and unreadable text drop out)."""
+    read = []
+    for region in regions:
+        try:
+            reading = recognizer.read(crop_line(image, region.polygon))
+        except InputError:
+            continue
+        if reading.text and reading.confidence >= min_confidence:
+            read.append((region, reading))
+    return read

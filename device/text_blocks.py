@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from device.detector import order_quad
+from device.detector import order_quad, quad_frame
 
 
 @dataclass
@@ -48,22 +48,13 @@ class Block:
         return order_quad(cv2.boxPoints(cv2.minAreaRect(points)))
 
 
-def _frame(quad: np.ndarray):
-    quad = np.asarray(quad, np.float32)
-    u = (quad[1] - quad[0]) + (quad[2] - quad[3])
-    u = u / max(float(np.linalg.norm(u)), 1e-6)
-    n = np.array([-u[1], u[0]], np.float32)
-    height = abs(float(((quad[3] - quad[0]) + (quad[2] - quad[1])) @ n) / 2)
-    return u, n, height
-
-
 def _colour_distance(a, b) -> float:
     return float(np.linalg.norm(np.float32(a) - np.float32(b)))
 
 
 def belong_together(upper: Line, lower: Line) -> bool:
-    u, n, h1 = _frame(upper.polygon)
-    u2, _, h2 = _frame(lower.polygon)
+    u, n, h1 = quad_frame(upper.polygon)
+    u2, _, h2 = quad_frame(lower.polygon)
     if min(h1, h2) < 1 or max(h1, h2) / min(h1, h2) > 1.5 or float(u @ u2) < 0.985:
         return False
     h = (h1 + h2) / 2

@@ -116,14 +116,20 @@ def test_corrupt_model_is_refused_with_a_clear_error(tmp_path):
         load_stages(cfg, translate=False)
 
 
-def test_service_keeps_serving_when_a_reload_fails_and_stops_cleanly(tmp_path):
+def _service_config(tmp_path: Path, log_file, telemetry: str, extra: str = "") -> Path:
+    """A copy of the model store and a service config using it, headless, no HUD."""
     shutil.copytree(ROOT / "models", tmp_path / "models")
-    log_file = tmp_path / "edgelens.jsonl"
     config_file = tmp_path / "edgelens.toml"
-    telemetry = tmp_path / "telemetry.sqlite"
     config_file.write_text(f'[models]\nstore = "{tmp_path / "models"}"\n'
                            f'[logging]\nfile = "{log_file}"\n[pipeline]\nhud = false\n'
-                           f'[telemetry]\ndb_path = "{telemetry}"\n')
+                           f'[telemetry]\n{telemetry}\n{extra}')
+    return config_file
+
+
+def test_service_keeps_serving_when_a_reload_fails_and_stops_cleanly(tmp_path):
+    log_file = tmp_path / "edgelens.jsonl"
+    telemetry = tmp_path / "telemetry.sqlite"
+    config_file = _service_config(tmp_path, log_file, f'db_path = "{telemetry}"')
     service = subprocess.Popen([sys.executable, "-m", "device", "run", "--config",
                                 str(config_file)], stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
@@ -160,12 +166,9 @@ def _wait_for(path: Path, event: str, timeout: float = 60.0) -> None:
 
 @pytest.mark.slow
 def test_service_runs_without_a_usable_log_file_or_telemetry_store(tmp_path):
-    shutil.copytree(ROOT / "models", tmp_path / "models")
     (tmp_path / "a-file").write_text("not a folder")
-    config_file = tmp_path / "edgelens.toml"
-    config_file.write_text(f'[models]\nstore = "{tmp_path / "models"}"\n'
-                           f'[logging]\nfile = "{tmp_path}"\n[pipeline]\nhud = false\n'
-                           f'[telemetry]\ndb_path = "{tmp_path / "a-file" / "t.sqlite"}"\n')
+    config_file = _service_config(tmp_path, tmp_path,
+                                  f'db_path = "{tmp_path / "a-file" / "t.sqlite"}"')
     service = subprocess.Popen([sys.executable, "-m", "device", "run", "--config",
                                 str(config_file)], stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
@@ -190,13 +193,9 @@ def test_service_runs_without_a_usable_log_file_or_telemetry_store(tmp_path):
 
 @pytest.mark.slow
 def test_logs_still_reach_the_telemetry_store_after_a_reload(tmp_path):
-    shutil.copytree(ROOT / "models", tmp_path / "models")
     log_file = tmp_path / "edgelens.jsonl"
-    config_file = tmp_path / "edgelens.toml"
     telemetry = tmp_path / "telemetry.sqlite"
-    config_file.write_text(f'[models]\nstore = "{tmp_path / "models"}"\n'
-                           f'[logging]\nfile = "{log_file}"\n[pipeline]\nhud = false\n'
-                           f'[telemetry]\ndb_path = "{telemetry}"\n')
+    config_file = _service_config(tmp_path, log_file, f'db_path = "{telemetry}"')
     service = subprocess.Popen([sys.executable, "-m", "device", "run", "--config",
                                 str(config_file)], stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
@@ -219,17 +218,14 @@ def test_logs_still_reach_the_telemetry_store_after_a_reload(tmp_path):
 @pytest.mark.slow
 def test_the_service_counts_recorded_video_frames_in_its_summary(tmp_path):
     import cv2
-    shutil.copytree(ROOT / "models", tmp_path / "models")
     folder = tmp_path / "photos"
     folder.mkdir()
     cv2.imwrite(str(folder / "a.png"), np.full((360, 640, 3), 90, np.uint8))
     log_file = tmp_path / "edgelens.jsonl"
-    config_file = tmp_path / "edgelens.toml"
-    config_file.write_text(f'[models]\nstore = "{tmp_path / "models"}"\n'
-                           f'[logging]\nfile = "{log_file}"\n[pipeline]\nhud = false\n'
-                           f'[source]\nuri = "images:{folder}"\nimage_dwell_s = 1.0\n'
-                           f'fps = 10.0\n[display]\nrecord = "{tmp_path / "out.avi"}"\n'
-                           f'[telemetry]\nenabled = false\n')
+    config_file = _service_config(
+        tmp_path, log_file, "enabled = false",
+        f'[source]\nuri = "images:{folder}"\nimage_dwell_s = 1.0\nfps = 10.0\n'
+        f'[display]\nrecord = "{tmp_path / "out.avi"}"\n')
     out = subprocess.run([sys.executable, "-m", "device", "run", "--config", str(config_file)],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

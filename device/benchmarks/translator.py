@@ -61,10 +61,6 @@ def time_hits(translator: Translator, text: str, runs: int = HIT_RUNS) -> dict:
     return _percentiles(times)
 
 
-BASELINE = "1.1.0"
-"""Measured beside the active version in the same run."""
-
-
 def run(config, json_out: bool = False, quick: bool = False) -> dict:
     store = ModelStore.for_config(config)
     version = store.get(config.translator.model, config.translator.version or None)
@@ -100,13 +96,7 @@ def run(config, json_out: bool = False, quick: bool = False) -> dict:
         sizes["model_fp32"] = fp32.stat().st_size
     sizes["model_plus_tokenizer"] = sizes["model_int8"] + sizes["tokenizer"]
     results["size_bytes"] = sizes
-    versions = [version] + [store.get(version.name, v) for v in store.versions(version.name)
-                            if v == BASELINE and v != version.version]
-    from calibration.bench_translation import print_quality, run_quality
-    results["quality"] = run_quality(config, versions, quick=quick,
-                                     backend=config.runtime.backend)
     if not json_out:
-        print_quality(results["quality"])
         print(f"translator {results['model']} ({results['quantization']}), 1 thread, "
               f"{len(PHRASES)} short phrases")
         for backend, variants in results["latency_ms"].items():

@@ -13,7 +13,7 @@ TARGETS = {
     "ocr": "calibration.bench_ocr",
     "recognizer": "calibration.bench_recognizer",
     "detector": "device.benchmarks.detector",
-    "translator": "device.benchmarks.translator",
+    "translator": "calibration.bench_translation",
     "pipeline": "device.benchmarks.pipeline",
     "shadow": "device.benchmarks.shadow",
 }

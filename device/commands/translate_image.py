@@ -7,12 +7,14 @@ import json
 import sys
 from pathlib import Path
 
+import cv2
+
 from device.commands._per_file import load_image, run_per_file
 from device.commands.ocr import load_detector
 from device.commands.recognize import load_recognizer
-from device.detector import crop_line
 from device.errors import InputError
 from device.overlay import OverlayItem, OverlayRenderer, sample_colours
+from device.recognizer import read_regions
 from device.text_blocks import Line, group
 from device.translate.translator import Translator
 
@@ -47,23 +49,15 @@ def output_path(image: str, out_dir: str | None) -> Path:
 
 def translate_image(image, detector, recognizer, translator, renderer, min_confidence: float):
     """(overlaid image, blocks as dicts) for one BGR image."""
-    import cv2
     h, w = image.shape[:2]
     if max(h, w) > MAX_SIDE:
         scale = MAX_SIDE / max(h, w)
         image = cv2.resize(image, (round(w * scale), round(h * scale)),
                            interpolation=cv2.INTER_AREA)
-    lines = []
-    for region in detector.detect(image):
-        try:
-            reading = recognizer.read(crop_line(image, region.polygon))
-        except InputError:
-            continue
-        if not reading.text or reading.confidence < min_confidence:
-            continue
-        foreground, background = sample_colours(image, region.polygon)
-        lines.append(Line(region.polygon, reading.text, reading.confidence, foreground,
-                          background))
+    lines = [Line(region.polygon, reading.text, reading.confidence,
+                  *sample_colours(image, region.polygon))
+             for region, reading in read_regions(recognizer, image, detector.detect(image),
+                                                 min_confidence)]
     blocks, items = [], []
     for block in group(lines):
         result = translator.translate(block.text, ocr_confidence=block.confidence)
@@ -81,7 +75,6 @@ def translate_image(image, detector, recognizer, translator, renderer, min_confi
 
 
 def run(args, cfg) -> int:
-    import cv2
     if args.out:
         Path(args.out).mkdir(parents=True, exist_ok=True)
     detector, _ = load_detector(cfg, backend=args.backend)

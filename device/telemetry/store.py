@@ -1152,14 +1152,19 @@ def _restore(conn: sqlite3.Connection, salvaged: dict[str, list[tuple]]) -> int:
     return copied
 
 
+def _aside_name(path: Path, tag: str) -> Path:
+    """A free name beside `path` for setting it aside: NAME.TAG-TIME[-N]."""
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    target, n = path.with_name(f"{path.name}.{tag}-{stamp}"), 1
+    while target.exists():
+        target = path.with_name(f"{path.name}.{tag}-{stamp}-{n}")
+        n += 1
+    return target
+
+
 def quarantine_file(path: Path) -> Path:
     """Move a corrupt store (and its -wal/-shm) aside; returns where it went."""
-    stamp = time.strftime("%Y%m%dT%H%M%S")
-    moved = path.with_name(f"{path.name}.corrupt-{stamp}")
-    n = 1
-    while moved.exists():
-        moved = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
-        n += 1
+    moved = _aside_name(path, "corrupt")
     try:
         os.replace(path, moved)
         for suffix in ("-wal", "-shm"):
@@ -1174,17 +1179,12 @@ def quarantine_file(path: Path) -> Path:
 
 def _set_aside_orphans(path: Path, why: str) -> list[Path]:
     """Move a -wal/-shm that does not belong to the file at `path` aside (kept)."""
-    stamp = time.strftime("%Y%m%dT%H%M%S")
     moved = []
     for suffix in ("-wal", "-shm"):
         side = Path(str(path) + suffix)
         if not side.exists():
             continue
-        target = side.with_name(f"{side.name}.{why}-{stamp}")
-        n = 1
-        while target.exists():
-            target = side.with_name(f"{side.name}.{why}-{stamp}-{n}")
-            n += 1
+        target = _aside_name(side, why)
         try:
             os.replace(side, target)
         except OSError as exc:

@@ -182,15 +182,15 @@ class Translator:
                 return Translation(source, apply_style(hit, style, keep_case=True),
                                    "phrasebook", 1.0, self._elapsed(start))
         # rule-rendered spans (days, times, floors, prices) are not judged as German or not
-        rest = " ".join(c for c, rendered in split_protected(text, self.settings.time_style)
-                        if not rendered)
+        spans = split_protected(text, self.settings.time_style)
+        rest = " ".join(c for c, rendered in spans if not rendered)
         refusal = self._refusal(rest) if any(ch.isalpha() for ch in rest) else ""
         if refusal:
             return self._passthrough(source, text, refusal, start)
         deadline = start + int(self.settings.budget_ms * 1e6)
         pieces, vias, confidence = [], set(), 1.0
         cursor, glued = 0, []          # glued: the chunk touched the previous one ('2,4-Dien')
-        for index, (chunk, protected) in enumerate(self._chunks(text)):
+        for index, (chunk, protected) in enumerate(self._chunks(spans)):
             at = text.find(chunk, cursor)
             glued.append(0 < cursor == at)
             cursor = at + len(chunk) if at >= 0 else cursor
@@ -217,10 +217,10 @@ class Translator:
         return Translation(source, translation, via, confidence, self._elapsed(start),
                            "protected" if via == "passthrough" else "")
 
-    def _chunks(self, text: str) -> list[tuple[str, bool]]:
+    def _chunks(self, spans: list[tuple[str, bool]]) -> list[tuple[str, bool]]:
         """Protected spans (numbers, times, prices, codes) and proper names pass through."""
         out: list[tuple[str, bool]] = []
-        for chunk, protected in split_protected(text, self.settings.time_style):
+        for chunk, protected in spans:
             if protected or self.phrasebook is None or self.phrasebook.lookup(chunk):
                 out.append((chunk, protected))
                 continue

@@ -7,7 +7,9 @@ import argparse
 import importlib
 import os
 import pkgutil
+import signal
 import sys
+import threading
 
 from device import __version__, config, logs
 from device.errors import EdgelensError
@@ -49,6 +51,9 @@ def _add_global_options(subparsers) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    # the modules are loaded: Ctrl-C is a KeyboardInterrupt again (run() handles it)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -34,10 +34,10 @@ import numpy as np
 
 from calibration import real_data
 from calibration.metrics import edit_distance
-from device.detector import Detector, artifact_for, match_polygons, params_for
+from device.stages.detector import Detector, artifact_for, match_polygons, params_for
 from device.metrics import percentiles
-from device.model_store import ModelStore
-from device.recognizer import Recognizer, read_regions
+from device.modelstore.store import ModelStore
+from device.stages.recognizer import Recognizer, read_regions
 
 PEER_CAPS = (640, 320)
 """PP-OCRv6 tiny's detector is also run with its longer side capped at these (ours: 640, 320)."""

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from calibration import peers
 from calibration.metrics import latency_summary, text_scores
-from calibration.recognizer_data import heldout_set
-from device.model_store import ModelStore
-from device.recognizer import Recognizer
+from calibration.training.recognizer_data import heldout_set
+from device.modelstore.store import ModelStore
+from device.stages.recognizer import Recognizer
 from device.runtime import available_backends
 
 def _run_recognizer(recognizer: Recognizer, crops) -> tuple[list[str], list[float]]:

@@ -4,7 +4,7 @@ translation quality on sign/notice texts and held-out sentences.
 Sets (none trained on):
     signs     tests/data/sign_validation.tsv: 310 German sign and notice texts with 1-4 English
               references each, written for evaluation only (removed from all training data)
-    tatoeba   the 2 % of Tatoeba pairs held out by sentence hash (calibration.translator_data)
+    tatoeba   the 2 % of Tatoeba pairs held out by sentence hash (calibration.training.translator_data)
 
 For each translator version, through the whole translate stage (`Translator.translate`: cache
 off, phrasebook, rules, model, gloss) and the model alone: chrF and BLEU (sacrebleu, all
@@ -18,15 +18,15 @@ from __future__ import annotations
 import re
 import time
 
-from calibration import translator_data
+from calibration.training import translator_data
 from device.benchmarks import translator as latency_bench
 from device.metrics import percentiles
-from device.model_store import ModelStore
-from device.translate.golden import model_translate
-from device.translate.model import Seq2SeqModel
-from device.translate.phrasebook import Phrasebook
-from device.translate.tokenizer import Tokenizer
-from device.translate.translator import VIAS, Settings, Translator, tokenizer_path
+from device.modelstore.store import ModelStore
+from device.stages.translate.golden import model_translate
+from device.stages.translate.model import Seq2SeqModel
+from device.stages.translate.phrasebook import Phrasebook
+from device.stages.translate.tokenizer import Tokenizer
+from device.stages.translate.translator import VIAS, Settings, Translator, tokenizer_path
 
 _PUNCT = re.compile(r"[^\w€%:/ ]+", re.UNICODE)
 

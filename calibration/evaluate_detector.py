@@ -5,7 +5,7 @@
         [--tune] [--scenes 300] [--json runs/detector/eval.json]
 
 Held-out scenes: seed TEST_SEED, split 'test' (held-out font families and background
-styles), whole 640x360 frames through `device.detector.Detector` exactly as on the device
+styles), whole 640x360 frames through `device.stages.detector.Detector` exactly as on the device
 (resize, int8 model, post-processing). `--tune` first picks the post-processing thresholds
 on validation scenes (seed VAL_SEED, training distribution) for the int8 model, never on
 the test scenes. Latency: `Detector.detect` (pre + model + post) on 640x360 test frames,
@@ -28,8 +28,8 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from calibration import detector_data as dd  # noqa: E402
-from device.detector import Detector, DetectorParams, match_polygons  # noqa: E402
+from calibration.training import detector_data as dd  # noqa: E402
+from device.stages.detector import Detector, DetectorParams, match_polygons  # noqa: E402
 from device.runtime import available_backends  # noqa: E402
 
 
@@ -95,7 +95,7 @@ def recall_by_height(found, truths) -> dict:
 
 
 def evaluate(detector: Detector, images, truths, params: DetectorParams | None = None):
-    from device.detector import regions_from_map
+    from device.stages.detector import regions_from_map
     params = params or detector.params
     found = []
     for image in images:
@@ -108,7 +108,7 @@ def evaluate(detector: Detector, images, truths, params: DetectorParams | None =
 
 def tune(detector: Detector, images, truths) -> DetectorParams:
     """Grid-search the post-processing on validation scenes (maps computed once)."""
-    from device.detector import regions_from_map
+    from device.stages.detector import regions_from_map
     maps = [detector.probability_map(image) for image in images]
     best, best_h = detector.params, -1.0
     fh, fw = images[0].shape[:2]

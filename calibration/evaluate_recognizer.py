@@ -2,7 +2,7 @@
 
     .venv/bin/python -m calibration.evaluate_recognizer models/recognizer/1.0.0/recognizer.tflite
 
-Reads every crop through `device.recognizer.Recognizer` (prepare_line → resized interpreter →
+Reads every crop through `device.stages.recognizer.Recognizer` (prepare_line → resized interpreter →
 greedy CTC), so the numbers are the ones the glasses get. Latency is the interpreter alone
 at the model's own input width (W=256) and the whole `read()` per crop, 1 thread.
 """
@@ -20,8 +20,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from calibration.metrics import latency_summary, text_scores  # noqa: E402
-from calibration.recognizer_data import heldout_set  # noqa: E402
-from device.recognizer import Recognizer  # noqa: E402
+from calibration.training.recognizer_data import heldout_set  # noqa: E402
+from device.stages.recognizer import Recognizer  # noqa: E402
 from device.runtime import available_backends  # noqa: E402
 
 TEST_LINES = 1000

@@ -23,9 +23,9 @@ sys.path.insert(0, str(ROOT))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from calibration import detector_data as dd  # noqa: E402
-from device.detector import Detector, DetectorParams, INPUT_SIZE, match_polygons  # noqa: E402
-from device.model_store import sha256_file  # noqa: E402
+from calibration.training import detector_data as dd  # noqa: E402
+from device.stages.detector import Detector, DetectorParams, INPUT_SIZE, match_polygons  # noqa: E402
+from device.modelstore.store import sha256_file  # noqa: E402
 from device.runtime import TFLiteModel, available_backends  # noqa: E402
 from device.synth import fonts  # noqa: E402
 
@@ -101,7 +101,7 @@ def _card(manifest: dict, report: dict, history: list[dict], run: dict) -> str:
     return f"""# detector {manifest['version']}: text-line detector (int8)
 
 Finds text lines (not characters) in a camera frame, including rotated and perspective-skewed
-lines, as quadrilaterals for `device.detector.crop_line` and the recognizer.
+lines, as quadrilaterals for `device.stages.detector.crop_line` and the recognizer.
 
 ## Model
 - DB-family FCN, probability branch only: depthwise-separable encoder to 1/32, FPN-lite decoder
@@ -111,7 +111,7 @@ lines, as quadrilaterals for `device.detector.crop_line` and the recognizer.
   (int8 in/out), `detector_fp32.tflite` {manifest['extra_files'][0]['size_bytes'] / 1024:.0f} KB.
 - Input: the frame resized (INTER_AREA) to {INPUT_SIZE[0]}x{INPUT_SIZE[1]} BGR, (x − 127.5)/127.5;
   static batch 1. Output: [1, {INPUT_SIZE[1] // 2}, {INPUT_SIZE[0] // 2}, 1] probability.
-- Post-processing (numpy/OpenCV, `device.detector.regions_from_map`): map > {p['bin_threshold']},
+- Post-processing (numpy/OpenCV, `device.stages.detector.regions_from_map`): map > {p['bin_threshold']},
   contours, `minAreaRect`, score = mean probability inside the contour ≥ {p['box_threshold']},
   unclip by area·{p['unclip_ratio']}/perimeter, area ≥ {p['min_area']} px², at most
   {p['max_regions']} regions; corners ordered TL, TR, BR, BL along the long side.
@@ -227,10 +227,10 @@ def main(argv=None) -> int:
                        "lower than about 10 px in a 640x360 frame is often missed; lines very "
                        "close together may merge; curved text is not modelled.",
         "golden": cases,
-        "preprocessing": {"function": "device.detector.Detector.preprocess",
+        "preprocessing": {"function": "device.stages.detector.Detector.preprocess",
                           "input": f"{INPUT_SIZE[0]}x{INPUT_SIZE[1]} BGR, INTER_AREA, "
                                    "(x - 127.5) / 127.5"},
-        "postprocessing": {"function": "device.detector.regions_from_map",
+        "postprocessing": {"function": "device.stages.detector.regions_from_map",
                            "params": report["params"]},
     }
     (args.model_dir / "manifest.json").write_text(json.dumps(manifest, indent=2,

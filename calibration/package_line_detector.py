@@ -33,13 +33,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from calibration import detector_data as dd  # noqa: E402
+from calibration.training import detector_data as dd  # noqa: E402
 from calibration import real_data  # noqa: E402
 from calibration.bench_ocr import score_frame, summarize  # noqa: E402
-from calibration.line_detector_data import composite, load_data, sample_crop  # noqa: E402
-from device.detector import Detector, DetectorParams, match_polygons  # noqa: E402
+from calibration.training.line_detector_data import composite, load_data, sample_crop  # noqa: E402
+from device.stages.detector import Detector, DetectorParams, match_polygons  # noqa: E402
 from device.metrics import percentiles  # noqa: E402
-from device.model_store import sha256_file  # noqa: E402
+from device.modelstore.store import sha256_file  # noqa: E402
 from device.runtime import TFLiteModel, available_backends  # noqa: E402
 
 RESOLUTIONS = ((640, 352), (480, 288), (320, 192))
@@ -65,7 +65,7 @@ def _prep(frame, size) -> np.ndarray:
 
 def convert(weights: Path, width: int, out: Path, photos, synth) -> dict:
     import tensorflow as tf
-    from calibration.detector_model import build_lines, recalibrate_batchnorm
+    from calibration.training.detector_model import build_lines, recalibrate_batchnorm
     rng = np.random.default_rng(11)
     crops = []
     for _ in range(640):
@@ -187,7 +187,7 @@ def model_card(m: dict) -> str:
 Text-*line* detector for edgelens. A MobileNet-style encoder (depthwise-separable blocks, ReLU,
 BatchNorm folded into int8 convolutions) down to 1/32, an FPN decoder to 1/4 of the input and a
 sigmoid map of shrunk line kernels (DB family, probability branch); OpenCV turns the map into
-rotated line boxes (`device.detector.regions_from_map`). {m['parameters']:,} parameters.
+rotated line boxes (`device.stages.detector.regions_from_map`). {m['parameters']:,} parameters.
 
 ## Operating points
 One full-int8 file per resolution ({files}); `[detector] input_width/input_height` picks one
@@ -246,10 +246,10 @@ the number of ground-truth lines found at IoU >= 0.5:
 
 def import_torch_run(torch_run: Path, out: Path, width: int = 24) -> Path:
     """A run folder (final.weights.h5, run.json, history.jsonl) from
-    calibration/line_detector_torch.py's keras_weights.npz, for the steps below."""
+    calibration/training/line_detector_torch.py's keras_weights.npz, for the steps below."""
     import tensorflow as tf
-    from calibration.detector_model import build_lines
-    from calibration.keras_torch import load_into
+    from calibration.training.detector_model import build_lines
+    from calibration.training.keras_torch import load_into
     info = json.loads((torch_run / "torch_run.json").read_text())
     weights: dict[str, list] = {}
     with np.load(torch_run / "keras_weights.npz") as z:
@@ -261,7 +261,7 @@ def import_torch_run(torch_run: Path, out: Path, width: int = 24) -> Path:
     model.save_weights(str(out / "final.weights.h5"))
     (out / "run.json").write_text(json.dumps({
         "args": {"width": width, "seed": info["args"]["seed"], "trainer":
-                 f"calibration/line_detector_torch.py on {info['device']} (torch "
+                 f"calibration/training/line_detector_torch.py on {info['device']} (torch "
                  f"{info['torch']}), {info['steps']} steps of {info['batch']} crops"},
         "wall_seconds": info["minutes"] * 60, "tensorflow": tf.__version__,
         "parameters": int(model.count_params())}, indent=2))
@@ -275,7 +275,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--weights", type=Path, default=ROOT / "runs/line_detector/final.weights.h5")
     p.add_argument("--from-torch", type=Path, metavar="DIR",
-                   help="package the weights calibration/line_detector_torch.py wrote to DIR")
+                   help="package the weights calibration/training/line_detector_torch.py wrote to DIR")
     p.add_argument("--out", type=Path, default=ROOT / "models/detector/2.0.0")
     p.add_argument("--scenes", type=int, default=900)
     args = p.parse_args(argv)
@@ -334,7 +334,7 @@ def main(argv=None) -> int:
             "data": "890 ICDAR 2015 training photos (words grouped into lines, ignore regions "
                     "masked), 60 % of them with generated German sign plates composited in "
                     "(pictograms and arrows beside the text, tight leading, borders, glare), "
-                    f"and {args.scenes} generated sign scenes (calibration.detector_data, seed "
+                    f"and {args.scenes} generated sign scenes (calibration.training.detector_data, seed "
                     f"{dd.TRAIN_SEED}); random 320x320 crops at 0.6-1.6x scale with blur "
                     "(defocus, motion) and exposure changes",
             "license": {"ICDAR 2015 incidental scene text (training set)": real_data.LICENSE,
@@ -357,10 +357,10 @@ def main(argv=None) -> int:
                        "vertical text is not modelled; lines read left to right; text lower "
                        "than ~8 px at the default resolution is often missed.",
         "golden": gold,
-        "preprocessing": {"function": "device.detector.Detector.preprocess",
+        "preprocessing": {"function": "device.stages.detector.Detector.preprocess",
                           "input": f"{RESOLUTIONS[0][0]}x{RESOLUTIONS[0][1]} BGR (or the "
                                    "configured resolution), INTER_AREA, (x - 127.5) / 127.5"},
-        "postprocessing": {"function": "device.detector.regions_from_map",
+        "postprocessing": {"function": "device.stages.detector.regions_from_map",
                            "params": asdict(params)},
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")

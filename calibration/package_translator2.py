@@ -28,16 +28,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from calibration import translator_data  # noqa: E402
+from calibration.training import translator_data  # noqa: E402
 from calibration.bench_translation import run_quality  # noqa: E402
 from calibration.quantize_translator import convert  # noqa: E402
 from device import config as config_module  # noqa: E402
 from device.benchmarks.translator import time_model  # noqa: E402
-from device.model_store import sha256_file  # noqa: E402
+from device.modelstore.store import sha256_file  # noqa: E402
 from device.runtime import TFLiteModel, available_backends  # noqa: E402
-from device.translate.golden import model_translate  # noqa: E402
-from device.translate.model import Seq2SeqModel  # noqa: E402
-from device.translate.tokenizer import Tokenizer  # noqa: E402
+from device.stages.translate.golden import model_translate  # noqa: E402
+from device.stages.translate.model import Seq2SeqModel  # noqa: E402
+from device.stages.translate.tokenizer import Tokenizer  # noqa: E402
 
 BUDGET_P95_MS = 10.0
 TOKENIZER = "translator.spm.model"
@@ -110,7 +110,7 @@ German→English for signs and notices on the glasses: a pre-LN transformer (d
 {m['training']['architecture']['d']}, {m['training']['architecture']['enc_layers']} encoder /
 {m['training']['architecture']['dec_layers']} decoder layers, tied embeddings, SentencePiece
 unigram {m['training']['architecture']['vocab']}), dynamic-range int8, run greedily by
-`device.translate.model.Seq2SeqModel` behind the cache, the phrasebook and the sign rules
+`device.stages.translate.model.Seq2SeqModel` behind the cache, the phrasebook and the sign rules
 (days, times, floors, prices). Every answer says where it came from (phrasebook, model, gloss,
 rule, cache, passthrough).
 
@@ -217,7 +217,7 @@ def main(argv=None) -> int:
                     "GPL-2.0-or-later",
                 "sign register (calibration/data/sign_register.tsv)": "ours (Apache-2.0)"},
             "command": "python scripts/train_translator.py --prepare && python "
-                       "calibration/translator_torch.py --data data/translator2/arrays.npz "
+                       "calibration/training/translator_torch.py --data data/translator2/arrays.npz "
                        f"--out runs/gpu_translator/{chosen.version.split('-')[-1]} --d "
                        f"{run_cfg['d']} --ff {run_cfg['ff']} --enc-layers "
                        f"{run_cfg['enc_layers']} --dec-layers {run_cfg['dec_layers']} "
@@ -229,7 +229,7 @@ def main(argv=None) -> int:
             "seed": run_cfg["seed"], "steps": run_cfg["steps"],
             "architecture": {k: run_cfg[k] for k in ("d", "ff", "heads", "enc_layers",
                                                      "dec_layers", "vocab", "max_len")}},
-        "preprocessing": "device.translate.normalize.model_text (NFC, hyphen breaks joined, "
+        "preprocessing": "device.stages.translate.normalize.model_text (NFC, hyphen breaks joined, "
                          "umlauts folded, lowercase), SentencePiece ids + EOS, padded to "
                          f"{run_cfg['max_len']}",
         "intended_use": "Translating German sign and notice text (words, phrases, one or two "

@@ -7,7 +7,7 @@
 First the BatchNorm statistics are re-estimated on those scenes ("precise BN", weights
 untouched): the moving averages of a short CPU run lag behind the weights.
 Int8 calibration uses 200 generated scenes (seed CALIB_SEED, training fonts and backgrounds,
-never the held-out test scenes), preprocessed exactly like `device.detector.Detector`.
+never the held-out test scenes), preprocessed exactly like `device.stages.detector.Detector`.
 Input and output tensors are int8; `device.runtime` (de)quantizes them from their own scales.
 """
 
@@ -24,7 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from calibration import detector_data as dd  # noqa: E402
+from calibration.training import detector_data as dd  # noqa: E402
 
 INT8_NAME = "detector.tflite"
 FP32_NAME = "detector_fp32.tflite"
@@ -39,7 +39,7 @@ def representative(images: np.ndarray):
 
 def convert(weights: Path, out: Path, calib_count: int = 200, workers: int = 2) -> None:
     import tensorflow as tf
-    from calibration.detector_model import build, recalibrate_batchnorm
+    from calibration.training.detector_model import build, recalibrate_batchnorm
 
     images, _ = dd.cached(ROOT / "data" / "detector" / f"calib_{dd.CALIB_SEED}_{calib_count}.npz",
                           dd.CALIB_SEED, calib_count, "train", workers=workers)

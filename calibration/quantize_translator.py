@@ -27,9 +27,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from device.translate.model import Seq2SeqModel  # noqa: E402
-from device.translate.normalize import clean, model_text  # noqa: E402
-from device.translate.tokenizer import BOS, EOS, Tokenizer  # noqa: E402
+from device.stages.translate.model import Seq2SeqModel  # noqa: E402
+from device.stages.translate.normalize import clean, model_text  # noqa: E402
+from device.stages.translate.tokenizer import BOS, EOS, Tokenizer  # noqa: E402
 
 DATA = ROOT / "data" / "translator"
 

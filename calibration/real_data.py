@@ -28,7 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from device.detector import order_quad, quad_frame
+from device.stages.detector import order_quad, quad_frame
 
 VAL_PHOTOS = 100
 """The last VAL_PHOTOS photos of labels.jsonl (and their crops) are held out."""
@@ -174,17 +174,17 @@ def recognizer_lines(split_name: str = "train", copies: int = 4, seed: int = 7,
     """Prepared uint8 lines ([32, W], as the recognizer cache stores them) and their texts.
 
     For every legible word and every grouped multi-word line of the split's photos: `copies`
-    crops cut by `device.detector.crop_line` (as the live path cuts them) with jittered
+    crops cut by `device.stages.detector.crop_line` (as the live path cuts them) with jittered
     corners, random padding and a random down-and-up scale (small, soft text), plus the
     dataset's own tight word crop. `bbox_copies` more crops per word are cut the way the
     dataset cuts them (the axis-aligned box around a jittered, unrectified quad: slanted and
     rotated text with background), so that such crops read too. Texts outside the charset are
     skipped.
     """
-    from calibration.recognizer_data import fits
-    from device.charset import encode, normalize
-    from device.detector import crop_line
-    from device.text_line import prepare_line
+    from calibration.training.recognizer_data import fits
+    from device.stages.charset import encode, normalize
+    from device.stages.detector import crop_line
+    from device.stages.text_line import prepare_line
 
     rng = np.random.default_rng(seed)
     lines, texts = [], []

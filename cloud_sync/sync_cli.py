@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        "drain after a 10-minute outage, frame-path p95 with and "
                                        "without sync. faults: records lost and processes "
                                        "crashed under kill -9, a broker crash, a full disk and "
-                                       "fuzzed input (cloud_sync/bench_faults.py; exit status 1 "
+                                       "fuzzed input (cloud_sync/benchmarks/faults.py; exit status 1 "
                                        "when a must-be-zero count is not). Needs the mosquitto "
                                        "binary.")
     bench.add_argument("target", nargs="?", choices=("telemetry", "faults"),
@@ -101,10 +101,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.target == "faults":
-        from cloud_sync import bench_faults
+        from cloud_sync.benchmarks import faults as bench_faults
         return bench_faults.main((["--json"] if args.json else []) +
                                  (["--quick"] if args.quick else []))
-    from cloud_sync.bench import run
+    from cloud_sync.benchmarks.sync import run
     run(json_out=args.json, quick=args.quick)
     return 0
 

@@ -32,11 +32,11 @@ from cloud_sync.errors import LinkError, PayloadError
 from cloud_sync.signing import SignatureError, TrustedKeys
 from cloud_sync.update_download import (Download, RefusedUpdate, describe_os_error,
                                         plan_files)
-from device import model_install as install
+from device.modelstore import install
 from device.errors import EdgelensError, TelemetryError
-from device.model_health import HealthSettings, precheck
-from device.model_store import MANIFEST, ModelStore
-from device.shadow import SHADOWED_STAGES, clear_shadow, set_shadow
+from device.modelstore.health import HealthSettings, precheck
+from device.modelstore.store import MANIFEST, ModelStore
+from device.modelstore.shadow import SHADOWED_STAGES, clear_shadow, set_shadow
 from device.telemetry.records import Clock, Record
 from device.telemetry.store import TelemetryStore
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from cloud_sync.errors import PayloadError
 from cloud_sync.update_protocol import check_file_name, version_key  # noqa: F401
-from device.model_install import fsync_dir, write_atomic
+from device.modelstore.install import fsync_dir, write_atomic
 
 
 class RefusedUpdate(PayloadError):

@@ -31,13 +31,13 @@ from calibration import quantize  # noqa: E402
 from calibration import real_data  # noqa: E402
 from calibration.bench_ocr import norm_word  # noqa: E402
 from calibration.metrics import text_scores  # noqa: E402
-from calibration.recognizer_data import (TEST_SEED, calibration_lines, heldout_set,  # noqa: E402
+from calibration.training.recognizer_data import (TEST_SEED, calibration_lines, heldout_set,  # noqa: E402
                                         heldout_set_with_families)
-from device.model_store import sha256_file  # noqa: E402
-from device.recognizer import Recognizer  # noqa: E402
+from device.modelstore.store import sha256_file  # noqa: E402
+from device.stages.recognizer import Recognizer  # noqa: E402
 from device.runtime import TFLiteModel, available_backends  # noqa: E402
 from device.synth import fonts  # noqa: E402
-from device.text_line import prepare_line  # noqa: E402
+from device.stages.text_line import prepare_line  # noqa: E402
 
 EXPORT_WIDTH = 256
 CHECK_WIDTHS = (128, 256, 512)
@@ -74,7 +74,7 @@ FONT_LICENSES = {
 
 def load_models(weights: Path, arch: str):
     import tensorflow as tf
-    from calibration import recognizer_model
+    from calibration.training import recognizer_model
     trained = recognizer_model.build(softmax=False, arch=arch)
     trained.load_weights(str(weights))
     export = recognizer_model.build(width=EXPORT_WIDTH, batch_size=1, softmax=True, arch=arch)
@@ -216,7 +216,7 @@ The whole-OCR comparison with PP-OCRv6 tiny and Tesseract 5 on the same real pho
 
 Text-line recognizer for edgelens: one detector-cropped line of a sign → text. A fully
 convolutional CRNN-style network (architecture `{m['training'].get('architecture', 'small')}` of
-`calibration.recognizer_model.ARCHS`; conv stack → height collapsed by a valid (2, 1) conv →
+`calibration.training.recognizer_model.ARCHS`; conv stack → height collapsed by a valid (2, 1) conv →
 residual dilated depthwise-separable 1×5 convs along the line → 1×1 conv → softmax over
 121 classes, class 0 = CTC blank), trained with CTC, full-integer int8.
 
@@ -228,7 +228,7 @@ residual dilated depthwise-separable 1×5 convs along the line → 1×1 conv →
 - **Intended use:** {m['intended_use']}
 - **Input:** {m['preprocessing']}
 - **Tensors:** `{json.dumps(m['signatures']['serving_default'])}`
-- **Runtime:** `device.recognizer.Recognizer` (greedy CTC in numpy). Width is resized per crop
+- **Runtime:** `device.stages.recognizer.Recognizer` (greedy CTC in numpy). Width is resized per crop
   with `TFLiteModel.with_input_shape`; the export checked Keras against both .tflite files:
 
 | width | fp32 .tflite max abs diff vs Keras | int8 argmax agreement with Keras (%) |
@@ -371,7 +371,7 @@ def main(argv=None) -> int:
             "real_val_words": real,
             "per_family_litert": per_family(out, args.test_lines)},
         "training": {
-            "data": f"{train_args.get('lines', '?')} synthetic lines (calibration.recognizer_data, "
+            "data": f"{train_args.get('lines', '?')} synthetic lines (calibration.training.recognizer_data, "
                     f"seed {train_args.get('seed', '?')}) in {len(fonts.TRAIN_FAMILIES)} font "
                     "families; text from the ding de-en dictionary, a French word list, numbers, "
                     "dates, times, prices, phone numbers and sign phrases"
@@ -393,14 +393,14 @@ def main(argv=None) -> int:
         "limitations": ("Real camera text comes from one data set (Google Glass photos of "
                         "shops and streets in Singapore, mostly English): German letters on "
                         "real signs are learned from rendered text only. Handwriting, script "
-                        "faces, vertical and curved text and characters outside device.charset "
+                        "faces, vertical and curved text and characters outside device.stages.charset "
                         "are not read. " if real_copies else
                         "Trained only on synthetic renderings of installed fonts: handwriting, "
                         "script and decorative faces, vertical or curved text, lines rotated "
-                        "more than ~5°, and characters outside device.charset are not read. "
+                        "more than ~5°, and characters outside device.stages.charset are not read. "
                         "Accuracy numbers are on synthetic held-out fonts, not real photos."),
         "golden": golden,
-        "preprocessing": "device.text_line.prepare_line: gray, height 32 (aspect kept, "
+        "preprocessing": "device.stages.text_line.prepare_line: gray, height 32 (aspect kept, "
                          "max width 512), 2-98 percentile contrast stretch, right edge-padded "
                          "to a multiple of 32; any width 64-512 via with_input_shape; output "
                          "[1, 1, W/4, 121] softmax, class 0 = CTC blank, greedy decoding",

@@ -29,14 +29,14 @@ sys.path.insert(0, str(ROOT))
 import sacrebleu  # noqa: E402
 
 from device import config as config_module  # noqa: E402
-from device.model_store import sha256_file  # noqa: E402
+from device.modelstore.store import sha256_file  # noqa: E402
 from device.runtime import available_backends  # noqa: E402
-from device.translate.golden import model_translate  # noqa: E402
-from device.translate.model import Seq2SeqModel  # noqa: E402
-from device.translate.normalize import clean, lookup_key  # noqa: E402
-from device.translate.phrasebook import Phrasebook  # noqa: E402
-from device.translate.tokenizer import Tokenizer  # noqa: E402
-from device.translate.translator import Settings, Translator  # noqa: E402
+from device.stages.translate.golden import model_translate  # noqa: E402
+from device.stages.translate.model import Seq2SeqModel  # noqa: E402
+from device.stages.translate.normalize import clean, lookup_key  # noqa: E402
+from device.stages.translate.phrasebook import Phrasebook  # noqa: E402
+from device.stages.translate.tokenizer import Tokenizer  # noqa: E402
+from device.stages.translate.translator import Settings, Translator  # noqa: E402
 
 DATA = ROOT / "data" / "translator"
 TOKENIZER_NAME = "translator.spm.model"
@@ -263,7 +263,7 @@ def write_store(out: Path, version: str, run_cfg: dict, quant: dict, report: dic
         },
         "training": {
             "data": "ding German-English dictionary (Debian trans-de-en, /usr/share/trans/de-en), "
-                    "parsed by device.translate.ding, split by headword (2 % val, 2 % test)",
+                    "parsed by device.stages.translate.ding, split by headword (2 % val, 2 % test)",
             "license": "GPL-2.0-or-later (training data and the phrasebook built from it)",
             "command": " && ".join(commands(run_dir)),
             "seed": run_cfg["seed"], "tensorflow": run_cfg["tensorflow"],
@@ -273,7 +273,7 @@ def write_store(out: Path, version: str, run_cfg: dict, quant: dict, report: dic
             "architecture": {k: run_cfg[k] for k in ("d", "ff", "heads", "enc_layers",
                                                      "dec_layers", "vocab", "max_len")},
         },
-        "preprocessing": "device.translate.normalize.model_text (NFC, hyphen breaks joined, "
+        "preprocessing": "device.stages.translate.normalize.model_text (NFC, hyphen breaks joined, "
                          "umlauts folded to ae/oe/ue, lowercase), SentencePiece ids + EOS, "
                          f"padded to {run_cfg['max_len']}",
         "intended_use": "Translating short German sign text (words, compounds, short phrases) "
@@ -317,7 +317,7 @@ def card(manifest: dict, report: dict, quant: dict) -> str:
         f"# translator {manifest['version']}: German → English for signs",
         "",
         "A tiny transformer encoder–decoder (int8 TFLite, two signatures `encode` and `decode`) "
-        "behind a phrasebook and an LRU cache (`device/translate/`).",
+        "behind a phrasebook and an LRU cache (`device/stages/translate/`).",
         "",
         "## Model",
         f"- {arch['enc_layers']} encoder / {arch['dec_layers']} decoder layers, d={arch['d']}, "
@@ -327,7 +327,7 @@ def card(manifest: dict, report: dict, quant: dict) -> str:
         f"- Quantization: **{manifest['quantization']}** (chosen over the other int8 variant by "
         "validation chrF, see below). Model "
         f"{size / 1e6:.2f} MB + tokenizer {tok / 1e6:.2f} MB = {(size + tok) / 1e6:.2f} MB.",
-        "- Decoding in numpy (`device/translate/model.py`): greedy (default) or a small beam, "
+        "- Decoding in numpy (`device/stages/translate/model.py`): greedy (default) or a small beam, "
         "early stop at EOS, at most 23 tokens, a deadline.",
         f"- Training: {manifest['training']['steps']} Adam steps (length-bucketed batches of "
         f"~1,200 tokens, label smoothing 0.1, warmup + cosine), "
@@ -346,7 +346,7 @@ def card(manifest: dict, report: dict, quant: dict) -> str:
         "## Data and license",
         "Trained only on the ding German–English dictionary (Debian package `trans-de-en`, "
         "`/usr/share/trans/de-en`, © Frank Richter, **GPL-2.0-or-later**): words, compounds, "
-        "inflections and example sentences parsed into pairs by `device/translate/ding.py`, "
+        "inflections and example sentences parsed into pairs by `device/stages/translate/ding.py`, "
         "split by headword (hash of the folded, crudely stemmed headword: 2 % validation, "
         "2 % test), so no test headword, and none of the inflections on its line, is in "
         "training; validation/test pairs whose German also occurs in training are dropped. The "

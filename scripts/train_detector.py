@@ -58,7 +58,7 @@ def main(argv=None) -> int:
     if args.smoke:
         args.scenes, args.val, args.epochs = 64, 16, 2
         args.out = args.out.parent / (args.out.name + "_smoke")
-    from calibration import detector_data as dd
+    from calibration.training import detector_data as dd
 
     tag = "smoke" if args.smoke else "full"
     t0 = time.time()
@@ -74,7 +74,7 @@ def main(argv=None) -> int:
 
     import tensorflow as tf
     from tqdm import tqdm
-    from calibration.detector_model import build
+    from calibration.training.detector_model import build
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)

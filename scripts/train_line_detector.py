@@ -8,8 +8,8 @@
 Data: the 890 training photos of ICDAR 2015 (calibration.real_data; words grouped into lines,
 `ignore` regions masked out of the loss), 60 % of them with 1-3 generated German sign plates
 composited in (tight leading, pictograms and arrows beside the text that are not text,
-borders, glare; calibration.line_detector_data.composite), and generated sign scenes
-(calibration.detector_data, split 'train', with barcodes, stripes, tiles and other hard
+borders, glare; calibration.training.line_detector_data.composite), and generated sign scenes
+(calibration.training.detector_data, split 'train', with barcodes, stripes, tiles and other hard
 negatives), all at the glasses' 640x360 frame size. Each step
 takes random 320x320 crops at a random scale (0.6-1.6x: small and large text), with photometric
 and blur augmentation (defocus, motion blur as a moving head makes it). Targets: shrunk
@@ -32,7 +32,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from calibration.line_detector_data import (CROP, STRIDE, composite, load_data,  # noqa: E402
+from calibration.training.line_detector_data import (CROP, STRIDE, composite, load_data,  # noqa: E402
                                              sample_crop)
 
 
@@ -67,7 +67,7 @@ def main(argv=None) -> int:
           f"({time.time() - t0:.0f} s)", flush=True)
 
     import tensorflow as tf
-    from calibration.detector_model import build_lines
+    from calibration.training.detector_model import build_lines
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)

@@ -28,8 +28,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from calibration.recognizer_data import CacheSpec, build_cache, load_cache  # noqa: E402
-from device.charset import encode  # noqa: E402
+from calibration.training.recognizer_data import CacheSpec, build_cache, load_cache  # noqa: E402
+from device.stages.charset import encode  # noqa: E402
 
 log = logging.getLogger("train_recognizer")
 
@@ -46,7 +46,7 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--resume", action="store_true", help="continue from <out>/last.weights.h5")
     p.add_argument("--smoke", action="store_true", help="tiny run: 1 chunk, 2 short epochs")
-    p.add_argument("--arch", default="medium", help="calibration.recognizer_model.ARCHS key")
+    p.add_argument("--arch", default="medium", help="calibration.training.recognizer_model.ARCHS key")
     p.add_argument("--scene-fraction", type=float, default=0.2,
                    help="share of synthetic lines rendered as camera scene text")
     p.add_argument("--real-copies", type=int, default=0,
@@ -128,7 +128,7 @@ def main(argv=None) -> int:
     import tensorflow as tf
     from tqdm import tqdm
 
-    from calibration import recognizer_model
+    from calibration.training import recognizer_model
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)

@@ -5,7 +5,7 @@
     .venv/bin/python scripts/train_translator.py --smoke         # 60 steps, to check the pipeline
     .venv/bin/python scripts/train_translator.py --export-only   # SavedModel from the last checkpoint
 
-Data: the ding dictionary (/usr/share/trans/de-en, GPL-2+) parsed by device.translate.ding,
+Data: the ding dictionary (/usr/share/trans/de-en, GPL-2+) parsed by device.stages.translate.ding,
 split by headword into data/translator/{train,val,test}.tsv. Tokenizer: one shared
 SentencePiece unigram model over folded-lowercase German and lowercase English.
 Model: a small pre-LN transformer (deep encoder, shallow decoder, tied embeddings).
@@ -29,9 +29,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from device.translate import ding  # noqa: E402
-from calibration.translator_data import target_text  # noqa: E402
-from device.translate.normalize import model_text  # noqa: E402
+from device.stages.translate import ding  # noqa: E402
+from calibration.training.translator_data import target_text  # noqa: E402
+from device.stages.translate.normalize import model_text  # noqa: E402
 
 DATA = ROOT / "data" / "translator"
 RUNS = ROOT / "runs" / "translator"
@@ -67,7 +67,7 @@ def read_tsv(name: str) -> list[tuple[str, str, list[str], str]]:
 
 def train_tokenizer(vocab_size: int, seed: int) -> Path:
     """The 1.x tokenizer over the dictionary's training split."""
-    from calibration import translator_data
+    from calibration.training import translator_data
     prefix = DATA / f"spm{vocab_size}"
     if Path(f"{prefix}.model").exists():
         return Path(f"{prefix}.model")
@@ -280,21 +280,21 @@ def main(argv=None) -> int:
     parser.add_argument("--export-only", action="store_true")
     parser.add_argument("--prepare", action="store_true",
                         help="2.x data: Tatoeba + OSM names + sign register + dictionary, noised, "
-                             "tokenized into data/translator2/ (calibration.translator_data); "
+                             "tokenized into data/translator2/ (calibration.training.translator_data); "
                              "then train with --data data/translator2 here, or with "
-                             "calibration/translator_torch.py (GPU) and --import-weights")
+                             "calibration/training/translator_torch.py (GPU) and --import-weights")
     parser.add_argument("--data", metavar="DIR",
                         help="train on DIR/arrays.npz and DIR/spm*.model (from --prepare) "
                              "instead of the dictionary split")
     parser.add_argument("--import-weights", metavar="TORCH_RUN",
-                        help="export a SavedModel from calibration/translator_torch.py's "
+                        help="export a SavedModel from calibration/training/translator_torch.py's "
                              "TORCH_RUN/keras_weights.npz (its torch_run.json gives the shape)")
     parser.add_argument("--init-from", metavar="RUN_DIR",
                         help="start a new run (its own schedule) from the weights of another "
                              "run's last checkpoint (e.g. to go on training a released model)")
     args = parser.parse_args(argv)
     if args.prepare:
-        from calibration import translator_data
+        from calibration.training import translator_data
         out = ROOT / "data" / "translator2"
         out.mkdir(parents=True, exist_ok=True)
         print(json.dumps(translator_data.prepare(out, args.vocab, args.seed), indent=1))

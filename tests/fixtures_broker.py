@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from cloud_sync.localbroker import BrokerSecurity, LocalBroker, find_mosquitto, free_port
+from cloud_sync.fleet.localbroker import BrokerSecurity, LocalBroker, find_mosquitto, free_port
 from device.config import Config, build, to_toml
 from device.config_schema import SCHEMA
 
@@ -185,7 +185,7 @@ def acl_broker(tmp_path):
     fleet listener (`fleet_port`) that takes the fleet login only, and the ACL rendered from
     ACL_GROUPS (`acl_file`, re-read on SIGHUP). A password per user in ACL_USERS (the user name
     + '-pw')."""
-    from cloud_sync.fleet_acl import render_acl
+    from cloud_sync.fleet.acl import render_acl
     if find_mosquitto() is None:
         missing_mosquitto()
     folder = tmp_path / "acl-broker"

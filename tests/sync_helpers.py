@@ -8,9 +8,9 @@ import sys
 import threading
 from pathlib import Path
 
-from cloud_sync.bench import wait_until  # noqa: F401  (the tests' polling helper)
-from cloud_sync.fleet_ingest import FleetIngest
-from cloud_sync.fleet_store import open_fleet_store
+from cloud_sync.benchmarks.sync import wait_until  # noqa: F401  (the tests' polling helper)
+from cloud_sync.fleet.ingest import FleetIngest
+from cloud_sync.fleet.store import open_fleet_store
 from cloud_sync.sync_agent import SyncAgent
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,7 +28,7 @@ def sync_agent_process(config: Path) -> subprocess.Popen:
 
 
 def ingest_process(config: Path, db: Path, worker: str) -> subprocess.Popen:
-    return python("-m", "cloud_sync.fleet_cli", "ingest", "--config", str(config),
+    return python("-m", "cloud_sync.fleet.cli", "ingest", "--config", str(config),
                   "--db", str(db), "--worker-id", worker)
 
 

@@ -1,11 +1,11 @@
-"""Issue 11, measured: `edgelens-sync bench faults --quick` (cloud_sync/bench_faults.py) against
+"""Issue 11, measured: `edgelens-sync bench faults --quick` (cloud_sync/benchmarks/faults.py) against
 a real Mosquitto, real processes and real SQLite files. Every count that must be zero is zero:
 no record lost under kill -9, a broker crash 2 s after the last PUBACK or a full disk, no
 duplicate, no crash, no exception out of a handler however malformed its input."""
 
 import pytest
 
-from cloud_sync import bench_faults
+from cloud_sync.benchmarks import faults as bench_faults
 from cloud_sync import sync_cli
 from fixtures_broker import requires_mosquitto
 

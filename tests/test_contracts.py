@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from device.cli import build_parser
-from device.model_store import ModelStore, REQUIRED_KEYS, sha256_file
+from device.modelstore.store import ModelStore, REQUIRED_KEYS, sha256_file
 
 ROOT = Path(__file__).resolve().parent.parent
 

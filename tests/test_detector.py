@@ -5,11 +5,11 @@ import cv2
 import numpy as np
 import pytest
 
-from calibration import detector_data as dd
+from calibration.training import detector_data as dd
 from device.cli import main
-from device.detector import (Detector, DetectorParams, crop_line, match_polygons, order_quad,
+from device.stages.detector import (Detector, DetectorParams, crop_line, match_polygons, order_quad,
                              polygon_iou, regions_from_map)
-from device.model_store import ModelStore
+from device.modelstore.store import ModelStore
 
 STORE = ModelStore()
 FRAME = (640, 360)
@@ -100,7 +100,7 @@ def test_int8_model_finds_the_lines_of_held_out_scenes():
 
 
 def test_golden_scenes_pass():
-    from device.golden import run_golden
+    from device.modelstore.golden import run_golden
     results = run_golden(_version(), "auto")
     assert len(results) >= 3 and all(r.passed for r in results), results
 
@@ -136,7 +136,7 @@ def test_manifest_matches_the_files():
 
 def test_config_defaults_are_the_tuned_postprocessing_of_the_active_model():
     from device import config
-    from device.detector import params_for
+    from device.stages.detector import params_for
     from dataclasses import asdict
     tuned = _version().manifest["postprocessing"]["params"]
     assert asdict(params_for(_version().manifest, config.defaults().detector)) == tuned

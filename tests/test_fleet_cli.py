@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from cloud_sync import fleet_cli, sync_cli
+from cloud_sync import sync_cli
+from cloud_sync.fleet import cli as fleet_cli
 from cloud_sync import batch as batch_codec
-from cloud_sync.fleet_store import SqliteFleetStore
+from cloud_sync.fleet.store import SqliteFleetStore
 from device.telemetry import Recorder
 from device.telemetry.records import StoredRecord
 from fixtures_broker import config_for
@@ -38,7 +39,7 @@ def test_every_subcommand_has_help_text(module, capsys):
 def test_console_scripts_point_at_these_mains():
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["edgelens-sync"] == "cloud_sync.sync_cli:main"
-    assert scripts["edgelens-fleet"] == "cloud_sync.fleet_cli:main"
+    assert scripts["edgelens-fleet"] == "cloud_sync.fleet.cli:main"
 
 
 def test_fleet_cli_leaves_room_for_more_subcommands():

@@ -10,9 +10,9 @@ import sys
 import threading
 import time
 
-from cloud_sync import fleet_cli
+from cloud_sync.fleet import cli as fleet_cli
 from cloud_sync.mqtt_client import LinkSettings, MqttLink
-from cloud_sync.rollout import Rollout, RolloutFile
+from cloud_sync.fleet.rollout import Rollout, RolloutFile
 from fixtures_broker import config_for
 from sync_helpers import ROOT, run_agent, wait_until
 from update_helpers import device_config, device_store, fleet_keys, make_version
@@ -21,7 +21,7 @@ ENV = dict(os.environ, PYTHONPATH=str(ROOT))
 
 
 def fleet(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cloud_sync.fleet_cli", *args], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "cloud_sync.fleet.cli", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout, env=ENV)
 
 
@@ -100,7 +100,7 @@ def test_wait_for_devices_waits_then_refuses_or_starts_when_one_comes(tmp_path, 
     assert "waiting up to 1 s" in short.stderr and "has no devices" in short.stderr
     assert retained(fleet_cfg, "edgelens/_group/+/desired/+", 0.5) == {}
 
-    proc = subprocess.Popen([sys.executable, "-m", "cloud_sync.fleet_cli", *args,
+    proc = subprocess.Popen([sys.executable, "-m", "cloud_sync.fleet.cli", *args,
                              "--wait-for-devices", "--timeout", "60"], cwd=ROOT, env=ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     err: list[str] = []
@@ -128,7 +128,7 @@ def test_wait_for_devices_waits_then_refuses_or_starts_when_one_comes(tmp_path, 
 # --- 4. the rollout summary counts late devices; the bench's device count ----------------------
 
 def test_rollout_status_summary_counts_devices_serve_updated_later(tmp_path):
-    from cloud_sync.update_serve import RolloutService, Served
+    from cloud_sync.fleet.serve import RolloutService, Served
     cfg = config_for(tmp_path, None, updates={"rollout_file": str(tmp_path / "rollouts.json")})
     rollouts = RolloutFile(cfg.updates.rollout_file)
     ended = Rollout(id="r1", group="lab", name="detector", version="1.1.0",
@@ -157,7 +157,7 @@ def test_rollout_status_summary_counts_devices_serve_updated_later(tmp_path):
 
 
 def test_bench_updates_reports_the_device_count_it_ran():
-    from cloud_sync.update_bench import report_lines
+    from cloud_sync.benchmarks.updates import report_lines
     results = {"devices": 3, "size_bytes": 2_000_000,
                "update": {"seconds": 4.2, "healthy": 3, "bytes_served": 6_000_000},
                "frame_path_p95_ms": {"idle": 9.0, "during_update": 11.0,
@@ -205,7 +205,7 @@ def test_rollout_status_into_a_closed_pipe_ends_quietly(tmp_path):
     cfg = config_for(tmp_path, None, updates={"rollout_file": str(tmp_path / "r.json")})
     _rollout_file(cfg, 3000)              # ~250 KB of rows: more than a pipe holds
     out = subprocess.run(
-        ["bash", "-c", f'"{sys.executable}" -m cloud_sync.fleet_cli rollout status '
+        ["bash", "-c", f'"{sys.executable}" -m cloud_sync.fleet.cli rollout status '
                        f'--config "{cfg.origin}" | head -1; exit "${{PIPESTATUS[0]}}"'],
         cwd=ROOT, capture_output=True, text=True, timeout=60, env=ENV)
     assert out.stdout.startswith("r-many  group lab") and out.stdout.count("\n") == 1

@@ -16,7 +16,7 @@ import tomllib
 
 import pytest
 
-from cloud_sync.localbroker import free_port
+from cloud_sync.fleet.localbroker import free_port
 from cloud_sync.mqtt_client import LinkSettings, MqttLink
 from device.config import load
 from fixtures_broker import requires_mosquitto
@@ -56,7 +56,7 @@ def _two_ports() -> tuple[int, int]:
 
 
 def _fleet(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cloud_sync.fleet_cli", *args], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "cloud_sync.fleet.cli", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout,
                           env=dict(os.environ, PYTHONPATH=str(ROOT)))
 
@@ -72,7 +72,7 @@ def _alive(pid: int) -> bool:
 def test_dev_broker_serves_a_device_and_the_fleet_and_stops_cleanly(tmp_path):
     port, fleet_port = _two_ports()
     folder = tmp_path / "dev"
-    broker = python("-m", "cloud_sync.fleet_cli", "broker", "--dev", "--port", str(port),
+    broker = python("-m", "cloud_sync.fleet.cli", "broker", "--dev", "--port", str(port),
                     "--fleet-port", str(fleet_port), "--dir", str(folder), "--devices", "2")
     out = Output(broker)
     procs = []
@@ -103,7 +103,7 @@ def test_dev_broker_serves_a_device_and_the_fleet_and_stops_cleanly(tmp_path):
         watch.subscribe("edgelens/+/update/status")
         watch.start_connected(10)
         procs.append(sync_agent_process(device_file))
-        procs.append(python("-m", "cloud_sync.fleet_cli", "ingest", "--config", str(fleet_file),
+        procs.append(python("-m", "cloud_sync.fleet.cli", "ingest", "--config", str(fleet_file),
                             "--worker-id", "dev-ingest"))
         # the device's update status (its group) reaches the fleet login ...
         topic = "edgelens/device-1/update/status"
@@ -169,7 +169,7 @@ def test_dev_broker_keeps_its_logins_and_says_what_is_wrong(tmp_path):
     # SIGINT (Ctrl-C) stops it cleanly too
     passwords = []
     for signum in (signal.SIGTERM, signal.SIGINT):
-        proc = python("-m", "cloud_sync.fleet_cli", "broker", "--dev", "--port", str(port),
+        proc = python("-m", "cloud_sync.fleet.cli", "broker", "--dev", "--port", str(port),
                       "--fleet-port", str(fleet_port), "--dir", str(folder))
         out = Output(proc)
         try:

@@ -12,11 +12,11 @@ import zlib
 import pytest
 
 from cloud_sync import batch as batch_codec
-from cloud_sync import fleet_cli
+from cloud_sync.fleet import cli as fleet_cli
 from cloud_sync.batch import Batch
-from cloud_sync.fleet_acl import load_groups, render_acl
+from cloud_sync.fleet.acl import load_groups, render_acl
 from cloud_sync.errors import SyncError
-from cloud_sync.fleet_store import SqliteFleetStore
+from cloud_sync.fleet.store import SqliteFleetStore
 from cloud_sync.mqtt_client import LinkSettings, MqttLink
 from device.telemetry import Recorder
 from device.telemetry.records import StoredRecord

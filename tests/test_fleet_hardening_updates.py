@@ -12,11 +12,11 @@ import time
 
 import pytest
 
-from cloud_sync import fleet_cli
+from cloud_sync.fleet import cli as fleet_cli
 from cloud_sync.mqtt_client import LinkSettings, MqttLink
-from cloud_sync.rollout import Rollout, RolloutFile, record_status
-from cloud_sync.update_delivery import Membership, UpdateServer, signed_desired
-from cloud_sync.update_serve import RolloutService
+from cloud_sync.fleet.rollout import Rollout, RolloutFile, record_status
+from cloud_sync.fleet.delivery import Membership, UpdateServer, signed_desired
+from cloud_sync.fleet.serve import RolloutService
 from fixtures_broker import config_for
 from sync_helpers import wait_until
 from update_helpers import device_config, fleet_keys, make_version, publish_raw

@@ -8,7 +8,7 @@ import zlib
 import pytest
 
 from cloud_sync import batch as batch_codec
-from cloud_sync.fleet_store import SqliteFleetStore
+from cloud_sync.fleet.store import SqliteFleetStore
 from cloud_sync.mqtt_client import LinkSettings, MqttLink
 from device.telemetry import Recorder
 from device.telemetry.records import StoredRecord

@@ -7,13 +7,13 @@ import cv2
 import numpy as np
 import pytest
 
-from device.capture import Capture, LatestSlot
+from device.live.capture import Capture, LatestSlot
 from device.errors import SourceError
 from device.metrics import Metrics
-from device.overlay import OverlayItem, OverlayRenderer, expand_quad, sample_colours
-from device.pipeline import polygon_iou
-from device.sources import ImageFolderSource, VideoSource, parse_source
-from device.tracker import MotionTracker, transform
+from device.live.overlay import OverlayItem, OverlayRenderer, expand_quad, sample_colours
+from device.live.pipeline import polygon_iou
+from device.live.sources import ImageFolderSource, VideoSource, parse_source
+from device.live.tracker import MotionTracker, transform
 
 
 def test_latest_slot_keeps_newest_and_counts_replaced():
@@ -154,7 +154,7 @@ def test_unreadable_image_in_folder_is_reported_and_skipped(tmp_path):
 
 
 def test_lines_cut_by_the_frame_edge_are_not_read():
-    from device.recognition import _inside
+    from device.live.recognition import _inside
     box = np.float32([[100, 100], [300, 100], [300, 130], [100, 130]])
     assert _inside(box, 640, 360)
     assert not _inside(box + np.float32([335, 0]), 640, 360)   # ends 5 px before the edge
@@ -162,7 +162,7 @@ def test_lines_cut_by_the_frame_edge_are_not_read():
 
 
 def test_folder_images_of_any_size_reach_the_tracker_as_one_frame_size(tmp_path):
-    from device.tracker import MotionTracker as Tracker
+    from device.live.tracker import MotionTracker as Tracker
     cv2.imwrite(str(tmp_path / "a.png"), np.full((360, 640, 3), 90, np.uint8))
     cv2.imwrite(str(tmp_path / "b.png"), np.full((700, 300, 3), 160, np.uint8))
     source = ImageFolderSource(str(tmp_path), fps=100)
@@ -177,7 +177,7 @@ def test_folder_images_of_any_size_reach_the_tracker_as_one_frame_size(tmp_path)
 
 def test_an_image_declaring_a_huge_size_is_refused_before_decoding(tmp_path):
     from PIL import Image
-    from device.sources import read_image
+    from device.live.sources import read_image
     from device.errors import SourceError
     path = tmp_path / "bomb.png"
     Image.new("1", (30000, 30000)).save(path)     # ~110 KB on disk, 900 MP decoded

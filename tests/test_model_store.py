@@ -11,7 +11,7 @@ import pytest
 
 from device.commands.models import verify_version
 from device.errors import InputError, ModelError, ModelStoreError
-from device.model_store import ModelStore
+from device.modelstore.store import ModelStore
 from device.runtime import TFLiteModel, available_backends, resolve_backend
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -117,7 +117,7 @@ def test_the_device_store_is_per_user_and_seeded_from_the_bundled_one(tmp_path, 
     import shutil
 
     from device import config
-    from device.model_store import ModelStore, default_root, seed_user_store
+    from device.modelstore.store import ModelStore, default_root, seed_user_store
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     bundled_before = sorted(p.relative_to(default_root()) for p in default_root().rglob("*"))
     store = ModelStore.for_config(config.defaults())
@@ -141,7 +141,7 @@ def test_the_device_store_is_per_user_and_seeded_from_the_bundled_one(tmp_path, 
 
 
 def test_updates_carry_only_what_the_glasses_run():
-    from device.model_store import ModelStore, default_root
+    from device.modelstore.store import ModelStore, default_root
     from cloud_sync.update_protocol import update_manifest
     version = ModelStore(default_root()).get("recognizer", "2.0.0")
     assert version.check_files() == []

@@ -8,17 +8,17 @@ import time
 
 import numpy as np
 
-from device.capture import Capture
-from device.detector import Detector, crop_line
+from device.live.capture import Capture
+from device.stages.detector import Detector, crop_line
 from device.metrics import Metrics, percentiles
-from device.model_health import HealthSettings
-from device.model_install import read_health, set_active
-from device.model_store import ModelStore
-from device.model_watch import ModelWatch, Watched
-from device.pipeline import FramePathSettings, Pipeline
-from device.recognition import Budgets, RecognitionWorker
-from device.recognizer import LineReading
-from device.sources import SyntheticSource
+from device.modelstore.health import HealthSettings
+from device.modelstore.install import read_health, set_active
+from device.modelstore.store import ModelStore
+from device.modelstore.watch import ModelWatch, Watched
+from device.live.pipeline import FramePathSettings, Pipeline
+from device.live.recognition import Budgets, RecognitionWorker
+from device.stages.recognizer import LineReading
+from device.live.sources import SyntheticSource
 from sync_helpers import wait_until
 from update_helpers import make_version
 
@@ -103,8 +103,8 @@ def test_hot_swap_drops_no_frame_and_judges_the_new_version(tmp_path):
 def test_prediction_records_name_the_version_that_produced_them():
     import numpy as np
 
-    from device.observe import PipelineTelemetry
-    from device.recognition import RecognitionResult, RecognizedLine
+    from device.live.observe import PipelineTelemetry
+    from device.live.recognition import RecognitionResult, RecognizedLine
 
     class Recorder:
         def __init__(self):

@@ -3,7 +3,7 @@
 import logging
 import time
 
-from cloud_sync.localbroker import free_port
+from cloud_sync.fleet.localbroker import free_port
 from cloud_sync.mqtt_client import LinkSettings, MqttLink
 
 

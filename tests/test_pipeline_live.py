@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 
 from device import config
-from device.assembly import build_pipeline, load_stages
+from device.modelstore.assembly import build_pipeline, load_stages
 from device.errors import ModelStoreError
 from device.metrics import Metrics
-from device.pipeline import polygon_iou
+from device.live.pipeline import polygon_iou
 from calibration.metrics import edit_distance
-from device.sources import SyntheticSource
+from device.live.sources import SyntheticSource
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow

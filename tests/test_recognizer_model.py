@@ -7,11 +7,11 @@ import cv2
 import numpy as np
 import pytest
 
-from device.charset import NUM_CLASSES
-from device.golden import run_golden
-from device.model_store import ModelStore
+from device.stages.charset import NUM_CLASSES
+from device.modelstore.golden import run_golden
+from device.modelstore.store import ModelStore
 from device.runtime import TFLiteModel, available_backends
-from device.text_line import prepare_line
+from device.stages.text_line import prepare_line
 
 ROOT = Path(__file__).resolve().parent.parent
 STORE = ModelStore(ROOT / "models")

@@ -12,17 +12,17 @@ from pathlib import Path
 import pytest
 
 from cloud_sync import batch as batch_codec
-from cloud_sync import fleet_cli
-from cloud_sync.fleet_store import SqliteFleetStore
+from cloud_sync.fleet import cli as fleet_cli
+from cloud_sync.fleet.store import SqliteFleetStore
 from device import config
-from device.assembly import build_pipeline, load_stages
+from device.modelstore.assembly import build_pipeline, load_stages
 from device.benchmarks.shadow import clone_version
 from device.errors import ModelStoreError
 from device.metrics import Metrics
-from device.model_install import set_active
-from device.model_store import ModelStore
-from device.shadow import Challenger, clear_shadow, set_shadow, shadow_version
-from device.sources import SyntheticSource
+from device.modelstore.install import set_active
+from device.modelstore.store import ModelStore
+from device.modelstore.shadow import Challenger, clear_shadow, set_shadow, shadow_version
+from device.live.sources import SyntheticSource
 from device.telemetry import Recorder, TelemetryStore
 from fixtures_broker import config_for
 
@@ -225,7 +225,7 @@ class _LosesSmallestRegion:
 
 
 def test_a_detector_challenger_that_misses_regions_disagrees(stages, tmp_path):
-    from device.detector import Detector
+    from device.stages.detector import Detector
     weaker = Challenger("detector", "detector", "9.9.9", _LosesSmallestRegion(stages.detector))
     assert isinstance(stages.detector, Detector)
     settings = config_for(tmp_path, None).telemetry
@@ -251,7 +251,7 @@ def _watched_pipeline(cfg, stages):
     """The service's arrangement: a live pipeline and the model watch beside it."""
     import threading
 
-    from device.model_watch import start_model_watch
+    from device.modelstore.watch import start_model_watch
     pipeline = build_pipeline(cfg, stages, source=SyntheticSource(seed=7, realtime=True))
     watch = start_model_watch(cfg, pipeline, stages)
     runner = threading.Thread(target=pipeline.run, daemon=True)
@@ -289,7 +289,7 @@ def test_the_model_watch_follows_shadow_pointers_live(tmp_path):
 
 
 def test_a_new_active_translator_is_swapped_in_live(tmp_path):
-    from device.model_install import read_health
+    from device.modelstore.install import read_health
     from sync_helpers import wait_until
     store = _store_with_challenger(tmp_path / "models")
     cfg = config.build({"models": {"store": str(store.root)},

@@ -6,9 +6,9 @@ import json
 import shutil
 from pathlib import Path
 
-from cloud_sync.update_delivery import signed_desired
-from device.model_store import ModelStore
-from device.shadow import shadow_version
+from cloud_sync.fleet.delivery import signed_desired
+from device.modelstore.store import ModelStore
+from device.modelstore.shadow import shadow_version
 from sync_helpers import run_agent
 from test_updates_basic import audits
 from update_helpers import device_config, fleet_keys, make_version, run_push

@@ -51,7 +51,7 @@ def test_a_recorder_whose_encoder_failed_never_blocks_on_close():
 
     import numpy as np
 
-    from device.display import VideoRecorder
+    from device.live.display import VideoRecorder
     from device.metrics import Metrics
     recorder = VideoRecorder("/proc/no-such-dir/out.mp4", 30.0, Metrics(), queue_size=4)
     for _ in range(50):                       # the thread stops at the first frame; the queue
@@ -67,7 +67,7 @@ def test_each_folder_image_is_held_and_its_overlay_never_outlives_it(tmp_path):
     import cv2
     import numpy as np
 
-    from device.sources import ImageFolderSource
+    from device.live.sources import ImageFolderSource
     from device.synth.street import render_street
     folder = tmp_path / "photos"
     folder.mkdir()
@@ -110,7 +110,7 @@ def test_a_paused_window_says_so_ends_on_a_stop_request_and_is_not_latency(monke
     import cv2
     import numpy as np
 
-    from device import display as display_module
+    from device.live import display as display_module
     from device.metrics import Metrics
     shown, keys = [], iter([ord(" ")])          # the user presses space, then nothing
     monkeypatch.setattr(cv2, "imshow", lambda name, image: shown.append(image.copy()))
@@ -132,7 +132,7 @@ def test_a_paused_window_says_so_ends_on_a_stop_request_and_is_not_latency(monke
 def test_snapshots_go_to_their_folder_and_never_overwrite_each_other(tmp_path):
     import numpy as np
 
-    from device.display import Display
+    from device.live.display import Display
     from device.metrics import Metrics
     shots = tmp_path / "shots"
     first = Display(Metrics(), snapshot_dir=str(shots))

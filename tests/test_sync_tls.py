@@ -6,8 +6,8 @@ import time
 import pytest
 
 from cloud_sync.errors import LinkError
-from cloud_sync.fleet_ingest import FleetIngest
-from cloud_sync.fleet_store import open_fleet_store
+from cloud_sync.fleet.ingest import FleetIngest
+from cloud_sync.fleet.store import open_fleet_store
 from cloud_sync.mqtt_client import LinkSettings, MqttLink
 from cloud_sync.sync_agent import SyncAgent
 from device.telemetry import Recorder

@@ -4,9 +4,9 @@ held-out font families never leak into training."""
 import numpy as np
 import pytest
 
-from device.charset import CHARSET, encode
+from device.stages.charset import CHARSET, encode
 from device.synth import fonts, lines, vocab
-from device.text_line import prepare_line
+from device.stages.text_line import prepare_line
 
 
 def test_font_split_is_by_whole_family_and_disjoint():

@@ -32,11 +32,11 @@ def test_only_mqtt_client_imports_paho_and_only_the_stores_import_sqlite():
                                                                "telemetry").rglob("*.py")):
         names = {n.split(".")[0] for n in _imports(p)}
         if "paho" in names:
-            paho.append(p.name)
+            paho.append(p.relative_to(ROOT).as_posix())
         if names & {"sqlite3", "sqlite_utils"}:
-            sqlite.append(p.name)
-    assert paho == ["mqtt_client.py"]
-    assert sorted(sqlite) == ["fleet_store.py", "store.py"]
+            sqlite.append(p.relative_to(ROOT).as_posix())
+    assert paho == ["cloud_sync/mqtt_client.py"]
+    assert sorted(sqlite) == ["cloud_sync/fleet/store.py", "device/telemetry/store.py"]
 
 
 def test_every_telemetry_sync_and_fleet_key_is_described_and_round_trips():

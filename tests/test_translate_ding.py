@@ -1,6 +1,6 @@
 """Parsing the ding dictionary into clean pairs, and the headword split."""
 
-from device.translate import ding
+from device.stages.translate import ding
 from translate_helpers import dictionary_lines, need_dictionary, real_line
 
 
@@ -59,7 +59,7 @@ def test_the_headword_split_leaks_nothing():
     heads = {name: {e.headword for e in entries if ding.split_of(e.headword) == name}
              for name in ("train", "val", "test")}
     assert not heads["test"] & heads["train"] and not heads["val"] & heads["train"]
-    from device.translate.normalize import lookup_key
+    from device.stages.translate.normalize import lookup_key
     train_sources = {lookup_key(p.de) for p in splits["train"]}
     for name in ("val", "test"):
         assert not {lookup_key(p.de) for p in splits[name]} & train_sources

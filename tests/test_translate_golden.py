@@ -3,7 +3,7 @@ manifest holds the contract (two signatures, tokenizer and fp32 reference listed
 
 import pytest
 
-from device.golden import run_golden
+from device.modelstore.golden import run_golden
 from device.runtime import available_backends
 from translate_helpers import store_version
 

@@ -7,7 +7,7 @@ import sys
 import cv2
 import numpy as np
 
-from device.text_blocks import Line, group
+from device.live.text_blocks import Line, group
 
 
 def _quad(x, y, w, h):

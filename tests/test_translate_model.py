@@ -5,9 +5,9 @@ import time
 import pytest
 
 from device.errors import InputError
-from device.translate.model import Seq2SeqModel
-from device.translate.tokenizer import EOS, Tokenizer
-from device.translate.translator import tokenizer_path
+from device.stages.translate.model import Seq2SeqModel
+from device.stages.translate.tokenizer import EOS, Tokenizer
+from device.stages.translate.translator import tokenizer_path
 from translate_helpers import store_version
 
 

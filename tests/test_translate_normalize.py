@@ -1,6 +1,6 @@
 """Normalization of OCR'd sign text."""
 
-from device.translate.normalize import clean, fold, join_hyphen_breaks, lookup_key, model_text
+from device.stages.translate.normalize import clean, fold, join_hyphen_breaks, lookup_key, model_text
 
 
 def test_umlauts_fold_to_their_two_letter_spellings():

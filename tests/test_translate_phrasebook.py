@@ -1,7 +1,7 @@
 """The phrasebook built from real dictionary lines, and the LRU cache."""
 
-from device.translate.cache import LRUCache
-from device.translate.phrasebook import Phrasebook
+from device.stages.translate.cache import LRUCache
+from device.stages.translate.phrasebook import Phrasebook
 from translate_helpers import excerpt, need_dictionary
 
 

@@ -2,10 +2,10 @@
 
 import pytest
 
-from device.translate.model import Seq2SeqModel
-from device.translate.phrasebook import Phrasebook
-from device.translate.tokenizer import Tokenizer
-from device.translate.translator import Settings, Translator, tokenizer_path
+from device.stages.translate.model import Seq2SeqModel
+from device.stages.translate.phrasebook import Phrasebook
+from device.stages.translate.tokenizer import Tokenizer
+from device.stages.translate.translator import Settings, Translator, tokenizer_path
 from translate_helpers import excerpt, need_dictionary, store_version
 
 
@@ -135,7 +135,7 @@ def test_an_unsure_model_yields_to_a_word_by_word_gloss(parts):
     ("Bahnsteig 18 Uhr", "12h", ["6 pm"]),
 ])
 def test_days_times_floors_and_prices_are_written_the_english_way(german, style, english):
-    from device.translate.signage import split_protected
+    from device.stages.translate.signage import split_protected
     rendered = [chunk for chunk, protected in split_protected(german, style) if protected]
     assert rendered == english
     # ordinary words that look like day abbreviations stay words

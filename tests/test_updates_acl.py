@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 
-from cloud_sync.fleet_acl import load_groups, render_acl
+from cloud_sync.fleet.acl import load_groups, render_acl
 from cloud_sync.mqtt_client import LinkSettings, MqttLink
 from sync_helpers import ROOT, wait_until
 
@@ -115,7 +115,7 @@ def test_moving_a_device_to_another_group_takes_effect_on_reload(acl_broker, tmp
         fleet.publish(_desired("lab"), b"lab-state", retain=True)
     groups = tmp_path / "groups.toml"
     groups.write_text('[groups]\nlab = ["glasses-1", "glasses-2"]\nfield = []\n')
-    out = subprocess.run([sys.executable, "-m", "cloud_sync.fleet_cli", "acl", "--groups",
+    out = subprocess.run([sys.executable, "-m", "cloud_sync.fleet.cli", "acl", "--groups",
                           str(groups), "--out", str(acl_broker.acl_file)], cwd=ROOT,
                          capture_output=True, text=True, timeout=60,
                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
@@ -162,7 +162,7 @@ def test_the_shipped_broker_config_runs_with_the_shipped_acl(tmp_path):
     """deploy/mosquitto.conf with only its paths, ports and addresses swapped for test ones."""
     import pytest
 
-    from cloud_sync.localbroker import find_mosquitto, free_port
+    from cloud_sync.fleet.localbroker import find_mosquitto, free_port
     from fixtures_broker import make_tls_material, mosquitto_password_line
     binary = find_mosquitto()
     if binary is None:
@@ -216,7 +216,7 @@ def test_a_push_to_a_group_the_groups_file_does_not_list_is_refused(tmp_path):
     groups.write_text('[groups]\nlab = ["glasses-1"]\n')
     cfg = config_for(tmp_path, None, fleet={"groups_file": str(groups)})
     version = make_version(tmp_path / "models", "1.1.0")
-    out = subprocess.run([sys.executable, "-m", "cloud_sync.fleet_cli", "push", str(version),
+    out = subprocess.run([sys.executable, "-m", "cloud_sync.fleet.cli", "push", str(version),
                           "--group", "labb", "--config", str(cfg.origin), "--timeout", "1"],
                          cwd=ROOT, capture_output=True, text=True, timeout=60,
                          env=dict(os.environ, PYTHONPATH=str(ROOT)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from cloud_sync.signing import keygen
-from device.model_store import ModelStore
+from device.modelstore.store import ModelStore
 from device.telemetry.store import TelemetryStore
 from sync_helpers import run_agent, wait_until
 from update_helpers import device_config, device_store, fleet_keys, make_version, run_push
@@ -55,7 +55,7 @@ def test_bad_updates_are_refused_and_the_old_model_keeps_serving(tmp_path, broke
 
     from cloud_sync import update_protocol as proto
     from cloud_sync.signing import load_private, sign
-    from cloud_sync.update_delivery import signed_desired
+    from cloud_sync.fleet.delivery import signed_desired
     from update_helpers import desired_body, publish_raw
 
     key, pub = fleet_keys(tmp_path)
@@ -199,13 +199,13 @@ def test_fleet_wide_rollback_with_one_command(tmp_path, broker):
         rollout, _ = run_push(fleet_cfg, key, new, members=names, previous="1.0.0")
         assert rollout.stage == "done"
         out = subprocess.run(
-            [sys.executable, "-m", "cloud_sync.fleet_cli", "rollout", "rollback", "--config",
+            [sys.executable, "-m", "cloud_sync.fleet.cli", "rollout", "rollback", "--config",
              str(tmp_path / "fleet" / "edgelens.toml"), "--timeout", "60"],
             cwd=ROOT, capture_output=True, text=True, timeout=120,
             env=dict(os.environ, PYTHONPATH=str(ROOT)))
         assert out.returncode == 0, out.stdout + out.stderr
         status = subprocess.run(
-            [sys.executable, "-m", "cloud_sync.fleet_cli", "rollout", "status", "--config",
+            [sys.executable, "-m", "cloud_sync.fleet.cli", "rollout", "status", "--config",
              str(tmp_path / "fleet" / "edgelens.toml")], cwd=ROOT, capture_output=True,
             text=True, timeout=60, env=dict(os.environ, PYTHONPATH=str(ROOT)))
     finally:

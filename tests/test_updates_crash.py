@@ -12,9 +12,9 @@ import time
 
 from cloud_sync import update_protocol as proto
 from cloud_sync.update_agent import UpdateAgent
-from cloud_sync.update_delivery import signed_desired
-from device.model_install import recover
-from device.model_store import ModelStore
+from cloud_sync.fleet.delivery import signed_desired
+from device.modelstore.install import recover
+from device.modelstore.store import ModelStore
 from device.runtime import TFLiteModel
 from update_helpers import device_config, device_store, fleet_keys, make_version
 

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 
-from device.model_store import ModelStore
+from device.modelstore.store import ModelStore
 from sync_helpers import ROOT, stop_process, sync_agent_process, wait_until
 from update_helpers import device_config, device_store, fleet_keys, make_version, run_push
 
@@ -46,7 +46,7 @@ def test_canary_rollout_to_device_processes(tmp_path, broker):
         assert s.versions("detector") == ["1.0.0", "1.1.0"]      # last two good kept
     size = sum(f["size_bytes"] for f in server.signed["manifest"]["update"]["files"])
     assert rollout.bytes_served == {d: size for d in names}
-    out = subprocess.run([sys.executable, "-m", "cloud_sync.fleet_cli", "rollout", "status",
+    out = subprocess.run([sys.executable, "-m", "cloud_sync.fleet.cli", "rollout", "status",
                           "--config", str(tmp_path / "fleet" / "edgelens.toml"), "--json"],
                          cwd=ROOT, capture_output=True, text=True, timeout=60,
                          env=dict(os.environ, PYTHONPATH=str(ROOT)))

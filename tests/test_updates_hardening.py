@@ -15,12 +15,12 @@ import pytest
 
 from cloud_sync import update_protocol as proto
 from cloud_sync.mqtt_client import LinkSettings, MqttLink
-from cloud_sync.rollout import Rollout, RolloutFile
+from cloud_sync.fleet.rollout import Rollout, RolloutFile
 from cloud_sync.signing import load_private
 from cloud_sync.sync_agent import SyncAgent
-from cloud_sync.update_delivery import UpdateServer, signed_desired
-from device import model_install as install
-from device.model_store import ModelStore
+from cloud_sync.fleet.delivery import UpdateServer, signed_desired
+from device.modelstore import install
+from device.modelstore.store import ModelStore
 from sync_helpers import Running, run_agent, stop_process, sync_agent_process, wait_until
 from update_helpers import (desired_body, device_config, device_store, fleet_keys,
                                   make_version, publish_raw, run_push)

@@ -18,8 +18,8 @@ from cloud_sync import update_protocol as proto
 from cloud_sync.errors import PayloadError
 from cloud_sync.signing import keygen
 from cloud_sync.update_agent import UpdateAgent
-from cloud_sync.update_delivery import signed_desired
-from device.model_store import ModelStore
+from cloud_sync.fleet.delivery import signed_desired
+from device.modelstore.store import ModelStore
 from update_helpers import device_config, device_store, fleet_keys, make_version
 
 

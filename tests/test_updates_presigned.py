@@ -10,16 +10,16 @@ import sys
 import pytest
 
 from cloud_sync.errors import SyncError
-from cloud_sync.rollout import Rollout, RolloutFile
+from cloud_sync.fleet.rollout import Rollout, RolloutFile
 from cloud_sync.signing import SignatureError, TrustedKeys, keygen, load_public
-from cloud_sync.update_delivery import load_signed
-from device.model_store import ModelStore
+from cloud_sync.fleet.delivery import load_signed
+from device.modelstore.store import ModelStore
 from sync_helpers import ROOT, run_agent
 from update_helpers import device_config, device_store, fleet_keys, make_version
 
 
 def fleet(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cloud_sync.fleet_cli", *args], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "cloud_sync.fleet.cli", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout,
                           env=dict(os.environ, PYTHONPATH=str(ROOT)))
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import contextlib
 import threading
 
-from cloud_sync.rollout import RolloutFile
-from cloud_sync.update_serve import RolloutService
-from device.model_store import ModelStore
+from cloud_sync.fleet.rollout import RolloutFile
+from cloud_sync.fleet.serve import RolloutService
+from device.modelstore.store import ModelStore
 from sync_helpers import run_agent, wait_until
 from update_helpers import device_config, device_store, fleet_keys, make_version, run_push
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from device.model_store import ModelStore
-from device.translate import ding
+from device.modelstore.store import ModelStore
+from device.stages.translate import ding
 
 ROOT = Path(__file__).resolve().parent.parent
 DICTIONARY = ding.DEFAULT_PATH

@@ -12,9 +12,9 @@ import cv2
 import numpy as np
 import pytest
 
-from cloud_sync.rollout import Rollout, RolloutFile
+from cloud_sync.fleet.rollout import Rollout, RolloutFile
 from cloud_sync.signing import keygen
-from cloud_sync.update_delivery import UpdateServer, signed_desired
+from cloud_sync.fleet.delivery import UpdateServer, signed_desired
 from fixtures_broker import config_for
 
 ROOT = Path(__file__).resolve().parent.parent

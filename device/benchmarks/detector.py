@@ -11,9 +11,9 @@ import time
 import cv2
 import numpy as np
 
-from device.detector import Detector, params_for
+from device.stages.detector import Detector, params_for
 from device.errors import ModelStoreError
-from device.model_store import ModelStore
+from device.modelstore.store import ModelStore
 from device.runtime import available_backends
 
 RUNS = 50

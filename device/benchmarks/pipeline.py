@@ -40,9 +40,9 @@ def child(mode: str, backend: str, frames: int, spawned_at: float, samples_dir: 
     import psutil
 
     from device import config
-    from device.assembly import build_pipeline, load_stages, translator_in_background
+    from device.modelstore.assembly import build_pipeline, load_stages, translator_in_background
     from device.metrics import Metrics
-    from device.sources import SyntheticSource
+    from device.live.sources import SyntheticSource
 
     cfg = config.defaults()
     resources: dict = {}
@@ -92,7 +92,7 @@ def child(mode: str, backend: str, frames: int, spawned_at: float, samples_dir: 
 def _naive(stages, source, cfg):
     """detect + recognize (+ translate) on every frame, in order, then draw: what a simple
     loop over a buffered camera does. Frame i arrives at i / fps."""
-    from device.overlay import OverlayItem, OverlayRenderer, sample_colours
+    from device.live.overlay import OverlayItem, OverlayRenderer, sample_colours
     renderer = OverlayRenderer()
     source.open()
     budget = cfg.pipeline.frame_budget_ms

@@ -15,13 +15,13 @@ import tempfile
 from pathlib import Path
 
 from device import config as config_mod
-from device.assembly import build_pipeline, load_stages
+from device.modelstore.assembly import build_pipeline, load_stages
 from device.metrics import Metrics
-from device.model_install import set_active
-from device.model_store import ModelStore, default_root
+from device.modelstore.install import set_active
+from device.modelstore.store import ModelStore, default_root
 from device.metrics import percentiles
-from device.shadow import SHADOW_LATENCY, SHADOWED_STAGES, set_shadow
-from device.sources import SyntheticSource
+from device.modelstore.shadow import SHADOW_LATENCY, SHADOWED_STAGES, set_shadow
+from device.live.sources import SyntheticSource
 
 
 def clone_version(root: Path, name: str, source: str, version: str) -> None:

@@ -11,13 +11,13 @@ from __future__ import annotations
 import time
 
 from device.metrics import percentiles
-from device.model_store import ModelStore
+from device.modelstore.store import ModelStore
 from device.runtime import available_backends
-from device.translate.golden import model_translate
-from device.translate.model import Seq2SeqModel
-from device.translate.phrasebook import Phrasebook
-from device.translate.tokenizer import Tokenizer
-from device.translate.translator import Settings, Translator, tokenizer_path
+from device.stages.translate.golden import model_translate
+from device.stages.translate.model import Seq2SeqModel
+from device.stages.translate.phrasebook import Phrasebook
+from device.stages.translate.tokenizer import Tokenizer
+from device.stages.translate.translator import Settings, Translator, tokenizer_path
 
 # Short phrases of the kind signs carry; none is needed in the dictionary for the timing.
 PHRASES = (

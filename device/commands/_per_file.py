@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from device.errors import EdgelensError, InputError, SourceError
-from device.sources import read_image
+from device.live.sources import read_image
 
 
 def load_image(path: str, flags: int = cv2.IMREAD_COLOR) -> np.ndarray:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from device.commands.simulate import add_run_options, run_session
-from device.display import has_display
+from device.live.display import has_display
 from device.report import format_summary
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from device.errors import EdgelensError
-from device.golden import run_golden
-from device.model_store import ModelStore, ModelVersion
+from device.modelstore.golden import run_golden
+from device.modelstore.store import ModelStore, ModelVersion
 from device.runtime import available_backends
 
 

@@ -8,10 +8,10 @@ import sys
 import time
 
 
-from device.detector import Detector, artifact_for, crop_line, params_for
+from device.stages.detector import Detector, artifact_for, crop_line, params_for
 from device.commands._per_file import load_image, run_per_file
 from device.errors import InputError, ModelError, ModelStoreError
-from device.model_store import ModelStore
+from device.modelstore.store import ModelStore
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ import cv2
 
 from device.commands._per_file import load_image, run_per_file
 from device.errors import InputError
-from device.model_store import ModelStore
-from device.recognizer import Recognizer
+from device.modelstore.store import ModelStore
+from device.stages.recognizer import Recognizer
 
 
 def register(subparsers) -> None:

@@ -11,11 +11,11 @@ import signal
 import threading
 
 from device import config as config_module, logs
-from device.assembly import build_pipeline, load_stages
-from device.display import Display
+from device.modelstore.assembly import build_pipeline, load_stages
+from device.live.display import Display
 from device.errors import EdgelensError
 from device.metrics import Metrics
-from device.model_watch import start_model_watch
+from device.modelstore.watch import start_model_watch
 from device.report import format_summary
 
 log = logging.getLogger("device.service")

@@ -7,12 +7,12 @@ import signal
 import threading
 import time
 
-from device.assembly import build_pipeline, load_stages, translator_in_background
-from device.display import Display, check_record_path, has_display
+from device.modelstore.assembly import build_pipeline, load_stages, translator_in_background
+from device.live.display import Display, check_record_path, has_display
 from device.errors import SourceError
 from device.metrics import Metrics
 from device.report import format_summary
-from device.sources import parse_source
+from device.live.sources import parse_source
 
 
 def add_run_options(parser) -> None:

@@ -6,8 +6,8 @@ import dataclasses
 import json
 import sys
 
-from device.translate.phrasebook import Phrasebook
-from device.translate.translator import Translator
+from device.stages.translate.phrasebook import Phrasebook
+from device.stages.translate.translator import Translator
 
 
 def register(subparsers) -> None:

@@ -13,10 +13,10 @@ from device.commands._per_file import load_image, run_per_file
 from device.commands.ocr import load_detector
 from device.commands.recognize import load_recognizer
 from device.errors import InputError
-from device.overlay import OverlayItem, OverlayRenderer, sample_colours
-from device.recognizer import read_regions
-from device.text_blocks import Line, group
-from device.translate.translator import Translator
+from device.live.overlay import OverlayItem, OverlayRenderer, sample_colours
+from device.stages.recognizer import read_regions
+from device.live.text_blocks import Line, group
+from device.stages.translate.translator import Translator
 
 MAX_SIDE = 1920
 """Larger photos are scaled down first (the detector sees 640 px anyway; crops keep detail)."""

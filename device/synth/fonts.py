@@ -3,7 +3,7 @@
 Families are matched on the file name prefix of fonts installed from Debian packages
 (see `FAMILY_PREFIXES`). Whole families are held out for testing; clones of a held-out
 design (e.g. Nimbus Sans = TeX Gyre Heros = Helvetica) are never split across the sets.
-A font is used only if it draws every character of `device.charset.CHARSET`.
+A font is used only if it draws every character of `device.stages.charset.CHARSET`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from PIL import ImageFont
 
-from device.charset import CHARSET
+from device.stages.charset import CHARSET
 
 FONT_ROOTS = ("/usr/share/fonts", "/usr/share/texmf/fonts/opentype/public/tex-gyre")
 

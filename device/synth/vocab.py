@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from device.charset import CHARSET, normalize
+from device.stages.charset import CHARSET, normalize
 
 DING_PATH = Path("/usr/share/trans/de-en")
 

@@ -1,0 +1,209 @@
+"""Training data for the 2.x German→English translator: real sentences, map names, sign
+register and the dictionary, tokenized into fixed-width arrays.
+
+Sources (licenses in the model card):
+    tatoeba   ../shared/data/tatoeba-deu-eng/pairs.tsv      169,813 sentence pairs, CC BY 2.0 FR
+    osm       ../shared/data/osm-presets-de-en/...tsv       1,753 shop/amenity/transport names, ISC
+    register  calibration/data/sign_register.tsv            sign and notice phrases we wrote
+    ding      the ding dictionary on this machine (trans-de-en, GPL-2+), never committed
+
+Tatoeba is split by a hash of the German sentence: 2 % test (held out for
+`edgelens bench translator`), 1 % validation, the rest train. Sign texts written for the
+validation set (tests/data/sign_validation.tsv) are removed from every training source.
+
+German goes through `device.stages.translate.normalize.model_text` (umlauts folded, lowercase: ALL
+CAPS and missing umlauts read the same), English through `target_text` (lowercase; the runtime
+restores sign casing). A share of the German side is copied with OCR noise (a misread or
+dropped letter, a hyphenated line break) so the model reads what the recognizer delivers.
+
+No TensorFlow or PyTorch here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from pathlib import Path
+
+import numpy as np
+
+from calibration import real_data
+from device.stages.translate.normalize import clean, lookup_key, model_text
+
+ROOT = Path(__file__).resolve().parents[2]
+REGISTER = ROOT / "calibration" / "data" / "sign_register.tsv"
+SIGN_VALIDATION = ROOT / "tests" / "data" / "sign_validation.tsv"
+PAD, UNK, BOS, EOS = 0, 1, 2, 3
+MAX_LEN = 24
+WEIGHTS = {"tatoeba": 1, "osm": 3, "register": 12, "ding": 1}
+"""Copies of each source in one pass over the training data."""
+DING_PAIRS = 90_000
+"""Dictionary pairs kept (single headwords dominate the dictionary; sentences matter more)."""
+NOISE_SHARE = 0.12
+OCR_CONFUSIONS = {"l": "i", "i": "l", "e": "c", "c": "e", "n": "m", "m": "n", "o": "a", "a": "o",
+                  "u": "v", "h": "b", "t": "f", "r": "n", "s": "5", "0": "o", "1": "l"}
+
+
+def target_text(en: str) -> str:
+    return clean(en).lower()
+
+
+def _split_of(de: str) -> str:
+    h = int(hashlib.sha1(de.encode("utf-8")).hexdigest()[:8], 16) % 100
+    return "test" if h < 2 else "val" if h < 3 else "train"
+
+
+def tatoeba() -> dict[str, list[tuple[str, str]]]:
+    path = real_data.data_root() / "tatoeba-deu-eng" / "pairs.tsv"
+    out: dict[str, list[tuple[str, str]]] = {"train": [], "val": [], "test": []}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        de, _, en = line.partition("\t")
+        if de and en:
+            out[_split_of(de)].append((de.strip(), en.strip()))
+    return out
+
+
+def osm() -> list[tuple[str, str]]:
+    path = real_data.data_root() / "osm-presets-de-en" / "preset_names_de_en.tsv"
+    pairs = []
+    for line in path.read_text(encoding="utf-8").splitlines()[1:]:
+        cols = line.split("\t")
+        if len(cols) >= 4 and cols[2] and cols[3]:
+            pairs.append((cols[2].strip(), cols[3].strip()))
+    return pairs
+
+
+def _tsv_pairs(path: Path) -> list[tuple[str, list[str]]]:
+    rows = []
+    if not path.exists():
+        return rows
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        cols = [c.strip() for c in line.split("\t")]
+        if len(cols) >= 2 and cols[0] and cols[1]:
+            rows.append((cols[0], [c for c in cols[1:] if c]))
+    return rows
+
+
+def register() -> list[tuple[str, str]]:
+    return [(de, refs[0]) for de, refs in _tsv_pairs(REGISTER)]
+
+
+def sign_validation() -> list[tuple[str, list[str]]]:
+    """The sign/notice validation set: (German, [English references])."""
+    return _tsv_pairs(SIGN_VALIDATION)
+
+
+def ding(limit: int = DING_PAIRS, seed: int = 5) -> list[tuple[str, str]]:
+    """Dictionary pairs from data/translator/train.tsv (written by scripts/train_translator.py
+    from the installed dictionary); multi-word entries first, then single words."""
+    path = ROOT / "data" / "translator" / "train.tsv"
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        de, en, _refs, _kind = line.split("\t")
+        rows.append((de, en))
+    rng = random.Random(seed)
+    rng.shuffle(rows)
+    multi = [r for r in rows if " " in r[0]]
+    single = [r for r in rows if " " not in r[0]]
+    return (multi + single)[:limit]
+
+
+def ocr_noise(text: str, rng: random.Random) -> str:
+    """One OCR-like error: a misread letter, a dropped letter, or a hyphenated line break."""
+    if len(text) < 4:
+        return text
+    kind = rng.random()
+    i = rng.randrange(1, len(text) - 1)
+    if kind < 0.45 and text[i].lower() in OCR_CONFUSIONS:
+        return text[:i] + OCR_CONFUSIONS[text[i].lower()] + text[i + 1:]
+    if kind < 0.7:
+        return text[:i] + text[i + 1:]
+    words = text.split(" ")
+    long = [k for k, w in enumerate(words) if len(w) >= 8]
+    if not long:
+        return text
+    k = rng.choice(long)
+    cut = rng.randrange(3, len(words[k]) - 3)
+    words[k] = words[k][:cut] + "- " + words[k][cut:]
+    return " ".join(words)
+
+
+def training_pairs(seed: int = 1234) -> tuple[list[tuple[str, str]], dict[str, int]]:
+    """The mixed, noised, shuffled training pairs (raw text) and how many each source gave."""
+    held = {lookup_key(de) for de, _ in sign_validation()}
+    tato = tatoeba()
+    held |= {lookup_key(de) for de, _ in tato["test"]}
+    sources = {"tatoeba": tato["train"], "osm": osm(), "register": register(), "ding": ding()}
+    rng = random.Random(seed)
+    pairs, counts = [], {}
+    for name, rows in sources.items():
+        rows = [r for r in rows if lookup_key(r[0]) not in held]
+        counts[name] = len(rows)
+        for _ in range(WEIGHTS[name]):
+            pairs.extend(rows)
+    noisy = [(ocr_noise(de, rng), en) for de, en in rng.sample(pairs, int(NOISE_SHARE * len(pairs)))]
+    counts["ocr_noise_copies"] = len(noisy)
+    pairs += noisy
+    rng.shuffle(pairs)
+    return pairs, counts
+
+
+def train_tokenizer(pairs, prefix: Path, vocab_size: int, seed: int,
+                    sentences: int = 800_000, dedupe: bool = True) -> Path:
+    """One SentencePiece unigram model over folded-lowercase German and lowercase English
+    (`sentences`: how many lines SentencePiece samples; 1.x used 600,000 without dedupe)."""
+    import sentencepiece as spm
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    corpus = prefix.parent / "spm_corpus.txt"
+    seen = set()
+    with open(corpus, "w", encoding="utf-8") as handle:
+        for de, en in pairs:
+            if dedupe and (de, en) in seen:
+                continue
+            seen.add((de, en))
+            handle.write(model_text(de) + "\n" + target_text(en) + "\n")
+    spm.set_random_generator_seed(seed)
+    spm.SentencePieceTrainer.train(
+        input=str(corpus), model_prefix=str(prefix), vocab_size=vocab_size,
+        model_type="unigram", character_coverage=1.0, pad_id=PAD, unk_id=UNK, bos_id=BOS,
+        eos_id=EOS, input_sentence_size=sentences, shuffle_input_sentence=True,
+        num_threads=2, minloglevel=2)
+    return Path(f"{prefix}.model")
+
+
+def encode(sp, pairs) -> tuple[np.ndarray, np.ndarray]:
+    """int16 [N, MAX_LEN] sources (+EOS) and [N, MAX_LEN + 1] targets (BOS+...+EOS); pairs
+    longer than MAX_LEN tokens are dropped."""
+    src = sp.encode([model_text(de) for de, _ in pairs])
+    tgt = sp.encode([target_text(en) for _, en in pairs])
+    keep = [(s + [EOS], [BOS] + t + [EOS]) for s, t in zip(src, tgt)
+            if len(s) + 1 <= MAX_LEN and len(t) + 1 <= MAX_LEN]
+    a = np.zeros((len(keep), MAX_LEN), np.int16)
+    b = np.zeros((len(keep), MAX_LEN + 1), np.int16)
+    for row, (s, t) in enumerate(keep):
+        a[row, :len(s)] = s
+        b[row, :len(t)] = t
+    return a, b
+
+
+def prepare(out_dir: Path, vocab_size: int = 8000, seed: int = 1234) -> dict:
+    """Tokenizer + arrays for training: out_dir/spm{vocab}.model and arrays.npz (train/val
+    int16 arrays, vocab size); returns what each source contributed."""
+    import json
+
+    import sentencepiece as spm
+    pairs, counts = training_pairs(seed)
+    model = train_tokenizer(pairs, out_dir / f"spm{vocab_size}", vocab_size, seed)
+    sp = spm.SentencePieceProcessor(model_file=str(model))
+    train_src, train_tgt = encode(sp, pairs)
+    val_pairs = tatoeba()["val"]
+    val_src, val_tgt = encode(sp, val_pairs)
+    np.savez_compressed(out_dir / "arrays.npz", train_src=train_src, train_tgt=train_tgt,
+                        val_src=val_src, val_tgt=val_tgt, vocab=np.int32(sp.get_piece_size()))
+    counts.update({"train_rows_after_length_filter": int(len(train_src)),
+                   "val_rows": int(len(val_src)), "tokenizer": model.name,
+                   "vocab": int(sp.get_piece_size())})
+    (out_dir / "sources.json").write_text(json.dumps(counts, indent=1))
+    return counts

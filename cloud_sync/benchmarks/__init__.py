@@ -1,0 +1,1 @@
+"""Benchmarks of the sync path, the update path and fault injection (edgelens-sync bench)."""

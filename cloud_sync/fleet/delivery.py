@@ -1,0 +1,581 @@
+"""The fleet side of model updates: sign a version, publish the group's desired state (retained),
+serve chunks on request, follow device status and drive the rollout (canary → all, or halt).
+
+`UpdateServer(cfg, rollout, desired).run(stop, timeout_s)` is what `edgelens-fleet push` and
+`edgelens-fleet rollout rollback` run. Requests for another rollout, from devices not targeted
+yet, or malformed, are ignored and counted.
+
+Everything a device sends is hostile until checked: statuses and chunk requests are parsed
+strictly (`parse_status`, `parse_request`; NaN/Infinity refused) and one bad message is one
+ignored message, never the end of the push. A device's group is the operator's (`Membership`:
+[fleet] groups_file), not what its status claims. Chunk requests are deduplicated, capped and
+paced per device (`ChunkSender`), so one small request cannot make the fleet send a flood.
+
+With `require_devices` (what `push` and `rollout rollback` use) a rollout to a group with no
+devices ends before anything is published (`NoDevices`; with `wait_for_devices_s`, after
+waiting that long for one): the group's devices are the groups file's list when there is one,
+else the devices whose retained update status names the group, seen during discovery.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from cloud_sync import update_protocol as proto
+from cloud_sync.errors import LinkError, PayloadError, SyncError
+from cloud_sync.fleet.store import parse_device_json, valid_name
+from cloud_sync.mqtt_client import LinkSettings, MqttLink
+from cloud_sync.fleet.rollout import Rollout, RolloutFile, choose_canaries, decide, record_status
+from cloud_sync.signing import TrustedKeys, load_private, sign
+
+log = logging.getLogger(__name__)
+
+_MAX_REQUEST_BYTES = 64 * 1024
+_MAX_STATUS_BYTES = _MAX_REQUEST_BYTES * 16
+_SAVE_EVERY_S = 0.5
+
+# chunk requests: distinct chunks taken from one request ([updates] window_chunks is at most
+# 1024), chunks queued per device, and the per-device pace (token bucket, bytes)
+MAX_CHUNKS_PER_REQUEST = 1024
+MAX_PENDING_PER_DEVICE = 1024
+DEVICE_RATE_BYTES_S = 4 * 1024 * 1024
+DEVICE_BURST_BYTES = 8 * 1024 * 1024
+
+
+def signed_desired(directory: Path, key_path: str, chunk_size: int,
+                   rollback: bool = False, shadow: bool = False) -> dict[str, Any]:
+    """{"manifest": update manifest, "signature": {...}} for a version directory."""
+    manifest = proto.update_manifest(directory, chunk_size, rollback=rollback, shadow=shadow)
+    return {"manifest": manifest, "signature": sign(manifest, load_private(key_path))}
+
+
+def load_signed(path: Path, directory: Path, trusted: TrustedKeys | None = None
+                ) -> dict[str, Any]:
+    """A version signed earlier (`edgelens-fleet sign`) from its file, checked as
+    `check_signed` does."""
+    try:
+        signed = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SyncError(f"{path} is not a signed version (edgelens-fleet sign writes one): "
+                        f"{exc}") from exc
+    return check_signed(signed, directory, trusted, str(path))
+
+
+def check_signed(signed: Any, directory: Path, trusted: TrustedKeys | None = None,
+                 origin: str = "the signed manifest") -> dict[str, Any]:
+    """{"manifest", "signature"} checked against the directory it is served from: same model,
+    version and manifest, and every file, size, sha256 and chunk hash as signed, so the bytes
+    served are the bytes signed. With `trusted`, the signature is checked too. SyncError
+    saying what differs otherwise."""
+    try:
+        manifest, signature = signed["manifest"], signed["signature"]
+        update = manifest["update"]
+        chunk_size = int(update["chunk_size"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SyncError(f"{origin} is not a signed version (edgelens-fleet sign writes one): "
+                        f"{exc}") from exc
+    local = proto.update_manifest(directory, chunk_size)
+    for key in sorted(set(local) | set(manifest)):
+        if key != "update" and local.get(key) != manifest.get(key):
+            raise SyncError(f"{origin} was signed for another manifest: {key!r} differs from "
+                            f"{directory / 'manifest.json'}")
+    signed_files = {f.get("file"): f for f in update.get("files", [])}
+    local_files = {f["file"]: f for f in local["update"]["files"]}
+    if set(signed_files) != set(local_files):
+        raise SyncError(f"{origin} lists files {sorted(signed_files)}, {directory} holds "
+                        f"{sorted(local_files)}")
+    for name, entry in local_files.items():
+        if signed_files[name] != entry:
+            raise SyncError(f"{directory / name} changed since it was signed (size or hash "
+                            f"differs from {origin})")
+    if trusted is not None and len(trusted):
+        trusted.verify(manifest, signature)
+    return {"manifest": manifest, "signature": signature}
+
+
+@dataclass
+class ServerStats:
+    chunks_served: int = 0
+    bytes_served: int = 0
+    ignored_requests: int = 0
+    status_messages: int = 0
+    ignored_chunks: int = 0          # repeated, out of range or over the caps
+    throttled: int = 0               # times a device's queue waited for its byte budget
+    group_mismatches: int = 0        # statuses naming a group the groups file does not
+
+
+# --- what devices send ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ChunkRequest:
+    rollout: str
+    file: str
+    chunks: list[int]               # distinct, in the order asked, at most the per-request cap
+
+
+def parse_request(payload: bytes) -> tuple[ChunkRequest, int]:
+    """A chunk request from a device, and how many of its chunk entries were dropped (repeats,
+    not an index, over MAX_CHUNKS_PER_REQUEST). PayloadError when it is not a request."""
+    body = parse_device_json(payload, "chunk request", _MAX_REQUEST_BYTES)
+    rollout, file, chunks = body.get("rollout"), body.get("file"), body.get("chunks")
+    if not isinstance(rollout, str) or not isinstance(file, str) or \
+            not isinstance(chunks, list):
+        raise PayloadError("chunk request needs rollout and file (strings) and chunks (a "
+                           "list)")
+    wanted = list(dict.fromkeys(c for c in chunks
+                                if isinstance(c, int) and not isinstance(c, bool) and c >= 0))
+    kept = wanted[:MAX_CHUNKS_PER_REQUEST]
+    return ChunkRequest(rollout, file, kept), len(chunks) - len(kept)
+
+
+def parse_status(payload: bytes) -> tuple[Any, dict[str, Any]]:
+    """(claimed group, models) of a device's update status; PayloadError when `models` is not
+    an object. Each model's entry is reduced to typed fields by rollout.record_status."""
+    body = parse_device_json(payload, "update status", _MAX_STATUS_BYTES)
+    models = body.get("models", {})
+    if models is None:
+        models = {}
+    if not isinstance(models, dict):
+        raise PayloadError(f"update status models must be an object, not "
+                           f"{type(models).__name__}")
+    return body.get("group"), models
+
+
+class NoDevices(SyncError):
+    """A rollout's group has no devices: nothing was published."""
+
+
+class Membership:
+    """Which group a device is in. With [fleet] groups_file, the operator's file (re-read when
+    it changes), whatever the device's status says; a device claiming another group is
+    counted and ignored. Without a groups file there is nothing to check a claim against, so
+    the group its status names is taken (warned about at start: give push and serve a groups
+    file, as the broker ACL needs one anyway)."""
+
+    RELOAD_EVERY_S = 1.0
+
+    def __init__(self, groups_file: str | Path | None = None):
+        self.path = Path(groups_file) if groups_file else None
+        self.owner: dict[str, str] = {}
+        self._stamp: tuple[int, int] | None = None
+        self._checked = 0.0
+        self._warned: set[str] = set()
+        if self.path is None:
+            log.warning("no [fleet] groups_file: group membership is what devices claim in "
+                        "their status (unchecked); set it to the broker ACL's groups file")
+        else:
+            self._load()
+
+    @property
+    def from_file(self) -> bool:
+        return self.path is not None
+
+    def group_of(self, device: str, claimed: Any = None) -> str | None:
+        if self.path is None:
+            return claimed if valid_name(claimed) else None
+        self._reload_when_due()
+        return self.owner.get(device)
+
+    def _reload_when_due(self) -> None:
+        now = time.monotonic()
+        if now - self._checked >= self.RELOAD_EVERY_S:
+            self._checked = now
+            try:
+                self._load()
+            except SyncError as exc:
+                log.error("%s; keeping the groups read before", exc)
+
+    def listed(self, group: str) -> list[str] | None:
+        """The devices the groups file puts in `group` (re-read when it changed); None
+        without a groups file."""
+        if self.path is None:
+            return None
+        self._reload_when_due()
+        return sorted(d for d, g in self.owner.items() if g == group)
+
+    def mismatch(self, device: str, claimed: Any, group: str | None) -> bool:
+        """True (logged once per device) when a device claims a group it is not in."""
+        if self.path is None or claimed is None or claimed == group:
+            return False
+        if device not in self._warned:
+            self._warned.add(device)
+            log.warning("device %s claims group %.70r; %s puts it in %s: claim ignored",
+                        device, claimed, self.path, group or "no group")
+        return True
+
+    def _load(self) -> None:
+        from cloud_sync.fleet.acl import load_groups
+        try:
+            st = self.path.stat()
+        except OSError as exc:
+            raise SyncError(f"groups file {self.path}: {exc}") from exc
+        stamp = (st.st_mtime_ns, st.st_size)
+        if stamp == self._stamp:
+            return
+        groups = load_groups(self.path)
+        self.owner = {device: group for group, devices in groups.items() for device in devices}
+        self._stamp = stamp
+
+
+# --- answering chunk requests --------------------------------------------------------------------
+
+@dataclass
+class _Pending:
+    rollout: Rollout
+    source: Path
+    plan: dict[str, Any]
+    chunk_size: int
+    index: int
+
+    @property
+    def size(self) -> int:
+        return max(0, min(self.chunk_size, int(self.plan["size_bytes"]) -
+                          self.index * self.chunk_size))
+
+
+class ChunkSender:
+    """Chunks asked for by devices, queued per device without repeats (at most
+    `max_pending`), and published at most `rate` bytes/s per device after a `burst` (token
+    bucket). A device that asks for chunk 0 twenty thousand times gets it once; one that floods
+    requests gets its pace, not more. `pump()` sends what the budgets allow."""
+
+    def __init__(self, link: MqttLink, prefix: str, stats: ServerStats, *,
+                 rate_bytes_s: float = DEVICE_RATE_BYTES_S,
+                 burst_bytes: float = DEVICE_BURST_BYTES,
+                 max_pending: int = MAX_PENDING_PER_DEVICE,
+                 on_sent: Callable[[Rollout, str, int], None] | None = None):
+        self.link, self.prefix, self.stats = link, prefix, stats
+        self.rate, self.burst, self.max_pending = rate_bytes_s, burst_bytes, max_pending
+        self.on_sent = on_sent
+        self.pending: dict[str, OrderedDict[tuple[str, str, int], _Pending]] = {}
+        self._tokens: dict[str, tuple[float, float]] = {}     # device → (tokens, at)
+
+    def request(self, device: str, rollout: Rollout, source: Path, plan: dict[str, Any],
+                chunk_size: int, chunks: list[int]) -> int:
+        """Queue the chunks of one file a device asked for; → how many were queued."""
+        queue_ = self.pending.setdefault(device, OrderedDict())
+        queued = 0
+        for index in chunks:
+            key = (rollout.id, plan["file"], index)
+            if not 0 <= index < len(plan["chunks"]) or key in queue_ or \
+                    len(queue_) >= self.max_pending:
+                self.stats.ignored_chunks += 1
+                continue
+            queue_[key] = _Pending(rollout, source, plan, chunk_size, index)
+            queued += 1
+        if not queue_:
+            del self.pending[device]
+        return queued
+
+    def pump(self) -> None:
+        now = time.monotonic()
+        for device in list(self.pending):
+            queue_ = self.pending[device]
+            tokens, at = self._tokens.get(device, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - at) * self.rate)
+            while queue_:
+                key, item = next(iter(queue_.items()))
+                if item.size > tokens:
+                    self.stats.throttled += 1
+                    break
+                del queue_[key]
+                sent = self._send(device, item)
+                if sent is None:             # not connected: it asks again after reconnecting
+                    queue_.clear()
+                    break
+                tokens -= sent
+            self._tokens[device] = (tokens, now)
+            if not queue_:
+                del self.pending[device]
+
+    def drop(self, rollout_id: str) -> None:
+        """Forget queued chunks of a rollout no longer served."""
+        for device in list(self.pending):
+            queue_ = self.pending[device]
+            for key in [k for k in queue_ if k[0] == rollout_id]:
+                del queue_[key]
+            if not queue_:
+                del self.pending[device]
+
+    def _send(self, device: str, item: _Pending) -> int | None:
+        r = item.rollout
+        try:
+            with open(item.source / item.plan["file"], "rb") as handle:
+                handle.seek(item.index * item.chunk_size)
+                data = handle.read(item.chunk_size)
+        except OSError as exc:
+            log.warning("chunk %d of %s not read: %s", item.index, item.plan["file"], exc)
+            return 0
+        header = proto.ChunkHeader(r.id, r.name, r.version, item.plan["file"], item.index)
+        try:
+            self.link.publish(proto.device_update_topic(self.prefix, device, "chunk"),
+                              proto.encode_chunk(header, data), qos=1)
+        except LinkError as exc:
+            log.warning("chunk not sent to %s: %s", device, exc)
+            return None
+        self.stats.chunks_served += 1
+        self.stats.bytes_served += len(data)
+        r.bytes_served[device] = r.bytes_served.get(device, 0) + len(data)
+        if self.on_sent is not None:
+            self.on_sent(r, device, len(data))
+        return len(data)
+
+
+class Inbox:
+    """Messages from paho's thread to the serving loop, at most `limit_bytes` of payload
+    waiting (a flood is dropped and counted here, not queued without bound; retained statuses
+    of a large fleet at start fit easily)."""
+
+    def __init__(self, limit_bytes: int = 64 * 1024 * 1024, batch: int = 500):
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._bytes = 0
+        self.limit_bytes, self.batch = limit_bytes, batch
+        self.dropped = 0
+
+    def on_message(self, topic: str, payload: bytes, _props: Any = None) -> None:
+        size = len(payload) + len(topic)
+        with self._lock:
+            if self._bytes + size > self.limit_bytes:
+                self.dropped += 1
+                dropped = self.dropped
+            else:
+                self._bytes += size
+                dropped = 0
+        if not dropped:
+            self._queue.put((topic, payload))
+        elif dropped in (1, 10, 100) or dropped % 1000 == 0:
+            log.warning("inbox full (%d bytes waiting): %d messages dropped", self._bytes,
+                        dropped)
+
+    def put(self, item: tuple[str, bytes]) -> None:
+        self.on_message(*item)
+
+    def take(self, wait: float) -> list[tuple[str, bytes]]:
+        """Up to `batch` messages, waiting at most `wait` s for the first."""
+        try:
+            items = [self._queue.get(timeout=wait)]
+        except queue.Empty:
+            return []
+        while len(items) < self.batch:
+            try:
+                items.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        with self._lock:
+            self._bytes -= sum(len(p) + len(t) for t, p in items)
+        return items
+
+
+def handle_safely(handler: Callable[[str, bytes], None], topic: str, payload: bytes,
+                  stats: ServerStats) -> None:
+    """One message from the network: PayloadError (and anything else a hostile message may
+    raise) is counted and logged in one line; it never ends the caller's loop."""
+    try:
+        handler(topic, payload)
+    except PayloadError as exc:
+        stats.ignored_requests += 1
+        log.debug("ignored %s: %s", topic, exc)
+    except Exception as exc:  # noqa: BLE001  hostile input: one line, not a traceback
+        stats.ignored_requests += 1
+        log.warning("ignored a message on %.200s: %s: %.200s", topic, type(exc).__name__, exc)
+
+
+class UpdateServer:
+    def __init__(self, cfg: Any, rollout: Rollout, signed: dict[str, Any],
+                 rollout_file: RolloutFile, discover_s: float = 1.0,
+                 control_key: str | Path | None = None, require_devices: bool = False,
+                 wait_for_devices_s: float = 0.0,
+                 notify: Callable[[str], None] | None = None):
+        self.cfg, self.rollout, self.signed = cfg, rollout, signed
+        # refuse (NoDevices) a group without devices instead of publishing and waiting
+        self.require_devices, self.wait_for_devices_s = require_devices, wait_for_devices_s
+        self.notify = notify or (lambda message: log.warning("%s", message))
+        self.seen: dict[str, Any] = {}       # device → the group it is in (or claims)
+        # with the signing key at hand the control fields (stage, canaries, halt) are signed
+        # too, so that only the fleet can change what a device does with a download
+        self.control_key = load_private(control_key) if control_key else None
+        self.file, self.discover_s = rollout_file, discover_s
+        self.prefix = cfg.mqtt.topic_prefix
+        self.source = Path(rollout.source)
+        self.chunk_size = int(signed["manifest"]["update"]["chunk_size"])
+        self.files = {f["file"]: f for f in signed["manifest"]["update"]["files"]}
+        self.stats = ServerStats()
+        self.membership = Membership(cfg.fleet.groups_file or None)
+        self.inbox = Inbox()
+        settings = LinkSettings.from_config(cfg.mqtt, f"edgelens-fleet-updates-{os.getpid()}")
+        self.link = MqttLink(settings, on_message=self.inbox.on_message)
+        self.sender = ChunkSender(self.link, self.prefix, self.stats)
+        self.link.subscribe(f"{self.prefix}/+/{proto.UPDATE}/request")
+        self.link.subscribe(f"{self.prefix}/+/{proto.UPDATE}/status")
+        self._desired_topic = proto.desired_topic(self.prefix, rollout.group, rollout.name)
+
+    # --- the loop ----------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event, timeout_s: float = 3600.0) -> Rollout:
+        """Drive the rollout until it is done or halted, `stop` is set, or the timeout."""
+        self.link.start_connected(10)
+        try:
+            self._discover(stop)
+            if self.require_devices and not stop.is_set():
+                self._await_devices(stop)
+            r = self.rollout
+            if r.stage == "canary":
+                r.canaries = choose_canaries(r.members, r.canary_percent)
+            self._publish_desired()
+            deadline = time.monotonic() + timeout_s
+            saved = 0.0
+            while not stop.is_set() and time.monotonic() < deadline:
+                self._drain(0.1)
+                change = decide(r)
+                if change is not None:
+                    self._advance(*change)
+                now = time.monotonic()
+                if now - saved >= _SAVE_EVERY_S:
+                    self.file.save(r)
+                    saved = now
+                if r.stage in ("done", "halted"):
+                    break
+            if r.stage not in ("done", "halted"):
+                r.reason = r.reason or ("stopped" if stop.is_set() else "timed out")
+            r.bytes_served = dict(r.bytes_served)
+            self.file.save(r)
+            return r
+        finally:
+            self.link.stop()
+
+    def _discover(self, stop: threading.Event) -> None:
+        """Collect retained device statuses: the group's members."""
+        end = time.monotonic() + self.discover_s
+        while not stop.is_set() and time.monotonic() < end:
+            self._drain(0.05)
+
+    def _members(self) -> tuple[list[str], str]:
+        """The group's devices as far as known now, and where that comes from."""
+        r = self.rollout
+        listed = self.membership.listed(r.group)
+        if listed is not None:
+            return listed, f"in {self.membership.path}"
+        return sorted(set(r.members)), "reported on the broker"
+
+    def _await_devices(self, stop: threading.Event) -> None:
+        """NoDevices unless the group has a device (after waiting wait_for_devices_s for one
+        when it has none); nothing has been published yet."""
+        members, where = self._members()
+        if members:
+            if self.membership.from_file and not set(members) & set(self.rollout.members):
+                self.notify(f"none of the {len(members)} device(s) of group "
+                            f"{self.rollout.group!r} {where} has reported yet "
+                            f"({', '.join(members[:5])}{', ...' if len(members) > 5 else ''});"
+                            " the push waits for them (--timeout) and the desired state "
+                            "stays retained for them")
+            return
+        r = self.rollout
+        if self.wait_for_devices_s > 0:
+            self.notify(f"group {r.group!r} has no devices yet ({self._no_devices_why()}); "
+                        f"waiting up to {self.wait_for_devices_s:g} s for one (a device "
+                        f"whose edgelens-sync runs with [updates] group = {r.group!r})")
+            end = time.monotonic() + self.wait_for_devices_s
+            while not stop.is_set() and time.monotonic() < end:
+                self._drain(0.1)
+                members, where = self._members()
+                if members:
+                    self.notify(f"group {r.group!r}: {', '.join(members)} {where}; "
+                                "starting the rollout")
+                    return
+            if stop.is_set():
+                raise NoDevices(f"stopped while waiting for a device of group {r.group!r}: "
+                                "nothing was published")
+        listing = f", list it in {self.membership.path}" if self.membership.from_file else ""
+        raise NoDevices(f"group {r.group!r} has no devices ({self._no_devices_why()}), so "
+                        "nothing was published: no desired state is left on the broker. "
+                        f"Start edgelens-sync on a device with [updates] group = {r.group!r}"
+                        f"{listing}, or pass --wait-for-devices [SECONDS] to wait for one")
+
+    def _no_devices_why(self) -> str:
+        if self.membership.from_file:
+            return f"{self.membership.path} lists none in it"
+        others = sorted(f"{d} in {g!r}" if g else d for d, g in self.seen.items())
+        seen = (f"; seen: {', '.join(others[:8])}{', ...' if len(others) > 8 else ''}"
+                if others else "; no device reported at all")
+        return (f"none reported its update status on the broker within "
+                f"{self.discover_s:g} s{seen}")
+
+    def _drain(self, wait: float) -> None:
+        for topic, payload in self.inbox.take(wait):
+            handle_safely(self._dispatch, topic, payload, self.stats)
+        self.sender.pump()
+
+    def _dispatch(self, topic: str, payload: bytes) -> None:
+        parts = topic.split("/")
+        if len(parts) != 4 or parts[0] != self.prefix or parts[2] != proto.UPDATE or \
+                not valid_name(parts[1]):
+            raise PayloadError(f"unexpected topic {topic!r}")
+        device, leaf = parts[1], parts[3]
+        if leaf == "status":
+            self._on_status(device, payload)
+        elif leaf == "request":
+            self._on_request(device, payload)
+
+    # --- device status -----------------------------------------------------------------------
+
+    def _on_status(self, device: str, payload: bytes) -> None:
+        if not payload:
+            return
+        claimed, models = parse_status(payload)
+        self.stats.status_messages += 1
+        r = self.rollout
+        group = self.membership.group_of(device, claimed)
+        if self.membership.mismatch(device, claimed, group):
+            self.stats.group_mismatches += 1
+        self.seen[device] = group if group is not None else \
+            (claimed if isinstance(claimed, str) and valid_name(claimed) else None)
+        if group != r.group:
+            return
+        entry = models.get(r.name)
+        if isinstance(entry, dict):
+            record_status(r, device, entry)
+        elif device not in r.members:
+            r.members.append(device)
+
+    # --- chunks ------------------------------------------------------------------------------
+
+    def _on_request(self, device: str, payload: bytes) -> None:
+        request, dropped = parse_request(payload)
+        r = self.rollout
+        if request.rollout != r.id or device not in r.targets() or \
+                request.file not in self.files:
+            raise PayloadError(f"request from {device} not for this rollout or stage")
+        self.stats.ignored_chunks += dropped
+        self.sender.request(device, r, self.source, self.files[request.file],
+                            self.chunk_size, request.chunks)
+
+    # --- stages ------------------------------------------------------------------------------
+
+    def _advance(self, stage: str, reason: str) -> None:
+        r = self.rollout
+        log.info("rollout %s: %s → %s (%s)", r.id, r.stage, stage, reason)
+        r.stage, r.reason = stage, reason
+        if stage in ("done", "halted"):
+            r.finished_ns = time.time_ns()
+        if stage != "done":
+            self._publish_desired()
+        self.file.save(r)
+
+    def desired(self) -> dict[str, Any]:
+        r = self.rollout
+        return proto.desired_message(r.id, r.group, r.stage, r.canaries, self.signed,
+                                     self.control_key)
+
+    def _publish_desired(self) -> None:
+        body = json.dumps(self.desired(), separators=(",", ":")).encode()
+        self.link.publish(self._desired_topic, body, qos=1, retain=True)

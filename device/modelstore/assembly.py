@@ -1,0 +1,142 @@
+"""Build the live pipeline's parts from the config: models from the store, source, display."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from device.live.capture import Capture
+from device.errors import EdgelensError
+from device.metrics import Metrics
+from device.errors import ModelStoreError
+from device.modelstore.store import ModelStore, ModelVersion
+from device.live.pipeline import FramePathSettings, Pipeline
+from device.live.recognition import Budgets, RecognitionWorker
+from device.stages.recognizer import Recognizer
+from device.live.sources import FrameSource, parse_source
+from device.live.tracker import MotionTracker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Stages:
+    detector: Any
+    recognizer: Recognizer
+    translator: Any | None
+    crop_line: Any
+    versions: dict[str, str]
+    shadows: list = field(default_factory=list)   # device.modelstore.shadow.Challenger per SHADOW pointer
+
+
+def load_translator(cfg, store: ModelStore, backend: str) -> tuple[Any | None, str | None]:
+    """The translator when its model is in the store; None (recognized text is shown) else."""
+    from device.stages.loaders import stage_loaders
+    loader = stage_loaders(cfg, backend)["translator"]
+    try:
+        version = checked(store.get(loader.name, loader.pinned or None))
+        translator = loader.build(version)
+    except EdgelensError as exc:
+        log.warning("translation unavailable; showing recognized text", extra={"error": str(exc)})
+        return None, None
+    return translator, version.version
+
+
+def checked(version: ModelVersion) -> ModelVersion:
+    """The version, once its files match its manifest (sha256, size); else ModelStoreError."""
+    problems = version.check_files()
+    if problems:
+        raise ModelStoreError(f"{version.name} {version.version} in {version.directory} "
+                              f"failed its checks: {'; '.join(problems)}")
+    return version
+
+
+def load_stages(cfg, backend: str | None = None, translate: bool = True) -> Stages:
+    from device.stages.detector import crop_line
+    from device.modelstore.shadow import load_challengers
+    from device.stages.loaders import stage_loaders
+    backend = backend or cfg.runtime.backend
+    store = ModelStore.for_config(cfg)
+    loaders = stage_loaders(cfg, backend)
+    built, versions = {}, {}
+    for stage in ("detector", "recognizer"):
+        version = checked(store.get(loaders[stage].name, loaders[stage].pinned or None))
+        built[stage], versions[stage] = loaders[stage].build(version), version.version
+    translator = None
+    if translate:
+        translator, tr_version = load_translator(cfg, store, backend)
+        if tr_version:
+            versions["translator"] = tr_version
+    return Stages(built["detector"], built["recognizer"], translator, crop_line, versions,
+                  load_challengers(cfg, store, backend))
+
+
+def translator_in_background(cfg, pipeline: Pipeline, stages: Stages,
+                             backend: str | None = None) -> threading.Thread:
+    """Load the translator off the start-up path (its phrasebook takes a second or two) and
+    swap it into the running pipeline; recognized text is shown until then."""
+    def load() -> None:
+        translator, version = load_translator(cfg, ModelStore.for_config(cfg),
+                                              backend or cfg.runtime.backend)
+        if translator is not None:
+            stages.translator = translator
+            stages.versions["translator"] = version
+            pipeline.worker.swap(startup=True, versions={"translator": version},
+                                 translator=translator)
+            log.info("translator ready", extra={"version": version})
+
+    thread = threading.Thread(target=load, name="translator-load", daemon=True)
+    thread.start()
+    return thread
+
+
+def shadow_hook_factory(cfg, stages: Stages, metrics: Metrics, recorder=None):
+    """challengers → the worker's after_result hook (a ShadowRunner, or None for none); used
+    at build time and by the model watch when a SHADOW pointer changes."""
+    from device.modelstore.shadow import ShadowRunner
+    from device.telemetry.recorder import ModelRef
+    names = {"detector": cfg.detector.model, "recognizer": cfg.models.recognizer,
+             "translator": cfg.translator.model}
+
+    def champions() -> dict:                   # read per record: swaps change the versions
+        return {stage: ModelRef(names[stage], version)
+                for stage, version in stages.versions.items() if stage in names}
+
+    def make(challengers: list) -> ShadowRunner | None:
+        if not challengers:
+            return None
+        return ShadowRunner(challengers, stages.crop_line, metrics, recorder=recorder,
+                            champion_models=champions)
+
+    return make
+
+
+def build_pipeline(cfg, stages: Stages, source: FrameSource | None = None, show=None,
+                   metrics: Metrics | None = None, recorder=None) -> Pipeline:
+    """`recorder`: a telemetry Recorder that also gets metrics, predictions, frame quality."""
+    metrics = metrics or Metrics(forward=recorder)
+    source = source or parse_source(cfg.source.uri, fps=cfg.source.fps,
+                                    realtime=cfg.source.realtime,
+                                    image_dwell_s=cfg.source.image_dwell_s)
+    capture = Capture(source, metrics, max_backoff_s=cfg.source.max_backoff_s)
+    p = cfg.pipeline
+    budgets = Budgets(recognition_ms=p.recognition_budget_ms, translate_ms=p.translate_budget_ms,
+                      max_regions=p.max_regions, min_confidence=p.min_confidence)
+    hooks = {}
+    if recorder is not None:
+        from device.live.observe import PipelineTelemetry
+        telemetry = PipelineTelemetry(recorder, stages.versions,
+                                      {"detector": cfg.detector.model,
+                                       "recognizer": cfg.models.recognizer,
+                                       "translator": cfg.translator.model})
+        hooks = {"on_result": telemetry, "on_frame": telemetry.frame}
+    hooks["after_result"] = shadow_hook_factory(cfg, stages, metrics, recorder)(stages.shadows)
+    worker = RecognitionWorker(stages.detector, stages.recognizer, stages.crop_line, metrics,
+                               budgets, translator=stages.translator, **hooks)
+    worker.versions = dict(stages.versions)     # what runs now; each swap updates it
+    settings = FramePathSettings(frame_budget_ms=p.frame_budget_ms, region_ttl_s=p.region_ttl_s,
+                                 match_iou=p.match_iou, hud=p.hud)
+    return Pipeline(capture, worker, metrics, settings,
+                    tracker=MotionTracker(scale=p.tracker_scale), show=show)

@@ -1,0 +1,286 @@
+"""Text-line detector: one int8 FCN that predicts a text-kernel probability map, then OpenCV.
+
+The model (DB family, probability branch only) sees the frame resized to a fixed input
+(320x192 for 640x360 frames) and predicts, at half its input resolution, the probability
+that a pixel lies in the *shrunk* core of a text line. Post-processing: threshold, contours,
+minimum-area rectangle, score = mean probability inside the contour, unclip the rectangle by
+area * unclip_ratio / perimeter, map it back to frame coordinates, and order its corners
+TL, TR, BR, BL along the reading direction (left to right; lines within ±90° of upright).
+`crop_line` warps a region into an upright line crop for the recognizer.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from device.errors import InputError, ModelError
+from device.runtime import TFLiteModel
+
+INPUT_SIZE = (320, 192)
+"""(width, height) of the model input the shipped detector was trained at."""
+OUTPUT_STRIDE = 2
+"""Input pixels per probability-map pixel."""
+
+
+@dataclass(frozen=True)
+class DetectorParams:
+    bin_threshold: float = 0.5     # probability above which a map pixel is text kernel
+    box_threshold: float = 0.9     # a region's mean probability must reach this
+    unclip_ratio: float = 0.0      # kernel rectangle grows by area * ratio / perimeter
+    min_area: float = 30.0         # smallest region kept, in frame pixels²
+    max_regions: int = 64          # most regions returned (highest scores kept)
+    upsample: int = 1              # contours on a map enlarged this much (2.x: 2, its map is 1/4)
+
+
+@dataclass(frozen=True)
+class TextRegion:
+    polygon: np.ndarray            # float32 [4, 2]: TL, TR, BR, BL in frame coordinates
+    score: float
+
+
+# --- geometry ----------------------------------------------------------------------------------
+
+def order_quad(points: np.ndarray) -> np.ndarray:
+    """Corners of a rectangle-like quad as TL, TR, BR, BL, reading along its long side."""
+    pts = np.asarray(points, np.float32).reshape(4, 2)
+    centre = pts.mean(axis=0)
+    e01, e12 = pts[1] - pts[0], pts[2] - pts[1]
+    u = e01 if np.linalg.norm(e01) >= np.linalg.norm(e12) else e12
+    u = u / max(float(np.linalg.norm(u)), 1e-9)
+    if u[0] < 0 or (abs(u[0]) < 1e-6 and u[1] > 0):
+        u = -u
+    n = np.array([-u[1], u[0]], np.float32)      # "down" for text reading along u
+    rel = pts - centre
+    # in (along, down) coordinates TL, TR, BR, BL sit at angles -135°, -45°, 45°, 135°
+    order = np.argsort(np.arctan2(rel @ n, rel @ u))
+    return pts[order].astype(np.float32)
+
+
+def quad_frame(quad: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """(unit reading direction, unit "down" across it, height) of a TL, TR, BR, BL quad."""
+    quad = np.asarray(quad, np.float32).reshape(4, 2)
+    u = (quad[1] - quad[0]) + (quad[2] - quad[3])
+    u = u / max(float(np.linalg.norm(u)), 1e-6)
+    n = np.array([-u[1], u[0]], np.float32)
+    height = abs(float(((quad[3] - quad[0]) + (quad[2] - quad[1])) @ n) / 2)
+    return u, n, height
+
+
+def polygon_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """IoU of two convex polygons."""
+    a = np.asarray(a, np.float32).reshape(-1, 2)
+    b = np.asarray(b, np.float32).reshape(-1, 2)
+    area_a, area_b = abs(cv2.contourArea(a)), abs(cv2.contourArea(b))
+    if area_a <= 0 or area_b <= 0:
+        return 0.0
+    hull_a = cv2.convexHull(a).reshape(-1, 2)
+    hull_b = cv2.convexHull(b).reshape(-1, 2)
+    inter, _ = cv2.intersectConvexConvex(hull_a, hull_b)
+    inter = max(float(inter), 0.0)
+    return inter / max(area_a + area_b - inter, 1e-9)
+
+
+def match_polygons(truth: list[np.ndarray], found: list[np.ndarray],
+                   iou: float = 0.5) -> list[tuple[int, int, float]]:
+    """One-to-one matches (truth index, found index, IoU) at IoU >= iou, best pairs first."""
+    pairs = [(polygon_iou(t, f), i, j) for i, t in enumerate(truth) for j, f in enumerate(found)]
+    pairs = sorted((p for p in pairs if p[0] >= iou), reverse=True)
+    used_t, used_f, matches = set(), set(), []
+    for score, i, j in pairs:
+        if i not in used_t and j not in used_f:
+            used_t.add(i)
+            used_f.add(j)
+            matches.append((i, j, score))
+    return matches
+
+
+# --- post-processing ---------------------------------------------------------------------------
+
+def regions_from_map(prob: np.ndarray, frame_size: tuple[int, int], params: DetectorParams,
+                     stride_xy: tuple[float, float]) -> list[TextRegion]:
+    """Text regions in frame coordinates from a [h, w] probability map.
+
+    `stride_xy` is the number of frame pixels per map pixel in x and y; `frame_size` is
+    (width, height) of the frame, used to clip the quads.
+    """
+    prob = np.asarray(prob, np.float32)
+    if params.upsample > 1:
+        # a coarse map (the 2.x detector predicts at 1/4 of its input): contours on a
+        # bilinear enlargement, so that a small line's box is not quantized to map pixels
+        k = int(params.upsample)
+        prob = cv2.resize(prob, (prob.shape[1] * k, prob.shape[0] * k),
+                          interpolation=cv2.INTER_LINEAR)
+        stride_xy = (stride_xy[0] / k, stride_xy[1] / k)
+    mask = (prob > params.bin_threshold).astype(np.uint8)
+    contours, _ = cv2.findContours(mask, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+    sx, sy = stride_xy
+    fw, fh = frame_size
+    regions = []
+    for contour in contours:
+        x, y, w, h = cv2.boundingRect(contour)
+        patch = np.zeros((h, w), np.uint8)
+        cv2.fillPoly(patch, [contour - [x, y]], 1)
+        score = float(cv2.mean(prob[y:y + h, x:x + w], patch)[0])
+        if score < params.box_threshold:
+            continue
+        (cx, cy), (rw, rh), angle = cv2.minAreaRect(contour)
+        rw, rh = rw + 1.0, rh + 1.0          # pixel centres → pixel extents
+        grow = rw * rh * params.unclip_ratio / (2.0 * (rw + rh))
+        rect = ((cx + 0.5, cy + 0.5), (rw + 2 * grow, rh + 2 * grow), angle)
+        box = cv2.boxPoints(rect) * np.float32([sx, sy])
+        box[:, 0] = np.clip(box[:, 0], 0, fw - 1)
+        box[:, 1] = np.clip(box[:, 1], 0, fh - 1)
+        if abs(cv2.contourArea(box)) < params.min_area:
+            continue
+        regions.append(TextRegion(order_quad(box), round(score, 4)))
+    regions.sort(key=lambda r: -r.score)
+    regions = regions[:params.max_regions]
+    regions.sort(key=lambda r: (float(r.polygon[:, 1].mean()), float(r.polygon[:, 0].min())))
+    return regions
+
+
+def crop_line(frame: np.ndarray, polygon: np.ndarray, height: int | None = None,
+              pad_x: float = 0.3, pad_y: float = 0.2) -> np.ndarray:
+    """An upright crop of the quad (TL, TR, BR, BL), padded by `pad_x` x its height left and
+    right and `pad_y` x its height above and below (the recognizer reads whole first and last
+    characters better with some margin: exact-line accuracy 0.32 → 0.41 on held-out scenes).
+
+    With `height`, the crop is scaled to that many rows; otherwise it keeps the quad's size.
+    """
+    quad = np.asarray(polygon, np.float32).reshape(4, 2)
+    width = (np.linalg.norm(quad[1] - quad[0]) + np.linalg.norm(quad[2] - quad[3])) / 2
+    tall = (np.linalg.norm(quad[3] - quad[0]) + np.linalg.norm(quad[2] - quad[1])) / 2
+    if width < 1 or tall < 1:
+        raise InputError(f"region too small to crop ({width:.1f}x{tall:.1f} px)")
+    scale = 1.0 if height is None else height / (tall * (1 + 2 * pad_y))
+    w, h = width * scale, tall * scale
+    px, py = pad_x * h, pad_y * h
+    out_w, out_h = max(2, int(round(w + 2 * px))), max(2, int(round(h + 2 * py)))
+    if height is not None:
+        out_h = int(height)
+    dst = np.float32([[px, py], [px + w, py], [px + w, py + h], [px, py + h]])
+    matrix = cv2.getPerspectiveTransform(quad, dst)
+    return cv2.warpPerspective(frame, matrix, (out_w, out_h), flags=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_REPLICATE)
+
+
+# --- the wrapper -------------------------------------------------------------------------------
+
+def _as_bgr(frame: np.ndarray) -> np.ndarray:
+    frame = np.asarray(frame)
+    if frame.dtype != np.uint8:
+        raise InputError(f"expected a uint8 image, got {frame.dtype}")
+    if frame.ndim == 2:
+        return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+    if frame.ndim == 3 and frame.shape[2] == 1:
+        return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+    if frame.ndim == 3 and frame.shape[2] == 4:
+        return cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
+    if frame.ndim == 3 and frame.shape[2] == 3:
+        return frame
+    raise InputError(f"expected a gray, BGR or BGRA image, got shape {frame.shape}")
+
+
+def params_for(manifest: dict, overrides=None) -> DetectorParams:
+    """The model's own post-processing parameters (its manifest), with every config value
+    that is set (>= 0; -1 means "the model's") put over them."""
+    values = dict(manifest.get("postprocessing", {}).get("params", {}))
+    for name in DetectorParams.__dataclass_fields__:
+        given = getattr(overrides, name, None) if overrides is not None else None
+        if given is not None and given >= 0:
+            values[name] = given
+    return DetectorParams(**values)
+
+
+def artifact_for(version, overrides=None) -> Path:
+    """The detector file of a store version at the resolution the config asks for
+    ([detector] input_width/height; 0: the version's default artifact).
+
+    A converted detector has a fixed input size, so a version ships one int8 file per
+    operating resolution (manifest "resolutions": {"640x352": "detector_640x352.tflite"}).
+    """
+    width = getattr(overrides, "input_width", 0) if overrides is not None else 0
+    height = getattr(overrides, "input_height", 0) if overrides is not None else 0
+    if width <= 0 or height <= 0:
+        return version.artifact
+    files = version.manifest.get("resolutions", {})
+    key = f"{int(width)}x{int(height)}"
+    if key in files:
+        return version.directory / files[key]
+    shape = version.manifest.get("signatures", {}).get("serving_default", {}).get(
+        "inputs", [{}])[0].get("shape")
+    if shape and len(shape) == 4 and (shape[2], shape[1]) == (width, height):
+        return version.artifact
+    offered = ", ".join(sorted(files)) or (f"{shape[2]}x{shape[1]}" if shape else "?")
+    raise ModelError(f"{version.name} {version.version} has no {key} detector; "
+                     f"[detector] input_width/height can be one of: {offered} (or 0)")
+
+
+class Detector:
+    """Finds text lines in a BGR frame (any size; resized to the model's input)."""
+
+    def __init__(self, model_path: str | Path, backend: str = "auto", num_threads: int = 2,
+                 params: DetectorParams | None = None):
+        self.model = TFLiteModel(model_path, backend=backend, num_threads=num_threads)
+        self.params = params or DetectorParams()
+        spec = self.model.inputs[0]
+        if len(spec.shape) != 4 or spec.shape[0] != 1 or spec.shape[3] != 3:
+            raise ModelError(f"{model_path}: expected a [1, H, W, 3] image input, the model "
+                             f"takes {list(spec.shape)}")
+        self.input_size = (spec.shape[2], spec.shape[1])
+        out = self.model.outputs[0].shape
+        if len(out) != 4 or out[3] != 1:
+            raise ModelError(f"{model_path}: expected a [1, h, w, 1] probability map, the "
+                             f"model gives {list(out)}")
+        self.map_size = (out[2], out[1])
+
+    @property
+    def backend(self) -> str:
+        return self.model.backend
+
+    def preprocess(self, frame: np.ndarray) -> np.ndarray:
+        """BGR uint8 frame → float32 [1, H, W, 3] in [-1, 1]."""
+        image = cv2.resize(_as_bgr(frame), self.input_size, interpolation=cv2.INTER_AREA)
+        return ((image.astype(np.float32) - 127.5) / 127.5)[np.newaxis]
+
+    def probability_map(self, frame: np.ndarray) -> np.ndarray:
+        """The model's [h, w] text-kernel probability map for a frame."""
+        out = next(iter(self.model.run(self.preprocess(frame)).values()))
+        return out.reshape(self.map_size[1], self.map_size[0])
+
+    def detect(self, frame: np.ndarray) -> list[TextRegion]:
+        """Text-line regions in frame coordinates, sorted top to bottom."""
+        frame = _as_bgr(frame)
+        if min(frame.shape[:2]) < 8:
+            raise InputError(f"image too small for detection ({frame.shape[1]}x"
+                             f"{frame.shape[0]} px)")
+        prob = self.probability_map(frame)
+        fh, fw = frame.shape[:2]
+        stride = (fw / self.map_size[0], fh / self.map_size[1])
+        return regions_from_map(prob, (fw, fh), self.params, stride)
+
+
+# --- golden self-test --------------------------------------------------------------------------
+
+def run_golden(version, backend: str) -> list:
+    """For each golden scene: how many ground-truth lines the model finds at IoU >= 0.5."""
+    from device.modelstore.golden import GoldenResult
+    detector = Detector(version.artifact, backend=backend, num_threads=1,
+                        params=params_for(version.manifest))
+    results = []
+    for case in version.manifest["golden"]:
+        image = cv2.imread(str(version.directory / case["input"]), cv2.IMREAD_COLOR)
+        truth_path = version.directory / case["ground_truth"]
+        truth = [np.float32(p) for p in json.loads(truth_path.read_text())["polygons"]]
+        if image is None:
+            got = "<unreadable image>"
+        else:
+            found = [r.polygon for r in detector.detect(image)]
+            got = str(len(match_polygons(truth, found)))
+        results.append(GoldenResult(case["input"], case["expected"], got))
+    return results

@@ -1,0 +1,81 @@
+"""Text-line recognizer: one int8 CRNN/CTC model, one method that reads a crop."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from device.stages.charset import NUM_CLASSES
+from device.stages.ctc import greedy_decode
+from device.stages.detector import crop_line
+from device.errors import InputError, ModelError
+from device.runtime import TFLiteModel
+from device.stages.text_line import LINE_HEIGHT, prepare_line
+
+
+@dataclass(frozen=True)
+class LineReading:
+    text: str
+    confidence: float
+
+
+class Recognizer:
+    """Reads one upright text-line crop (gray, BGR or BGRA uint8) into text + confidence."""
+
+    def __init__(self, model_path: str | Path, backend: str = "auto", num_threads: int = 1):
+        self.model = TFLiteModel(model_path, backend=backend, num_threads=num_threads)
+        spec = self.model.inputs[0]
+        if len(spec.shape) != 4 or spec.shape[1] != LINE_HEIGHT or spec.shape[3] != 1:
+            raise ModelError(f"{model_path}: expected a [1, {LINE_HEIGHT}, W, 1] line input, "
+                             f"the model takes {list(spec.shape)}")
+        if self.model.outputs[0].shape[-1] != NUM_CLASSES:
+            raise ModelError(f"{model_path}: expected {NUM_CLASSES} classes per timestep, the "
+                             f"model gives {self.model.outputs[0].shape[-1]}; charset mismatch")
+
+    @property
+    def backend(self) -> str:
+        return self.model.backend
+
+    def probabilities(self, crop: np.ndarray) -> np.ndarray:
+        """Per-timestep class probabilities [T, NUM_CLASSES] for a crop."""
+        try:
+            line = prepare_line(crop)
+        except ValueError as exc:
+            raise InputError(str(exc)) from exc
+        batch = line[np.newaxis, :, :, np.newaxis]
+        model = self.model.with_input_shape(batch.shape)
+        out = next(iter(model.run(batch).values()))
+        return out.reshape(-1, NUM_CLASSES)
+
+    def read(self, crop: np.ndarray) -> LineReading:
+        """The text of a crop. A crop much taller than wide holds vertical or rotated text:
+        it is also read turned a quarter both ways, and the most confident reading wins."""
+        best = self._read_once(crop)
+        crop = np.asarray(crop)
+        if crop.ndim >= 2 and crop.shape[0] > 1.5 * crop.shape[1]:
+            for turned in (np.rot90(crop, -1), np.rot90(crop, 1)):
+                reading = self._read_once(np.ascontiguousarray(turned))
+                if reading.confidence > best.confidence:
+                    best = reading
+        return best
+
+    def _read_once(self, crop: np.ndarray) -> LineReading:
+        text, confidence, _ = greedy_decode(self.probabilities(crop))
+        return LineReading(text=text.strip(), confidence=round(confidence, 4))
+
+
+def read_regions(recognizer: Recognizer, image: np.ndarray, regions,
+                 min_confidence: float) -> list[tuple]:
+    """(region, reading) for the detected regions of a whole image that read as text with at
+    least `min_confidence` (pictograms, noise and unreadable text drop out)."""
+    read = []
+    for region in regions:
+        try:
+            reading = recognizer.read(crop_line(image, region.polygon))
+        except InputError:
+            continue
+        if reading.text and reading.confidence >= min_confidence:
+            read.append((region, reading))
+    return read

@@ -1,0 +1,326 @@
+"""The translate stage: cache → phrasebook → tiny transformer, with sign habits and refusals.
+
+    translator = Translator.from_config(config)
+    t = translator.translate("NOTAUSGANG", ocr_confidence=0.93)
+    t.translation, t.via, t.confidence, t.ms      # 'EMERGENCY EXIT', 'phrasebook', 1.0, 0.02
+
+When the model is unsure (confidence below `gloss_below_confidence`) and every word of the
+text is in the dictionary (compounds split into known parts: 'Fahrkartenautomat' → 'ticket
+machine'), the word-by-word gloss is given instead (via "gloss", confidence 0.3: it is
+understandable, rarely idiomatic, and never labelled as a known translation). With
+`show_glosses` off such a text is kept as read (passthrough, reason "gloss_hidden").
+
+`via` says where the answer came from: "phrasebook" (a dictionary entry for the whole text or
+chunk), "model", "gloss" (word by word), "rule" (only days, times, floors or prices, written the
+English way by `signage.render_sign_span`), "cache", or "passthrough" when
+the original text is kept (then `reason` says why: empty, low_ocr_confidence, too_long,
+no_letters, protected (names, numbers), garbage, not_german, low_model_confidence, over_budget, no_model, error).
+A passthrough's `translation` is the cleaned original text (empty for empty input), so the
+overlay keeps showing what was read instead of an invented translation. `translate` never
+raises: a failure inside becomes a passthrough with reason "error", logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from device.errors import EdgelensError, ModelStoreError
+from device.stages.translate.cache import LRUCache
+from device.stages.translate.model import Seq2SeqModel
+from device.stages.translate.normalize import clean, fold, lookup_key, model_text
+from device.stages.translate.phrasebook import Phrasebook
+from device.stages.translate.signage import apply_style, split_protected, style_of
+from device.stages.translate.tokenizer import EOS, Tokenizer
+
+log = logging.getLogger(__name__)
+
+VIAS = ("phrasebook", "cache", "model", "gloss", "rule", "passthrough")
+GLOSS_CONFIDENCE = 0.3   # a word-by-word dictionary gloss: understandable, rarely idiomatic
+_TRUST = {"phrasebook": 3, "model": 2, "gloss": 1}
+"""A text made of chunks answered in several ways is labelled by its least trusted chunk."""
+_WORD = re.compile(r"[^\W\d_]+")
+_VOWELS = set("aeiouyäöü")
+_CONSONANT_RUN = re.compile(r"[^aeiouyäöü\W\d_]{5,}")
+# Function words the dictionary's entries rarely list on their own.
+_GERMAN_COMMON = frozenset("""der die das den dem des ein eine einen einem einer und oder nicht
+    bitte ist sind für fuer zu zum zur von vom mit im in am an auf aus bei nach vor hier kein
+    keine nur ab bis ohne über ueber unter durch""".split())
+_ENGLISH_COMMON = frozenset("""the a an and or of to is are be please do not no only this that
+    these those for with your you keep here there from by at on in it its we our this will
+    all any open closed""".split())
+
+
+@dataclass(frozen=True)
+class Translation:
+    source: str
+    translation: str
+    via: str              # one of VIAS
+    confidence: float     # 0..1: 1.0 phrasebook, the model's mean token probability, 0 refused
+    ms: float
+    reason: str = ""      # why a passthrough kept the original ("" otherwise)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "translation": self.translation, "via": self.via,
+                "confidence": round(self.confidence, 4), "ms": round(self.ms, 4)}
+
+
+@dataclass(frozen=True)
+class Settings:
+    beam_size: int = 1
+    max_tokens: int = 0                  # 0: as long as the model allows
+    cache_size: int = 512
+    min_ocr_confidence: float = 0.5
+    min_model_confidence: float = 0.2
+    max_input_chars: int = 120
+    budget_ms: float = 40.0
+    use_phrasebook: bool = True
+    gloss_below_confidence: float = 0.3  # a less sure model answer yields to a word-by-word gloss
+    show_glosses: bool = True            # False: a text only a gloss could answer is kept as read
+    time_style: str = "24h"              # '24h' (9:00–18:00) or '12h' (9 am–6 pm)
+    model_first: bool = False            # ask the model before the phrasebook (2.x models)
+    phrasebook_below_confidence: float = 0.5  # model_first: a less sure answer yields to a
+                                              # dictionary entry for the same text
+
+
+class Translator:
+    def __init__(self, model: Seq2SeqModel | None, tokenizer: Tokenizer | None,
+                 phrasebook: Phrasebook | None, settings: Settings = Settings()):
+        self.model, self.tokenizer, self.phrasebook = model, tokenizer, phrasebook
+        self.settings = settings
+        self.cache: LRUCache[Translation] = LRUCache(settings.cache_size)
+        self.counts: Counter[str] = Counter()
+
+    @classmethod
+    def from_config(cls, cfg, backend: str | None = None, num_threads: int | None = None,
+                    version: Any = None) -> "Translator":
+        """`version`: a ModelVersion to load (a hot swap or a challenger); default: the one
+        [translator] names, or the active one."""
+        from device.modelstore.store import ModelStore
+        t = cfg.translator
+        if version is None:
+            version = ModelStore.for_config(cfg).get(t.model, t.version or None)
+        model = Seq2SeqModel(version.artifact, backend=backend or cfg.runtime.backend,
+                             num_threads=num_threads or cfg.runtime.num_threads)
+        tokenizer = Tokenizer(tokenizer_path(version))
+        phrasebook = None
+        if t.use_phrasebook:
+            try:
+                phrasebook = Phrasebook.load(t.dictionary, t.phrasebook_cache or None)
+            except EdgelensError as exc:
+                log.warning("translating without a phrasebook: %s", exc)
+        settings = Settings(beam_size=t.beam_size, max_tokens=t.max_tokens,
+                            cache_size=t.cache_size, min_ocr_confidence=t.min_ocr_confidence,
+                            min_model_confidence=t.min_model_confidence,
+                            max_input_chars=t.max_input_chars, budget_ms=t.budget_ms,
+                            use_phrasebook=t.use_phrasebook,
+                            gloss_below_confidence=t.gloss_below_confidence,
+                            show_glosses=t.show_glosses, time_style=t.time_style,
+                            model_first=t.model_first)
+        return cls(model, tokenizer, phrasebook, settings)
+
+    # ------------------------------------------------------------------ public
+    def translate(self, text: Any, ocr_confidence: float | None = None) -> Translation:
+        start = time.perf_counter_ns()
+        source = text if isinstance(text, str) else ("" if text is None else str(text))
+        try:
+            result = self._translate(source, ocr_confidence, start)
+        except Exception as exc:  # the pipeline must go on; the failure is logged and shown
+            log.exception("translation failed for %r", source[:80])
+            result = self._passthrough(source, clean(source)[:200], "error", start)
+            del exc
+        self.counts[result.via] += 1
+        if result.reason:
+            self.counts[f"reason.{result.reason}"] += 1
+        return result
+
+    def stats(self) -> dict[str, Any]:
+        return {"via": {v: self.counts.get(v, 0) for v in VIAS},
+                "reasons": {k[7:]: n for k, n in self.counts.items() if k.startswith("reason.")},
+                "cache": self.cache.stats()}
+
+    # ----------------------------------------------------------------- private
+    def _elapsed(self, start: int) -> float:
+        return (time.perf_counter_ns() - start) / 1e6
+
+    def _passthrough(self, source: str, shown: str, reason: str, start: int) -> Translation:
+        return Translation(source, shown, "passthrough", 0.0, self._elapsed(start), reason)
+
+    def _translate(self, source: str, ocr_confidence: float | None, start: int) -> Translation:
+        s = self.settings
+        if len(source) > 20 * s.max_input_chars:
+            return self._passthrough(source, clean(source[:s.max_input_chars]), "too_long", start)
+        text = clean(source)
+        if not text:
+            return self._passthrough(source, "", "empty", start)
+        if ocr_confidence is not None and ocr_confidence < s.min_ocr_confidence:
+            return self._passthrough(source, text, "low_ocr_confidence", start)
+        if len(text) > s.max_input_chars:
+            return self._passthrough(source, text, "too_long", start)
+        cached = self.cache.get(text)
+        if cached is not None:
+            return replace(cached, source=source, via="cache", ms=self._elapsed(start))
+        result = self._fresh(source, text, start)
+        if result.reason not in ("over_budget", "error", "no_model"):
+            self.cache.put(text, result)
+        return result
+
+    def _fresh(self, source: str, text: str, start: int) -> Translation:
+        if not any(ch.isalpha() for ch in text):
+            return Translation(source, text, "passthrough", 1.0, self._elapsed(start),
+                               "no_letters")
+        style = style_of(text)
+        book = self.phrasebook if self.settings.use_phrasebook else None
+        if book is not None and not self.settings.model_first:
+            hit = book.lookup(text)
+            if hit is not None:
+                return Translation(source, apply_style(hit, style, keep_case=True),
+                                   "phrasebook", 1.0, self._elapsed(start))
+        # rule-rendered spans (days, times, floors, prices) are not judged as German or not
+        spans = split_protected(text, self.settings.time_style)
+        rest = " ".join(c for c, rendered in spans if not rendered)
+        refusal = self._refusal(rest) if any(ch.isalpha() for ch in rest) else ""
+        if refusal:
+            return self._passthrough(source, text, refusal, start)
+        deadline = start + int(self.settings.budget_ms * 1e6)
+        pieces, vias, confidence = [], set(), 1.0
+        cursor, glued = 0, []          # glued: the chunk touched the previous one ('2,4-Dien')
+        for index, (chunk, protected) in enumerate(self._chunks(spans)):
+            at = text.find(chunk, cursor)
+            glued.append(0 < cursor == at)
+            cursor = at + len(chunk) if at >= 0 else cursor
+            if protected:
+                pieces.append(chunk)
+                continue
+            english, via, conf, problem = self._chunk(chunk, deadline)
+            if problem:
+                return self._passthrough(source, text, problem, start)
+            chunk_style = style if style != "sentence" or index == 0 else "lower"
+            pieces.append(apply_style(english, chunk_style, keep_case=via != "model"))
+            vias.add(via)
+            confidence = min(confidence, conf)
+        via = min(vias, key=_TRUST.__getitem__) if vias else "passthrough"
+        if via == "gloss" and not self.settings.show_glosses:
+            return self._passthrough(source, text, "gloss_hidden", start)
+        joined = "".join(p if g or not i else " " + p
+                         for i, (p, g) in enumerate((p, g) for p, g in zip(pieces, glued) if p))
+        translation = re.sub(r"\s+([.,;:!?])", r"\1", joined.strip())
+        if via == "model" and confidence < self.settings.min_model_confidence:
+            return self._passthrough(source, text, "low_model_confidence", start)
+        if via == "passthrough" and translation != text:
+            via = "rule"
+        return Translation(source, translation, via, confidence, self._elapsed(start),
+                           "protected" if via == "passthrough" else "")
+
+    def _chunks(self, spans: list[tuple[str, bool]]) -> list[tuple[str, bool]]:
+        """Protected spans (numbers, times, prices, codes) and proper names pass through."""
+        out: list[tuple[str, bool]] = []
+        for chunk, protected in spans:
+            if protected or self.phrasebook is None or self.phrasebook.lookup(chunk):
+                out.append((chunk, protected))
+                continue
+            words, current = chunk.split(" "), []
+            for word in words:
+                if self._is_name(word):
+                    if current:
+                        out.append((" ".join(current), False))
+                        current = []
+                    out.append((word, True))
+                else:
+                    current.append(word)
+            if current:
+                out.append((" ".join(current), False))
+        return out
+
+    def _is_name(self, word: str) -> bool:
+        core = word.strip(".,;:!?\"'()")
+        if not core or not core[0].isupper() or not core[1:].islower() or len(core) < 3:
+            return False
+        folded = fold(core).lower()
+        book = self.phrasebook
+        return not (book.is_german_word(folded) or book.is_compound(folded)
+                    or folded in book.english_words or book.parts(folded))
+
+    def _chunk(self, chunk: str, deadline: int) -> tuple[str, str, float, str]:
+        """(english, via, confidence, problem) for one translatable chunk."""
+        hit = None
+        if self.phrasebook is not None and self.settings.use_phrasebook:
+            hit = self.phrasebook.lookup(chunk)
+            if hit is not None and not (self.settings.model_first and self.model is not None):
+                return hit, "phrasebook", 1.0, ""
+        if not lookup_key(chunk):
+            return chunk, "phrasebook", 1.0, ""       # punctuation only: keep it
+        if self.model is None or self.tokenizer is None:
+            return "", "", 0.0, "no_model"
+        ids = self.tokenizer.encode(model_text(chunk))
+        if len(ids) + 1 > self.model.src_len:
+            return "", "", 0.0, "too_long"
+        decoded = self.model.generate(ids + [EOS], max_tokens=self.settings.max_tokens,
+                                      beam_size=self.settings.beam_size, deadline_ns=deadline)
+        if not decoded.complete:
+            return "", "", 0.0, "over_budget"
+        english = self.tokenizer.decode(list(decoded.ids)).strip()
+        if hit is not None and (decoded.confidence < self.settings.phrasebook_below_confidence
+                                or not english):
+            return hit, "phrasebook", 1.0, ""
+        if decoded.confidence < self.settings.gloss_below_confidence or not english:
+            gloss = self._gloss(chunk)
+            if gloss:
+                return gloss, "gloss", GLOSS_CONFIDENCE, ""
+        if not english:
+            return "", "", 0.0, "low_model_confidence"
+        return english, "model", decoded.confidence, ""
+
+    def _gloss(self, chunk: str) -> str | None:
+        if self.phrasebook is None or not self.settings.use_phrasebook:
+            return None
+        return self.phrasebook.gloss(chunk)
+
+    def _refusal(self, text: str) -> str:
+        """'garbage', 'not_german' or '' (looks like German, or cannot tell)."""
+        words = _WORD.findall(text)
+        if not words:
+            return "no_letters"
+        symbols = sum(1 for ch in text if not (ch.isalnum() or ch.isspace() or ch in ".,-:'/&!?()€%\""))
+        if symbols > max(1, len(text) // 5):
+            return "garbage"
+        book = self.phrasebook
+        german = english = implausible = 0
+        for word in words:
+            folded = fold(word).lower()
+            is_german = folded in _GERMAN_COMMON or book is not None and (
+                book.is_german_word(folded) or (len(folded) >= 6 and book.is_compound(folded)))
+            is_english = folded in _ENGLISH_COMMON or (book is not None
+                                                       and folded in book.english_words)
+            german += is_german
+            english += is_english and not is_german
+            if not (is_german or is_english or self._plausible(word)):
+                implausible += 1
+        if implausible * 2 > len(words) or (len(words) == 1 and implausible):
+            return "garbage"
+        if german == 0 and english * 2 >= len(words):
+            return "not_german"
+        return ""
+
+    @staticmethod
+    def _plausible(word: str) -> bool:
+        lower = word.lower()
+        if len(lower) > 30 or not (set(lower) & _VOWELS) and len(lower) >= 2:
+            return False
+        if _CONSONANT_RUN.search(lower.replace("sch", "s")):
+            return False
+        inner = word[1:]
+        return not (any(ch.isupper() for ch in inner) and any(ch.islower() for ch in inner))
+
+
+def tokenizer_path(version) -> Path:
+    for entry in version.manifest.get("extra_files", []):
+        if entry["file"].endswith(".model"):
+            return version.file(entry["file"])
+    raise ModelStoreError(f"{version.name} {version.version}: no SentencePiece model "
+                          "(*.model) among its extra_files")

@@ -22,7 +22,7 @@ from calibration.training import translator_data
 from device.benchmarks import translator as latency_bench
 from device.metrics import percentiles
 from device.modelstore.store import ModelStore
-from device.stages.translate.golden import model_translate
+from device.stages.translate.translator import model_translate
 from device.stages.translate.model import Seq2SeqModel
 from device.stages.translate.phrasebook import Phrasebook
 from device.stages.translate.tokenizer import Tokenizer

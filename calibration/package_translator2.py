@@ -35,7 +35,7 @@ from device import config as config_module  # noqa: E402
 from device.benchmarks.translator import time_model  # noqa: E402
 from device.modelstore.store import sha256_file  # noqa: E402
 from device.runtime import TFLiteModel, available_backends  # noqa: E402
-from device.stages.translate.golden import model_translate  # noqa: E402
+from device.stages.translate.translator import model_translate  # noqa: E402
 from device.stages.translate.model import Seq2SeqModel  # noqa: E402
 from device.stages.translate.tokenizer import Tokenizer  # noqa: E402
 

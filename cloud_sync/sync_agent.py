@@ -24,8 +24,8 @@ from typing import Any, Callable
 from cloud_sync import batch as batch_codec
 from cloud_sync import topics
 from cloud_sync.errors import LinkError, PayloadError
-from cloud_sync.mqtt_client import (NO_MATCHING_SUBSCRIBERS, Availability, LinkSettings,
-                                    MqttLink)
+from cloud_sync.mqtt_client import NO_MATCHING_SUBSCRIBERS, Availability, LinkSettings, MqttLink
+from cloud_sync.update_agent import UpdateAgent
 from cloud_sync.update_protocol import parse_json_value
 from device.config import Config
 from device.errors import StoreCorruptError, TelemetryError
@@ -117,7 +117,6 @@ class SyncAgent:
         self._updates_thread: threading.Thread | None = None
         self.updates = None             # model updates (issue 6): cloud_sync/update_agent.py
         if cfg.updates.enabled and cfg.updates.trusted_keys:
-            from cloud_sync.update_agent import UpdateAgent
             self.updates = UpdateAgent(cfg, self.link, self.device)
             for topic in self.updates.subscriptions():
                 self.link.subscribe(topic)

@@ -100,6 +100,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    # deferred: benchmarks (a broker, fault injection) never load in the sync agent's process
     if args.target == "faults":
         from cloud_sync.benchmarks import faults as bench_faults
         return bench_faults.main((["--json"] if args.json else []) +

@@ -36,7 +36,7 @@ from device.modelstore import install
 from device.errors import EdgelensError, TelemetryError
 from device.modelstore.health import HealthSettings, precheck
 from device.modelstore.store import MANIFEST, ModelStore
-from device.modelstore.shadow import SHADOWED_STAGES, clear_shadow, set_shadow
+from device.modelstore.pointers import SHADOWED_STAGES, clear_shadow, set_shadow
 from device.telemetry.records import Clock, Record
 from device.telemetry.store import TelemetryStore
 

@@ -14,6 +14,7 @@ def _quit_while_loading(signum, frame) -> None:
 def run() -> int:
     signal.signal(signal.SIGINT, _quit_while_loading)   # device.cli restores the default
     try:
+        # deferred: the SIGINT handler above must be in place before the modules load
         from device.cli import main
         return main()        # the commands' modules load while the parser is built
     except KeyboardInterrupt:

@@ -11,6 +11,7 @@ import signal
 import sys
 import threading
 
+import device.commands
 from device import __version__, config, logs
 from device.errors import EdgelensError
 
@@ -27,8 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
                         help="override [logging] level")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    import device.commands as package
-    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+    for info in sorted(pkgutil.iter_modules(device.commands.__path__), key=lambda m: m.name):
         if info.name.startswith("_"):  # shared helpers, not commands
             continue
         module = importlib.import_module(f"device.commands.{info.name}")

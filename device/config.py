@@ -1,7 +1,8 @@
 """One TOML config for the whole product: schema with a description on every key, defaults
 built in, validated once with messages that name the key, what was expected and what was given.
 
-Sections are declared in `device/config_schema.py`; this module is the machinery.
+Keys and sections are declared in `device/config_schema.py`; this module is the machinery
+(build, validate, load, write).
 """
 
 from __future__ import annotations
@@ -9,35 +10,12 @@ from __future__ import annotations
 import math
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from device.config_schema import SCHEMA, Key, Section
 from device.errors import ConfigError
-
-
-@dataclass(frozen=True)
-class Key:
-    name: str
-    type: type
-    default: Any
-    description: str
-    min: float | None = None
-    max: float | None = None
-    choices: tuple | None = None
-    item_type: type | None = None  # for list keys
-    pattern: str | None = None     # for str keys: the whole value must match (re.fullmatch)
-    secret: bool = False           # shown as REDACTED by `config show`
-
-
-@dataclass(frozen=True)
-class Section:
-    name: str
-    description: str
-    keys: tuple[Key, ...]
-
-    def key(self, name: str) -> Key | None:
-        return next((k for k in self.keys if k.name == name), None)
 
 
 class SectionValues:
@@ -165,7 +143,6 @@ def defaults(schema: Iterable[Section] | None = None) -> Config:
 
 def defaults_schema() -> tuple[Section, ...]:
     """The whole product's schema (device.config_schema.SCHEMA)."""
-    from device.config_schema import SCHEMA
     return SCHEMA
 
 

@@ -31,7 +31,7 @@ import sacrebleu  # noqa: E402
 from device import config as config_module  # noqa: E402
 from device.modelstore.store import sha256_file  # noqa: E402
 from device.runtime import available_backends  # noqa: E402
-from device.stages.translate.golden import model_translate  # noqa: E402
+from device.stages.translate.translator import model_translate  # noqa: E402
 from device.stages.translate.model import Seq2SeqModel  # noqa: E402
 from device.stages.translate.normalize import clean, lookup_key  # noqa: E402
 from device.stages.translate.phrasebook import Phrasebook  # noqa: E402

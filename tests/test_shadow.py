@@ -15,13 +15,14 @@ from cloud_sync import batch as batch_codec
 from cloud_sync.fleet import cli as fleet_cli
 from cloud_sync.fleet.store import SqliteFleetStore
 from device import config
-from device.modelstore.assembly import build_pipeline, load_stages
+from device.assembly import build_pipeline, load_stages
 from device.benchmarks.shadow import clone_version
 from device.errors import ModelStoreError
 from device.metrics import Metrics
 from device.modelstore.install import set_active
 from device.modelstore.store import ModelStore
-from device.modelstore.shadow import Challenger, clear_shadow, set_shadow, shadow_version
+from device.modelstore.pointers import clear_shadow, set_shadow, shadow_version
+from device.modelstore.shadow import Challenger
 from device.live.sources import SyntheticSource
 from device.telemetry import Recorder, TelemetryStore
 from fixtures_broker import config_for

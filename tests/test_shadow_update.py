@@ -8,7 +8,7 @@ from pathlib import Path
 
 from cloud_sync.fleet.delivery import signed_desired
 from device.modelstore.store import ModelStore
-from device.modelstore.shadow import shadow_version
+from device.modelstore.pointers import shadow_version
 from sync_helpers import run_agent
 from test_updates_basic import audits
 from update_helpers import device_config, fleet_keys, make_version, run_push

@@ -23,14 +23,20 @@ from pathlib import Path
 
 import numpy as np
 
+from cloud_sync.fleet.delivery import UpdateServer, signed_desired
 from cloud_sync.fleet.localbroker import LocalBroker
 from cloud_sync.fleet.rollout import Rollout, RolloutFile
 from cloud_sync.signing import keygen
-from cloud_sync.fleet.delivery import UpdateServer, signed_desired
-from device.config import build, to_toml
+from device.config import build, load, to_toml
 from device.config_schema import SCHEMA
-from device.metrics import percentiles
+from device.live.capture import Capture
+from device.live.pipeline import FramePathSettings, Pipeline
+from device.live.recognition import Budgets, RecognitionWorker
+from device.live.sources import SyntheticSource
+from device.metrics import Metrics, percentiles
 from device.modelstore.store import default_root
+from device.stages.detector import Detector, crop_line
+from device.stages.recognizer import LineReading
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -99,7 +105,6 @@ class Bench:
 
     def push(self, directory: Path, members: list[str], rollout_id: str,
              timeout: float = 300, group: str = "bench") -> tuple[Rollout, UpdateServer, float]:
-        from device.config import load
         cfg = load(self.config("fleet", self.workdir / "fleet-models"))
         signed = signed_desired(directory, str(self.key), self.chunk_size)
         rollout = Rollout(id=rollout_id, group=group, name="detector",
@@ -117,13 +122,6 @@ class Bench:
 
 def _frame_path_probe():
     """A pipeline on a synthetic camera with the store's detector; → (metrics, stop)."""
-    from device.live.capture import Capture
-    from device.stages.detector import Detector, crop_line
-    from device.metrics import Metrics
-    from device.live.pipeline import FramePathSettings, Pipeline
-    from device.live.recognition import Budgets, RecognitionWorker
-    from device.stages.recognizer import LineReading
-    from device.live.sources import SyntheticSource
 
     class Blank:
         def read(self, crop):

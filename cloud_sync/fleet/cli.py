@@ -21,9 +21,13 @@ from typing import Callable
 
 from cloud_sync.cli_common import (LOG_FORMAT, LOG_LEVELS, add_global_options, dump_json,
                                  load_config, setup_logging, silence_stdout, stop_on_signals)
+from cloud_sync.errors import SyncError
 from cloud_sync.fleet.ingest import FleetIngest
+from cloud_sync.fleet.localbroker import DevFleet
 from cloud_sync.fleet.store import open_fleet_store
 from device import __version__
+from device.config import build
+from device.config_schema import SCHEMA
 from device.errors import EdgelensError
 
 Register = Callable[[argparse._SubParsersAction], None]
@@ -114,8 +118,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_broker(args: argparse.Namespace) -> int:
-    from cloud_sync.errors import SyncError
-    from cloud_sync.fleet.localbroker import DevFleet
     if not args.dev:
         raise SyncError("only the development broker is made here: `edgelens-fleet broker "
                         "--dev`; a production broker is configured from "
@@ -173,8 +175,6 @@ def _print_dev(fleet, texts: dict[str, str], pid: int | None) -> None:
 def cmd_ingest(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     if args.group:
-        from device.config import build
-        from device.config_schema import SCHEMA
         raw = cfg.as_dict()
         raw["fleet"]["share_group"] = args.group
         cfg = build(raw, SCHEMA, cfg.origin)

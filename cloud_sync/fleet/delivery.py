@@ -32,9 +32,10 @@ from typing import Any, Callable
 
 from cloud_sync import update_protocol as proto
 from cloud_sync.errors import LinkError, PayloadError, SyncError
+from cloud_sync.fleet.acl import load_groups
+from cloud_sync.fleet.rollout import Rollout, RolloutFile, choose_canaries, decide, record_status
 from cloud_sync.fleet.store import parse_device_json, valid_name
 from cloud_sync.mqtt_client import LinkSettings, MqttLink
-from cloud_sync.fleet.rollout import Rollout, RolloutFile, choose_canaries, decide, record_status
 from cloud_sync.signing import TrustedKeys, load_private, sign
 
 log = logging.getLogger(__name__)
@@ -213,7 +214,6 @@ class Membership:
         return True
 
     def _load(self) -> None:
-        from cloud_sync.fleet.acl import load_groups
         try:
             st = self.path.stat()
         except OSError as exc:

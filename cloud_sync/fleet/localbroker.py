@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cloud_sync.errors import SyncError
+from cloud_sync.fleet.acl import load_groups, render_acl
+from device.modelstore.store import default_root, version_key
 
 CANDIDATES = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
 
@@ -282,7 +284,6 @@ class DevFleet:
 
     def prepare(self) -> dict[str, str]:
         """Write (or update) every file; → {name: TOML text} of the configs written."""
-        from cloud_sync.fleet.acl import load_groups, render_acl
         self.directory.mkdir(parents=True, exist_ok=True)
         self.broker_dir.mkdir(parents=True, exist_ok=True)
         logins = self._credentials()
@@ -376,7 +377,6 @@ class DevFleet:
         """The oldest bundled version of each model, once (a device's store is its own)."""
         if store.exists():
             return
-        from device.modelstore.store import default_root, version_key
         bundled = default_root()
         staging = store.with_name(store.name + ".seeding")
         shutil.rmtree(staging, ignore_errors=True)

@@ -18,11 +18,14 @@ from pathlib import Path
 
 from cloud_sync.cli_common import dump_json, load_config, setup_logging, stop_on_signals
 from cloud_sync.errors import SyncError
-from cloud_sync.fleet.rollout import Rollout, RolloutFile, clean_status, progress_bar, summary_text
-from cloud_sync.signing import TrustedKeys, keygen
+from cloud_sync.fleet.acl import load_groups, render_acl
 from cloud_sync.fleet.delivery import UpdateServer, load_signed, signed_desired
+from cloud_sync.fleet.rollout import Rollout, RolloutFile, clean_status, progress_bar, summary_text
+from cloud_sync.fleet.serve import RolloutService
+from cloud_sync.signing import TrustedKeys, keygen
 from cloud_sync.update_protocol import check_group, check_model_name, check_version
-from device.modelstore.shadow import SHADOWED_STAGES
+from device.modelstore.install import write_atomic
+from device.modelstore.pointers import SHADOWED_STAGES
 
 
 def register_keygen(sub: argparse._SubParsersAction) -> None:
@@ -48,8 +51,6 @@ def register_acl(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_acl(args: argparse.Namespace) -> int:
-    from cloud_sync.fleet.acl import load_groups, render_acl
-    from device.modelstore.install import write_atomic
     cfg = load_config(args.config)
     source = args.groups or cfg.fleet.groups_file
     if not source:
@@ -177,7 +178,6 @@ def _check_known_group(cfg, group: str) -> None:
     lets devices read only their own group's desired state): say so before serving."""
     if not cfg.fleet.groups_file:
         return
-    from cloud_sync.fleet.acl import load_groups
     groups = load_groups(cfg.fleet.groups_file)
     if group not in groups:
         raise SyncError(f"group {group!r} is not in {cfg.fleet.groups_file} (groups: "
@@ -346,7 +346,6 @@ def register_serve(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from cloud_sync.fleet.serve import RolloutService
     cfg = load_config(args.config)
     setup_logging(cfg, args.verbose, getattr(args, "log_level", None))
     service = RolloutService(cfg, RolloutFile(cfg.updates.rollout_file))
@@ -368,6 +367,7 @@ def register_bench(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    # deferred: the benchmark builds a live pipeline (OpenCV, models) the fleet tools never need
     from cloud_sync.benchmarks.updates import run
     if args.devices < 1 or args.size < 1:
         raise SyncError("--devices and --size must be at least 1")

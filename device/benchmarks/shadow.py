@@ -15,12 +15,13 @@ import tempfile
 from pathlib import Path
 
 from device import config as config_mod
-from device.modelstore.assembly import build_pipeline, load_stages
+from device.assembly import build_pipeline, load_stages
 from device.metrics import Metrics
 from device.modelstore.install import set_active
 from device.modelstore.store import ModelStore, default_root
 from device.metrics import percentiles
-from device.modelstore.shadow import SHADOW_LATENCY, SHADOWED_STAGES, set_shadow
+from device.modelstore.pointers import SHADOWED_STAGES, set_shadow
+from device.modelstore.shadow import SHADOW_LATENCY
 from device.live.sources import SyntheticSource
 
 

@@ -13,7 +13,7 @@ import time
 from device.metrics import percentiles
 from device.modelstore.store import ModelStore
 from device.runtime import available_backends
-from device.stages.translate.golden import model_translate
+from device.stages.translate.translator import model_translate
 from device.stages.translate.model import Seq2SeqModel
 from device.stages.translate.phrasebook import Phrasebook
 from device.stages.translate.tokenizer import Tokenizer

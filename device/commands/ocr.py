@@ -7,11 +7,11 @@ import logging
 import sys
 import time
 
-
-from device.stages.detector import Detector, artifact_for, crop_line, params_for
 from device.commands._per_file import load_image, run_per_file
-from device.errors import InputError, ModelError, ModelStoreError
+from device.commands.recognize import load_recognizer
+from device.errors import InputError, ModelStoreError
 from device.modelstore.store import ModelStore
+from device.stages.detector import Detector, artifact_for, crop_line, params_for
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,6 @@ def load_detector(cfg, backend: str | None = None, num_threads: int | None = Non
 
 
 def _recognizer(cfg, backend: str | None):
-    from device.commands.recognize import load_recognizer
     try:
         recognizer, _ = load_recognizer(cfg, backend=backend)
     except ModelStoreError as exc:

@@ -6,17 +6,20 @@ load is reported and the running pipeline keeps serving)."""
 from __future__ import annotations
 
 import logging
-import sqlite3
 import signal
+import sqlite3
 import threading
 
-from device import config as config_module, logs
-from device.modelstore.assembly import build_pipeline, load_stages
-from device.live.display import Display
+from device import config as config_module
+from device import logs
+from device.assembly import build_pipeline, load_stages
 from device.errors import EdgelensError
+from device.live.display import Display
 from device.metrics import Metrics
 from device.modelstore.watch import start_model_watch
 from device.report import format_summary
+from device.telemetry.handler import TelemetryLogHandler
+from device.telemetry.recorder import Recorder
 
 log = logging.getLogger("device.service")
 
@@ -105,8 +108,6 @@ class Service:
         """The telemetry recorder, or None: the pipeline never depends on telemetry working."""
         if not self.cfg.telemetry.enabled:
             return None
-        from device.telemetry.handler import TelemetryLogHandler
-        from device.telemetry.recorder import Recorder
         try:
             recorder = Recorder.open(self.cfg.telemetry)
         except (EdgelensError, OSError, sqlite3.Error) as exc:

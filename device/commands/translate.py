@@ -6,6 +6,7 @@ import dataclasses
 import json
 import sys
 
+from device.config import SectionValues
 from device.stages.translate.phrasebook import Phrasebook
 from device.stages.translate.translator import Translator
 
@@ -35,7 +36,6 @@ def register(subparsers) -> None:
 
 
 def _config_with(cfg, args):
-    from device.config import SectionValues
     overrides = {}
     if args.beam:
         overrides["beam_size"] = args.beam

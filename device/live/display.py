@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from device.errors import ConfigError
 from device.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,6 @@ VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".m4v"}
 def check_record_path(path: str | Path) -> Path:
     """The recording target, checked before anything runs: a writable file with a video
     suffix in an existing folder. Raises ConfigError saying what is wrong."""
-    from device.errors import ConfigError
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"--record {path}: is a directory; give a file such as "

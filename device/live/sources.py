@@ -15,6 +15,8 @@ import cv2
 import numpy as np
 
 from device.errors import SourceError
+from device.synth.street import render_street
+from device.synth.scenes import render_scene
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 MAX_IMAGE_PIXELS = 40_000_000
@@ -237,10 +239,8 @@ class SyntheticSource:
             rng = np.random.default_rng(self.seed)
             size = dict(width=int(self.width * 1.5), height=int(self.height * 1.5))
             if self.world == "street":  # German signs on a wall
-                from device.synth.street import render_street
                 self._world = render_street(rng, **size)
             elif self.world == "scene":  # the detector's held-out random-text scenes
-                from device.synth.scenes import render_scene
                 self._world = render_scene(rng, split="test", **size)
             else:
                 raise SourceError(f"{self.name}: unknown world {self.world!r}")

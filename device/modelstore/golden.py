@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-import importlib
+import json
 from dataclasses import dataclass
 from typing import Callable
 
 import cv2
+import numpy as np
 
 from device.errors import EdgelensError
 from device.modelstore.store import ModelVersion
+from device.stages.detector import Detector, match_polygons, params_for
+from device.stages.recognizer import Recognizer
+from device.stages.translate.model import Seq2SeqModel
+from device.stages.translate.tokenizer import Tokenizer
+from device.stages.translate.translator import model_translate, tokenizer_path
 
 
 @dataclass(frozen=True)
@@ -24,7 +30,6 @@ class GoldenResult:
 
 
 def _recognizer_golden(version: ModelVersion, backend: str) -> list[GoldenResult]:
-    from device.stages.recognizer import Recognizer
     recognizer = Recognizer(version.artifact, backend=backend, num_threads=1)
     results = []
     for case in version.manifest["golden"]:
@@ -34,11 +39,38 @@ def _recognizer_golden(version: ModelVersion, backend: str) -> list[GoldenResult
     return results
 
 
-# task → "module:function" for tasks whose runner lives beside its stage.
-_RUNNERS: dict[str, Callable | str] = {
+def _detector_golden(version: ModelVersion, backend: str) -> list[GoldenResult]:
+    """For each golden scene: how many ground-truth lines the model finds at IoU >= 0.5."""
+    detector = Detector(version.artifact, backend=backend, num_threads=1,
+                        params=params_for(version.manifest))
+    results = []
+    for case in version.manifest["golden"]:
+        image = cv2.imread(str(version.directory / case["input"]), cv2.IMREAD_COLOR)
+        truth_path = version.directory / case["ground_truth"]
+        truth = [np.float32(p) for p in json.loads(truth_path.read_text())["polygons"]]
+        if image is None:
+            got = "<unreadable image>"
+        else:
+            found = [r.polygon for r in detector.detect(image)]
+            got = str(len(match_polygons(truth, found)))
+        results.append(GoldenResult(case["input"], case["expected"], got))
+    return results
+
+
+def _translator_golden(version: ModelVersion, backend: str) -> list[GoldenResult]:
+    """The model alone (no phrasebook, no cache) must give the manifest's expected English for
+    each German input, greedy, on the given backend."""
+    model = Seq2SeqModel(version.artifact, backend=backend, num_threads=1)
+    tokenizer = Tokenizer(tokenizer_path(version))
+    return [GoldenResult(case["input"], case["expected"],
+                         model_translate(model, tokenizer, case["input"])[0])
+            for case in version.manifest["golden"]]
+
+
+_RUNNERS: dict[str, Callable[[ModelVersion, str], list[GoldenResult]]] = {
     "text-line-recognition": _recognizer_golden,
-    "text-detection": "device.stages.detector:run_golden",
-    "translation-de-en": "device.stages.translate.golden:run_golden",
+    "text-detection": _detector_golden,
+    "translation-de-en": _translator_golden,
 }
 
 
@@ -47,7 +79,4 @@ def run_golden(version: ModelVersion, backend: str) -> list[GoldenResult]:
     if runner is None:
         raise EdgelensError(f"{version.name} {version.version}: no golden runner for task "
                             f"{version.task!r}")
-    if isinstance(runner, str):
-        module, function = runner.split(":")
-        runner = getattr(importlib.import_module(module), function)
     return runner(version, backend)

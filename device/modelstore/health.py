@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 
 from device.errors import EdgelensError
-from device.modelstore.golden import run_golden
 from device.metrics import Metrics
 from device.modelstore.store import ModelVersion
 from device.runtime import TFLiteModel
@@ -65,6 +64,9 @@ def precheck(version: ModelVersion, backend: str, settings: HealthSettings) -> d
     problems = version.check_files()
     if problems:
         return verdict(version, False, "files: " + "; ".join(problems), "precheck", checks)
+    # deferred: the sync process (update agent) loads OpenCV and the model stages
+    # only when it checks a model update, not at start
+    from device.modelstore.golden import run_golden
     try:
         results = run_golden(version, backend)
     except EdgelensError as exc:

@@ -33,45 +33,17 @@ from typing import Any, Callable
 
 import numpy as np
 
-from device.stages.detector import match_polygons
-from device.errors import ModelStoreError
-from device.metrics import Metrics
-from device.modelstore.install import write_atomic
-from device.modelstore.store import ModelStore
+from device.errors import EdgelensError
 from device.live.recognition import Ema, regions_to_read
-from device.telemetry.recorder import Prediction
+from device.metrics import Metrics
+from device.modelstore.pointers import checked, shadow_version
+from device.modelstore.store import ModelStore
+from device.stages.detector import match_polygons
+from device.stages.loaders import stage_loaders
 from device.stages.text_line import LINE_HEIGHT
+from device.telemetry.recorder import Prediction
 
 log = logging.getLogger(__name__)
-
-SHADOW = "SHADOW"
-SHADOWED_STAGES = ("detector", "recognizer", "translator")
-
-
-def set_shadow(store: ModelStore, name: str, version: str) -> None:
-    """Name an installed version as the challenger of `name` (atomic pointer write)."""
-    if version not in store.versions(name):
-        raise ModelStoreError(f"cannot shadow {name} {version}: not in the store")
-    write_atomic(store.root / name / SHADOW, f"{version}\n".encode())
-
-
-def clear_shadow(store: ModelStore, name: str) -> None:
-    """Stop shadowing `name` (a missing pointer is fine)."""
-    (store.root / name / SHADOW).unlink(missing_ok=True)
-
-
-def shadow_version(store: ModelStore, name: str) -> str | None:
-    """The challenger version of `name`, or None when there is none (no pointer, or the pointer
-    names the active version). A pointer to a version not in the store is an error."""
-    pointer = store.root / name / SHADOW
-    if not pointer.is_file():
-        return None
-    chosen = pointer.read_text(encoding="utf-8").strip()
-    if chosen not in store.versions(name):
-        raise ModelStoreError(f"{pointer} names version {chosen!r}, which is not in the store "
-                              f"(have {', '.join(store.versions(name))})")
-    return None if chosen == store.active_version(name) else chosen
-
 
 @dataclass(frozen=True)
 class Challenger:
@@ -234,8 +206,6 @@ def load_challenger(stage: str, loader: Any, store: ModelStore) -> Challenger | 
     """The challenger of one stage named by its SHADOW pointer, checked and loaded
     (`loader`: a device.stages.loaders.StageLoader); None when there is none or it cannot be
     loaded (logged: shadow mode must never stop the device)."""
-    from device.modelstore.assembly import checked
-    from device.errors import EdgelensError
     try:
         version = shadow_version(store, loader.name)
         if version is None:
@@ -251,7 +221,6 @@ def load_challenger(stage: str, loader: Any, store: ModelStore) -> Challenger | 
 
 def load_challengers(cfg: Any, store: ModelStore, backend: str) -> list[Challenger]:
     """Every stage's challenger that its SHADOW pointer names."""
-    from device.stages.loaders import stage_loaders
     found = []
     for stage, loader in stage_loaders(cfg, backend).items():
         challenger = load_challenger(stage, loader, store)

@@ -26,11 +26,15 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from device.assembly import shadow_hook_factory
 from device.errors import EdgelensError
 from device.metrics import Metrics
 from device.modelstore.health import FrameHealth, HealthSettings, precheck
 from device.modelstore.install import read_health, write_health
+from device.modelstore.pointers import shadow_version
+from device.modelstore.shadow import load_challenger
 from device.modelstore.store import ModelStore, ModelVersion
+from device.stages.loaders import stage_loaders
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +64,6 @@ class ShadowFollow:
         self.versions = {c.stage: c.version for c in challengers or []}
 
     def poll(self, store: ModelStore, worker: Any) -> None:
-        from device.modelstore.shadow import load_challenger, shadow_version
         wanted: dict[str, str] = {}
         for stage, loader in self.loaders.items():
             try:
@@ -190,8 +193,6 @@ def start_model_watch(cfg: Any, pipeline: Any, stages: Any, recorder: Any = None
     """Watch the stages of a built pipeline (those not pinned to a version in the config) and
     their SHADOW pointers; keeps `stages` current so a rebuilt pipeline starts on the new
     models. None when [updates] is off."""
-    from device.modelstore.assembly import shadow_hook_factory
-    from device.stages.loaders import stage_loaders
     if not cfg.updates.enabled:
         return None
     backend = stages.recognizer.backend

@@ -11,7 +11,6 @@ TL, TR, BR, BL along the reading direction (left to right; lines within ±90° o
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -263,24 +262,3 @@ class Detector:
         fh, fw = frame.shape[:2]
         stride = (fw / self.map_size[0], fh / self.map_size[1])
         return regions_from_map(prob, (fw, fh), self.params, stride)
-
-
-# --- golden self-test --------------------------------------------------------------------------
-
-def run_golden(version, backend: str) -> list:
-    """For each golden scene: how many ground-truth lines the model finds at IoU >= 0.5."""
-    from device.modelstore.golden import GoldenResult
-    detector = Detector(version.artifact, backend=backend, num_threads=1,
-                        params=params_for(version.manifest))
-    results = []
-    for case in version.manifest["golden"]:
-        image = cv2.imread(str(version.directory / case["input"]), cv2.IMREAD_COLOR)
-        truth_path = version.directory / case["ground_truth"]
-        truth = [np.float32(p) for p in json.loads(truth_path.read_text())["polygons"]]
-        if image is None:
-            got = "<unreadable image>"
-        else:
-            found = [r.polygon for r in detector.detect(image)]
-            got = str(len(match_polygons(truth, found)))
-        results.append(GoldenResult(case["input"], case["expected"], got))
-    return results

@@ -14,6 +14,9 @@ from typing import Any, Callable
 import numpy as np
 
 from device.modelstore.store import ModelVersion
+from device.stages.detector import Detector, artifact_for, params_for
+from device.stages.recognizer import Recognizer
+from device.stages.translate.translator import Translator
 
 
 def _nothing(stage: Any) -> None:
@@ -34,9 +37,6 @@ class StageLoader:
 
 
 def stage_loaders(cfg: Any, backend: str) -> dict[str, StageLoader]:
-    from device.stages.detector import Detector, artifact_for, params_for
-    from device.stages.recognizer import Recognizer
-    from device.stages.translate.translator import Translator
     d = cfg.detector
     threads = cfg.runtime.num_threads
 

@@ -23,6 +23,7 @@ raises: a failure inside becomes a passthrough with reason "error", logged.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 from collections import Counter
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from device.errors import EdgelensError, ModelStoreError
+from device.modelstore.store import ModelStore
 from device.stages.translate.cache import LRUCache
 from device.stages.translate.model import Seq2SeqModel
 from device.stages.translate.normalize import clean, fold, lookup_key, model_text
@@ -94,6 +96,9 @@ class Translator:
         self.model, self.tokenizer, self.phrasebook = model, tokenizer, phrasebook
         self.settings = settings
         self.cache: LRUCache[Translation] = LRUCache(settings.cache_size)
+        # texts whose decoding the budget cut: the next request finishes them, so a slow
+        # device gives the same answer later instead of a different one (the original)
+        self._late: LRUCache[bool] = LRUCache(settings.cache_size)
         self.counts: Counter[str] = Counter()
 
     @classmethod
@@ -101,7 +106,6 @@ class Translator:
                     version: Any = None) -> "Translator":
         """`version`: a ModelVersion to load (a hot swap or a challenger); default: the one
         [translator] names, or the active one."""
-        from device.modelstore.store import ModelStore
         t = cfg.translator
         if version is None:
             version = ModelStore.for_config(cfg).get(t.model, t.version or None)
@@ -166,7 +170,9 @@ class Translator:
         if cached is not None:
             return replace(cached, source=source, via="cache", ms=self._elapsed(start))
         result = self._fresh(source, text, start)
-        if result.reason not in ("over_budget", "error", "no_model"):
+        if result.reason == "over_budget":
+            self._late.put(text, True)
+        elif result.reason not in ("error", "no_model"):
             self.cache.put(text, result)
         return result
 
@@ -187,7 +193,9 @@ class Translator:
         refusal = self._refusal(rest) if any(ch.isalpha() for ch in rest) else ""
         if refusal:
             return self._passthrough(source, text, refusal, start)
-        deadline = start + int(self.settings.budget_ms * 1e6)
+        budget = self.settings.budget_ms   # math.inf: no deadline
+        late = self._late.get(text) is not None
+        deadline = None if late or not math.isfinite(budget) else start + int(budget * 1e6)
         pieces, vias, confidence = [], set(), 1.0
         cursor, glued = 0, []          # glued: the chunk touched the previous one ('2,4-Dien')
         for index, (chunk, protected) in enumerate(self._chunks(spans)):
@@ -246,7 +254,7 @@ class Translator:
         return not (book.is_german_word(folded) or book.is_compound(folded)
                     or folded in book.english_words or book.parts(folded))
 
-    def _chunk(self, chunk: str, deadline: int) -> tuple[str, str, float, str]:
+    def _chunk(self, chunk: str, deadline: int | None) -> tuple[str, str, float, str]:
         """(english, via, confidence, problem) for one translatable chunk."""
         hit = None
         if self.phrasebook is not None and self.settings.use_phrasebook:
@@ -324,3 +332,11 @@ def tokenizer_path(version) -> Path:
             return version.file(entry["file"])
     raise ModelStoreError(f"{version.name} {version.version}: no SentencePiece model "
                           "(*.model) among its extra_files")
+
+
+def model_translate(model: Seq2SeqModel, tokenizer: Tokenizer, text: str,
+                    beam_size: int = 1) -> tuple[str, float]:
+    """German text → (lowercase English, confidence), the model alone."""
+    ids = tokenizer.encode(model_text(text))[:model.src_len - 1] + [EOS]
+    decoded = model.generate(ids, beam_size=beam_size)
+    return tokenizer.decode(list(decoded.ids)).strip(), decoded.confidence

@@ -7,16 +7,21 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from device.live.capture import Capture
 from device.errors import EdgelensError
-from device.metrics import Metrics
-from device.errors import ModelStoreError
-from device.modelstore.store import ModelStore, ModelVersion
+from device.live.capture import Capture
+from device.live.observe import PipelineTelemetry
 from device.live.pipeline import FramePathSettings, Pipeline
 from device.live.recognition import Budgets, RecognitionWorker
-from device.stages.recognizer import Recognizer
 from device.live.sources import FrameSource, parse_source
 from device.live.tracker import MotionTracker
+from device.metrics import Metrics
+from device.modelstore.pointers import checked
+from device.modelstore.shadow import ShadowRunner, load_challengers
+from device.modelstore.store import ModelStore
+from device.stages.detector import crop_line
+from device.stages.loaders import stage_loaders
+from device.stages.recognizer import Recognizer
+from device.telemetry.recorder import ModelRef
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +38,6 @@ class Stages:
 
 def load_translator(cfg, store: ModelStore, backend: str) -> tuple[Any | None, str | None]:
     """The translator when its model is in the store; None (recognized text is shown) else."""
-    from device.stages.loaders import stage_loaders
     loader = stage_loaders(cfg, backend)["translator"]
     try:
         version = checked(store.get(loader.name, loader.pinned or None))
@@ -44,19 +48,7 @@ def load_translator(cfg, store: ModelStore, backend: str) -> tuple[Any | None, s
     return translator, version.version
 
 
-def checked(version: ModelVersion) -> ModelVersion:
-    """The version, once its files match its manifest (sha256, size); else ModelStoreError."""
-    problems = version.check_files()
-    if problems:
-        raise ModelStoreError(f"{version.name} {version.version} in {version.directory} "
-                              f"failed its checks: {'; '.join(problems)}")
-    return version
-
-
 def load_stages(cfg, backend: str | None = None, translate: bool = True) -> Stages:
-    from device.stages.detector import crop_line
-    from device.modelstore.shadow import load_challengers
-    from device.stages.loaders import stage_loaders
     backend = backend or cfg.runtime.backend
     store = ModelStore.for_config(cfg)
     loaders = stage_loaders(cfg, backend)
@@ -95,8 +87,6 @@ def translator_in_background(cfg, pipeline: Pipeline, stages: Stages,
 def shadow_hook_factory(cfg, stages: Stages, metrics: Metrics, recorder=None):
     """challengers → the worker's after_result hook (a ShadowRunner, or None for none); used
     at build time and by the model watch when a SHADOW pointer changes."""
-    from device.modelstore.shadow import ShadowRunner
-    from device.telemetry.recorder import ModelRef
     names = {"detector": cfg.detector.model, "recognizer": cfg.models.recognizer,
              "translator": cfg.translator.model}
 
@@ -126,7 +116,6 @@ def build_pipeline(cfg, stages: Stages, source: FrameSource | None = None, show=
                       max_regions=p.max_regions, min_confidence=p.min_confidence)
     hooks = {}
     if recorder is not None:
-        from device.live.observe import PipelineTelemetry
         telemetry = PipelineTelemetry(recorder, stages.versions,
                                       {"detector": cfg.detector.model,
                                        "recognizer": cfg.models.recognizer,

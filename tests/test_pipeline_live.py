@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from device import config
-from device.modelstore.assembly import build_pipeline, load_stages
+from device.assembly import build_pipeline, load_stages
 from device.errors import ModelStoreError
 from device.metrics import Metrics
 from device.live.pipeline import polygon_iou

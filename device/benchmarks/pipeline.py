@@ -40,7 +40,7 @@ def child(mode: str, backend: str, frames: int, spawned_at: float, samples_dir: 
     import psutil
 
     from device import config
-    from device.modelstore.assembly import build_pipeline, load_stages, translator_in_background
+    from device.assembly import build_pipeline, load_stages, translator_in_background
     from device.metrics import Metrics
     from device.live.sources import SyntheticSource
 

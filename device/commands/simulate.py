@@ -7,7 +7,7 @@ import signal
 import threading
 import time
 
-from device.modelstore.assembly import build_pipeline, load_stages, translator_in_background
+from device.assembly import build_pipeline, load_stages, translator_in_background
 from device.live.display import Display, check_record_path, has_display
 from device.errors import SourceError
 from device.metrics import Metrics

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from device.metrics import percentiles
+from device.live.overlay import OverlayItem, OverlayRenderer, sample_colours
+from device.runtime import available_backends
 
 FRAMES, QUICK_FRAMES = 450, 120
 
@@ -37,6 +39,7 @@ def _percentiles(values) -> dict:
 
 def child(mode: str, backend: str, frames: int, spawned_at: float, samples_dir: str) -> dict:
     """Runs inside the measured process."""
+    # deferred: imported in the measured process, so its start-up and memory include them
     import psutil
 
     from device import config
@@ -92,7 +95,6 @@ def child(mode: str, backend: str, frames: int, spawned_at: float, samples_dir: 
 def _naive(stages, source, cfg):
     """detect + recognize (+ translate) on every frame, in order, then draw: what a simple
     loop over a buffered camera does. Frame i arrives at i / fps."""
-    from device.live.overlay import OverlayItem, OverlayRenderer, sample_colours
     renderer = OverlayRenderer()
     source.open()
     budget = cfg.pipeline.frame_budget_ms
@@ -177,7 +179,6 @@ def plot(samples_dir: str, path: str, frame_budget: float, recognition_budget: f
 
 
 def run(cfg, json_out: bool = False, quick: bool = False, out_dir: str = "bench-out") -> dict:
-    from device.runtime import available_backends
     frames = QUICK_FRAMES if quick else FRAMES
     samples_dir = Path(out_dir)
     samples_dir.mkdir(parents=True, exist_ok=True)

@@ -19,26 +19,24 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cloud_sync import update_protocol as proto
 from cloud_sync.errors import LinkError, PayloadError
 from cloud_sync.signing import SignatureError, TrustedKeys
-from cloud_sync.update_download import (Download, RefusedUpdate, describe_os_error,
-                                        plan_files)
+from cloud_sync.update_download import Download, RefusedUpdate, describe_os_error
+from cloud_sync.update_install import InstallSteps, Job
+from cloud_sync.update_memory import MEMORY_FILE, AuditSink, ReplayMemory
+from cloud_sync.update_policy import BadControl, Offer, check_control, judge_offer
+from device.errors import EdgelensError
 from device.modelstore import install
-from device.errors import EdgelensError, TelemetryError
-from device.modelstore.health import HealthSettings, precheck
-from device.modelstore.store import MANIFEST, ModelStore
-from device.modelstore.pointers import SHADOWED_STAGES, clear_shadow, set_shadow
-from device.telemetry.records import Clock, Record
-from device.telemetry.store import TelemetryStore
+from device.modelstore.health import HealthSettings
+from device.modelstore.store import ModelStore
 
 log = logging.getLogger(__name__)
 
@@ -50,57 +48,6 @@ _BAD_CHUNK_LIMIT = 3        # copies of one chunk that fail their hash before we
 _RESTART_MIN_S, _RESTART_MAX_S = 0.5, 30.0
 _STABLE_S = 60.0            # a loop that ran this long starts its restart backoff afresh
 _NOISY_EVERY_S = 30.0
-MEMORY_FILE = ".update-memory.json"   # in the store root, never in the staging directory
-
-
-class AuditSink:
-    """Audit records into the device's telemetry store (the sync agent sends them on).
-
-    It writes through the store as this process already has it open (`TelemetryStore.shared`:
-    the sync agent's connection, one per process), never a second connection of its own. A
-    record the store does not take (disk full, locked...) is kept and written with the next
-    one or at close."""
-
-    _MAX_PENDING = 10_000
-
-    def __init__(self, telemetry: Any, store: TelemetryStore | None = None):
-        self.settings = telemetry
-        self._store: TelemetryStore | None = store
-        self._owns_store = store is None
-        self._clock = Clock()
-        self._pending: list[Record] = []
-
-    def __call__(self, action: str, fields: dict[str, Any]) -> None:
-        log.info("audit %s %s", action, fields)
-        if not self.settings.enabled:
-            return
-        wall, mono = self._clock.now()
-        self._pending.append(Record("audit", wall, mono, {"action": action, **fields}))
-        if len(self._pending) > self._MAX_PENDING:
-            del self._pending[0]
-            log.error("more than %d audit records waiting for the telemetry store; the oldest "
-                      "was dropped", self._MAX_PENDING)
-        self._write()
-
-    def _write(self) -> bool:
-        try:
-            if self._store is None:
-                self._store = TelemetryStore.shared(self.settings.db_path, self.settings)
-            self._store.insert(self._pending)
-        except TelemetryError as exc:
-            log.error("%d audit record(s) not stored yet (kept, retried with the next one): "
-                      "%s", len(self._pending), exc)
-            return False
-        self._pending = []
-        return True
-
-    def close(self) -> None:
-        if self._pending and self.settings.enabled and not self._write():
-            log.error("%d audit record(s) never reached the telemetry store",
-                      len(self._pending))
-        if self._store is not None and self._owns_store:
-            self._store.close()
-            self._store = None
 
 
 @dataclass
@@ -121,34 +68,7 @@ class UpdateStats:
     requests_sent: int = 0
 
 
-class BadControl(PayloadError):
-    """A desired state's control block is not signed by a trusted key, does not match the
-    message and its manifest, or is older than one already acted on."""
-
-
-@dataclass
-class Job:
-    desired: dict[str, Any]
-    name: str
-    version: str
-    rollout: str
-    state: str = "offered"
-    download: Download | None = None
-    requested: set = field(default_factory=set)
-    requested_at: float = 0.0
-    health_deadline: float = 0.0
-    previous: str | None = None
-    bad_chunks: dict = field(default_factory=dict)
-    requested_on: int = -1
-    signed_control: bool = False        # started by a desired state whose control was signed
-
-    @property
-    def shadow(self) -> bool:
-        """A challenger (shadow mode): installed and named by SHADOW, never made active."""
-        return self.desired.get("manifest", {}).get("update", {}).get("shadow") is True
-
-
-class UpdateAgent:
+class UpdateAgent(InstallSteps):
     def __init__(self, cfg: Any, link: Any, device: str, audit: AuditSink | None = None):
         self.cfg, self.settings = cfg, cfg.updates
         self.link, self.device = link, device
@@ -170,11 +90,7 @@ class UpdateAgent:
         self._status_at = 0.0
         self._status_dirty = True
         self._connects = -1
-        # last issued_ns (manifest and control) and failed versions, per model: replay
-        # protection, so it lives beside the models, not in the staging directory (which is
-        # cleaned up when space runs out)
-        self._memory = self.store.root / MEMORY_FILE
-        self._legacy_memory = self.staging / "memory.json"
+        self.memory = ReplayMemory(self.store.root / MEMORY_FILE, self.staging / "memory.json")
         self._inbox_lock = threading.Lock()
         self._inbox_bytes = {"chunk": 0, "other": 0}
         self._resync = False        # a desired state was dropped: fetch the retained ones again
@@ -296,7 +212,7 @@ class UpdateAgent:
 
     def _prepare_store(self) -> None:
         self.staging.mkdir(parents=True, exist_ok=True)
-        self._migrate_memory()
+        self.memory.migrate()
         for name in self.store.names():
             install.recover(self.store, name)
             active = install.pin_active(self.store, name)
@@ -372,100 +288,65 @@ class UpdateAgent:
 
     def _control(self, name: str, body: dict[str, Any], desired: proto.Desired,
                  manifest: dict[str, Any]) -> bool:
-        """True when the desired state carries a control block signed by a trusted key that
-        matches it (rollout, group, model, stage, canaries, manifest digest) and is not older
-        than the last one acted on; False when it has none (the unsigned form); BadControl
-        otherwise."""
-        if "control" not in body and "control_signature" not in body:
+        """True for a valid signed control block (recorded at once: an older one can never be
+        acted on again), False for none; BadControl otherwise (update_policy.check_control)."""
+        memory = self.memory.load()
+        issued = check_control(name, body, desired, manifest, self.group, self.trusted,
+                               memory["control"].get(name, 0))
+        if issued is None:
             return False
-        control = body.get("control")
-        if not isinstance(control, dict):
-            raise BadControl("control block is not an object")
-        try:
-            self.trusted.verify(control, body.get("control_signature"))
-        except SignatureError as exc:
-            raise BadControl(f"control block: {exc}") from exc
-        expected = {"rollout": desired.rollout, "group": self.group, "model": name,
-                    "stage": desired.stage, "canaries": sorted(desired.canaries),
-                    "manifest_sha256": proto.manifest_digest(manifest)}
-        for key, value in expected.items():
-            if control.get(key) != value:
-                raise BadControl(f"control block's {key} does not match the desired state "
-                                 f"(signed {control.get(key)!r:.80}, got {value!r:.80})")
-        issued = control.get("issued_ns")
-        if isinstance(issued, bool) or not isinstance(issued, int) or issued < 0:
-            raise BadControl("control block's issued_ns is not a non-negative integer")
-        memory = self._remember()
-        last = memory["control"].get(name, 0)
-        if issued < last:
-            raise BadControl(f"replayed control block: issued {issued} is older than the last "
-                             f"one acted on ({last})")
-        if issued > last:
+        if issued > memory["control"].get(name, 0):
             memory["control"][name] = issued
             try:
-                self._save_memory(memory)
+                self.memory.save(memory)
             except OSError as exc:
                 log.error("control block of %s not recorded (%s): an older one could be "
                           "replayed until it is", name, describe_os_error(exc))
         return True
 
     def _accept(self, name: str, body: dict, manifest: dict, signed: bool = False) -> None:
-        kid = self.trusted.verify(manifest, body.get("signature"))
-        if manifest.get("name") != name:
-            raise RefusedUpdate(f"manifest names model {manifest.get('name')!r:.80} on the "
-                                f"topic of {name!r}")
-        version = proto.check_version(manifest.get("version"))
-        update = manifest["update"]
-        rollback = update.get("rollback") is True
-        memory = self._remember()
-        issued = update.get("issued_ns", 0)
-        if isinstance(issued, bool) or not isinstance(issued, int):
-            raise RefusedUpdate(f"issued_ns {issued!r:.40} is not an integer")
-        if issued < memory["issued"].get(name, 0):
-            raise RefusedUpdate(f"replayed desired state: issued {issued} is older than the "
-                                f"last accepted ({memory['issued'][name]})")
+        """Judge the offer (update_policy.judge_offer, no side effects); only an offer that
+        passed every check is recorded (replay memory), audited and started."""
+        memory = self.memory.load()
         active = self._active(name)
-        if version in memory["failed"].get(name, []) and not rollback:
-            return                       # failed here before: stays rolled back
-        if active and proto.version_key(version) < proto.version_key(active) and not rollback:
-            raise RefusedUpdate(f"version {version} is older than the installed {active} and "
-                                "not marked a rollback (replayed older version?)")
-        chunk_size, files = plan_files(update, self.settings.max_artifact_bytes)
-        memory["issued"][name] = issued
+        offer = judge_offer(name, body, manifest, self.trusted, memory, active,
+                            self.settings.max_artifact_bytes)
+        if offer is None:
+            return
+        memory["issued"][name] = offer.issued_ns
         try:
-            self._save_memory(memory)
+            self.memory.save(memory)
         except OSError as exc:
-            raise RefusedUpdate(f"cannot record the update in {self._memory} (replay "
+            raise RefusedUpdate(f"cannot record the update in {self.memory.path} (replay "
                                 f"protection): {describe_os_error(exc)}") from exc
-        job = Job(body, name, version, str(body.get("rollout", "")), previous=active,
+        job = Job(body, name, offer.version, str(body.get("rollout", "")), previous=active,
                   signed_control=signed)
         self.jobs[name] = job
-        self.audit("update_offered", {"model": name, "version": version, "key_id": kid,
-                                      "rollout": job.rollout, "rollback": rollback})
-        if job.shadow and name not in SHADOWED_STAGES:
-            raise RefusedUpdate(f"shadow mode runs challengers for the pipeline's stages "
-                                 f"({', '.join(SHADOWED_STAGES)}), not {name!r}")
-        if job.shadow and version == active:
-            raise RefusedUpdate(f"{name} {version} is the active version; it cannot be its own "
-                                "challenger")
-        if version == active:
+        self.audit("update_offered", {"model": name, "version": offer.version,
+                                      "key_id": offer.key_id, "rollout": job.rollout,
+                                      "rollback": offer.rollback})
+        if offer.version == active:
             self._after_install(job)
             return
-        if version in self.store.versions(name):
+        if offer.version in self.store.versions(name):
             self._switch(job)            # still in the store (rollback, or a kill after rename)
             return
+        self._start_download(job, body, offer)
+
+    def _start_download(self, job: Job, body: dict, offer: Offer) -> None:
         try:
-            job.download = Download.open(self.staging, body, chunk_size, files)
+            job.download = Download.open(self.staging, body, offer.chunk_size, offer.files)
             job.download.check_space()
         except RefusedUpdate:
             if job.download is not None:
                 job.download.discard()   # free what an earlier attempt left
             raise
         except OSError as exc:
-            Download(self.staging, name, version, chunk_size, files).discard()
+            Download(self.staging, job.name, job.version, offer.chunk_size,
+                     offer.files).discard()
             raise RefusedUpdate(f"cannot stage the download in {self.staging}: "
                                 f"{describe_os_error(exc)}") from exc
-        self._set(name, "downloading", version=version, rollout=job.rollout,
+        self._set(job.name, "downloading", version=job.version, rollout=job.rollout,
                   progress=self._progress(job))
         if job.download.complete:
             self._install(job)
@@ -559,135 +440,6 @@ class UpdateAgent:
 
     # --- install, health, rollback ---------------------------------------------------------------
 
-    def _install(self, job: Job) -> None:
-        d = job.download
-        try:
-            d.verify()
-            manifest = {k: v for k, v in job.desired["manifest"].items() if k != "update"}
-            (d.directory / MANIFEST).write_text(json.dumps(manifest, indent=2))
-            install.read_manifest_as(d.directory, job.name, job.version)
-        except (RefusedUpdate, EdgelensError, OSError, ValueError) as exc:
-            d.discard()
-            reason = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
-            self._refuse(job.name, job.rollout, job.desired["manifest"], reason)
-            return
-        self._set(job.name, "verified", version=job.version, rollout=job.rollout)
-        try:
-            install.pin_active(self.store, job.name)
-            install.install_staged(self.store, d.directory, job.name, job.version)
-        except OSError as exc:
-            if job.version not in self.store.versions(job.name):
-                d.discard()
-                self._refuse(job.name, job.rollout, job.desired["manifest"],
-                             f"install failed: {describe_os_error(exc)}")
-                return
-        d.finish()
-        self._switch(job)
-
-    def _switch(self, job: Job) -> None:
-        version = self.store.get(job.name, job.version)
-        problems = version.check_files()
-        if problems:
-            self._refuse(job.name, job.rollout, job.desired["manifest"],
-                         "installed files fail their checks: " + "; ".join(problems))
-            return
-        if job.shadow:               # a challenger: ACTIVE stays as it is
-            set_shadow(self.store, job.name, job.version)
-            self.audit("model_shadowed", {"model": job.name, "version": job.version,
-                                          "active": job.previous, "rollout": job.rollout})
-            self._after_install(job)
-            return
-        install.set_active(self.store, job.name, job.version)
-        self.audit("model_activated", {"model": job.name, "version": job.version,
-                                       "previous": job.previous, "rollout": job.rollout})
-        self._after_install(job)
-
-    def _after_install(self, job: Job) -> None:
-        job.state = "installed"
-        job.health_deadline = time.monotonic() + self.settings.health_timeout_s
-        self._set(job.name, "installed", version=job.version, rollout=job.rollout,
-                  **({"shadow": True} if job.shadow else {}))
-        if self.settings.health_source == "agent" or job.shadow:
-            self._judge_here(job)    # the pipeline judges only what it swaps in, not shadows
-
-    def _judge_here(self, job: Job) -> None:
-        directory = self.store.root / job.name / job.version
-        if install.read_health(directory) is None:
-            try:
-                verdict = precheck(self.store.get(job.name, job.version),
-                                   self.cfg.runtime.backend, self.health)
-            except Exception as exc:  # noqa: BLE001 - a check that cannot run is failed
-                verdict = {"healthy": False, "checks": {},
-                           "reason": f"health check could not run: {type(exc).__name__}: "
-                                     f"{exc}"[:500]}
-            verdict["judge"] = "sync-agent"
-            install.write_health(directory, verdict)
-
-    def _check_health(self, job: Job, now: float) -> None:
-        verdict = install.read_health(self.store.root / job.name / job.version)
-        if verdict is None:
-            if now >= job.health_deadline:
-                log.warning("no health verdict on %s %s from the pipeline in %.0f s; checking "
-                            "here", job.name, job.version, self.settings.health_timeout_s)
-                self._judge_here(job)
-            return
-        if verdict.get("healthy") is True and job.shadow:
-            # a healthy challenger is not a rollback target: GOOD and pruning are left alone
-            self.audit("model_healthy", {"model": job.name, "version": job.version,
-                                         "rollout": job.rollout, "shadow": True,
-                                         "checks": verdict.get("checks", {})})
-            job.state = "healthy"
-            self._set(job.name, "healthy", version=job.version, rollout=job.rollout,
-                      shadow=True, checks=verdict.get("checks", {}))
-            return
-        if verdict.get("healthy") is True:
-            install.mark_good(self.store, job.name, job.version)
-            removed = install.prune(self.store, job.name, self.settings.keep_good)
-            self.audit("model_healthy", {"model": job.name, "version": job.version,
-                                         "rollout": job.rollout, "removed": removed,
-                                         "checks": verdict.get("checks", {})})
-            job.state = "healthy"
-            self._set(job.name, "healthy", version=job.version, rollout=job.rollout,
-                      checks=verdict.get("checks", {}))
-            return
-        self._roll_back(job, str(verdict.get("reason", "unhealthy")))
-
-    def _roll_back(self, job: Job, reason: str) -> None:
-        if job.shadow:               # an unhealthy challenger: stop shadowing, set it aside
-            clear_shadow(self.store, job.name)
-            self._set_aside_failed(job, reason, shadow=True)
-            return
-        target = install.previous_good(self.store, job.name, job.version) or job.previous
-        if target is None or target == job.version or target not in self.store.versions(
-                job.name):
-            log.error("%s %s is unhealthy (%s) and there is no previous version to go back "
-                      "to", job.name, job.version, reason)
-            job.state = "unhealthy"
-            self._set(job.name, "unhealthy", version=job.version, rollout=job.rollout,
-                      reason=reason)
-            return
-        install.set_active(self.store, job.name, target)
-        self._set_aside_failed(job, reason, audit={"to": target}, status={"active": target})
-
-    def _set_aside_failed(self, job: Job, reason: str, shadow: bool = False,
-                          audit: dict | None = None, status: dict | None = None) -> None:
-        """Keep a failed version aside for inspection, remember it, audit and report it."""
-        aside = install.set_aside(self.store, job.name, job.version)
-        memory = self._remember()
-        memory["failed"].setdefault(job.name, []).append(job.version)
-        try:
-            self._save_memory(memory)
-        except OSError as exc:
-            log.error("failed version %s %s not recorded (%s): a later offer of it would be "
-                      "installed again", job.name, job.version, describe_os_error(exc))
-        flag = {"shadow": True} if shadow else {}
-        self.audit("model_rolled_back", {"model": job.name, "version": job.version, **flag,
-                                         **(audit or {}), "reason": reason,
-                                         "kept_at": str(aside), "rollout": job.rollout})
-        job.state = "rolled_back"
-        self._set(job.name, "rolled_back", version=job.version, rollout=job.rollout,
-                  reason=reason, **flag, **(status or {}))
-
     # --- periodic ----------------------------------------------------------------------------
 
     def _tick(self, now: float) -> None:
@@ -756,55 +508,6 @@ class UpdateAgent:
             self._noisy_at[key] = now
             log.log(level, message, *args, exc_info=exc_info)
 
-    def _remember(self, path: Path | None = None) -> dict[str, Any]:
-        """The replay memory: {"issued": {model: ns}, "control": {model: ns}, "failed":
-        {model: [versions]}}, with anything of another shape left out."""
-        try:
-            raw = json.loads((path or self._memory).read_text())
-        except FileNotFoundError:
-            raw = {}
-        except (OSError, ValueError, RecursionError) as exc:
-            log.error("update memory %s unreadable (%s): replay protection starts afresh",
-                      path or self._memory, exc)
-            raw = {}
-        raw = raw if isinstance(raw, dict) else {}
-        memory: dict[str, Any] = {}
-        for part in ("issued", "control"):
-            entries = raw.get(part) if isinstance(raw.get(part), dict) else {}
-            memory[part] = {k: v for k, v in entries.items()
-                            if isinstance(v, int) and not isinstance(v, bool)}
-        failed = raw.get("failed") if isinstance(raw.get("failed"), dict) else {}
-        memory["failed"] = {k: [v for v in versions if isinstance(v, str)]
-                            for k, versions in failed.items() if isinstance(versions, list)}
-        return memory
-
-    def _save_memory(self, memory: dict[str, Any]) -> None:
-        """Atomically (temp file, fsync, rename); OSError when it cannot be written (a full
-        disk), with no temp file left behind."""
-        self._memory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._memory.with_name(f"{self._memory.name}.tmp-{os.getpid()}")
-        try:
-            with open(tmp, "wb") as handle:
-                handle.write(json.dumps(memory).encode())
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self._memory)
-        except OSError:
-            tmp.unlink(missing_ok=True)
-            raise
-        install.fsync_dir(self._memory.parent)
-
-    def _migrate_memory(self) -> None:
-        """Older versions kept the memory in <staging>/memory.json: merge it in, drop it."""
-        legacy = self._legacy_memory
-        if legacy == self._memory or not legacy.is_file():
-            return
-        old, memory = self._remember(legacy), self._remember()
-        for part in ("issued", "control"):
-            for name, issued in old[part].items():
-                memory[part][name] = max(issued, memory[part].get(name, 0))
-        for name, versions in old["failed"].items():
-            known = memory["failed"].setdefault(name, [])
-            known.extend(v for v in versions if v not in known)
-        self._save_memory(memory)
-        legacy.unlink(missing_ok=True)
+    def _remember(self) -> dict[str, Any]:
+        """The replay memory as it is on disk now (update_memory.ReplayMemory)."""
+        return self.memory.load()

@@ -247,7 +247,7 @@ def test_a_health_check_that_cannot_run_is_a_failed_one(tmp_path, monkeypatch):
     on every tick and a version never judged."""
     import time
 
-    from cloud_sync import update_agent
+    from cloud_sync import update_install
     key, pub = fleet_keys(tmp_path)
     store = device_store(tmp_path, "glasses-1")
     new = make_version(tmp_path / "fleet", "1.1.0")
@@ -255,7 +255,7 @@ def test_a_health_check_that_cannot_run_is_a_failed_one(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("interpreter would not load the model")
 
-    monkeypatch.setattr(update_agent, "precheck", broken)
+    monkeypatch.setattr(update_install, "precheck", broken)
     agent, audits = _agent(tmp_path, store, pub)              # pins 1.0.0 as active
     shutil.copytree(new, store / "detector" / "1.1.0")         # in the store: a switch
     agent._consider("detector", {"v": 1, "rollout": "r1", "group": "lab", "stage": "all",

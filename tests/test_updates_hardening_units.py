@@ -264,3 +264,20 @@ def test_a_health_check_that_cannot_run_is_a_failed_one(tmp_path, monkeypatch):
     state = agent.models["detector"]
     assert state["state"] == "rolled_back" and "could not run" in state["reason"], state
     assert ModelStore(store).active_version("detector") == "1.0.0"
+
+
+# --- issue 14: an offer is judged whole before anything is recorded ----------------------------
+
+@pytest.mark.parametrize("name, version", [("labels", "1.1.0"),      # no stage runs it
+                                           ("detector", "1.0.0")])   # the active one itself
+def test_a_refused_shadow_offer_leaves_no_replay_memory_and_no_offered_audit(tmp_path, name,
+                                                                             version):
+    key, pub = fleet_keys(tmp_path)
+    store = device_store(tmp_path, "glasses-1")
+    new = make_version(tmp_path / "fleet", version, name=name)
+    agent, audits = _agent(tmp_path, store, pub)
+    agent._consider(name, {"v": 1, "rollout": "r1", "group": "lab", "stage": "all",
+                           "canaries": [], **signed_desired(new, str(key), 16384, shadow=True)})
+    assert [action for action, _ in audits] == ["update_refused"]
+    assert name not in agent._remember()["issued"]
+    assert name not in agent.jobs

@@ -30,10 +30,15 @@ def _imported(node: ast.AST) -> list[str]:
 
 
 def _top_level_imports(path: Path, known: set[str]) -> set[str]:
-    """Project modules imported at module level (`from pkg import module` counts as module)."""
+    """Project modules imported at module level (`from pkg import module` counts as module,
+    not as the package: the package is imported already, or being imported, either way)."""
     found = set()
     for node in ast.parse(path.read_text(encoding="utf-8")).body:
-        found.update(name for name in _imported(node) if name in known)
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            modules = {f"{node.module}.{a.name}" for a in node.names} & known
+            found.update(modules or {node.module} & known)
+        else:
+            found.update(name for name in _imported(node) if name in known)
     return found
 
 

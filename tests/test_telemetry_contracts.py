@@ -36,7 +36,9 @@ def test_only_mqtt_client_imports_paho_and_only_the_stores_import_sqlite():
         if names & {"sqlite3", "sqlite_utils"}:
             sqlite.append(p.relative_to(ROOT).as_posix())
     assert paho == ["cloud_sync/mqtt_client.py"]
-    assert sorted(sqlite) == ["cloud_sync/fleet/store.py", "device/telemetry/store.py"]
+    assert sorted(sqlite) == ["cloud_sync/fleet/store.py", "device/telemetry/store.py",
+                            "device/telemetry/store_connection.py",
+                            "device/telemetry/store_disk.py", "device/telemetry/store_errors.py"]
 
 
 def test_every_telemetry_sync_and_fleet_key_is_described_and_round_trips():

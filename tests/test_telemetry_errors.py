@@ -11,7 +11,7 @@ import pytest
 
 from device.errors import StoreCorruptError, TelemetryError
 from device.telemetry import Record, StoreBusyError, StoreFullError, TelemetryStore
-from device.telemetry import store as store_module
+from device.telemetry import store_errors as store_module
 from device.telemetry.store import store_error
 
 

@@ -108,7 +108,7 @@ def test_a_second_store_in_one_process_shares_the_connection_and_keeps_the_lock(
 def test_the_audit_sink_keeps_records_the_store_did_not_take(tmp_path, monkeypatch):
     import sqlite3
 
-    from device.telemetry import store as store_module
+    from device.telemetry import store_errors as store_module
     monkeypatch.setattr(store_module, "BUSY_TIMEOUT_S", 0.2)
     cfg = config_for(tmp_path, None)
     s = cfg.telemetry

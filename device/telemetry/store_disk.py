@@ -1,0 +1,431 @@
+"""The telemetry store's file on disk: connecting, header probes, salvage and quarantine, the
+`.seq` side file (the store's identity and its sequence reservation), the cross-process lock.
+
+Nothing here opens a live database file outside SQLite (see device/telemetry/store.py).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from device.errors import StoreCorruptError
+from device.telemetry import store_errors
+from device.telemetry.store_errors import StoreAccessError, _sqlite_kind, store_error
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not on Linux
+    fcntl = None  # type: ignore[assignment]
+
+log = logging.getLogger("device.telemetry.store")
+
+SCHEMA_VERSION = 1
+_WAL_MAX_BYTES = 4 * 1024 * 1024   # the WAL is checkpointed/truncated at this size at most...
+_WAL_FS_SHARE = 8                  # ...or at 1/8 of a small file system
+_SALVAGE_CHUNK = 1000
+_DDL = """
+CREATE TABLE IF NOT EXISTS records (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    tier INTEGER NOT NULL,
+    prio INTEGER NOT NULL,
+    wall_ns INTEGER NOT NULL,
+    mono_ns INTEGER NOT NULL,
+    boot_id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    sent_ns INTEGER
+);
+CREATE INDEX IF NOT EXISTS records_unsent ON records(prio, seq) WHERE sent_ns IS NULL;
+CREATE INDEX IF NOT EXISTS records_sent ON records(sent_ns) WHERE sent_ns IS NOT NULL;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+_COLUMNS = "seq, kind, tier, prio, wall_ns, mono_ns, boot_id, body, sent_ns"
+_dumps = json.JSONEncoder(separators=(",", ":"), default=str, check_circular=False).encode
+_HELD = threading.local()       # the lock files this thread holds, with their depth
+
+
+class _FileLock:
+    """flock on `<db>.lock` around opening, reopening, quarantining and side-file updates, so
+    two processes never set files aside under each other. A separate file: locking it never
+    touches the database's own POSIX locks. Re-entrant within a thread; other threads of the
+    process wait like other processes do."""
+
+    def __init__(self, path: Path):
+        self.path = Path(str(path) + ".lock")
+        self.fd: int | None = None
+        self.nested = False
+
+    def __enter__(self) -> "_FileLock":
+        held = getattr(_HELD, "paths", None)
+        if held is None:
+            held = _HELD.paths = {}
+        key = str(self.path)
+        if held.get(key):
+            held[key] += 1
+            self.nested = True
+            return self
+        if fcntl is not None:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError:
+                try:
+                    self.fd = os.open(self.path, os.O_RDONLY)
+                except OSError:
+                    self.fd = None      # read-only and no lock file: nothing to serialize with
+            if self.fd is not None:
+                fcntl.flock(self.fd, fcntl.LOCK_EX)
+        held[key] = 1
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        held = _HELD.paths
+        key = str(self.path)
+        held[key] -= 1
+        if self.nested or held[key] > 0:
+            return
+        del held[key]
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+# --- file handling -----------------------------------------------------------------------------
+
+def _connect(path: Path, notes: list[dict[str, Any]]) -> tuple[sqlite3.Connection, bool]:
+    """Open and check the file; StoreCorruptError only when it is not a healthy SQLite
+    database, StoreUnavailableError kinds for a full disk, permissions or locks. A foreign
+    WAL beside it is set aside first (noted in `notes`)."""
+    what = f"cannot open telemetry store {path}"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        size = path.stat().st_size if path.exists() else None
+    except OSError as exc:
+        raise store_error(exc, what, path) from exc
+    if size is None:
+        moved = _set_aside_orphans(path, "orphan")
+        if moved:
+            notes.append({"action": "orphan_wal_set_aside", "path": str(path),
+                          "moved_to": [str(m) for m in moved]})
+    elif size == 0 and _wal_size(path) > 0:
+        raise StoreCorruptError(f"{path} is empty but has a WAL: the file was truncated")
+    elif size > 0:
+        header = _probe_header(path)
+        if header is not None:
+            raise StoreCorruptError(f"{path} {header}")
+        foreign = _foreign_wal(path)
+        if foreign:
+            moved = _set_aside_orphans(path, "foreign")
+            log.error("telemetry store %s: its WAL belongs to another database (%s); set "
+                      "aside to %s", path, foreign, ", ".join(map(str, moved)))
+            notes.append({"action": "foreign_wal_set_aside", "path": str(path),
+                          "reason": foreign, "moved_to": [str(m) for m in moved]})
+    try:
+        conn = sqlite3.connect(str(path), timeout=store_errors.BUSY_TIMEOUT_S, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise store_error(exc, what, path) from exc
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {int(store_errors.BUSY_TIMEOUT_S * 1000)}")
+        fresh = conn.execute("PRAGMA page_count").fetchone()[0] == 0
+        if fresh:
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+        if conn.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower() != "wal":
+            raise StoreAccessError(f"{what}: cannot switch it to WAL mode (read-only?)")
+        budget = _wal_budget(path)
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute(f"PRAGMA journal_size_limit = {budget}")
+        conn.execute(f"PRAGMA wal_autocheckpoint = {max(budget // page_size, 16)}")
+        if not fresh:
+            result = conn.execute("PRAGMA quick_check").fetchone()[0]
+            if result != "ok":
+                raise StoreCorruptError(f"{path} fails quick_check: {result}")
+        conn.executescript(_DDL)
+        conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
+                     [str(SCHEMA_VERSION)])
+        conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('store_id', ?)",
+                     [secrets.token_hex(8)])
+        conn.commit()
+    except BaseException as exc:
+        conn.close()
+        if isinstance(exc, (sqlite3.Error, OSError)):
+            raise store_error(exc, what, path) from exc
+        raise
+    return conn, fresh
+
+
+def _probe(path: Path, mode: str, query: Callable[[sqlite3.Connection], Any]) -> Any:
+    """Read the file through SQLite: mode 'immutable' (the main file alone: no WAL, no locks)
+    or 'ro' (with its WAL). Its descriptor is closed by SQLite, which keeps it open while this
+    process holds locks on the file."""
+    uri = f"file:{_uri_path(path)}?" + ("immutable=1" if mode == "immutable" else "mode=ro")
+    conn = sqlite3.connect(uri, uri=True, timeout=1.0, check_same_thread=False)
+    try:
+        return query(conn)
+    finally:
+        conn.close()
+
+
+def _probe_header(path: Path) -> str | None:
+    """None when the file starts with a SQLite header and has pages; else what is wrong."""
+    try:
+        pages = _probe(path, "immutable",
+                       lambda c: c.execute("PRAGMA page_count").fetchone()[0])
+    except sqlite3.Error as exc:
+        if _sqlite_kind(exc) == "corrupt":
+            return "does not start with the SQLite header"
+        return None                      # cannot tell (permissions, I/O): not corrupt
+    if pages == 0:
+        return "is empty: the file was truncated"
+    return None
+
+
+def _identity_of(conn: sqlite3.Connection) -> tuple[str | None, int]:
+    try:
+        store_id = _meta(conn, "store_id")
+    except sqlite3.OperationalError:
+        store_id = None
+    try:
+        last = _last_seq(conn)
+    except sqlite3.OperationalError:
+        last = 0
+    return store_id, last
+
+
+def _foreign_wal(path: Path) -> str | None:
+    """Why the WAL beside `path` belongs to another database, or None. The main file alone
+    (immutable) and the file with its WAL must show the same store id, and the WAL can only
+    move the sequence forward."""
+    if _wal_size(path) <= 32:
+        return None
+    try:
+        file_id, file_last = _probe(path, "immutable", _identity_of)
+    except sqlite3.Error:
+        return None
+    if not file_id:
+        return None                      # nothing checkpointed yet: nothing to compare
+    try:
+        wal_id, wal_last = _probe(path, "ro", _identity_of)
+    except sqlite3.Error as exc:
+        if _sqlite_kind(exc) == "corrupt":
+            return f"the file with its WAL is corrupt ({exc}) while the file alone is not"
+        return None
+    if wal_id != file_id:
+        return f"store id {wal_id} in the WAL, {file_id} in the file"
+    if wal_last < file_last:
+        return f"the WAL takes the sequence back from {file_last} to {wal_last}"
+    return None
+
+
+def _salvage(conn: sqlite3.Connection) -> tuple[dict[str, list[tuple]], int]:
+    """Unsent records, counters and meta readable through an old connection (of a deleted,
+    replaced or damaged file); and a count of unsent records that could not be read."""
+    out: dict[str, list[tuple]] = {"records": [], "counters": [], "meta": []}
+    unreadable = 0
+    for table, sql in (("meta", "SELECT key, value FROM meta WHERE key = 'text_salt'"),
+                       ("counters", "SELECT name, value FROM counters")):
+        try:
+            out[table] = conn.execute(sql).fetchall()
+        except sqlite3.Error:
+            pass
+    # newest first: of a truncated file, what is still readable is the recent part (in the
+    # WAL and the page cache)
+    below = 1 << 62
+    while True:
+        try:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM records WHERE seq < ? AND sent_ns IS NULL "
+                "ORDER BY seq DESC LIMIT ?", [below, _SALVAGE_CHUNK]).fetchall()
+        except sqlite3.Error as exc:
+            try:
+                unreadable = conn.execute(
+                    "SELECT count(*) FROM records WHERE seq < ? AND sent_ns IS NULL",
+                    [below]).fetchone()[0]
+            except sqlite3.Error:
+                unreadable = -1           # unknown
+            log.error("salvaging telemetry records below seq %d failed: %s", below, exc)
+            break
+        if not rows:
+            break
+        out["records"] += rows
+        below = rows[-1][0]
+    return out, unreadable
+
+
+def _restore(conn: sqlite3.Connection, salvaged: dict[str, list[tuple]]) -> int:
+    """Put salvaged records back under their own numbers (the fleet de-duplicates them)."""
+    if not salvaged["records"] and not salvaged["counters"]:
+        return 0
+    before = conn.total_changes
+    with conn:
+        conn.executemany(f"INSERT OR IGNORE INTO records ({_COLUMNS}) VALUES "
+                         f"({','.join('?' * 9)})", salvaged["records"])
+        copied = conn.total_changes - before
+        conn.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+                         salvaged["meta"])
+        conn.executemany(
+            "INSERT INTO counters(name, value) VALUES (?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET value = max(value, excluded.value)",
+            salvaged["counters"])
+    return copied
+
+
+def _aside_name(path: Path, tag: str) -> Path:
+    """A free name beside `path` for setting it aside: NAME.TAG-TIME[-N]."""
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    target, n = path.with_name(f"{path.name}.{tag}-{stamp}"), 1
+    while target.exists():
+        target = path.with_name(f"{path.name}.{tag}-{stamp}-{n}")
+        n += 1
+    return target
+
+
+def quarantine_file(path: Path) -> Path:
+    """Move a corrupt store (and its -wal/-shm) aside; returns where it went."""
+    moved = _aside_name(path, "corrupt")
+    try:
+        os.replace(path, moved)
+        for suffix in ("-wal", "-shm"):
+            side = Path(str(path) + suffix)
+            if side.exists():
+                os.replace(side, Path(str(moved) + suffix))
+    except OSError as exc:
+        raise store_error(exc, f"cannot move corrupt telemetry store {path} aside",
+                          path) from exc
+    return moved
+
+
+def _set_aside_orphans(path: Path, why: str) -> list[Path]:
+    """Move a -wal/-shm that does not belong to the file at `path` aside (kept)."""
+    moved = []
+    for suffix in ("-wal", "-shm"):
+        side = Path(str(path) + suffix)
+        if not side.exists():
+            continue
+        target = _aside_name(side, why)
+        try:
+            os.replace(side, target)
+        except OSError as exc:
+            raise store_error(exc, f"cannot set {side} aside", path) from exc
+        moved.append(target)
+    return moved
+
+
+def _seq_file(path: Path) -> Path:
+    return Path(str(path) + ".seq")
+
+
+def _read_seq_file(path: Path) -> tuple[str, int, int]:
+    """(store id, ceiling, highest number known handed out) from the side file; the old
+    format is the ceiling alone."""
+    try:
+        text = _seq_file(path).read_text().strip()
+    except OSError:
+        return "", 0, 0
+    try:
+        if text.startswith("{"):
+            data = json.loads(text)
+            return (str(data.get("store_id") or ""), int(data.get("ceiling") or 0),
+                    int(data.get("issued") or 0))
+        return "", int(text or 0), 0
+    except (ValueError, TypeError, AttributeError):
+        return "", 0, 0
+
+
+def _update_seq_file(path: Path, store_id: str | None, ceiling: int = 0, issued: int = 0,
+                     sync: bool = True) -> tuple[str, int, int]:
+    """Merge into the side file, under the lock file (the pipeline and the sync agent both
+    write it): the ceiling and the issued mark only ever go up. Returns what it now holds."""
+    with _FileLock(path):
+        old = _read_seq_file(path)
+        new = (old[0] if store_id is None else store_id, max(old[1], ceiling),
+               max(old[2], issued))
+        if new != old:
+            _write_seq_file(path, new[1], new[0], new[2], sync)
+    return new
+
+
+def _write_seq_file(path: Path, ceiling: int, store_id: str = "", issued: int = 0,
+                    sync: bool = True) -> None:
+    target = _seq_file(path)
+    tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
+    with open(tmp, "w") as fh:
+        fh.write(json.dumps({"store_id": store_id, "ceiling": ceiling, "issued": issued})
+                 + "\n")
+        fh.flush()
+        if sync:
+            os.fsync(fh.fileno())
+    os.replace(tmp, target)
+    if not sync:
+        return
+    try:
+        fd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:  # pragma: no cover - some file systems cannot fsync a directory
+        pass
+
+
+def _encode(body: Any) -> str:
+    """JSON text of a record body; a body that cannot be encoded is kept as a short repr
+    rather than losing the batch it came in."""
+    try:
+        return _dumps(body)
+    except (TypeError, ValueError, RecursionError) as exc:
+        log.warning("telemetry record body not JSON-encodable (%s); stored as repr", exc)
+        return _dumps({"unencodable": repr(body)[:500]})
+
+
+def _last_seq(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'records'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _meta(conn: sqlite3.Connection, key: str) -> str | None:
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+    return row[0] if row else None
+
+
+def _ident(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _wal_size(path: Path) -> int:
+    try:
+        return os.stat(str(path) + "-wal").st_size
+    except OSError:
+        return 0
+
+
+def _wal_budget(path: Path) -> int:
+    """The WAL's size cap: 4 MB, or 1/8 of a small file system, so it can never fill it."""
+    try:
+        st = os.statvfs(path.parent)
+    except OSError:
+        return _WAL_MAX_BYTES
+    return max(64 * 1024, min(_WAL_MAX_BYTES, st.f_blocks * st.f_frsize // _WAL_FS_SHARE))
+
+
+def _uri_path(path: Path) -> str:
+    from urllib.parse import quote
+    return quote(os.path.abspath(path))
+
+
+def _chunks(items: list, size: int):
+    for i in range(0, len(items), size):
+        yield items[i:i + size]

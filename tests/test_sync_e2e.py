@@ -61,8 +61,12 @@ def test_kill_9_of_the_sync_agent_at_random_points_loses_and_duplicates_nothing(
     kills = 0
     try:
         for _ in range(20):
+            before = fleet.record_count()
             agent = sync_agent_process(tmp_path / "edgelens.toml")
-            time.sleep(rng.uniform(0.5, 1.3))
+            # kill at a random point once this run is sending (a slow machine takes longer to
+            # start the process; the kill must still land in the middle of the sync)
+            assert wait_until(lambda: fleet.record_count() > before, 60), "nothing sent"
+            time.sleep(rng.uniform(0.0, 0.8))
             os.kill(agent.pid, signal.SIGKILL)
             agent.wait()
             kills += 1

@@ -62,19 +62,20 @@ class SyncStats:
 
 
 class TokenBucket:
-    """Bytes per second with one second of burst; rate 0 means no cap."""
+    """Bytes per second with one second of burst; rate 0 means no cap. `clock`: monotonic
+    seconds (a test passes one that moves only when waited on)."""
 
-    def __init__(self, rate: int):
-        self.rate = rate
+    def __init__(self, rate: int, clock: Callable[[], float] = time.monotonic):
+        self.rate, self._clock = rate, clock
         self._tokens = float(rate)
-        self._at = time.monotonic()
+        self._at = clock()
 
     def wait(self, size: int, stop: threading.Event) -> bool:
         """Block until `size` bytes may go (False when stopped first)."""
         if self.rate <= 0:
             return True
         while not stop.is_set():
-            now = time.monotonic()
+            now = self._clock()
             self._tokens = min(float(max(self.rate, size)),
                                self._tokens + (now - self._at) * self.rate)
             self._at = now

@@ -7,10 +7,12 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from device.audio.speaker import build_speaker
 from device.errors import EdgelensError
 from device.live.capture import Capture
 from device.live.observe import PipelineTelemetry
 from device.live.pipeline import FramePathSettings, Pipeline
+from device.live.rate import RateSettings
 from device.live.recognition import Budgets, RecognitionWorker
 from device.live.sources import FrameSource, parse_source
 from device.live.tracker import MotionTracker
@@ -126,6 +128,10 @@ def build_pipeline(cfg, stages: Stages, source: FrameSource | None = None, show=
                                budgets, translator=stages.translator, **hooks)
     worker.versions = dict(stages.versions)     # what runs now; each swap updates it
     settings = FramePathSettings(frame_budget_ms=p.frame_budget_ms, region_ttl_s=p.region_ttl_s,
-                                 match_iou=p.match_iou, hud=p.hud)
-    return Pipeline(capture, worker, metrics, settings,
-                    tracker=MotionTracker(scale=p.tracker_scale), show=show)
+                                 match_iou=p.match_iou, hud=p.hud,
+                                 rate=RateSettings.from_config(cfg.recognition))
+    pipeline = Pipeline(capture, worker, metrics, settings,
+                        tracker=MotionTracker(scale=p.tracker_scale), show=show)
+    if cfg.audio.speak != "off":                      # issue 17: spoken translations
+        pipeline.speech = build_speaker(cfg, metrics)
+    return pipeline

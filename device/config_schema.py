@@ -348,3 +348,94 @@ UPDATES = Section("updates", "Signed model updates over MQTT: delivery, install,
 ))
 
 SCHEMA = SCHEMA + (UPDATES,)
+
+# --- Power and the operating point (issue 15) ------------------------------------------------
+
+RECOGNITION = Section("recognition", "When the recognition path runs: at full rate while the "
+                      "view changes or new text appears, at a low rate once the view is steady "
+                      "and every region was read; the overlay follows by tracking meanwhile "
+                      "(device/live/rate.py).", (
+    Key("on_change", bool, True, "Recognize at full rate only while the view changes; false: "
+        "recognize continuously (every frame the recognition worker is free for)."),
+    Key("steady_rate_hz", float, 2.0, "Re-check rate while the view is steady and read.",
+        min=0.1, max=60.0),
+    Key("motion_px", float, 6.0, "The view is moving when the tracker moves the frame's "
+        "corners by more than this (pixels, on average) over motion_frames frames.",
+        min=0.0, max=1000.0),
+    Key("motion_frames", int, 5, "Frames over which motion_px is measured.", min=1, max=300),
+    Key("drift_px", float, 16.0, "Recognize at once when the view moved by more than this "
+        "(pixels) since the frame of the last complete result: new area came in.",
+        min=0.0, max=10_000.0),
+    Key("change_level", float, 20.0, "Recognize at once when the last read frame, tracked to "
+        "now, and the current frame differ by more than this (0-255) in the mean or spread of "
+        "a colour channel in some cell of a 16x9 grid (text appeared where the camera did not "
+        "move).", min=0.0, max=255.0),
+))
+
+CALIBRATION = Section("calibration", "The operating point `edgelens calibrate` measured and "
+                      "chose, and where; written by `edgelens calibrate --write`. `edgelens run` "
+                      "warns when the device or the model versions differ.", (
+    Key("date", str, "", "When it was measured (ISO 8601, UTC); empty: never calibrated."),
+    Key("machine", str, "", "Machine architecture it was measured on (platform.machine())."),
+    Key("cpu_model", str, "", "CPU model it was measured on (/proc/cpuinfo)."),
+    Key("cores", int, 0, "CPU cores it was measured on.", min=0, max=4096),
+    Key("backend", str, "", "Interpreter backend it was measured with."),
+    Key("models", list, [], "Model versions it was measured with ('detector 2.0.0', ...).",
+        item_type=str),
+    Key("frame_p95_ms", float, 0.0, "Frame path p95 measured at the chosen point (ms).",
+        min=0.0),
+    Key("new_translation_p95_ms", float, 0.0, "Capture to a shown new result, p95, measured at "
+        "the chosen point (ms).", min=0.0),
+    Key("cpu_pct", float, 0.0, "CPU use of the pipeline process at the chosen point, moving "
+        "view (% of one core).", min=0.0),
+    Key("steady_cpu_pct", float, 0.0, "CPU use at the chosen point, steady view (% of one "
+        "core).", min=0.0),
+    Key("met_budgets", bool, False, "Whether the chosen point met the frame and "
+        "new-translation budgets with margin when it was verified."),
+    Key("measurements", list, [], "The profile behind the choice, one line per setting "
+        "measured.", item_type=str),
+))
+
+SCHEMA = SCHEMA + (RECOGNITION, CALIBRATION)
+
+# --- Spoken translations (issue 17) -------------------------------------------------------------
+
+AUDIO = Section("audio", "Spoken translations: the on-device voice (espeak-ng), the output "
+                "stream, and ducking while the wearer speaks (device/audio/).", (
+    Key("speak", str, "off", "'off'; 'new': say each new translation once when it is shown "
+        "(not again while the same sign stays in view); 'on-request': say the newest "
+        "translation in view when asked.", choices=("off", "new", "on-request")),
+    Key("output_device", str, "", "Output device: empty for the default, an index, or part "
+        "of a name (`python -m sounddevice` lists them)."),
+    Key("input_device", str, "", "Microphone for ducking: empty for the default, an index, "
+        "or part of a name."),
+    Key("output_latency_ms", float, 50.0, "Audio buffered ahead of the output (less: speech "
+        "starts sooner, but a busy CPU makes it stutter; counted in audio_underflows).",
+        min=1.0, max=1000.0),
+    Key("voice_engine", str, "auto", "'library' (libespeak-ng in-process), 'command' "
+        "(espeak-ng --stdout per utterance) or 'auto' (the library when it loads).",
+        choices=("auto", "library", "command")),
+    Key("voice", str, "en-us", "espeak-ng voice (espeak-ng --voices=en lists them)."),
+    Key("words_per_minute", int, 170, "Speaking rate.", min=80, max=450),
+    Key("queue_size", int, 2, "Utterances waiting to be said; when full, the oldest is "
+        "dropped (counted in audio_dropped_stale).", min=1, max=16),
+    Key("repeat_after_s", float, 30.0, "The same text is not said again within this time "
+        "(a sign that leaves the view and comes back).", min=0.0, max=86_400.0),
+    Key("duck", bool, True, "Listen to the microphone: while the wearer speaks, queued speech "
+        "waits and playing speech fades down."),
+    Key("duck_gain", float, 0.15, "Level of playing speech while the wearer speaks (1.0: "
+        "unchanged).", min=0.0, max=1.0),
+    Key("fade_ms", float, 150.0, "Time a fade down or back up takes.", min=1.0, max=5000.0),
+    Key("vad_min_dbfs", float, -45.0, "Microphone blocks quieter than this are never speech "
+        "(dBFS).", min=-100.0, max=0.0),
+    Key("vad_start_ms", float, 60.0, "Voiced audio for this long means the wearer speaks.",
+        min=20.0, max=2000.0),
+    Key("resume_after_ms", float, 500.0, "Speech resumes after the wearer was quiet this "
+        "long.", min=20.0, max=10_000.0),
+    Key("max_wait_s", float, 5.0, "Queued speech waiting longer than this for the wearer "
+        "is dropped (counted in audio_dropped_waited).", min=0.0, max=600.0),
+    Key("soundtrack", str, "", "Also write what is said to this WAV file, each utterance at "
+        "the video frame it started on (edgelens demo --speak sets it); empty: don't."),
+))
+
+SCHEMA = SCHEMA + (AUDIO,)

@@ -6,6 +6,7 @@
     │   └── ModelStoreError  a manifest is missing/invalid or an artifact fails its checks
     ├── InputError        an image or text given to a stage cannot be used
     ├── SourceError       a frame source failed (camera gone, file truncated)
+    ├── AudioError        no usable sound device, or the voice cannot synthesize
     └── TelemetryError    the telemetry store cannot be opened, read or written
         └── StoreCorruptError  the store file is not a usable SQLite database
 """
@@ -32,6 +33,10 @@ class InputError(EdgelensError):
 
 
 class SourceError(EdgelensError):
+    pass
+
+
+class AudioError(EdgelensError):
     pass
 
 

@@ -3,13 +3,22 @@
 Callers pass and receive float arrays: int8/uint8 inputs and outputs are quantized and
 dequantized here from each tensor's own scale and zero point. Every failure of the
 interpreter becomes a `ModelError` that says what to do.
+
+A combination known to crash the process is refused at load (`UnsafeBackendError`) instead:
+tflite-runtime 2.14 segfaults in its hybrid fully-connected kernel
+(`DotprodMatrixBatchFourVectorMultiplyAccumulate`) on aarch64 cores with the dot-product
+extension (`asimddp` in /proc/cpuinfo: Cortex-A76, Neoverse-N1 and newer) when a model is
+dynamic-range quantized (float activations, int8 weights; the translator since 2.0.0).
+Measured under qemu-user (scripts/arm64-check); LiteRT runs the same models on those cores.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
+import platform
 import struct
 import sys
 import tempfile
@@ -26,6 +35,11 @@ log = logging.getLogger(__name__)
 
 BACKENDS = ("litert", "tflite")
 DEFAULT_SIGNATURE = "serving_default"
+DYNAMIC_RANGE, STATIC = "dynamic-range", "static"   # model kinds for `unsafe_reason`
+
+
+class UnsafeBackendError(ModelError):
+    """This backend is known to crash on this CPU with this kind of model."""
 
 
 def _import_backend(name: str) -> Callable[..., Any]:
@@ -63,6 +77,36 @@ def resolve_backend(backend: str) -> str:
         package = "ai-edge-litert" if backend == "litert" else "tflite-runtime==2.14.0"
         raise ModelError(f"backend {backend!r} is not installed: pip install {package}") from exc
     return backend
+
+
+def cpu_features(cpuinfo: str) -> frozenset[str]:
+    """The aarch64 feature names of a /proc/cpuinfo text (its first 'Features' line); empty
+    for other architectures (x86 says 'flags')."""
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "Features":
+            return frozenset(value.split())
+    return frozenset()
+
+
+@functools.lru_cache(maxsize=1)
+def host_cpu_features() -> frozenset[str]:
+    if platform.machine().lower() not in ("aarch64", "arm64"):
+        return frozenset()
+    try:
+        return cpu_features(Path("/proc/cpuinfo").read_text(errors="replace"))
+    except OSError:
+        return frozenset()
+
+
+def unsafe_reason(backend: str, model_kind: str, features: frozenset[str]) -> str | None:
+    """Why `backend` must not run a model of `model_kind` on a CPU with `features`; None
+    when it may."""
+    if backend == "tflite" and model_kind == DYNAMIC_RANGE and "asimddp" in features:
+        return ("tflite-runtime 2.14 crashes in its hybrid (dynamic-range int8) kernels on CPUs "
+                "with the dot-product extension (asimddp); install ai-edge-litert "
+                "(pip install 'ai-edge-litert>=2.3,<3') and use backend 'auto' or 'litert'")
+    return None
 
 
 @dataclass(frozen=True)
@@ -145,6 +189,29 @@ class _Flatbuffer:
         for item in tables:
             self._field(item, 0)  # its vtable must be inside the file too
         return tables
+
+    _FLOAT32, _UINT8, _INT8 = 0, 3, 9   # tflite TensorType
+
+    def kind(self) -> str:
+        """DYNAMIC_RANGE when some operator takes float activations with int8/uint8 weights
+        (a hybrid kernel), else STATIC. Tensor.type = field 1, Operator.inputs = field 1."""
+        model = self._u("<I", 0)
+        for subgraph in self._tables(model, 2):
+            types = []
+            for tensor in self._tables(subgraph, 0):
+                field = self._field(tensor, 1)
+                types.append(self._u("<b", field) if field is not None else self._FLOAT32)
+            for operator in self._tables(subgraph, 3):
+                vector = self._vector(operator, 1, 4)
+                if vector is None:
+                    continue
+                start, length = vector
+                inputs = [types[i] for i in (self._u("<i", start + 4 * k) for k in range(length))
+                          if 0 <= i < len(types)]
+                if inputs and inputs[0] == self._FLOAT32 and (
+                        self._INT8 in inputs or self._UINT8 in inputs):
+                    return DYNAMIC_RANGE
+        return STATIC
 
     def check(self) -> None:
         """Walk the parts the interpreter reads: model, subgraphs, tensors, operators, buffers,
@@ -274,7 +341,8 @@ class TFLiteModel:
     """
 
     def __init__(self, path: str | Path, backend: str = "auto", num_threads: int = 2,
-                 content: bytes | None = None):
+                 content: bytes | None = None, cpu: frozenset[str] | None = None):
+        """`cpu`: the CPU's feature names (default: this machine's, from /proc/cpuinfo)."""
         self.path = str(path)
         self.backend = resolve_backend(backend)
         self.num_threads = int(num_threads)
@@ -289,10 +357,17 @@ class TFLiteModel:
             raise ModelError(f"{path}: not a TFLite flatbuffer (no 'TFL3' identifier); the "
                              "file is corrupt or of another format — reinstall it from the store")
         try:
-            _Flatbuffer(content).check()
+            flatbuffer = _Flatbuffer(content)
+            flatbuffer.check()
+            self.kind = flatbuffer.kind()
         except (ValueError, struct.error) as exc:
             raise ModelError(f"{path}: not a valid TFLite model ({exc}); the file is truncated "
                              "or corrupt — reinstall it from the store") from exc
+        reason = unsafe_reason(self.backend, self.kind,
+                               host_cpu_features() if cpu is None else cpu)
+        if reason:
+            raise UnsafeBackendError(f"{path}: not loaded with {self.backend}, a "
+                                     f"{self.kind} model on this CPU: {reason}")
         self._content = content
         self._interpreter = self._build(None)
         keys = list(self._interpreter.get_signature_list())
@@ -358,6 +433,7 @@ class TFLiteModel:
             return self._shaped[shape]
         clone = object.__new__(TFLiteModel)
         clone.path, clone.backend, clone.num_threads = self.path, self.backend, self.num_threads
+        clone.kind = self.kind
         clone._content = self._content
         clone._interpreter = self._build(shape)
         clone.signature_keys = []  # signature runners ignore a resized tensor; use raw details

@@ -69,6 +69,13 @@ def test_only_the_runtime_imports_an_interpreter():
     assert owners == {"device/runtime.py"}
 
 
+def test_only_the_audio_output_module_imports_sounddevice():
+    owners = {p.relative_to(ROOT).as_posix()
+              for package in ("device", "cloud_sync", "calibration", "scripts", "tests")
+              for p in (ROOT / package).rglob("*.py") if "sounddevice" in _imports(p)}
+    assert owners == {"device/audio/output.py"}
+
+
 def test_every_artifact_is_held_to_its_manifest():
     store = ModelStore(ROOT / "models")
     versions = store.all_versions()

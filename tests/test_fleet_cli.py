@@ -10,7 +10,8 @@ import pytest
 from cloud_sync import sync_cli
 from cloud_sync.fleet import cli as fleet_cli
 from cloud_sync import batch as batch_codec
-from cloud_sync.fleet.store import SqliteFleetStore
+from cloud_sync.fleet.localbroker import free_port
+from cloud_sync.fleet.store import open_fleet_store
 from device.telemetry import Recorder
 from device.telemetry.records import StoredRecord
 from fixtures_broker import config_for
@@ -67,9 +68,9 @@ def test_sync_status_json_reports_the_backlog(tmp_path, capsys):
     assert info["last_seq"] == 2 and info["counters"] == {}
 
 
-def test_fleet_status_prints_one_row_per_device(tmp_path, capsys):
-    db = tmp_path / "fleet.sqlite"
-    store = SqliteFleetStore(db)
+def test_fleet_status_prints_one_row_per_device(fleet_db, capsys):
+    db = fleet_db
+    store = open_fleet_store(db)
     for device in ("glasses-2", "glasses-1"):
         rec = StoredRecord(1, "log", 1, 1, "b", '{"severity": "INFO"}')
         store.insert_batch(batch_codec.decode(batch_codec.encode(device, "b", (1, 1), [rec]),
@@ -89,5 +90,14 @@ def test_fleet_status_prints_one_row_per_device(tmp_path, capsys):
 
 
 def test_unknown_fleet_backend_is_a_named_error(tmp_path, capsys):
-    assert fleet_cli.main(["status", "--db", "postgres://fleet"]) == 2
-    assert "no fleet store backend" in capsys.readouterr().err
+    assert fleet_cli.main(["status", "--db", "mysql://fleet"]) == 2
+    assert "no fleet store backend for 'mysql://fleet'" in capsys.readouterr().err
+
+
+def test_unreachable_postgres_is_one_line_with_the_password_masked(capsys):
+    url = f"postgresql://fleet:s3cret@127.0.0.1:{free_port()}/fleet"
+    assert fleet_cli.main(["status", "--db", url]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("edgelens-fleet: cannot connect to the fleet database "
+                          "postgresql://fleet:***@127.0.0.1:") and err.count("\n") == 1
+    assert "s3cret" not in err

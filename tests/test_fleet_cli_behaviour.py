@@ -56,12 +56,13 @@ def test_a_push_to_a_group_with_no_devices_is_refused_and_leaves_no_desired_stat
         start = time.monotonic()
         # --log-level before the subcommand: WARNING hides the INFO connection lines
         out = fleet("--log-level", "WARNING", "push", str(new), "--group", "field",
-                    "--config", str(fleet_cfg.origin), "--discover", "1", "--timeout", "20")
+                    "--config", str(fleet_cfg.origin), "--discover", "1", "--timeout", "300",
+                    timeout=600)
         took = time.monotonic() - start
     finally:
         agent.stop()
     assert out.returncode == 2, (out.returncode, out.stdout, out.stderr)
-    assert took < 15, took                                       # not the whole --timeout
+    assert took < 150, took                     # it stops at once, not after the whole --timeout
     assert "group 'field' has no devices" in out.stderr, out.stderr
     assert "glasses-1 in 'lab'" in out.stderr                    # what it did see
     assert "--wait-for-devices" in out.stderr and "Traceback" not in out.stderr

@@ -15,8 +15,8 @@ from cloud_sync import batch as batch_codec
 from cloud_sync.fleet import cli as fleet_cli
 from cloud_sync.batch import Batch
 from cloud_sync.fleet.acl import load_groups, render_acl
-from cloud_sync.errors import SyncError
-from cloud_sync.fleet.store import SqliteFleetStore
+from cloud_sync.errors import PayloadError, SyncError
+from cloud_sync.fleet.store import open_fleet_store
 from cloud_sync.mqtt_client import LinkSettings, MqttLink
 from device.telemetry import Recorder
 from device.telemetry.records import StoredRecord
@@ -46,8 +46,8 @@ def _raw_batch(device, records):
                                               json.loads(r.body)) for r in records])
 
 
-def test_bad_records_are_refused_and_counted_and_the_rest_is_stored(tmp_path):
-    store = SqliteFleetStore(tmp_path / "fleet.sqlite")
+def test_bad_records_are_refused_and_counted_and_the_rest_is_stored(fleet_store):
+    store = fleet_store
     records = [
         _rec(1, "metric", GOOD_METRIC),
         _rec(-5, "log", {"severity": "INFO"}),                            # negative seq
@@ -67,14 +67,31 @@ def test_bad_records_are_refused_and_counted_and_the_rest_is_stored(tmp_path):
     assert store.refused() == {"dev-a": result.refused}
     [row] = store.device_rows(NOW + 10**9, 300)
     assert row.p95_ms == {"recognize": 40.0} and row.models == {"recognizer": "crnn@3"}
-    store.close()
 
 
-def test_status_renders_every_device_whatever_rows_the_database_holds(tmp_path, capsys):
+def test_text_postgresql_cannot_hold_is_refused_on_both_stores(fleet_store):
+    """A boot id with a NUL or a lone surrogate (JSON's \\u0000 and \\ud800 carry them) is
+    refused and counted, on SQLite as on PostgreSQL, whose text holds neither; the batch's
+    other records are stored."""
+    store = fleet_store
+    batch = Batch("dev-a", "b1", NOW, 10_000, [
+        (1, "log", NOW, 501, "b\x00oot", {"severity": "INFO"}),
+        (2, "log", NOW, 502, "b\ud800", {"severity": "INFO"}),
+        (3, "log", NOW, 503, "b1", {"severity": "ERROR", "text": "nul \x00 in a body"})])
+    result = store.insert_batch(batch, NOW, "w")
+    assert (result.inserted, result.refused) == (1, {"record.boot_id": 2})
+    assert store.seqs("dev-a") == [3]
+    [row] = store.device_rows(NOW, 300)        # the body's \u0000 does not hide its severity
+    assert row.errors_last_hour == 1
+    with pytest.raises(PayloadError, match="NUL or a lone surrogate"):
+        store.insert_batch(Batch("dev-a", "\x00", NOW, 10_000, []), NOW, "w")
+
+
+def test_status_renders_every_device_whatever_rows_the_database_holds(fleet_db, capsys):
     """Rows stored before the checks existed (or by another writer): one odd record must not
     take `edgelens-fleet status` down for the whole fleet; each view shows what is valid."""
-    db = tmp_path / "fleet.sqlite"
-    store = SqliteFleetStore(db)
+    db = fleet_db
+    store = open_fleet_store(db)
     store.insert_batch(_batch("dev-a", [_rec(1, "metric", GOOD_METRIC),
                                         _rec(2, "prediction", GOOD_PREDICTION),
                                         _rec(3, "log", {"severity": "ERROR"})]), NOW, "w")
@@ -86,12 +103,11 @@ def test_status_renders_every_device_whatever_rows_the_database_holds(tmp_path, 
            ("prediction", json.dumps({"models": {"recognizer": "crnn"}})),
            ("log", '{"severity":"ERROR","fields":{"x":NaN}}'),
            ("log", "not json at all")]
-    with store.db.conn:
-        for seq, (kind, body) in enumerate(bad, start=10):
-            store.db.execute("INSERT INTO records VALUES (?,?,?,?,?,?,?,?,?)",
-                             ["dev-a", seq, kind, NOW, 1, "b1", NOW, NOW, body])
-        store.db.execute("UPDATE devices SET status = ? WHERE device = 'dev-b'",
-                         ['{"backlog_total": "lots"}'])
+    for seq, (kind, body) in enumerate(bad, start=10):
+        store.execute("INSERT INTO records VALUES (?,?,?,?,?,?,?,?,?)",
+                      ["dev-a", seq, kind, NOW, 1, "b1", NOW, NOW, body])
+    store.execute("UPDATE devices SET status = ? WHERE device = 'dev-b'",
+                  ['{"backlog_total": "lots"}'])
     store.close()
     assert fleet_cli.main(["status", "--db", str(db), "--json"]) == 0
     rows = {r["device"]: r for r in json.loads(capsys.readouterr().out)}
@@ -106,10 +122,10 @@ def test_status_renders_every_device_whatever_rows_the_database_holds(tmp_path, 
 
 @pytest.mark.broker
 def test_the_devices_own_nan_is_refused_at_ingest_and_status_still_works(tmp_path, broker,
-                                                                         capsys):
+                                                                         capsys, fleet_db):
     """A NaN that the device's own Recorder.log_event wrote (Python's json writes it; JSON has
     no NaN) arrives through the real sync path; that record is refused, the rest stored."""
-    cfg = config_for(tmp_path, broker)
+    cfg = config_for(tmp_path, broker, fleet={"db": fleet_db})
     ingest, fleet = run_ingest(cfg)
     recorder = Recorder.open(cfg.telemetry)
     recorder.log_event("ERROR", "sensor.read", {"value": float("nan")})
@@ -136,8 +152,10 @@ def _deep(n: int) -> bytes:
 
 
 @pytest.mark.broker
-def test_each_bad_message_is_one_log_line_without_a_traceback(tmp_path, broker, caplog):
-    cfg = config_for(tmp_path, broker, fleet={"max_message_bytes": 4 * 1024 * 1024})
+def test_each_bad_message_is_one_log_line_without_a_traceback(tmp_path, broker, caplog,
+                                                              fleet_db):
+    cfg = config_for(tmp_path, broker, fleet={"max_message_bytes": 4 * 1024 * 1024,
+                                              "db": fleet_db})
     ingest, fleet = run_ingest(cfg)
     sender = MqttLink(LinkSettings(port=broker.port, client_id="attacker"))
     sender.start()

@@ -1,5 +1,6 @@
 """Fleet ingestion against a real broker: shared subscriptions split the load, duplicates never
-count twice, bad messages are dropped and the worker keeps going, clocks are corrected."""
+count twice, bad messages are dropped and the worker keeps going, clocks are corrected. Each
+test runs on both fleet stores (`fleet_db`/`fleet_store`: SQLite, then PostgreSQL)."""
 
 import json
 import time
@@ -8,7 +9,7 @@ import zlib
 import pytest
 
 from cloud_sync import batch as batch_codec
-from cloud_sync.fleet.store import SqliteFleetStore
+from cloud_sync.fleet.store import open_fleet_store
 from cloud_sync.mqtt_client import LinkSettings, MqttLink
 from device.telemetry import Recorder
 from device.telemetry.records import StoredRecord
@@ -22,8 +23,8 @@ def _records(n, start=1, boot="b1", kind="log", body=None):
             for s in range(start, start + n)]
 
 
-def test_same_batch_twice_is_stored_once(tmp_path):
-    store = SqliteFleetStore(tmp_path / "fleet.sqlite")
+def test_same_batch_twice_is_stored_once(fleet_store):
+    store = fleet_store
     payload = batch_codec.encode("dev-a", "b1", (2_000, 1_000), _records(5))
     batch = batch_codec.decode(payload, 1 << 20)
     assert store.insert_batch(batch, 10_000, "w").inserted == 5
@@ -32,13 +33,27 @@ def test_same_batch_twice_is_stored_once(tmp_path):
     assert store.seqs("dev-a") == [1, 2, 3, 4, 5]
     assert store.workers() == {"w": {"messages": 2, "records": 5, "duplicates": 5,
                                      "dropped": 0}}
-    store.close()
 
 
-def test_records_are_redated_from_the_monotonic_clock(tmp_path):
+def test_a_large_batch_overlapping_a_stored_one_adds_only_the_new_records(fleet_store):
+    """250 records (PostgreSQL takes batches this large by COPY, small ones by INSERT), 50 of
+    them stored before by a small batch: exactly 200 more, each once."""
+    store = fleet_store
+    first = batch_codec.decode(batch_codec.encode("dev-a", "b1", (2_000, 1_000),
+                                                  _records(50)), 1 << 20)
+    big = batch_codec.decode(batch_codec.encode("dev-a", "b1", (2_000, 1_000),
+                                                _records(250)), 1 << 20)
+    assert store.insert_batch(first, 10_000, "w").inserted == 50
+    result = store.insert_batch(big, 10_001, "w")
+    assert (result.inserted, result.duplicates) == (200, 50)
+    assert store.seqs("dev-a") == list(range(1, 251))
+    assert store.insert_batch(big, 10_002, "w").duplicates == 250
+
+
+def test_records_are_redated_from_the_monotonic_clock(fleet_store):
     """A device whose wall clock is a day behind: fleet time = receive time - age by the
     monotonic clock of that boot."""
-    store = SqliteFleetStore(tmp_path / "fleet.sqlite")
+    store = fleet_store
     day = 86_400 * 10**9
     true_now = 1_800_000_000 * 10**9
     mono_now = 5_000 * 10**9
@@ -46,17 +61,15 @@ def test_records_are_redated_from_the_monotonic_clock(tmp_path):
     batch = batch_codec.decode(batch_codec.encode("dev-a", "b1", (true_now - day, mono_now),
                                                   [rec]), 1 << 20)
     store.insert_batch(batch, true_now, "w")
-    ts = store.db.execute("SELECT ts_ns FROM records").fetchone()[0]
-    assert ts == true_now - 60 * 10**9
-    store.close()
+    assert store.execute("SELECT ts_ns FROM records") == [(true_now - 60 * 10**9,)]
 
 
 @pytest.mark.broker
 @pytest.mark.slow
-def test_two_workers_share_the_load_and_the_total_is_exact(tmp_path, broker):
+def test_two_workers_share_the_load_and_the_total_is_exact(tmp_path, broker, fleet_db):
     cfg = config_for(tmp_path, broker, sync={"batch_records": 20, "max_inflight": 16})
-    db = tmp_path / "fleet.sqlite"
-    SqliteFleetStore(db).close()
+    db = fleet_db
+    open_fleet_store(db).close()
     workers = [ingest_process(tmp_path / "edgelens.toml", db, name) for name in ("w1", "w2")]
     try:
         assert wait_until(lambda: broker.log_file.read_text().count(
@@ -67,7 +80,7 @@ def test_two_workers_share_the_load_and_the_total_is_exact(tmp_path, broker):
             recorder.log_event("INFO", "frame.done", {"i": i})
         recorder.close()
         agent = run_agent(cfg)
-        fleet = SqliteFleetStore(db)
+        fleet = open_fleet_store(db)
         assert wait_until(lambda: fleet.record_count() >= 4000, 30), fleet.record_count()
         agent.stop()
     finally:
@@ -81,9 +94,9 @@ def test_two_workers_share_the_load_and_the_total_is_exact(tmp_path, broker):
 
 
 @pytest.mark.broker
-def test_bad_messages_are_dropped_and_ingest_keeps_going(tmp_path, broker):
+def test_bad_messages_are_dropped_and_ingest_keeps_going(tmp_path, broker, fleet_db):
     cfg = config_for(tmp_path, broker, fleet={"max_message_bytes": 64 * 1024,
-                                              "max_batch_bytes": 1024 * 1024})
+                                              "max_batch_bytes": 1024 * 1024, "db": fleet_db})
     ingest, fleet = run_ingest(cfg)
     sender = MqttLink(LinkSettings(port=broker.port, client_id="attacker"))
     sender.start()
@@ -117,8 +130,8 @@ def test_bad_messages_are_dropped_and_ingest_keeps_going(tmp_path, broker):
 
 
 @pytest.mark.broker
-def test_status_rows_show_rates_latency_misses_models_and_errors(tmp_path, broker):
-    cfg = config_for(tmp_path, broker)
+def test_status_rows_show_rates_latency_misses_models_and_errors(tmp_path, broker, fleet_db):
+    cfg = config_for(tmp_path, broker, fleet={"db": fleet_db})
     ingest, fleet = run_ingest(cfg)
     recorder = Recorder.open(cfg.telemetry)
     for _ in range(10):
@@ -151,8 +164,9 @@ def test_status_rows_show_rates_latency_misses_models_and_errors(tmp_path, broke
 
 
 @pytest.mark.broker
-def test_records_sent_while_the_ingest_worker_is_down_wait_in_its_session(tmp_path, broker):
-    cfg = config_for(tmp_path, broker)
+def test_records_sent_while_the_ingest_worker_is_down_wait_in_its_session(tmp_path, broker,
+                                                                         fleet_db):
+    cfg = config_for(tmp_path, broker, fleet={"db": fleet_db})
     ingest, fleet = run_ingest(cfg)
     ingest.stop()                              # persistent session stays at the broker
     _produce_logs(cfg, 300)
@@ -160,12 +174,14 @@ def test_records_sent_while_the_ingest_worker_is_down_wait_in_its_session(tmp_pa
     try:
         assert wait_until(lambda: agent.worker.stats.acked_records == 300, 15)
         assert fleet.record_count() == 0
+        fleet.close()
         ingest, fleet = run_ingest(cfg)        # same worker id: same session
         assert wait_until(lambda: fleet.record_count() == 300, 15), fleet.record_count()
         ingest.stop()
     finally:
         agent.stop()
     assert fleet.seqs("glasses-1") == list(range(1, 301))
+    fleet.close()
 
 
 def _produce_logs(cfg, n):

@@ -1,6 +1,5 @@
 """The pieces of the frame path that need no model: slot, capture, tracker, overlay, metrics."""
 
-import threading
 import time
 
 import cv2

@@ -1,5 +1,7 @@
 """Hot swap in the live pipeline: a new ACTIVE version is checked and loaded off the frame path,
-swapped between recognition runs, judged over the first frames; no frame dropped doing so."""
+swapped between recognition runs, judged over the first frames; the frame path and recognition
+never wait for a load (the test holds the load and watches them go on: no test here depends on
+the speed of the machine; the frames a swap drops are measured by the update benchmark)."""
 
 from __future__ import annotations
 
@@ -35,14 +37,22 @@ def _p95(samples: np.ndarray) -> float | None:
     return percentiles(samples, (95,))["p95"]
 
 
-def test_hot_swap_drops_no_frame_and_judges_the_new_version(tmp_path):
+def test_hot_swap_loads_off_the_frame_path_and_judges_the_new_version(tmp_path):
     root = tmp_path / "models"
     for version in ("1.0.0", "1.1.0"):
         make_version(root, version)
     make_version(root, "1.2.0", budget_ms=0.0001)              # fails its latency check
     store = ModelStore(root)
     set_active(store, "detector", "1.0.0")
-    load = lambda v: Detector(v.artifact, backend="auto", num_threads=1)  # noqa: E731
+    loading, release = threading.Event(), threading.Event()
+
+    def load(v):
+        detector = Detector(v.artifact, backend="auto", num_threads=1)
+        if v.version == "1.1.0" and not release.is_set():
+            loading.set()
+            release.wait(60)          # held until the test has seen the pipeline go on
+        return detector
+
     first = load(store.get("detector", "1.0.0"))
     metrics = Metrics()
     worker = RecognitionWorker(first, BlankRecognizer(), crop_line, metrics,
@@ -58,14 +68,19 @@ def test_hot_swap_drops_no_frame_and_judges_the_new_version(tmp_path):
     watch.start()
     try:
         assert wait_until(lambda: metrics.counter("frames_displayed") >= 30, 30)
-        before_idle = metrics.counter("frames_dropped")
-        time.sleep(2.0)                                  # an idle window to compare with
-        idle_window_dropped = metrics.counter("frames_dropped") - before_idle
         idle_frames = len(metrics.histogram("frame_path").samples())
         idle_dropped = metrics.counter("frames_dropped")
         idle = metrics.histogram("frame_path").samples()[10:]
         t0 = time.perf_counter()
         set_active(store, "detector", "1.1.0")
+        assert wait_until(loading.is_set, 30)
+        # while the new version loads, frames are shown and recognized with the old one
+        shown, runs = (metrics.counter("frames_displayed"),
+                       metrics.counter("recognition_runs_started"))
+        assert wait_until(lambda: metrics.counter("frames_displayed") >= shown + 10, 30)
+        assert wait_until(lambda: metrics.counter("recognition_runs_started") >= runs + 2, 30)
+        assert worker.detector is first and metrics.counter("model_swaps") == 0
+        release.set()
         assert wait_until(lambda: metrics.counter("model_swaps") >= 1, 30)
         swap_s = time.perf_counter() - t0
         assert worker.detector is not first
@@ -83,20 +98,17 @@ def test_hot_swap_drops_no_frame_and_judges_the_new_version(tmp_path):
         set_active(store, "detector", "1.1.0")
         time.sleep(0.3)
     finally:
+        release.set()
         watch.stop()
         pipeline.stop_event.set()
         runner.join(10)
-    print(f"\nswap picked up and applied in {swap_s * 1000:.0f} ms; frames dropped during "
+    print(f"\nswap (its load held by the test) applied in {swap_s * 1000:.0f} ms; dropped during "
           f"swap+judging: {swap_dropped} (idle before: {idle_dropped}); frame_path p95 idle "
           f"{_p95(idle)} ms vs during load/swap/judge {_p95(during)} ms")
     assert verdict["healthy"] is True and verdict["stage"] == "frames", verdict
     bad = read_health(root / "detector" / "1.2.0")
     assert bad["healthy"] is False and "over the budget" in bad["reason"]
     assert metrics.counter("model_swaps") == 1
-    # target 0 (measured by the update benchmark); on a loaded 2-core box the capture also
-    # drops frames without any swap, so the swap window may drop no more than an idle window
-    # of the same pipeline, give or take scheduling noise of two frames
-    assert swap_dropped <= idle_window_dropped + 2, (swap_dropped, idle_window_dropped)
     assert metrics.counter("recognition_errors") == 0
 
 

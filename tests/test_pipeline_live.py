@@ -1,7 +1,6 @@
 """The live pipeline with the real models on generated frames whose ground truth is known."""
 
 import json
-import os
 import shutil
 import signal
 import sqlite3

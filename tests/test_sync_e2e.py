@@ -31,8 +31,8 @@ def test_records_made_while_the_broker_is_down_arrive_once_when_it_returns(tmp_p
         broker.restart()                       # a second, short outage while idle
         time.sleep(0.5)
         assert fleet.seqs("glasses-1") == list(range(1, 3002))
-        first_kind = fleet.db.execute(
-            "SELECT kind FROM records ORDER BY received_ns, seq LIMIT 1").fetchone()[0]
+        [(first_kind,)] = fleet.execute(
+            "SELECT kind FROM records ORDER BY received_ns, seq LIMIT 1")
         assert first_kind == "audit"           # audit goes first
         assert wait_until(lambda: _device(fleet)["backlog"] == 0, 10)
         assert _device(fleet)["online"] is True
@@ -146,7 +146,7 @@ def test_a_quarantined_store_keeps_syncing_with_fresh_sequence_numbers(tmp_path,
         ingest.stop()
     seqs = fleet.seqs("glasses-1")
     assert seqs[:100] == list(range(1, 101)) and min(seqs[100:]) > 100
-    kinds = [r[0] for r in fleet.db.execute(
+    kinds = [r[0] for r in fleet.execute(
         "SELECT kind FROM records WHERE seq > 100 ORDER BY seq")]
     assert kinds == ["audit"] + ["log"] * 50   # store_quarantined comes first
     [kept] = [p for p in tmp_path.glob("telemetry.sqlite.corrupt-*")

@@ -37,3 +37,17 @@ def test_human_output_names_the_source(tmp_path, capsys):
     assert main(["translate", "--config", str(config), "Notausgang"]) == 0
     out = capsys.readouterr().out
     assert "Notausgang → Emergency Exit" in out and "phrasebook" in out
+
+
+def test_one_shot_translation_has_no_time_budget(tmp_path, capsys):
+    """[translator] budget_ms keeps the live path on time; a slow device must give the same
+    answer to `edgelens translate` as a fast one, only later (1 ms: no model decode fits)."""
+    need_dictionary()
+    store_version()
+    config = tmp_path / "edgelens.toml"
+    config.write_text(f'[translator]\ndictionary = "{excerpt(tmp_path / "de-en")}"\n'
+                      f'phrasebook_cache = "{tmp_path / "cache"}"\nbudget_ms = 1.0\n',
+                      encoding="utf-8")
+    assert main(["translate", "--json", "--config", str(config), "Bitte Tür schließen"]) == 0
+    [result] = json.loads(capsys.readouterr().out)
+    assert result["via"] == "model", result          # not passthrough (over_budget)

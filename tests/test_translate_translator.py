@@ -1,4 +1,9 @@
-"""The translate stage: phrasebook, cache, sign casing, passthrough and refusals."""
+"""The translate stage: phrasebook, cache, sign casing, passthrough and refusals.
+
+Every translator here has no time budget (math.inf) unless the budget is what is tested: the
+answer must not depend on the speed of the machine."""
+
+import math
 
 import pytest
 
@@ -23,7 +28,8 @@ def parts(tmp_path_factory):
 def translator(parts):
     model, tokenizer, book = parts
     # min_model_confidence 0: these tests are about routing, not about the model's quality
-    return Translator(model, tokenizer, book, Settings(cache_size=8, min_model_confidence=0.0))
+    return Translator(model, tokenizer, book, Settings(cache_size=8, min_model_confidence=0.0,
+                                                       budget_ms=math.inf))
 
 
 def test_phrasebook_hits_ignore_case_umlaut_spelling_and_punctuation(translator):
@@ -69,7 +75,7 @@ def test_empty_long_and_control_input_give_a_clear_result(translator):
     assert translator.translate(None).reason == "empty"
     assert translator.translate("Wort " * 100).reason == "too_long"
     huge = translator.translate("x" * 5_000_000)
-    assert huge.reason == "too_long" and huge.ms < 1000
+    assert (huge.reason, huge.translation) == ("too_long", "x" * 120)
     assert translator.translate(12345).translation == "12345"
 
 
@@ -84,7 +90,7 @@ def test_the_cache_answers_repeated_frames_and_counts(translator):
     first = translator.translate("Straßenhund")
     again = translator.translate("Straßenhund")
     assert first.via in ("model", "phrasebook", "gloss") and again.via == "cache"
-    assert again.translation == first.translation and again.ms < 1.0
+    assert again.translation == first.translation
     stats = translator.stats()
     assert stats["cache"]["hits"] >= 1 and stats["via"]["cache"] == 1
 
@@ -94,12 +100,20 @@ def test_the_model_answers_what_the_phrasebook_lacks(translator):
     assert result.via == "model" and result.translation and 0 < result.confidence <= 1
 
 
-def test_the_budget_stops_the_model(parts):
+def test_the_budget_stops_the_model_and_a_slow_device_gets_the_same_answer_later(parts):
     model, tokenizer, book = parts
     hurried = Translator(model, tokenizer, book, Settings(budget_ms=0.001))
     result = hurried.translate("Wasserzimmer")
-    assert (result.via, result.reason) == ("passthrough", "over_budget")
+    assert (result.via, result.reason, result.translation) == (
+        "passthrough", "over_budget", "Wasserzimmer")
     assert hurried.translate("Notausgang").via == "phrasebook"   # lookups need no budget
+    # the next request finishes what the budget cut, then the cache answers
+    unhurried = Translator(model, tokenizer, book, Settings(budget_ms=math.inf))
+    expected = unhurried.translate("Wasserzimmer")
+    late = hurried.translate("Wasserzimmer")
+    assert (late.translation, late.via, late.confidence) == (
+        expected.translation, expected.via, expected.confidence)
+    assert hurried.translate("Wasserzimmer").via == "cache"
 
 
 def test_without_model_or_phrasebook_it_still_answers(parts):
@@ -111,14 +125,16 @@ def test_without_model_or_phrasebook_it_still_answers(parts):
 
 def test_an_unsure_model_yields_to_a_word_by_word_gloss(parts):
     model, tokenizer, book = parts
-    glossing = Translator(model, tokenizer, book, Settings(gloss_below_confidence=1.01))
+    glossing = Translator(model, tokenizer, book, Settings(gloss_below_confidence=1.01,
+                                                           budget_ms=math.inf))
     result = glossing.translate("hundewasser")
     expected = f"{book.lookup('Hund')} {book.lookup('Wasser')}"
     # a gloss is labelled as what it is, with a low confidence, never as a phrasebook hit
     assert (result.translation, result.via, result.confidence) == (expected, "gloss", 0.3)
     assert glossing.translate("Krzyzanowskiwasser xq").via not in ("phrasebook", "gloss")
     hiding = Translator(model, tokenizer, book, Settings(gloss_below_confidence=1.01,
-                                                         show_glosses=False))
+                                                         show_glosses=False,
+                                                         budget_ms=math.inf))
     hidden = hiding.translate("hundewasser")
     assert (hidden.via, hidden.reason, hidden.translation) == ("passthrough", "gloss_hidden",
                                                                "hundewasser")

@@ -262,7 +262,7 @@ def kill9(folder: Path, broker: LocalBroker, kills: int, rng: random.Random) -> 
     finally:
         for name, proc in [*procs.items(), ("ingest", ingest)]:
             stop(name, proc)
-    rows = fleet.db.execute("SELECT seq, body FROM records WHERE device = ?", [DEVICE]).fetchall()
+    rows = fleet.execute("SELECT seq, body FROM records WHERE device = ?", [DEVICE])
     delivered = {seq for seq, _ in rows}
     arrived = _frames(body for _, body in rows)
     in_store = {run_id: set(ii) for run_id, ii in _frames(r.body for r in stored).items()}

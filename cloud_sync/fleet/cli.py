@@ -1,7 +1,8 @@
 """edgelens-fleet: the fleet side.
 
     edgelens-fleet broker --dev [--dir D]       a development broker, logins and configs
-    edgelens-fleet ingest --db fleet.sqlite     an ingest worker (start several: they share)
+    edgelens-fleet ingest --db fleet.sqlite     an ingest worker (start several: they share;
+                                                --db postgresql://… for several machines)
     edgelens-fleet status [--json]              one row per device
 
 Subcommands register through SUBCOMMANDS (a function that adds its parser); later issues add
@@ -35,7 +36,8 @@ Register = Callable[[argparse._SubParsersAction], None]
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="edgelens TOML config ([mqtt], [fleet])")
-    parser.add_argument("--db", help="fleet database (default: [fleet] db)")
+    parser.add_argument("--db", help="fleet database: a SQLite path or a postgresql:// URL "
+                                     "(default: [fleet] db)")
 
 
 def register_ingest(sub: argparse._SubParsersAction) -> None:
@@ -99,6 +101,14 @@ SUBCOMMANDS: list[Register] = [register_broker, register_ingest, register_status
 from cloud_sync.fleet import updates_cli as fleet_updates_cli  # noqa: E402  keygen, push, rollout (issue 6)
 
 SUBCOMMANDS += fleet_updates_cli.SUBCOMMANDS
+
+from cloud_sync.fleet import store_cli as fleet_store_cli  # noqa: E402  prune, bench-ingest (issue 16)
+
+SUBCOMMANDS += fleet_store_cli.SUBCOMMANDS
+
+from cloud_sync.fleet.dashboard import cli as fleet_dashboard_cli  # noqa: E402  dashboard (issue 16)
+
+SUBCOMMANDS += fleet_dashboard_cli.SUBCOMMANDS
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,6 +4,11 @@ batches into the fleet store. Start several with the same group and they split t
 Each worker keeps a persistent session (clean_start off, session expiry from config), so the
 broker queues QoS 1 batches while it is down. A batch is acknowledged (PUBACK) only after it
 was committed, or when it is bad input that will never be stored (logged, counted, dropped).
+So a worker killed with SIGKILL mid-batch loses nothing: its unacknowledged batches stay in its
+session and come again when it reconnects with the same --worker-id, and what it had committed
+but not acknowledged meets ON CONFLICT (device, seq) DO NOTHING (tests/test_fleet_scale.py,
+against PostgreSQL). Workers on several machines share one PostgreSQL store (`--db
+postgresql://…`); on one machine they may also share a SQLite file.
 
 Everything a device sends is hostile until checked: a message that fails is dropped with one
 log line saying why (never a traceback) and counted, per worker (`dropped`) and per device and

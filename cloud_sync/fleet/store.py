@@ -1,8 +1,14 @@
-"""Fleet-side storage behind one small interface (`FleetStore`); SQLite is the default.
+"""Fleet-side storage behind one small interface (`FleetStore`), opened by `open_fleet_store`:
+a SQLite file (the embedded default, one machine) or a `postgresql://` URL (PostgreSQL,
+`store_postgres`, for ingest workers on several machines).
+
+The logic is written once (`SqlFleetStore`): the statements, the checks, the clock correction,
+record shaping and every status view; a backend adds only its connections, its JSON accessor
+and its dialect of the schema steps (`migrations`). Retention: `prune(before_ns)`
+(`edgelens-fleet prune --older-than DAYS`).
 
 Inserts are idempotent, keyed by (device, seq): a batch redelivered by QoS 1 or re-sent after a
-crash adds nothing the second time. A fleet that outgrows one machine implements `FleetStore`
-for a server database and passes its URL to `open_fleet_store`.
+crash adds nothing the second time.
 
 Clock correction: each batch carries the device's wall and monotonic clocks at sending time.
 Per (device, boot) the store keeps `boot_offset_ns = received_wall - sent_mono` (its smallest
@@ -27,14 +33,14 @@ import re
 import sqlite3
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
-
-import sqlite_utils
+from typing import Any, Iterator, Protocol, Sequence
 
 from cloud_sync.batch import Batch
 from cloud_sync.errors import FleetStoreError, PayloadError
+from cloud_sync.fleet import migrations
 from device.modelstore.shadow import SHADOW_LATENCY
 
 log = logging.getLogger(__name__)
@@ -46,34 +52,6 @@ _MAX_WINDOW_S = 86_400.0
 
 # counters that count frames which missed their deadline (the pipeline's and the generic name)
 _FRAME_MISS_COUNTERS = ("frame_deadline_misses", "deadline_misses")
-
-_DDL = """
-CREATE TABLE IF NOT EXISTS records (
-    device TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL,
-    wall_ns INTEGER NOT NULL, mono_ns INTEGER NOT NULL, boot_id TEXT NOT NULL,
-    ts_ns INTEGER NOT NULL, received_ns INTEGER NOT NULL, body TEXT NOT NULL,
-    PRIMARY KEY (device, seq)
-);
-CREATE INDEX IF NOT EXISTS records_by_kind ON records(device, kind, ts_ns);
-CREATE TABLE IF NOT EXISTS devices (
-    device TEXT PRIMARY KEY, online INTEGER, availability_ns INTEGER, last_seen_ns INTEGER,
-    status TEXT, status_ns INTEGER
-);
-CREATE TABLE IF NOT EXISTS boots (
-    device TEXT NOT NULL, boot_id TEXT NOT NULL, offset_ns INTEGER NOT NULL,
-    PRIMARY KEY (device, boot_id)
-);
-CREATE TABLE IF NOT EXISTS workers (
-    worker TEXT PRIMARY KEY, messages INTEGER NOT NULL DEFAULT 0,
-    records INTEGER NOT NULL DEFAULT 0, duplicates INTEGER NOT NULL DEFAULT 0,
-    dropped INTEGER NOT NULL DEFAULT 0, updated_ns INTEGER
-);
-CREATE TABLE IF NOT EXISTS refused (
-    device TEXT NOT NULL, reason TEXT NOT NULL, n INTEGER NOT NULL DEFAULT 0,
-    last_ns INTEGER, PRIMARY KEY (device, reason)
-);
-"""
-
 
 @dataclass(frozen=True)
 class InsertResult:
@@ -112,34 +90,106 @@ class FleetStore(Protocol):
     def refused(self) -> dict[str, dict[str, int]]: ...
     def device_rows(self, now_ns: int, window_s: float) -> list[DeviceRow]: ...
     def record_count(self, device: str | None = None) -> int: ...
+    def seqs(self, device: str) -> list[int]: ...
     def workers(self) -> dict[str, dict[str, int]]: ...
+    def prune(self, before_ns: int) -> int: ...
     def close(self) -> None: ...
 
 
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
 def open_fleet_store(location: str | Path) -> FleetStore:
-    """`path/to/fleet.sqlite` or `sqlite:///path`; other schemes are for server backends."""
+    """The one way every fleet command opens its store: `postgresql://…` (or `postgres://`)
+    is PostgreSQL; `path/to/fleet.sqlite` or `sqlite:///path` is the embedded SQLite file."""
     text = str(location)
+    if text.startswith(POSTGRES_SCHEMES):
+        # deferred: psycopg is optional (the extra "fleet"), and store_postgres builds on this
+        # module
+        from cloud_sync.fleet.store_postgres import PostgresFleetStore
+        return PostgresFleetStore(text)
     if "://" in text and not text.startswith("sqlite://"):
-        raise FleetStoreError(f"no fleet store backend for {text!r}; this build has sqlite")
+        raise FleetStoreError(f"no fleet store backend for {text!r}; give a SQLite path or a "
+                              "postgresql:// URL")
     return SqliteFleetStore(text.removeprefix("sqlite://"))
 
 
-class SqliteFleetStore:
-    """SQLite in WAL mode; several ingest processes may share one file."""
+class Tx(Protocol):
+    """One transaction of a backend; `?` placeholders on every backend."""
+    def run(self, sql: str, args: Sequence[Any] = ()) -> list[tuple]: ...
+    def insert_records(self, rows: list[tuple]) -> int: ...
 
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(str(self.path), timeout=30.0, check_same_thread=False)
-            conn.execute("PRAGMA busy_timeout = 30000")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.executescript(_DDL)
-        except sqlite3.DatabaseError as exc:
-            raise FleetStoreError(f"cannot open fleet database {self.path}: {exc}") from exc
-        self.db = sqlite_utils.Database(conn)
-        self._lock = threading.Lock()
+
+def _greatest(column: str) -> str:
+    """`column` set to the larger of its stored and its new value (portable SQL upsert)."""
+    table, name = column.split(".")
+    return (f"{name} = CASE WHEN {table}.{name} IS NULL OR excluded.{name} > {table}.{name} "
+            f"THEN excluded.{name} ELSE {table}.{name} END")
+
+
+_UPSERT_BOOT = ("INSERT INTO boots(device, boot_id, offset_ns) VALUES (?, ?, ?) "
+                "ON CONFLICT(device, boot_id) DO UPDATE SET offset_ns = CASE WHEN "
+                "excluded.offset_ns < boots.offset_ns THEN excluded.offset_ns "
+                "ELSE boots.offset_ns END")
+_TOUCH = ("INSERT INTO devices(device, last_seen_ns) VALUES (?, ?) ON CONFLICT(device) DO "
+          f"UPDATE SET {_greatest('devices.last_seen_ns')}")
+_AVAILABILITY = ("INSERT INTO devices(device, online, availability_ns) VALUES (?, ?, ?) "
+                 "ON CONFLICT(device) DO UPDATE SET online = excluded.online, "
+                 "availability_ns = excluded.availability_ns")
+_STATUS = ("INSERT INTO devices(device, status, status_ns, last_seen_ns) VALUES (?, ?, ?, ?) "
+           "ON CONFLICT(device) DO UPDATE SET status = excluded.status, "
+           f"status_ns = excluded.status_ns, {_greatest('devices.last_seen_ns')}")
+_REFUSED = ("INSERT INTO refused(device, reason, n, last_ns) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(device, reason) DO UPDATE SET n = refused.n + excluded.n, "
+            "last_ns = excluded.last_ns")
+_PRUNE_CHUNK = 10_000
+
+
+class SqlFleetStore:
+    """Everything the fleet store does, on any SQL database. A backend supplies `_tx` (a
+    transaction; its driver's errors become FleetStoreError there), `_json_at` and `close`;
+    the statements, the checks, the clock correction and the views are written once, here."""
+
+    where = "the fleet database"
+
+    @contextmanager
+    def _tx(self, what: str, exclusive: bool = False) -> Iterator[Tx]:
+        raise NotImplementedError
+
+    def _json_at(self, path: str) -> str:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def _migrate(self) -> None:
+        """Apply the steps of `migrations` this database lacks, one transaction each."""
+        for step in migrations.pending(self._schema_versions(), self.where):
+            with self._tx(f"cannot apply schema step {step.version} ({step.name})",
+                          exclusive=True) as tx:
+                tx.run(migrations.SCHEMA_VERSION_DDL)
+                if step.version in {v for (v,) in tx.run("SELECT version FROM schema_version")}:
+                    continue                      # another process applied it meanwhile
+                for statement in self._statements(step):
+                    tx.run(statement)
+                tx.run("INSERT INTO schema_version(version, name, applied_ns) VALUES (?, ?, ?)",
+                       [step.version, step.name, time.time_ns()])
+                log.info("fleet store %s: schema step %d applied (%s)", self.where,
+                         step.version, step.name)
+
+    def _schema_versions(self) -> set[int]:
+        with self._tx("cannot read the schema version", exclusive=True) as tx:
+            tx.run(migrations.SCHEMA_VERSION_DDL)
+            return {v for (v,) in tx.run("SELECT version FROM schema_version")}
+
+    def _statements(self, step: migrations.Migration) -> tuple[str, ...]:
+        raise NotImplementedError
+
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> list[tuple]:
+        """One statement in its own transaction (`?` placeholders on every backend): for
+        maintenance and tests; the fleet itself goes through the methods below."""
+        with self._tx("cannot run a statement") as tx:
+            return tx.run(sql, args)
 
     # --- writing ------------------------------------------------------------------------------
 
@@ -148,48 +198,22 @@ class SqliteFleetStore:
         when the batch's own clocks or boot id are unusable)."""
         check_batch(batch)
         device = batch.device
-        refused: dict[str, int] = {}
-        try:
-            with self._lock, self.db.conn:
-                conn = self.db.conn
-                conn.execute("INSERT INTO boots(device, boot_id, offset_ns) VALUES (?, ?, ?) "
-                             "ON CONFLICT(device, boot_id) DO UPDATE SET "
-                             "offset_ns = min(offset_ns, excluded.offset_ns)",
-                             [device, batch.boot_id, received_ns - batch.sent_mono_ns])
-                offsets = dict(conn.execute("SELECT boot_id, offset_ns FROM boots "
-                                            "WHERE device = ?", [device]))
-                wall_error = received_ns - batch.sent_wall_ns
-                rows = []
-                for seq, kind, wall, mono, boot, body in batch.records:
-                    ts = _timestamp(offsets, boot, wall, mono, wall_error)
-                    reason = _field_problem(seq, wall, mono, boot, ts) or \
-                        check_record(kind, body)
-                    text = None
-                    if reason is None:
-                        text, reason = _encode(body)
-                    if reason is not None:
-                        refused[reason] = refused.get(reason, 0) + 1
-                        continue
-                    rows.append((device, seq, kind, wall, mono, boot, ts, received_ns, text))
-                before = conn.total_changes
-                conn.executemany("INSERT OR IGNORE INTO records VALUES (?,?,?,?,?,?,?,?,?)",
-                                 rows)
-                inserted = conn.total_changes - before
-                self._touch(device, received_ns)
-                self._bump_worker(worker, received_ns, messages=1, records=inserted,
-                                  duplicates=len(rows) - inserted)
-                for reason, n in refused.items():
-                    self._bump_refused(device, reason, n, received_ns)
-        except sqlite3.Error as exc:
-            raise FleetStoreError(f"cannot store a batch from {device} in {self.path}: "
-                                  f"{exc}") from exc
+        with self._tx(f"cannot store a batch from {device}") as tx:
+            tx.run(_UPSERT_BOOT, [device, batch.boot_id, received_ns - batch.sent_mono_ns])
+            offsets = dict(tx.run("SELECT boot_id, offset_ns FROM boots WHERE device = ?",
+                                  [device]))
+            rows, refused = shape_records(batch, received_ns, offsets)
+            inserted = tx.insert_records(rows)
+            tx.run(_TOUCH, [device, received_ns])
+            _bump_worker(tx, worker, received_ns, messages=1, records=inserted,
+                         duplicates=len(rows) - inserted)
+            for reason, n in sorted(refused.items()):
+                tx.run(_REFUSED, [device, reason, n, received_ns])
         return InsertResult(inserted, len(rows) - inserted, refused)
 
     def set_availability(self, device: str, online: bool, received_ns: int) -> None:
-        self._write("INSERT INTO devices(device, online, availability_ns) VALUES (?, ?, ?) "
-                    "ON CONFLICT(device) DO UPDATE SET online = excluded.online, "
-                    "availability_ns = excluded.availability_ns",
-                    [device, int(online), received_ns])
+        with self._tx(f"cannot store the availability of {device}") as tx:
+            tx.run(_AVAILABILITY, [device, int(online), received_ns])
 
     def set_status(self, device: str, status: dict[str, Any], received_ns: int) -> None:
         """PayloadError for a status `check_status` refuses."""
@@ -197,115 +221,86 @@ class SqliteFleetStore:
         text, problem = _encode(status)
         if text is None:
             raise PayloadError(f"status of {device} cannot be stored as JSON ({problem})")
-        self._write("INSERT INTO devices(device, status, status_ns, last_seen_ns) "
-                    "VALUES (?, ?, ?, ?) ON CONFLICT(device) DO UPDATE SET "
-                    "status = excluded.status, status_ns = excluded.status_ns, "
-                    "last_seen_ns = max(coalesce(last_seen_ns, 0), excluded.last_seen_ns)",
-                    [device, text, received_ns, received_ns])
+        with self._tx(f"cannot store the status of {device}") as tx:
+            tx.run(_STATUS, [device, text, received_ns, received_ns])
 
     def count_dropped(self, worker: str, n: int = 1) -> None:
-        try:
-            with self._lock, self.db.conn:
-                self._bump_worker(worker, time.time_ns(), dropped=n)
-        except sqlite3.Error as exc:
-            raise FleetStoreError(f"cannot write to {self.path}: {exc}") from exc
+        with self._tx("cannot count a dropped message") as tx:
+            _bump_worker(tx, worker, time.time_ns(), dropped=n)
 
     def count_refused(self, device: str, reason: str, n: int = 1) -> None:
         """Count input refused from a device (`reason`: a fixed name, never device text)."""
-        try:
-            with self._lock, self.db.conn:
-                self._bump_refused(device, reason, n, time.time_ns())
-        except sqlite3.Error as exc:
-            raise FleetStoreError(f"cannot write to {self.path}: {exc}") from exc
+        with self._tx("cannot count refused input") as tx:
+            tx.run(_REFUSED, [device, reason, n, time.time_ns()])
 
-    def _bump_refused(self, device: str, reason: str, n: int, now_ns: int) -> None:
-        self.db.execute("INSERT INTO refused(device, reason, n, last_ns) VALUES (?, ?, ?, ?) "
-                        "ON CONFLICT(device, reason) DO UPDATE SET n = n + excluded.n, "
-                        "last_ns = excluded.last_ns", [device, reason, n, now_ns])
-
-    def _write(self, sql: str, args: list[Any]) -> None:
-        try:
-            with self._lock, self.db.conn:
-                self.db.execute(sql, args)
-        except sqlite3.Error as exc:
-            raise FleetStoreError(f"cannot write to {self.path}: {exc}") from exc
-
-    def _touch(self, device: str, received_ns: int) -> None:
-        self.db.execute("INSERT INTO devices(device, last_seen_ns) VALUES (?, ?) "
-                        "ON CONFLICT(device) DO UPDATE SET last_seen_ns = "
-                        "max(coalesce(last_seen_ns, 0), excluded.last_seen_ns)",
-                        [device, received_ns])
-
-    def _bump_worker(self, worker: str, now_ns: int, **counts: int) -> None:
-        cols = ", ".join(counts)
-        marks = ", ".join("?" * len(counts))
-        updates = ", ".join(f"{c} = {c} + excluded.{c}" for c in counts)
-        self.db.execute(f"INSERT INTO workers(worker, {cols}, updated_ns) VALUES "
-                        f"(?, {marks}, ?) ON CONFLICT(worker) DO UPDATE SET {updates}, "
-                        "updated_ns = excluded.updated_ns",
-                        [worker, *counts.values(), now_ns])
+    def prune(self, before_ns: int) -> int:
+        """Delete records whose fleet time (ts_ns) is before `before_ns`, in chunks of
+        _PRUNE_CHUNK rows (short transactions beside running ingest); how many went."""
+        total = 0
+        while True:
+            with self._tx("cannot prune records") as tx:
+                gone = len(tx.run("DELETE FROM records WHERE (device, seq) IN (SELECT device, "
+                                  "seq FROM records WHERE ts_ns < ? LIMIT ?) RETURNING seq",
+                                  [before_ns, _PRUNE_CHUNK]))
+            total += gone
+            if gone < _PRUNE_CHUNK:
+                return total
 
     # --- reading ------------------------------------------------------------------------------
 
     def record_count(self, device: str | None = None) -> int:
         where, args = ("WHERE device = ?", [device]) if device else ("", [])
-        with self._lock:
-            return self.db.execute(f"SELECT count(*) FROM records {where}", args).fetchone()[0]
+        return self.execute(f"SELECT count(*) FROM records {where}", args)[0][0]
 
     def seqs(self, device: str) -> list[int]:
-        with self._lock:
-            return [r[0] for r in self.db.execute(
-                "SELECT seq FROM records WHERE device = ? ORDER BY seq", [device])]
+        return [r[0] for r in self.execute("SELECT seq FROM records WHERE device = ? "
+                                           "ORDER BY seq", [device])]
 
     def workers(self) -> dict[str, dict[str, int]]:
-        with self._lock:
-            return {r["worker"]: {k: r[k] for k in ("messages", "records", "duplicates",
-                                                     "dropped")}
-                    for r in self.db.query("SELECT * FROM workers ORDER BY worker")}
+        names = ("messages", "records", "duplicates", "dropped")
+        return {r[0]: dict(zip(names, r[1:])) for r in self.execute(
+            f"SELECT worker, {', '.join(names)} FROM workers ORDER BY worker")}
 
     def refused(self) -> dict[str, dict[str, int]]:
         """device → reason → how many records or messages from it were refused."""
         out: dict[str, dict[str, int]] = {}
-        with self._lock:
-            for device, reason, n in self.db.execute(
-                    "SELECT device, reason, n FROM refused ORDER BY device, reason"):
-                out.setdefault(device, {})[reason] = n
+        for device, reason, n in self.execute("SELECT device, reason, n FROM refused "
+                                              "ORDER BY device, reason"):
+            out.setdefault(device, {})[reason] = n
         return out
 
     def device_rows(self, now_ns: int, window_s: float) -> list[DeviceRow]:
-        with self._lock:
-            devices = list(self.db.query("SELECT * FROM devices ORDER BY device"))
-            return [self._row(d, now_ns, window_s) for d in devices]
+        with self._tx("cannot read the devices") as tx:
+            devices = tx.run("SELECT device, online, last_seen_ns, status FROM devices "
+                             "ORDER BY device")
+            return [self._row(tx, d, now_ns, window_s) for d in devices]
 
-    def _row(self, d: dict[str, Any], now_ns: int, window_s: float) -> DeviceRow:
-        device = d["device"]
-        status = _loads_dict(d["status"])
-        last = d["last_seen_ns"]
+    def _row(self, tx: Tx, d: tuple, now_ns: int, window_s: float) -> DeviceRow:
+        device, online, last, status_text = d
+        status = _loads_dict(status_text)
         row = DeviceRow(
-            device=device, online=None if d["online"] is None else bool(d["online"]),
+            device=device, online=None if online is None else bool(online),
             last_seen=_iso(last), last_seen_age_s=None if last is None
             else round((now_ns - last) / 1e9, 1),
             backlog=status.get("backlog_total") if _count(status.get("backlog_total"))
             else None,
             frames_per_s=None)
-        self._metrics_into(row, device, now_ns - int(window_s * 1e9))
-        row.models = self._models(device)
-        row.errors_last_hour = self.db.execute(
+        self._metrics_into(tx, row, now_ns - int(window_s * 1e9))
+        row.models = self._models(tx, device)
+        row.errors_last_hour = tx.run(
             "SELECT count(*) FROM records WHERE device = ? AND kind = 'log' AND ts_ns >= ? "
-            f"AND {_json_at('$.severity')} IN ('ERROR', 'CRITICAL')",
-            [device, now_ns - 3600 * 10**9]).fetchone()[0]
-        row.records = self.db.execute("SELECT count(*) FROM records WHERE device = ?",
-                                      [device]).fetchone()[0]
+            f"AND {self._json_at('$.severity')} IN ('ERROR', 'CRITICAL')",
+            [device, now_ns - 3600 * 10**9])[0][0]
+        row.records = tx.run("SELECT count(*) FROM records WHERE device = ?", [device])[0][0]
         return row
 
-    def _metrics_into(self, row: DeviceRow, device: str, since_ns: int) -> None:
+    def _metrics_into(self, tx: Tx, row: DeviceRow, since_ns: int) -> None:
         seconds, frames, misses = 0.0, 0, 0
         shadow = {"shadow_pairs": 0, "shadow_agree": 0, "shadow_skipped": 0}
         p95: dict[str, list[tuple[float, int]]] = {}
         skipped = 0
-        for (body,) in self.db.execute(
-                "SELECT body FROM records WHERE device = ? AND kind = 'metric' AND ts_ns >= ?",
-                [device, since_ns]):
+        for (body,) in tx.run("SELECT body FROM records WHERE device = ? AND kind = 'metric' "
+                              "AND ts_ns >= ?", [row.device, since_ns]):
             m = _loads_dict(body)
             if check_record("metric", m) is not None:     # stored before the checks existed
                 skipped += 1
@@ -320,7 +315,7 @@ class SqliteFleetStore:
                 p95.setdefault(name.removeprefix("latency_ms."), []).append(
                     (float(stats["p95"]), stats.get("n", 1)))
         if skipped:
-            log.warning("%s: %d metric records with a bad shape left out of status", device,
+            log.warning("%s: %d metric records with a bad shape left out of status", row.device,
                         skipped)
         if seconds:
             row.frames_per_s = round(frames / seconds, 2)
@@ -330,9 +325,9 @@ class SqliteFleetStore:
                                   2) for path, vals in sorted(p95.items())}
         challenger_p95 = next((row.p95_ms[k] for k in SHADOW_LATENCY.values()
                                if k in row.p95_ms), None)
-        row.shadow = self._shadow(device, since_ns, shadow, challenger_p95)
+        row.shadow = self._shadow(tx, row.device, since_ns, shadow, challenger_p95)
 
-    def _shadow(self, device: str, since_ns: int, counts: dict[str, int],
+    def _shadow(self, tx: Tx, device: str, since_ns: int, counts: dict[str, int],
                 p95_ms: float | None) -> dict[str, Any]:
         """Shadow mode over the window: the challenger named by the latest paired prediction,
         agreement per pair (exact text; all regions matched for a detector), the challenger's
@@ -340,28 +335,114 @@ class SqliteFleetStore:
         pairs, skipped = counts["shadow_pairs"], counts["shadow_skipped"]
         if not pairs and not skipped:
             return {}
-        latest = self.db.execute(
-            f"SELECT {_json_at('$.shadow.name')}, {_json_at('$.shadow.version')} "
+        latest = tx.run(
+            f"SELECT {self._json_at('$.shadow.name')}, {self._json_at('$.shadow.version')} "
             "FROM records WHERE device = ? AND kind = 'prediction' AND ts_ns >= ? AND "
-            f"{_json_at('$.shadow')} IS NOT NULL ORDER BY seq DESC LIMIT 1",
-            [device, since_ns]).fetchone()
-        return {"model": f"{latest[0]}@{latest[1]}" if latest else None, "pairs": pairs,
+            f"{self._json_at('$.shadow')} IS NOT NULL ORDER BY seq DESC LIMIT 1",
+            [device, since_ns])
+        return {"model": f"{latest[0][0]}@{latest[0][1]}" if latest else None, "pairs": pairs,
                 "agreement": round(counts["shadow_agree"] / pairs, 4) if pairs else None,
                 "p95_ms": p95_ms, "skipped_share": round(skipped / (pairs + skipped), 4)}
 
-    def _models(self, device: str) -> dict[str, str]:
+    def _models(self, tx: Tx, device: str) -> dict[str, str]:
         """The model versions of the latest prediction with a well-formed `models`."""
-        for (body,) in self.db.execute("SELECT body FROM records WHERE device = ? AND kind = "
-                                       "'prediction' ORDER BY seq DESC LIMIT 50", [device]):
+        for (body,) in tx.run("SELECT body FROM records WHERE device = ? AND kind = "
+                              "'prediction' ORDER BY seq DESC LIMIT 50", [device]):
             prediction = _loads_dict(body)
             if check_record("prediction", prediction) is None:
                 models = prediction.get("models", {})
                 return {stage: f"{m['name']}@{m['version']}" for stage, m in models.items()}
         return {}
 
+
+def _bump_worker(tx: Tx, worker: str, now_ns: int, **counts: int) -> None:
+    cols = ", ".join(counts)
+    marks = ", ".join("?" * len(counts))
+    updates = ", ".join(f"{c} = workers.{c} + excluded.{c}" for c in counts)
+    tx.run(f"INSERT INTO workers(worker, {cols}, updated_ns) VALUES (?, {marks}, ?) "
+           f"ON CONFLICT(worker) DO UPDATE SET {updates}, updated_ns = excluded.updated_ns",
+           [worker, *counts.values(), now_ns])
+
+
+def shape_records(batch: Batch, received_ns: int,
+                  offsets: dict[str, int]) -> tuple[list[tuple], dict[str, int]]:
+    """The rows to store for a batch's records (device, seq, kind, wall_ns, mono_ns, boot_id,
+    ts_ns, received_ns, body JSON), re-dated by the boots' clock offsets, and the refused
+    records counted per reason."""
+    wall_error = received_ns - batch.sent_wall_ns
+    rows, refused = [], {}
+    for seq, kind, wall, mono, boot, body in batch.records:
+        ts = _timestamp(offsets, boot, wall, mono, wall_error)
+        reason = _field_problem(seq, wall, mono, boot, ts) or check_record(kind, body)
+        text = None
+        if reason is None:
+            text, reason = _encode(body)
+        if reason is not None:
+            refused[reason] = refused.get(reason, 0) + 1
+            continue
+        rows.append((batch.device, seq, kind, wall, mono, boot, ts, received_ns, text))
+    return rows, refused
+
+
+class SqliteFleetStore(SqlFleetStore):
+    """SQLite in WAL mode; several ingest processes may share one file. One connection per
+    store, behind a lock (paho's thread and the caller's may both use it)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.where = str(self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(str(self.path), timeout=30.0, check_same_thread=False,
+                                   isolation_level=None)      # transactions are ours: _tx
+            conn.execute("PRAGMA busy_timeout = 30000")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+        except (sqlite3.DatabaseError, OSError) as exc:
+            raise FleetStoreError(f"cannot open fleet database {self.path}: {exc}") from exc
+        self.conn = conn
+        self._lock = threading.Lock()
+        self._migrate()
+
+    @contextmanager
+    def _tx(self, what: str, exclusive: bool = False) -> Iterator[Tx]:
+        with self._lock:
+            try:
+                self.conn.execute("BEGIN IMMEDIATE" if exclusive else "BEGIN")
+                try:
+                    yield _SqliteTx(self.conn)
+                except BaseException:
+                    self.conn.rollback()
+                    raise
+                self.conn.commit()
+            except sqlite3.Error as exc:
+                raise FleetStoreError(f"{what} in {self.path}: {exc}") from exc
+
+    def _json_at(self, path: str) -> str:
+        """json_extract(body, path) that is NULL, not an error, for a body that is not valid
+        JSON (SQLite's json_extract fails the whole query on one malformed row; CASE is
+        evaluated lazily, so json_valid guards it)."""
+        return f"(CASE WHEN json_valid(body) THEN json_extract(body, '{path}') END)"
+
+    def _statements(self, step: migrations.Migration) -> tuple[str, ...]:
+        return step.sqlite
+
     def close(self) -> None:
         with self._lock:
-            self.db.conn.close()
+            self.conn.close()
+
+
+class _SqliteTx:
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def run(self, sql: str, args: Sequence[Any] = ()) -> list[tuple]:
+        return self.conn.execute(sql, args).fetchall()
+
+    def insert_records(self, rows: list[tuple]) -> int:
+        before = self.conn.total_changes
+        self.conn.executemany("INSERT OR IGNORE INTO records VALUES (?,?,?,?,?,?,?,?,?)", rows)
+        return self.conn.total_changes - before
 
 
 # --- checks on what devices send ----------------------------------------------------------------
@@ -410,6 +491,9 @@ def check_batch(batch: Batch) -> None:
     if len(batch.boot_id) > _MAX_BOOT_ID:
         raise PayloadError(f"batch from {batch.device} has a boot id over {_MAX_BOOT_ID} "
                            "characters")
+    if not _storable_text(batch.boot_id):
+        raise PayloadError(f"batch from {batch.device} has a boot id with a NUL or a lone "
+                           "surrogate")
 
 
 def check_status(status: Any) -> None:
@@ -466,9 +550,21 @@ def _field_problem(seq: int, wall: int, mono: int, boot: str, ts: int) -> str | 
     if not all(_int_in(v, 0, INT64_MAX) for v in (wall, mono)) or \
             not _int_in(ts, -INT64_MAX, INT64_MAX):
         return "record.clock"
-    if len(boot) > _MAX_BOOT_ID:
+    if len(boot) > _MAX_BOOT_ID or not _storable_text(boot):
         return "record.boot_id"
     return None
+
+
+def _storable_text(text: str) -> bool:
+    """Text every backend stores as sent: UTF-8 without NUL (PostgreSQL's text holds no NUL;
+    a lone surrogate, which JSON's \\ud800 escape can carry, is not UTF-8)."""
+    if "\0" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _encode(body: Any) -> tuple[str | None, str | None]:
@@ -491,13 +587,6 @@ def _loads_dict(text: str | None) -> dict[str, Any]:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
-
-
-def _json_at(path: str) -> str:
-    """json_extract(body, path) that is NULL, not an error, for a body that is not valid JSON
-    (SQLite's json_extract fails the whole query on one malformed row; CASE is evaluated
-    lazily, so json_valid guards it)."""
-    return f"(CASE WHEN json_valid(body) THEN json_extract(body, '{path}') END)"
 
 
 def _int_in(value: Any, low: int, high: int) -> bool:

@@ -1,7 +1,10 @@
-"""`edgelens bench pipeline`: the live pipeline against a naive loop, in the same run.
+"""`edgelens bench pipeline`: the live pipeline against a naive loop, and the recognition rate
+policy off (continuous) and on, in the same run.
 
 Each measured configuration runs in a fresh process (so cold start and peak memory are its
-own) on the generated 640x360, 30 fps sequence, paced in real time like a camera.
+own) on generated 640x360, 30 fps sequences paced in real time like a camera: the demo's
+moving street, and the same street held still with signs that come and go
+(device/benchmarks/steady.py). CPU use is the process's CPU time over wall time.
 """
 
 from __future__ import annotations
@@ -16,9 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-from device.metrics import percentiles
+from device import config
+from device.assembly import build_pipeline, load_stages, translator_in_background
+from device.benchmarks.steady import SteadySource
 from device.live.overlay import OverlayItem, OverlayRenderer, sample_colours
+from device.live.sources import SyntheticSource
+from device.metrics import percentiles
 from device.runtime import available_backends
+from device.stages.detector import polygon_iou
 
 FRAMES, QUICK_FRAMES = 450, 120
 
@@ -37,36 +45,38 @@ def _percentiles(values) -> dict:
     return {**percentiles(values, (50, 95, 99), digits=2), "count": len(values)}
 
 
-def child(mode: str, backend: str, frames: int, spawned_at: float, samples_dir: str) -> dict:
-    """Runs inside the measured process."""
-    # deferred: imported in the measured process, so its start-up and memory include them
+def child(spec: dict) -> dict:
+    """Runs inside the measured process. `spec`: mode ("pipeline" or "naive"), backend,
+    sequence ("moving": the demo's street; "steady": the same street held still, a sign put up
+    and taken down again), on_change (the recognition rate policy), frames, spawned_at,
+    samples_dir, name; config (optional): raw config sections to run with (calibrate)."""
     import psutil
 
-    from device import config
-    from device.assembly import build_pipeline, load_stages, translator_in_background
-    from device.metrics import Metrics
-    from device.live.sources import SyntheticSource
-
-    cfg = config.defaults()
+    raw = {section: dict(values) for section, values in spec.get("config", {}).items()}
+    raw.setdefault("recognition", {})["on_change"] = spec["on_change"]
+    cfg = config.build(raw, config.defaults_schema())
     resources: dict = {}
     stop = threading.Event()
     sampler = threading.Thread(target=_sample_resources, args=(stop, resources), daemon=True)
     sampler.start()
     cpu0, wall0 = psutil.Process().cpu_times(), time.perf_counter()
-    stages = load_stages(cfg, backend=backend, translate=(mode == "naive"))
-    source = SyntheticSource(seed=7, fps=30.0, frames=frames, realtime=True)
-    if mode == "pipeline":
-        metrics = Metrics()
-        first = {}
+    stages = load_stages(cfg, backend=spec["backend"], translate=(spec["mode"] == "naive"))
+    source = _source(spec)
+    if spec["mode"] == "pipeline":
+        watcher = _NewText(source)
+        pipeline = build_pipeline(cfg, stages, source=source, show=watcher.show)
+        watcher.pipeline = pipeline
+        loading = translator_in_background(cfg, pipeline, stages, backend=spec["backend"])
+        ready: dict = {}
 
-        def show(image, frame):
-            if "t" not in first and pipeline.regions:
-                first["t"] = time.time()
-            return True
+        def translator_ready() -> None:    # CPU is measured from here: the run, not loading
+            loading.join()
+            ready["at"] = (psutil.Process().cpu_times(), time.perf_counter())
 
-        pipeline = build_pipeline(cfg, stages, source=source, show=show, metrics=metrics)
-        translator_in_background(cfg, pipeline, stages, backend=backend)
+        threading.Thread(target=translator_ready, daemon=True).start()
         summary = pipeline.run()
+        cpu0, wall0 = ready.get("at", (cpu0, wall0))
+        metrics = pipeline.metrics
         frame_ms = metrics.histogram("frame_path").samples()
         new_ms = (metrics.histogram("new_recognition").samples()
                   if metrics.histogram("new_recognition") else np.zeros(0))
@@ -74,22 +84,83 @@ def child(mode: str, backend: str, frames: int, spawned_at: float, samples_dir: 
                   "recognition": summary["recognition"],
                   "frame_path_ms": _percentiles(frame_ms),
                   "new_recognition_ms": _percentiles(new_ms),
+                  "new_text_ms": _percentiles(watcher.latencies_ms),
+                  "new_text_missed": watcher.missed(),
                   "stages_ms": {k: v for k, v in summary["latency_ms"].items()
                                 if k.startswith("stage.")}}
-        first_overlay = first.get("t")
+        first_overlay = watcher.first_overlay
     else:
+        cpu0, wall0 = psutil.Process().cpu_times(), time.perf_counter()
         result, frame_ms, new_ms, first_overlay = _naive(stages, source, cfg)
     cpu1, wall1 = psutil.Process().cpu_times(), time.perf_counter()
     stop.set()
     sampler.join()
     result["cpu_pct"] = round(100 * ((cpu1.user + cpu1.system) - (cpu0.user + cpu0.system))
                               / (wall1 - wall0), 1)
+    result["recognition_runs_per_s"] = round(
+        result.get("recognition", {}).get("started", result["frames"]["displayed"])
+        / (wall1 - wall0), 2)
     result["peak_rss_mb"] = resources.get("peak_rss_mb")
-    result["cold_start_s"] = (round(first_overlay - spawned_at, 3)
+    result["vmhwm_mb"] = _vmhwm_mb()
+    result["cold_start_s"] = (round(first_overlay - spec["spawned_at"], 3)
                               if first_overlay else None)
-    np.save(Path(samples_dir) / f"{mode}_{backend}_frame.npy", frame_ms)
-    np.save(Path(samples_dir) / f"{mode}_{backend}_new.npy", new_ms)
+    Path(spec["samples_dir"]).mkdir(parents=True, exist_ok=True)
+    np.save(Path(spec["samples_dir"]) / f"{spec['name']}_frame.npy", frame_ms)
+    np.save(Path(spec["samples_dir"]) / f"{spec['name']}_new.npy", new_ms)
     return result
+
+
+def _source(spec: dict):
+    if spec["sequence"] == "steady":
+        return SteadySource(seed=7, fps=30.0, frames=spec["frames"], realtime=True)
+    return SyntheticSource(seed=7, fps=30.0, frames=spec["frames"], realtime=True)
+
+
+def _vmhwm_mb() -> float | None:
+    """Peak resident memory of this process (VmHWM: the kernel's own high-water mark)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
+class _NewText:
+    """The display sink of a measured run: when the first overlay was shown and, on the steady
+    sequence, from the capture of the frame a sign went up on to the first shown frame with a
+    new region over it (what the wearer waits for)."""
+
+    def __init__(self, source):
+        self.source, self.pipeline = source, None
+        self.first_overlay: float | None = None
+        self.latencies_ms: list[float] = []
+        self._done = 0                          # events measured or given up
+        self._before: set[int] | None = None    # region ids shown when the event was first seen
+
+    def show(self, image, frame) -> bool:
+        regions = self.pipeline.regions
+        if self.first_overlay is None and regions:
+            self.first_overlay = time.time()
+        events = getattr(self.source, "events", [])
+        if len(events) > self._done + 1:        # the next sign went up: this one was missed
+            self._done, self._before = len(events) - 1, None
+        if len(events) == self._done:
+            return True
+        event = events[self._done]
+        if frame.index < event.first_frame:
+            self._before = {r.id for r in regions}
+            return True
+        before = self._before or set()
+        if any(r.id not in before and polygon_iou(r.polygon, event.polygon) > 0.3
+               for r in regions):
+            self.latencies_ms.append((time.perf_counter() - event.captured) * 1000)
+            self._done, self._before = self._done + 1, None
+        return True
+
+    def missed(self) -> int:
+        return len(getattr(self.source, "events", [])) - len(self.latencies_ms)
 
 
 def _naive(stages, source, cfg):
@@ -140,13 +211,14 @@ def _naive(stages, source, cfg):
     return result, frame, np.asarray(new_ms), first_overlay
 
 
-def _spawn(mode: str, backend: str, frames: int, samples_dir: str) -> dict:
-    spawned_at = time.time()
+def _spawn(spec: dict) -> dict:
+    spec = {**spec, "spawned_at": time.time()}
     code = ("import json; from device.benchmarks.pipeline import child; "
-            f"print('RESULT' + json.dumps(child({mode!r}, {backend!r}, {frames}, "
-            f"{spawned_at!r}, {samples_dir!r})))")
+            f"print('RESULT' + json.dumps(child({spec!r})))")
+    # as the edgelens command runs (device.__main__.single_threaded_blas)
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS", "1")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=600)
+                         timeout=600, env=env)
     line = next((l for l in out.stdout.splitlines() if l.startswith("RESULT")), None)
     if line is None:
         raise RuntimeError(f"benchmark child failed: {out.stderr[-2000:]}")
@@ -178,16 +250,30 @@ def plot(samples_dir: str, path: str, frame_budget: float, recognition_budget: f
     fig.savefig(path, dpi=110)
 
 
+RUNS = (  # (mode, sequence, rate policy on): before (off) and after (on) in the same run
+    ("pipeline", "moving", False), ("pipeline", "moving", True),
+    ("pipeline", "steady", False), ("pipeline", "steady", True),
+    ("naive", "moving", False),
+)
+
+
 def run(cfg, json_out: bool = False, quick: bool = False, out_dir: str = "bench-out") -> dict:
     frames = QUICK_FRAMES if quick else FRAMES
     samples_dir = Path(out_dir)
     samples_dir.mkdir(parents=True, exist_ok=True)
-    results = {"frames_per_run": frames, "source": "synthetic:7 640x360 @ 30 fps, real time",
+    results = {"frames_per_run": frames,
+               "source": "moving: synthetic:7 (the demo); steady: synthetic:7 held still, a "
+                         "sign up every 3.5 s; 640x360 @ 30 fps, real time",
                "cores": os.cpu_count(), "runs": {}}
     for backend in available_backends():
-        for mode in ("pipeline", "naive"):
-            results["runs"][f"{mode}/{backend}"] = _spawn(mode, backend, frames,
-                                                          str(samples_dir))
+        for mode, sequence, on_change in RUNS:
+            policy = "" if mode == "naive" else (" on-change" if on_change else " continuous")
+            name = f"{mode} {sequence}{policy}/{backend}"
+            results["runs"][name] = _spawn({
+                "mode": mode, "backend": backend, "sequence": sequence,
+                "on_change": on_change, "frames": frames, "samples_dir": str(samples_dir),
+                "name": name.replace(" ", "_").replace("/", "_")})
+    results["steady_cpu_ratio"] = _ratios(results["runs"])
     plot_path = samples_dir / "pipeline_latency.png"
     plot(str(samples_dir), str(plot_path), cfg.pipeline.frame_budget_ms,
          cfg.pipeline.recognition_budget_ms)
@@ -197,18 +283,38 @@ def run(cfg, json_out: bool = False, quick: bool = False, out_dir: str = "bench-
     return results
 
 
+def _ratios(runs: dict) -> dict:
+    """Per backend: steady-view CPU with the policy over without it (goal: under 1/3)."""
+    ratios = {}
+    for name, r in runs.items():
+        if name.startswith("pipeline steady on-change/"):
+            backend = name.rsplit("/", 1)[1]
+            before = runs.get(f"pipeline steady continuous/{backend}", {}).get("cpu_pct")
+            if before:
+                ratios[backend] = round(r["cpu_pct"] / before, 3)
+    return ratios
+
+
 def format_table(results: dict) -> str:
-    lines = [f"pipeline bench: {results['source']}, {results['frames_per_run']} frames per run, "
-             f"{results['cores']} cores", "",
-             "| run | frame path p50/p95/p99 ms | new recognition p50/p95/p99 ms | frame miss | "
-             "recog miss | dropped | CPU % | peak RSS MB | cold start s |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [f"pipeline bench: {results['source']}; {results['frames_per_run']} frames per "
+             f"run, {results['cores']} cores", "",
+             "| run | frame path p50/p95/p99 ms | new recognition p50/p95/p99 ms | new sign "
+             "shown p50/p95 ms (missed) | recognitions/s | frame miss | recog miss | dropped "
+             "| CPU % | peak RSS MB (VmHWM) | cold start s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in results["runs"].items():
         f, n = r["frame_path_ms"], r["new_recognition_ms"]
+        t = r.get("new_text_ms", {})
+        sign = (f"{t['p50']} / {t['p95']} ({r['new_text_missed']})" if t.get("count")
+                else "–")
         lines.append(
             f"| {name} | {f['p50']} / {f['p95']} / {f['p99']} | {n['p50']} / {n['p95']} / "
-            f"{n['p99']} | {r['misses']['frame_path_rate']:.2%} | "
+            f"{n['p99']} | {sign} | {r['recognition_runs_per_s']} | "
+            f"{r['misses']['frame_path_rate']:.2%} | "
             f"{r['misses']['recognition_path_rate']:.2%} | {r['frames']['dropped']} | "
-            f"{r['cpu_pct']} | {r['peak_rss_mb']} | {r['cold_start_s']} |")
+            f"{r['cpu_pct']} | {r['vmhwm_mb']} | {r['cold_start_s']} |")
+    for backend, ratio in results.get("steady_cpu_ratio", {}).items():
+        lines.append(f"\nsteady view, {backend}: CPU with the policy / without = {ratio:.2f} "
+                     "(goal < 0.33)")
     lines.append(f"\nplot: {results['plot']}")
     return "\n".join(lines)

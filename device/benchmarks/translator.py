@@ -12,7 +12,7 @@ import time
 
 from device.metrics import percentiles
 from device.modelstore.store import ModelStore
-from device.runtime import available_backends
+from device.runtime import UnsafeBackendError, available_backends
 from device.stages.translate.translator import model_translate
 from device.stages.translate.model import Seq2SeqModel
 from device.stages.translate.phrasebook import Phrasebook
@@ -73,8 +73,12 @@ def run(config, json_out: bool = False, quick: bool = False) -> dict:
                      "quantization": version.manifest.get("quantization"), "threads": 1,
                      "phrases": len(PHRASES), "latency_ms": {}}
     for backend in available_backends():
-        results["latency_ms"][backend] = {
-            "int8": time_model(version.artifact, tokenizer, backend, runs)}
+        try:
+            results["latency_ms"][backend] = {
+                "int8": time_model(version.artifact, tokenizer, backend, runs)}
+        except UnsafeBackendError as exc:    # tflite-runtime on an asimddp core
+            results.setdefault("refused", {})[backend] = str(exc)
+            continue
         if fp32 is not None:
             results["latency_ms"][backend]["fp32"] = time_model(fp32, tokenizer, backend, runs)
     hits: dict = {}
@@ -102,6 +106,8 @@ def run(config, json_out: bool = False, quick: bool = False) -> dict:
         for backend, variants in results["latency_ms"].items():
             for variant, t in variants.items():
                 print(f"  {backend:7s} {variant}: p50 {t['p50']:.2f} ms  p95 {t['p95']:.2f} ms")
+        for backend, reason in results.get("refused", {}).items():
+            print(f"  {backend:7s} refused: {reason}")
         for name in ("cache", "phrasebook"):
             t = hits.get(name, {})
             if "p50" in t:

@@ -16,13 +16,15 @@ TARGETS = {
     "translator": "calibration.bench_translation",
     "pipeline": "device.benchmarks.pipeline",
     "shadow": "device.benchmarks.shadow",
+    "audio": "device.benchmarks.audio",
+    "memory": "device.benchmarks.memory",
 }
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "bench", help="run a benchmark (ocr, recognizer, detector, translator, pipeline, shadow, "
-                      "telemetry, faults)",
+                      "audio, memory, telemetry, faults)",
         description="Measure accuracy and latency. 'telemetry' and 'faults' run in the "
                     "edgelens-sync process (the device never imports the sync agent).")
     parser.add_argument("target", choices=sorted(TARGETS) + ["telemetry", "faults"])

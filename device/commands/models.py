@@ -7,7 +7,7 @@ import json
 from device.errors import EdgelensError
 from device.modelstore.golden import run_golden
 from device.modelstore.store import ModelStore, ModelVersion
-from device.runtime import available_backends
+from device.runtime import UnsafeBackendError, available_backends
 
 
 def register(subparsers) -> None:
@@ -78,6 +78,9 @@ def verify_version(version: ModelVersion) -> dict:
             continue
         try:
             results = run_golden(version, backend)
+        except UnsafeBackendError as exc:     # refused on this CPU: another backend runs it
+            report["backends"][backend] = {"skipped": str(exc)}
+            continue
         except EdgelensError as exc:
             report["backends"][backend] = {"error": str(exc)}
             report["problems"].append(f"{backend}: {exc}")

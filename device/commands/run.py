@@ -16,6 +16,7 @@ from device.assembly import build_pipeline, load_stages
 from device.errors import EdgelensError
 from device.live.display import Display
 from device.metrics import Metrics
+from device.operating_point import warn_if_calibrated_elsewhere
 from device.modelstore.watch import start_model_watch
 from device.report import format_summary
 from device.telemetry.handler import TelemetryLogHandler
@@ -28,7 +29,8 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "run", help="the headless service (systemd runs this on the glasses)",
         description="Run the pipeline headless until SIGTERM. Logs go as JSON lines to "
-                    "[logging] file and as text to the console. SIGHUP reloads the config.")
+                    "[logging] file and as text to the console. SIGHUP reloads the config; "
+                    "SIGUSR1 says the newest translation in view ([audio] speak).")
     parser.set_defaults(func=run)
 
 
@@ -50,6 +52,13 @@ class Service:
         if self.pipeline is not None:
             self.pipeline.stop_event.set()
 
+    def _on_usr1(self, signum, _frame) -> None:
+        """Say the newest translation in view (the on-request button). In a thread: the
+        frame path this handler interrupts may hold the speaker's lock."""
+        speech = self.pipeline.speech if self.pipeline is not None else None
+        if speech is not None:
+            threading.Thread(target=speech.request, name="speak-request", daemon=True).start()
+
     def _reload(self):
         """New config and stages, or None (keep the running ones) when they fail to load."""
         try:
@@ -68,11 +77,13 @@ class Service:
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, self._on_stop)
         signal.signal(signal.SIGHUP, self._on_hup)
+        signal.signal(signal.SIGUSR1, self._on_usr1)
         stages = load_stages(self.cfg)
         recorder = self._open_telemetry()
         log.info("service started", extra={"models": stages.versions,
                                            "source": self.cfg.source.uri,
                                            "backend": stages.recognizer.backend})
+        warn_if_calibrated_elsewhere(self.cfg, stages.versions)         # issue 15
         while not self.stopping.is_set():
             # one Metrics for the pipeline and the display: recorded and dropped video frames
             # reach the summary and telemetry too

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 
 from device.config import SectionValues
@@ -65,6 +66,9 @@ def run(args, cfg) -> int:
                   file=sys.stderr)
             return 2
     translator = Translator.from_config(_config_with(cfg, args), backend=args.backend)
+    # [translator] budget_ms keeps the live path on time; one-shot text has no frame to keep
+    # up with, so a slow device gives the same answer as a fast one, later
+    translator.settings = dataclasses.replace(translator.settings, budget_ms=math.inf)
     results = [translator.translate(text, ocr_confidence=args.ocr_confidence)
                for text in texts]
     if args.json:

@@ -4,7 +4,9 @@ out, as the glasses would show it."""
 from __future__ import annotations
 
 import json
+import math
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -80,6 +82,8 @@ def run(args, cfg) -> int:
     detector, _ = load_detector(cfg, backend=args.backend)
     recognizer, _ = load_recognizer(cfg, backend=args.backend)
     translator = Translator.from_config(cfg, backend=args.backend)
+    # no time budget for a photo: a slow device gives the same answer as a fast one, later
+    translator.settings = replace(translator.settings, budget_ms=math.inf)
     renderer = OverlayRenderer()
 
     def work(path: str) -> dict:

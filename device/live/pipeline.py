@@ -10,7 +10,7 @@ import queue
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -19,7 +19,8 @@ from device.live.capture import Capture, Frame
 from device.stages.detector import polygon_iou
 from device.metrics import Metrics
 from device.live.overlay import OverlayItem, OverlayRenderer
-from device.live.recognition import Budgets, RecognitionResult, RecognitionWorker
+from device.live.rate import RatePolicy, RateSettings
+from device.live.recognition import RecognitionResult, RecognitionWorker
 from device.live.tracker import MotionTracker, transform
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ class FramePathSettings:
     region_ttl_s: float = 1.5
     match_iou: float = 0.3
     hud: bool = True
+    rate: RateSettings = field(default_factory=RateSettings)   # when recognition runs
 
 
 class Pipeline:
@@ -55,8 +57,10 @@ class Pipeline:
         self.capture, self.worker, self.metrics = capture, worker, metrics
         self.settings = settings
         self.tracker = tracker or MotionTracker()
+        self.rate = RatePolicy(settings.rate, self.tracker)
         self.renderer = renderer or OverlayRenderer()
         self.show = show
+        self.speech = None     # device.audio.speaker.Speaker: told what is shown, what left
         self.regions: list[Region] = []
         self._ids = itertools.count(1)
         self._display_times: deque[float] = deque(maxlen=60)
@@ -79,6 +83,7 @@ class Pipeline:
         if forward is None:
             self.metrics.count("results_unmappable")
             return
+        self.rate.on_result(result)
         self.metrics.observe("new_recognition", (now - result.captured) * 1000)
         for line in result.lines:
             polygon = transform(line.polygon, forward)
@@ -97,6 +102,9 @@ class Pipeline:
                 best.confidence, best.via, best.last_seen = line.confidence, line.via, now
                 best.foreground, best.background = line.foreground, line.background
                 best.hits += 1
+            if self.speech is not None:
+                region = best or self.regions[-1]
+                self.speech.seen(region.id, region.shown_text, region.via)
         if result.lines and self.first_overlay_s is None:
             self.first_overlay_s = now - self.started
 
@@ -109,7 +117,14 @@ class Pipeline:
                 kept.append(region)
             else:
                 self.metrics.count("regions_expired")
+                self._gone([region])
         self.regions = kept
+
+    def _gone(self, regions: list[Region]) -> None:
+        """Regions that left the view: what speech had not yet said of them is dropped."""
+        if self.speech is not None:
+            for region in regions:
+                self.speech.gone(region.id)
 
     def hud_lines(self) -> list[str]:
         """The HUD text, recomputed at most twice a second (percentiles are not free)."""
@@ -136,10 +151,14 @@ class Pipeline:
         start = time.perf_counter()
         if frame.scene != self._scene:      # another image: its overlay starts empty
             self._scene, self._scene_start = frame.scene, frame.index
+            self._gone(self.regions)
             self.regions = []
             self.tracker.reset()
+            self.rate.reset()
         motion = self.tracker.update(frame.index, frame.image)
-        if self.worker.inbox.put(frame):
+        if self.rate.decide(frame) is None:             # steady and read: tracking only
+            self.metrics.count("recognition_frames_steady")
+        elif self.worker.inbox.put(frame):
             self.metrics.count("recognition_frames_skipped")
         for region in self.regions:
             region.polygon = transform(region.polygon, motion)
@@ -166,6 +185,8 @@ class Pipeline:
         `max_frames` frames were displayed. Returns the summary."""
         self.started = time.perf_counter()
         self.worker.start()
+        if self.speech is not None:
+            self.speech.start()
         self.capture.start()
         displayed = 0
         try:
@@ -194,6 +215,8 @@ class Pipeline:
         finally:
             self.capture.stop()
             self.worker.stop()
+            if self.speech is not None:
+                self.speech.stop()
         return self.summary()
 
     def summary(self) -> dict:
@@ -209,6 +232,7 @@ class Pipeline:
                             "discarded_late": c.get("recognition_discarded_late", 0),
                             "discarded_stale": c.get("recognition_discarded_stale", 0),
                             "degraded": c.get("recognition_degraded", 0),
+                            "steady_frames": c.get("recognition_frames_steady", 0),
                             "errors": c.get("recognition_errors", 0)},
             "misses": {"frame_path": c.get("frame_deadline_misses", 0),
                        "frame_path_rate": round(c.get("frame_deadline_misses", 0)

@@ -45,6 +45,8 @@ class RecognitionResult:
     stage_ms: dict
     regions: tuple[np.ndarray, ...] = ()   # every region the run tried to read (largest first)
     versions: dict = field(default_factory=dict)  # stage → model version that made this result
+    complete: bool = True   # every region whole in the frame was read and translated in time
+    unread: int = 0         # regions read below min_confidence (text or clutter, unknown)
 
 
 @dataclass
@@ -184,6 +186,7 @@ class RecognitionWorker:
             self.metrics.count("regions_cut_at_edge", cut)
         if over:
             self.metrics.count("regions_over_limit", over)
+        complete, unread = not over, 0
 
         reserve_s = self.budgets.translate_ms / 1000.0 if self.translator else 0.0
         read: list[tuple[Any, Any]] = []
@@ -192,6 +195,7 @@ class RecognitionWorker:
             if time.perf_counter() + self._recognize_ms.value / 1000 > deadline - reserve_s:
                 self.metrics.count("regions_skipped_deadline", len(regions) - i)
                 self.metrics.count("recognition_degraded")
+                complete = False
                 break
             t0 = time.perf_counter()
             crop = self.crop_line(frame.image, region.polygon)
@@ -201,6 +205,7 @@ class RecognitionWorker:
                 read.append((region, reading))
             else:
                 self.metrics.count("lines_low_confidence")
+                unread += 1
         stages["recognize"] = (time.perf_counter() - t_rec) * 1000
         self.metrics.observe("stage.recognize", stages["recognize"])
 
@@ -217,6 +222,7 @@ class RecognitionWorker:
                 if time.perf_counter() + self._translate_ms.value / 1000 > deadline:
                     self.metrics.count("translations_skipped_deadline")
                     self.metrics.count("recognition_degraded")
+                    complete = False
                 else:
                     t0 = time.perf_counter()
                     translation = self.translator.translate(block.text,
@@ -242,7 +248,8 @@ class RecognitionWorker:
             self.metrics.count("recognition_deadline_misses")
             return None
         result = RecognitionResult(frame.index, frame.captured, finished, tuple(lines), stages,
-                                   tuple(r.polygon for r in regions), dict(self.versions))
+                                   tuple(r.polygon for r in regions), dict(self.versions),
+                                   complete, unread)
         self.results.put(result)
         if self.on_result is not None:
             self.on_result(result)

@@ -6,7 +6,6 @@ Failures raise `SourceError`; `device.live.capture` reopens with backoff.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol

@@ -90,4 +90,7 @@ class MotionTracker:
         """Homography mapping coordinates of frame `from_frame` to the latest frame."""
         if from_frame not in self._chain or self.last_frame_index not in self._chain:
             return None
-        return self._chain[self.last_frame_index] @ np.linalg.inv(self._chain[from_frame])
+        # cv2.invert, not np.linalg.inv: a LAPACK call leaves an OpenBLAS thread spinning
+        # (~40 % of a core at 30 calls/s here; BENCHMARKS.md, issue 15)
+        _, inverse = cv2.invert(self._chain[from_frame])
+        return self._chain[self.last_frame_index] @ inverse

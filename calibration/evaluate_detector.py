@@ -30,6 +30,7 @@ import numpy as np  # noqa: E402
 
 from calibration.training import detector_data as dd  # noqa: E402
 from device.stages.detector import Detector, DetectorParams, match_polygons  # noqa: E402
+from device.metrics import percentiles  # noqa: E402
 from device.runtime import available_backends  # noqa: E402
 
 
@@ -139,8 +140,7 @@ def latency(model: Path, backend: str, threads: int, images, params, runs: int =
         t = time.perf_counter_ns()
         detector.detect(image)
         times.append((time.perf_counter_ns() - t) / 1e6)
-    return {"p50": round(float(np.percentile(times, 50)), 2),
-            "p95": round(float(np.percentile(times, 95)), 2), "threads": threads,
+    return {**percentiles(times, (50, 95), digits=2), "threads": threads,
             "input": "640x360 BGR frame (detect incl. resize and post-processing)",
             "runs": runs}
 

@@ -9,7 +9,9 @@ import numpy as np
 
 
 def percentiles(values, qs=(50, 95), digits: int = 3) -> dict[str, float | None]:
-    """{"p50": …, "p95": …} of `values`, rounded; None for each when there are none."""
+    """{"p50": …, "p95": …} of `values`, rounded; None for each when there are none. The one
+    percentile definition of the product (linear interpolation between closest ranks, numpy's
+    default): the HUD, telemetry, the fleet and every benchmark report the same p95."""
     values = np.asarray(list(values), float)
     if values.size == 0:
         return {f"p{q}": None for q in qs}
@@ -32,8 +34,7 @@ class LatencyHistogram:
     def percentiles(self, qs=(50, 95, 99)) -> dict[str, float]:
         if not self._samples:
             return {f"p{q}": 0.0 for q in qs}
-        values = np.percentile(np.fromiter(self._samples, float), qs)
-        return {f"p{q}": round(float(v), 3) for q, v in zip(qs, values)}
+        return percentiles(self._samples, qs)
 
     def samples(self) -> np.ndarray:
         return np.fromiter(self._samples, float)

@@ -141,7 +141,7 @@ def test_metric_window_summarizes_one_second():
     [(start, body)] = w.roll(base + 1_000_000_001)
     assert start == base
     assert body == {"window_s": 1.0, "counts": {"frames_captured": 101},
-                    "stats": {"latency_ms.recognize": {"n": 100, "p50": 51.0, "p95": 95.0,
+                    "stats": {"latency_ms.recognize": {"n": 100, "p50": 50.5, "p95": 95.05,
                                                        "max": 100.0}},
                     "gauges": {"cpu_percent": 42.0}}
 

@@ -49,6 +49,7 @@ from cloud_sync.fleet.delivery import UpdateServer, parse_request, parse_status,
 from cloud_sync.fleet.serve import RolloutService
 from device.config import build, load, to_toml
 from device.config_schema import SCHEMA
+from device.metrics import percentiles
 from device.telemetry import Recorder, TelemetryLogHandler, TelemetryStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -387,7 +388,7 @@ def disk_full(folder: Path, quick: bool) -> dict[str, Any]:
             "recovered": any(json.loads(b).get("event") == "telemetry.recovered" for b in bodies),
             "log_lines_during_fault": sum(fill_wall <= t <= free_wall for t in lines),
             "log_lines_total": len(lines), "fault_s": fault,
-            "call_p95_us": {k: round(sorted(v)[int(0.95 * (len(v) - 1))] * 1e6, 1)
+            "call_p95_us": {k: percentiles([s * 1e6 for s in v], (95,), digits=1)["p95"]
                             for k, v in phases.items() if v},
             "crashed": int(rc != 0) + text.count("Traceback")}
 

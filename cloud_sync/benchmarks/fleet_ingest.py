@@ -41,6 +41,7 @@ from cloud_sync.fleet.store import FleetStore, open_fleet_store
 from cloud_sync.mqtt_client import LinkSettings, MqttLink
 from device.config import build, to_toml
 from device.config_schema import SCHEMA
+from device.metrics import percentiles
 from device.telemetry.records import StoredRecord
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -333,9 +334,7 @@ def _counts(store: FleetStore) -> tuple[int, int]:
 
 
 def _pct(values: list[float], p: float) -> float | None:
-    if not values:
-        return None
-    return round(values[min(len(values) - 1, int(len(values) * p / 100))], 1)
+    return percentiles(values, (p,), digits=1)[f"p{p}"]
 
 
 def _kind(db: str) -> str:

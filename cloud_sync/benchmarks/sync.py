@@ -33,6 +33,7 @@ from cloud_sync.fleet.localbroker import LocalBroker
 from cloud_sync.sync_agent import SyncAgent
 from device.config import Config, build, to_toml
 from device.config_schema import SCHEMA
+from device.metrics import percentiles
 from device.telemetry import ModelRef, Prediction, Recorder, TelemetryStore
 from device.telemetry.records import Clock, Record
 
@@ -342,13 +343,12 @@ def _frame_loop(recorder: Recorder, seconds: float) -> list[float]:
 
 
 def _p95(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[int(0.95 * (len(ordered) - 1))]
+    return percentiles(values, (95,))["p95"]
 
 
 def _summary(values: list[float]) -> dict[str, float]:
-    ordered = sorted(values)
-    return {"p50_ms": round(ordered[len(ordered) // 2], 3), "p95_ms": round(_p95(values), 3)}
+    ps = percentiles(values, (50, 95))
+    return {"p50_ms": ps["p50"], "p95_ms": ps["p95"]}
 
 
 def _table(r: dict[str, Any]) -> str:

@@ -13,6 +13,7 @@ import numpy as np
 
 from device.stages.detector import Detector, params_for
 from device.errors import ModelStoreError
+from device.metrics import percentiles
 from device.modelstore.store import ModelStore
 from device.runtime import available_backends
 
@@ -39,8 +40,8 @@ def time_detect(detector: Detector, frames: list[np.ndarray], runs: int = RUNS) 
         start = time.perf_counter_ns()
         detector.detect(frames[i % len(frames)])
         times.append((time.perf_counter_ns() - start) / 1e6)
-    return {"p50_ms": round(float(np.percentile(times, 50)), 2),
-            "p95_ms": round(float(np.percentile(times, 95)), 2),
+    ps = percentiles(times, (50, 95), digits=2)
+    return {"p50_ms": ps["p50"], "p95_ms": ps["p95"],
             "mean_ms": round(float(np.mean(times)), 2), "runs": runs}
 
 

@@ -10,19 +10,14 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from device.metrics import percentiles
+
 CONFIDENCE_BINS = 10
 
 
-def percentile(sorted_values: list[float], q: float) -> float:
-    """Nearest-rank percentile of an already sorted, non-empty list."""
-    index = min(len(sorted_values) - 1, max(0, int(round(q * (len(sorted_values) - 1)))))
-    return sorted_values[index]
-
-
 def summarize(values: list[float]) -> dict[str, float]:
-    ordered = sorted(values)
-    return {"n": len(ordered), "p50": round(percentile(ordered, 0.5), 3),
-            "p95": round(percentile(ordered, 0.95), 3), "max": round(ordered[-1], 3)}
+    """n, p50, p95 (the one percentile definition: device.metrics.percentiles) and max."""
+    return {"n": len(values), **percentiles(values, (50, 95)), "max": round(max(values), 3)}
 
 
 class _Window:
@@ -128,19 +123,15 @@ class QualityWindow(_Window):
         image = {}
         for name, values in self._image.items():
             if values:
-                ordered = sorted(values)
-                image[name] = {"n": len(ordered), "mean": round(sum(ordered) / len(ordered), 4),
-                               "p5": round(percentile(ordered, 0.05), 4),
-                               "p50": round(percentile(ordered, 0.5), 4),
-                               "p95": round(percentile(ordered, 0.95), 4)}
+                image[name] = {"n": len(values), "mean": round(sum(values) / len(values), 4),
+                               **percentiles(values, (5, 50, 95), digits=4)}
         body: dict[str, Any] = {"window_s": self.period_ns / 1e9, "image": image}
         if self._confidence:
             hist = [0] * CONFIDENCE_BINS
             for c in self._confidence:
                 hist[min(CONFIDENCE_BINS - 1, max(0, int(c * CONFIDENCE_BINS)))] += 1
-            ordered = sorted(self._confidence)
-            body["confidence"] = {"n": len(ordered),
-                                  "mean": round(sum(ordered) / len(ordered), 4),
-                                  "p50": round(percentile(ordered, 0.5), 4),
-                                  "hist": hist}
+            values = self._confidence
+            body["confidence"] = {"n": len(values),
+                                  "mean": round(sum(values) / len(values), 4),
+                                  **percentiles(values, (50,), digits=4), "hist": hist}
         return body

@@ -26,7 +26,7 @@ from cloud_sync import topics
 from cloud_sync.errors import LinkError, PayloadError
 from cloud_sync.mqtt_client import NO_MATCHING_SUBSCRIBERS, Availability, LinkSettings, MqttLink
 from cloud_sync.update_agent import UpdateAgent
-from cloud_sync.update_protocol import parse_json_value
+from cloud_sync.update_protocol import parse_json
 from device.config import Config
 from device.errors import StoreCorruptError, TelemetryError
 from device.telemetry.store import TelemetryStore
@@ -321,12 +321,7 @@ class SyncAgent:
         device, channel, name = topics.parse(self.prefix, topic)
         if device != self.device or channel != topics.COMMAND or name not in self.commands:
             raise PayloadError(f"unknown command topic {topic!r}")
-        body = parse_json_value(payload or b"{}", f"command {name}",
-                                self.sync.max_inbound_bytes)
-        if not isinstance(body, dict):
-            raise PayloadError(f"command {name} must be a JSON object, got "
-                               f"{type(body).__name__}")
-        return name, body
+        return name, parse_json(payload or b"{}", f"command {name}", self.sync.max_inbound_bytes)
 
     # --- helpers --------------------------------------------------------------------------------
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -53,20 +52,10 @@ class ReplayMemory:
         return memory
 
     def save(self, memory: dict[str, Any]) -> None:
-        """Atomically (temp file, fsync, rename); OSError when it cannot be written (a full
-        disk), with no temp file left behind."""
+        """Atomically (install.write_atomic); OSError when it cannot be written (a full disk),
+        with no temp file left behind."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f"{self.path.name}.tmp-{os.getpid()}")
-        try:
-            with open(tmp, "wb") as handle:
-                handle.write(json.dumps(memory).encode())
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
-        except OSError:
-            tmp.unlink(missing_ok=True)
-            raise
-        install.fsync_dir(self.path.parent)
+        install.write_atomic(self.path, json.dumps(memory).encode())
 
     def migrate(self) -> None:
         """Older versions kept the memory in <staging>/memory.json: merge it in, drop it."""

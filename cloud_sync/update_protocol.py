@@ -223,7 +223,7 @@ def parse_json(payload: bytes | str, what: str, limit: int,
     """A JSON object (see parse_json_value); PayloadError for anything else."""
     body = parse_json_value(payload, what, limit, depth)
     if not isinstance(body, dict):
-        raise PayloadError(f"{what} must be a JSON object")
+        raise PayloadError(f"{what} must be a JSON object, got {type(body).__name__}")
     return body
 
 

@@ -132,6 +132,5 @@ def build_pipeline(cfg, stages: Stages, source: FrameSource | None = None, show=
                                  rate=RateSettings.from_config(cfg.recognition))
     pipeline = Pipeline(capture, worker, metrics, settings,
                         tracker=MotionTracker(scale=p.tracker_scale), show=show)
-    if cfg.audio.speak != "off":                      # issue 17: spoken translations
-        pipeline.speech = build_speaker(cfg, metrics)
+    pipeline.speech = build_speaker(cfg, metrics)     # issue 17; None when speech is off
     return pipeline

@@ -81,7 +81,7 @@ class Metrics:
             histogram = self._histograms.get(name)
             if histogram is None:
                 return 0.0
-            return histogram.percentiles((q,))[f"p{q:g}"]
+            return next(iter(histogram.percentiles((q,)).values()))
 
     def snapshot(self) -> dict:
         with self._lock:

@@ -59,9 +59,9 @@ def mismatch(cfg, versions: dict[str, str], identity: dict | None = None) -> lis
     c = cfg.calibration
     if not c.date:
         return []
-    here = identity or device_identity()
-    reasons = [f"{key} {c.as_dict()[key]!r} here {here[key]!r}"
-               for key in ("machine", "cpu_model", "cores") if c.as_dict()[key] != here[key]]
+    here, recorded = identity or device_identity(), c.as_dict()
+    reasons = [f"{key} {recorded[key]!r} here {here[key]!r}"
+               for key in ("machine", "cpu_model", "cores") if recorded[key] != here[key]]
     calibrated = dict(entry.split(" ", 1) for entry in c.models if " " in entry)
     for stage, version in sorted(versions.items()):
         if stage in calibrated and calibrated[stage] != version:

@@ -36,7 +36,7 @@ from typing import Any
 
 from cloud_sync import batch as batch_codec
 from cloud_sync import update_protocol as proto
-from cloud_sync.benchmarks.sync import wait_until
+from cloud_sync.benchmarks.sync import stop_process, wait_until
 from cloud_sync.errors import PayloadError
 from cloud_sync.fleet.ingest import FleetIngest
 from cloud_sync.fleet.store import SqliteFleetStore, check_record
@@ -114,17 +114,6 @@ def _spawn(log: Path, *args: str) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=out,
                                 stderr=subprocess.STDOUT,
                                 env=dict(os.environ, PYTHONPATH=str(ROOT)))
-
-
-def _term(proc: subprocess.Popen, timeout: float = 15.0) -> int:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.returncode
 
 
 def _tracebacks(folder: Path) -> int:
@@ -227,7 +216,7 @@ def kill9(folder: Path, broker: LocalBroker, kills: int, rng: random.Random) -> 
                                  "--config", config)
 
     def stop(name: str, proc: subprocess.Popen) -> None:
-        rc = _term(proc)
+        rc = stop_process(proc, 15.0)
         early[0] += rc == -signal.SIGTERM
         if rc not in STOPPED:
             crashes.append(f"{name} ended with {rc} on SIGTERM")
@@ -705,7 +694,7 @@ def fuzz_mqtt(folder: Path, broker: LocalBroker, n: int) -> dict[str, Any]:
     finally:
         serve.stop()
         push.stop()
-        rcs = {"ingest": _term(ingest), "device": _term(device)}
+        rcs = {"ingest": stop_process(ingest, 15.0), "device": stop_process(device, 15.0)}
         sender.stop()
         watch.stop()
         fleet.close()

@@ -185,12 +185,16 @@ def wait_until(check, timeout: float, interval: float = 0.02) -> bool:
     return check()
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> int:
+    """SIGTERM, then SIGKILL after `timeout` seconds; the exit status."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
 
 
 def bench_sync(folder: Path, broker: LocalBroker, n: int) -> dict[str, Any]:
@@ -215,7 +219,7 @@ def bench_sync(folder: Path, broker: LocalBroker, n: int) -> dict[str, Any]:
         stop.set()
         thread.join(10)
     finally:
-        _stop(ingest)
+        stop_process(ingest)
     return {"records": n, "acked_records": agent.stats.acked_records,
             "in_fleet_db": fleet.record_count(),
             "acked_records_per_s": round(agent.stats.acked_records / (acked - start)),
@@ -253,7 +257,7 @@ def bench_outage_drain(folder: Path, broker: LocalBroker) -> dict[str, Any]:
         live_stop.set()
         live.join(5)
         recorder.close()
-        _stop(ingest)
+        stop_process(ingest)
     sent = agent.stats.sent_bytes
     return {"outage_s": OUTAGE_S, "backlog_records": len(backlog),
             "demo_records_per_s": sum(DEMO_PER_S.values()),
@@ -303,9 +307,9 @@ def bench_frame_path(folder: Path, broker: LocalBroker, seconds: float) -> dict[
             running += _frame_loop(recorder, 0.5)
     finally:
         os.kill(agent.pid, signal.SIGCONT)
-        _stop(agent)
+        stop_process(agent)
         recorder.close()
-        _stop(ingest)
+        stop_process(ingest)
     store = TelemetryStore.open(cfg.telemetry.db_path, cfg.telemetry, quarantine=False)
     left = sum(store.backlog().values())
     store.close()

@@ -51,7 +51,7 @@ _MAX_COUNT = 2**53                 # a per-second counter beyond this is not a c
 _MAX_WINDOW_S = 86_400.0
 
 # counters that count frames which missed their deadline (the pipeline's and the generic name)
-_FRAME_MISS_COUNTERS = ("frame_deadline_misses", "deadline_misses")
+FRAME_MISS_COUNTERS = ("frame_deadline_misses", "deadline_misses")
 
 @dataclass(frozen=True)
 class InsertResult:
@@ -308,7 +308,7 @@ class SqlFleetStore:
             seconds += float(m.get("window_s", 1.0))
             counts = m.get("counts", {})
             frames += counts.get("frames_captured", 0)
-            misses += sum(counts.get(k, 0) for k in _FRAME_MISS_COUNTERS)
+            misses += sum(counts.get(k, 0) for k in FRAME_MISS_COUNTERS)
             for k in shadow:
                 shadow[k] += counts.get(k, 0)
             for name, stats in m.get("stats", {}).items():   # every observed value is in ms

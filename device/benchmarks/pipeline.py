@@ -21,6 +21,7 @@ import numpy as np
 
 from device import config
 from device.assembly import build_pipeline, load_stages, translator_in_background
+from device.benchmarks.memory import _status_mb
 from device.benchmarks.steady import SteadySource
 from device.live.overlay import OverlayItem, OverlayRenderer, sample_colours
 from device.live.sources import SyntheticSource
@@ -101,7 +102,7 @@ def child(spec: dict) -> dict:
         result.get("recognition", {}).get("started", result["frames"]["displayed"])
         / (wall1 - wall0), 2)
     result["peak_rss_mb"] = resources.get("peak_rss_mb")
-    result["vmhwm_mb"] = _vmhwm_mb()
+    result["vmhwm_mb"] = _status_mb(os.getpid()).get("VmHWM")   # the kernel's high-water mark
     result["cold_start_s"] = (round(first_overlay - spec["spawned_at"], 3)
                               if first_overlay else None)
     Path(spec["samples_dir"]).mkdir(parents=True, exist_ok=True)
@@ -114,17 +115,6 @@ def _source(spec: dict):
     if spec["sequence"] == "steady":
         return SteadySource(seed=7, fps=30.0, frames=spec["frames"], realtime=True)
     return SyntheticSource(seed=7, fps=30.0, frames=spec["frames"], realtime=True)
-
-
-def _vmhwm_mb() -> float | None:
-    """Peak resident memory of this process (VmHWM: the kernel's own high-water mark)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    return None
 
 
 class _NewText:

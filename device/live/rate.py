@@ -129,7 +129,8 @@ class RatePolicy:
             self._unread_tries = 0           # new content: its unread regions get new tries
         if reason is not None:
             self._last_offered_at = frame.captured
-            self._remember(frame)
+            if self.settings.on_change:      # continuous: no reference is ever compared
+                self._remember(frame)
         return reason
 
     def _reason(self, frame: Frame) -> str | None:

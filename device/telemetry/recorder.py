@@ -302,15 +302,17 @@ class Recorder:
 
     def _unwritten(self) -> int:
         with self._lock:
-            return (len(self._queue) + len(self._urgent) + len(self._internal)
-                    + len(self._retry))
+            return self._waiting()
+
+    def _waiting(self) -> int:
+        """Records not written yet (queued, internal, the kept batch); hold the lock."""
+        return len(self._queue) + len(self._urgent) + len(self._internal) + len(self._retry)
 
     def stats(self) -> RecorderStats:
         with self._lock:
             return RecorderStats(self._stats.enqueued, self._stats.written,
                                  self._stats.overflow, self._stats.write_errors,
-                                 len(self._queue) + len(self._urgent) + len(self._internal)
-                                 + len(self._retry), self._stats.lost, self._delay)
+                                 self._waiting(), self._stats.lost, self._delay)
 
     # --- the writer thread ------------------------------------------------------------------
 
@@ -379,8 +381,7 @@ class Recorder:
         now = time.monotonic()
         with self._lock:
             self._stats.write_errors += 1
-            waiting = (len(self._queue) + len(self._urgent) + len(self._internal)
-                       + len(self._retry))
+            waiting = self._waiting()
             dropped = self._stats.overflow
         self._failures += 1
         self._last_error = str(exc)

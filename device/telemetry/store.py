@@ -53,7 +53,7 @@ from device.errors import TelemetryError
 from device.telemetry.records import (EVICTION_TIERS, Clock, Record, StoredRecord,
                                       send_priority)
 from device.telemetry.store_connection import _acquire, _release, _StoreFile
-from device.telemetry.store_disk import _chunks, _encode, _last_seq
+from device.telemetry.store_disk import _chunks, _encode, _last_seq, _meta
 from device.telemetry.store_errors import (  # noqa: F401  the error kinds, re-exported
     StoreAccessError, StoreBusyError, StoreFullError, StoreUnavailableError, _translated,
     store_error)
@@ -240,8 +240,8 @@ class TelemetryStore:
     @_translated("reading meta")
     def meta(self, key: str, default: str | None = None) -> str | None:
         with self._lock:
-            row = self.db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
-        return row[0] if row else default
+            value = _meta(self.db.conn, key)
+        return default if value is None else value
 
     @_translated("writing meta")
     def set_meta(self, key: str, value: str) -> None:

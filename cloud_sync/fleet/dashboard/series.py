@@ -22,9 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from cloud_sync.errors import FleetStoreError
-from cloud_sync.fleet.store import check_record
+from cloud_sync.fleet.store import FRAME_MISS_COUNTERS, check_record
 
-_FRAME_MISS_COUNTERS = ("frame_deadline_misses", "deadline_misses")   # as in status
 FRAME_PATH = "frame_path"
 
 
@@ -52,7 +51,7 @@ class Bucket:
         self.seconds += float(m.get("window_s", 1.0))
         counts = m.get("counts", {})
         self.frames += counts.get("frames_captured", 0)
-        self.misses += sum(counts.get(k, 0) for k in _FRAME_MISS_COUNTERS)
+        self.misses += sum(counts.get(k, 0) for k in FRAME_MISS_COUNTERS)
         self.pairs += counts.get("shadow_pairs", 0)
         self.agree += counts.get("shadow_agree", 0)
         for name, stats in m.get("stats", {}).items():

@@ -3,7 +3,8 @@
     python tests/audio_scenario.py CONFIG.toml      then one command per line on stdin:
     ready | start | seen ID TEXT | gone ID | wait-spoken N | wait-wearer | wait-idle | metrics |
     quit
-Each command answers one JSON line on stdout; logs go to stderr.
+Each command answers one JSON line on stdout (with the last playback's start and every fade
+the speaker asked the player for, both on time.monotonic()); logs go to stderr.
 """
 
 import json
@@ -37,6 +38,15 @@ def main() -> int:
     def idle() -> bool:
         return speaker._playing is None and not speaker._queue
 
+    ducks: list[tuple[float, float]] = []     # (time.monotonic(), gain) of each fade asked for
+    if speaker is not None and speaker.player is not None:
+        fade = speaker.player.duck
+
+        def recorded_duck(gain: float) -> None:
+            ducks.append((time.monotonic(), gain))
+            fade(gain)
+        speaker.player.duck = recorded_duck
+
     for line in sys.stdin:
         command, _, rest = line.strip().partition(" ")
         answer: dict = {}
@@ -64,6 +74,7 @@ def main() -> int:
             break
         if speaker is not None:
             answer["last_started"] = speaker.last_started
+            answer["ducks"] = ducks
         answer["metrics"] = metrics.snapshot()
         print(json.dumps(answer), flush=True)
     if speaker is not None:

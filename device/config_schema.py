@@ -225,7 +225,8 @@ FLEET = Section("fleet", "Fleet-side ingestion (edgelens-fleet).", (
         min=1.0, max=30 * 86_400.0),
     Key("groups_file", str, "",
         "Device groups (TOML: [groups] name = [device ids]); edgelens-fleet acl writes the "
-        "broker ACL from it so a device reads only its own group's desired state."),
+        "broker ACL from it so a device reads only its own group's desired state. push, "
+        "rollback and serve take membership from it (never from a device) and need it."),
 ))
 
 SCHEMA = SCHEMA + (TELEMETRY, MQTT, SYNC, FLEET)

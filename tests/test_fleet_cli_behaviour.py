@@ -15,6 +15,7 @@ from cloud_sync.mqtt_client import LinkSettings, MqttLink
 from cloud_sync.fleet.rollout import Rollout, RolloutFile
 from fixtures_broker import config_for
 from sync_helpers import ROOT, run_agent, wait_until
+from cloud_sync.fleet.acl import enroll
 from update_helpers import device_config, device_store, fleet_keys, make_version
 
 ENV = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -41,34 +42,42 @@ def retained(cfg, topic_filter: str, wait_s: float = 1.5) -> dict[str, bytes]:
 
 # --- 3. a push to a group with no devices ------------------------------------------------------
 
-def test_a_push_to_a_group_with_no_devices_is_refused_and_leaves_no_desired_state(tmp_path,
-                                                                                  broker):
+def test_a_push_takes_no_device_s_word_for_its_group(tmp_path, broker):
+    """A device that claims group 'field' is not in it: without a groups file nothing is
+    pushed at all, and a group the file does not list is refused before anything is sent."""
     key, pub = fleet_keys(tmp_path)
     device = device_config(tmp_path, broker, "glasses-1", pub, device_store(tmp_path,
-                                                                            "glasses-1"))
-    fleet_cfg = device_config(tmp_path, broker, "fleet", pub, tmp_path / "fleet-models",
-                              updates={"signing_key": str(key)})
+                                                                            "glasses-1"),
+                           updates={"group": "field"})
+    no_file = device_config(tmp_path, broker, "fleet", pub, tmp_path / "fleet-models",
+                            updates={"signing_key": str(key)}, fleet={"groups_file": ""})
     new = make_version(tmp_path / "fleet-models", "1.1.0")
-    agent = run_agent(device)                # a device exists, in group lab
+    (tmp_path / "groups.toml").write_text('[groups]\nlab = ["glasses-2"]\n')
+    with_file = device_config(tmp_path / "operator", broker, "fleet", pub,
+                              tmp_path / "fleet-models", updates={"signing_key": str(key)},
+                              fleet={"groups_file": str(tmp_path / "groups.toml")})
+    agent = run_agent(device)                # claims group field in its retained status
     try:
         assert agent.worker.link.wait_connected(10)
-        assert wait_until(lambda: retained(fleet_cfg, "edgelens/+/update/status", 0.3), 10)
-        start = time.monotonic()
+        assert wait_until(lambda: retained(no_file, "edgelens/+/update/status", 0.3), 10)
         # --log-level before the subcommand: WARNING hides the INFO connection lines
-        out = fleet("--log-level", "WARNING", "push", str(new), "--group", "field",
-                    "--config", str(fleet_cfg.origin), "--discover", "1", "--timeout", "300",
-                    timeout=600)
-        took = time.monotonic() - start
+        unlisted = fleet("--log-level", "WARNING", "push", str(new), "--group", "field",
+                         "--config", str(no_file.origin), "--discover", "1", "--timeout", "300",
+                         timeout=600)
+        other = fleet("--log-level", "WARNING", "push", str(new), "--group", "field",
+                      "--config", str(with_file.origin), "--discover", "1", "--timeout", "300",
+                      timeout=600)
     finally:
         agent.stop()
-    assert out.returncode == 2, (out.returncode, out.stdout, out.stderr)
-    assert took < 150, took                     # it stops at once, not after the whole --timeout
-    assert "group 'field' has no devices" in out.stderr, out.stderr
-    assert "glasses-1 in 'lab'" in out.stderr                    # what it did see
-    assert "--wait-for-devices" in out.stderr and "Traceback" not in out.stderr
-    assert "MQTT connected" not in out.stderr                    # --log-level WARNING
-    assert retained(fleet_cfg, "edgelens/_group/+/desired/+") == {}
-    assert RolloutFile(fleet_cfg.updates.rollout_file).load() == []
+    assert unlisted.returncode == 2, (unlisted.returncode, unlisted.stdout, unlisted.stderr)
+    assert "no [fleet] groups_file" in unlisted.stderr, unlisted.stderr
+    assert other.returncode == 2, (other.returncode, other.stdout, other.stderr)
+    assert "group 'field' is not in" in other.stderr and "(groups: lab)" in other.stderr
+    for out in (unlisted, other):
+        assert "Traceback" not in out.stderr and "MQTT connected" not in out.stderr
+    assert retained(no_file, "edgelens/_group/+/desired/+") == {}
+    assert RolloutFile(no_file.updates.rollout_file).load() == []
+    assert RolloutFile(with_file.updates.rollout_file).load() == []
 
 
 def test_a_group_the_groups_file_lists_without_devices_is_refused(tmp_path, broker):
@@ -93,6 +102,7 @@ def test_wait_for_devices_waits_then_refuses_or_starts_when_one_comes(tmp_path, 
     fleet_cfg = device_config(tmp_path, broker, "fleet", pub, tmp_path / "fleet-models",
                               updates={"signing_key": str(key)})
     new = make_version(tmp_path / "fleet-models", "1.1.0")
+    (tmp_path / "groups.toml").write_text("[groups]\nlab = []\n")     # not enrolled yet
     args = ["push", str(new), "--group", "lab", "--canary", "0", "--config",
             str(fleet_cfg.origin), "--discover", "0.3"]
 
@@ -112,7 +122,8 @@ def test_wait_for_devices_waits_then_refuses_or_starts_when_one_comes(tmp_path, 
     try:
         assert wait_until(lambda: any("waiting up to 60 s" in line for line in err), 20), err
         assert proc.poll() is None                                   # still waiting
-        agent = run_agent(device)                                    # a device comes
+        enroll(tmp_path / "groups.toml", "glasses-1", "lab")          # the operator enrolls it
+        agent = run_agent(device)                                    # and it comes
         proc.wait(90)                        # stderr is the reader's; stdout is short
     finally:
         if proc.poll() is None:
@@ -123,14 +134,17 @@ def test_wait_for_devices_waits_then_refuses_or_starts_when_one_comes(tmp_path, 
     stdout = proc.stdout.read()
     assert proc.returncode == 0, (stdout, err)
     assert ": done (1/1 healthy" in stdout
-    assert any("glasses-1 reported on the broker; starting" in line for line in err), err
+    assert any("glasses-1 in" in line and "starting the rollout" in line for line in err), err
 
 
 # --- 4. the rollout summary counts late devices; the bench's device count ----------------------
 
 def test_rollout_status_summary_counts_devices_serve_updated_later(tmp_path):
     from cloud_sync.fleet.serve import RolloutService, Served
-    cfg = config_for(tmp_path, None, updates={"rollout_file": str(tmp_path / "rollouts.json")})
+    groups = tmp_path / "groups.toml"
+    groups.write_text('[groups]\nlab = ["glasses-1", "glasses-2", "glasses-3"]\n')
+    cfg = config_for(tmp_path, None, updates={"rollout_file": str(tmp_path / "rollouts.json")},
+                     fleet={"groups_file": str(groups)})
     rollouts = RolloutFile(cfg.updates.rollout_file)
     ended = Rollout(id="r1", group="lab", name="detector", version="1.1.0",
                     source=str(tmp_path), stage="done", reason="1/1 healthy, 0 failed",

@@ -19,6 +19,7 @@ from cloud_sync.fleet.delivery import Membership, UpdateServer, signed_desired
 from cloud_sync.fleet.serve import RolloutService
 from fixtures_broker import config_for
 from sync_helpers import wait_until
+from cloud_sync.fleet.acl import enroll
 from update_helpers import device_config, fleet_keys, make_version, publish_raw
 
 pytestmark = pytest.mark.broker
@@ -90,6 +91,8 @@ class ChunkWatch:
 def test_push_and_rollout_status_survive_what_devices_send(tmp_path, broker, capsys):
     key, pub = fleet_keys(tmp_path)
     cfg = device_config(tmp_path, broker, "fleet", pub, tmp_path / "fleet-models")
+    for n in range(5, 10):                       # enrolled: what they send is judged on merit
+        enroll(tmp_path / "groups.toml", f"glasses-{n}", "lab")
     new = make_version(tmp_path / "fleet-models", "1.1.0", pad_bytes=20_000)
     rid = "r-hostile"
     status = "edgelens/{}/update/status"
@@ -238,10 +241,25 @@ def test_group_membership_comes_from_the_groups_file_not_the_device(tmp_path, br
     service = RolloutService(cfg, RolloutFile(cfg.updates.rollout_file))
     service._on_status("glasses-2", _status("lab"))
     service._on_status("glasses-1", _status(None))
-    assert service.groups == {"glasses-2": "field", "glasses-1": "lab"}
+    assert service.stats.group_mismatches == 1              # glasses-2's claim, ignored
     # a changed groups file is read again
     membership = Membership(groups)
     membership.RELOAD_EVERY_S = 0.0
     groups.write_text('[groups]\nlab = ["glasses-1", "glasses-2"]\n')
     os.utime(groups, ns=(time.time_ns(), time.time_ns() + 10**9))
-    assert membership.group_of("glasses-2", "field") == "lab"
+    assert membership.group_of("glasses-2") == "lab"
+
+
+def test_no_groups_file_means_no_membership_and_enroll_moves_a_device(tmp_path):
+    from cloud_sync.errors import SyncError
+    for missing in (None, ""):
+        with pytest.raises(SyncError, match=r"no \[fleet\] groups_file"):
+            Membership(missing)
+    cfg = config_for(tmp_path, None, updates={"rollout_file": str(tmp_path / "r.json")})
+    with pytest.raises(SyncError, match=r"no \[fleet\] groups_file"):   # what serve runs
+        RolloutService(cfg, RolloutFile(cfg.updates.rollout_file))
+    groups = tmp_path / "groups.toml"
+    assert enroll(groups, "glasses-1", "lab") == {"lab": ["glasses-1"]}
+    enroll(groups, "glasses-2", "lab")
+    assert enroll(groups, "glasses-1", "field") == {"field": ["glasses-1"], "lab": ["glasses-2"]}
+    assert Membership(groups).group_of("glasses-1") == "field"

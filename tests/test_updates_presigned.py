@@ -15,6 +15,7 @@ from cloud_sync.signing import SignatureError, TrustedKeys, keygen, load_public
 from cloud_sync.fleet.delivery import load_signed
 from device.modelstore.store import ModelStore
 from sync_helpers import ROOT, run_agent
+from cloud_sync.fleet.acl import enroll
 from update_helpers import device_config, device_store, fleet_keys, make_version
 
 
@@ -93,6 +94,7 @@ def test_a_plain_signature_cannot_be_pushed_as_a_rollback_or_challenger(tmp_path
     new = make_version(tmp_path / "fleet-models", "1.1.0")
     signer = device_config(tmp_path, broker, "signer", pub, tmp_path / "fleet-models",
                            updates={"signing_key": str(key)})
+    enroll(signer.fleet.groups_file, "glasses-1", "lab")
     signed_file = tmp_path / "v.signed.json"
     assert fleet("sign", str(new), "--out", str(signed_file), "--config",
                  str(signer.origin)).returncode == 0

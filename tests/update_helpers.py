@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
+from cloud_sync.fleet.acl import enroll
 from cloud_sync.fleet.rollout import Rollout, RolloutFile
 from cloud_sync.signing import keygen
 from cloud_sync.fleet.delivery import UpdateServer, signed_desired
@@ -75,17 +76,30 @@ def fleet_keys(tmp_path: Path) -> tuple[Path, Path]:
     return key, pub
 
 
+# the configs of the operator's side (push, serve, sign), not devices: never group members
+FLEET_SIDE = frozenset({"fleet", "operator", "signer"})
+
+
 def device_config(tmp_path: Path, broker, device: str, pub: Path, store: Path, **sections):
-    """A device (or fleet) config: its own store, trusting `pub`, quick health checks."""
+    """A device (or fleet) config: its own store, trusting `pub`, quick health checks. A device
+    is enrolled in its [updates] group in tmp_path/groups.toml, and every config names that
+    file as [fleet] groups_file (unless the test gives its own)."""
     folder = tmp_path / device
     folder.mkdir(parents=True, exist_ok=True)
     updates = {"trusted_keys": [str(pub)], "group": "lab", "health_source": "agent",
                "request_timeout_s": 3.0, "chunk_size": 16 * 1024, "latency_runs": 2,
                "rollout_file": str(tmp_path / "rollouts.json")}
     updates.update(sections.pop("updates", {}))
+    groups = tmp_path / "groups.toml"
+    if device not in FLEET_SIDE:      # enrolled by the operator, as push and serve require
+        enroll(groups, device, updates["group"])
+    elif not groups.exists():
+        groups.write_text("[groups]\n")
+    fleet = {"groups_file": str(groups), **sections.pop("fleet", {})}
     return config_for(folder, broker, device=device, models={"store": str(store)},
-                      updates=updates, sync={"nice": 0, "idle_poll_s": 0.05,
-                                             "status_interval_s": 1.0}, **sections)
+                      updates=updates, fleet=fleet,
+                      sync={"nice": 0, "idle_poll_s": 0.05, "status_interval_s": 1.0},
+                      **sections)
 
 
 def device_store(tmp_path: Path, device: str, base_versions=("1.0.0",)) -> Path:

@@ -45,6 +45,7 @@ from cloud_sync.mqtt_client import LinkSettings, MqttLink
 from cloud_sync.fleet.rollout import Rollout, RolloutFile, record_status
 from cloud_sync.signing import keygen
 from cloud_sync.sync_agent import SyncAgent
+from cloud_sync.fleet.acl import enroll
 from cloud_sync.fleet.delivery import UpdateServer, parse_request, parse_status, signed_desired
 from cloud_sync.fleet.serve import RolloutService
 from device.config import build, load, to_toml
@@ -629,7 +630,10 @@ def fuzz_mqtt(folder: Path, broker: LocalBroker, n: int) -> dict[str, Any]:
     # the device asks once for chunks of an offer it took (no push drives it): no re-requests
     dev_cfg = _config(folder / "device", broker.port, models={"store": str(store)},
                       updates={**updates, "request_timeout_s": 600.0}, sync={"nice": 0})
-    fleet_cfg = _config(folder / "fleet", broker.port, device="fleet", updates=updates)
+    groups = folder / "groups.toml"                 # the operator's: membership comes from it
+    enroll(groups, DEVICE, "lab")
+    fleet_cfg = _config(folder / "fleet", broker.port, device="fleet", updates=updates,
+                        fleet={"groups_file": str(groups)})
     source = str(folder / "fleet-models" / "detector" / "1.1.0")
     rollouts = RolloutFile(updates["rollout_file"])
     rollouts.save(Rollout(id="r-serve", group="lab3", name="detector", version="1.1.0",

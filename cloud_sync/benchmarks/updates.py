@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cloud_sync.fleet.acl import enroll
 from cloud_sync.fleet.delivery import UpdateServer, signed_desired
 from cloud_sync.fleet.localbroker import LocalBroker
 from cloud_sync.fleet.rollout import Rollout, RolloutFile
@@ -73,19 +74,27 @@ class Bench:
         self.workdir, self.chunk_size = workdir, chunk_size
         self.broker = LocalBroker(workdir / "broker").start()
         self.key, self.pub = workdir / "fleet.key", workdir / "fleet.pub"
+        self.groups = workdir / "groups.toml"
+        self.groups.write_text("[groups]\n")
         keygen(self.key, self.pub)
 
     def config(self, name: str, store: Path, **updates) -> Path:
+        """A config; a device (any name but "fleet") is enrolled in its group in the
+        operator's groups file, which push takes membership from."""
         folder = self.workdir / name
         folder.mkdir(parents=True, exist_ok=True)
+        group = updates.pop("group", "bench")
+        if name != "fleet":
+            enroll(self.groups, name, group)
         raw = {"telemetry": {"db_path": str(folder / "t.sqlite"), "device_id": name,
                              "system_metrics": False},
                "mqtt": {"port": self.broker.port, "reconnect_min_s": 0.1,
                         "reconnect_max_s": 1.0, "keepalive_s": 5},
                "sync": {"idle_poll_s": 0.05, "nice": 10},
+               "fleet": {"groups_file": str(self.groups)},
                "models": {"store": str(store)},
                "updates": {"trusted_keys": [str(self.pub)],
-                           "group": updates.pop("group", "bench"),
+                           "group": group,
                            "health_source": "agent", "chunk_size": self.chunk_size,
                            "latency_runs": 2, "rollout_file": str(folder / "rollouts.json"),
                            **updates}}

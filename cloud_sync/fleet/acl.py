@@ -22,6 +22,8 @@ The groups file (TOML):
 
 from __future__ import annotations
 
+import json
+import os
 import tomllib
 from pathlib import Path
 
@@ -72,6 +74,21 @@ def load_groups(path: str | Path) -> dict[str, list[str]]:
             owner[device] = group
         groups[group] = sorted(devices)
     return groups
+
+
+def enroll(path: str | Path, device: str, group: str) -> dict[str, list[str]]:
+    """Put `device` in `group` in the groups file (created if missing; a device moves out of
+    the group it was in), written atomically; the groups as written."""
+    path = Path(path)
+    groups = load_groups(path) if path.exists() else {}
+    groups = {g: [d for d in members if d != device] for g, members in groups.items()}
+    groups.setdefault(group, []).append(device)
+    text = "[groups]\n" + "".join(f"{g} = {json.dumps(sorted(members))}\n"
+                                   for g, members in sorted(groups.items()))
+    temp = path.with_name(path.name + ".tmp")
+    temp.write_text(text, encoding="utf-8")
+    os.replace(temp, path)
+    return load_groups(path)
 
 
 def render_acl(prefix: str, groups: dict[str, list[str]], source: str = "") -> str:

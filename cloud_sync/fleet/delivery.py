@@ -13,8 +13,8 @@ paced per device (`ChunkSender`), so one small request cannot make the fleet sen
 
 With `require_devices` (what `push` and `rollout rollback` use) a rollout to a group with no
 devices ends before anything is published (`NoDevices`; with `wait_for_devices_s`, after
-waiting that long for one): the group's devices are the groups file's list when there is one,
-else the devices whose retained update status names the group, seen during discovery.
+waiting that long for one): the group's devices are the groups file's list. Without a groups
+file nothing is pushed or served (`Membership` refuses): what a device claims is never taken.
 """
 
 from __future__ import annotations
@@ -155,34 +155,30 @@ class NoDevices(SyncError):
     """A rollout's group has no devices: nothing was published."""
 
 
+NO_GROUPS_FILE = ("no [fleet] groups_file: a device's group comes from the operator's groups "
+                  "file (the one the broker ACL is written from), never from what its status "
+                  "claims; set [fleet] groups_file in the config")
+
+
 class Membership:
-    """Which group a device is in. With [fleet] groups_file, the operator's file (re-read when
-    it changes), whatever the device's status says; a device claiming another group is
-    counted and ignored. Without a groups file there is nothing to check a claim against, so
-    the group its status names is taken (warned about at start: give push and serve a groups
-    file, as the broker ACL needs one anyway)."""
+    """Which group a device is in: the operator's groups file ([fleet] groups_file, re-read
+    when it changes), whatever the device's status says; a device claiming another group is
+    counted and ignored. There is no membership without the file (SyncError): a claim is
+    never taken, so that one device cannot make itself a canary and halt a rollout."""
 
     RELOAD_EVERY_S = 1.0
 
-    def __init__(self, groups_file: str | Path | None = None):
-        self.path = Path(groups_file) if groups_file else None
+    def __init__(self, groups_file: str | Path | None):
+        if not groups_file:
+            raise SyncError(NO_GROUPS_FILE)
+        self.path = Path(groups_file)
         self.owner: dict[str, str] = {}
         self._stamp: tuple[int, int] | None = None
         self._checked = 0.0
         self._warned: set[str] = set()
-        if self.path is None:
-            log.warning("no [fleet] groups_file: group membership is what devices claim in "
-                        "their status (unchecked); set it to the broker ACL's groups file")
-        else:
-            self._load()
+        self._load()
 
-    @property
-    def from_file(self) -> bool:
-        return self.path is not None
-
-    def group_of(self, device: str, claimed: Any = None) -> str | None:
-        if self.path is None:
-            return claimed if valid_name(claimed) else None
+    def group_of(self, device: str) -> str | None:
         self._reload_when_due()
         return self.owner.get(device)
 
@@ -195,17 +191,14 @@ class Membership:
             except SyncError as exc:
                 log.error("%s; keeping the groups read before", exc)
 
-    def listed(self, group: str) -> list[str] | None:
-        """The devices the groups file puts in `group` (re-read when it changed); None
-        without a groups file."""
-        if self.path is None:
-            return None
+    def listed(self, group: str) -> list[str]:
+        """The devices the groups file puts in `group` (re-read when it changed)."""
         self._reload_when_due()
         return sorted(d for d, g in self.owner.items() if g == group)
 
     def mismatch(self, device: str, claimed: Any, group: str | None) -> bool:
         """True (logged once per device) when a device claims a group it is not in."""
-        if self.path is None or claimed is None or claimed == group:
+        if claimed is None or claimed == group:
             return False
         if device not in self._warned:
             self._warned.add(device)
@@ -400,7 +393,6 @@ class UpdateServer:
         # refuse (NoDevices) a group without devices instead of publishing and waiting
         self.require_devices, self.wait_for_devices_s = require_devices, wait_for_devices_s
         self.notify = notify or (lambda message: log.warning("%s", message))
-        self.seen: dict[str, Any] = {}       # device → the group it is in (or claims)
         # with the signing key at hand the control fields (stage, canaries, halt) are signed
         # too, so that only the fleet can change what a device does with a download
         self.control_key = load_private(control_key) if control_key else None
@@ -410,7 +402,7 @@ class UpdateServer:
         self.chunk_size = int(signed["manifest"]["update"]["chunk_size"])
         self.files = {f["file"]: f for f in signed["manifest"]["update"]["files"]}
         self.stats = ServerStats()
-        self.membership = Membership(cfg.fleet.groups_file or None)
+        self.membership = Membership(cfg.fleet.groups_file)
         self.inbox = Inbox()
         settings = LinkSettings.from_config(cfg.mqtt, f"edgelens-fleet-updates-{os.getpid()}")
         self.link = MqttLink(settings, on_message=self.inbox.on_message)
@@ -460,19 +452,15 @@ class UpdateServer:
             self._drain(0.05)
 
     def _members(self) -> tuple[list[str], str]:
-        """The group's devices as far as known now, and where that comes from."""
-        r = self.rollout
-        listed = self.membership.listed(r.group)
-        if listed is not None:
-            return listed, f"in {self.membership.path}"
-        return sorted(set(r.members)), "reported on the broker"
+        """The group's devices, and where that comes from."""
+        return self.membership.listed(self.rollout.group), f"in {self.membership.path}"
 
     def _await_devices(self, stop: threading.Event) -> None:
         """NoDevices unless the group has a device (after waiting wait_for_devices_s for one
         when it has none); nothing has been published yet."""
         members, where = self._members()
         if members:
-            if self.membership.from_file and not set(members) & set(self.rollout.members):
+            if not set(members) & set(self.rollout.members):
                 self.notify(f"none of the {len(members)} device(s) of group "
                             f"{self.rollout.group!r} {where} has reported yet "
                             f"({', '.join(members[:5])}{', ...' if len(members) > 5 else ''});"
@@ -495,20 +483,14 @@ class UpdateServer:
             if stop.is_set():
                 raise NoDevices(f"stopped while waiting for a device of group {r.group!r}: "
                                 "nothing was published")
-        listing = f", list it in {self.membership.path}" if self.membership.from_file else ""
         raise NoDevices(f"group {r.group!r} has no devices ({self._no_devices_why()}), so "
                         "nothing was published: no desired state is left on the broker. "
-                        f"Start edgelens-sync on a device with [updates] group = {r.group!r}"
-                        f"{listing}, or pass --wait-for-devices [SECONDS] to wait for one")
+                        f"List a device in it in {self.membership.path} (and start its "
+                        f"edgelens-sync with [updates] group = {r.group!r}), or pass "
+                        "--wait-for-devices [SECONDS] to wait for one")
 
     def _no_devices_why(self) -> str:
-        if self.membership.from_file:
-            return f"{self.membership.path} lists none in it"
-        others = sorted(f"{d} in {g!r}" if g else d for d, g in self.seen.items())
-        seen = (f"; seen: {', '.join(others[:8])}{', ...' if len(others) > 8 else ''}"
-                if others else "; no device reported at all")
-        return (f"none reported its update status on the broker within "
-                f"{self.discover_s:g} s{seen}")
+        return f"{self.membership.path} lists none in it"
 
     def _drain(self, wait: float) -> None:
         for topic, payload in self.inbox.take(wait):
@@ -534,11 +516,9 @@ class UpdateServer:
         claimed, models = parse_status(payload)
         self.stats.status_messages += 1
         r = self.rollout
-        group = self.membership.group_of(device, claimed)
+        group = self.membership.group_of(device)
         if self.membership.mismatch(device, claimed, group):
             self.stats.group_mismatches += 1
-        self.seen[device] = group if group is not None else \
-            (claimed if isinstance(claimed, str) and valid_name(claimed) else None)
         if group != r.group:
             return
         entry = models.get(r.name)

@@ -64,8 +64,7 @@ class RolloutService:
         self.desired: dict[tuple[str, str], dict[str, Any]] = {}   # (group, model) → body
         self.served: dict[str, Served] = {}                        # rollout id → what we serve
         self.refused: set[str] = set()                             # rollout ids we cannot serve
-        self.membership = Membership(cfg.fleet.groups_file or None)
-        self.groups: dict[str, str] = {}                           # device → group
+        self.membership = Membership(cfg.fleet.groups_file)
         self.inbox = Inbox()
         settings = LinkSettings.from_config(cfg.mqtt, f"edgelens-fleet-serve-{os.getpid()}")
         self.link = MqttLink(settings, on_message=self.inbox.on_message)
@@ -157,13 +156,11 @@ class RolloutService:
         if not payload:
             return
         claimed, models = parse_status(payload)
-        group = self.membership.group_of(device, claimed)
+        group = self.membership.group_of(device)
         if self.membership.mismatch(device, claimed, group):
             self.stats.group_mismatches += 1
         if group is None:
-            self.groups.pop(device, None)
             return
-        self.groups[device] = group
         for served in self.served.values():
             r = served.rollout
             entry = models.get(r.name)
@@ -179,9 +176,7 @@ class RolloutService:
             return                      # not ours: a running push answers it, or nobody should
         r = served.rollout
         allowed = r.canaries if r.stage == "canary" else None
-        group = self.groups.get(device)
-        if self.membership.from_file:   # the file may have changed since its last status
-            group = self.membership.group_of(device)
+        group = self.membership.group_of(device)   # the file may have changed since its status
         if group != r.group or (allowed is not None and device not in allowed):
             raise PayloadError(f"request from {device} for rollout {r.id} of group {r.group}")
         plan = served.files.get(request.file)

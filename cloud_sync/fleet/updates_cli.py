@@ -19,7 +19,7 @@ from pathlib import Path
 from cloud_sync.cli_common import dump_json, load_config, setup_logging, stop_on_signals
 from cloud_sync.errors import SyncError
 from cloud_sync.fleet.acl import load_groups, render_acl
-from cloud_sync.fleet.delivery import UpdateServer, load_signed, signed_desired
+from cloud_sync.fleet.delivery import NO_GROUPS_FILE, UpdateServer, load_signed, signed_desired
 from cloud_sync.fleet.rollout import Rollout, RolloutFile, clean_status, progress_bar, summary_text
 from cloud_sync.fleet.serve import RolloutService
 from cloud_sync.signing import TrustedKeys, keygen
@@ -174,10 +174,11 @@ def cmd_sign(args: argparse.Namespace) -> int:
 
 
 def _check_known_group(cfg, group: str) -> None:
-    """With a groups file, a push to a group it does not list would reach no device (the ACL
-    lets devices read only their own group's desired state): say so before serving."""
+    """A push to a group the groups file does not list would reach no device (the ACL lets
+    devices read only their own group's desired state): say so before serving. Without the
+    file there is no membership to push by (a device's claim is never taken)."""
     if not cfg.fleet.groups_file:
-        return
+        raise SyncError(NO_GROUPS_FILE)
     groups = load_groups(cfg.fleet.groups_file)
     if group not in groups:
         raise SyncError(f"group {group!r} is not in {cfg.fleet.groups_file} (groups: "

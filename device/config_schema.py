@@ -131,6 +131,10 @@ TELEMETRY = Section("telemetry", "The on-device telemetry store: one SQLite file
         min=1, max=100_000),
     Key("flush_interval_s", float, 0.5,
         "Longest a queued record waits before the writer inserts it.", min=0.01, max=60.0),
+    Key("journal", bool, True,
+        "Write each record to <db_path>.journal/ (one write call, no fsync) before queueing "
+        "it, so a killed process loses nothing: the next start inserts what was not yet "
+        "committed, exactly once. Survives the process, not a power cut."),
     Key("keep_sent_s", float, 86_400.0,
         "Records already delivered are kept this long for local inspection, then pruned.",
         min=0.0),

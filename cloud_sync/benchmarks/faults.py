@@ -257,20 +257,22 @@ def kill9(folder: Path, broker: LocalBroker, kills: int, rng: random.Random) -> 
     delivered = {seq for seq, _ in rows}
     arrived = _frames(body for _, body in rows)
     in_store = {run_id: set(ii) for run_id, ii in _frames(r.body for r in stored).items()}
-    in_memory = 0
+    not_stored = 0              # handed to a killed producer's recorder, never in the store
     for run_id in killed_runs:
         progress = folder / f"progress-{run_id}"
         made = int((progress.read_bytes().strip() if progress.exists() else b"") or b"0")
-        in_memory += max(0, made - max(in_store.get(run_id, {-1})) - 1)
+        not_stored += len(set(range(made)) - in_store.get(run_id, set()))
     resent = fleet.workers().get("faults-w1", {}).get("duplicates", 0)
     fleet.close()
     tracebacks = _tracebacks(logs)
     return {"must_be_zero": True, "kills": killed, "producer_runs": runs[0],
             "written": len(written), "delivered": len(delivered & written),
-            "lost": len(written - delivered), "not_in_store": len(delivered - written),
+            "lost": len(written - delivered) + not_stored,
+            "undelivered": len(written - delivered), "handed_over_not_stored": not_stored,
+            "not_in_store": len(delivered - written),
             "duplicated": sum(len(ii) - len(set(ii)) for ii in arrived.values()),
             "holes_in_store": sum(max(ii) + 1 - len(ii) for ii in in_store.values()),
-            "resent_dropped_by_seq": resent, "unwritten_in_memory_at_kill": in_memory,
+            "resent_dropped_by_seq": resent,
             "crashed": len(crashes) + tracebacks, "crashes": crashes[:5],
             "sigterm_before_handler": early[0],
             "tracebacks": tracebacks}

@@ -146,7 +146,18 @@ def _demo_records(clock: Clock, seconds: int) -> list[Record]:
 # --- 1. store write -------------------------------------------------------------------------
 
 def bench_store_write(folder: Path, n: int) -> dict[str, Any]:
-    cfg = _config(folder, None, telemetry={"queue_size": n + 10, "batch_size": 1000})
+    """With the journal (the default: each call writes its record to disk before it returns)
+    and, in the same run, without it."""
+    plain = _store_write_once(folder / "without-journal", n, journal=False)
+    result = _store_write_once(folder, n, journal=True)
+    result["without_journal"] = {k: plain[k] for k in ("records_per_s", "call_us")}
+    return result
+
+
+def _store_write_once(folder: Path, n: int, journal: bool) -> dict[str, Any]:
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg = _config(folder, None, telemetry={"queue_size": n + 10, "batch_size": 1000,
+                                           "journal": journal})
     recorder = Recorder.open(cfg.telemetry)
     calls = _demo_mix(recorder, n)
     cpu, start = time.process_time(), time.perf_counter()
@@ -362,7 +373,9 @@ def _table(r: dict[str, Any]) -> str:
         f"machine         {m['cpus']} CPUs, load average {m['load_avg_1m_at_start']} at start",
         f"store write     {w['records_per_s']:>9,} records/s  (target >= 20,000; "
         f"{w['records_per_cpu_s']:,} per CPU-second of caller + writer; "
-        f"{w['call_us']} us per recorder call, overflow {w['overflow']})",
+        f"{w['call_us']} us per recorder call, overflow {w['overflow']}; without the "
+        f"journal {w['without_journal']['records_per_s']:,} records/s, "
+        f"{w['without_journal']['call_us']} us per call)",
         f"sync (QoS 1)    {s['acked_records_per_s']:>9,} records/s acked, "
         f"{s['end_to_end_records_per_s']:,} records/s into the fleet DB (target >= 5,000; "
         f"{s['compressed_bytes_per_record']} B/record)",

@@ -1,6 +1,8 @@
 """The recorder: what the pipeline calls. Never blocks the frame path.
 
-Every call builds a small `Record` (wall + monotonic time taken at the call) and appends it to a
+Every call builds a small `Record` (wall + monotonic time taken at the call), writes it to the
+journal (`[telemetry] journal`, device/telemetry/journal.py: one write call, so a killed process
+loses nothing; the next start inserts what no commit covered, exactly once) and appends it to a
 bounded in-memory queue; one writer thread inserts the queue into the store in batches. When
 the queue is full the oldest queued record is dropped, counted, logged (rate-limited) and the
 count lands in the store's counters and in a `telemetry.overflow` log record. Audit records
@@ -28,8 +30,10 @@ from typing import Any, Mapping
 
 from device.errors import TelemetryError
 from device.telemetry.aggregate import MetricWindow, QualityWindow
-from device.telemetry.records import Clock, Record
+from device.telemetry.journal import Entry, Journal, encode
+from device.telemetry.records import KINDS, Clock, Record
 from device.telemetry.store import StoreFullError, StoreUnavailableError, TelemetryStore
+from device.telemetry.store_disk import encode_body
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +96,11 @@ class Recorder:
     store and starts the writer; `close()` flushes and closes."""
 
     def __init__(self, store: TelemetryStore | None, settings: Any, *,
-                 clock: Clock | None = None, path: str | Path | None = None):
+                 clock: Clock | None = None, path: str | Path | None = None,
+                 journal: Journal | None = None):
         self.store = store
+        self._journal = journal
+        self._journal_done: list[int] = []      # jseqs dropped from a full queue
         self.settings = settings
         self.clock = clock or (store.clock if store is not None else Clock())
         # where to (re)open the store when it could not be opened yet; None: disabled
@@ -149,8 +156,30 @@ class Recorder:
             recorder._last_error = str(exc)
         else:
             recorder = cls(store, settings, clock=clock)
+        if settings.journal:
+            try:
+                committed = recorder.store.journaled_max() if recorder.store else 0
+            except TelemetryError:
+                committed = 0
+            recorder._adopt(*Journal.open(where, committed))
         recorder.start()
         return recorder
+
+    def _adopt(self, journal: Journal | None, entries: list[Entry]) -> None:
+        """Use `journal`; what it held from the last run is inserted first."""
+        self._journal = journal
+        records = [Record(e.kind, e.wall_ns, e.mono_ns, e.body, e.jseq, e.boot_id)
+                   for e in entries if e.kind in KINDS and isinstance(e.body, dict)]
+        if journal is not None and len(records) < len(entries):
+            journal.stats.corrupt += len(entries) - len(records)
+            self._journal_done += [e.jseq for e in entries
+                                   if e.kind not in KINDS or not isinstance(e.body, dict)]
+        if records:
+            log.warning("telemetry journal: %d records the last run did not commit are "
+                        "inserted now", len(records))
+            with self._lock:
+                self._urgent.extend(records)
+                self._stats.enqueued += len(records)
 
     # --- the calls the pipeline makes -------------------------------------------------------
 
@@ -187,7 +216,8 @@ class Recorder:
 
     def prediction(self, p: Prediction) -> str:
         """Record one prediction; returns its prediction_id (for feedback). The record body
-        (and the text hashing) is built on the writer thread, not here."""
+        (and the text hashing) is built on the writer thread, or here when it is journaled
+        (~15 us: it must be on disk when this returns)."""
         wall, mono = self.clock.now()
         self._put(Record("prediction", wall, mono, p))   # type: ignore[arg-type]
         return p.prediction_id
@@ -222,7 +252,8 @@ class Recorder:
     def audit(self, action: str, fields: Mapping[str, Any] | None = None) -> None:
         """Model installed/activated/rolled back, who signed it... Never dropped."""
         wall, mono = self.clock.now()
-        record = Record("audit", wall, mono, {"action": action, **dict(fields or {})})
+        record = self._journaled(Record("audit", wall, mono,
+                                        {"action": action, **dict(fields or {})}))
         with self._lock:
             self._urgent.append(record)
             self._stats.enqueued += 1
@@ -234,23 +265,40 @@ class Recorder:
         digest = hmac.digest(self._salt, text.encode("utf-8"), "sha256").hex()
         return {f"{name}_sha256": digest[:32], f"{name}_len": len(text)}
 
+    def _journaled(self, record: Record) -> Record:
+        """The record as written to the journal (with its jseq; a prediction's body built
+        here then), or as it is without a journal or when the write failed (counted)."""
+        if self._journal is None:
+            return record
+        body = record.body
+        if isinstance(body, Prediction):
+            body = self._materialize(record).body
+        text = encode_body(body)
+        payload = encode(record.kind, record.wall_ns, record.mono_ns, self.clock.boot_id, text)
+        return Record(record.kind, record.wall_ns, record.mono_ns, body,
+                      self._journal.append(payload), encoded=text)
+
     def _put_internal(self, record: Record) -> None:
         """Records the writer makes itself (windows, notices) skip the bounded queue; they
         have their own bound (they pile up only while the store fails)."""
+        record = self._journaled(record)
         with self._lock:
             if len(self._internal) >= self._queue_size:
-                self._internal.popleft()
-                self._stats.overflow += 1
-                self._handled += 1
+                self._dropped(self._internal.popleft())
             self._internal.append(record)
             self._stats.enqueued += 1
 
+    def _dropped(self, record: Record) -> None:              # under self._lock
+        self._stats.overflow += 1
+        self._handled += 1
+        if record.jseq:
+            self._journal_done.append(record.jseq)
+
     def _put(self, record: Record) -> None:
+        record = self._journaled(record)
         with self._lock:
             if len(self._queue) >= self._queue_size:
-                self._queue.popleft()
-                self._stats.overflow += 1
-                self._handled += 1
+                self._dropped(self._queue.popleft())
             self._queue.append(record)
             self._stats.enqueued += 1
             full = len(self._queue) >= self.settings.batch_size
@@ -291,12 +339,17 @@ class Recorder:
                 return
         elif self.store is not None:
             self._write_pending(force_windows=True)
-        left = self._unwritten()
-        if left:
-            with self._lock:
-                self._stats.lost += left
-            log.error("telemetry closed with %d records unwritten: the store did not take "
-                      "them (%s)", left, self._last_error or "not open")
+        with self._lock:
+            waiting = [*self._queue, *self._urgent, *self._internal, *self._retry]
+            lost = sum(1 for r in waiting if not r.jseq)
+            self._stats.lost += lost
+        if waiting:
+            log.error("telemetry closed with %d records unwritten (%d kept in the journal for "
+                      "the next start): the store did not take them (%s)", len(waiting),
+                      len(waiting) - lost, self._last_error or "not open")
+        if self._journal is not None:
+            self._finish_journaled([])
+            self._journal.close()
         if self.store is not None:
             self.store.close()
 
@@ -330,6 +383,7 @@ class Recorder:
             else:
                 self._wake.wait(interval)
             self._wake.clear()
+            self._finish_journaled([])              # what a full queue dropped meanwhile
             if self.store is None and not self._open_store():
                 if stopping:
                     break
@@ -351,6 +405,8 @@ class Recorder:
             if since_check >= _LIMIT_CHECK_RECORDS or now - last_check >= _LIMIT_CHECK_S \
                     or (stopping and since_check):
                 self._guard(self.store.enforce_limit)
+                if self._journal is not None:
+                    self._guard(lambda: self.store.forget_journaled(self._journal.oldest_live()))
                 since_check, last_check = 0, now
             if now - last_prune >= _PRUNE_EVERY_S:
                 self._guard(lambda: self.store.prune_sent(self.settings.keep_sent_s))
@@ -441,11 +497,30 @@ class Recorder:
                 self._failed(exc)
                 return written
             self._succeeded()
+            self._finish_journaled([r.jseq for r in batch if r.jseq])
             with self._done:
                 self._stats.written += len(batch)
                 self._handled += len(batch)
                 self._done.notify_all()
             written += len(batch)
+
+    def _finish_journaled(self, jseqs: list[int]) -> None:
+        """Committed (and dropped) records are done in the journal; its write errors are
+        counted and logged here, on the writer thread (rate-limited)."""
+        if self._journal is None:
+            return
+        with self._lock:
+            dropped, self._journal_done = self._journal_done, []
+        self._journal.done(jseqs + dropped)
+        errors, last = self._journal.errors_to_report()
+        if errors:
+            self._pending_counts["journal_write_errors"] = \
+                self._pending_counts.get("journal_write_errors", 0) + errors
+            now = time.monotonic()
+            if now - getattr(self, "_journal_logged_at", -1e9) >= _FAILURE_LOG_EVERY_S:
+                self._journal_logged_at = now
+                log.error("telemetry journal: %d records not journaled (%s); they are queued "
+                          "in memory only", errors, last)
 
     def _bump_pending(self) -> None:
         counts, self._pending_counts = self._pending_counts, {}
@@ -467,7 +542,8 @@ class Recorder:
         except (TypeError, ValueError, AttributeError) as exc:
             log.warning("prediction record unusable (%s); stored as repr", exc)
             body = {"unencodable": repr(record.body)[:500]}
-        return Record(record.kind, record.wall_ns, record.mono_ns, body)
+        return Record(record.kind, record.wall_ns, record.mono_ns, body, record.jseq,
+                      encoded=record.encoded)
 
     def _take(self, n: int) -> list[Record]:
         with self._lock:

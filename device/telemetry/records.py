@@ -38,11 +38,17 @@ def send_priority(kind: str, body: dict[str, Any]) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    """One record on its way to the store. `body` is turned into JSON by the writer thread."""
+    """One record on its way to the store. `body` is turned into JSON by the writer thread.
+    `jseq`: its number in the recorder's journal (0: not journaled; device/telemetry/journal.py);
+    `boot_id`: set on a record read back from the journal (empty: the store's clock's boot);
+    `encoded`: the body's JSON text when it was made already (for the journal)."""
     kind: str
     wall_ns: int
     mono_ns: int
     body: dict[str, Any]
+    jseq: int = 0
+    boot_id: str = ""
+    encoded: str = ""
 
 
 @dataclass(frozen=True, slots=True)

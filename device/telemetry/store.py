@@ -53,7 +53,7 @@ from device.errors import TelemetryError
 from device.telemetry.records import (EVICTION_TIERS, Clock, Record, StoredRecord,
                                       send_priority)
 from device.telemetry.store_connection import _acquire, _release, _StoreFile
-from device.telemetry.store_disk import _chunks, _encode, _last_seq, _meta
+from device.telemetry.store_disk import _chunks, _last_seq, _meta, encode_body
 from device.telemetry.store_errors import (  # noqa: F401  the error kinds, re-exported
     StoreAccessError, StoreBusyError, StoreFullError, StoreUnavailableError, _translated,
     store_error)
@@ -194,14 +194,18 @@ class TelemetryStore:
         boot_id = self.clock.boot_id
         # executemany over a prepared statement: ~1.6x the rate of insert_all on this path.
         rows = [(r.kind, EVICTION_TIERS[r.kind], send_priority(r.kind, r.body), r.wall_ns,
-                 r.mono_ns, boot_id, _encode(r.body)) for r in records]
+                 r.mono_ns, r.boot_id or boot_id, r.encoded or encode_body(r.body))
+                for r in records]
+        jseqs = [r.jseq for r in records if r.jseq]
         notes: list[dict[str, Any]] = []
         with self._lock:
             for attempt in (1, 2):
                 try:
                     notes += self._file.before_write(len(rows))
                     with self.db.conn:
-                        self.db.conn.executemany(_INSERT, rows)
+                        todo = rows if not jseqs else \
+                            self._not_journaled_yet(rows, records, jseqs)   # exactly once
+                        self.db.conn.executemany(_INSERT, todo)
                     last = self._file.after_write()
                     break
                 except (sqlite3.Error, OSError) as exc:
@@ -213,6 +217,34 @@ class TelemetryStore:
             self.insert(self._records(notes))
             return self.last_seq()
         return last
+
+    def _not_journaled_yet(self, rows: list, records: Sequence[Record], jseqs: list[int]
+                           ) -> list:
+        """The rows whose journal number is not committed yet, those numbers now marked
+        (inside the insert's transaction): a record read back from the journal after a crash
+        between a commit and its segment's deletion is not stored twice."""
+        conn = self.db.conn
+        seen = {j for (j,) in conn.execute(
+            "SELECT jseq FROM journaled WHERE jseq BETWEEN ? AND ?", [min(jseqs), max(jseqs)])}
+        conn.executemany("INSERT OR IGNORE INTO journaled (jseq) VALUES (?)",
+                         [(j,) for j in jseqs])
+        if not seen:
+            return rows
+        return [row for row, r in zip(rows, records) if r.jseq not in seen]
+
+    @_translated("forgetting journal numbers")
+    def forget_journaled(self, below: int) -> int:
+        """Drop the committed journal numbers below `below` (no journal segment can hold
+        them any more), always keeping the highest."""
+        with self._lock, self.db.conn:
+            return self.db.conn.execute(
+                "DELETE FROM journaled WHERE jseq < ? AND jseq < "
+                "(SELECT MAX(jseq) FROM journaled)", [below]).rowcount
+
+    @_translated("reading the journal numbers")
+    def journaled_max(self) -> int:
+        with self._lock:
+            return self.db.conn.execute("SELECT MAX(jseq) FROM journaled").fetchone()[0] or 0
 
     @_translated("reading the last sequence number")
     def last_seq(self) -> int:

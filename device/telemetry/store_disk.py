@@ -47,6 +47,7 @@ CREATE INDEX IF NOT EXISTS records_unsent ON records(prio, seq) WHERE sent_ns IS
 CREATE INDEX IF NOT EXISTS records_sent ON records(sent_ns) WHERE sent_ns IS NOT NULL;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS journaled (jseq INTEGER PRIMARY KEY);
 """
 _COLUMNS = "seq, kind, tier, prio, wall_ns, mono_ns, boot_id, body, sent_ns"
 _dumps = json.JSONEncoder(separators=(",", ":"), default=str, check_circular=False).encode
@@ -377,7 +378,7 @@ def _write_seq_file(path: Path, ceiling: int, store_id: str = "", issued: int = 
         pass
 
 
-def _encode(body: Any) -> str:
+def encode_body(body: Any) -> str:
     """JSON text of a record body; a body that cannot be encoded is kept as a short repr
     rather than losing the batch it came in."""
     try:

@@ -72,6 +72,45 @@ def decode(payload: bytes, max_bytes: int) -> Batch:
     return batch
 
 
+def receipt(seqs: Sequence[int]) -> bytes:
+    """The fleet's receipt for a committed batch: its sequence numbers as [first, last]
+    ranges, {"v": 1, "seqs": [[1, 500], [731, 731]]}."""
+    ranges: list[list[int]] = []
+    for seq in sorted(set(seqs)):
+        if ranges and seq == ranges[-1][1] + 1:
+            ranges[-1][1] = seq
+        else:
+            ranges.append([seq, seq])
+    return json.dumps({"v": VERSION, "seqs": ranges}, separators=(",", ":")).encode()
+
+
+MAX_RECEIPT_SEQS = 100_000      # a batch holds at most [sync] batch_records (<= 50,000)
+
+
+def parse_receipt(payload: bytes, max_bytes: int) -> list[int]:
+    """The sequence numbers a receipt confirms; PayloadError for anything else (too large,
+    not JSON, ranges that are not [first <= last] integers, more than MAX_RECEIPT_SEQS)."""
+    if len(payload) > max_bytes:
+        raise PayloadError(f"receipt of {len(payload)} bytes is over {max_bytes}")
+    try:
+        doc = json.loads(payload)
+    except (ValueError, RecursionError) as exc:
+        raise PayloadError(f"receipt is not JSON: {_short(exc)}") from exc
+    if not isinstance(doc, dict) or doc.get("v") != VERSION or \
+            not isinstance(doc.get("seqs"), list):
+        raise PayloadError(f"receipt is not a v{VERSION} receipt: {_short(doc)}")
+    seqs: list[int] = []
+    try:
+        for pair in doc["seqs"]:
+            first, last = (_int(v) for v in pair)
+            if not 0 < first <= last or len(seqs) + last - first >= MAX_RECEIPT_SEQS:
+                raise ValueError(f"range {_short(pair)}")
+            seqs.extend(range(first, last + 1))
+    except (TypeError, ValueError) as exc:
+        raise PayloadError(f"receipt has a bad range: {_short(exc)}") from exc
+    return seqs
+
+
 def _record(row: Any) -> tuple[int, str, int, int, str, dict[str, Any]]:
     seq, kind, wall_ns, mono_ns, boot_id, body = row
     if kind not in KINDS or not isinstance(body, dict):

@@ -87,8 +87,12 @@ class MqttLink:
 
     def __init__(self, settings: LinkSettings, *, availability: Availability | None = None,
                  session_expiry_s: int = 0, on_message: MessageHandler | None = None,
-                 on_ack: AckHandler | None = None, manual_ack: bool = False):
+                 on_ack: AckHandler | None = None, manual_ack: bool = False,
+                 announce: tuple[tuple[str, bytes], ...] = ()):
+        """`announce`: (topic, payload) pairs published retained on every connect (a broker
+        that lost its retained messages in a crash gets them again)."""
         self.settings = settings
+        self.announce = announce
         self.manual_ack = manual_ack
         self.availability = availability
         self.session_expiry_s = session_expiry_s
@@ -249,6 +253,8 @@ class MqttLink:
         if self.availability is not None:
             client.publish(self.availability.topic, self.availability.online, qos=1,
                            retain=True)
+        for topic, payload in self.announce:
+            client.publish(topic, payload, qos=1, retain=True)
         self._connected.set()
 
     def _subscribe(self, client: paho.Client, topic: str, qos: int) -> None:

@@ -6,6 +6,13 @@ the batch that carried it, so a crash at any point (even kill -9 between PUBACK 
 re-sends rather than loses; the fleet drops duplicates by (device, seq). With
 `require_subscriber` a PUBACK saying "no matching subscribers" counts as not delivered.
 
+A PUBACK says the broker has the batch, not that the fleet stored it: a broker that crashes
+before its next snapshot loses what it acknowledged. When the fleet's ingest announces that it
+confirms (retained `P/_fleet/receipts`, remembered in the store), a record the broker took
+waits as unconfirmed until the ingest's receipt for it (`P/<device>/receipt`, sent after its
+commit) and is sent again when none came within `[sync] receipt_timeout_s`, the wait doubling
+per try up to `receipt_max_wait_s` (so a fleet down for hours is not flooded with copies).
+
 Batches go out highest priority first (audit, then error logs, ..., metrics last), at most
 `max_inflight` unacknowledged at once and at most `max_bytes_per_s` compressed bytes per second.
 A retained status message carries the backlog gauge.
@@ -34,6 +41,7 @@ from device.telemetry.store import TelemetryStore
 log = logging.getLogger(__name__)
 
 _REOPEN_CHECK_S = 5.0
+_HEAR_FLEET_S = 1.0     # after connecting, wait this long to hear whether the fleet confirms
 _NOISY_LOG_EVERY_S = 30.0
 
 
@@ -59,6 +67,8 @@ class SyncStats:
     inbound_dropped: int = 0
     inbound_handled: int = 0
     updates_restarts: int = 0       # the model-updates thread died and was started again
+    confirmed_records: int = 0      # receipts from the fleet (after its commit)
+    resent_unconfirmed: int = 0     # records sent again: no receipt in time
 
 
 class TokenBucket:
@@ -101,6 +111,13 @@ class SyncAgent:
             "ping": lambda body: self._publish_status()}
         self._inflight: dict[int, _Inflight] = {}
         self._acks: list[tuple[int, int]] = []
+        self._receipts: list[list[int]] = []
+        self._early: set[int] = set()   # in flight, and the fleet's receipt came first
+        self._fleet_says: bytes | None = None   # the retained receipts announcement, new
+        self._fleet_confirms = False
+        self._heard_fleet = False           # its announcement came on this connection
+        self._connection = (0, 0.0)         # (link.connects, when the loop saw it)
+        self._next_resend_check = 0.0
         self._acks_lock = threading.Lock()
         self._ack_event = threading.Event()
         self._status_due = threading.Event()
@@ -115,6 +132,11 @@ class SyncAgent:
                                                           topics.AVAILABILITY)),
             on_message=self._handle_inbound, on_ack=self._handle_ack)
         self.link.subscribe(f"{self.prefix}/{self.device}/{topics.COMMAND}/+")
+        self._receipt_topic = topics.device_topic(self.prefix, self.device, topics.RECEIPT)
+        self._receipts_topic = topics.receipts_topic(self.prefix)
+        if self.sync.receipt_timeout_s > 0:
+            self.link.subscribe(self._receipt_topic)
+            self.link.subscribe(self._receipts_topic)
         self._updates_thread: threading.Thread | None = None
         self.updates = None             # model updates (issue 6): cloud_sync/update_agent.py
         if cfg.updates.enabled and cfg.updates.trusted_keys:
@@ -123,6 +145,8 @@ class SyncAgent:
                 self.link.subscribe(topic)
         self._telemetry_topic = topics.device_topic(self.prefix, self.device, topics.TELEMETRY)
         self._status_topic = topics.device_topic(self.prefix, self.device, topics.STATUS)
+        if store is not None:
+            self._fleet_confirms = store.meta("fleet_receipts") == "1"
 
     # --- the loop -------------------------------------------------------------------------------
 
@@ -145,6 +169,7 @@ class SyncAgent:
                         stop.wait(_REOPEN_CHECK_S)
                         continue
                 self._collect_acks()
+                self._collect_receipts(now)
                 self._expire_inflight(now)
                 if not self.link.connected:
                     self.link.wait_connected(0.2)
@@ -199,6 +224,8 @@ class SyncAgent:
         """Publish one batch; False when there was nothing (allowed) to send."""
         if len(self._inflight) >= self.sync.max_inflight or time.monotonic() < self._paused_until:
             return False
+        if not self._know_fleet():
+            return False
         skip = [s for entry in self._inflight.values() for s in entry.seqs]
         try:
             records = self.store.unsent(self.sync.batch_records, self.sync.batch_bytes, skip)
@@ -251,8 +278,15 @@ class SyncAgent:
                             ", no fleet ingest subscribed" if reason == NO_MATCHING_SUBSCRIBERS
                             else "", self.sync.retry_delay_s)
                 continue
+            early = [s for s in entry.seqs if s in self._early]
+            self._early.difference_update(early)
             try:
-                self.store.mark_sent(entry.seqs)
+                if early:
+                    self.store.mark_sent(early)     # the fleet confirmed them already
+                    self.stats.confirmed_records += len(early)
+                self.store.mark_sent([s for s in entry.seqs if s not in early] if early
+                                     else entry.seqs, self._receipt_wait(),
+                                     self.sync.receipt_max_wait_s)
             except TelemetryError as exc:
                 log.error("%s; those records will be sent again", exc)
                 continue
@@ -260,10 +294,55 @@ class SyncAgent:
             self.stats.acked_records += len(entry.seqs)
             self.stats.sent_bytes += entry.size
 
+    def _know_fleet(self) -> bool:
+        """Whether the fleet confirms is known: from before (the store remembers it), from
+        its retained announcement on this connection, or after _HEAR_FLEET_S without one. Until
+        then nothing is sent: a PUBACK taken as delivery by mistake could be lost."""
+        if self.sync.receipt_timeout_s <= 0 or self._fleet_confirms or self._heard_fleet:
+            return True
+        now = time.monotonic()
+        if self._connection[0] != self.link.connects:
+            self._connection = (self.link.connects, now)
+        return now - self._connection[1] >= _HEAR_FLEET_S
+
+    def _receipt_wait(self) -> float:
+        """How long a record the broker took waits for the fleet's receipt (0: no wait)."""
+        return self.sync.receipt_timeout_s if self._fleet_confirms else 0.0
+
+    def _collect_receipts(self, now: float) -> None:
+        """The fleet's receipts and its announcement (noted by paho's thread), and records
+        whose receipt is overdue sent again (checked once a second)."""
+        with self._acks_lock:
+            receipts, self._receipts = self._receipts, []
+            said, self._fleet_says = self._fleet_says, None
+        try:
+            if said is not None:
+                confirms = said == b"1"
+                if confirms != self._fleet_confirms:
+                    log.info("the fleet %s receipts after its commits%s",
+                             "sends" if confirms else "no longer sends",
+                             "" if confirms else ": a PUBACK counts as delivered")
+                self._fleet_confirms, self._heard_fleet = confirms, True
+                self.store.set_meta("fleet_receipts", "1" if confirms else "0")
+            if receipts:
+                flying = {s for entry in self._inflight.values() for s in entry.seqs}
+                for seqs in receipts:
+                    self.stats.confirmed_records += self.store.confirm(seqs)
+                    self._early.update(s for s in seqs if s in flying)
+            if self._fleet_confirms and now >= self._next_resend_check:
+                self._next_resend_check = now + 1.0
+                again = self.store.resend_unconfirmed()
+                if again:
+                    self.stats.resent_unconfirmed += again
+                    self._noisy("unconfirmed", "%d records got no receipt from the fleet in "
+                                "time; sending them again", again)
+        except TelemetryError as exc:
+            self._noisy("receipts", "receipts not recorded: %s", exc)
+
     def _expire_inflight(self, now: float) -> None:
         timeout = self.sync.ack_timeout_s
         for mid in [m for m, e in self._inflight.items() if now - e.sent_at > timeout]:
-            del self._inflight[mid]
+            self._early.difference_update(self._inflight.pop(mid).seqs)
             self.stats.timed_out_batches += 1
             self._noisy("timeout", "batch %d not acknowledged in %.1f s; will resend", mid,
                         timeout)
@@ -280,6 +359,7 @@ class SyncAgent:
                                           if self.store else None),
                 "counters": self.store.counters() if self.store else {},
                 "connected": self.link.connected, "inflight": len(self._inflight),
+                "unconfirmed": self.store.unconfirmed() if self.store else 0,
                 "sync": self.stats.__dict__.copy()}
 
     def _publish_status(self) -> None:
@@ -300,6 +380,9 @@ class SyncAgent:
             if self.updates is not None and self.updates.owns(topic):
                 self.updates.handle(topic, payload)
                 return
+            if topic in (self._receipt_topic, self._receipts_topic):
+                self._note_receipt(topic, payload)
+                return
             name, body = self._parse_command(topic, payload)
             self.stats.inbound_handled += 1
             if name == "ping":
@@ -313,6 +396,17 @@ class SyncAgent:
         except Exception as exc:  # noqa: BLE001 - counted and dropped, never raised to paho
             self.stats.inbound_dropped += 1
             self._noisy("inbound", "inbound message on %s dropped: %r", topic, exc)
+
+    def _note_receipt(self, topic: str, payload: bytes) -> None:
+        """paho's thread: queue it for the loop (which owns the store)."""
+        if topic == self._receipts_topic:
+            with self._acks_lock:
+                self._fleet_says = payload[:8]
+        else:
+            seqs = batch_codec.parse_receipt(payload, self.sync.max_inbound_bytes)
+            with self._acks_lock:
+                self._receipts.append(seqs)
+        self._ack_event.set()
 
     def _parse_command(self, topic: str, payload: bytes) -> tuple[str, dict[str, Any]]:
         if len(payload) > self.sync.max_inbound_bytes:
@@ -333,9 +427,11 @@ class SyncAgent:
             self.store.close()
             self.store = None
             self._inflight.clear()
+            self._early.clear()
         try:
             self.store = TelemetryStore.open(self.cfg.telemetry.db_path, self.cfg.telemetry,
                                              quarantine=False)
+            self._fleet_confirms = self.store.meta("fleet_receipts") == "1"
         except StoreCorruptError as exc:
             self._noisy("corrupt", "telemetry store unusable (the pipeline quarantines it): "
                         "%s", exc)

@@ -202,6 +202,15 @@ SYNC = Section("sync", "The store-and-forward sync agent (edgelens-sync).", (
         "(so records are never marked sent while no fleet ingest listens)."),
     Key("retry_delay_s", float, 2.0,
         "Pause after a batch was refused before sending again.", min=0.0, max=600.0),
+    Key("receipt_timeout_s", float, 60.0,
+        "With a fleet that confirms what it committed (its ingest announces it), a record the "
+        "broker acknowledged waits this long for the fleet's receipt and is then sent again, "
+        "the wait doubling per try up to receipt_max_wait_s (a broker that crashed after its "
+        "PUBACK loses nothing). 0: the PUBACK alone counts as delivered.",
+        min=0.0, max=86_400.0),
+    Key("receipt_max_wait_s", float, 3600.0,
+        "Longest wait for a receipt before sending again (while ingest is down for hours, "
+        "each record is re-sent about once this often).", min=1.0, max=7 * 86_400.0),
     Key("max_inbound_bytes", int, 64 * 1024,
         "Inbound (command) messages larger than this are logged and dropped.", min=16),
     Key("compress_level", int, 6, "zlib level for batches (0 = store, 9 = smallest).",

@@ -12,6 +12,7 @@ from cloud_sync.benchmarks.sync import wait_until  # noqa: F401  (the tests' pol
 from cloud_sync.fleet.ingest import FleetIngest
 from cloud_sync.fleet.store import open_fleet_store
 from cloud_sync.sync_agent import SyncAgent
+from device.telemetry import Recorder
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,3 +68,11 @@ def run_ingest(cfg, worker: str = "w1") -> tuple[Running, object]:
 
 def run_agent(cfg) -> Running:
     return Running(SyncAgent(cfg, store=None))
+
+
+def produce_logs(cfg, n: int, event: str = "frame.done") -> None:
+    """n log records {"i": 0..n-1} through the real Recorder, then a clean close."""
+    recorder = Recorder.open(cfg.telemetry)
+    for i in range(n):
+        recorder.log_event("INFO", event, {"i": i})
+    recorder.close()

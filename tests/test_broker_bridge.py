@@ -21,7 +21,8 @@ from cloud_sync.mqtt_client import LinkSettings, MqttLink
 from device.modelstore.store import ModelStore
 from device.telemetry import Recorder
 from fixtures_broker import config_for, missing_mosquitto
-from sync_helpers import run_agent, run_ingest, stop_process, sync_agent_process, wait_until
+from sync_helpers import (produce_logs, run_agent, run_ingest, stop_process, sync_agent_process,
+                          wait_until)
 from update_helpers import (device_config, device_store, fleet_keys, make_version, publish_raw,
                             run_push)
 
@@ -77,10 +78,7 @@ def test_telemetry_status_and_commands_cross_the_bridge(tmp_path, bridged):
     fleet_cfg = config_for(tmp_path / "fleet", core)
     assert device_cfg.mqtt.port == regional.port and fleet_cfg.mqtt.port == core.port
     ingest, fleet = run_ingest(fleet_cfg)
-    recorder = Recorder.open(device_cfg.telemetry)
-    for i in range(500):
-        recorder.log_event("INFO", "frame.done", {"i": i})
-    recorder.close()
+    produce_logs(device_cfg, 500)
     agent = run_agent(device_cfg)
     try:
         assert wait_until(lambda: fleet.record_count() == 500, 30), fleet.record_count()

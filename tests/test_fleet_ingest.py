@@ -14,7 +14,8 @@ from cloud_sync.mqtt_client import LinkSettings, MqttLink
 from device.telemetry import Recorder
 from device.telemetry.records import StoredRecord
 from fixtures_broker import config_for
-from sync_helpers import (ingest_process, run_agent, run_ingest, stop_process, wait_until)
+from sync_helpers import (ingest_process, produce_logs, run_agent, run_ingest, stop_process,
+                          wait_until)
 
 
 def _records(n, start=1, boot="b1", kind="log", body=None):
@@ -184,8 +185,4 @@ def test_records_sent_while_the_ingest_worker_is_down_wait_in_its_session(tmp_pa
     fleet.close()
 
 
-def _produce_logs(cfg, n):
-    recorder = Recorder.open(cfg.telemetry)
-    for i in range(n):
-        recorder.log_event("INFO", "frame.done", {"i": i})
-    recorder.close()
+_produce_logs = produce_logs

@@ -27,14 +27,15 @@ import os
 import tomllib
 from pathlib import Path
 
+from cloud_sync import topics
 from cloud_sync import update_protocol as proto
 from cloud_sync.errors import PayloadError, SyncError
 from cloud_sync.fleet.store import valid_name
-from cloud_sync.topics import check_device_id
+
 
 FLEET_USER = "fleet"
 _DEVICE_WRITES = ("availability", "telemetry", "status", "update/status", "update/request")
-_DEVICE_READS = ("cmd/#", "update/chunk")
+_DEVICE_READS = ("cmd/#", "update/chunk", "receipt")
 
 
 def load_groups(path: str | Path) -> dict[str, list[str]]:
@@ -59,7 +60,7 @@ def load_groups(path: str | Path) -> dict[str, list[str]]:
             for device in devices:
                 if not isinstance(device, str):
                     raise PayloadError(f"group {group!r}: {device!r} is not a device id")
-                check_device_id(device)
+                topics.check_device_id(device)
                 if not valid_name(device):
                     raise PayloadError(f"device id {device!r} is not usable in a topic")
         except PayloadError as exc:
@@ -118,6 +119,8 @@ def render_acl(prefix: str, groups: dict[str, list[str]], source: str = "") -> s
     ]
     lines += [f"pattern write {prefix}/%c/{leaf}" for leaf in _DEVICE_WRITES]
     lines += [f"pattern read {prefix}/%c/{leaf}" for leaf in _DEVICE_READS]
+    lines += ["# whether the fleet sends receipts (retained; only the fleet writes it)",
+              f"pattern read {topics.receipts_topic(prefix)}"]
     lines += ["", "# --- each device: its own group's desired state ---"]
     for group in sorted(groups):
         for device in groups[group]:

@@ -7,7 +7,10 @@ was committed, or when it is bad input that will never be stored (logged, counte
 So a worker killed with SIGKILL mid-batch loses nothing: its unacknowledged batches stay in its
 session and come again when it reconnects with the same --worker-id, and what it had committed
 but not acknowledged meets ON CONFLICT (device, seq) DO NOTHING (tests/test_fleet_scale.py,
-against PostgreSQL). Workers on several machines share one PostgreSQL store (`--db
+against PostgreSQL). After the commit the worker sends the device a receipt for the batch
+(`P/<device>/receipt`) and keeps `P/_fleet/receipts` retained: a device then holds what the
+broker acknowledged until the receipt, so a broker crash after its PUBACK loses nothing either
+(the device sends it again; duplicates meet the same ON CONFLICT). Workers on several machines share one PostgreSQL store (`--db
 postgresql://…`); on one machine they may also share a SQLite file.
 
 Everything a device sends is hostile until checked: a message that fails is dropped with one
@@ -27,7 +30,7 @@ from typing import Any
 
 from cloud_sync import batch as batch_codec
 from cloud_sync import topics
-from cloud_sync.errors import FleetStoreError, PayloadError
+from cloud_sync.errors import FleetStoreError, LinkError, PayloadError
 from cloud_sync.fleet.store import FleetStore, check_batch, parse_device_json, valid_name
 from cloud_sync.mqtt_client import LinkSettings, MqttLink
 from device.config import Config
@@ -56,8 +59,10 @@ class FleetIngest:
         self._reconnect = threading.Event()
         settings = link_settings or LinkSettings.from_config(
             cfg.mqtt, f"edgelens-fleet-{self.worker}")
+        self.receipts_sent = 0
         self.link = MqttLink(settings, session_expiry_s=cfg.fleet.session_expiry_s,
-                             on_message=self._handle, manual_ack=True)
+                             on_message=self._handle, manual_ack=True,
+                             announce=((topics.receipts_topic(self.prefix), b"1"),))
         group = cfg.fleet.share_group
         self.link.subscribe(topics.shared(group, f"{self.prefix}/+/{topics.TELEMETRY}"))
         self.link.subscribe(f"{self.prefix}/+/{topics.AVAILABILITY}")
@@ -119,6 +124,7 @@ class FleetIngest:
             try:
                 result = self.store.insert_batch(batch, received, self.worker)
                 self.messages += 1
+                self._send_receipt(device, [r[0] for r in batch.records])
                 if result.refused:
                     log.warning("refused %d of %d records from %s: %s",
                                 sum(result.refused.values()), len(batch.records), device,
@@ -130,6 +136,15 @@ class FleetIngest:
         self.store_failures += 1
         self._reconnect.set()
         return False
+
+    def _send_receipt(self, device: str, seqs: list[int]) -> None:
+        """Committed: tell the device (best effort; without it the device sends again)."""
+        try:
+            self.link.publish(topics.device_topic(self.prefix, device, topics.RECEIPT),
+                              batch_codec.receipt(seqs), qos=1)
+            self.receipts_sent += 1
+        except LinkError as exc:
+            log.warning("receipt to %s not sent (%s); it will send the batch again", device, exc)
 
     def _drop(self, exc: Exception, device: str | None = None,
               channel: str | None = None) -> None:

@@ -62,6 +62,8 @@ log = logging.getLogger(__name__)
 
 _LOW_WATER = 0.9              # eviction brings the store down to this share of max_bytes
 _SQL_VARS = 500
+_NEVER = 2**63 - 1            # an unconfirmed record being sent again is not due
+_WAITING = "(SELECT seq FROM unconfirmed)"
 _INSERT = ("INSERT INTO records (kind, tier, prio, wall_ns, mono_ns, boot_id, body) "
            "VALUES (?, ?, ?, ?, ?, ?, ?)")
 
@@ -317,8 +319,13 @@ class TelemetryStore:
         return out
 
     @_translated("marking records sent")
-    def mark_sent(self, seqs: Sequence[int]) -> None:
+    def mark_sent(self, seqs: Sequence[int], confirm_within_s: float = 0.0,
+                  max_wait_s: float = 3600.0) -> None:
+        """The broker took these records. With `confirm_within_s` the fleet will also
+        confirm them (a receipt after its commit): they wait as unconfirmed, and are sent
+        again when no receipt came in time, the wait doubling per try up to `max_wait_s`."""
         now = time.time_ns()
+        base, cap = int(confirm_within_s * 1e9), int(max_wait_s * 1e9)
         with self._lock:
             with self.db.conn:
                 for chunk in _chunks(list(seqs), _SQL_VARS):
@@ -326,6 +333,45 @@ class TelemetryStore:
                     self.db.execute(
                         f"UPDATE records SET sent_ns = ? WHERE seq IN ({marks})",
                         [now, *chunk])
+                    if base > 0:
+                        self.db.conn.executemany(
+                            "INSERT INTO unconfirmed (seq, due_ns, tries) VALUES (?, ?, 1) "
+                            "ON CONFLICT(seq) DO UPDATE SET tries = tries + 1, due_ns = ? + "
+                            "min(?, ? << min(tries, 20))",
+                            [(s, now + base, now, cap, base) for s in chunk])
+
+    @_translated("confirming records")
+    def confirm(self, seqs: Sequence[int]) -> int:
+        """The fleet committed these records (its receipt): they are delivered. Returns
+        how many were waiting for it."""
+        done = 0
+        with self._lock, self.db.conn:
+            for chunk in _chunks(list(seqs), _SQL_VARS):
+                done += self.db.execute(
+                    f"DELETE FROM unconfirmed WHERE seq IN ({','.join('?' * len(chunk))})",
+                    chunk).rowcount
+        return done
+
+    @_translated("re-queueing unconfirmed records")
+    def resend_unconfirmed(self, now_ns: int | None = None) -> int:
+        """Records whose receipt is overdue become unsent again (their try count stays, so
+        the next wait is longer); rows of records no longer stored are dropped. Returns how
+        many were re-queued."""
+        now_ns = time.time_ns() if now_ns is None else now_ns
+        with self._lock, self.db.conn:
+            again = self.db.execute(
+                "UPDATE records SET sent_ns = NULL WHERE sent_ns IS NOT NULL AND seq IN "
+                "(SELECT seq FROM unconfirmed WHERE due_ns <= ?)", [now_ns]).rowcount
+            self.db.execute("UPDATE unconfirmed SET due_ns = ? WHERE due_ns <= ?",
+                            [_NEVER, now_ns])
+            self.db.execute("DELETE FROM unconfirmed WHERE seq NOT IN "
+                            "(SELECT seq FROM records)")
+        return again
+
+    @_translated("counting unconfirmed records")
+    def unconfirmed(self) -> int:
+        with self._lock:
+            return self.db.execute("SELECT count(*) FROM unconfirmed").fetchone()[0]
 
     @_translated("counting the backlog")
     def backlog(self) -> dict[str, int]:
@@ -367,8 +413,8 @@ class TelemetryStore:
         cutoff = time.time_ns() - int(older_than_s * 1e9)
         with self._lock, self.db.conn:
             return self.db.execute(
-                "DELETE FROM records WHERE sent_ns IS NOT NULL AND sent_ns < ?",
-                [cutoff]).rowcount
+                "DELETE FROM records WHERE sent_ns IS NOT NULL AND sent_ns < ? AND seq NOT IN "
+                "(SELECT seq FROM unconfirmed)", [cutoff]).rowcount
 
     def relieve(self) -> bool:
         """After a full disk: checkpoint and truncate the WAL (gives its room back), then
@@ -404,11 +450,14 @@ class TelemetryStore:
             if used <= limit:
                 return {}
             evicted: dict[str, int] = {}
-            pruned = self._evict_where("sent_ns IS NOT NULL", target, None)
+            # delivered first; a record the fleet has not confirmed counts as not delivered
+            pruned = self._evict_where(f"sent_ns IS NOT NULL AND seq NOT IN {_WAITING}",
+                                       target, None)
             for tier in sorted(set(EVICTION_TIERS.values())):
                 if self._data_bytes() <= target:
                     break
-                self._evict_where(f"sent_ns IS NULL AND tier = {tier}", target, evicted)
+                self._evict_where(f"(sent_ns IS NULL OR seq IN {_WAITING}) AND tier = {tier}",
+                                  target, evicted)
             counts = {f"evicted.{kind}": n for kind, n in evicted.items()}
             if pruned:
                 counts["pruned_sent"] = pruned

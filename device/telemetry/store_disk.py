@@ -48,6 +48,8 @@ CREATE INDEX IF NOT EXISTS records_sent ON records(sent_ns) WHERE sent_ns IS NOT
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS journaled (jseq INTEGER PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS unconfirmed (seq INTEGER PRIMARY KEY, due_ns INTEGER NOT NULL,
+                                        tries INTEGER NOT NULL);
 """
 _COLUMNS = "seq, kind, tier, prio, wall_ns, mono_ns, boot_id, body, sent_ns"
 _dumps = json.JSONEncoder(separators=(",", ":"), default=str, check_circular=False).encode

@@ -73,6 +73,28 @@ def test_a_device_cannot_publish_on_another_devices_topics(acl_broker):
     assert not [t for t, _ in two.messages if t == "edgelens/glasses-1/update/chunk"]
 
 
+def test_receipts_come_only_from_the_fleet_and_only_to_their_device(acl_broker):
+    """A device could otherwise confirm records the fleet never stored (its own, or another
+    device's), or say the fleet sends no receipts."""
+    with Client(acl_broker, "fleet", "fleet-ingest") as fleet:
+        assert fleet.publish("edgelens/_fleet/receipts", b"1", retain=True) in ACCEPTED
+    with Client(acl_broker, "glasses-1") as one, Client(acl_broker, "glasses-2") as two:
+        one.link.subscribe("edgelens/glasses-1/receipt")
+        one.link.subscribe("edgelens/_fleet/receipts")
+        two.link.subscribe("edgelens/glasses-1/receipt")              # not its own: refused
+        wait_until(lambda: False, 0.3)
+        forged = [two.publish("edgelens/glasses-1/receipt", b"forged"),
+                  one.publish("edgelens/glasses-1/receipt", b"forged"),
+                  one.publish("edgelens/_fleet/receipts", b"", retain=True)]
+        with Client(acl_broker, "fleet", "fleet-ingest") as fleet:
+            assert fleet.publish("edgelens/glasses-1/receipt", b"real") in ACCEPTED
+        assert wait_until(lambda: b"real" in _received(one), 5)
+        wait_until(lambda: False, 0.3)
+    assert forged == [NOT_AUTHORIZED] * 3
+    assert _received(one) == {b"1", b"real"}          # the announcement stayed as it was
+    assert _received(two) == set()
+
+
 def _desired(group: str) -> str:
     return f"edgelens/_group/{group}/desired/detector"
 

@@ -23,7 +23,7 @@ from device.modelstore.store import ModelStore
 from device.stages.detector import crop_line
 from device.stages.loaders import stage_loaders
 from device.stages.recognizer import Recognizer
-from device.telemetry.recorder import ModelRef
+from device.telemetry.records import ModelRef
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 
 from device.live.recognition import RecognitionResult
-from device.telemetry.recorder import ModelRef, Prediction
+from device.telemetry.records import ModelRef, Prediction
 
 
 def frame_quality(image: np.ndarray) -> tuple[float, float, float]:

@@ -41,7 +41,7 @@ from device.modelstore.store import ModelStore
 from device.stages.detector import match_polygons
 from device.stages.loaders import stage_loaders
 from device.stages.text_line import LINE_HEIGHT
-from device.telemetry.recorder import Prediction
+from device.telemetry.records import Prediction
 
 log = logging.getLogger(__name__)
 

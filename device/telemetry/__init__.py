@@ -15,8 +15,9 @@ kinds `StoreFullError`, `StoreAccessError`, `StoreBusyError` (healthy, retry lat
 
 from device.errors import StoreCorruptError, TelemetryError
 from device.telemetry.handler import TelemetryLogHandler
-from device.telemetry.recorder import ModelRef, Prediction, Recorder, RecorderStats
-from device.telemetry.records import EVICTION_TIERS, KINDS, Clock, Record, StoredRecord
+from device.telemetry.recorder import Recorder, RecorderStats
+from device.telemetry.records import (EVICTION_TIERS, KINDS, Clock, ModelRef, Prediction, Record,
+                                      StoredRecord)
 from device.telemetry.store import (StoreAccessError, StoreBusyError, StoreFullError,
                                     StoreUnavailableError, TelemetryStore)
 

@@ -23,17 +23,17 @@ import hmac
 import logging
 import threading
 import time
-import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 from device.errors import TelemetryError
 from device.telemetry.aggregate import MetricWindow, QualityWindow
 from device.telemetry.journal import Entry, Journal, encode
-from device.telemetry.records import KINDS, Clock, Record
+from device.telemetry.records import KINDS, Clock, Prediction, Record
 from device.telemetry.store import StoreFullError, StoreUnavailableError, TelemetryStore
 from device.telemetry.store_disk import encode_body
+from device.telemetry.system import SystemSampler
 
 log = logging.getLogger(__name__)
 
@@ -52,32 +52,6 @@ _WRITER = threading.local()
 def is_telemetry_thread() -> bool:
     """True on a telemetry writer thread: what it logs must not be fed back into telemetry."""
     return getattr(_WRITER, "active", False)
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    name: str
-    version: str
-
-
-def new_prediction_id() -> str:
-    return uuid.uuid4().hex
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """One recognized (and maybe translated) region of one frame."""
-    text: str
-    confidence: float
-    models: Mapping[str, ModelRef] = field(default_factory=dict)   # stage -> model
-    region: tuple[int, int, int, int] | None = None                # x, y, w, h
-    translation: str | None = None
-    translation_source: str | None = None                          # model, cache, dictionary
-    latency_ms: Mapping[str, float] = field(default_factory=dict)  # stage -> ms
-    prediction_id: str = field(default_factory=new_prediction_id)
-    # shadow mode: the challenger's reading of the same line ({"version", "text",
-    # "confidence", "agree", "latency_ms", ...}); its text is hashed like `text`
-    shadow: Mapping[str, Any] | None = None
 
 
 @dataclass
@@ -126,7 +100,7 @@ class Recorder:
                 self._salt = settings.text_salt.encode()
             elif store is not None:
                 self._salt = store.text_salt().encode()
-        self._system = _SystemSampler(self._path) if settings.system_metrics else None
+        self._system = SystemSampler(self._path) if settings.system_metrics else None
         self._delay = 0.0                   # back-off delay while the store fails
         self._failures = 0                  # failed attempts in the current outage
         self._failing_since: float | None = None
@@ -588,35 +562,3 @@ class Recorder:
             log.error("telemetry store maintenance failed: %s", exc)
         except Exception as exc:  # a bug in maintenance: logged, the loop goes on
             log.exception("telemetry store maintenance failed: %r", exc)
-
-
-class _SystemSampler:
-    """CPU %, resident memory, disk free and temperature, once per second into gauges."""
-
-    def __init__(self, db_path: Path | None):
-        import psutil
-        self._psutil = psutil
-        self._process = psutil.Process()
-        self._db_dir = str(Path(db_path).parent) if db_path is not None else "."
-        self._last = 0
-        self._has_temp = hasattr(psutil, "sensors_temperatures")
-        psutil.cpu_percent(None)
-
-    def sample(self, window: MetricWindow, mono: int) -> None:
-        if mono - self._last < 1_000_000_000:
-            return
-        self._last = mono
-        ps = self._psutil
-        window.gauge("cpu_percent", ps.cpu_percent(None), mono)
-        window.gauge("rss_bytes", self._process.memory_info().rss, mono)
-        try:
-            window.gauge("disk_free_bytes", ps.disk_usage(self._db_dir).free, mono)
-        except OSError:
-            pass
-        if self._has_temp:
-            temps = ps.sensors_temperatures() or {}
-            readings = [t.current for entries in temps.values() for t in entries]
-            if readings:
-                window.gauge("temp_c", max(readings), mono)
-            else:
-                self._has_temp = False

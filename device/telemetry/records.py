@@ -10,7 +10,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 # Kinds, in the order they are evicted when the store is full (first evicted first).
 # Within a tier the oldest record goes first; sent records always go before unsent ones.
@@ -80,3 +80,31 @@ class Clock:
 
     def now(self) -> tuple[int, int]:
         return time.time_ns(), time.monotonic_ns()
+
+
+# --- predictions: what the pipeline hands the recorder for each read line ------------------
+
+@dataclass(frozen=True)
+class ModelRef:
+    name: str
+    version: str
+
+
+def new_prediction_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One recognized (and maybe translated) region of one frame."""
+    text: str
+    confidence: float
+    models: Mapping[str, ModelRef] = field(default_factory=dict)   # stage -> model
+    region: tuple[int, int, int, int] | None = None                # x, y, w, h
+    translation: str | None = None
+    translation_source: str | None = None                          # model, cache, dictionary
+    latency_ms: Mapping[str, float] = field(default_factory=dict)  # stage -> ms
+    prediction_id: str = field(default_factory=new_prediction_id)
+    # shadow mode: the challenger's reading of the same line ({"version", "text",
+    # "confidence", "agree", "latency_ms", ...}); its text is hashed like `text`
+    shadow: Mapping[str, Any] | None = None

@@ -118,7 +118,7 @@ class ShadowRunner:
             out = work()
         except Exception:   # a failing challenger must not harm the primary path
             self.metrics.count("shadow_errors")
-            log.exception("shadow %s failed", c.stage, extra={"version": c.version})
+            log.exception("shadow failed", extra={"stage": c.stage, "version": c.version})
             return None
         ms = (time.perf_counter() - t0) * 1000
         self._unit_ms[c.stage].add(ms)
@@ -212,10 +212,11 @@ def load_challenger(stage: str, loader: Any, store: ModelStore) -> Challenger | 
             return None
         model = loader.load(checked(store.get(loader.name, version)))
     except (EdgelensError, ValueError, RuntimeError, OSError) as exc:
-        log.warning("shadow %s unavailable; running without it", stage,
-                    extra={"error": str(exc)})
+        log.warning("shadow unavailable; running without it",
+                    extra={"stage": stage, "error": str(exc)})
         return None
-    log.info("shadow %s loaded", stage, extra={"model": loader.name, "version": version})
+    log.info("shadow loaded",
+             extra={"stage": stage, "model": loader.name, "version": version})
     return Challenger(stage, loader.name, version, model)
 
 

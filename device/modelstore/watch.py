@@ -85,8 +85,8 @@ class ShadowFollow:
                 loaded[stage] = challenger
         self.versions, self.challengers = wanted, loaded
         worker.after_result = self.make_hook(list(loaded.values()))
-        log.info("shadowing %s", ", ".join(f"{c.stage} {c.version}" for c in loaded.values())
-                 or "nothing")
+        log.info("shadowing", extra={
+            "challengers": [f"{c.stage} {c.version}" for c in loaded.values()]})
 
 
 class ModelWatch:
@@ -119,12 +119,14 @@ class ModelWatch:
                 try:
                     self.poll(item)
                 except (EdgelensError, OSError) as exc:
-                    log.error("model watch on %s failed: %s", item.name, exc)
+                    log.error("model watch failed",
+                              extra={"model": item.name, "error": str(exc)})
             if self.shadows is not None:
                 try:
                     self.shadows.poll(self.store, self.worker)
                 except (EdgelensError, OSError) as exc:
-                    log.error("following the shadow pointers failed: %s", exc)
+                    log.error("following the shadow pointers failed",
+                              extra={"error": str(exc)})
 
     # --- one look at one model -----------------------------------------------------------------
 
@@ -148,7 +150,8 @@ class ModelWatch:
                 write_health(version.directory, verdict)
                 self._audit("model_unhealthy", verdict)
                 item.rejected = active
-                log.error("%s %s not swapped in: %s", item.name, active, verdict["reason"])
+                log.error("model not swapped in", extra={
+                    "model": item.name, "version": active, "reason": verdict["reason"]})
                 return
             checks = verdict["checks"]
         instance = item.loader(version)           # load + allocate + warm, off the frame path
@@ -160,7 +163,7 @@ class ModelWatch:
         item.previous = (item.version, item.instance)
         item.version, item.instance, item.judging = version, instance, None
         self.worker.swap(versions={item.stage: version}, **{item.stage: instance})
-        log.info("%s %s swapped in", item.name, version)
+        log.info("model swapped in", extra={"model": item.name, "version": version})
         if self.on_swap is not None:
             self.on_swap(item)
 
@@ -174,8 +177,10 @@ class ModelWatch:
         write_health(version.directory, verdict)
         self._audit("model_healthy" if verdict["healthy"] else "model_unhealthy", verdict)
         if not verdict["healthy"] and item.previous is not None:
-            log.error("%s %s unhealthy (%s); serving %s again until the sync agent rolls "
-                      "back", item.name, item.version, verdict["reason"], item.previous[0])
+            log.error("model unhealthy; serving the previous version again until the sync "
+                      "agent rolls back", extra={
+                          "model": item.name, "version": item.version,
+                          "reason": verdict["reason"], "serving": item.previous[0]})
             item.rejected = item.version
             self._swap(item, item.previous[0], item.previous[1])
 

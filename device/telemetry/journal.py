@@ -124,16 +124,16 @@ class Journal:
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             lock_fd = os.open(directory / "lock", os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
-            log.warning("telemetry journal %s unusable (%s): records queued in memory are "
-                        "lost if the process is killed", directory, exc)
+            log.warning("telemetry journal unusable: records queued in memory are lost if the "
+                        "process is killed", extra={"path": str(directory), "error": str(exc)})
             return None, []
         if fcntl is not None:
             try:
                 fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
                 os.close(lock_fd)
-                log.warning("telemetry journal %s is held by another process: this one runs "
-                            "without a journal", directory)
+                log.warning("telemetry journal is held by another process: this one runs "
+                            "without a journal", extra={"path": str(directory)})
                 return None, []
         stats = JournalStats()
         segments, entries = [], []
@@ -298,7 +298,8 @@ def _read_segment(path: Path, stats: JournalStats) -> list[Entry]:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        log.error("telemetry journal segment %s unreadable: %s", path, exc)
+        log.error("telemetry journal segment unreadable",
+                  extra={"path": str(path), "error": str(exc)})
         stats.corrupt += 1
         return []
     entries, at, damaged = [], 0, False
@@ -322,8 +323,8 @@ def _read_segment(path: Path, stats: JournalStats) -> list[Entry]:
         at += _HEADER.size + length
     if damaged:
         stats.corrupt += 1
-        log.warning("telemetry journal segment %s: %d entries read, the rest torn or damaged "
-                    "(skipped)", path, len(entries))
+        log.warning("telemetry journal segment torn or damaged; the rest skipped",
+                    extra={"path": str(path), "entries_read": len(entries)})
     return entries
 
 
@@ -333,4 +334,5 @@ def _unlink(path: Path) -> None:
     except FileNotFoundError:
         pass
     except OSError as exc:
-        log.error("telemetry journal segment %s not deleted: %s", path, exc)
+        log.error("telemetry journal segment not deleted",
+                  extra={"path": str(path), "error": str(exc)})

@@ -124,8 +124,8 @@ class Recorder:
             store = TelemetryStore.open(where, settings, clock=clock)
         except StoreUnavailableError as exc:
             # full disk, read-only, locked...: record in memory and keep trying to open it
-            log.error("telemetry store %s unavailable for now (%s); queueing in memory and "
-                      "retrying", where, exc)
+            log.error("telemetry store unavailable for now; queueing in memory and retrying",
+                      extra={"path": str(where), "error": str(exc)})
             recorder = cls(None, settings, clock=clock, path=where)
             recorder._last_error = str(exc)
         else:
@@ -149,8 +149,8 @@ class Recorder:
             self._journal_done += [e.jseq for e in entries
                                    if e.kind not in KINDS or not isinstance(e.body, dict)]
         if records:
-            log.warning("telemetry journal: %d records the last run did not commit are "
-                        "inserted now", len(records))
+            log.warning("telemetry journal: records the last run did not commit are inserted "
+                        "now", extra={"count": len(records)})
             with self._lock:
                 self._urgent.extend(records)
                 self._stats.enqueued += len(records)
@@ -308,8 +308,8 @@ class Recorder:
         if self._thread is not None:
             self._thread.join(timeout)
             if self._thread.is_alive():
-                log.error("telemetry writer did not stop in %.1f s; %d records unwritten",
-                          timeout, self._unwritten())
+                log.error("telemetry writer did not stop in time; records unwritten",
+                          extra={"timeout_s": timeout, "unwritten": self._unwritten()})
                 return
         elif self.store is not None:
             self._write_pending(force_windows=True)
@@ -318,9 +318,9 @@ class Recorder:
             lost = sum(1 for r in waiting if not r.jseq)
             self._stats.lost += lost
         if waiting:
-            log.error("telemetry closed with %d records unwritten (%d kept in the journal for "
-                      "the next start): the store did not take them (%s)", len(waiting),
-                      len(waiting) - lost, self._last_error or "not open")
+            log.error("telemetry closed with records unwritten: the store did not take them",
+                      extra={"unwritten": len(waiting), "journaled": len(waiting) - lost,
+                             "error": self._last_error or "not open"})
         if self._journal is not None:
             self._finish_journaled([])
             self._journal.close()
@@ -418,13 +418,14 @@ class Recorder:
         if self._failing_since is None:
             self._failing_since = now
             self._failure_logged_at = now
-            log.error("telemetry store %s failed: %s; keeping %d records queued and retrying "
-                      "with growing delays", what, exc, waiting)
+            log.error("telemetry store failed; keeping records queued and retrying with "
+                      "growing delays", extra={"operation": what, "error": str(exc),
+                                               "waiting": waiting})
         elif now - self._failure_logged_at >= _FAILURE_LOG_EVERY_S:
             self._failure_logged_at = now
-            log.error("telemetry store still failing after %d attempts in %.0f s: %s; %d "
-                      "records waiting, %d dropped from the full queue so far",
-                      self._failures, now - self._failing_since, exc, waiting, dropped)
+            log.error("telemetry store still failing", extra={
+                "attempts": self._failures, "seconds": round(now - self._failing_since, 1),
+                "error": str(exc), "waiting": waiting, "dropped": dropped})
         self._delay = min(max(self._delay * 2, _BACKOFF_MIN_S), _BACKOFF_MAX_S)
         if isinstance(exc, StoreFullError) and self.store is not None:
             self.store.relieve()              # checkpoint + truncate the WAL if it can
@@ -436,8 +437,8 @@ class Recorder:
         down = time.monotonic() - self._failing_since
         failures, error = self._failures, self._last_error
         self._failing_since, self._failures, self._delay = None, 0, 0.0
-        log.warning("telemetry store works again after %d failed attempts in %.1f s",
-                    failures, down)
+        log.warning("telemetry store works again",
+                    extra={"failures": failures, "down_s": round(down, 3)})
         self._pending_counts["write_failures"] = \
             self._pending_counts.get("write_failures", 0) + failures
         wall, mono = self.clock.now()
@@ -493,8 +494,8 @@ class Recorder:
             now = time.monotonic()
             if now - getattr(self, "_journal_logged_at", -1e9) >= _FAILURE_LOG_EVERY_S:
                 self._journal_logged_at = now
-                log.error("telemetry journal: %d records not journaled (%s); they are queued "
-                          "in memory only", errors, last)
+                log.error("telemetry journal: records not journaled; they are queued in "
+                          "memory only", extra={"count": errors, "error": last})
 
     def _bump_pending(self) -> None:
         counts, self._pending_counts = self._pending_counts, {}
@@ -505,7 +506,7 @@ class Recorder:
         except TelemetryError as exc:
             for name, n in counts.items():
                 self._pending_counts[name] = self._pending_counts.get(name, 0) + n
-            log.error("telemetry counters not stored yet: %s", exc)
+            log.error("telemetry counters not stored yet", extra={"error": str(exc)})
 
     def _materialize(self, record: Record) -> Record:
         """Predictions are queued as objects; their body is built here, off the frame path."""
@@ -514,7 +515,7 @@ class Recorder:
         try:
             body = self._prediction_body(record.body)
         except (TypeError, ValueError, AttributeError) as exc:
-            log.warning("prediction record unusable (%s); stored as repr", exc)
+            log.warning("prediction record unusable; stored as repr", extra={"error": str(exc)})
             body = {"unencodable": repr(record.body)[:500]}
         return Record(record.kind, record.wall_ns, record.mono_ns, body, record.jseq,
                       encoded=record.encoded)
@@ -546,7 +547,8 @@ class Recorder:
             return
         self._overflow_logged_at = now
         self._overflow_reported = total
-        log.warning("telemetry queue full: dropped %d records (%d in total)", new, total)
+        log.warning("telemetry queue full: records dropped",
+                    extra={"dropped": new, "dropped_total": total})
         self._pending_counts["overflow"] = self._pending_counts.get("overflow", 0) + new
         wall, mono = self.clock.now()
         self._put_internal(Record("log", wall, mono, {
@@ -559,6 +561,7 @@ class Recorder:
         try:
             action()
         except TelemetryError as exc:
-            log.error("telemetry store maintenance failed: %s", exc)
+            log.error("telemetry store maintenance failed", extra={"error": str(exc)})
         except Exception as exc:  # a bug in maintenance: logged, the loop goes on
-            log.exception("telemetry store maintenance failed: %r", exc)
+            log.exception("telemetry store maintenance failed",
+                          extra={"error": f"{type(exc).__name__}: {exc}"})

@@ -178,7 +178,8 @@ class TelemetryStore:
         try:
             return self.check()
         except TelemetryError as exc:   # the caller reopens and reports (rate-limited)
-            log.debug("telemetry store %s: %s", self.path, exc)
+            log.debug("telemetry store check failed",
+                      extra={"path": str(self.path), "error": str(exc)})
             return True
 
     def close(self) -> None:
@@ -425,12 +426,12 @@ class TelemetryStore:
                 busy, _, _ = self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
                 ok = not busy
             except (sqlite3.Error, TelemetryError) as exc:
-                log.debug("WAL checkpoint after a full disk failed: %s", exc)
+                log.debug("WAL checkpoint after a full disk failed", extra={"error": str(exc)})
                 ok = False
         try:
             self.enforce_limit()
         except TelemetryError as exc:
-            log.debug("eviction after a full disk failed: %s", exc)
+            log.debug("eviction after a full disk failed", extra={"error": str(exc)})
         return ok
 
     @_translated("enforcing the disk limit")
@@ -466,7 +467,7 @@ class TelemetryStore:
                 self.db.execute("PRAGMA incremental_vacuum")
                 self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             except sqlite3.Error as exc:  # pragma: no cover - vacuum is best effort
-                log.warning("incremental_vacuum failed: %s", exc)
+                log.warning("incremental_vacuum failed", extra={"error": str(exc)})
         self._report_eviction(evicted, bool(squeeze))
         return counts
 
@@ -504,7 +505,8 @@ class TelemetryStore:
         if not evicted:
             return
         reason = "file system nearly full" if disk_full else f"store over {self.max_bytes} bytes"
-        log.warning("telemetry %s: evicted unsent records %s", reason, evicted)
+        log.warning("telemetry evicted unsent records",
+                    extra={"reason": reason, "evicted": evicted})
         wall, mono = self.clock.now()
         fields: dict[str, Any] = {"evicted": evicted, "max_bytes": self.max_bytes}
         if disk_full:
@@ -513,7 +515,8 @@ class TelemetryStore:
             "severity": "WARNING", "event": "telemetry.evicted",
             "logger": __name__, "fields": fields})]
         if evicted.get("audit"):
-            log.error("telemetry store evicted %d unsent audit records", evicted["audit"])
+            log.error("telemetry store evicted unsent audit records",
+                      extra={"count": evicted["audit"]})
             notes.append(Record("audit", wall, mono, {
                 "action": "audit_evicted", "count": evicted["audit"],
                 "max_bytes": self.max_bytes}))

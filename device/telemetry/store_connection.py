@@ -98,8 +98,8 @@ class _StoreFile:
             if not quarantine:
                 raise
             moved = quarantine_file(self.path)
-            log.error("telemetry store %s is corrupt (%s); moved to %s, starting fresh",
-                      self.path, exc, moved)
+            log.error("telemetry store corrupt; moved aside, starting fresh", extra={
+                "path": str(self.path), "error": str(exc), "moved_to": str(moved)})
             notes.append({"action": "store_quarantined", "path": str(self.path),
                           "moved_to": str(moved), "reason": str(exc)})
             conn, fresh = _connect(self.path, notes)
@@ -126,7 +126,7 @@ class _StoreFile:
         try:
             self.db.conn.close()
         except sqlite3.Error as exc:  # pragma: no cover - closing a broken file
-            log.warning("closing telemetry store: %s", exc)
+            log.warning("closing telemetry store failed", extra={"error": str(exc)})
         self.db = None
 
     # --- sequence numbers -----------------------------------------------------------------
@@ -157,8 +157,9 @@ class _StoreFile:
                        f"({issued}): a restored backup or another database's WAL")
                 notes.append({"action": "sequence_regressed", "path": str(self.path),
                               "found": last, "issued": issued, "continues_above": ceiling})
-            log.error("telemetry store %s: %s; numbering continues above %d", self.path, why,
-                      ceiling)
+            log.error("telemetry store behind numbers already handed out; numbering continues "
+                      "higher", extra={"path": str(self.path), "reason": why,
+                                       "continues_above": ceiling})
         if last < ceiling and (self.fresh or foreign or last < issued):
             self._move_sequence(ceiling, only_if=0 if self.fresh else None)
             last = _last_seq(conn)
@@ -200,9 +201,10 @@ class _StoreFile:
             # The file under us went back in time: another database's WAL or file. Numbers
             # up to `issued` are with the fleet already; continue above everything given out.
             ceiling = max(self.ceiling, self.issued, *_read_seq_file(self.path)[1:])
-            log.error("telemetry store %s: sequence went back from %d to %d (another "
-                      "database's file or WAL); continuing above %d", self.path, self.issued,
-                      last, ceiling)
+            log.error("telemetry store sequence went back (another database's file or WAL); "
+                      "numbering continues higher", extra={
+                          "path": str(self.path), "issued": self.issued, "found": last,
+                          "continues_above": ceiling})
             notes.append({"action": "sequence_regressed", "path": str(self.path),
                           "found": last, "issued": self.issued, "continues_above": ceiling})
             self._move_sequence(ceiling, only_if=None)
@@ -229,7 +231,8 @@ class _StoreFile:
         try:
             _update_seq_file(self.path, None, 0, self.issued, sync=sync)
         except OSError as exc:   # a full disk: the ceiling alone still holds
-            log.debug("cannot note the issued sequence in %s: %s", _seq_file(self.path), exc)
+            log.debug("cannot note the issued sequence",
+                      extra={"path": str(_seq_file(self.path)), "error": str(exc)})
 
     # --- watching the file ----------------------------------------------------------------
 
@@ -249,7 +252,7 @@ class _StoreFile:
         try:
             _, reopened = self.check()
         except TelemetryError as error:
-            log.debug("check after a write error: %s", error)
+            log.debug("check after a write error failed", extra={"error": str(error)})
             return False
         return reopened
 
@@ -296,7 +299,8 @@ class _StoreFile:
             # the same inode now holds another database: never reuse a number, say so
             last = _last_seq(self.db.conn)
             ceiling = max(self.ceiling, self.issued, *_read_seq_file(self.path)[1:])
-            log.error("telemetry store %s; numbering continues above %d", why, ceiling)
+            log.error("telemetry store identity changed; numbering continues higher",
+                      extra={"reason": why, "continues_above": ceiling})
             self._move_sequence(ceiling, only_if=None)
             self.store_id = _meta(self.db.conn, "store_id")
             self.ceiling = _update_seq_file(self.path, self.store_id, ceiling)[1]
@@ -309,7 +313,7 @@ class _StoreFile:
     def _reopen(self, kind: str, why: str) -> list[dict[str, Any]]:
         """Copy what can be read of the old file's unsent records into the file now at
         `path` (created when missing), keeping their sequence numbers."""
-        log.error("telemetry store %s; reopening", why)
+        log.error("telemetry store unusable; reopening", extra={"reason": why})
         old = self.db
         with _FileLock(self.path):
             moved = None
@@ -344,20 +348,21 @@ class _StoreFile:
             except sqlite3.Error as exc:
                 copied = 0
                 unreadable = len(salvaged["records"])
-                log.error("telemetry store %s: %d unsent records of the old file could not be "
-                          "copied into the new one: %s", self.path, unreadable, exc)
+                log.error("telemetry store unsent records not copied into the new file",
+                          extra={"path": str(self.path), "count": unreadable,
+                                 "error": str(exc)})
             self.issued = max(self.issued, _last_seq(self.db.conn))
         if unreadable:
-            log.error("telemetry store %s: %s of its records could not be read back",
-                      self.path, unreadable)
+            log.error("telemetry store records could not be read back",
+                      extra={"path": str(self.path), "count": unreadable})
         note: dict[str, Any] = {"action": "store_reopened", "path": str(self.path),
                                 "reason": why, "salvaged_unsent": copied}
         if moved is not None:
             note["moved_to"] = str(moved)
         if unreadable:
             note["unreadable"] = unreadable
-        log.warning("telemetry store %s reopened; %d unsent records carried over", self.path,
-                    copied)
+        log.warning("telemetry store reopened; unsent records carried over",
+                    extra={"path": str(self.path), "count": copied})
         return notes + [note]
 
     def disk_shortfall(self) -> int:

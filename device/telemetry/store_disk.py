@@ -128,8 +128,8 @@ def _connect(path: Path, notes: list[dict[str, Any]]) -> tuple[sqlite3.Connectio
         foreign = _foreign_wal(path)
         if foreign:
             moved = _set_aside_orphans(path, "foreign")
-            log.error("telemetry store %s: its WAL belongs to another database (%s); set "
-                      "aside to %s", path, foreign, ", ".join(map(str, moved)))
+            log.error("telemetry store WAL belongs to another database; set aside", extra={
+                "path": str(path), "reason": foreign, "moved_to": [str(m) for m in moved]})
             notes.append({"action": "foreign_wal_set_aside", "path": str(path),
                           "reason": foreign, "moved_to": [str(m) for m in moved]})
     try:
@@ -255,7 +255,8 @@ def _salvage(conn: sqlite3.Connection) -> tuple[dict[str, list[tuple]], int]:
                     [below]).fetchone()[0]
             except sqlite3.Error:
                 unreadable = -1           # unknown
-            log.error("salvaging telemetry records below seq %d failed: %s", below, exc)
+            log.error("salvaging telemetry records failed",
+                      extra={"below_seq": below, "error": str(exc)})
             break
         if not rows:
             break
@@ -386,7 +387,8 @@ def encode_body(body: Any) -> str:
     try:
         return _dumps(body)
     except (TypeError, ValueError, RecursionError) as exc:
-        log.warning("telemetry record body not JSON-encodable (%s); stored as repr", exc)
+        log.warning("telemetry record body not JSON-encodable; stored as repr",
+                    extra={"error": str(exc)})
         return _dumps({"unencodable": repr(body)[:500]})
 
 

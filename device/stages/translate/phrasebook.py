@@ -177,14 +177,14 @@ class Phrasebook:
         cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
         cached = cache_dir / f"phrasebook-v{FORMAT}-{stat.st_size}-{int(stat.st_mtime)}.sqlite"
         if not cached.is_file():
-            log.info("building the phrasebook from %s (once; cached in %s)", dictionary,
-                     cache_dir)
+            log.info("building the phrasebook (once; cached)",
+                     extra={"dictionary": str(dictionary), "cache_dir": str(cache_dir)})
             entries = build_entries(dictionary)
             try:
                 _write_sqlite(cached, entries)
             except (OSError, sqlite3.Error) as exc:
-                log.warning("cannot cache the phrasebook in %s: %s; keeping it in memory",
-                            cache_dir, exc)
+                log.warning("cannot cache the phrasebook; keeping it in memory",
+                            extra={"cache_dir": str(cache_dir), "error": str(exc)})
                 return cls(entries, str(dictionary))
         try:
             table = _SqliteEntries(cached)

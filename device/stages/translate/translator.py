@@ -117,7 +117,7 @@ class Translator:
             try:
                 phrasebook = Phrasebook.load(t.dictionary, t.phrasebook_cache or None)
             except EdgelensError as exc:
-                log.warning("translating without a phrasebook: %s", exc)
+                log.warning("translating without a phrasebook", extra={"error": str(exc)})
         settings = Settings(beam_size=t.beam_size, max_tokens=t.max_tokens,
                             cache_size=t.cache_size, min_ocr_confidence=t.min_ocr_confidence,
                             min_model_confidence=t.min_model_confidence,
@@ -135,7 +135,7 @@ class Translator:
         try:
             result = self._translate(source, ocr_confidence, start)
         except Exception as exc:  # the pipeline must go on; the failure is logged and shown
-            log.exception("translation failed for %r", source[:80])
+            log.exception("translation failed", extra={"text": source[:80]})
             result = self._passthrough(source, clean(source)[:200], "error", start)
             del exc
         self.counts[result.via] += 1

@@ -7,36 +7,24 @@ scene-like subset (light-on-dark plates, strong blur and perspective).
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from calibration import peers
+from calibration.evaluate_recognizer import read_all
 from calibration.metrics import latency_summary, text_scores
 from calibration.training.recognizer_data import heldout_set
+from device.metrics import time_calls
 from device.modelstore.store import ModelStore
 from device.stages.recognizer import Recognizer
 from device.runtime import available_backends
-
-def _run_recognizer(recognizer: Recognizer, crops) -> tuple[list[str], list[float]]:
-    texts, times = [], []
-    recognizer.read(crops[0])  # warm-up: builds the interpreter for this width
-    for crop in crops:
-        t0 = time.perf_counter()
-        texts.append(recognizer.read(crop).text)
-        times.append((time.perf_counter() - t0) * 1000)
-    return texts, times
-
 
 def _run_tesseract(crops) -> tuple[list[str], list[float]] | None:
     try:
         tesseract = peers.Tesseract(threads=1)
     except (peers.Unavailable, RuntimeError):
         return None
-    texts, times = [], []
-    for crop in crops:
-        t0 = time.perf_counter()
-        texts.append(tesseract.read(crop))
-        times.append((time.perf_counter() - t0) * 1000)
+    texts: list[str] = []
+    times = time_calls(tesseract.read, crops, warmup=0, results=texts)
     return texts, times
 
 
@@ -58,7 +46,7 @@ def run(cfg, json_out: bool = False, quick: bool = False) -> dict:
             row = {"engine": f"edgelens {precision}", "backend": backend,
                    "size_bytes": Path(path).stat().st_size}
             for name, (crops, truths) in sets.items():
-                texts, times = _run_recognizer(recognizer, crops)
+                texts, times = read_all(recognizer, crops)
                 row[name] = {**text_scores(texts, truths), "latency_ms": latency_summary(times)}
             rows.append(row)
     tesseract_rows = {}

@@ -16,11 +16,11 @@ passthrough). Needs sacrebleu (the `bench` extra).
 from __future__ import annotations
 
 import re
-import time
+from functools import partial
 
 from calibration.training import translator_data
 from device.benchmarks import translator as latency_bench
-from device.metrics import percentiles
+from device.metrics import percentiles, time_calls
 from device.modelstore.store import ModelStore
 from device.stages.translate.translator import model_translate
 from device.stages.translate.model import Seq2SeqModel
@@ -58,18 +58,16 @@ def evaluate_version(version, config, sets: dict, book: Phrasebook | None,
         model_first=t.model_first if model_first is None else model_first))
     out: dict = {"version": version.version}
     for name, (sources, references) in sets.items():
-        stage, vias, stage_ms = [], {v: 0 for v in VIAS}, []
-        for text in sources:
-            t0 = time.perf_counter()
-            result = whole.translate(text)
-            stage_ms.append((time.perf_counter() - t0) * 1000)
-            stage.append(result.translation)
+        # every text once through the whole stage, then through the model alone; no warm-up
+        results: list = []
+        stage_ms = time_calls(whole.translate, sources, warmup=0, results=results)
+        stage, vias = [r.translation for r in results], {v: 0 for v in VIAS}
+        for result in results:
             vias[result.via] += 1
-        alone, alone_ms = [], []
-        for text in sources:
-            t0 = time.perf_counter()
-            alone.append(model_translate(model, tokenizer, text)[0])
-            alone_ms.append((time.perf_counter() - t0) * 1000)
+        decoded: list = []
+        alone_ms = time_calls(partial(model_translate, model, tokenizer), sources, warmup=0,
+                              results=decoded)
+        alone = [d[0] for d in decoded]
         out[name] = {"stage": scores(stage, references),
                      "model_alone": scores(alone, references),
                      "source_share_pct": {v: round(100.0 * n / len(sources), 1)

@@ -19,7 +19,6 @@ import itertools
 import json
 import multiprocessing as mp
 import sys
-import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -29,8 +28,9 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from calibration.training import detector_data as dd  # noqa: E402
+from device.benchmarks.detector import WARMUP  # noqa: E402
 from device.stages.detector import Detector, DetectorParams, match_polygons  # noqa: E402
-from device.metrics import percentiles  # noqa: E402
+from device.metrics import percentiles, time_calls  # noqa: E402
 from device.runtime import available_backends  # noqa: E402
 
 
@@ -132,14 +132,7 @@ def tune(detector: Detector, images, truths) -> DetectorParams:
 
 def latency(model: Path, backend: str, threads: int, images, params, runs: int = 100):
     detector = Detector(model, backend=backend, num_threads=threads, params=params)
-    for image in images[:5]:
-        detector.detect(image)
-    times = []
-    for i in range(runs):
-        image = images[i % len(images)]
-        t = time.perf_counter_ns()
-        detector.detect(image)
-        times.append((time.perf_counter_ns() - t) / 1e6)
+    times = time_calls(detector.detect, images, runs=runs, warmup=WARMUP)
     return {**percentiles(times, (50, 95), digits=2), "threads": threads,
             "input": "640x360 BGR frame (detect incl. resize and post-processing)",
             "runs": runs}

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,36 +20,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from calibration.metrics import latency_summary, text_scores  # noqa: E402
 from calibration.training.recognizer_data import heldout_set  # noqa: E402
+from device.metrics import time_calls  # noqa: E402
 from device.stages.recognizer import Recognizer  # noqa: E402
-from device.runtime import available_backends  # noqa: E402
+from device.runtime import TFLiteModel, available_backends  # noqa: E402
 
 TEST_LINES = 1000
 SCENE_LINES = 300
 
 
 def read_all(recognizer: Recognizer, crops) -> tuple[list[str], list[float]]:
-    texts, times = [], []
-    recognizer.read(crops[0])
-    for crop in crops:
-        t0 = time.perf_counter_ns()
-        texts.append(recognizer.read(crop).text)
-        times.append((time.perf_counter_ns() - t0) / 1e6)
-    return texts, times
+    """Every crop's text and read() time (ms), after one warm-up read of the first crop
+    (it builds the interpreter for that width)."""
+    lines: list = []
+    times = time_calls(recognizer.read, crops, results=lines)
+    return [line.text for line in lines], times
 
 
 def invoke_latency(path: str, backend: str, runs: int = 300, threads: int = 1) -> dict:
     """p50/p95 ms of one interpreter call at the model's own input shape."""
-    from device.runtime import TFLiteModel
     model = TFLiteModel(path, backend=backend, num_threads=threads)
     spec = model.inputs[0]
     x = np.random.default_rng(0).random(spec.shape, dtype=np.float32)
-    for _ in range(20):
-        model.run(x)
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter_ns()
-        model.run(x)
-        times.append((time.perf_counter_ns() - t0) / 1e6)
+    times = time_calls(model.run, [x], runs=runs, warmup=20)
     return {**latency_summary(times), "threads": threads, "input": list(spec.shape)}
 
 

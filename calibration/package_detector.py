@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
+from calibration import model_card as cards  # noqa: E402
 from calibration.training import detector_data as dd  # noqa: E402
 from device.stages.detector import Detector, DetectorParams, INPUT_SIZE, match_polygons  # noqa: E402
 from device.modelstore.store import sha256_file  # noqa: E402
@@ -82,14 +83,16 @@ def golden(model_dir: Path, params: DetectorParams, count: int = 4) -> list[dict
 def _card(manifest: dict, report: dict, history: list[dict], run: dict) -> str:
     acc = report["accuracy"]
     lat = report["latency_ms"]
-    rows = "\n".join(f"| {name} | {a['precision']:.3f} | {a['recall']:.3f} | {a['hmean']:.3f} | "
-                     f"{a['true_positives']} / {a['detections']} / {a['ground_truth_lines']} |"
-                     for name, a in acc.items())
-    lat_rows = "\n".join(f"| {model} | {key.split('-')[0]} | {v['threads']} | {v['p50']} | "
-                         f"{v['p95']} |"
-                         for model, table in (("int8", lat),
-                                              ("fp32", report.get("latency_ms_fp32", {})))
-                         for key, v in table.items())
+    rows = cards.table(
+        ("model", "precision", "recall", "Hmean", "TP / detections / GT lines"),
+        ((name, f"{a['precision']:.3f}", f"{a['recall']:.3f}", f"{a['hmean']:.3f}",
+          f"{a['true_positives']} / {a['detections']} / {a['ground_truth_lines']}")
+         for name, a in acc.items()))
+    lat_rows = cards.table(
+        ("model", "backend", "threads", "p50 ms", "p95 ms"),
+        ((model, key.split("-")[0], v["threads"], *cards.p50_p95(v, digits=None))
+         for model, table in (("int8", lat), ("fp32", report.get("latency_ms_fp32", {})))
+         for key, v in table.items()))
     p = report["params"]
     fonts_train = ", ".join(f"{pkg} ({FONT_LICENSES.get(pkg, 'see copyright')})"
                             for pkg in fonts.packages_for("train"))
@@ -98,7 +101,7 @@ def _card(manifest: dict, report: dict, history: list[dict], run: dict) -> str:
     epochs = len(history)
     by_height = ", ".join(f"{k}: {v['recall']:.2f} ({v['lines']} lines)"
                           for k, v in acc["int8"].get("recall_by_height", {}).items()) or "n/a"
-    return f"""# detector {manifest['version']}: text-line detector (int8)
+    return f"""{cards.title("detector", manifest['version'], "text-line detector (int8)")}
 
 Finds text lines (not characters) in a camera frame, including rotated and perspective-skewed
 lines, as quadrilaterals for `device.stages.detector.crop_line` and the recognizer.
@@ -122,8 +125,6 @@ lines, as quadrilaterals for `device.stages.detector.crop_line` and the recogniz
 font families (Lato, Linux Libertine, Comfortaa, Fira Code) and held-out background styles
 (tiles, wood, cells) never seen in training.
 
-| model | precision | recall | Hmean | TP / detections / GT lines |
-|---|---|---|---|---|
 {rows}
 
 Int8 recall by line height (px in the 640x360 frame): {by_height}. Small text is the main
@@ -134,8 +135,6 @@ Reproduce: `.venv/bin/python calibration/evaluate_detector.py --model-dir models
 ## Latency (`Detector.detect` on 640x360 frames: resize + model + post-processing)
 Measured on {manifest['measured_on']}, {next(iter(lat.values()), {}).get('runs', '?')} frames each.
 
-| model | backend | threads | p50 ms | p95 ms |
-|---|---|---|---|---|
 {lat_rows}
 
 tflite-runtime 2.14 does not accelerate int8 (see TOOLCHAIN.md): use LiteRT on the device;
@@ -235,7 +234,7 @@ def main(argv=None) -> int:
     }
     (args.model_dir / "manifest.json").write_text(json.dumps(manifest, indent=2,
                                                              ensure_ascii=False) + "\n")
-    (args.model_dir / "MODEL_CARD.md").write_text(_card(manifest, report, history, run))
+    cards.write(args.model_dir, _card(manifest, report, history, run))
     print(f"packaged {args.model_dir}: {len(cases)} golden cases")
     return 0
 

@@ -22,7 +22,6 @@ import json
 import os
 import platform
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,11 +32,13 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from calibration.training import detector_data as dd  # noqa: E402
+from calibration import model_card as cards  # noqa: E402
 from calibration import real_data  # noqa: E402
 from calibration.bench_ocr import score_frame, summarize  # noqa: E402
 from calibration.training.line_detector_data import composite, load_data, sample_crop  # noqa: E402
+from device.benchmarks.detector import WARMUP  # noqa: E402
 from device.stages.detector import Detector, DetectorParams, match_polygons  # noqa: E402
-from device.metrics import percentiles  # noqa: E402
+from device.metrics import percentiles, time_calls  # noqa: E402
 from device.modelstore.store import sha256_file  # noqa: E402
 from device.runtime import TFLiteModel, available_backends  # noqa: E402
 
@@ -130,13 +131,7 @@ def tune(path: Path, frames) -> tuple[DetectorParams, dict]:
 
 def latency(path: Path, params, frames, backend: str, threads: int, runs: int = 60) -> dict:
     detector = Detector(path, backend=backend, num_threads=threads, params=params)
-    for frame in frames[:5]:
-        detector.detect(frame)
-    times = []
-    for i in range(runs):
-        t0 = time.perf_counter()
-        detector.detect(frames[i % len(frames)])
-        times.append((time.perf_counter() - t0) * 1000)
+    times = time_calls(detector.detect, frames, runs=runs, warmup=WARMUP)
     return {**percentiles(times, digits=2), "threads": threads, "runs": runs,
             "input": "640x360 BGR frame (detect incl. resize and post-processing)"}
 
@@ -166,22 +161,29 @@ def golden(out: Path, params: DetectorParams, count: int = 4) -> list[dict]:
 
 
 def model_card(m: dict) -> str:
-    acc = m["accuracy"]
-    det_rows = "\n".join(
-        f"| {size} | {v['precision']:.3f} | {v['recall']:.3f} | {v['hmean']:.3f} |"
-        for size, v in acc["real_val_lines"].items())
-    lat_rows = "\n".join(
-        f"| {size} | {backend} | {l['threads']} | {l['p50']:.2f} | {l['p95']:.2f} |"
-        for size, per in m["latency_ms_by_resolution"].items()
-        for backend, rows in per.items() for l in rows)
-    checks = "\n".join(f"| {size} | {c['max_abs_diff']} | {c['pixel_agreement_at_0.4_pct']} |"
-                       for size, c in acc["int8_vs_fp32"].items())
-    licenses = "\n".join(f"- {k}: {v}" for k, v in m["training"]["license"].items())
-    history = "\n".join(f"| {h['epoch']} | {h['loss']:.4f} | {h['seconds']} |"
-                        for h in m["training"].get("history", []))
-    files = ", ".join(f"`{e['file']}` {e['size_bytes'] / 1024:.0f} KiB"
-                      for e in [m["artifact"], *m["extra_files"]])
-    return f"""# Model card: detector {m['version']}
+    acc, training = m["accuracy"], m["training"]
+    det_rows = cards.table(
+        ("resolution", "precision", "recall", "Hmean"),
+        ((size, f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['hmean']:.3f}")
+         for size, v in acc["real_val_lines"].items()))
+    lat_rows = cards.table(
+        ("resolution", "backend", "threads", "p50 ms", "p95 ms"),
+        ((size, backend, l["threads"], *cards.p50_p95(l))
+         for size, per in m["latency_ms_by_resolution"].items()
+         for backend, rows in per.items() for l in rows))
+    checks = cards.table(
+        ("resolution", "max abs diff of the map", "pixels on the same side of 0.4 (%)"),
+        ((size, c["max_abs_diff"], c["pixel_agreement_at_0.4_pct"])
+         for size, c in acc["int8_vs_fp32"].items()))
+    history = cards.history(training.get("history", []))
+    files = cards.file_sizes([m["artifact"], *m["extra_files"]])
+    command = cards.labelled(
+        "Command", f"`{training['command']}` (seed {training['seed']}, TensorFlow\n"
+                   f"  {training['tensorflow']}, 2 CPU cores, {training['wall_seconds']:.0f} s).")
+    golden = cards.golden(m["golden"], case="- `{input}` → {expected}", intro=(
+        "`edgelens models verify` runs the default file on these generated held-out scenes "
+        "and expects\nthe number of ground-truth lines found at IoU >= 0.5:"))
+    return f"""{cards.title("detector", m['version'])}
 
 Text-*line* detector for edgelens. A MobileNet-style encoder (depthwise-separable blocks, ReLU,
 BatchNorm folded into int8 convolutions) down to 1/32, an FPN decoder to 1/4 of the input and a
@@ -196,8 +198,6 @@ One full-int8 file per resolution ({files}); `[detector] input_width/input_heigh
 ## Accuracy on real photos never trained on
 {acc['data']}
 
-| resolution | precision | recall | Hmean |
-|---|---|---|---|
 {det_rows}
 
 The end-to-end comparison (with the recognizer, against PP-OCRv6 tiny and Tesseract 5 on the
@@ -208,38 +208,26 @@ chosen on {acc['tuned_on']}.
 
 int8 against the fp32 Keras model (20 training frames outside the calibration set):
 
-| resolution | max abs diff of the map | pixels on the same side of 0.4 (%) |
-|---|---|---|
 {checks}
 
 ## Latency ({m['measured_on']})
 Budget {m['budget_ms']} ms per frame at the default operating point on 2 threads (LiteRT).
 
-| resolution | backend | threads | p50 ms | p95 ms |
-|---|---|---|---|---|
 {lat_rows}
 
 ## Training
-- **Command:** `{m['training']['command']}` (seed {m['training']['seed']}, TensorFlow
-  {m['training']['tensorflow']}, 2 CPU cores, {m['training']['wall_seconds']:.0f} s).
-- **Data:** {m['training']['data']}
-- **Teachers / initial weights:** {m['training']['teachers']}; {m['training']['initial_weights']}.
+{command}
+{cards.labelled("Data", training['data'])}
+{cards.labelled("Teachers / initial weights",
+                f"{training['teachers']}; {training['initial_weights']}.")}
 
-| epoch | loss | seconds |
-|---|---|---|
 {history}
 
-### Data licenses
-{licenses}
+{cards.licenses(training["license"])}
 
-## Use
-- **Intended use:** {m['intended_use']}
-- **Limitations:** {m['limitations']}
+{cards.use(m)}
 
-## Golden self-test
-`edgelens models verify` runs the default file on these generated held-out scenes and expects
-the number of ground-truth lines found at IoU >= 0.5:
-{chr(10).join(f"- `{g['input']}` → {g['expected']}" for g in m['golden'])}
+{golden}
 """
 
 
@@ -363,7 +351,7 @@ def main(argv=None) -> int:
                            "params": asdict(params)},
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
-    (out / "MODEL_CARD.md").write_text(model_card(manifest))
+    cards.write(out, model_card(manifest))
     print("wrote", out / "manifest.json", "golden:", len(gold))
     return 0
 

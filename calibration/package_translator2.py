@@ -29,10 +29,11 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from calibration.training import translator_data  # noqa: E402
+from calibration import model_card as cards  # noqa: E402
 from calibration.bench_translation import run_quality  # noqa: E402
 from calibration.quantize_translator import convert  # noqa: E402
 from device import config as config_module  # noqa: E402
-from device.benchmarks.translator import time_model  # noqa: E402
+from device.benchmarks.translator import RUNS, time_model  # noqa: E402
 from device.modelstore.store import sha256_file  # noqa: E402
 from device.runtime import TFLiteModel, available_backends  # noqa: E402
 from device.stages.translate.translator import model_translate  # noqa: E402
@@ -86,7 +87,8 @@ def golden_cases(candidate: Candidate, count: int = 6) -> list[dict]:
 
 
 def card(m: dict) -> str:
-    q = m["accuracy"]
+    q, training = m["accuracy"], m["training"]
+    arch = training["architecture"]
     rows = []
     for v in q["candidates"]:
         for name in q["sets"]:
@@ -94,22 +96,21 @@ def card(m: dict) -> str:
             share = ", ".join(f"{k} {p:.0f} %" for k, p in r["source_share_pct"].items())
             for what in ("stage", "model_alone"):
                 s = r[what]
-                rows.append(f"| {v['version']} | {name} | {what} | {s['chrf']:.1f} | "
-                            f"{s['bleu']:.1f} | {s['exact_pct']:.1f} | "
-                            f"{share if what == 'stage' else ''} |")
-    lat = "\n".join(f"| {c} | {b} | {t['p50']:.2f} | {t['p95']:.2f} |"
-                    for c, per in q["latency_ms"].items() for b, t in per.items())
-    sources = "\n".join(f"- {k}: {v}" for k, v in m["training"]["sources"].items())
-    licenses = "\n".join(f"- {k}: {v}" for k, v in m["training"]["license"].items())
+                rows.append((v["version"], name, what, f"{s['chrf']:.1f}", f"{s['bleu']:.1f}",
+                             f"{s['exact_pct']:.1f}", share if what == "stage" else ""))
+    quality = cards.table(
+        ("candidate", "set", "what", "chrF", "BLEU", "exact %", "sources"), rows)
+    lat = cards.table(("candidate", "backend", "p50 ms", "p95 ms"),
+                      ((c, b, *cards.p50_p95(t)) for c, per in q["latency_ms"].items()
+                       for b, t in per.items()))
     misses = "\n".join(f"- {x['de']} → {x['got']} (want: {x['want']})"
                        for x in q["chosen_misses"])
-    golden = "\n".join(f"- `{g['input']}` → `{g['expected']}`" for g in m["golden"])
-    return f"""# Model card: translator {m['version']}
+    return f"""{cards.title("translator", m['version'])}
 
 German→English for signs and notices on the glasses: a pre-LN transformer (d
-{m['training']['architecture']['d']}, {m['training']['architecture']['enc_layers']} encoder /
-{m['training']['architecture']['dec_layers']} decoder layers, tied embeddings, SentencePiece
-unigram {m['training']['architecture']['vocab']}), dynamic-range int8, run greedily by
+{arch['d']}, {arch['enc_layers']} encoder /
+{arch['dec_layers']} decoder layers, tied embeddings, SentencePiece
+unigram {arch['vocab']}), dynamic-range int8, run greedily by
 `device.stages.translate.model.Seq2SeqModel` behind the cache, the phrasebook and the sign rules
 (days, times, floors, prices). Every answer says where it came from (phrasebook, model, gloss,
 rule, cache, passthrough).
@@ -117,9 +118,7 @@ rule, cache, passthrough).
 ## Quality (none of these texts was trained on)
 {q['data']}
 
-| candidate | set | what | chrF | BLEU | exact % | sources |
-|---|---|---|---|---|---|---|
-{chr(10).join(rows)}
+{quality}
 
 Chosen: **{q['chosen']}** (best sign chrF with p95 ≤ {BUDGET_P95_MS} ms). Translator 1.1.0 in
 the same run: `edgelens bench translator` (BENCHMARKS.md, "Translation quality").
@@ -129,26 +128,20 @@ Typical misses on the sign set (stage output):
 
 ## Latency (model alone, greedy, 1 thread, 30 short sign phrases; {m['measured_on']})
 
-| candidate | backend | p50 ms | p95 ms |
-|---|---|---|---|
 {lat}
 
 ## Training
-- **Command:** `{m['training']['command']}`
-- **Hardware:** {m['training']['hardware']}
+{cards.labelled("Command", f"`{training['command']}`")}
+{cards.labelled("Hardware", training['hardware'])}
 - **Data** (what each source contributed, rows before length filtering):
-{sources}
-- **Teachers / initial weights:** none (random init, seed {m['training']['seed']}).
+{cards.items(training["sources"])}
+{cards.labelled("Teachers / initial weights", f"none (random init, seed {training['seed']}).")}
 
-### Licenses
-{licenses}
+{cards.licenses(training["license"], heading="Licenses")}
 
-## Use
-- **Intended use:** {m['intended_use']}
-- **Limitations:** {m['limitations']}
+{cards.use(m)}
 
-## Golden self-test (model alone, both backends)
-{golden}
+{cards.golden(m["golden"], heading="Golden self-test (model alone, both backends)")}
 """
 
 
@@ -161,7 +154,6 @@ def main(argv=None) -> int:
     cfg = config_module.defaults()
     candidates = [build_candidate(run) for run in args.runs]
     quality = run_quality(cfg, candidates, quick=args.quick, backend="litert")
-    from device.benchmarks.translator import RUNS
     latency = {}
     for c in candidates:
         tokenizer = Tokenizer(c.directory / TOKENIZER)
@@ -243,7 +235,7 @@ def main(argv=None) -> int:
         "golden": golden_cases(chosen),
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
-    (out / "MODEL_CARD.md").write_text(card(manifest), encoding="utf-8")
+    cards.write(out, card(manifest))
     print("chosen", chosen.version, "→", out)
     return 0
 

@@ -1,9 +1,12 @@
-"""Counters and latency histograms for the pipeline, safe to update from several threads."""
+"""Counters and latency histograms for the pipeline, safe to update from several threads; the
+one percentile definition and the one warm-up-and-time loop that every benchmark measures with."""
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -16,6 +19,28 @@ def percentiles(values, qs=(50, 95), digits: int = 3) -> dict[str, float | None]
     if values.size == 0:
         return {f"p{q}": None for q in qs}
     return {f"p{q}": round(float(v), digits) for q, v in zip(qs, np.percentile(values, qs))}
+
+
+def time_calls(call: Callable[[Any], Any], inputs: Sequence, runs: int | None = None,
+               warmup: int = 1, results: list | None = None) -> list[float]:
+    """Wall time in ms of each of `runs` calls `call(inputs[i % len(inputs)])` (default: one
+    pass over `inputs`), after `warmup` untimed calls on the first inputs (the first call of a
+    model allocates its interpreter, or one per input width). The one warm-up-and-time loop of
+    the benchmarks, calibration and packaging: they report `percentiles` of these samples.
+    `results`, when given, gets what each timed call returned (never a warm-up's)."""
+    if len(inputs) == 0:
+        raise ValueError("time_calls needs at least one input")
+    for i in range(warmup):
+        call(inputs[i % len(inputs)])
+    samples = []
+    for i in range(len(inputs) if runs is None else runs):
+        item = inputs[i % len(inputs)]
+        start = time.perf_counter_ns()
+        out = call(item)
+        samples.append((time.perf_counter_ns() - start) / 1e6)
+        if results is not None:
+            results.append(out)
+    return samples
 
 
 class LatencyHistogram:

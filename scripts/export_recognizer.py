@@ -26,6 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import cv2  # noqa: E402
 
 from calibration import evaluate_recognizer as ev  # noqa: E402
+from calibration import model_card as cards  # noqa: E402
 from calibration import quantize  # noqa: E402
 from calibration import real_data  # noqa: E402
 from calibration.bench_ocr import norm_word  # noqa: E402
@@ -165,36 +166,36 @@ def file_entry(path: Path) -> dict:
     return {"file": path.name, "sha256": sha256_file(path), "size_bytes": path.stat().st_size}
 
 
-def _row(label: str, scores: dict) -> str:
-    return (f"| {label} | {scores['cer_pct']:.2f} | {scores['exact_pct']:.1f} | "
-            f"{scores['read_ms']['p50']:.2f} / {scores['read_ms']['p95']:.2f} |")
+def _row(label: str, scores: dict) -> tuple:
+    return (label, f"{scores['cer_pct']:.2f}", f"{scores['exact_pct']:.1f}",
+            " / ".join(cards.p50_p95(scores["read_ms"])))
 
 
 def model_card(m: dict) -> str:
     """MODEL_CARD.md from the manifest, so the card's numbers are the manifest's numbers."""
-    acc = m["accuracy"]
-    rows = []
-    for set_name in ("unseen_fonts", "unseen_fonts_scene"):
-        for quant in ("fp32", "int8"):
-            for backend, sets in acc[quant].items():
-                rows.append(_row(f"{set_name}, {quant}, {backend}", sets[set_name]))
-    lat = []
-    for quant, key in (("int8", "latency_ms"), ("fp32", "latency_ms_fp32")):
-        for backend, l in m[key].items():
-            lat.append(f"| {quant} | {backend} | {l['p50']:.3f} | {l['p95']:.3f} | "
-                       f"{l['threads']} | {l['input']} |")
-    sizes = {e["file"]: e["size_bytes"]
-             for e in [m["artifact"], *m["extra_files"], *m.get("reference_files", [])]}
-    checks = "\n".join(f"| {w} | {c['fp32_max_abs_diff']} | {c['int8_argmax_agreement_pct']} |"
-                       for w, c in acc["width_checks"].items())
-    history = "\n".join(f"| {h['epoch']} | {h['loss']:.3f} | {h['elapsed_s']} |"
-                         for h in m["training"].get("history", []))
-    families = "\n".join(
-        f"| {f} | {v['int8']['cer_pct']:.2f} / {v['int8']['exact_pct']:.1f} | "
-        f"{v['fp32']['cer_pct']:.2f} / {v['fp32']['exact_pct']:.1f} |"
-        for f, v in acc.get("per_family_litert", {}).items())
-    licenses = "\n".join(f"- {k}: {v}" for k, v in m["training"]["license"].items())
-    golden = "\n".join(f"- `{g['input']}` → `{g['expected']}`" for g in m["golden"])
+    acc, training = m["accuracy"], m["training"]
+    rows = cards.table(
+        ("set, model, backend", "CER %", "exact lines %", "read() ms p50 / p95 (1 thread)"),
+        (_row(f"{set_name}, {quant}, {backend}", sets[set_name])
+         for set_name in ("unseen_fonts", "unseen_fonts_scene") for quant in ("fp32", "int8")
+         for backend, sets in acc[quant].items()))
+    lat = cards.table(
+        ("model", "backend", "p50 ms", "p95 ms", "threads", "input"),
+        ((quant, backend, *cards.p50_p95(l, 3), l["threads"], l["input"])
+         for quant, key in (("int8", "latency_ms"), ("fp32", "latency_ms_fp32"))
+         for backend, l in m[key].items()))
+    sizes = cards.file_sizes([m["artifact"], *m["extra_files"], *m.get("reference_files", [])])
+    checks = cards.table(
+        ("width", "fp32 .tflite max abs diff vs Keras", "int8 argmax agreement with Keras (%)"),
+        ((w, c["fp32_max_abs_diff"], c["int8_argmax_agreement_pct"])
+         for w, c in acc["width_checks"].items()))
+    history = cards.history(training.get("history", []), loss="CTC loss", digits=3,
+                            elapsed=("elapsed s", "elapsed_s"))
+    families = cards.table(
+        ("family", "int8", "fp32"),
+        ((f, f"{v['int8']['cer_pct']:.2f} / {v['int8']['exact_pct']:.1f}",
+          f"{v['fp32']['cer_pct']:.2f} / {v['fp32']['exact_pct']:.1f}")
+         for f, v in acc.get("per_family_litert", {}).items()))
     int8_cer = acc["int8"]["litert"]["unseen_fonts"]["cer_pct"]
     fp32_cer = acc["fp32"]["litert"]["unseen_fonts"]["cer_pct"]
     targets = "\n".join([
@@ -211,10 +212,28 @@ Word accuracy on {real['data']}, case-insensitive, letters and digits: int8
 The whole-OCR comparison with PP-OCRv6 tiny and Tesseract 5 on the same real photos is in
 `BENCHMARKS.md` ("OCR on real photos", `edgelens bench ocr --peers`).
 """ if real else "")
-    return f"""# Model card: recognizer {m['version']}
+    use = cards.use(m, ("Input", m["preprocessing"]),
+                    ("Tensors", f"`{json.dumps(m['signatures']['serving_default'])}`"),
+                    ("Runtime", "`device.stages.recognizer.Recognizer` (greedy CTC in numpy). "
+                                "Width is resized per crop\n  with `TFLiteModel.with_input_shape`;"
+                                " the export checked Keras against both .tflite files:"),
+                    limitations=False)
+    command = cards.labelled(
+        "Command", f"`{training['command']}` (seed {training['seed']}, TensorFlow\n"
+                   f"  {training['tensorflow']}, 2 CPU cores shared with other jobs), then\n"
+                   "  `python scripts/export_recognizer.py` (int8 calibration: 400 generated "
+                   "lines in training\n  fonts, W=256).")
+    font_split = cards.labelled(
+        "Font split", f"training families: {', '.join(fonts.TRAIN_FAMILIES)}. Held out (whole\n"
+                      "  families, no clones in training): "
+                      f"{', '.join(fonts.HELD_OUT_FAMILIES)}.")
+    golden = cards.golden(m["golden"], intro=(
+        "`edgelens models verify` and `tests/test_recognizer_model.py` read these crops "
+        "(held-out fonts) and expects the exact text:"))
+    return f"""{cards.title("recognizer", m['version'])}
 
 Text-line recognizer for edgelens: one detector-cropped line of a sign → text. A fully
-convolutional CRNN-style network (architecture `{m['training'].get('architecture', 'small')}` of
+convolutional CRNN-style network (architecture `{training.get('architecture', 'small')}` of
 `calibration.training.recognizer_model.ARCHS`; conv stack → height collapsed by a valid (2, 1) conv →
 residual dilated depthwise-separable 1×5 convs along the line → 1×1 conv → softmax over
 121 classes, class 0 = CTC blank), trained with CTC, full-integer int8.
@@ -223,28 +242,17 @@ residual dilated depthwise-separable 1×5 convs along the line → 1×1 conv →
 {targets}
 
 {real_section}
-## Use
-- **Intended use:** {m['intended_use']}
-- **Input:** {m['preprocessing']}
-- **Tensors:** `{json.dumps(m['signatures']['serving_default'])}`
-- **Runtime:** `device.stages.recognizer.Recognizer` (greedy CTC in numpy). Width is resized per crop
-  with `TFLiteModel.with_input_shape`; the export checked Keras against both .tflite files:
+{use}
 
-| width | fp32 .tflite max abs diff vs Keras | int8 argmax agreement with Keras (%) |
-|---|---|---|
 {checks}
 
 ## Accuracy (held-out font families, never seen in training)
 {acc['data']}.
 
-| set, model, backend | CER % | exact lines % | read() ms p50 / p95 (1 thread) |
-|---|---|---|---|
-{chr(10).join(rows)}
+{rows}
 
 Per held-out family (unseen_fonts, LiteRT; CER % / exact lines %):
 
-| family | int8 | fp32 |
-|---|---|---|
 {families}
 
 Typical errors (int8, unseen fonts): Comfortaa's round single-storey `a` read as `o` (in
@@ -257,27 +265,18 @@ Budget {m['budget_ms']} ms per line. tflite-runtime 2.14 has no accelerated int8
 (see /work/shared/TOOLCHAIN.md), so there int8 is slower than fp32: run the int8 model with
 LiteRT. p95 values include interference from other jobs training on the same 2 cores.
 
-| model | backend | p50 ms | p95 ms | threads | input |
-|---|---|---|---|---|---|
-{chr(10).join(lat)}
+{lat}
 
-Sizes: {', '.join(f'`{k}` {v / 1024:.0f} KiB' for k, v in sizes.items())}.
+Sizes: {sizes}.
 
 ## Training
-- **Command:** `{m['training']['command']}` (seed {m['training']['seed']}, TensorFlow
-  {m['training']['tensorflow']}, 2 CPU cores shared with other jobs), then
-  `python scripts/export_recognizer.py` (int8 calibration: 400 generated lines in training
-  fonts, W=256).
-- **Data:** {m['training']['data']}.
-- **Font split:** training families: {', '.join(fonts.TRAIN_FAMILIES)}. Held out (whole
-  families, no clones in training): {', '.join(fonts.HELD_OUT_FAMILIES)}.
+{command}
+{cards.labelled("Data", f"{training['data']}.")}
+{font_split}
 
-| epoch | CTC loss | elapsed s |
-|---|---|---|
 {history}
 
-### Data licenses
-{licenses}
+{cards.licenses(training["license"])}
 
 The fonts and dictionary are used to render training images only; none of their files is
 shipped in the model.
@@ -285,8 +284,6 @@ shipped in the model.
 ## Limitations
 {m['limitations']}
 
-## Golden self-test
-`edgelens models verify` and `tests/test_recognizer_model.py` read these crops (held-out fonts) and expects the exact text:
 {golden}
 """
 
@@ -405,7 +402,7 @@ def main(argv=None) -> int:
                          "[1, 1, W/4, 121] softmax, class 0 = CTC blank, greedy decoding",
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
-    (out / "MODEL_CARD.md").write_text(model_card(manifest))
+    cards.write(out, model_card(manifest))
     print("wrote", out / "manifest.json", "golden:", len(golden))
     return 0
 

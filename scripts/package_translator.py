@@ -28,9 +28,12 @@ sys.path.insert(0, str(ROOT))
 
 import sacrebleu  # noqa: E402
 
+from calibration import model_card as cards  # noqa: E402
 from device import config as config_module  # noqa: E402
+from device.benchmarks import translator as bench_module  # noqa: E402
+from device.config import SectionValues  # noqa: E402
 from device.modelstore.store import sha256_file  # noqa: E402
-from device.runtime import available_backends  # noqa: E402
+from device.runtime import TFLiteModel, available_backends  # noqa: E402
 from device.stages.translate.translator import model_translate  # noqa: E402
 from device.stages.translate.model import Seq2SeqModel  # noqa: E402
 from device.stages.translate.normalize import clean, lookup_key  # noqa: E402
@@ -109,8 +112,6 @@ def main(argv=None) -> int:
 
 
 def run_bench(version: str) -> dict:
-    from device.benchmarks import translator as bench_module
-    from device.config import SectionValues
     cfg = config_module.defaults()
     values = dict(cfg.translator.as_dict(), version=version)
     cfg = dataclasses.replace(cfg, sections=dict(cfg.sections,
@@ -231,7 +232,6 @@ def training_minutes(run_dir: Path) -> float:
 def write_store(out: Path, version: str, run_cfg: dict, quant: dict, report: dict,
                 bench: dict | None = None, run_dir: Path | None = None) -> None:
     tokenizer = Tokenizer(out / TOKENIZER_NAME)
-    from device.runtime import TFLiteModel
     tfl = TFLiteModel(out / "translator.tflite", backend="litert", num_threads=1)
     signatures = {key: {"inputs": [s.as_dict() for s in tfl.signature(key).inputs],
                         "outputs": [s.as_dict() for s in tfl.signature(key).outputs]}
@@ -285,7 +285,7 @@ def write_store(out: Path, version: str, run_cfg: dict, quant: dict, report: dic
         "golden": golden,
     }
     manifest_path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
-    (out / "MODEL_CARD.md").write_text(card(manifest, report, quant), encoding="utf-8")
+    cards.write(out, card(manifest, report, quant))
 
 
 def latency(bench: dict) -> dict:
@@ -305,8 +305,14 @@ def latency(bench: dict) -> dict:
     return out
 
 
-def _metric_row(name: str, m: dict) -> str:
-    return f"| {name} | {m['chrf']:.1f} | {m['bleu']:.1f} | {100 * m['exact_match']:.1f} % |"
+def _metric_row(name: str, m: dict) -> tuple:
+    return name, f"{m['chrf']:.1f}", f"{m['bleu']:.1f}", f"{100 * m['exact_match']:.1f} %"
+
+
+def _sample_row(r: dict) -> list:
+    # a `|` in a dictionary entry would split the cell
+    cells = [r["de"], r["reference"], r["model"], f"{r['system']} ({r['via']})"]
+    return [c.replace("|", "/") for c in cells] + [f"{r['chrf']:.0f}"]
 
 
 def card(manifest: dict, report: dict, quant: dict) -> str:
@@ -314,7 +320,7 @@ def card(manifest: dict, report: dict, quant: dict) -> str:
     size = manifest["artifact"]["size_bytes"]
     tok = next(e for e in manifest["extra_files"] if e["file"] == TOKENIZER_NAME)["size_bytes"]
     lines = [
-        f"# translator {manifest['version']}: German → English for signs",
+        cards.title("translator", manifest["version"], "German → English for signs"),
         "",
         "A tiny transformer encoder–decoder (int8 TFLite, two signatures `encode` and `decode`) "
         "behind a phrasebook and an LRU cache (`device/stages/translate/`).",
@@ -357,12 +363,13 @@ def card(manifest: dict, report: dict, quant: dict) -> str:
         "chrF and BLEU (sacrebleu) against the first English alternative; exact match against "
         "any alternative.",
         "",
-        "| system | chrF | BLEU | exact |",
-        "|---|---|---|---|",
-        _metric_row("model alone, int8 (shipped)", acc["model_int8"]),
-        _metric_row("model alone, fp32 reference", acc["model_fp32"]),
-        _metric_row("translator: training-split phrasebook + gloss + model", acc["phrasebook_train_split_plus_model"]),
-        _metric_row("shipped phrasebook (whole dictionary) + model", acc["phrasebook_full_dictionary_plus_model"]),
+        cards.table(("system", "chrF", "BLEU", "exact"), [
+            _metric_row("model alone, int8 (shipped)", acc["model_int8"]),
+            _metric_row("model alone, fp32 reference", acc["model_fp32"]),
+            _metric_row("translator: training-split phrasebook + gloss + model",
+                        acc["phrasebook_train_split_plus_model"]),
+            _metric_row("shipped phrasebook (whole dictionary) + model",
+                        acc["phrasebook_full_dictionary_plus_model"])]),
         "",
         "Rows 1-3 measure generalization to unseen headwords. Row 3 is the translator as it "
         "runs (sign rules and casing; min_model_confidence off, the other refusals on, a "
@@ -376,47 +383,40 @@ def card(manifest: dict, report: dict, quant: dict) -> str:
         "### Model confidence (mean token probability) vs quality, test split",
         "`[translator] min_model_confidence` refuses model outputs below it (original text kept).",
         "",
-        "| threshold | outputs kept | chrF kept | chrF refused |",
-        "|---|---|---|---|",
-        *[f"| {t} | {100 * e['kept_fraction']:.0f} % | {e.get('kept_chrf', float('nan')):.1f} | "
-          f"{e.get('refused_chrf', float('nan')):.1f} |"
-          for t, e in report.get("confidence_thresholds", {}).items()],
+        cards.table(("threshold", "outputs kept", "chrF kept", "chrF refused"),
+                    ((t, f"{100 * e['kept_fraction']:.0f} %",
+                      f"{e.get('kept_chrf', float('nan')):.1f}",
+                      f"{e.get('refused_chrf', float('nan')):.1f}")
+                     for t, e in report.get("confidence_thresholds", {}).items())),
         "",
         "### Quantization on the validation split",
         f"Scored on {quant['eval_pairs']} validation pairs not used for calibration "
         f"({quant['calibration_pairs']} pairs, {quant['calibration_samples']} real encoder and "
         "teacher-forced decoder inputs). LiteRT, 1 thread.",
         "",
-        "| variant | size | val chrF | val exact | ms/phrase |",
-        "|---|---|---|---|---|",
+        cards.table(("variant", "size", "val chrF", "val exact", "ms/phrase"),
+                    ((name, f"{v['size_bytes'] / 1e6:.2f} MB", f"{v['val_chrf']:.2f}",
+                      f"{100 * v['val_exact']:.1f} %", f"{v['ms_per_phrase_litert']:.1f}")
+                     for name, v in quant["variants"].items())),
     ]
-    for name, v in quant["variants"].items():
-        lines.append(f"| {name} | {v['size_bytes'] / 1e6:.2f} MB | {v['val_chrf']:.2f} | "
-                     f"{100 * v['val_exact']:.1f} % | {v['ms_per_phrase_litert']:.1f} |")
     lines += ["", f"Chosen: {quant['chosen']} ({quant['int8_minus_fp32_chrf']:+.2f} chrF vs fp32).",
               "", "## Latency (1 thread)", ""]
     lat = manifest.get("latency_ms") or {}
     if lat:
-        lines += ["| backend / variant | p50 ms | p95 ms |", "|---|---|---|"]
-        for key, value in lat.items():
-            if isinstance(value, dict) and "p50" in value:
-                lines.append(f"| {key} | {value['p50']:.2f} | {value['p95']:.2f} |")
-        lines.append("")
+        lines += [cards.table(("backend / variant", "p50 ms", "p95 ms"),
+                              ((key, *cards.p50_p95(value)) for key, value in lat.items()
+                               if isinstance(value, dict) and "p50" in value)), ""]
         lines.append(f"Measured with `edgelens bench translator` on {manifest.get('measured_on')}.")
     else:
         lines.append("Not measured yet: run `edgelens bench translator`.")
     lines += ["", "## 30 test entries (random sample, seed 7: good and bad alike)", "",
               "`model`: the int8 model alone; `system`: the translator with the training-split "
               "phrasebook (gloss + model, sign rules); chrF per sentence for the model.", "",
-              "| German | reference | model | system (via) | chrF |", "|---|---|---|---|---|"]
-    for r in report["rows"]:
-        cells = [r["de"], r["reference"], r["model"], f"{r['system']} ({r['via']})"]
-        cells = [c.replace("|", "/") for c in cells]
-        lines.append(f"| {' | '.join(cells)} | {r['chrf']:.0f} |")
-    lines += ["", "## Golden self-test", "",
-              "The model alone (greedy) must give exactly these on every backend "
-              "(`edgelens models test translator`, tests/test_translate_golden.py):", ""]
-    lines += [f"- {g['input']} → {g['expected']}" for g in manifest["golden"]]
+              cards.table(("German", "reference", "model", "system (via)", "chrF"),
+                          (_sample_row(r) for r in report["rows"]))]
+    lines += ["", cards.golden(manifest["golden"], case="- {input} → {expected}", intro=(
+        "\nThe model alone (greedy) must give exactly these on every backend "
+        "(`edgelens models test translator`, tests/test_translate_golden.py):\n"))]
     lines += ["", "## Intended use and limitations", "", manifest["intended_use"], "",
               manifest["limitations"] + " Not-German text and OCR garbage are refused by the "
               "translator's rules (kept as read), not by the model.", "",

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import itertools
 import shutil
 import subprocess
 import tempfile
@@ -25,7 +24,7 @@ from device.audio.output import open_output
 from device.audio.voice import EspeakCommand, EspeakLibrary
 from device.errors import AudioError
 from device.live.sources import SyntheticSource
-from device.metrics import percentiles
+from device.metrics import percentiles, time_calls
 
 PHRASES = ("Emergency exit", "Emergency exit on the left", "No smoking", "Toilets",
            "Platform 2", "Keep the door closed", "Opening hours Mon-Fri 9:00-18:00",
@@ -37,26 +36,23 @@ def _stats(values_ms) -> dict:
 
 
 def synthesis(repeats: int) -> dict:
+    """Every phrase `repeats` times in turn through each voice, the first call included
+    (no warm-up)."""
     results = {}
+    runs = repeats * len(PHRASES)
     for engine in (EspeakLibrary(), EspeakCommand()):
-        times, seconds = [], []
-        for phrase in itertools.islice(itertools.cycle(PHRASES), repeats * len(PHRASES)):
-            t0 = time.perf_counter()
-            speech = engine.synthesize(phrase)
-            times.append((time.perf_counter() - t0) * 1000)
-            seconds.append(speech.seconds)
+        speeches: list = []
+        times = time_calls(engine.synthesize, PHRASES, runs=runs, warmup=0, results=speeches)
+        seconds = [speech.seconds for speech in speeches]
         results[engine.name] = {**_stats(times), "speech_s_mean": round(float(np.mean(seconds)),
                                                                         2)}
     flite = shutil.which("flite")
     if flite:
-        times = []
         with tempfile.TemporaryDirectory() as tmp:
-            for phrase in itertools.islice(itertools.cycle(PHRASES), repeats * len(PHRASES)):
-                t0 = time.perf_counter()
+            def say(phrase: str) -> None:
                 subprocess.run([flite, "-voice", "slt", "-t", phrase, "-o", f"{tmp}/f.wav"],
                                check=True, capture_output=True, timeout=30)
-                times.append((time.perf_counter() - t0) * 1000)
-        results["flite-slt-command"] = _stats(times)
+            results["flite-slt-command"] = _stats(time_calls(say, PHRASES, runs=runs, warmup=0))
     return results
 
 

@@ -3,7 +3,7 @@
 The method, in four steps (README "Calibrating a device", BENCHMARKS.md):
 
 1. **Profile each stage** at the settings that matter, wall time and CPU time per call, all
-   through one timer (`device.benchmarks.detector.time_detect`: warm-up, then timed calls):
+   through the benchmarks' one timer (`device.metrics.time_calls`: warm-up, then timed calls):
    the detector at each resolution its version ships, the recognizer at each width bucket
    (64–512 px), the translator greedy and with a beam, each at 1, 2 (and up to 4) threads.
 2. **Estimate** for every candidate (resolution × threads × beam) the new-translation p95
@@ -28,15 +28,16 @@ import datetime
 import os
 import time
 from dataclasses import dataclass
-from types import SimpleNamespace
+from functools import partial
 from typing import Any, Callable
 
 import cv2
 import numpy as np
 
-from device.benchmarks.detector import WARMUP, _frames, time_detect
+from device.benchmarks.detector import WARMUP, _frames
 from device.benchmarks.pipeline import _spawn
 from device.benchmarks.translator import PHRASES
+from device.metrics import percentiles, time_calls
 from device.modelstore.store import ModelStore
 from device.operating_point import device_identity, model_list
 from device.runtime import resolve_backend
@@ -90,11 +91,11 @@ def _cpu_s() -> float:
 def profile_calls(stage: str, setting: str, threads: int, call: Callable, inputs: list,
                   runs: int) -> Profile:
     """Wall time (p50/p95) and CPU time per call of `call` over `inputs`, through the
-    benchmarks' one timer (time_detect times any one-argument call named detect)."""
+    benchmarks' one timer, with the detector benchmark's warm-up."""
     start = _cpu_s()
-    timed = time_detect(SimpleNamespace(detect=call), inputs, runs=runs)
+    timed = percentiles(time_calls(call, inputs, runs=runs, warmup=WARMUP), digits=2)
     cpu_ms = (_cpu_s() - start) * 1000 / (runs + WARMUP)
-    return Profile(stage, setting, threads, timed["p50_ms"], timed["p95_ms"], round(cpu_ms, 2))
+    return Profile(stage, setting, threads, timed["p50"], timed["p95"], round(cpu_ms, 2))
 
 
 def thread_counts() -> list[int]:
@@ -130,7 +131,7 @@ def profile_stages(cfg, backend: str, quick: bool) -> tuple[list[Profile], dict[
             setting = "greedy" if beam == 1 else f"beam {beam}"
             profiles.append(profile_calls(
                 "translator", setting, threads,
-                lambda text, b=beam: model_translate(model, tokenizer, text, beam_size=b),
+                partial(model_translate, model, tokenizer, beam_size=beam),
                 list(PHRASES), min(runs, len(PHRASES))))
     versions = {"detector": detector.version, "recognizer": recognizer.version,
                 "translator": translator.version}

@@ -6,14 +6,12 @@ of the active detector, for each installed backend at 1 and 2 threads.
 
 from __future__ import annotations
 
-import time
-
 import cv2
 import numpy as np
 
 from device.stages.detector import Detector, params_for
 from device.errors import ModelStoreError
-from device.metrics import percentiles
+from device.metrics import percentiles, time_calls
 from device.modelstore.store import ModelStore
 from device.runtime import available_backends
 
@@ -33,13 +31,7 @@ def _frames(version) -> list[np.ndarray]:
 
 
 def time_detect(detector: Detector, frames: list[np.ndarray], runs: int = RUNS) -> dict:
-    for i in range(WARMUP):
-        detector.detect(frames[i % len(frames)])
-    times = []
-    for i in range(runs):
-        start = time.perf_counter_ns()
-        detector.detect(frames[i % len(frames)])
-        times.append((time.perf_counter_ns() - start) / 1e6)
+    times = time_calls(detector.detect, frames, runs=runs, warmup=WARMUP)
     ps = percentiles(times, (50, 95), digits=2)
     return {"p50_ms": ps["p50"], "p95_ms": ps["p95"],
             "mean_ms": round(float(np.mean(times)), 2), "runs": runs}

@@ -8,9 +8,9 @@ the fp32 reference and the tokenizer.
 
 from __future__ import annotations
 
-import time
+from functools import partial
 
-from device.metrics import percentiles
+from device.metrics import percentiles, time_calls
 from device.modelstore.store import ModelStore
 from device.runtime import UnsafeBackendError, available_backends
 from device.stages.translate.translator import model_translate
@@ -39,26 +39,15 @@ def _percentiles(times_ms: list[float]) -> dict:
 
 
 def time_model(path, tokenizer: Tokenizer, backend: str, runs: int = RUNS) -> dict:
+    """Every phrase `runs` times in turn, after the first three as warm-up."""
     model = Seq2SeqModel(path, backend=backend, num_threads=1)
-    for phrase in PHRASES[:3]:
-        model_translate(model, tokenizer, phrase)
-    times = []
-    for _ in range(runs):
-        for phrase in PHRASES:
-            start = time.perf_counter_ns()
-            model_translate(model, tokenizer, phrase)
-            times.append((time.perf_counter_ns() - start) / 1e6)
-    return _percentiles(times)
+    return _percentiles(time_calls(partial(model_translate, model, tokenizer), PHRASES,
+                                   runs=runs * len(PHRASES), warmup=3))
 
 
 def time_hits(translator: Translator, text: str, runs: int = HIT_RUNS) -> dict:
-    translator.translate(text)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter_ns()
-        translator.translate(text)
-        times.append((time.perf_counter_ns() - start) / 1e6)
-    return _percentiles(times)
+    """The same text `runs` times: after the warm-up call every one is a hit."""
+    return _percentiles(time_calls(translator.translate, [text], runs=runs))
 
 
 def run(config, json_out: bool = False, quick: bool = False) -> dict:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import platform
 import sys
-import time
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 from device import config  # noqa: E402
 from device.benchmarks.detector import _frames, time_detect  # noqa: E402
 from device.benchmarks.translator import PHRASES  # noqa: E402
-from device.metrics import percentiles  # noqa: E402
+from device.metrics import percentiles, time_calls  # noqa: E402
 from device.modelstore.store import ModelStore  # noqa: E402
 from device.runtime import UnsafeBackendError, available_backends  # noqa: E402
 from device.stages.detector import Detector, params_for  # noqa: E402
@@ -59,14 +59,8 @@ def recognizer_rows(cfg, store: ModelStore, backend: str) -> list[dict]:
     crops = [cv2.imread(str(version.directory / case["input"]), cv2.IMREAD_UNCHANGED)
              for case in version.manifest["golden"]]
     recognizer = Recognizer(version.artifact, backend=backend, num_threads=1)
-    for crop in crops:
-        recognizer.read(crop)          # warm-up: one interpreter per width
-    times = []
-    for _ in range(3):
-        for crop in crops:
-            start = time.perf_counter_ns()
-            recognizer.read(crop)
-            times.append((time.perf_counter_ns() - start) / 1e6)
+    # every crop warms up once (one interpreter per width), then three timed passes
+    times = time_calls(recognizer.read, crops, runs=3 * len(crops), warmup=len(crops))
     return [{"stage": f"recognizer {version.version} (golden lines)", "backend": backend,
              **_ms(times)}]
 
@@ -79,12 +73,7 @@ def translator_rows(cfg, store: ModelStore, backend: str) -> list[dict]:
     except UnsafeBackendError as exc:
         return [{"stage": stage, "backend": backend, "refused": str(exc)}]
     tokenizer = Tokenizer(tokenizer_path(version))
-    model_translate(model, tokenizer, PHRASES[0])
-    times = []
-    for phrase in PHRASES[:10]:
-        start = time.perf_counter_ns()
-        model_translate(model, tokenizer, phrase)
-        times.append((time.perf_counter_ns() - start) / 1e6)
+    times = time_calls(partial(model_translate, model, tokenizer), PHRASES[:10])
     return [{"stage": stage, "backend": backend, **_ms(times)}]
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from device.errors import EdgelensError
-from device.metrics import Metrics
+from device.metrics import Metrics, time_calls
 from device.modelstore.store import ModelVersion
 from device.runtime import TFLiteModel
 
@@ -49,13 +49,7 @@ def measure_latency_ms(version: ModelVersion, backend: str, runs: int) -> float:
         model = model.with_input_shape(shape)
     feeds = {spec.name: np.zeros(tuple(d if d > 0 else 1 for d in spec.shape), np.float32)
              for spec in model.inputs}
-    model.run(feeds)
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        model.run(feeds)
-        samples.append((time.perf_counter() - start) * 1000)
-    return float(np.median(samples))
+    return float(np.median(time_calls(lambda _: model.run(feeds), [None], runs=runs)))
 
 
 def precheck(version: ModelVersion, backend: str, settings: HealthSettings) -> dict[str, Any]:

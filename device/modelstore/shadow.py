@@ -35,7 +35,7 @@ import numpy as np
 
 from device.errors import EdgelensError
 from device.live.recognition import Ema, regions_to_read
-from device.metrics import Metrics
+from device.metrics import Metrics, time_calls
 from device.modelstore.pointers import checked, shadow_version
 from device.modelstore.store import ModelStore
 from device.stages.detector import match_polygons
@@ -92,9 +92,7 @@ class ShadowRunner:
             def unit(_):
                 c.model.read(blank)
         unit(0)                                        # allocates the interpreter
-        t0 = time.perf_counter()
-        unit(1)
-        return (time.perf_counter() - t0) * 1000
+        return time_calls(unit, [1], warmup=0)[0]
 
     def __call__(self, worker: Any, frame: Any, result: Any, deadline: float) -> None:
         for c in self.challengers:

@@ -15,7 +15,8 @@ import pytest
 from cloud_sync.fleet import cli as fleet_cli
 from cloud_sync.mqtt_client import LinkSettings, MqttLink
 from cloud_sync.fleet.rollout import Rollout, RolloutFile, record_status
-from cloud_sync.fleet.delivery import Membership, UpdateServer, signed_desired
+from cloud_sync.fleet.delivery import UpdateServer, signed_desired
+from cloud_sync.fleet.membership import Membership
 from cloud_sync.fleet.serve import RolloutService
 from fixtures_broker import config_for
 from sync_helpers import wait_until

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from cloud_sync import batch
-from cloud_sync.benchmarks.faults import broker_crash
+from cloud_sync.benchmarks.faults_kill import broker_crash
 from cloud_sync.errors import PayloadError
 from cloud_sync.mqtt_client import LinkSettings, MqttLink
 from device.telemetry import TelemetryStore

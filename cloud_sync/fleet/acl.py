@@ -30,7 +30,7 @@ from pathlib import Path
 from cloud_sync import topics
 from cloud_sync import update_protocol as proto
 from cloud_sync.errors import PayloadError, SyncError
-from cloud_sync.fleet.store import valid_name
+from cloud_sync.fleet.device_input import valid_name
 
 
 FLEET_USER = "fleet"

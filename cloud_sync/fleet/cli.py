@@ -23,8 +23,8 @@ from typing import Callable
 from cloud_sync.cli_common import (LOG_FORMAT, LOG_LEVELS, add_global_options, dump_json,
                                  load_config, setup_logging, silence_stdout, stop_on_signals)
 from cloud_sync.errors import SyncError
+from cloud_sync.fleet.dev_fleet import DevFleet
 from cloud_sync.fleet.ingest import FleetIngest
-from cloud_sync.fleet.localbroker import DevFleet
 from cloud_sync.fleet.store import open_fleet_store
 from device import __version__
 from device.config import build

@@ -7,9 +7,10 @@ yet, or malformed, are ignored and counted.
 
 Everything a device sends is hostile until checked: statuses and chunk requests are parsed
 strictly (`parse_status`, `parse_request`; NaN/Infinity refused) and one bad message is one
-ignored message, never the end of the push. A device's group is the operator's (`Membership`:
-[fleet] groups_file), not what its status claims. Chunk requests are deduplicated, capped and
-paced per device (`ChunkSender`), so one small request cannot make the fleet send a flood.
+ignored message, never the end of the push. A device's group is the operator's
+(`membership.Membership`: [fleet] groups_file), not what its status claims. Chunk requests are
+deduplicated, capped and paced per device (`chunk_sender.ChunkSender`), so one small request
+cannot make the fleet send a flood.
 
 With `require_devices` (what `push` and `rollout rollback` use) a rollout to a group with no
 devices ends before anything is published (`NoDevices`; with `wait_for_devices_s`, after
@@ -25,16 +26,16 @@ import os
 import queue
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from cloud_sync import update_protocol as proto
-from cloud_sync.errors import LinkError, PayloadError, SyncError
-from cloud_sync.fleet.acl import load_groups
+from cloud_sync.errors import PayloadError, SyncError
+from cloud_sync.fleet.chunk_sender import ChunkSender, ServerStats
+from cloud_sync.fleet.device_input import parse_device_json, valid_name
+from cloud_sync.fleet.membership import Membership
 from cloud_sync.fleet.rollout import Rollout, RolloutFile, choose_canaries, decide, record_status
-from cloud_sync.fleet.store import parse_device_json, valid_name
 from cloud_sync.mqtt_client import LinkSettings, MqttLink
 from cloud_sync.signing import TrustedKeys, load_private, sign
 
@@ -44,12 +45,8 @@ _MAX_REQUEST_BYTES = 64 * 1024
 _MAX_STATUS_BYTES = _MAX_REQUEST_BYTES * 16
 _SAVE_EVERY_S = 0.5
 
-# chunk requests: distinct chunks taken from one request ([updates] window_chunks is at most
-# 1024), chunks queued per device, and the per-device pace (token bucket, bytes)
+# distinct chunks taken from one chunk request ([updates] window_chunks is at most 1024)
 MAX_CHUNKS_PER_REQUEST = 1024
-MAX_PENDING_PER_DEVICE = 1024
-DEVICE_RATE_BYTES_S = 4 * 1024 * 1024
-DEVICE_BURST_BYTES = 8 * 1024 * 1024
 
 
 def signed_desired(directory: Path, key_path: str, chunk_size: int,
@@ -103,17 +100,6 @@ def check_signed(signed: Any, directory: Path, trusted: TrustedKeys | None = Non
     return {"manifest": manifest, "signature": signature}
 
 
-@dataclass
-class ServerStats:
-    chunks_served: int = 0
-    bytes_served: int = 0
-    ignored_requests: int = 0
-    status_messages: int = 0
-    ignored_chunks: int = 0          # repeated, out of range or over the caps
-    throttled: int = 0               # times a device's queue waited for its byte budget
-    group_mismatches: int = 0        # statuses naming a group the groups file does not
-
-
 # --- what devices send ---------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -155,173 +141,7 @@ class NoDevices(SyncError):
     """A rollout's group has no devices: nothing was published."""
 
 
-NO_GROUPS_FILE = ("no [fleet] groups_file: a device's group comes from the operator's groups "
-                  "file (the one the broker ACL is written from), never from what its status "
-                  "claims; set [fleet] groups_file in the config")
-
-
-class Membership:
-    """Which group a device is in: the operator's groups file ([fleet] groups_file, re-read
-    when it changes), whatever the device's status says; a device claiming another group is
-    counted and ignored. There is no membership without the file (SyncError): a claim is
-    never taken, so that one device cannot make itself a canary and halt a rollout."""
-
-    RELOAD_EVERY_S = 1.0
-
-    def __init__(self, groups_file: str | Path | None):
-        if not groups_file:
-            raise SyncError(NO_GROUPS_FILE)
-        self.path = Path(groups_file)
-        self.owner: dict[str, str] = {}
-        self._stamp: tuple[int, int] | None = None
-        self._checked = 0.0
-        self._warned: set[str] = set()
-        self._load()
-
-    def group_of(self, device: str) -> str | None:
-        self._reload_when_due()
-        return self.owner.get(device)
-
-    def _reload_when_due(self) -> None:
-        now = time.monotonic()
-        if now - self._checked >= self.RELOAD_EVERY_S:
-            self._checked = now
-            try:
-                self._load()
-            except SyncError as exc:
-                log.error("%s; keeping the groups read before", exc)
-
-    def listed(self, group: str) -> list[str]:
-        """The devices the groups file puts in `group` (re-read when it changed)."""
-        self._reload_when_due()
-        return sorted(d for d, g in self.owner.items() if g == group)
-
-    def mismatch(self, device: str, claimed: Any, group: str | None) -> bool:
-        """True (logged once per device) when a device claims a group it is not in."""
-        if claimed is None or claimed == group:
-            return False
-        if device not in self._warned:
-            self._warned.add(device)
-            log.warning("device %s claims group %.70r; %s puts it in %s: claim ignored",
-                        device, claimed, self.path, group or "no group")
-        return True
-
-    def _load(self) -> None:
-        try:
-            st = self.path.stat()
-        except OSError as exc:
-            raise SyncError(f"groups file {self.path}: {exc}") from exc
-        stamp = (st.st_mtime_ns, st.st_size)
-        if stamp == self._stamp:
-            return
-        groups = load_groups(self.path)
-        self.owner = {device: group for group, devices in groups.items() for device in devices}
-        self._stamp = stamp
-
-
-# --- answering chunk requests --------------------------------------------------------------------
-
-@dataclass
-class _Pending:
-    rollout: Rollout
-    source: Path
-    plan: dict[str, Any]
-    chunk_size: int
-    index: int
-
-    @property
-    def size(self) -> int:
-        return max(0, min(self.chunk_size, int(self.plan["size_bytes"]) -
-                          self.index * self.chunk_size))
-
-
-class ChunkSender:
-    """Chunks asked for by devices, queued per device without repeats (at most
-    `max_pending`), and published at most `rate` bytes/s per device after a `burst` (token
-    bucket). A device that asks for chunk 0 twenty thousand times gets it once; one that floods
-    requests gets its pace, not more. `pump()` sends what the budgets allow."""
-
-    def __init__(self, link: MqttLink, prefix: str, stats: ServerStats, *,
-                 rate_bytes_s: float = DEVICE_RATE_BYTES_S,
-                 burst_bytes: float = DEVICE_BURST_BYTES,
-                 max_pending: int = MAX_PENDING_PER_DEVICE,
-                 on_sent: Callable[[Rollout, str, int], None] | None = None):
-        self.link, self.prefix, self.stats = link, prefix, stats
-        self.rate, self.burst, self.max_pending = rate_bytes_s, burst_bytes, max_pending
-        self.on_sent = on_sent
-        self.pending: dict[str, OrderedDict[tuple[str, str, int], _Pending]] = {}
-        self._tokens: dict[str, tuple[float, float]] = {}     # device → (tokens, at)
-
-    def request(self, device: str, rollout: Rollout, source: Path, plan: dict[str, Any],
-                chunk_size: int, chunks: list[int]) -> int:
-        """Queue the chunks of one file a device asked for; → how many were queued."""
-        queue_ = self.pending.setdefault(device, OrderedDict())
-        queued = 0
-        for index in chunks:
-            key = (rollout.id, plan["file"], index)
-            if not 0 <= index < len(plan["chunks"]) or key in queue_ or \
-                    len(queue_) >= self.max_pending:
-                self.stats.ignored_chunks += 1
-                continue
-            queue_[key] = _Pending(rollout, source, plan, chunk_size, index)
-            queued += 1
-        if not queue_:
-            del self.pending[device]
-        return queued
-
-    def pump(self) -> None:
-        now = time.monotonic()
-        for device in list(self.pending):
-            queue_ = self.pending[device]
-            tokens, at = self._tokens.get(device, (self.burst, now))
-            tokens = min(self.burst, tokens + (now - at) * self.rate)
-            while queue_:
-                key, item = next(iter(queue_.items()))
-                if item.size > tokens:
-                    self.stats.throttled += 1
-                    break
-                del queue_[key]
-                sent = self._send(device, item)
-                if sent is None:             # not connected: it asks again after reconnecting
-                    queue_.clear()
-                    break
-                tokens -= sent
-            self._tokens[device] = (tokens, now)
-            if not queue_:
-                del self.pending[device]
-
-    def drop(self, rollout_id: str) -> None:
-        """Forget queued chunks of a rollout no longer served."""
-        for device in list(self.pending):
-            queue_ = self.pending[device]
-            for key in [k for k in queue_ if k[0] == rollout_id]:
-                del queue_[key]
-            if not queue_:
-                del self.pending[device]
-
-    def _send(self, device: str, item: _Pending) -> int | None:
-        r = item.rollout
-        try:
-            with open(item.source / item.plan["file"], "rb") as handle:
-                handle.seek(item.index * item.chunk_size)
-                data = handle.read(item.chunk_size)
-        except OSError as exc:
-            log.warning("chunk %d of %s not read: %s", item.index, item.plan["file"], exc)
-            return 0
-        header = proto.ChunkHeader(r.id, r.name, r.version, item.plan["file"], item.index)
-        try:
-            self.link.publish(proto.device_update_topic(self.prefix, device, "chunk"),
-                              proto.encode_chunk(header, data), qos=1)
-        except LinkError as exc:
-            log.warning("chunk not sent to %s: %s", device, exc)
-            return None
-        self.stats.chunks_served += 1
-        self.stats.bytes_served += len(data)
-        r.bytes_served[device] = r.bytes_served.get(device, 0) + len(data)
-        if self.on_sent is not None:
-            self.on_sent(r, device, len(data))
-        return len(data)
-
+# --- from paho's thread to the serving loop ------------------------------------------------------
 
 class Inbox:
     """Messages from paho's thread to the serving loop, at most `limit_bytes` of payload

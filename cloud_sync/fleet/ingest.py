@@ -31,7 +31,8 @@ from typing import Any
 from cloud_sync import batch as batch_codec
 from cloud_sync import topics
 from cloud_sync.errors import FleetStoreError, LinkError, PayloadError
-from cloud_sync.fleet.store import FleetStore, check_batch, parse_device_json, valid_name
+from cloud_sync.fleet.device_input import check_batch, parse_device_json, valid_name
+from cloud_sync.fleet.store import FleetStore
 from cloud_sync.mqtt_client import LinkSettings, MqttLink
 from device.config import Config
 

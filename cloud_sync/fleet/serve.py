@@ -12,9 +12,9 @@ timed out (then only to the devices that stage targets). A halted rollout is not
 statuses of late devices are written to the rollout file, so `edgelens-fleet rollout status`
 shows them catching up.
 
-Device messages are checked as a push checks them (update_delivery: strict parsing, group from
-the groups file, chunk requests deduplicated, capped and paced per device); a bad one is
-counted and ignored and never ends the service.
+Device messages are checked as a push checks them (delivery: strict parsing; membership: the
+group from the groups file; chunk_sender: chunk requests deduplicated, capped and paced per
+device); a bad one is counted and ignored and never ends the service.
 """
 
 from __future__ import annotations
@@ -29,13 +29,14 @@ from typing import Any
 
 from cloud_sync import update_protocol as proto
 from cloud_sync.errors import PayloadError, SyncError
-from cloud_sync.fleet.store import valid_name
+from cloud_sync.fleet.device_input import valid_name
 from cloud_sync.mqtt_client import LinkSettings, MqttLink
 from cloud_sync.fleet.rollout import Rollout, RolloutFile, record_status
 from cloud_sync.signing import TrustedKeys
-from cloud_sync.fleet.delivery import (ChunkSender, Inbox, Membership, ServerStats,
-                                         check_signed, handle_safely, parse_request,
-                                         parse_status)
+from cloud_sync.fleet.chunk_sender import ChunkSender, ServerStats
+from cloud_sync.fleet.delivery import (Inbox, check_signed, handle_safely, parse_request,
+                                       parse_status)
+from cloud_sync.fleet.membership import Membership
 
 log = logging.getLogger(__name__)
 

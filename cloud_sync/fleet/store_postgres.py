@@ -29,7 +29,8 @@ from typing import Any, Iterator, Sequence
 
 from cloud_sync.errors import FleetStoreError
 from cloud_sync.fleet import migrations
-from cloud_sync.fleet.store import SqlFleetStore, Tx
+from cloud_sync.fleet.store import SqlFleetStore
+from cloud_sync.fleet.store_views import Tx
 
 try:
     import psycopg

@@ -19,7 +19,8 @@ from pathlib import Path
 from cloud_sync.cli_common import dump_json, load_config, setup_logging, stop_on_signals
 from cloud_sync.errors import SyncError
 from cloud_sync.fleet.acl import load_groups, render_acl
-from cloud_sync.fleet.delivery import NO_GROUPS_FILE, UpdateServer, load_signed, signed_desired
+from cloud_sync.fleet.delivery import UpdateServer, load_signed, signed_desired
+from cloud_sync.fleet.membership import NO_GROUPS_FILE
 from cloud_sync.fleet.rollout import Rollout, RolloutFile, clean_status, progress_bar, summary_text
 from cloud_sync.fleet.serve import RolloutService
 from cloud_sync.signing import TrustedKeys, keygen

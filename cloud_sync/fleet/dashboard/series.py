@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from cloud_sync.errors import FleetStoreError
-from cloud_sync.fleet.store import FRAME_MISS_COUNTERS, check_record
+from cloud_sync.fleet.device_input import check_record
+from cloud_sync.fleet.store_views import FRAME_MISS_COUNTERS
 
 FRAME_PATH = "frame_path"
 

@@ -15,8 +15,9 @@ from typing import Any, Callable
 from cloud_sync.errors import SyncError
 from cloud_sync.fleet.dashboard.charts import Chart, line_chart
 from cloud_sync.fleet.dashboard.series import FRAME_PATH, Bucket, History, read_history
+from cloud_sync.fleet.device_input import valid_name
 from cloud_sync.fleet.rollout import Rollout, RolloutFile, summary_text
-from cloud_sync.fleet.store import DeviceRow, valid_name
+from cloud_sync.fleet.store_views import DeviceRow
 from cloud_sync.fleet.updates_cli import rollout_rows
 
 log = logging.getLogger(__name__)

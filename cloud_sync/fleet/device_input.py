@@ -1,0 +1,174 @@
+"""What devices send, checked before the fleet takes it: names (device ids, groups), JSON from a
+device, a telemetry batch's own fields, each record's body, a device status.
+
+Everything a device sends is hostile until checked. A record whose fields have the wrong type or
+range, or that holds NaN/Infinity (JSON cannot carry them; `allow_nan=False`), gets a reason (a
+fixed name such as `metric.schema`, never device text); the fleet store counts it per device and
+reason and stores the rest of its batch. A batch or status that cannot be stored at all is a
+PayloadError.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+from cloud_sync.batch import Batch
+from cloud_sync.errors import PayloadError
+
+INT64_MAX = 2**63 - 1
+_MAX_BOOT_ID = 128
+_MAX_COUNT = 2**53                 # a per-second counter beyond this is not a counter
+_MAX_WINDOW_S = 86_400.0
+
+# device ids and group names: 1-64 of A-Z a-z 0-9 _ . -, first a letter or digit; \Z, not $,
+# which would let a trailing newline through
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+
+
+def valid_name(name: Any) -> bool:
+    """A device id or group name as the fleet accepts it (no trailing newline)."""
+    return isinstance(name, str) and _NAME.match(name) is not None
+
+
+def parse_device_json(payload: bytes, what: str, limit: int) -> dict[str, Any]:
+    """A JSON object from a device: PayloadError when over `limit` bytes, not UTF-8 JSON, not
+    an object, or holding NaN/Infinity (Python's json accepts them; JSON does not) or a number
+    no float can hold (1e999)."""
+    if len(payload) > limit:
+        raise PayloadError(f"{what} of {len(payload)} bytes is over the limit of {limit}")
+    try:
+        body = json.loads(payload, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise PayloadError(f"{what} is not JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise PayloadError(f"{what} must be a JSON object, got {type(body).__name__}")
+    return body
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):            # 1e999: valid JSON, but not a float
+        raise ValueError(f"{text[:40]} is out of range")
+    return value
+
+
+def check_batch(batch: Batch) -> None:
+    """PayloadError when a batch's own clocks or boot id cannot be stored."""
+    if not (_int_in(batch.sent_wall_ns, 0, INT64_MAX) and
+            _int_in(batch.sent_mono_ns, 0, INT64_MAX)):
+        raise PayloadError(f"batch from {batch.device} has clocks out of range")
+    if len(batch.boot_id) > _MAX_BOOT_ID:
+        raise PayloadError(f"batch from {batch.device} has a boot id over {_MAX_BOOT_ID} "
+                           "characters")
+    if not _storable_text(batch.boot_id):
+        raise PayloadError(f"batch from {batch.device} has a boot id with a NUL or a lone "
+                           "surrogate")
+
+
+def check_status(status: Any) -> None:
+    """PayloadError unless a device status (P/<device>/status) has the shape the views read."""
+    if not isinstance(status, dict):
+        raise PayloadError(f"status must be a JSON object, got {type(status).__name__}")
+    total = status.get("backlog_total")
+    if total is not None and not is_count(total):
+        raise PayloadError(f"status backlog_total {total!r:.40} is not a count")
+    for key in ("backlog", "counters"):
+        value = status.get(key)
+        if value is not None and not (isinstance(value, dict) and
+                                      all(is_count(v) for v in value.values())):
+            raise PayloadError(f"status {key} must map names to counts")
+
+
+def check_record(kind: str, body: Any) -> str | None:
+    """None when a record body has the shape the fleet views read, else the reason (a fixed
+    name such as `metric.schema`). NaN/Infinity are refused when the body is written."""
+    if not isinstance(body, dict):
+        return "record.schema"
+    if kind in ("metric", "quality"):
+        window = body.get("window_s", 1.0)
+        if not (_number(window) and 0 < window <= _MAX_WINDOW_S):
+            return f"{kind}.schema"
+    if kind == "metric":
+        counts, stats = body.get("counts", {}), body.get("stats", {})
+        if not (isinstance(counts, dict) and all(is_count(v) for v in counts.values())):
+            return "metric.schema"
+        if not isinstance(stats, dict) or not all(
+                isinstance(s, dict) and _number(s.get("p95")) and s["p95"] >= 0 and
+                is_count(s.get("n", 1)) for s in stats.values()):
+            return "metric.schema"
+        if not isinstance(body.get("gauges", {}), dict):
+            return "metric.schema"
+    elif kind == "prediction":
+        models = body.get("models", {})
+        if not (isinstance(models, dict) and all(
+                isinstance(m, dict) and isinstance(m.get("name"), str) and
+                isinstance(m.get("version"), str) for m in models.values())):
+            return "prediction.schema"
+        shadow = body.get("shadow")
+        if shadow is not None and not isinstance(shadow, dict):
+            return "prediction.schema"
+    elif kind == "log":
+        if not isinstance(body.get("severity", ""), str):
+            return "log.schema"
+    return None
+
+
+def field_problem(seq: int, wall: int, mono: int, boot: str, ts: int) -> str | None:
+    """None when a record's seq, clocks and boot id can be stored as they are, else the
+    reason."""
+    if not _int_in(seq, 0, INT64_MAX):
+        return "record.seq"
+    if not all(_int_in(v, 0, INT64_MAX) for v in (wall, mono)) or \
+            not _int_in(ts, -INT64_MAX, INT64_MAX):
+        return "record.clock"
+    if len(boot) > _MAX_BOOT_ID or not _storable_text(boot):
+        return "record.boot_id"
+    return None
+
+
+def _storable_text(text: str) -> bool:
+    """Text every backend stores as sent: UTF-8 without NUL (PostgreSQL's text holds no NUL;
+    a lone surrogate, which JSON's \\ud800 escape can carry, is not UTF-8)."""
+    if "\0" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def storable_json(body: Any) -> tuple[str | None, str | None]:
+    """(compact JSON, None), or (None, reason) for a body JSON cannot carry: NaN or Infinity
+    (`allow_nan=False`), or nesting deeper than the encoder goes."""
+    try:
+        return json.dumps(body, separators=(",", ":"), allow_nan=False), None
+    except ValueError:
+        return None, "record.non_finite"
+    except RecursionError:
+        return None, "record.too_deep"
+
+
+def _int_in(value: Any, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def is_count(value: Any) -> bool:
+    """A count the fleet's views add up: an int (not a bool) from 0 to 2**53."""
+    return _int_in(value, 0, _MAX_COUNT)
+
+
+def _number(value: Any) -> bool:
+    """A finite JSON number a float can hold exactly enough (huge ints are not numbers here)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return -_MAX_COUNT <= value <= _MAX_COUNT
+    return isinstance(value, float) and math.isfinite(value)

@@ -50,6 +50,8 @@ def bridge_config(name: str, core_host: str, core_port: int, prefix: str = PREFI
             f"topic {prefix}/+/update/request out 1",
             f"topic {prefix}/+/cmd/+ in 1",
             f"topic {prefix}/+/update/chunk in 1",
+            f"topic {prefix}/+/receipt in 1",
+            f"topic {prefix}/_fleet/receipts in 1",
             f"topic {prefix}/_group/+/desired/+ in 1"]
 
 
@@ -122,6 +124,9 @@ def test_records_sent_while_the_core_is_down_wait_in_the_regional_broker(tmp_pat
         core.start()
         assert wait_until(lambda: fleet.record_count() == 500, 60), \
             (fleet.record_count(), regional.log_file.read_text()[-2000:])
+        # the core's ingest confirmed them through the bridge: nothing waits to be sent again
+        assert wait_until(lambda: agent.worker.store.unconfirmed() == 0, 30)
+        assert agent.worker.stats.confirmed_records >= 400
     finally:
         recorder.close()
         agent.stop()

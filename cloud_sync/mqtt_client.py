@@ -180,7 +180,7 @@ class MqttLink:
         try:
             self._client.reconnect()
         except (OSError, ValueError) as exc:
-            log.warning("MQTT reconnect failed (%s); paho keeps retrying", exc)
+            log.warning("MQTT reconnect failed; paho keeps retrying", extra={"error": str(exc)})
 
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
@@ -205,7 +205,7 @@ class MqttLink:
                                             qos=1, retain=True)
                 info.wait_for_publish(timeout)
             except (RuntimeError, ValueError) as exc:
-                log.warning("could not publish offline availability: %s", exc)
+                log.warning("could not publish offline availability", extra={"error": str(exc)})
         self._client.disconnect()
         self._client.loop_stop()
         self._connected.clear()
@@ -235,19 +235,21 @@ class MqttLink:
         now = time.monotonic()
         if now - self._last_fail_log >= 30.0:
             self._last_fail_log = now
-            log.warning("MQTT broker %s:%s unreachable (%d attempts so far); retrying with "
-                        "backoff up to %.0f s", self.settings.host, self.settings.port,
-                        self.connect_failures, self.settings.reconnect_max_s)
+            log.warning("MQTT broker unreachable; retrying with backoff", extra={
+                "host": self.settings.host, "port": self.settings.port,
+                "attempts": self.connect_failures,
+                "backoff_max_s": self.settings.reconnect_max_s})
 
     def _handle_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             self.last_error = f"broker refused connection: {reason_code}"
-            log.error("MQTT %s:%s refused the connection: %s", self.settings.host,
-                      self.settings.port, reason_code)
+            log.error("MQTT broker refused the connection", extra={
+                "host": self.settings.host, "port": self.settings.port,
+                "reason": str(reason_code)})
             return
         self.connects += 1
-        log.info("MQTT connected to %s:%s (session present: %s)", self.settings.host,
-                 self.settings.port, flags.session_present)
+        log.info("MQTT connected", extra={"host": self.settings.host, "port": self.settings.port,
+                                          "session_present": flags.session_present})
         for sub in self._subscriptions:
             self._subscribe(client, sub.topic, sub.qos)
         if self.availability is not None:
@@ -267,10 +269,12 @@ class MqttLink:
         was = self.connected
         self._connected.clear()
         if was and reason_code.is_failure:
-            log.warning("MQTT disconnected from %s:%s: %s", self.settings.host,
-                        self.settings.port, reason_code)
+            log.warning("MQTT disconnected", extra={"host": self.settings.host,
+                                                    "port": self.settings.port,
+                                                    "reason": str(reason_code)})
         elif was:
-            log.info("MQTT disconnected from %s:%s", self.settings.host, self.settings.port)
+            log.info("MQTT disconnected", extra={"host": self.settings.host,
+                                                 "port": self.settings.port})
 
     def _handle_message(self, client, userdata, message: paho.MQTTMessage) -> None:
         keep = None
@@ -288,4 +292,4 @@ class MqttLink:
             try:
                 self._on_ack(mid, int(reason_code.value))
             except Exception:
-                log.exception("MQTT ack handler failed for mid %s", mid)
+                log.exception("MQTT ack handler failed", extra={"mid": mid})

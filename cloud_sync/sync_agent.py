@@ -206,7 +206,8 @@ class SyncAgent:
         try:
             self.updates.run(stop)
         except BaseException as exc:  # noqa: BLE001 - reported; the loop starts it again
-            log.critical("model-updates thread died: %r", exc, exc_info=exc)
+            log.critical("model-updates thread died",
+                         extra={"error": f"{type(exc).__name__}: {exc}"}, exc_info=exc)
 
     def _supervise_updates(self, stop: threading.Event) -> None:
         """The model-updates thread must never be gone while we run: start it again (counted
@@ -215,8 +216,8 @@ class SyncAgent:
         if thread is None or thread.is_alive() or stop.is_set():
             return
         self.stats.updates_restarts += 1
-        log.error("model-updates thread ended; starting it again (restart %d)",
-                  self.stats.updates_restarts)
+        log.error("model-updates thread ended; starting it again",
+                  extra={"restarts": self.stats.updates_restarts})
         self._status_due.set()
         self._start_updates(stop)
 
@@ -230,10 +231,11 @@ class SyncAgent:
         try:
             records = self.store.unsent(self.sync.batch_records, self.sync.batch_bytes, skip)
         except TelemetryError as exc:
-            self._noisy("read", "cannot read telemetry store: %s", exc)
+            self._noisy("read", "cannot read telemetry store", {"error": str(exc)})
             return False
         except Exception as exc:  # sqlite3 errors while the pipeline swaps the file
-            self._noisy("read", "cannot read telemetry store: %r", exc)
+            self._noisy("read", "cannot read telemetry store",
+                        {"error": f"{type(exc).__name__}: {exc}"})
             return False
         if not records:
             return False
@@ -246,7 +248,7 @@ class SyncAgent:
             mid = self.link.publish(self._telemetry_topic, payload, qos=1,
                                     content_type=batch_codec.CONTENT_TYPE)
         except LinkError as exc:
-            self._noisy("publish", "%s", exc)
+            self._noisy("publish", "telemetry batch not published", {"error": str(exc)})
             return False
         self._inflight[mid] = _Inflight([r.seq for r in records], time.monotonic(),
                                         len(payload))
@@ -273,10 +275,11 @@ class SyncAgent:
             if refused:
                 self.stats.refused_batches += 1
                 self._paused_until = time.monotonic() + self.sync.retry_delay_s
-                self._noisy("refused", "broker did not take a batch (reason 0x%02x%s); "
-                            "resending in %.1f s", reason,
-                            ", no fleet ingest subscribed" if reason == NO_MATCHING_SUBSCRIBERS
-                            else "", self.sync.retry_delay_s)
+                self._noisy("refused", "broker did not take a batch; resending it", {
+                    "reason": f"0x{reason:02x}" + (", no fleet ingest subscribed"
+                                                   if reason == NO_MATCHING_SUBSCRIBERS
+                                                   else ""),
+                    "retry_in_s": self.sync.retry_delay_s})
                 continue
             early = [s for s in entry.seqs if s in self._early]
             self._early.difference_update(early)
@@ -288,7 +291,8 @@ class SyncAgent:
                                      else entry.seqs, self._receipt_wait(),
                                      self.sync.receipt_max_wait_s)
             except TelemetryError as exc:
-                log.error("%s; those records will be sent again", exc)
+                log.error("acknowledged records not marked sent; they will be sent again",
+                          extra={"error": str(exc)})
                 continue
             self.stats.acked_batches += 1
             self.stats.acked_records += len(entry.seqs)
@@ -319,9 +323,11 @@ class SyncAgent:
             if said is not None:
                 confirms = said == b"1"
                 if confirms != self._fleet_confirms:
-                    log.info("the fleet %s receipts after its commits%s",
-                             "sends" if confirms else "no longer sends",
-                             "" if confirms else ": a PUBACK counts as delivered")
+                    if confirms:
+                        log.info("the fleet sends receipts after its commits")
+                    else:
+                        log.info("the fleet no longer sends receipts after its commits: a "
+                                 "PUBACK counts as delivered")
                 self._fleet_confirms, self._heard_fleet = confirms, True
                 self.store.set_meta("fleet_receipts", "1" if confirms else "0")
             if receipts:
@@ -334,18 +340,18 @@ class SyncAgent:
                 again = self.store.resend_unconfirmed()
                 if again:
                     self.stats.resent_unconfirmed += again
-                    self._noisy("unconfirmed", "%d records got no receipt from the fleet in "
-                                "time; sending them again", again)
+                    self._noisy("unconfirmed", "records got no receipt from the fleet in "
+                                "time; sending them again", {"count": again})
         except TelemetryError as exc:
-            self._noisy("receipts", "receipts not recorded: %s", exc)
+            self._noisy("receipts", "receipts not recorded", {"error": str(exc)})
 
     def _expire_inflight(self, now: float) -> None:
         timeout = self.sync.ack_timeout_s
         for mid in [m for m, e in self._inflight.items() if now - e.sent_at > timeout]:
             self._early.difference_update(self._inflight.pop(mid).seqs)
             self.stats.timed_out_batches += 1
-            self._noisy("timeout", "batch %d not acknowledged in %.1f s; will resend", mid,
-                        timeout)
+            self._noisy("timeout", "batch not acknowledged in time; will resend",
+                        {"mid": mid, "timeout_s": timeout})
 
     # --- status (the backlog gauge) -------------------------------------------------------------
 
@@ -367,9 +373,10 @@ class SyncAgent:
             body = json.dumps(self.status()).encode()
             self.link.publish(self._status_topic, body, qos=1, retain=True)
         except (LinkError, TelemetryError) as exc:
-            self._noisy("status", "status not published: %s", exc)
+            self._noisy("status", "status not published", {"error": str(exc)})
         except Exception as exc:  # sqlite3 while the file is being swapped
-            self._noisy("status", "status not published: %r", exc)
+            self._noisy("status", "status not published",
+                        {"error": f"{type(exc).__name__}: {exc}"})
 
     # --- inbound commands -----------------------------------------------------------------------
 
@@ -392,10 +399,11 @@ class SyncAgent:
                 self.commands[name](body)
         except PayloadError as exc:
             self.stats.inbound_dropped += 1
-            log.warning("inbound message dropped: %s", exc)
+            log.warning("inbound message dropped", extra={"error": str(exc)})
         except Exception as exc:  # noqa: BLE001 - counted and dropped, never raised to paho
             self.stats.inbound_dropped += 1
-            self._noisy("inbound", "inbound message on %s dropped: %r", topic, exc)
+            self._noisy("inbound", "inbound message dropped",
+                        {"topic": topic, "error": f"{type(exc).__name__}: {exc}"})
 
     def _note_receipt(self, topic: str, payload: bytes) -> None:
         """paho's thread: queue it for the loop (which owns the store)."""
@@ -423,7 +431,8 @@ class SyncAgent:
         if self.store is not None and not self.store.replaced():
             return
         if self.store is not None:
-            log.warning("telemetry store %s was replaced; reopening", self.store.path)
+            log.warning("telemetry store was replaced; reopening",
+                        extra={"path": str(self.store.path)})
             self.store.close()
             self.store = None
             self._inflight.clear()
@@ -433,14 +442,15 @@ class SyncAgent:
                                              quarantine=False)
             self._fleet_confirms = self.store.meta("fleet_receipts") == "1"
         except StoreCorruptError as exc:
-            self._noisy("corrupt", "telemetry store unusable (the pipeline quarantines it): "
-                        "%s", exc)
+            self._noisy("corrupt", "telemetry store unusable (the pipeline quarantines it)",
+                        {"error": str(exc)})
         except (TelemetryError, OSError) as exc:
-            self._noisy("open", "cannot open telemetry store: %s", exc)
+            self._noisy("open", "cannot open telemetry store", {"error": str(exc)})
 
-    def _noisy(self, key: str, message: str, *args: Any) -> None:
-        """Log a repeating warning at most every 30 s."""
+    def _noisy(self, key: str, event: str, fields: dict[str, Any]) -> None:
+        """Log a repeating warning (`event`, with `fields` as its structured fields) at most
+        every 30 s."""
         now = time.monotonic()
         if now - self._noisy_at.get(key, -1e9) >= _NOISY_LOG_EVERY_S:
             self._noisy_at[key] = now
-            log.warning(message, *args)
+            log.warning(event, extra=fields)

@@ -126,8 +126,8 @@ class UpdateAgent(InstallSteps):
                 why = ""
         if why:
             self._status_dirty = True
-            self._noisy("inbox", logging.WARNING, "update message on %s dropped: %s", topic,
-                        why)
+            self._noisy("inbox", logging.WARNING, "update message dropped",
+                        {"topic": topic, "reason": why})
             return
         self.inbox.put((topic, bytes(payload)))
 
@@ -176,8 +176,9 @@ class UpdateAgent(InstallSteps):
     def _crashed(self, exc: BaseException, delay: float) -> None:
         self.stats.restarts += 1
         self.stats.last_error = f"{type(exc).__name__}: {exc}"[:300]
-        log.error("update agent loop failed (restart %d in %.1f s): %s", self.stats.restarts,
-                  delay, self.stats.last_error, exc_info=exc)
+        log.error("update agent loop failed; restarting it",
+                  extra={"restarts": self.stats.restarts, "restart_in_s": delay,
+                         "error": self.stats.last_error}, exc_info=exc)
         try:
             self.audit("update_agent_restarted", {"error": self.stats.last_error,
                                                   "restarts": self.stats.restarts})
@@ -203,12 +204,13 @@ class UpdateAgent(InstallSteps):
             try:
                 self._consider(name, job.desired)
             except PayloadError as exc:
-                log.warning("interrupted update of %s %s not resumed: %s", name, job.version,
-                            exc)
+                log.warning("interrupted update not resumed",
+                            extra={"model": name, "version": job.version, "error": str(exc)})
             except Exception as exc:  # noqa: BLE001
                 self.stats.step_errors += 1
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"[:300]
-                log.exception("interrupted update of %s %s not resumed", name, job.version)
+                log.exception("interrupted update not resumed",
+                              extra={"model": name, "version": job.version})
 
     def _prepare_store(self) -> None:
         self.staging.mkdir(parents=True, exist_ok=True)
@@ -234,15 +236,15 @@ class UpdateAgent(InstallSteps):
                 self.stats.ignored_foreign += 1
         except BadControl as exc:
             self.stats.ignored_bad_control += 1
-            log.warning("desired state on %s ignored: %s", topic, exc)
+            log.warning("desired state ignored", extra={"topic": topic, "error": str(exc)})
         except PayloadError as exc:
             self.stats.ignored_malformed += 1
-            log.warning("update message on %s ignored: %s", topic, exc)
+            log.warning("update message ignored", extra={"topic": topic, "error": str(exc)})
         except Exception as exc:  # noqa: BLE001 - one message must never stop updates
             self.stats.dropped_errors += 1
             self.stats.last_error = f"{type(exc).__name__}: {exc}"[:300]
-            self._noisy("dispatch", logging.ERROR, "update message on %s dropped: %s", topic,
-                        self.stats.last_error, exc_info=exc)
+            self._noisy("dispatch", logging.ERROR, "update message dropped",
+                        {"topic": topic, "error": self.stats.last_error}, exc_info=exc)
             self._reconcile()
         finally:
             self._status_dirty = True    # the counters changed: reported within 0.5 s
@@ -268,9 +270,9 @@ class UpdateAgent(InstallSteps):
             # the retained message can), never stop or take over one under way
             self.stats.ignored_unsigned_control += 1
             self._noisy(f"unsigned-{name}", logging.WARNING,
-                        "unsigned desired state for %s (stage %s, rollout %s) ignored: the "
-                        "download of %s under rollout %s goes on", name, stage, rollout,
-                        job.version, job.rollout)
+                        "unsigned desired state ignored: the download under way goes on",
+                        {"model": name, "stage": stage, "rollout": rollout,
+                         "download_version": job.version, "download_rollout": job.rollout})
             return
         if stage == "halted":
             if downloading and job.rollout == rollout:
@@ -300,8 +302,8 @@ class UpdateAgent(InstallSteps):
             try:
                 self.memory.save(memory)
             except OSError as exc:
-                log.error("control block of %s not recorded (%s): an older one could be "
-                          "replayed until it is", name, describe_os_error(exc))
+                log.error("control block not recorded: an older one could be replayed until "
+                          "it is", extra={"model": name, "error": describe_os_error(exc)})
         return True
 
     def _accept(self, name: str, body: dict, manifest: dict, signed: bool = False) -> None:
@@ -356,7 +358,8 @@ class UpdateAgent(InstallSteps):
 
     def _refuse(self, name: str, rollout: str, manifest: dict, reason: str) -> None:
         version = manifest.get("version") if isinstance(manifest, dict) else None
-        log.warning("update of %s to %s refused: %s", name, version, reason)
+        log.warning("update refused",
+                    extra={"model": name, "version": version, "reason": reason})
         self.audit("update_refused", {"model": name, "version": version, "rollout": rollout,
                                       "reason": reason})
         job = self.jobs.get(name)
@@ -381,7 +384,7 @@ class UpdateAgent(InstallSteps):
                 self.link.publish(self._request_topic, json.dumps(body).encode(), qos=1)
                 self.stats.requests_sent += 1
             except LinkError as exc:
-                log.debug("chunk request not sent: %s", exc)
+                log.debug("chunk request not sent", extra={"error": str(exc)})
 
     def _on_chunk(self, payload: bytes) -> None:
         header, data = proto.decode_chunk(payload)
@@ -428,7 +431,8 @@ class UpdateAgent(InstallSteps):
         try:
             job.download.discard()
         except OSError as discard_exc:
-            log.error("staging of %s %s not freed: %s", job.name, job.version, discard_exc)
+            log.error("staging not freed", extra={"model": job.name, "version": job.version,
+                                                  "error": str(discard_exc)})
         self._refuse(job.name, job.rollout, job.desired["manifest"],
                      f"cannot write the download to {self.staging}: {describe_os_error(exc)} "
                      f"({got} of {total} bytes were staged; staging freed)")
@@ -463,9 +467,9 @@ class UpdateAgent(InstallSteps):
             except Exception as exc:  # noqa: BLE001 - counted, retried on the next tick
                 self.stats.step_errors += 1
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"[:300]
-                self._noisy(f"step-{job.name}", logging.ERROR, "update step of %s %s (%s) "
-                            "failed: %s", job.name, job.version, job.state,
-                            self.stats.last_error, exc_info=exc)
+                self._noisy(f"step-{job.name}", logging.ERROR, "update step failed",
+                            {"model": job.name, "version": job.version, "state": job.state,
+                             "error": self.stats.last_error}, exc_info=exc)
         if self._status_dirty and now - self._status_at >= _STATUS_EVERY_S:
             self._publish_status(now)
 
@@ -474,8 +478,9 @@ class UpdateAgent(InstallSteps):
                  **fields}
         self.models[name] = entry
         if not quiet:
-            log.info("update %s: %s %s", name, state, {k: v for k, v in fields.items()
-                                                        if k != "checks"})
+            log.info("model update state", extra={
+                "model": name, "state": state,
+                **{k: v for k, v in fields.items() if k != "checks"}})
         self._status_dirty = True
         if not quiet:
             self._status_at = 0.0       # state changes go out at once; progress is paced
@@ -500,13 +505,14 @@ class UpdateAgent(InstallSteps):
         except EdgelensError:
             return None
 
-    def _noisy(self, key: str, level: int, message: str, *args: Any,
+    def _noisy(self, key: str, level: int, event: str, fields: dict[str, Any],
                exc_info: BaseException | None = None) -> None:
-        """Log a repeating problem at most every 30 s (with its traceback, if any)."""
+        """Log a repeating problem (`event`, with `fields` as its structured fields) at most
+        every 30 s (with its traceback, if any)."""
         now = time.monotonic()
         if now - self._noisy_at.get(key, -1e9) >= _NOISY_EVERY_S:
             self._noisy_at[key] = now
-            log.log(level, message, *args, exc_info=exc_info)
+            log.log(level, event, extra=fields, exc_info=exc_info)
 
     def _remember(self) -> dict[str, Any]:
         """The replay memory as it is on disk now (update_memory.ReplayMemory)."""

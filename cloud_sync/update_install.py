@@ -119,8 +119,9 @@ class InstallSteps:
         verdict = install.read_health(self.store.root / job.name / job.version)
         if verdict is None:
             if now >= job.health_deadline:
-                log.warning("no health verdict on %s %s from the pipeline in %.0f s; checking "
-                            "here", job.name, job.version, self.settings.health_timeout_s)
+                log.warning("no health verdict from the pipeline in time; checking here",
+                            extra={"model": job.name, "version": job.version,
+                                   "timeout_s": self.settings.health_timeout_s})
                 self._judge_here(job)
             return
         if verdict.get("healthy") is True and job.shadow:
@@ -152,8 +153,9 @@ class InstallSteps:
         target = install.previous_good(self.store, job.name, job.version) or job.previous
         if target is None or target == job.version or target not in self.store.versions(
                 job.name):
-            log.error("%s %s is unhealthy (%s) and there is no previous version to go back "
-                      "to", job.name, job.version, reason)
+            log.error("model version is unhealthy and there is no previous version to go "
+                      "back to", extra={"model": job.name, "version": job.version,
+                                        "reason": reason})
             job.state = "unhealthy"
             self._set(job.name, "unhealthy", version=job.version, rollout=job.rollout,
                       reason=reason)
@@ -170,8 +172,9 @@ class InstallSteps:
         try:
             self.memory.save(memory)
         except OSError as exc:
-            log.error("failed version %s %s not recorded (%s): a later offer of it would be "
-                      "installed again", job.name, job.version, describe_os_error(exc))
+            log.error("failed version not recorded: a later offer of it would be installed "
+                      "again", extra={"model": job.name, "version": job.version,
+                                      "error": describe_os_error(exc)})
         flag = {"shadow": True} if shadow else {}
         self.audit("model_rolled_back", {"model": job.name, "version": job.version, **flag,
                                          **(audit or {}), "reason": reason,

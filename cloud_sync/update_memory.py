@@ -37,8 +37,8 @@ class ReplayMemory:
         except FileNotFoundError:
             raw = {}
         except (OSError, ValueError, RecursionError) as exc:
-            log.error("update memory %s unreadable (%s): replay protection starts afresh",
-                      path or self.path, exc)
+            log.error("update memory unreadable: replay protection starts afresh",
+                      extra={"path": str(path or self.path), "error": str(exc)})
             raw = {}
         raw = raw if isinstance(raw, dict) else {}
         memory: dict[str, Any] = {}
@@ -91,15 +91,15 @@ class AuditSink:
         self._pending: list[Record] = []
 
     def __call__(self, action: str, fields: dict[str, Any]) -> None:
-        log.info("audit %s %s", action, fields)
+        log.info("audit record", extra={"action": action, "details": fields})
         if not self.settings.enabled:
             return
         wall, mono = self._clock.now()
         self._pending.append(Record("audit", wall, mono, {"action": action, **fields}))
         if len(self._pending) > self._MAX_PENDING:
             del self._pending[0]
-            log.error("more than %d audit records waiting for the telemetry store; the oldest "
-                      "was dropped", self._MAX_PENDING)
+            log.error("too many audit records waiting for the telemetry store; the oldest "
+                      "was dropped", extra={"limit": self._MAX_PENDING})
         self._write()
 
     def _write(self) -> bool:
@@ -108,16 +108,16 @@ class AuditSink:
                 self._store = TelemetryStore.shared(self.settings.db_path, self.settings)
             self._store.insert(self._pending)
         except TelemetryError as exc:
-            log.error("%d audit record(s) not stored yet (kept, retried with the next one): "
-                      "%s", len(self._pending), exc)
+            log.error("audit records not stored yet (kept, retried with the next one)",
+                      extra={"count": len(self._pending), "error": str(exc)})
             return False
         self._pending = []
         return True
 
     def close(self) -> None:
         if self._pending and self.settings.enabled and not self._write():
-            log.error("%d audit record(s) never reached the telemetry store",
-                      len(self._pending))
+            log.error("audit records never reached the telemetry store",
+                      extra={"count": len(self._pending)})
         if self._store is not None and self._owns_store:
             self._store.close()
             self._store = None

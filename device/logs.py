@@ -11,11 +11,21 @@ import time
 _STANDARD = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 
 
+def record_fields(record: logging.LogRecord) -> dict:
+    """A log record's structured fields: what the call passed as `extra=`."""
+    return {k: v for k, v in vars(record).items() if k not in _STANDARD}
+
+
+def fields_text(record: logging.LogRecord) -> str:
+    """The fields as ` k=v` pairs for a console line ("" without fields)."""
+    return "".join(f" {k}={v}" for k, v in record_fields(record).items())
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: ts, severity, event, logger, fields."""
 
     def format(self, record: logging.LogRecord) -> str:
-        fields = {k: v for k, v in vars(record).items() if k not in _STANDARD}
+        fields = record_fields(record)
         entry = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
                   + f".{int(record.msecs):03d}Z",
@@ -31,10 +41,7 @@ class JsonFormatter(logging.Formatter):
 
 class ConsoleFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        fields = {k: v for k, v in vars(record).items() if k not in _STANDARD}
-        extra = " ".join(f"{k}={v}" for k, v in fields.items())
-        text = f"{record.levelname.lower():7s} {record.getMessage()}"
-        return f"{text} {extra}" if extra else text
+        return f"{record.levelname.lower():7s} {record.getMessage()}{fields_text(record)}"
 
 
 def setup(level: str = "INFO", file: str = "", max_bytes: int = 10_000_000,

@@ -122,14 +122,15 @@ class ChunkSender:
                 handle.seek(item.index * item.chunk_size)
                 data = handle.read(item.chunk_size)
         except OSError as exc:
-            log.warning("chunk %d of %s not read: %s", item.index, item.plan["file"], exc)
+            log.warning("chunk not read", extra={"chunk": item.index, "file": item.plan["file"],
+                                                 "error": str(exc)})
             return 0
         header = proto.ChunkHeader(r.id, r.name, r.version, item.plan["file"], item.index)
         try:
             self.link.publish(proto.device_update_topic(self.prefix, device, "chunk"),
                               proto.encode_chunk(header, data), qos=1)
         except LinkError as exc:
-            log.warning("chunk not sent to %s: %s", device, exc)
+            log.warning("chunk not sent", extra={"device": device, "error": str(exc)})
             return None
         self.stats.chunks_served += 1
         self.stats.bytes_served += len(data)

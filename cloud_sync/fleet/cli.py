@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from cloud_sync.cli_common import (LOG_FORMAT, LOG_LEVELS, add_global_options, dump_json,
+from cloud_sync.cli_common import (LOG_LEVELS, add_global_options, console_handler, dump_json,
                                  load_config, setup_logging, silence_stdout, stop_on_signals)
 from cloud_sync.errors import SyncError
 from cloud_sync.fleet.dev_fleet import DevFleet
@@ -237,7 +237,9 @@ def _n(value) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.log_level:                 # commands that set up logging themselves keep it
-        logging.basicConfig(level=getattr(logging, args.log_level), format=LOG_FORMAT)
+        if not logging.getLogger().handlers:
+            logging.basicConfig(level=getattr(logging, args.log_level),
+                                handlers=[console_handler()])
         logging.getLogger().setLevel(args.log_level)
     try:
         code = args.func(args)

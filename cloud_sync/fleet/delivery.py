@@ -167,8 +167,8 @@ class Inbox:
         if not dropped:
             self._queue.put((topic, payload))
         elif dropped in (1, 10, 100) or dropped % 1000 == 0:
-            log.warning("inbox full (%d bytes waiting): %d messages dropped", self._bytes,
-                        dropped)
+            log.warning("inbox full: messages dropped",
+                        extra={"waiting_bytes": self._bytes, "dropped": dropped})
 
     def put(self, item: tuple[str, bytes]) -> None:
         self.on_message(*item)
@@ -197,10 +197,11 @@ def handle_safely(handler: Callable[[str, bytes], None], topic: str, payload: by
         handler(topic, payload)
     except PayloadError as exc:
         stats.ignored_requests += 1
-        log.debug("ignored %s: %s", topic, exc)
+        log.debug("ignored a message", extra={"topic": topic, "error": str(exc)})
     except Exception as exc:  # noqa: BLE001  hostile input: one line, not a traceback
         stats.ignored_requests += 1
-        log.warning("ignored a message on %.200s: %s: %.200s", topic, type(exc).__name__, exc)
+        log.warning("ignored a message", extra={
+            "topic": topic[:200], "error": f"{type(exc).__name__}: {str(exc)[:200]}"})
 
 
 class UpdateServer:
@@ -212,7 +213,8 @@ class UpdateServer:
         self.cfg, self.rollout, self.signed = cfg, rollout, signed
         # refuse (NoDevices) a group without devices instead of publishing and waiting
         self.require_devices, self.wait_for_devices_s = require_devices, wait_for_devices_s
-        self.notify = notify or (lambda message: log.warning("%s", message))
+        # notices for the operator: printed by `notify` when given, else logged (see _tell)
+        self.notify = notify
         # with the signing key at hand the control fields (stage, canaries, halt) are signed
         # too, so that only the fleet can change what a device does with a download
         self.control_key = load_private(control_key) if control_key else None
@@ -281,24 +283,33 @@ class UpdateServer:
         members, where = self._members()
         if members:
             if not set(members) & set(self.rollout.members):
-                self.notify(f"none of the {len(members)} device(s) of group "
-                            f"{self.rollout.group!r} {where} has reported yet "
-                            f"({', '.join(members[:5])}{', ...' if len(members) > 5 else ''});"
-                            " the push waits for them (--timeout) and the desired state "
-                            "stays retained for them")
+                shown = f"{', '.join(members[:5])}{', ...' if len(members) > 5 else ''}"
+                self._tell(f"none of the {len(members)} device(s) of group "
+                           f"{self.rollout.group!r} {where} has reported yet ({shown}); the "
+                           "push waits for them (--timeout) and the desired state stays "
+                           "retained for them",
+                           "no device of the group has reported yet; the push waits for them",
+                           {"group": self.rollout.group, "count": len(members),
+                            "devices": shown, "groups_file": str(self.membership.path)})
             return
         r = self.rollout
         if self.wait_for_devices_s > 0:
-            self.notify(f"group {r.group!r} has no devices yet ({self._no_devices_why()}); "
-                        f"waiting up to {self.wait_for_devices_s:g} s for one (a device "
-                        f"whose edgelens-sync runs with [updates] group = {r.group!r})")
+            self._tell(f"group {r.group!r} has no devices yet ({self._no_devices_why()}); "
+                       f"waiting up to {self.wait_for_devices_s:g} s for one (a device "
+                       f"whose edgelens-sync runs with [updates] group = {r.group!r})",
+                       "group has no devices yet; waiting for one",
+                       {"group": r.group, "groups_file": str(self.membership.path),
+                        "wait_s": self.wait_for_devices_s})
             end = time.monotonic() + self.wait_for_devices_s
             while not stop.is_set() and time.monotonic() < end:
                 self._drain(0.1)
                 members, where = self._members()
                 if members:
-                    self.notify(f"group {r.group!r}: {', '.join(members)} {where}; "
-                                "starting the rollout")
+                    self._tell(f"group {r.group!r}: {', '.join(members)} {where}; "
+                               "starting the rollout",
+                               "group has devices now; starting the rollout",
+                               {"group": r.group, "devices": ", ".join(members),
+                                "groups_file": str(self.membership.path)})
                     return
             if stop.is_set():
                 raise NoDevices(f"stopped while waiting for a device of group {r.group!r}: "
@@ -308,6 +319,14 @@ class UpdateServer:
                         f"List a device in it in {self.membership.path} (and start its "
                         f"edgelens-sync with [updates] group = {r.group!r}), or pass "
                         "--wait-for-devices [SECONDS] to wait for one")
+
+    def _tell(self, text: str, event: str, fields: dict[str, Any]) -> None:
+        """A notice for the operator: `text` to `notify` when the caller prints its own
+        (push, rollout rollback), else a warning logged as `event` with `fields`."""
+        if self.notify is not None:
+            self.notify(text)
+        else:
+            log.warning(event, extra=fields)
 
     def _no_devices_why(self) -> str:
         return f"{self.membership.path} lists none in it"
@@ -363,7 +382,8 @@ class UpdateServer:
 
     def _advance(self, stage: str, reason: str) -> None:
         r = self.rollout
-        log.info("rollout %s: %s → %s (%s)", r.id, r.stage, stage, reason)
+        log.info("rollout stage changed", extra={"rollout": r.id, "from_stage": r.stage,
+                                                 "to_stage": stage, "reason": reason})
         r.stage, r.reason = stage, reason
         if stage in ("done", "halted"):
             r.finished_ns = time.time_ns()

@@ -103,7 +103,7 @@ class FleetIngest:
         except PayloadError as exc:
             self._drop(exc, device, channel)
         except FleetStoreError as exc:
-            log.error("%s", exc)
+            log.error("availability or status not stored", extra={"error": str(exc)})
         except Exception as exc:  # noqa: BLE001  hostile input must not reach paho's traceback
             self._drop(exc, device, channel)
         return True
@@ -127,12 +127,15 @@ class FleetIngest:
                 self.messages += 1
                 self._send_receipt(device, [r[0] for r in batch.records])
                 if result.refused:
-                    log.warning("refused %d of %d records from %s: %s",
-                                sum(result.refused.values()), len(batch.records), device,
-                                ", ".join(f"{k}={n}" for k, n in sorted(result.refused.items())))
+                    log.warning("records refused", extra={
+                        "device": device, "count": sum(result.refused.values()),
+                        "total": len(batch.records),
+                        "reasons": ", ".join(f"{k}={n}"
+                                             for k, n in sorted(result.refused.items()))})
                 return True
             except FleetStoreError as exc:
-                log.error("attempt %d: %s", attempt + 1, exc)
+                log.error("fleet store insert failed",
+                          extra={"attempt": attempt + 1, "error": str(exc)})
                 time.sleep(0.2 * (attempt + 1))
         self.store_failures += 1
         self._reconnect.set()
@@ -145,7 +148,8 @@ class FleetIngest:
                               batch_codec.receipt(seqs), qos=1)
             self.receipts_sent += 1
         except LinkError as exc:
-            log.warning("receipt to %s not sent (%s); it will send the batch again", device, exc)
+            log.warning("receipt not sent; the device will send the batch again",
+                        extra={"device": device, "error": str(exc)})
 
     def _drop(self, exc: Exception, device: str | None = None,
               channel: str | None = None) -> None:
@@ -153,10 +157,10 @@ class FleetIngest:
         self.dropped += 1
         reason = str(exc) if isinstance(exc, PayloadError) else \
             f"{type(exc).__name__}: {exc}"
-        log.warning("message dropped: %.300s", reason.replace("\n", "\\n"))
+        log.warning("message dropped", extra={"reason": reason.replace("\n", "\\n")[:300]})
         try:
             self.store.count_dropped(self.worker)
             if device is not None and channel is not None:
                 self.store.count_refused(device, f"message.{channel}")
         except FleetStoreError as store_exc:
-            log.error("%s", store_exc)
+            log.error("dropped message not counted", extra={"error": str(store_exc)})

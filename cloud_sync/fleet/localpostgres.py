@@ -82,7 +82,8 @@ class LocalPostgres:
                   "-c max_connections=200" + ("" if self.durable else " " + _FAST)
         self._run("pg_ctl", "-D", str(data), "-l", str(log_file), "-o", options, "-w",
                   "-t", "60", "start")
-        log.info("postgres started on 127.0.0.1:%d in %s", self.port, self.folder)
+        log.info("postgres started on 127.0.0.1",
+                 extra={"port": self.port, "path": str(self.folder)})
         return self
 
     def create_database(self, name: str) -> str:
@@ -105,7 +106,7 @@ class LocalPostgres:
                 self._run("pg_ctl", "-D", str(self.folder / "data"), "-m", "immediate", "-w",
                           "stop")
             except FleetStoreError as exc:
-                log.warning("%s", exc)
+                log.warning("postgres did not stop", extra={"error": str(exc)})
         shutil.rmtree(self.folder, ignore_errors=True)
         self.folder = None
 

@@ -51,7 +51,8 @@ class Membership:
             try:
                 self._load()
             except SyncError as exc:
-                log.error("%s; keeping the groups read before", exc)
+                log.error("groups file not reloaded; keeping the groups read before",
+                          extra={"error": str(exc)})
 
     def listed(self, group: str) -> list[str]:
         """The devices the groups file puts in `group` (re-read when it changed)."""
@@ -64,8 +65,10 @@ class Membership:
             return False
         if device not in self._warned:
             self._warned.add(device)
-            log.warning("device %s claims group %.70r; %s puts it in %s: claim ignored",
-                        device, claimed, self.path, group or "no group")
+            log.warning("device claims a group the groups file does not put it in: claim "
+                        "ignored", extra={"device": device, "claimed": repr(claimed)[:70],
+                                          "groups_file": str(self.path),
+                                          "group": group or "no group"})
         return True
 
     def _load(self) -> None:

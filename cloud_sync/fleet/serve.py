@@ -98,13 +98,13 @@ class RolloutService:
         try:
             rollouts = {r.id: r for r in self.file.load()}
         except SyncError as exc:
-            log.error("%s", exc)
+            log.error("rollout file unreadable", extra={"error": str(exc)})
             return
         current = {body.get("rollout") for body in self.desired.values()}
         for rid in list(self.served):
             r = rollouts.get(rid)
             if rid not in current or r is None or not servable(r):
-                log.info("no longer serving rollout %s", rid)
+                log.info("no longer serving rollout", extra={"rollout": rid})
                 del self.served[rid]
                 self.sender.drop(rid)
         for body in self.desired.values():
@@ -115,13 +115,14 @@ class RolloutService:
             try:
                 signed = check_signed(body, Path(r.source), self.trusted, f"rollout {rid}")
             except SyncError as exc:    # SignatureError included
-                log.error("rollout %s cannot be served: %s", rid, exc)
+                log.error("rollout cannot be served", extra={"rollout": rid, "error": str(exc)})
                 self.refused.add(rid)
                 continue
             update = signed["manifest"]["update"]
             self.served[rid] = Served(r, {f["file"]: f for f in update["files"]},
                                       int(update["chunk_size"]))
-            log.info("serving rollout %s (%s %s to group %s)", rid, r.name, r.version, r.group)
+            log.info("serving rollout", extra={"rollout": rid, "model": r.name,
+                                               "version": r.version, "group": r.group})
 
     def _save(self) -> None:
         for served in self.served.values():

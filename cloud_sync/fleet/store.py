@@ -133,8 +133,8 @@ class SqlFleetStore(SqlFleetViews):
                     tx.run(statement)
                 tx.run("INSERT INTO schema_version(version, name, applied_ns) VALUES (?, ?, ?)",
                        [step.version, step.name, time.time_ns()])
-                log.info("fleet store %s: schema step %d applied (%s)", self.where,
-                         step.version, step.name)
+                log.info("fleet store schema step applied", extra={
+                    "store": self.where, "step": step.version, "step_name": step.name})
 
     def _schema_versions(self) -> set[int]:
         with self._tx("cannot read the schema version", exclusive=True) as tx:

@@ -139,8 +139,8 @@ class SqlFleetViews:
                 p95.setdefault(name.removeprefix("latency_ms."), []).append(
                     (float(stats["p95"]), stats.get("n", 1)))
         if skipped:
-            log.warning("%s: %d metric records with a bad shape left out of status", row.device,
-                        skipped)
+            log.warning("metric records with a bad shape left out of status",
+                        extra={"device": row.device, "count": skipped})
         if seconds:
             row.frames_per_s = round(frames / seconds, 2)
             row.miss_rate = round(misses / frames, 4) if frames else 0.0

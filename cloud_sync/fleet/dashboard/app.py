@@ -90,7 +90,7 @@ def create_app(view: FleetView) -> Starlette:
         return PlainTextResponse("ok\n")
 
     def failed(request: Request, exc: Exception) -> Response:
-        log.error("dashboard: %s", exc)
+        log.error("dashboard request failed", extra={"error": str(exc)})
         return PlainTextResponse(f"edgelens-fleet dashboard: {exc}\n", status_code=503)
 
     def http_error(request: Request, exc: HTTPException) -> Response:

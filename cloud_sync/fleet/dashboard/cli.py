@@ -77,8 +77,8 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         print(f"edgelens-fleet dashboard: http://{shown}:{port}/ (read-only; fleet store "
               f"{_without_password(location)}; Ctrl-C or SIGTERM stops it)", flush=True)
         if args.host not in _LOOPBACK:
-            log.warning("the dashboard has no login and listens on %s: put it behind an "
-                        "authenticating proxy", args.host)
+            log.warning("the dashboard has no login and listens beyond loopback: put it "
+                        "behind an authenticating proxy", extra={"host": args.host})
         config = uvicorn.Config(create_app(FleetView(store, settings)), log_config=None,
                                 log_level="warning", access_log=False, lifespan="off")
         # uvicorn shuts down on SIGTERM/SIGINT, then re-raises the signal into the handler it

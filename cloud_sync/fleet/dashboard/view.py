@@ -117,7 +117,8 @@ class FleetView:
             return [(r, summary_text(r.tally()), rollout_rows(r))
                     for r in latest.values()], ""
         except (SyncError, TypeError, ValueError, AttributeError) as exc:
-            log.warning("rollout file %s unreadable: %s", self.settings.rollout_file, exc)
+            log.warning("rollout file unreadable", extra={
+                "path": str(self.settings.rollout_file), "error": str(exc)})
             return [], f"rollout file {self.settings.rollout_file} is unreadable: {exc}"
 
 

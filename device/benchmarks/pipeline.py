@@ -83,6 +83,9 @@ def child(spec: dict) -> dict:
         summary = pipeline.run()
         cpu0, wall0, camera0 = ready.get("at", (cpu0, wall0, 0.0))
         metrics = pipeline.metrics
+        if metrics.histogram("frame_path") is None:
+            raise RuntimeError(f"no frame reached the display: the source {source.name} "
+                               f"failed ({pipeline.capture.last_error or 'no error recorded'})")
         frame_ms = metrics.histogram("frame_path").samples()
         new_ms = (metrics.histogram("new_recognition").samples()
                   if metrics.histogram("new_recognition") else np.zeros(0))

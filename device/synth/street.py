@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from device.errors import SourceError
 from device.synth import fonts
 from device.synth.scenes import Scene, SceneLine
 
@@ -59,6 +60,11 @@ def _font(rng: np.random.Generator, size: int) -> ImageFont.FreeTypeFont:
     candidates = [p for p in SIGN_FONTS if Path(p).is_file()]
     if not candidates:  # another distribution: any held-out font that covers the charset
         candidates = [f.path for f in fonts.fonts_for("test")]
+    if not candidates:  # a minimal system (the glasses): any font that covers the charset
+        candidates = [f.path for f in fonts.discover()]
+    if not candidates:
+        raise SourceError("no font to draw the synthetic street's signs: install "
+                          "fonts-dejavu-core (or the held-out families, scripts/setup)")
     return ImageFont.truetype(candidates[int(rng.integers(len(candidates)))], size)
 
 

@@ -18,12 +18,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Iterator, Protocol, Sequence
 
 from cloud_sync.fleet.device_input import check_record, is_count
+from cloud_sync.fleet.metric_sums import MetricSums
 from device.modelstore.shadow import SHADOW_LATENCY
 
 log = logging.getLogger(__name__)
 
-# counters that count frames which missed their deadline (the pipeline's and the generic name)
-FRAME_MISS_COUNTERS = ("frame_deadline_misses", "deadline_misses")
 
 
 @dataclass
@@ -119,36 +118,27 @@ class SqlFleetViews:
         return row
 
     def _metrics_into(self, tx: Tx, row: DeviceRow, since_ns: int) -> None:
-        seconds, frames, misses = 0.0, 0, 0
-        shadow = {"shadow_pairs": 0, "shadow_agree": 0, "shadow_skipped": 0}
-        p95: dict[str, list[tuple[float, int]]] = {}
-        skipped = 0
+        sums, skipped = MetricSums(), 0
         for (body,) in tx.run("SELECT body FROM records WHERE device = ? AND kind = 'metric' "
                               "AND ts_ns >= ?", [row.device, since_ns]):
             m = _loads_dict(body)
             if check_record("metric", m) is not None:     # stored before the checks existed
                 skipped += 1
                 continue
-            seconds += float(m.get("window_s", 1.0))
-            counts = m.get("counts", {})
-            frames += counts.get("frames_captured", 0)
-            misses += sum(counts.get(k, 0) for k in FRAME_MISS_COUNTERS)
-            for k in shadow:
-                shadow[k] += counts.get(k, 0)
-            for name, stats in m.get("stats", {}).items():   # every observed value is in ms
-                p95.setdefault(name.removeprefix("latency_ms."), []).append(
-                    (float(stats["p95"]), stats.get("n", 1)))
+            sums.add(m)
         if skipped:
             log.warning("metric records with a bad shape left out of status",
                         extra={"device": row.device, "count": skipped})
-        if seconds:
-            row.frames_per_s = round(frames / seconds, 2)
-            row.miss_rate = round(misses / frames, 4) if frames else 0.0
+        if sums.seconds:
+            row.frames_per_s = round(sums.frames / sums.seconds, 2)
+            row.miss_rate = sums.miss_rate() or 0.0
         # n-weighted mean of the per-second p95s: an estimate, labelled as such in --help
-        row.p95_ms = {path: round(sum(v * n for v, n in vals) / max(sum(n for _, n in vals), 1),
-                                  2) for path, vals in sorted(p95.items())}
+        row.p95_ms = {path: sums.percentile(path, "p95") or 0.0
+                      for path in sorted(sums.latency)}
         challenger_p95 = next((row.p95_ms[k] for k in SHADOW_LATENCY.values()
                                if k in row.p95_ms), None)
+        shadow = {"shadow_pairs": sums.pairs, "shadow_agree": sums.agree,
+                  "shadow_skipped": sums.skipped}
         row.shadow = self._shadow(tx, row.device, since_ns, shadow, challenger_p95)
 
     def _shadow(self, tx: Tx, device: str, since_ns: int, counts: dict[str, int],

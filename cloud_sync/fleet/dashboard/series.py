@@ -17,13 +17,12 @@ ones, before the first prediction of the window).
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from cloud_sync.errors import FleetStoreError
 from cloud_sync.fleet.device_input import check_record
-from cloud_sync.fleet.store_views import FRAME_MISS_COUNTERS
+from cloud_sync.fleet.metric_sums import MetricSums
 
 FRAME_PATH = "frame_path"
 
@@ -38,66 +37,14 @@ class RawHistory:
 
 
 @dataclass
-class Bucket:
-    """Sums over one bucket (of one device, or of one model version across devices)."""
-    seconds: float = 0.0
-    frames: int = 0
-    misses: int = 0
-    pairs: int = 0
-    agree: int = 0
-    # path → [sum(p50*n), sum(p95*n), sum(n)]
-    latency: dict[str, list[float]] = field(default_factory=dict)
-
-    def add(self, m: dict[str, Any]) -> None:
-        self.seconds += float(m.get("window_s", 1.0))
-        counts = m.get("counts", {})
-        self.frames += counts.get("frames_captured", 0)
-        self.misses += sum(counts.get(k, 0) for k in FRAME_MISS_COUNTERS)
-        self.pairs += counts.get("shadow_pairs", 0)
-        self.agree += counts.get("shadow_agree", 0)
-        for name, stats in m.get("stats", {}).items():
-            n, p50 = stats.get("n", 1), stats.get("p50")
-            if not _number(p50):          # only p95 is checked at ingest
-                p50 = stats["p95"]
-            sums = self.latency.setdefault(name.removeprefix("latency_ms."), [0.0, 0.0, 0])
-            sums[0] += float(p50) * n
-            sums[1] += float(stats["p95"]) * n
-            sums[2] += n
-
-    def merge(self, other: "Bucket") -> None:
-        self.seconds += other.seconds
-        self.frames += other.frames
-        self.misses += other.misses
-        self.pairs += other.pairs
-        self.agree += other.agree
-        for path, (p50, p95, n) in other.latency.items():
-            sums = self.latency.setdefault(path, [0.0, 0.0, 0])
-            sums[0] += p50
-            sums[1] += p95
-            sums[2] += n
-
-    def percentile(self, path: str, which: str) -> float | None:
-        sums = self.latency.get(path)
-        if not sums or not sums[2]:
-            return None
-        return round(sums[0 if which == "p50" else 1] / sums[2], 2)
-
-    def miss_rate(self) -> float | None:
-        return round(self.misses / self.frames, 4) if self.frames else None
-
-    def agreement(self) -> float | None:
-        return round(self.agree / self.pairs, 4) if self.pairs else None
-
-
-@dataclass
 class History:
     """Buckets of `bucket_s` seconds from `since_ns`: per device, and per model version
     ('recognizer crnn@3': every device's metrics while it ran that version)."""
     since_ns: int
     bucket_s: float
     buckets: int
-    devices: dict[str, dict[int, Bucket]] = field(default_factory=dict)
-    versions: dict[str, dict[int, Bucket]] = field(default_factory=dict)
+    devices: dict[str, dict[int, MetricSums]] = field(default_factory=dict)
+    versions: dict[str, dict[int, MetricSums]] = field(default_factory=dict)
     skipped: int = 0                      # metric records with a bad shape, left out
 
     def times(self, index: int) -> int:
@@ -156,11 +103,11 @@ def build_history(raw: RawHistory, since_ns: int, bucket_s: float, buckets: int)
         if body is None or check_record("metric", body) is not None:
             history.skipped += 1
             continue
-        history.devices.setdefault(device, {}).setdefault(index, Bucket()).add(body)
+        history.devices.setdefault(device, {}).setdefault(index, MetricSums()).add(body)
     for device, buckets in history.devices.items():      # a device's bucket, to its versions
         for index, bucket in buckets.items():
             for version in _versions_at(model_sets.get(device, []), index):
-                history.versions.setdefault(version, {}).setdefault(index, Bucket()).merge(
+                history.versions.setdefault(version, {}).setdefault(index, MetricSums()).merge(
                     bucket)
     return history
 
@@ -193,11 +140,6 @@ def _versions_at(sets: list[tuple[int, list[str]]], index: int) -> list[str]:
             break
         current = labels
     return current
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and \
-        math.isfinite(value)
 
 
 def _loads(text: Any) -> Any:

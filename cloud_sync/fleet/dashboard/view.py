@@ -14,7 +14,8 @@ from typing import Any, Callable
 
 from cloud_sync.errors import SyncError
 from cloud_sync.fleet.dashboard.charts import Chart, line_chart
-from cloud_sync.fleet.dashboard.series import FRAME_PATH, Bucket, History, read_history
+from cloud_sync.fleet.dashboard.series import FRAME_PATH, History, read_history
+from cloud_sync.fleet.metric_sums import MetricSums
 from cloud_sync.fleet.device_input import valid_name
 from cloud_sync.fleet.rollout import Rollout, RolloutFile, summary_text
 from cloud_sync.fleet.store_views import DeviceRow
@@ -93,7 +94,7 @@ class FleetView:
                             s.history_s / s.buckets, s.buckets)
 
     def _chart(self, chart_id: str, title: str, unit: str, history: History,
-               groups: dict[str, dict[int, Bucket]], value: Value,
+               groups: dict[str, dict[int, MetricSums]], value: Value,
                optional: bool = False) -> Chart | None:
         """One line per group (a device, a model version or a latency path): value(label,
         bucket) at the middle of each bucket that has one. None for an `optional` chart with
@@ -122,18 +123,18 @@ class FleetView:
             return [], f"rollout file {self.settings.rollout_file} is unreadable: {exc}"
 
 
-Value = Callable[[str, Bucket], "float | None"]
+Value = Callable[[str, MetricSums], "float | None"]
 
 
-def _frame_p95(label: str, bucket: Bucket) -> float | None:
+def _frame_p95(label: str, bucket: MetricSums) -> float | None:
     return bucket.percentile(FRAME_PATH, "p95")
 
 
-def _miss_rate(label: str, bucket: Bucket) -> float | None:
+def _miss_rate(label: str, bucket: MetricSums) -> float | None:
     return bucket.miss_rate()
 
 
-def _agreement(label: str, bucket: Bucket) -> float | None:
+def _agreement(label: str, bucket: MetricSums) -> float | None:
     return bucket.agreement()
 
 

@@ -26,7 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgelens-sync",
         description="Send the device's telemetry store to the fleet over MQTT "
-                    "(store-and-forward, QoS 1, marked sent only after PUBACK).")
+                    "(store-and-forward, QoS 1, marked sent only after PUBACK; with a fleet "
+                    "that sends receipts, delivered only after its receipt).")
     parser.add_argument("--version", action="version", version=f"edgelens-sync {__version__}")
     parser.add_argument("--config", metavar="FILE",
                         help="edgelens TOML config (default: built-in defaults)")

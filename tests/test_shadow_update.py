@@ -22,6 +22,9 @@ def _recognizer(store: Path, version: str) -> Path:
     shutil.copytree(ROOT / "models" / "recognizer" / "1.0.0", directory)
     manifest = json.loads((directory / "manifest.json").read_text())
     manifest["version"] = version
+    # the latency budget is not what these tests are about: 1.0.0's own 1 ms would make them
+    # depend on the machine's load (CI failed once on a busy machine with p50 over 1 ms)
+    manifest["budget_ms"] = 60_000
     (directory / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return directory
 

@@ -8,6 +8,7 @@ import sys
 import threading
 from pathlib import Path
 
+from cloud_sync.benchmarks import sync as bench_sync
 from cloud_sync.benchmarks.sync import wait_until  # noqa: F401  (the tests' polling helper)
 from cloud_sync.fleet.ingest import FleetIngest
 from cloud_sync.fleet.store import open_fleet_store
@@ -34,13 +35,8 @@ def ingest_process(config: Path, db: Path, worker: str) -> subprocess.Popen:
 
 
 def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> str:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    """Stop it as the benchmarks do (SIGTERM, then SIGKILL); its output."""
+    bench_sync.stop_process(proc, timeout)
     return proc.stdout.read().decode(errors="replace") if proc.stdout else ""
 
 

@@ -178,18 +178,25 @@ class Player:
             log.debug("audio output close failed", extra={"error": str(exc)})
 
 
+def _sound_system(what: str, direction: str, device: str):
+    """sounddevice, or AudioError "no usable <what>: ..." when it cannot load or, with no
+    `device` named, the sound system has no default `direction` ("output"/"input") device."""
+    try:
+        sd = _sounddevice()
+    except AudioError as exc:
+        raise AudioError(f"no usable {what}: {exc}") from exc
+    if not device and sd.default.device[1 if direction == "output" else 0] < 0:
+        raise AudioError(f"no usable {what}: the sound system has no {direction} device")
+    return sd
+
+
 def open_output(device: str = "", rate: int = 22_050, fade_ms: float = 150.0,
                 latency_ms: float = 50.0) -> Player:
     """Open and start the output stream; AudioError (one line) when there is no usable
     device. Tries `rate`, then the device's own default rate (resampling then happens here).
     `latency_ms`: the buffer PortAudio keeps ahead of the DAC (less: sooner, but a busy CPU
     underflows it; each underflow is counted)."""
-    try:
-        sd = _sounddevice()
-    except AudioError as exc:
-        raise AudioError(f"no usable audio output: {exc}") from exc
-    if not device and sd.default.device[1] < 0:
-        raise AudioError("no usable audio output: the sound system has no output device")
+    sd = _sound_system("audio output", "output", device)
     player = None
     last: Exception | None = None
     for attempt in (rate, None):
@@ -226,12 +233,7 @@ class Listener:
 
 def open_input(on_block: Callable[[np.ndarray], None], device: str = "") -> Listener:
     """Open and start the microphone stream at 16 kHz mono; AudioError when there is none."""
-    try:
-        sd = _sounddevice()
-    except AudioError as exc:
-        raise AudioError(f"no usable microphone: {exc}") from exc
-    if not device and sd.default.device[0] < 0:
-        raise AudioError("no usable microphone: the sound system has no input device")
+    sd = _sound_system("microphone", "input", device)
 
     def callback(indata, _frames, _time, _status) -> None:
         try:

@@ -73,7 +73,6 @@ class _Segment:
     first: int
     last: int = 0                 # the highest jseq written to it (0: none yet)
     outstanding: int = 0          # records in it not committed or dropped yet
-    sealed: bool = False
 
 
 @dataclass
@@ -142,7 +141,7 @@ class Journal:
             if match is None:
                 continue
             found = _read_segment(path, stats)
-            segment = _Segment(path, int(match.group(1)), sealed=True)
+            segment = _Segment(path, int(match.group(1)))
             if found:
                 segment.last = found[-1].jseq
                 segment.outstanding = len(found)
@@ -221,7 +220,7 @@ class Journal:
                 self._seal()
             keep = []
             for segment in self._segments:
-                if segment.sealed and segment.outstanding <= 0:
+                if segment is not self._open and segment.outstanding <= 0:   # sealed, done
                     _unlink(segment.path)
                     self.stats.segments_deleted += 1
                 else:
@@ -259,7 +258,6 @@ class Journal:
             os.truncate(self._open.path, self._bytes)      # give back the unused reservation
         except OSError:
             pass                                           # the zeros read as the end
-        self._open.sealed = True
         self._map, self._open = None, None
 
     def errors_to_report(self) -> tuple[int, str]:
@@ -277,7 +275,7 @@ class Journal:
                 self._map.close()
                 self._map = None
             for segment in self._segments:
-                if segment.sealed and segment.outstanding <= 0:
+                if segment is not self._open and segment.outstanding <= 0:
                     _unlink(segment.path)
             os.close(self._lock_fd)
 

@@ -82,14 +82,17 @@ def test_queued_speech_waits_while_the_wearer_speaks(pulse, tmp_path):
     assert scenario.ask("wait-wearer")["ok"], "the microphone never heard the wearer"
     seen = scenario.ask(f"seen 1 {SIGN}")          # shown while the wearer is mid-sentence
     wearer.wait(timeout=30)
-    voice_ended = time.monotonic()
     done = scenario.ask("wait-spoken 1")
     scenario.close()
     samples = recording.stop()
     assert done["ok"]
     assert done["metrics"]["counters"]["audio_ducked"] == 1
-    # said after the wearer stopped, not when shown (which was ~2 s before the voice ended)
-    assert done["last_started"] > voice_ended - 0.3 > seen["t"] + 1.0
+    # shown while the wearer spoke, said only after the speaker heard them stop (the times
+    # are the speaker's own: a loaded machine may start or hear the recorded voice late)
+    stopped = max(t for t, gain in done["ducks"] if gain >= 1.0)
+    # (the speaker may resume between the microphone thread clearing "speaking" and noting
+    # its fade back up: a few ms, hence the 50 ms)
+    assert seen["t"] < stopped <= done["last_started"] + 0.05
     span = loud_span(samples)
     assert span is not None and span[1] - span[0] == pytest.approx(_expected_span(SIGN),
                                                                    abs=0.25)

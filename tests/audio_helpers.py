@@ -126,6 +126,23 @@ class Recording:
                 raise RuntimeError(f"parecord of {source} recorded nothing within 15 s")
             time.sleep(0.02)
 
+    def so_far(self) -> np.ndarray:
+        data = self.path.read_bytes() if self.path.exists() else b""
+        return np.frombuffer(data[:len(data) // 2 * 2], np.int16)
+
+    def wait_heard(self, quiet_after_s: float = 0.3, timeout: float = 20.0) -> bool:
+        """Wait until the monitor has recorded sound and `quiet_after_s` of quiet after it:
+        the player may hand its last samples to the sound server well before they are
+        rendered, and closing its stream then can cut what is still buffered."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            samples = self.so_far()
+            span = loud_span(samples)
+            if span is not None and len(samples) / RATE - span[1] >= quiet_after_s:
+                return True
+            time.sleep(0.05)
+        return False
+
     def stop(self) -> np.ndarray:
         self.process.send_signal(signal.SIGINT)
         try:
@@ -133,8 +150,7 @@ class Recording:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-        data = self.path.read_bytes() if self.path.exists() else b""
-        return np.frombuffer(data[:len(data) // 2 * 2], np.int16)
+        return self.so_far()
 
 
 def envelope(samples: np.ndarray, window_s: float = 0.02) -> np.ndarray:

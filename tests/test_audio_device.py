@@ -40,8 +40,8 @@ def test_a_new_translation_is_heard_for_about_its_length(pulse, tmp_path):
     scenario.ask("start")
     scenario.ask(f"seen 1 {SIGN}")
     done = scenario.ask("wait-spoken 1")
+    recording.wait_heard()                       # rendered whole before the stream closes
     log = scenario.close()
-    time.sleep(0.2)
     samples = recording.stop()
     assert done["ok"], log
     span = loud_span(samples)
@@ -83,6 +83,7 @@ def test_queued_speech_waits_while_the_wearer_speaks(pulse, tmp_path):
     seen = scenario.ask(f"seen 1 {SIGN}")          # shown while the wearer is mid-sentence
     wearer.wait(timeout=30)
     done = scenario.ask("wait-spoken 1")
+    recording.wait_heard()
     scenario.close()
     samples = recording.stop()
     assert done["ok"]

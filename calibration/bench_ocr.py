@@ -34,7 +34,8 @@ import numpy as np
 
 from calibration import real_data
 from calibration.metrics import edit_distance
-from device.stages.detector import Detector, artifact_for, match_polygons, params_for
+from device.stages.detector import Detector, artifact_for, params_for
+from device.geometry import match_polygons
 from device.metrics import percentiles
 from device.modelstore.store import ModelStore
 from device.stages.recognizer import Recognizer, read_regions

@@ -13,6 +13,7 @@ from calibration import peers
 from calibration.evaluate_recognizer import read_all
 from calibration.metrics import latency_summary, text_scores
 from calibration.training.recognizer_data import heldout_set
+from device.config import Config
 from device.metrics import time_calls
 from device.modelstore.store import ModelStore
 from device.stages.recognizer import Recognizer
@@ -28,7 +29,7 @@ def _run_tesseract(crops) -> tuple[list[str], list[float]] | None:
     return texts, times
 
 
-def run(cfg, json_out: bool = False, quick: bool = False) -> dict:
+def run(cfg: Config, json_out: bool = False, quick: bool = False) -> dict:
     store = ModelStore.for_config(cfg)
     version = store.get(cfg.models.recognizer, cfg.models.recognizer_version or None)
     n_test, n_scene = (200, 100) if quick else (1000, 300)

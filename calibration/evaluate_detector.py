@@ -29,7 +29,8 @@ import numpy as np  # noqa: E402
 
 from calibration.training import detector_data as dd  # noqa: E402
 from device.benchmarks.detector import WARMUP  # noqa: E402
-from device.stages.detector import Detector, DetectorParams, match_polygons  # noqa: E402
+from device.stages.detector import Detector, DetectorParams  # noqa: E402
+from device.geometry import match_polygons  # noqa: E402
 from device.metrics import percentiles, time_calls  # noqa: E402
 from device.runtime import available_backends  # noqa: E402
 

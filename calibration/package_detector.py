@@ -25,8 +25,9 @@ import numpy as np  # noqa: E402
 
 from calibration import model_card as cards  # noqa: E402
 from calibration.training import detector_data as dd  # noqa: E402
-from device.stages.detector import Detector, DetectorParams, INPUT_SIZE, match_polygons  # noqa: E402
-from device.modelstore.store import sha256_file  # noqa: E402
+from device.stages.detector import Detector, DetectorParams, INPUT_SIZE  # noqa: E402
+from device.geometry import match_polygons  # noqa: E402
+from device.modelstore.store import file_entry  # noqa: E402
 from device.runtime import TFLiteModel, available_backends  # noqa: E402
 from device.synth import fonts  # noqa: E402
 
@@ -48,9 +49,6 @@ FONT_LICENSES = {
     "fonts-urw-base35": "AGPL-3 with font exception",
 }
 
-
-def _entry(path: Path) -> dict:
-    return {"file": path.name, "sha256": sha256_file(path), "size_bytes": path.stat().st_size}
 
 
 def golden(model_dir: Path, params: DetectorParams, count: int = 4) -> list[dict]:
@@ -192,7 +190,7 @@ def main(argv=None) -> int:
     manifest = {
         "name": args.model_dir.parent.name, "version": args.model_dir.name,
         "task": "text-detection", "created": datetime.date.today().isoformat(),
-        "artifact": _entry(int8), "extra_files": [_entry(fp32)],
+        "artifact": file_entry(int8), "extra_files": [file_entry(fp32)],
         "quantization": "int8-full",
         "signatures": {"serving_default": signature},
         "compatible_backends": available_backends(),

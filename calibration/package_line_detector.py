@@ -37,9 +37,10 @@ from calibration import real_data  # noqa: E402
 from calibration.bench_ocr import score_frame, summarize  # noqa: E402
 from calibration.training.line_detector_data import composite, load_data, sample_crop  # noqa: E402
 from device.benchmarks.detector import WARMUP  # noqa: E402
-from device.stages.detector import Detector, DetectorParams, match_polygons  # noqa: E402
+from device.stages.detector import Detector, DetectorParams  # noqa: E402
+from device.geometry import match_polygons  # noqa: E402
 from device.metrics import percentiles, time_calls  # noqa: E402
-from device.modelstore.store import sha256_file  # noqa: E402
+from device.modelstore.store import file_entry  # noqa: E402
 from device.runtime import TFLiteModel, available_backends  # noqa: E402
 
 RESOLUTIONS = ((640, 352), (480, 288), (320, 192))
@@ -53,9 +54,6 @@ GRID = {"bin_threshold": (0.4, 0.55, 0.7), "box_threshold": (0.6, 0.75),
 def file_name(size) -> str:
     return "detector.tflite" if size == RESOLUTIONS[0] else f"detector_{size[0]}x{size[1]}.tflite"
 
-
-def _entry(path: Path) -> dict:
-    return {"file": path.name, "sha256": sha256_file(path), "size_bytes": path.stat().st_size}
 
 
 def _prep(frame, size) -> np.ndarray:
@@ -294,8 +292,8 @@ def main(argv=None) -> int:
     manifest = {
         "name": "detector", "version": out.name, "task": "text-detection",
         "created": datetime.date.today().isoformat(),
-        "artifact": _entry(default),
-        "extra_files": [_entry(out / file_name(s)) for s in RESOLUTIONS[1:]],
+        "artifact": file_entry(default),
+        "extra_files": [file_entry(out / file_name(s)) for s in RESOLUTIONS[1:]],
         "resolutions": {f"{s[0]}x{s[1]}": file_name(s) for s in RESOLUTIONS},
         "operating_point": {"width": RESOLUTIONS[0][0], "height": RESOLUTIONS[0][1]},
         "quantization": "int8-full",

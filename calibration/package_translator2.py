@@ -34,7 +34,7 @@ from calibration.bench_translation import run_quality  # noqa: E402
 from calibration.quantize_translator import convert  # noqa: E402
 from device import config as config_module  # noqa: E402
 from device.benchmarks.translator import RUNS, time_model  # noqa: E402
-from device.modelstore.store import sha256_file  # noqa: E402
+from device.modelstore.store import file_entry  # noqa: E402
 from device.runtime import TFLiteModel, available_backends  # noqa: E402
 from device.stages.translate.translator import model_translate  # noqa: E402
 from device.stages.translate.model import Seq2SeqModel  # noqa: E402
@@ -66,9 +66,6 @@ def build_candidate(run: Path) -> Candidate:
     manifest = {"extra_files": [{"file": TOKENIZER}]}
     return Candidate(run.name, out, out / "translator.tflite", manifest)
 
-
-def _entry(path: Path) -> dict:
-    return {"file": path.name, "sha256": sha256_file(path), "size_bytes": path.stat().st_size}
 
 
 def golden_cases(candidate: Candidate, count: int = 6) -> list[dict]:
@@ -175,8 +172,8 @@ def main(argv=None) -> int:
     manifest = {
         "name": "translator", "version": args.version, "task": "translation-de-en",
         "created": datetime.date.today().isoformat(),
-        "artifact": _entry(out / "translator.tflite"),
-        "extra_files": [_entry(out / TOKENIZER)],
+        "artifact": file_entry(out / "translator.tflite"),
+        "extra_files": [file_entry(out / TOKENIZER)],
         "tokenizer": TOKENIZER, "quantization": "int8-dynamic",
         "signatures": {key: {"inputs": [s.as_dict() for s in tfl.signature(key).inputs],
                              "outputs": [s.as_dict() for s in tfl.signature(key).outputs]}

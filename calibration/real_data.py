@@ -28,7 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from device.stages.detector import order_quad, quad_frame
+from device.geometry import order_quad, quad_frame
 
 VAL_PHOTOS = 100
 """The last VAL_PHOTOS photos of labels.jsonl (and their crops) are held out."""
@@ -183,7 +183,7 @@ def recognizer_lines(split_name: str = "train", copies: int = 4, seed: int = 7,
     """
     from calibration.training.recognizer_data import fits
     from device.stages.charset import encode, normalize
-    from device.stages.detector import crop_line
+    from device.geometry import crop_line
     from device.stages.text_line import prepare_line
 
     rng = np.random.default_rng(seed)

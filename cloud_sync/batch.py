@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from cloud_sync.errors import PayloadError
-from cloud_sync.update_protocol import within_depth
+from cloud_sync.json_input import within_depth
 from device.telemetry.records import KINDS, StoredRecord
 
 VERSION = 1

@@ -16,6 +16,10 @@ per try up to `receipt_max_wait_s` (so a fleet down for hours is not flooded wit
 Batches go out highest priority first (audit, then error logs, ..., metrics last), at most
 `max_inflight` unacknowledged at once and at most `max_bytes_per_s` compressed bytes per second.
 A retained status message carries the backlog gauge.
+
+This module runs the loop and handles the fleet's receipts, the status and inbound commands;
+the batches themselves (read, encode, pace, publish, acknowledge, expire) are
+sync_outbox.Outbox, and model updates run on their own thread (update_agent.UpdateAgent).
 """
 
 from __future__ import annotations
@@ -31,9 +35,10 @@ from typing import Any, Callable
 from cloud_sync import batch as batch_codec
 from cloud_sync import topics
 from cloud_sync.errors import LinkError, PayloadError
-from cloud_sync.mqtt_client import NO_MATCHING_SUBSCRIBERS, Availability, LinkSettings, MqttLink
+from cloud_sync.mqtt_client import Availability, LinkSettings, MqttLink
+from cloud_sync.sync_outbox import Outbox
 from cloud_sync.update_agent import UpdateAgent
-from cloud_sync.update_protocol import parse_json
+from cloud_sync.json_input import parse_json
 from device.config import Config
 from device.errors import StoreCorruptError, TelemetryError
 from device.telemetry.store import TelemetryStore
@@ -47,13 +52,6 @@ _NOISY_LOG_EVERY_S = 30.0
 
 def device_id(cfg: Config) -> str:
     return topics.check_device_id(cfg.telemetry.device_id or socket.gethostname())
-
-
-@dataclass
-class _Inflight:
-    seqs: list[int]
-    sent_at: float
-    size: int
 
 
 @dataclass
@@ -71,31 +69,6 @@ class SyncStats:
     resent_unconfirmed: int = 0     # records sent again: no receipt in time
 
 
-class TokenBucket:
-    """Bytes per second with one second of burst; rate 0 means no cap. `clock`: monotonic
-    seconds (a test passes one that moves only when waited on)."""
-
-    def __init__(self, rate: int, clock: Callable[[], float] = time.monotonic):
-        self.rate, self._clock = rate, clock
-        self._tokens = float(rate)
-        self._at = clock()
-
-    def wait(self, size: int, stop: threading.Event) -> bool:
-        """Block until `size` bytes may go (False when stopped first)."""
-        if self.rate <= 0:
-            return True
-        while not stop.is_set():
-            now = self._clock()
-            self._tokens = min(float(max(self.rate, size)),
-                               self._tokens + (now - self._at) * self.rate)
-            self._at = now
-            if self._tokens >= size:
-                self._tokens -= size
-                return True
-            stop.wait((size - self._tokens) / self.rate)
-        return False
-
-
 class SyncAgent:
     """Run with `agent.run(stop_event)`; `SyncAgent.from_config(cfg)` builds the pieces."""
 
@@ -109,20 +82,15 @@ class SyncAgent:
         self.stats = SyncStats()
         self.commands: dict[str, Callable[[dict[str, Any]], None]] = {
             "ping": lambda body: self._publish_status()}
-        self._inflight: dict[int, _Inflight] = {}
-        self._acks: list[tuple[int, int]] = []
         self._receipts: list[list[int]] = []
-        self._early: set[int] = set()   # in flight, and the fleet's receipt came first
         self._fleet_says: bytes | None = None   # the retained receipts announcement, new
         self._fleet_confirms = False
         self._heard_fleet = False           # its announcement came on this connection
         self._connection = (0, 0.0)         # (link.connects, when the loop saw it)
         self._next_resend_check = 0.0
-        self._acks_lock = threading.Lock()
+        self._receipts_lock = threading.Lock()
         self._ack_event = threading.Event()
         self._status_due = threading.Event()
-        self._paused_until = 0.0
-        self._bucket = TokenBucket(self.sync.max_bytes_per_s)
         self._noisy_at: dict[str, float] = {}
         settings = link_settings or LinkSettings.from_config(cfg.mqtt,
                                                              f"edgelens-sync-{self.device}")
@@ -143,7 +111,9 @@ class SyncAgent:
             self.updates = UpdateAgent(cfg, self.link, self.device)
             for topic in self.updates.subscriptions():
                 self.link.subscribe(topic)
-        self._telemetry_topic = topics.device_topic(self.prefix, self.device, topics.TELEMETRY)
+        self.outbox = Outbox(self.link, self.sync, self.device,
+                             topics.device_topic(self.prefix, self.device, topics.TELEMETRY),
+                             self.stats, self._noisy)
         self._status_topic = topics.device_topic(self.prefix, self.device, topics.STATUS)
         if store is not None:
             self._fleet_confirms = store.meta("fleet_receipts") == "1"
@@ -168,9 +138,9 @@ class SyncAgent:
                     if self.store is None:
                         stop.wait(_REOPEN_CHECK_S)
                         continue
-                self._collect_acks()
+                self.outbox.collect_acks(self.store, self._receipt_wait())
                 self._collect_receipts(now)
-                self._expire_inflight(now)
+                self.outbox.expire(now)
                 if not self.link.connected:
                     self.link.wait_connected(0.2)
                     continue
@@ -181,7 +151,7 @@ class SyncAgent:
                 if self._send_one(stop):
                     busy = True
                     continue
-                if busy and not self._inflight:
+                if busy and not self.outbox.inflight:
                     busy = False            # drained: publish the backlog gauge at once
                     self._status_due.set()
                     continue
@@ -190,7 +160,7 @@ class SyncAgent:
         finally:
             if self._updates_thread is not None:
                 self._updates_thread.join(10)
-            self._collect_acks()
+            self.outbox.collect_acks(self.store, self._receipt_wait())
             self.link.stop()
             if self.store is not None:
                 self.store.close()
@@ -222,81 +192,17 @@ class SyncAgent:
         self._start_updates(stop)
 
     def _send_one(self, stop: threading.Event) -> bool:
-        """Publish one batch; False when there was nothing (allowed) to send."""
-        if len(self._inflight) >= self.sync.max_inflight or time.monotonic() < self._paused_until:
-            return False
-        if not self._know_fleet():
-            return False
-        skip = [s for entry in self._inflight.values() for s in entry.seqs]
-        try:
-            records = self.store.unsent(self.sync.batch_records, self.sync.batch_bytes, skip)
-        except TelemetryError as exc:
-            self._noisy("read", "cannot read telemetry store", {"error": str(exc)})
-            return False
-        except Exception as exc:  # sqlite3 errors while the pipeline swaps the file
-            self._noisy("read", "cannot read telemetry store",
-                        {"error": f"{type(exc).__name__}: {exc}"})
-            return False
-        if not records:
-            return False
-        payload = batch_codec.encode(self.device, self.store.clock.boot_id,
-                                     self.store.clock.now(), records,
-                                     self.sync.compress_level)
-        if not self._bucket.wait(len(payload), stop):
-            return False
-        try:
-            mid = self.link.publish(self._telemetry_topic, payload, qos=1,
-                                    content_type=batch_codec.CONTENT_TYPE)
-        except LinkError as exc:
-            self._noisy("publish", "telemetry batch not published", {"error": str(exc)})
-            return False
-        self._inflight[mid] = _Inflight([r.seq for r in records], time.monotonic(),
-                                        len(payload))
-        self.stats.published_batches += 1
-        return True
+        """Publish one batch (sync_outbox.Outbox); False when there was nothing (allowed) to
+        send."""
+        return self.outbox.has_room() and self._know_fleet() and \
+            self.outbox.send_one(self.store, stop)
 
-    # --- acknowledgements -----------------------------------------------------------------------
+    # --- acknowledgements and receipts ----------------------------------------------------------
 
     def _handle_ack(self, mid: int, reason: int) -> None:
         """paho's network thread: only note it; the loop marks records sent."""
-        with self._acks_lock:
-            self._acks.append((mid, reason))
+        self.outbox.note_ack(mid, reason)
         self._ack_event.set()
-
-    def _collect_acks(self) -> None:
-        with self._acks_lock:
-            acks, self._acks = self._acks, []
-        for mid, reason in acks:
-            entry = self._inflight.pop(mid, None)
-            if entry is None:
-                continue  # status/availability messages, or a batch already given up on
-            refused = reason >= 0x80 or (reason == NO_MATCHING_SUBSCRIBERS
-                                         and self.sync.require_subscriber)
-            if refused:
-                self.stats.refused_batches += 1
-                self._paused_until = time.monotonic() + self.sync.retry_delay_s
-                self._noisy("refused", "broker did not take a batch; resending it", {
-                    "reason": f"0x{reason:02x}" + (", no fleet ingest subscribed"
-                                                   if reason == NO_MATCHING_SUBSCRIBERS
-                                                   else ""),
-                    "retry_in_s": self.sync.retry_delay_s})
-                continue
-            early = [s for s in entry.seqs if s in self._early]
-            self._early.difference_update(early)
-            try:
-                if early:
-                    self.store.mark_sent(early)     # the fleet confirmed them already
-                    self.stats.confirmed_records += len(early)
-                self.store.mark_sent([s for s in entry.seqs if s not in early] if early
-                                     else entry.seqs, self._receipt_wait(),
-                                     self.sync.receipt_max_wait_s)
-            except TelemetryError as exc:
-                log.error("acknowledged records not marked sent; they will be sent again",
-                          extra={"error": str(exc)})
-                continue
-            self.stats.acked_batches += 1
-            self.stats.acked_records += len(entry.seqs)
-            self.stats.sent_bytes += entry.size
 
     def _know_fleet(self) -> bool:
         """Whether the fleet confirms is known: from before (the store remembers it), from
@@ -316,7 +222,7 @@ class SyncAgent:
     def _collect_receipts(self, now: float) -> None:
         """The fleet's receipts and its announcement (noted by paho's thread), and records
         whose receipt is overdue sent again (checked once a second)."""
-        with self._acks_lock:
+        with self._receipts_lock:
             receipts, self._receipts = self._receipts, []
             said, self._fleet_says = self._fleet_says, None
         try:
@@ -331,10 +237,10 @@ class SyncAgent:
                 self._fleet_confirms, self._heard_fleet = confirms, True
                 self.store.set_meta("fleet_receipts", "1" if confirms else "0")
             if receipts:
-                flying = {s for entry in self._inflight.values() for s in entry.seqs}
+                flying = self.outbox.flying()
                 for seqs in receipts:
                     self.stats.confirmed_records += self.store.confirm(seqs)
-                    self._early.update(s for s in seqs if s in flying)
+                    self.outbox.early.update(s for s in seqs if s in flying)
             if self._fleet_confirms and now >= self._next_resend_check:
                 self._next_resend_check = now + 1.0
                 again = self.store.resend_unconfirmed()
@@ -344,14 +250,6 @@ class SyncAgent:
                                 "time; sending them again", {"count": again})
         except TelemetryError as exc:
             self._noisy("receipts", "receipts not recorded", {"error": str(exc)})
-
-    def _expire_inflight(self, now: float) -> None:
-        timeout = self.sync.ack_timeout_s
-        for mid in [m for m, e in self._inflight.items() if now - e.sent_at > timeout]:
-            self._early.difference_update(self._inflight.pop(mid).seqs)
-            self.stats.timed_out_batches += 1
-            self._noisy("timeout", "batch not acknowledged in time; will resend",
-                        {"mid": mid, "timeout_s": timeout})
 
     # --- status (the backlog gauge) -------------------------------------------------------------
 
@@ -364,7 +262,7 @@ class SyncAgent:
                 "oldest_unsent_wall_ns": (self.store.oldest_unsent_wall_ns()
                                           if self.store else None),
                 "counters": self.store.counters() if self.store else {},
-                "connected": self.link.connected, "inflight": len(self._inflight),
+                "connected": self.link.connected, "inflight": len(self.outbox.inflight),
                 "unconfirmed": self.store.unconfirmed() if self.store else 0,
                 "sync": self.stats.__dict__.copy()}
 
@@ -408,11 +306,11 @@ class SyncAgent:
     def _note_receipt(self, topic: str, payload: bytes) -> None:
         """paho's thread: queue it for the loop (which owns the store)."""
         if topic == self._receipts_topic:
-            with self._acks_lock:
+            with self._receipts_lock:
                 self._fleet_says = payload[:8]
         else:
             seqs = batch_codec.parse_receipt(payload, self.sync.max_inbound_bytes)
-            with self._acks_lock:
+            with self._receipts_lock:
                 self._receipts.append(seqs)
         self._ack_event.set()
 
@@ -435,8 +333,7 @@ class SyncAgent:
                         extra={"path": str(self.store.path)})
             self.store.close()
             self.store = None
-            self._inflight.clear()
-            self._early.clear()
+            self.outbox.forget()
         try:
             self.store = TelemetryStore.open(self.cfg.telemetry.db_path, self.cfg.telemetry,
                                              quarantine=False)

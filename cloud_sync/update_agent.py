@@ -13,6 +13,11 @@ No input ends the thread: a message whose handling raises anything is dropped an
 is restarted with a backoff, counted (`restarts`, `last_error`), audited
 (`update_agent_restarted`) and reported; jobs under way (a download, a version waiting for its
 health verdict) carry on.
+
+This module is the wire (subscriptions, the inbox, dispatch), the supervised loop and the state
+reported; the steps live beside it: update_offer.OfferSteps takes or refuses a desired state,
+update_fetch.ChunkFetcher downloads a version, update_install.InstallSteps installs it, waits
+for its health verdict and rolls back.
 """
 
 from __future__ import annotations
@@ -28,11 +33,12 @@ from typing import Any
 
 from cloud_sync import update_protocol as proto
 from cloud_sync.errors import LinkError, PayloadError
-from cloud_sync.signing import SignatureError, TrustedKeys
-from cloud_sync.update_download import Download, RefusedUpdate, describe_os_error
+from cloud_sync.signing import TrustedKeys
+from cloud_sync.update_fetch import ChunkFetcher
 from cloud_sync.update_install import InstallSteps, Job
 from cloud_sync.update_memory import MEMORY_FILE, AuditSink, ReplayMemory
-from cloud_sync.update_policy import BadControl, Offer, check_control, judge_offer
+from cloud_sync.update_offer import OfferSteps
+from cloud_sync.update_policy import BadControl
 from device.errors import EdgelensError
 from device.modelstore import install
 from device.modelstore.health import HealthSettings
@@ -44,7 +50,6 @@ _MAX_DESIRED_BYTES = 4 * 1024 * 1024
 _MAX_CHUNK_MESSAGE_BYTES = 2 + (1 << 16) + 128 * 1024   # header length, header, largest chunk
 _INBOX_BYTES = 16 * 1024 * 1024   # queued bytes per kind (chunks, other); more are dropped
 _STATUS_EVERY_S = 0.5
-_BAD_CHUNK_LIMIT = 3        # copies of one chunk that fail their hash before we give up
 _RESTART_MIN_S, _RESTART_MAX_S = 0.5, 30.0
 _STABLE_S = 60.0            # a loop that ran this long starts its restart backoff afresh
 _NOISY_EVERY_S = 30.0
@@ -68,7 +73,7 @@ class UpdateStats:
     requests_sent: int = 0
 
 
-class UpdateAgent(InstallSteps):
+class UpdateAgent(OfferSteps, InstallSteps):
     def __init__(self, cfg: Any, link: Any, device: str, audit: AuditSink | None = None):
         self.cfg, self.settings = cfg, cfg.updates
         self.link, self.device = link, device
@@ -96,6 +101,9 @@ class UpdateAgent(InstallSteps):
         self._resync = False        # a desired state was dropped: fetch the retained ones again
         self._prepared = False
         self._noisy_at: dict[str, float] = {}
+        self.fetch = ChunkFetcher(link, self.settings, self.staging, self._request_topic,
+                                  self.stats, report=self._set, refuse=self._refuse,
+                                  install=self._install)
 
     # --- wiring ------------------------------------------------------------------------------
 
@@ -249,200 +257,21 @@ class UpdateAgent(InstallSteps):
         finally:
             self._status_dirty = True    # the counters changed: reported within 0.5 s
 
-    # --- desired state -----------------------------------------------------------------------
+    # --- messages (the offer: update_offer.OfferSteps; the download: update_fetch) -----------
 
     def _on_desired(self, name: str, payload: bytes) -> None:
         self._consider(name, proto.parse_json(payload, "desired state", _MAX_DESIRED_BYTES))
 
-    def _consider(self, name: str, body: dict[str, Any]) -> None:
-        desired = proto.check_desired(body)
-        rollout, stage = desired.rollout, desired.stage
-        manifest = body.get("manifest")
-        if not isinstance(manifest, dict) or not isinstance(manifest.get("update"), dict):
-            raise PayloadError("desired state lacks a manifest with an update block")
-        signed = self._control(name, body, desired, manifest)
-        version = manifest.get("version")
-        job = self.jobs.get(name)
-        downloading = job is not None and job.state == "downloading"
-        if downloading and not signed and (job.signed_control or (
-                stage == "halted" and job.rollout == rollout)):
-            # unsigned control fields can delay a download that has not started (as clearing
-            # the retained message can), never stop or take over one under way
-            self.stats.ignored_unsigned_control += 1
-            self._noisy(f"unsigned-{name}", logging.WARNING,
-                        "unsigned desired state ignored: the download under way goes on",
-                        {"model": name, "stage": stage, "rollout": rollout,
-                         "download_version": job.version, "download_rollout": job.rollout})
-            return
-        if stage == "halted":
-            if downloading and job.rollout == rollout:
-                self.jobs.pop(name)
-                self._set(name, "halted", version=job.version, rollout=rollout)
-            return
-        if stage == "canary" and self.device not in desired.canaries:
-            return
-        if job is not None and job.rollout == rollout and job.version == version:
-            return                       # the same desired state again (retained, reconnect)
-        try:
-            self._accept(name, body, manifest, signed)
-        except (RefusedUpdate, SignatureError, PayloadError) as exc:
-            self._refuse(name, rollout, manifest, str(exc))
-
-    def _control(self, name: str, body: dict[str, Any], desired: proto.Desired,
-                 manifest: dict[str, Any]) -> bool:
-        """True for a valid signed control block (recorded at once: an older one can never be
-        acted on again), False for none; BadControl otherwise (update_policy.check_control)."""
-        memory = self.memory.load()
-        issued = check_control(name, body, desired, manifest, self.group, self.trusted,
-                               memory["control"].get(name, 0))
-        if issued is None:
-            return False
-        if issued > memory["control"].get(name, 0):
-            memory["control"][name] = issued
-            try:
-                self.memory.save(memory)
-            except OSError as exc:
-                log.error("control block not recorded: an older one could be replayed until "
-                          "it is", extra={"model": name, "error": describe_os_error(exc)})
-        return True
-
-    def _accept(self, name: str, body: dict, manifest: dict, signed: bool = False) -> None:
-        """Judge the offer (update_policy.judge_offer, no side effects); only an offer that
-        passed every check is recorded (replay memory), audited and started."""
-        memory = self.memory.load()
-        active = self._active(name)
-        offer = judge_offer(name, body, manifest, self.trusted, memory, active,
-                            self.settings.max_artifact_bytes)
-        if offer is None:
-            return
-        memory["issued"][name] = offer.issued_ns
-        try:
-            self.memory.save(memory)
-        except OSError as exc:
-            raise RefusedUpdate(f"cannot record the update in {self.memory.path} (replay "
-                                f"protection): {describe_os_error(exc)}") from exc
-        job = Job(body, name, offer.version, str(body.get("rollout", "")), previous=active,
-                  signed_control=signed)
-        self.jobs[name] = job
-        self.audit("update_offered", {"model": name, "version": offer.version,
-                                      "key_id": offer.key_id, "rollout": job.rollout,
-                                      "rollback": offer.rollback})
-        if offer.version == active:
-            self._after_install(job)
-            return
-        if offer.version in self.store.versions(name):
-            self._switch(job)            # still in the store (rollback, or a kill after rename)
-            return
-        self._start_download(job, body, offer)
-
-    def _start_download(self, job: Job, body: dict, offer: Offer) -> None:
-        try:
-            job.download = Download.open(self.staging, body, offer.chunk_size, offer.files)
-            job.download.check_space()
-        except RefusedUpdate:
-            if job.download is not None:
-                job.download.discard()   # free what an earlier attempt left
-            raise
-        except OSError as exc:
-            Download(self.staging, job.name, job.version, offer.chunk_size,
-                     offer.files).discard()
-            raise RefusedUpdate(f"cannot stage the download in {self.staging}: "
-                                f"{describe_os_error(exc)}") from exc
-        self._set(job.name, "downloading", version=job.version, rollout=job.rollout,
-                  progress=self._progress(job))
-        if job.download.complete:
-            self._install(job)
-        else:
-            job.state = "downloading"
-            self._request(job)
-
-    def _refuse(self, name: str, rollout: str, manifest: dict, reason: str) -> None:
-        version = manifest.get("version") if isinstance(manifest, dict) else None
-        log.warning("update refused",
-                    extra={"model": name, "version": version, "reason": reason})
-        self.audit("update_refused", {"model": name, "version": version, "rollout": rollout,
-                                      "reason": reason})
-        job = self.jobs.get(name)
-        if job is not None and job.rollout == rollout and job.version == version:
-            self.jobs.pop(name)          # a refused offer leaves another job under way alone
-        self._set(name, "refused", version=version, rollout=rollout, reason=reason)
-
-    # --- download ----------------------------------------------------------------------------
-
-    def _request(self, job: Job) -> None:
-        wanted = job.download.missing(self.settings.window_chunks)
-        job.requested = set(wanted)
-        job.requested_at = time.monotonic()
-        job.requested_on = self.link.connects     # a reconnect since then: ask again
-        by_file: dict[str, list[int]] = {}
-        for file, index in wanted:
-            by_file.setdefault(file, []).append(index)
-        for file, indices in by_file.items():
-            body = {"rollout": job.rollout, "name": job.name, "version": job.version,
-                    "file": file, "chunks": indices}
-            try:
-                self.link.publish(self._request_topic, json.dumps(body).encode(), qos=1)
-                self.stats.requests_sent += 1
-            except LinkError as exc:
-                log.debug("chunk request not sent", extra={"error": str(exc)})
-
     def _on_chunk(self, payload: bytes) -> None:
+        """A chunk message: staged by the fetcher when it belongs to the download under way
+        of that very version (rollout, name, version); counted and ignored otherwise."""
         header, data = proto.decode_chunk(payload)
         job = self.jobs.get(header.name)
         if job is None or job.state != "downloading" or job.rollout != header.rollout or \
                 job.version != header.version:
             self.stats.ignored_unexpected_chunk += 1
             return
-        try:
-            written = job.download.write(header.file, header.index, data)
-        except OSError as exc:
-            self._staging_failed(job, exc)
-            return
-        if not written:
-            self.stats.ignored_bad_chunk += 1
-            if job.download.corrupt(header.file, header.index, data):
-                job.bad_chunks[(header.file, header.index)] = \
-                    job.bad_chunks.get((header.file, header.index), 0) + 1
-                if job.bad_chunks[(header.file, header.index)] >= _BAD_CHUNK_LIMIT:
-                    job.download.discard()
-                    self._refuse(job.name, job.rollout, job.desired["manifest"],
-                                 f"{header.file} chunk {header.index} does not match its "
-                                 f"signed hash or size ({_BAD_CHUNK_LIMIT} copies): corrupt, "
-                                 "truncated or tampered artifact")
-                    return
-                job.requested.discard((header.file, header.index))
-                if not job.requested:
-                    self._request(job)     # fetch the bad one again at once
-            return
-        self.stats.chunks_received += 1
-        self.stats.bytes_received += len(data)
-        job.requested.discard((header.file, header.index))
-        self._set(job.name, "downloading", version=job.version, rollout=job.rollout,
-                  progress=self._progress(job), quiet=True)
-        if job.download.complete:
-            self._install(job)
-        elif not job.requested:
-            self._request(job)
-
-    def _staging_failed(self, job: Job, exc: OSError) -> None:
-        """A chunk could not be written (a full disk, mostly): give the space back and refuse
-        with the reason, instead of staying 'downloading' for ever."""
-        got, total = job.download.received_bytes, job.download.total_bytes
-        try:
-            job.download.discard()
-        except OSError as discard_exc:
-            log.error("staging not freed", extra={"model": job.name, "version": job.version,
-                                                  "error": str(discard_exc)})
-        self._refuse(job.name, job.rollout, job.desired["manifest"],
-                     f"cannot write the download to {self.staging}: {describe_os_error(exc)} "
-                     f"({got} of {total} bytes were staged; staging freed)")
-
-    @staticmethod
-    def _progress(job: Job) -> float:
-        total = job.download.total_bytes or 1
-        return round(100.0 * job.download.received_bytes / total, 1)
-
-    # --- install, health, rollback ---------------------------------------------------------------
+        self.fetch.receive(job, header, data)
 
     # --- periodic ----------------------------------------------------------------------------
 
@@ -458,10 +287,8 @@ class UpdateAgent(InstallSteps):
                 resubscribe(self._desired_filter)
         for job in list(self.jobs.values()):
             try:
-                if job.state == "downloading" and (
-                        job.requested_on != self.link.connects
-                        or now - job.requested_at > self.settings.request_timeout_s):
-                    self._request(job)
+                if job.state == "downloading" and self.fetch.overdue(job, now):
+                    self.fetch.request(job)
                 elif job.state == "installed":
                     self._check_health(job, now)
             except Exception as exc:  # noqa: BLE001 - counted, retried on the next tick

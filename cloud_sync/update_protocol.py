@@ -31,6 +31,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from cloud_sync.errors import PayloadError
+from cloud_sync.json_input import parse_json
 from cloud_sync.signing import canonical, load_private, sign
 
 GROUP_LEVEL = "_group"
@@ -41,7 +42,6 @@ STATES = ("offered", "downloading", "verified", "installed", "healthy", "rolled_
 LOCAL_FILES = ("manifest.json", "HEALTH.json")
 
 STAGES = ("canary", "all", "halted")
-MAX_JSON_DEPTH = 32          # nesting of any JSON a device parses (a manifest needs about 6)
 MAX_CANARIES = 100_000
 
 # \Z, not $: `$` also matches before a trailing newline ("detector\n" is not a name)
@@ -194,53 +194,6 @@ def decode_chunk(payload: bytes) -> tuple[ChunkHeader, bytes]:
                            "be strings and index a non-negative integer")
     return ChunkHeader(*strings, index), payload[_HEADER.size + size:]
 
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def parse_json_value(payload: bytes | str, what: str, limit: int,
-                     depth: int = MAX_JSON_DEPTH) -> Any:
-    """Any JSON value of at most `limit` bytes nested at most `depth` deep (NaN and Infinity
-    refused); PayloadError for everything else. Never RecursionError, ValueError or
-    OverflowError: input from the network cannot end the thread that reads it."""
-    if len(payload) > limit:
-        raise PayloadError(f"{what} of {len(payload)} bytes is over the limit of {limit}")
-    try:
-        body = json.loads(payload, parse_constant=_reject_constant)
-    except RecursionError as exc:
-        raise PayloadError(f"{what} is nested too deeply") from exc
-    except (ValueError, TypeError, OverflowError) as exc:   # UnicodeDecodeError is a ValueError
-        raise PayloadError(f"{what} is not JSON: {exc}") from exc
-    if not within_depth(body, depth):
-        raise PayloadError(f"{what} is nested more than {depth} deep")
-    return body
-
-
-def parse_json(payload: bytes | str, what: str, limit: int,
-               depth: int = MAX_JSON_DEPTH) -> dict[str, Any]:
-    """A JSON object (see parse_json_value); PayloadError for anything else."""
-    body = parse_json_value(payload, what, limit, depth)
-    if not isinstance(body, dict):
-        raise PayloadError(f"{what} must be a JSON object, got {type(body).__name__}")
-    return body
-
-
-def within_depth(value: Any, depth: int) -> bool:
-    """True when lists/objects nest at most `depth` deep (a scalar is depth 0); iterative."""
-    stack = [(value, 0)]
-    while stack:
-        item, level = stack.pop()
-        children = item.values() if isinstance(item, dict) else \
-            item if isinstance(item, list) else None
-        if children is None:
-            continue
-        if level + 1 > depth:
-            return False
-        stack.extend((child, level + 1) for child in children
-                     if isinstance(child, (dict, list)))
-    return True
 
 
 # --- the desired state and its signed control block ---------------------------------------------

@@ -7,7 +7,10 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+import cv2
+
 from device.audio.speaker import build_speaker
+from device.config import Config
 from device.errors import EdgelensError
 from device.live.capture import Capture
 from device.live.observe import PipelineTelemetry
@@ -18,9 +21,11 @@ from device.live.sources import FrameSource, parse_source
 from device.live.tracker import MotionTracker
 from device.metrics import Metrics
 from device.modelstore.pointers import checked
+from device.modelstore.health import HealthSettings
 from device.modelstore.shadow import ShadowRunner, load_challengers
 from device.modelstore.store import ModelStore
-from device.stages.detector import crop_line
+from device.modelstore.watch import ModelWatch, ShadowFollow, Watched
+from device.geometry import crop_line
 from device.stages.loaders import stage_loaders
 from device.stages.recognizer import Recognizer
 from device.telemetry.records import ModelRef
@@ -38,7 +43,7 @@ class Stages:
     shadows: list = field(default_factory=list)   # device.modelstore.shadow.Challenger per SHADOW pointer
 
 
-def load_translator(cfg, store: ModelStore, backend: str) -> tuple[Any | None, str | None]:
+def load_translator(cfg: Config, store: ModelStore, backend: str) -> tuple[Any | None, str | None]:
     """The translator when its model is in the store; None (recognized text is shown) else."""
     loader = stage_loaders(cfg, backend)["translator"]
     try:
@@ -50,7 +55,7 @@ def load_translator(cfg, store: ModelStore, backend: str) -> tuple[Any | None, s
     return translator, version.version
 
 
-def load_stages(cfg, backend: str | None = None, translate: bool = True) -> Stages:
+def load_stages(cfg: Config, backend: str | None = None, translate: bool = True) -> Stages:
     backend = backend or cfg.runtime.backend
     store = ModelStore.for_config(cfg)
     loaders = stage_loaders(cfg, backend)
@@ -67,7 +72,7 @@ def load_stages(cfg, backend: str | None = None, translate: bool = True) -> Stag
                   load_challengers(cfg, store, backend))
 
 
-def translator_in_background(cfg, pipeline: Pipeline, stages: Stages,
+def translator_in_background(cfg: Config, pipeline: Pipeline, stages: Stages,
                              backend: str | None = None) -> threading.Thread:
     """Load the translator off the start-up path (its phrasebook takes a second or two) and
     swap it into the running pipeline; recognized text is shown until then."""
@@ -86,7 +91,7 @@ def translator_in_background(cfg, pipeline: Pipeline, stages: Stages,
     return thread
 
 
-def shadow_hook_factory(cfg, stages: Stages, metrics: Metrics, recorder=None):
+def shadow_hook_factory(cfg: Config, stages: Stages, metrics: Metrics, recorder=None):
     """challengers → the worker's after_result hook (a ShadowRunner, or None for none); used
     at build time and by the model watch when a SHADOW pointer changes."""
     names = {"detector": cfg.detector.model, "recognizer": cfg.models.recognizer,
@@ -105,17 +110,21 @@ def shadow_hook_factory(cfg, stages: Stages, metrics: Metrics, recorder=None):
     return make
 
 
-def build_pipeline(cfg, stages: Stages, source: FrameSource | None = None, show=None,
+def build_pipeline(cfg: Config, stages: Stages, source: FrameSource | None = None, show=None,
                    metrics: Metrics | None = None, recorder=None) -> Pipeline:
     """`recorder`: a telemetry Recorder that also gets metrics, predictions, frame quality."""
+    # process-wide; 0 leaves OpenCV's default (a worker per core)
+    if cfg.runtime.opencv_threads:
+        cv2.setNumThreads(cfg.runtime.opencv_threads)
     metrics = metrics or Metrics(forward=recorder)
     source = source or parse_source(cfg.source.uri, fps=cfg.source.fps,
                                     realtime=cfg.source.realtime,
                                     image_dwell_s=cfg.source.image_dwell_s)
     capture = Capture(source, metrics, max_backoff_s=cfg.source.max_backoff_s)
     p = cfg.pipeline
-    budgets = Budgets(recognition_ms=p.recognition_budget_ms, translate_ms=p.translate_budget_ms,
-                      max_regions=p.max_regions, min_confidence=p.min_confidence)
+    budgets = Budgets(recognition_ms=p.recognition_budget_ms,
+                      translate_ms=cfg.translator.budget_ms, max_regions=p.max_regions,
+                      min_confidence=cfg.recognizer.min_confidence)
     hooks = {}
     if recorder is not None:
         telemetry = PipelineTelemetry(recorder, stages.versions,
@@ -134,3 +143,28 @@ def build_pipeline(cfg, stages: Stages, source: FrameSource | None = None, show=
                         tracker=MotionTracker(scale=p.tracker_scale), show=show)
     pipeline.speech = build_speaker(cfg, metrics)     # issue 17; None when speech is off
     return pipeline
+
+
+def start_model_watch(cfg: Config, pipeline: Pipeline, stages: Stages, recorder=None
+                      ) -> ModelWatch | None:
+    """Watch the stages of a built pipeline (those not pinned to a version in the config) and
+    their SHADOW pointers; keeps `stages` current so a rebuilt pipeline starts on the new
+    models. None when [updates] is off."""
+    if not cfg.updates.enabled:
+        return None
+    backend = stages.recognizer.backend
+    loaders = stage_loaders(cfg, backend)
+    watched = [Watched(stage, loader.name, loader.load, stages.versions[stage],
+                       getattr(stages, stage))
+               for stage, loader in loaders.items()
+               if not loader.pinned and stage in stages.versions]
+
+    def keep_current(item: Watched) -> None:
+        setattr(stages, item.stage, item.instance)
+        stages.versions[item.stage] = item.version
+
+    shadows = ShadowFollow(loaders, shadow_hook_factory(cfg, stages, pipeline.metrics, recorder),
+                           stages.shadows)
+    return ModelWatch(ModelStore.for_config(cfg), pipeline.worker, pipeline.metrics,
+                      watched, HealthSettings.from_config(cfg.updates), backend,
+                      cfg.updates.watch_interval_s, recorder, keep_current, shadows).start()

@@ -1,8 +1,9 @@
 """One TOML config for the whole product: schema with a description on every key, defaults
 built in, validated once with messages that name the key, what was expected and what was given.
 
-Keys and sections are declared in `device/config_schema.py`; this module is the machinery
-(build, validate, load, write).
+Keys and sections are declared in `device/config_schema/`; the typed sections and `Config`
+are generated from it into `device/config_types.py`; this module is the machinery (build,
+validate, load, write).
 """
 
 from __future__ import annotations
@@ -10,47 +11,13 @@ from __future__ import annotations
 import math
 import re
 import tomllib
-from dataclasses import dataclass
+import warnings
 from pathlib import Path
 from typing import Any, Iterable
 
-from device.config_schema import SCHEMA, Key, Section
+from device.config_schema import RENAMED, SCHEMA, Key, Section
+from device.config_types import SECTION_TYPES, Config
 from device.errors import ConfigError
-
-
-class SectionValues:
-    """Read-only attribute access to one section's validated values."""
-
-    def __init__(self, name: str, values: dict[str, Any]):
-        object.__setattr__(self, "_name", name)
-        object.__setattr__(self, "_values", dict(values))
-
-    def __getattr__(self, item: str) -> Any:
-        try:
-            return self._values[item]
-        except KeyError:
-            raise AttributeError(f"config section [{self._name}] has no key {item!r}") from None
-
-    def __setattr__(self, key, value):
-        raise AttributeError("config values are read-only")
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self._values)
-
-
-@dataclass(frozen=True)
-class Config:
-    sections: dict[str, SectionValues]
-    origin: str = "<defaults>"  # the file it came from
-
-    def __getattr__(self, item: str) -> SectionValues:
-        sections = object.__getattribute__(self, "sections")
-        if item in sections:
-            return sections[item]
-        raise AttributeError(f"config has no section [{item}]")
-
-    def as_dict(self) -> dict[str, dict[str, Any]]:
-        return {name: values.as_dict() for name, values in self.sections.items()}
 
 
 _TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
@@ -89,8 +56,29 @@ def _check(section: str, key: Key, value: Any) -> Any:
     return value
 
 
+def _renamed(raw: dict[str, Any], source: str) -> dict[str, Any]:
+    """`raw` with keys that moved (RENAMED) put in their new place, a FutureWarning for each
+    (shown to the user by default); where the new key is set too, the new one wins."""
+    raw = {name: dict(body) if isinstance(body, dict) else body for name, body in raw.items()}
+    for (old_section, old_key), (section, key) in RENAMED.items():
+        body = raw.get(old_section)
+        if not isinstance(body, dict) or old_key not in body:
+            continue
+        value = body.pop(old_key)
+        target = raw.setdefault(section, {})
+        message = (f"{source}: [{old_section}] {old_key} is now [{section}] {key}; the old "
+                   f"name is accepted until edgelens 3.0")
+        if isinstance(target, dict) and key not in target:
+            target[key] = value
+        else:
+            message += f" (ignored here: [{section}] {key} is set too)"
+        warnings.warn(message, FutureWarning, stacklevel=3)
+    return raw
+
+
 def build(raw: dict[str, Any], schema: Iterable[Section], source: str = "<dict>") -> Config:
     schema = {s.name: s for s in schema}
+    raw = _renamed(raw, source)
     for name, body in raw.items():
         if name not in schema:
             known = ", ".join(sorted(schema))
@@ -110,8 +98,8 @@ def build(raw: dict[str, Any], schema: Iterable[Section], source: str = "<dict>"
                       for k in section.keys}
         except ConfigError as exc:
             raise ConfigError(f"{source}: {exc}") from None
-        sections[name] = SectionValues(name, values)
-    return Config(sections=sections, origin=source)
+        sections[name] = SECTION_TYPES[name](**values)
+    return Config(**sections, origin=source)
 
 
 def parse_text(text: str, schema: Iterable[Section] | None = None,

@@ -114,3 +114,13 @@ class Metrics:
             for name, h in sorted(self._histograms.items()):
                 latency[name] = {"count": h.count, **h.percentiles(), "max": round(h.max, 3)}
             return {"counters": dict(sorted(self._counters.items())), "latency_ms": latency}
+
+
+class Ema:
+    """A running estimate: each sample moves it by `alpha` of the difference."""
+
+    def __init__(self, initial: float, alpha: float = 0.2):
+        self.value, self.alpha = initial, alpha
+
+    def add(self, sample: float) -> None:
+        self.value = (1 - self.alpha) * self.value + self.alpha * sample

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from device import config as config_module
-from device.config import _toml_value
+from device.config import Config, _toml_value
 from device.errors import ConfigError
 from device.modelstore.install import write_atomic
 
@@ -53,7 +53,7 @@ def model_list(versions: dict[str, str]) -> list[str]:
     return sorted(f"{stage} {version}" for stage, version in versions.items())
 
 
-def mismatch(cfg, versions: dict[str, str], identity: dict | None = None) -> list[str]:
+def mismatch(cfg: Config, versions: dict[str, str], identity: dict | None = None) -> list[str]:
     """Why the config's calibration does not describe this run (empty: it does, or the config
     was never calibrated). `versions`: stage → model version running now."""
     c = cfg.calibration
@@ -69,7 +69,7 @@ def mismatch(cfg, versions: dict[str, str], identity: dict | None = None) -> lis
     return reasons
 
 
-def warn_if_calibrated_elsewhere(cfg, versions: dict[str, str]) -> list[str]:
+def warn_if_calibrated_elsewhere(cfg: Config, versions: dict[str, str]) -> list[str]:
     """Log one warning when the config's operating point was measured on another device or
     with other model versions (`edgelens run` at start); returns the reasons."""
     reasons = mismatch(cfg, versions)

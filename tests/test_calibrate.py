@@ -96,6 +96,7 @@ def test_calibrate_quick_writes_a_config_that_the_pipeline_uses(tmp_path):
     assert stages.detector.model.num_threads == chosen["runtime"]["num_threads"]
     pipeline = build_pipeline(cfg, stages)
     assert pipeline.rate.settings.steady_rate_hz == chosen["recognition"]["steady_rate_hz"]
+    assert cfg.source.fps == chosen["source"]["fps"] == pipeline.capture.source.fps
 
 
 @pytest.mark.slow
@@ -127,7 +128,8 @@ def test_the_service_warns_when_its_config_was_calibrated_elsewhere(tmp_path):
 def test_the_choice_follows_the_method_on_given_measurements():
     """The choosing half of calibrate on made-up profiles (the measuring half is the slow
     test above): estimates, ranking, steady rate and the fallback when nothing met both."""
-    from device.benchmarks.calibrate import Profile, candidates, fallback, steady_rate
+    from device.benchmarks.calibrate import (Profile, candidates, fallback, frame_rate,
+                                             steady_rate)
     cfg = config.defaults()
     profiles = [Profile("detector", "640x352", 2, 6.0, 7.0, 12.0),
                 Profile("detector", "320x192", 2, 2.0, 3.0, 4.0),
@@ -141,6 +143,10 @@ def test_the_choice_follows_the_method_on_given_measurements():
     assert ranked[0].estimate_ms == pytest.approx(7.0 + 6 * (1.5 + 5.0) + 1000 / 30, abs=0.1)
     assert ranked[0].cpu_ms == pytest.approx(12.0 + 2 * 1.5 + 3.0)
     assert steady_rate(12.0) == 4.0 and steady_rate(20.0) == 2.0 and steady_rate(80.0) == 1.0
+    # the frame rate cap: the frame path may take 25 % of a core
+    assert frame_rate(4.0, 30.0) == 30.0 and frame_rate(11.0, 30.0) == 20.0
+    assert frame_rate(40.0, 30.0) == 15.0 and frame_rate(4.0, 20.0) == 20.0
+    assert frame_rate(None, 30.0) == 15.0 and frame_rate(4.0, 10.0) == 10.0
 
     def tried(name, frame_p95, new_p95):
         return {"name": name, "measured": {"moving": {"frame_p95_ms": frame_p95,

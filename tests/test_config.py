@@ -88,3 +88,42 @@ def test_config_show_never_prints_the_password(tmp_path):
                               "show", *extra], capture_output=True, text=True, check=True)
         assert "hunter2-secret" not in out.stdout
         assert config.REDACTED in out.stdout
+
+
+def test_the_typed_config_is_generated_from_the_schema_and_current():
+    """device/config_types.py is what `python -m device.config_codegen` writes from the
+    schema; every section is a frozen dataclass whose fields hold values of the key's type."""
+    import dataclasses
+
+    from device import config_codegen
+    from device.config_types import SECTION_TYPES
+    assert config_codegen.main(["--check"]) == 0, "run python -m device.config_codegen"
+    cfg = config.defaults()
+    assert [s.name for s in SCHEMA] == list(SECTION_TYPES)
+    for section in SCHEMA:
+        values = getattr(cfg, section.name)
+        assert type(values) is SECTION_TYPES[section.name]
+        assert [f.name for f in dataclasses.fields(values)] == [k.name for k in section.keys]
+        for key in section.keys:
+            assert isinstance(getattr(values, key.name), key.type), (section.name, key.name)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.runtime.num_threads = 4
+    with pytest.raises(AttributeError):
+        cfg.runtime.no_such_key
+
+
+def test_renamed_keys_are_accepted_with_a_warning_and_land_in_their_new_place():
+    with pytest.warns(FutureWarning, match=r"\[pipeline\] min_confidence is now "
+                                           r"\[recognizer\] min_confidence"):
+        cfg = config.build({"pipeline": {"min_confidence": 0.7, "hud": False}}, SCHEMA, "old.toml")
+    assert cfg.recognizer.min_confidence == 0.7 and cfg.pipeline.hud is False
+    with pytest.warns(FutureWarning, match=r"translate_budget_ms is now \[translator\] budget_ms"):
+        cfg = config.build({"pipeline": {"translate_budget_ms": 55.0}}, SCHEMA)
+    assert cfg.translator.budget_ms == 55.0
+    with pytest.warns(FutureWarning, match="ignored here"):        # the new name wins
+        cfg = config.build({"translator": {"min_ocr_confidence": 0.9},
+                            "recognizer": {"min_confidence": 0.6}}, SCHEMA)
+    assert cfg.recognizer.min_confidence == 0.6
+    with pytest.raises(ConfigError, match=r"\[recognizer\] min_confidence: expected a value <= "):
+        with pytest.warns(FutureWarning):
+            config.build({"pipeline": {"min_confidence": 3.0}}, SCHEMA)

@@ -6,8 +6,8 @@ import pytest
 
 from calibration.training import detector_data as dd
 from device.cli import main
-from device.stages.detector import (Detector, DetectorParams, crop_line, match_polygons, order_quad,
-                             polygon_iou, regions_from_map)
+from device.geometry import crop_line, match_polygons, order_quad, polygon_iou
+from device.stages.detector import Detector, DetectorParams, regions_from_map
 from device.modelstore.store import ModelStore
 
 STORE = ModelStore()

@@ -6,11 +6,11 @@ import cv2
 import numpy as np
 import pytest
 
-from device.live.capture import Capture, LatestSlot
+from device.live.capture import Capture, LatestSlot, RateCap
 from device.errors import SourceError
 from device.metrics import Metrics
 from device.live.overlay import OverlayItem, OverlayRenderer, expand_quad, sample_colours
-from device.live.pipeline import polygon_iou
+from device.geometry import polygon_coverage, polygon_iou
 from device.live.sources import ImageFolderSource, VideoSource, parse_source
 from device.live.tracker import MotionTracker, transform
 
@@ -79,6 +79,17 @@ def test_overlay_covers_region_with_background_and_draws_text():
     assert (frame == 40).all()                                   # input not modified
 
 
+def test_polygon_coverage_is_the_share_of_a_inside_b():
+    plate = np.float32([[0, 0], [100, 0], [100, 40], [0, 40]])
+    upper_line = np.float32([[10, 5], [90, 5], [90, 18], [10, 18]])
+    assert polygon_coverage(upper_line, plate) == pytest.approx(1.0)
+    assert polygon_iou(upper_line, plate) < 0.3          # what IoU says of one line of two
+    half_out = upper_line + np.float32([50, 0])
+    assert polygon_coverage(half_out, plate) == pytest.approx(0.5, abs=0.01)
+    assert polygon_coverage(upper_line + np.float32([200, 0]), plate) == 0.0
+    assert polygon_coverage(np.zeros((4, 2), np.float32), plate) == 0.0
+
+
 def test_polygon_iou():
     a = np.float32([[0, 0], [10, 0], [10, 10], [0, 10]])
     b = a + np.float32([5, 0])
@@ -123,6 +134,50 @@ def test_capture_counts_drops_when_consumer_is_slow(tmp_path):
     assert metrics.counter("frames_captured") == 60
     assert taken == 1  # nobody consumed: only the newest frame is kept
     assert metrics.counter("frames_dropped") == 59
+
+
+def test_rate_cap_holds_a_faster_camera_to_the_configured_rate():
+    cap = RateCap(20.0)                       # a 30 fps camera, capped at 20
+    kept = [k for k in range(90) if cap.admit(k / 30)]
+    assert 59 <= len(kept) <= 61               # 3 s at 20 fps
+    assert max(np.diff(kept)) == 2             # never two frames in a row skipped
+    jittery = RateCap(30.0)                    # a camera at the cap, with arrival jitter
+    rng = np.random.default_rng(0)
+    assert all(jittery.admit(k / 30 + rng.uniform(-0.004, 0.004)) for k in range(90))
+    stalled = RateCap(10.0)                    # after a 1 s stall: no burst to catch up
+    assert stalled.admit(0.0)
+    admitted = [t for t in np.arange(1.0, 2.0, 1 / 30) if stalled.admit(t)]
+    assert len(admitted) <= 11
+    assert RateCap(0.0).admit(0.0) and RateCap(0.0).admit(0.0)   # 0: no cap
+
+
+class _FastCamera:
+    """A camera that delivers frames faster than asked (the seam a webcam would fill)."""
+    name, realtime, live = "camera:fake", True, True
+
+    def __init__(self, fps: float):
+        self.fps = fps
+
+    def open(self) -> None:
+        pass
+
+    def read(self) -> np.ndarray:
+        time.sleep(0.002)
+        return np.zeros((36, 64, 3), np.uint8)
+
+    def close(self) -> None:
+        pass
+
+
+def test_capture_skips_and_counts_the_frames_a_camera_delivers_beyond_the_cap():
+    metrics = Metrics()
+    start = time.perf_counter()
+    capture = Capture(_FastCamera(fps=10.0), metrics).start()
+    time.sleep(0.5)
+    capture.stop()
+    elapsed = time.perf_counter() - start
+    assert metrics.counter("frames_over_rate") > 0
+    assert 1 <= metrics.counter("frames_captured") <= elapsed * 10 + 2
 
 
 def test_vanished_source_is_reopened_with_backoff(tmp_path):

@@ -92,13 +92,20 @@ def test_project_imports_inside_functions_are_deliberate_deferrals():
 # (importer prefix, forbidden prefix, why)
 RULES = [
     ("device.live", "device.modelstore", "the live path never reaches into the model lifecycle"),
+    ("device.modelstore", "device.live", "the model lifecycle shares geometry and metrics with "
+                                         "the live path, never its modules"),
+    ("device.modelstore", "device.assembly", "the composition root builds the model watch, "
+                                             "not the other way round"),
     ("device.stages", "device.modelstore.", "a stage reads the store; it never installs, "
                                             "swaps or tests models"),
     ("device", "cloud_sync", "the glasses' daemon never depends on the sync process"),
     ("device", "calibration", "nothing on the glasses imports training or evaluation"),
     ("cloud_sync", "calibration", "nothing that syncs imports training or evaluation"),
 ]
-GLASSES_SIDE_SYNC = ("cloud_sync.sync_agent", "cloud_sync.sync_cli", "cloud_sync.update_agent",
+GLASSES_SIDE_SYNC = ("cloud_sync.sync_agent", "cloud_sync.sync_outbox", "cloud_sync.sync_cli",
+                     "cloud_sync.update_agent", "cloud_sync.update_offer",
+                     "cloud_sync.update_fetch", "cloud_sync.update_install",
+                     "cloud_sync.update_policy", "cloud_sync.update_memory",
                      "cloud_sync.update_download", "cloud_sync.mqtt_client", "cloud_sync.batch",
                      "cloud_sync.topics", "cloud_sync.signing", "cloud_sync.update_protocol")
 

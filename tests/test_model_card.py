@@ -2,25 +2,22 @@
 and the cards the packaging scripts build from it against the committed cards."""
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
 from calibration import model_card as cards
 from calibration import package_line_detector, package_translator2
+from calibration import package_recognizer as export_recognizer
 from device.modelstore.store import CARD
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-
-import export_recognizer  # noqa: E402  (scripts/ is no package)
 
 GENERATORS = [ROOT / "calibration" / "package_detector.py",
               ROOT / "calibration" / "package_line_detector.py",
               ROOT / "calibration" / "package_translator2.py",
-              ROOT / "scripts" / "package_translator.py",
-              ROOT / "scripts" / "export_recognizer.py"]
+              ROOT / "calibration" / "package_translator1.py",
+              ROOT / "calibration" / "package_recognizer.py"]
 
 
 def test_table_renders_header_rule_and_rows():

@@ -11,7 +11,8 @@ import time
 import numpy as np
 
 from device.live.capture import Capture
-from device.stages.detector import Detector, crop_line
+from device.stages.detector import Detector
+from device.geometry import crop_line
 from device.metrics import Metrics, percentiles
 from device.modelstore.health import HealthSettings
 from device.modelstore.install import read_health, set_active

@@ -16,7 +16,7 @@ from device import config
 from device.assembly import build_pipeline, load_stages
 from device.errors import ModelStoreError
 from device.metrics import Metrics
-from device.live.pipeline import polygon_iou
+from device.geometry import polygon_iou
 from calibration.metrics import edit_distance
 from device.live.sources import SyntheticSource
 

@@ -13,8 +13,8 @@ from device import runtime
 from device.commands.models import verify_version
 from device.errors import ModelError
 from device.modelstore.store import ModelStore
-from device.runtime import (DYNAMIC_RANGE, STATIC, TFLiteModel, UnsafeBackendError,
-                            cpu_features, unsafe_reason)
+from device.runtime import TFLiteModel, UnsafeBackendError
+from device.runtime_safety import DYNAMIC_RANGE, STATIC, cpu_features, unsafe_reason
 
 ROOT = Path(__file__).resolve().parent.parent
 CPUINFO = ROOT / "scripts" / "arm64"

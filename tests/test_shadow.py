@@ -249,7 +249,7 @@ def _watched_pipeline(cfg, stages):
     """The service's arrangement: a live pipeline and the model watch beside it."""
     import threading
 
-    from device.modelstore.watch import start_model_watch
+    from device.assembly import start_model_watch
     pipeline = build_pipeline(cfg, stages, source=SyntheticSource(seed=7, realtime=True))
     watch = start_model_watch(cfg, pipeline, stages)
     runner = threading.Thread(target=pipeline.run, daemon=True)

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from cloud_sync.mqtt_client import LinkSettings, MqttLink
-from cloud_sync.sync_agent import TokenBucket
+from cloud_sync.sync_outbox import TokenBucket
 from device.telemetry import Recorder, TelemetryStore
 from fixtures_broker import config_for
 from sync_helpers import run_agent, run_ingest, wait_until

@@ -22,7 +22,7 @@ import pytest
 
 from device.telemetry import (Record, Recorder, StoreAccessError, StoreBusyError,
                               StoreFullError, TelemetryLogHandler, TelemetryStore)
-from device.telemetry import recorder as recorder_module
+from device.telemetry import recorder_writer as recorder_module
 from device.telemetry import store_errors as store_module
 from fixtures_broker import config_for
 

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from device.telemetry import Record, Recorder, TelemetryStore
-from device.telemetry import recorder as recorder_module
+from device.telemetry import recorder_writer as recorder_module
 from fixtures_broker import config_for
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -4,8 +4,8 @@ manifest holds the contract (two signatures, tokenizer and fp32 reference listed
 import pytest
 
 from device.modelstore.golden import run_golden
-from device.runtime import (DYNAMIC_RANGE, UnsafeBackendError, available_backends,
-                            host_cpu_features, unsafe_reason)
+from device.runtime import UnsafeBackendError, available_backends
+from device.runtime_safety import DYNAMIC_RANGE, host_cpu_features, unsafe_reason
 from translate_helpers import store_version
 
 

@@ -18,7 +18,9 @@ from cloud_sync import update_protocol as proto
 from cloud_sync.errors import PayloadError
 from cloud_sync.signing import keygen
 from cloud_sync.update_agent import UpdateAgent
+from cloud_sync.fleet import delivery, ingest
 from cloud_sync.fleet.delivery import signed_desired
+from cloud_sync.json_input import parse_json
 from device.modelstore.store import ModelStore
 from update_helpers import device_config, device_store, fleet_keys, make_version
 
@@ -281,3 +283,16 @@ def test_a_refused_shadow_offer_leaves_no_replay_memory_and_no_offered_audit(tmp
     assert [action for action, _ in audits] == ["update_refused"]
     assert name not in agent._remember()["issued"]
     assert name not in agent.jobs
+
+
+def test_one_json_parser_for_both_directions_refuses_what_json_cannot_carry():
+    """What a device reads from the broker and what the fleet reads from a device go through
+    cloud_sync.json_input: 1e999 (no float holds it) was accepted on the glasses' side before."""
+    assert ingest.parse_json is delivery.parse_json is proto.parse_json is parse_json
+    for payload, reason in ((b'{"a": 1e999}', "out of range"), (b'{"a": NaN}', "not a JSON"),
+                            (b'{"a": -Infinity}', "not a JSON"), (b"[1]", "JSON object"),
+                            (b'{"a": ' + b"[" * 40 + b"]" * 40 + b"}", "nested"),
+                            (b"\xff{}", "not JSON")):
+        with pytest.raises(PayloadError, match=reason):
+            parse_json(payload, "x", 1 << 10)
+    assert parse_json(b'{"a": 1e308, "b": [1.5]}', "x", 100) == {"a": 1e308, "b": [1.5]}

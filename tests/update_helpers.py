@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import threading
@@ -16,6 +15,7 @@ from cloud_sync.fleet.acl import enroll
 from cloud_sync.fleet.rollout import Rollout, RolloutFile
 from cloud_sync.signing import keygen
 from cloud_sync.fleet.delivery import UpdateServer, signed_desired
+from device.modelstore.store import file_entry
 from fixtures_broker import config_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,11 +30,6 @@ def small_tflite() -> Path:
             return found[0]
     pytest.skip("no .tflite model in models/ to build a test version from")
 
-
-def _entry(path: Path, relative: str) -> dict:
-    data = path.read_bytes()
-    return {"file": relative, "sha256": hashlib.sha256(data).hexdigest(),
-            "size_bytes": len(data)}
 
 
 def make_version(store: Path, version: str, *, name: str = "detector", budget_ms: float = 10_000,
@@ -57,9 +52,9 @@ def make_version(store: Path, version: str, *, name: str = "detector", budget_ms
     if pad_bytes:
         rng = np.random.default_rng(len(version) + pad_bytes)
         (directory / "vocab.bin").write_bytes(rng.bytes(pad_bytes))
-        extra = [_entry(directory / "vocab.bin", "vocab.bin")]
+        extra = [file_entry(directory / "vocab.bin", "vocab.bin")]
     manifest = {"name": name, "version": version, "task": "text-detection",
-                "created": "2024-01-01", "artifact": _entry(directory / "detector.tflite",
+                "created": "2024-01-01", "artifact": file_entry(directory / "detector.tflite",
                                                             "detector.tflite"),
                 "extra_files": extra, "quantization": "int8-full", "signatures": {},
                 "compatible_backends": ["litert"], "latency_ms": {}, "budget_ms": budget_ms,

@@ -9,7 +9,6 @@ in the middle of a download, and the frame-path p95 of a pipeline running beside
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -35,17 +34,13 @@ from device.live.pipeline import FramePathSettings, Pipeline
 from device.live.recognition import Budgets, RecognitionWorker
 from device.live.sources import SyntheticSource
 from device.metrics import Metrics, percentiles
-from device.modelstore.store import default_root
-from device.stages.detector import Detector, crop_line
+from device.modelstore.store import default_root, file_entry
+from device.stages.detector import Detector
+from device.geometry import crop_line
 from device.stages.recognizer import LineReading
 
 ROOT = Path(__file__).resolve().parents[2]
 
-
-def _entry(path: Path) -> dict:
-    data = path.read_bytes()
-    return {"file": path.name, "sha256": hashlib.sha256(data).hexdigest(),
-            "size_bytes": len(data)}
 
 
 def make_version(store: Path, version: str, total_bytes: int) -> Path:
@@ -60,8 +55,8 @@ def make_version(store: Path, version: str, total_bytes: int) -> Path:
     (directory / "vocab.bin").write_bytes(np.random.default_rng(1).bytes(pad))
     (directory / "MODEL_CARD.md").write_text(f"# detector {version} (benchmark)\n")
     manifest = {"name": "detector", "version": version, "task": "text-detection",
-                "artifact": _entry(directory / "detector.tflite"),
-                "extra_files": [_entry(directory / "vocab.bin")], "quantization": "int8-full",
+                "artifact": file_entry(directory / "detector.tflite"),
+                "extra_files": [file_entry(directory / "vocab.bin")], "quantization": "int8-full",
                 "signatures": {}, "compatible_backends": ["litert"], "latency_ms": {},
                 "budget_ms": 1000, "accuracy": {}, "training": {}, "intended_use": "bench",
                 "limitations": "bench", "golden": []}

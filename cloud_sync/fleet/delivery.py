@@ -33,7 +33,8 @@ from typing import Any, Callable
 from cloud_sync import update_protocol as proto
 from cloud_sync.errors import PayloadError, SyncError
 from cloud_sync.fleet.chunk_sender import ChunkSender, ServerStats
-from cloud_sync.fleet.device_input import parse_device_json, valid_name
+from cloud_sync.fleet.device_input import valid_name
+from cloud_sync.json_input import parse_json
 from cloud_sync.fleet.membership import Membership
 from cloud_sync.fleet.rollout import Rollout, RolloutFile, choose_canaries, decide, record_status
 from cloud_sync.mqtt_client import LinkSettings, MqttLink
@@ -112,7 +113,7 @@ class ChunkRequest:
 def parse_request(payload: bytes) -> tuple[ChunkRequest, int]:
     """A chunk request from a device, and how many of its chunk entries were dropped (repeats,
     not an index, over MAX_CHUNKS_PER_REQUEST). PayloadError when it is not a request."""
-    body = parse_device_json(payload, "chunk request", _MAX_REQUEST_BYTES)
+    body = parse_json(payload, "chunk request", _MAX_REQUEST_BYTES)
     rollout, file, chunks = body.get("rollout"), body.get("file"), body.get("chunks")
     if not isinstance(rollout, str) or not isinstance(file, str) or \
             not isinstance(chunks, list):
@@ -127,7 +128,7 @@ def parse_request(payload: bytes) -> tuple[ChunkRequest, int]:
 def parse_status(payload: bytes) -> tuple[Any, dict[str, Any]]:
     """(claimed group, models) of a device's update status; PayloadError when `models` is not
     an object. Each model's entry is reduced to typed fields by rollout.record_status."""
-    body = parse_device_json(payload, "update status", _MAX_STATUS_BYTES)
+    body = parse_json(payload, "update status", _MAX_STATUS_BYTES)
     models = body.get("models", {})
     if models is None:
         models = {}

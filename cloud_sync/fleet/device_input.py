@@ -1,5 +1,6 @@
-"""What devices send, checked before the fleet takes it: names (device ids, groups), JSON from a
-device, a telemetry batch's own fields, each record's body, a device status.
+"""What devices send, checked before the fleet takes it: names (device ids, groups), a telemetry
+batch's own fields, each record's body, a device status (their JSON is parsed by
+`cloud_sync/json_input.py`).
 
 Everything a device sends is hostile until checked. A record whose fields have the wrong type or
 range, or that holds NaN/Infinity (JSON cannot carry them; `allow_nan=False`), gets a reason (a
@@ -31,32 +32,6 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 def valid_name(name: Any) -> bool:
     """A device id or group name as the fleet accepts it (no trailing newline)."""
     return isinstance(name, str) and _NAME.match(name) is not None
-
-
-def parse_device_json(payload: bytes, what: str, limit: int) -> dict[str, Any]:
-    """A JSON object from a device: PayloadError when over `limit` bytes, not UTF-8 JSON, not
-    an object, or holding NaN/Infinity (Python's json accepts them; JSON does not) or a number
-    no float can hold (1e999)."""
-    if len(payload) > limit:
-        raise PayloadError(f"{what} of {len(payload)} bytes is over the limit of {limit}")
-    try:
-        body = json.loads(payload, parse_constant=_refuse_constant, parse_float=_finite_float)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise PayloadError(f"{what} is not JSON: {exc}") from exc
-    if not isinstance(body, dict):
-        raise PayloadError(f"{what} must be a JSON object, got {type(body).__name__}")
-    return body
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):            # 1e999: valid JSON, but not a float
-        raise ValueError(f"{text[:40]} is out of range")
-    return value
 
 
 def check_batch(batch: Batch) -> None:

@@ -31,7 +31,8 @@ from typing import Any
 from cloud_sync import batch as batch_codec
 from cloud_sync import topics
 from cloud_sync.errors import FleetStoreError, LinkError, PayloadError
-from cloud_sync.fleet.device_input import check_batch, parse_device_json, valid_name
+from cloud_sync.fleet.device_input import check_batch, valid_name
+from cloud_sync.json_input import parse_json
 from cloud_sync.fleet.store import FleetStore
 from cloud_sync.mqtt_client import LinkSettings, MqttLink
 from device.config import Config
@@ -96,7 +97,7 @@ class FleetIngest:
                     raise PayloadError(f"availability of {device} is {payload[:40]!r}")
                 self.store.set_availability(device, payload == topics.ONLINE, received)
             elif channel == topics.STATUS:
-                self.store.set_status(device, parse_device_json(payload, "status",
+                self.store.set_status(device, parse_json(payload, "status",
                                                                 self.max_message), received)
             else:
                 raise PayloadError(f"unexpected topic {topic!r}")

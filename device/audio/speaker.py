@@ -25,6 +25,7 @@ from device.audio.output import open_input, open_output
 from device.audio.soundtrack import SoundTrack
 from device.audio.vad import VadSettings, VoiceActivity
 from device.audio.voice import open_voice
+from device.config import Config
 from device.errors import AudioError
 from device.metrics import Metrics
 
@@ -244,7 +245,7 @@ class Speaker:
             self._stop.wait(speech.seconds)
 
 
-def build_speaker(cfg, metrics: Metrics) -> Speaker | None:
+def build_speaker(cfg: Config, metrics: Metrics) -> Speaker | None:
     """The speaker `[audio]` asks for, or None (speech off, or no way to be heard). No sound
     device is one warning line, never an error: the pipeline runs without audio."""
     a = cfg.audio

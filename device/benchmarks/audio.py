@@ -19,6 +19,7 @@ import time
 import numpy as np
 
 from device import config
+from device.config import Config
 from device.assembly import build_pipeline, load_stages
 from device.audio.output import open_output
 from device.audio.voice import EspeakCommand, EspeakLibrary
@@ -114,7 +115,7 @@ def frame_path(pairs: int, frames: int) -> dict:
         {"utterances_spoken": spoken}
 
 
-def run(cfg, json_out: bool = False, quick: bool = False) -> dict:
+def run(cfg: Config, json_out: bool = False, quick: bool = False) -> dict:
     results = {"synthesis_ms": synthesis(2 if quick else 5),
                "output": output(5 if quick else 20),
                "frame_path_ms": frame_path(1 if quick else 2, 90 if quick else 300)}

@@ -14,6 +14,10 @@ The method, in four steps (README "Calibrating a device", BENCHMARKS.md):
    photos), so the largest resolution whose estimate stays within `MARGIN` of the 200 ms
    budget; among its candidates the lowest CPU (threads, greedy vs beam). The steady re-check
    rate is the highest of 4, 2, 1 Hz whose re-checks cost at most `RECHECK_CPU_PCT` % of a core.
+   The frame rate cap (`[source] fps`) is the highest of 30, 24, 20, 15 fps (never above the
+   configured rate) at which the frame path — tracking, the rate policy, the overlay; its p50
+   per frame in the verification run — takes at most `FRAME_CPU_PCT` % of a core; a lower cap
+   is verified again at that rate.
 4. **Verify** the choice with the real pipeline in a fresh process (`edgelens bench
    pipeline`'s child) on the demo's moving sequence and on the steady one: frame-path p95
    within `MARGIN` of 20 ms and new-recognition p95 within `MARGIN` of 200 ms. A choice that
@@ -37,6 +41,7 @@ import numpy as np
 from device.benchmarks.detector import WARMUP, _frames
 from device.benchmarks.pipeline import _spawn
 from device.benchmarks.translator import PHRASES
+from device.config import Config
 from device.metrics import percentiles, time_calls
 from device.modelstore.store import ModelStore
 from device.operating_point import device_identity, model_list
@@ -53,6 +58,8 @@ BUCKETS = (64, 128, 256, 512)
 ESTIMATE_BUCKET = 256
 STEADY_RATES = (4.0, 2.0, 1.0)
 RECHECK_CPU_PCT = 5.0
+FRAME_RATES = (30.0, 24.0, 20.0, 15.0)
+FRAME_CPU_PCT = 25.0
 MAX_TRIES = 3
 
 
@@ -102,7 +109,7 @@ def thread_counts() -> list[int]:
     return sorted({1, 2, min(4, os.cpu_count() or 1)})
 
 
-def profile_stages(cfg, backend: str, quick: bool) -> tuple[list[Profile], dict[str, str]]:
+def profile_stages(cfg: Config, backend: str, quick: bool) -> tuple[list[Profile], dict[str, str]]:
     """Every stage at every setting that matters; returns the profiles and the versions."""
     store = ModelStore.for_config(cfg)
     runs = 10 if quick else 50
@@ -145,7 +152,7 @@ def _line_crops(version) -> list[np.ndarray]:
     return crops or [np.full((LINE_HEIGHT, 128, 3), 200, np.uint8)]
 
 
-def candidates(profiles: list[Profile], cfg) -> list[Candidate]:
+def candidates(profiles: list[Profile], cfg: Config) -> list[Candidate]:
     """Every resolution × threads × beam with its estimate, best first: largest resolution,
     then lowest CPU."""
     by = {(p.stage, p.setting, p.threads): p for p in profiles}
@@ -179,6 +186,16 @@ def steady_rate(cpu_ms_per_run: float) -> float:
     return STEADY_RATES[-1]
 
 
+def frame_rate(frame_ms: float | None, source_fps: float) -> float:
+    """The highest cap in FRAME_RATES (at most `source_fps`) at which a frame path of
+    `frame_ms` per frame costs at most FRAME_CPU_PCT % of a core; the lowest when none does."""
+    rates = [r for r in FRAME_RATES if r <= source_fps] or [source_fps]
+    for rate in rates:
+        if frame_ms is not None and rate * frame_ms / 10.0 <= FRAME_CPU_PCT:
+            return rate
+    return rates[-1]
+
+
 def settings_for(candidate: Candidate, rate: float) -> dict[str, dict[str, Any]]:
     """The config keys of an operating point."""
     detector = {}
@@ -200,7 +217,8 @@ def verify(settings: dict, backend: str, quick: bool, samples_dir: str,
         r = _spawn({"mode": "pipeline", "backend": backend, "sequence": sequence,
                     "on_change": True, "frames": 90 if quick else 300, "config": config,
                     "samples_dir": samples_dir, "name": f"calibrate_{sequence}"})
-        out[sequence] = {"frame_p95_ms": r["frame_path_ms"]["p95"],
+        out[sequence] = {"frame_p50_ms": r["frame_path_ms"]["p50"],
+                         "frame_p95_ms": r["frame_path_ms"]["p95"],
                          "new_p95_ms": r["new_recognition_ms"]["p95"],
                          "cpu_pct": r["cpu_pct"], "frames": r["frames"]}
     return out
@@ -213,14 +231,14 @@ def _merge(base: dict, settings: dict) -> dict:
     return merged
 
 
-def meets(measured: dict, cfg) -> bool:
+def meets(measured: dict, cfg: Config) -> bool:
     moving = measured["moving"]
     return (moving["new_p95_ms"] is not None and moving["frame_p95_ms"] is not None
             and moving["frame_p95_ms"] <= MARGIN * cfg.pipeline.frame_budget_ms
             and moving["new_p95_ms"] <= MARGIN * cfg.pipeline.recognition_budget_ms)
 
 
-def fallback(tries: list[dict], cfg) -> dict:
+def fallback(tries: list[dict], cfg: Config) -> dict:
     """When no try met both budgets with margin: the first (best-quality) one whose new
     translations met theirs with margin and whose frame path met its budget without margin
     (the frame path hardly depends on the candidate: on a loaded machine it misses for all);
@@ -241,7 +259,7 @@ def fallback(tries: list[dict], cfg) -> dict:
     return min(tries, key=lambda t: t["measured"]["moving"]["new_p95_ms"] or float("inf"))
 
 
-def calibrate(cfg, quick: bool = False, samples_dir: str = "bench-out/calibrate",
+def calibrate(cfg: Config, quick: bool = False, samples_dir: str = "bench-out/calibrate",
               base: dict | None = None, log: Callable[[str], None] = lambda line: None) -> dict:
     """Profile, choose, verify. `base`: the raw config the verification runs start from (the
     user's file: model store, sources). Returns the whole record (JSON-ready)."""
@@ -270,6 +288,15 @@ def calibrate(cfg, quick: bool = False, samples_dir: str = "bench-out/calibrate"
         best["meets_budgets"]
     for t in tries:
         t.pop("point", None)
+    fps = frame_rate(measured["moving"]["frame_p50_ms"], cfg.source.fps)
+    settings = {**settings, "source": {"fps": fps}}
+    if fps < cfg.source.fps:
+        log(f"verifying the frame rate cap {fps:g} fps")
+        measured = verify(settings, backend, quick, samples_dir, base)
+        met = meets(measured, cfg)
+        tries.append({"candidate": candidate.__dict__, "steady_rate_hz":
+                      settings["recognition"]["steady_rate_hz"], "fps": fps,
+                      "measured": measured, "meets_budgets": met})
     identity = device_identity()
     calibration = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -291,8 +318,9 @@ def calibrate(cfg, quick: bool = False, samples_dir: str = "bench-out/calibrate"
 def _try_line(t: dict) -> str:
     c, m = t["candidate"], t["measured"]
     beam = "greedy" if c["beam"] == 1 else f"beam {c['beam']}"
+    cap = f", capped at {t['fps']:g} fps" if "fps" in t else ""
     parts = [f"verified {c['resolution']}, {c['threads']} thread(s), {beam}, steady "
-             f"{t['steady_rate_hz']:g} Hz (estimate {c['estimate_ms']} ms)"]
+             f"{t['steady_rate_hz']:g} Hz{cap} (estimate {c['estimate_ms']} ms)"]
     for sequence, r in m.items():
         parts.append(f"{sequence}: frame p95 {r['frame_p95_ms']} ms, new p95 "
                      f"{r['new_p95_ms']} ms, CPU {r['cpu_pct']} %")

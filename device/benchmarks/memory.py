@@ -22,6 +22,8 @@ import threading
 import time
 from pathlib import Path
 
+from device.config import Config
+
 GOALS_MB = {"pipeline": 200.0, "sync_agent": 60.0}
 VISION = ("cv2", "PIL", "device.live", "device.stages", "device.synth")
 
@@ -121,7 +123,7 @@ def measure(seconds: float) -> dict:
                 for name, values in seen.items()}
 
 
-def run(cfg, json_out: bool = False, quick: bool = False) -> dict:
+def run(cfg: Config, json_out: bool = False, quick: bool = False) -> dict:
     seconds = 5.0 if quick else 20.0
     results = {"seconds_after_start": seconds, "processes": measure(seconds),
                "sync_agent_vision_modules": vision_modules_of_the_sync_agent()}

@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 from device import config as config_mod
+from device.config import Config
 from device.assembly import build_pipeline, load_stages
 from device.metrics import Metrics
 from device.modelstore.install import set_active
@@ -84,7 +85,7 @@ def _one(store: ModelStore, stage: str | None, version: str | None, frames: int)
     }
 
 
-def run(cfg, json_out: bool = False, quick: bool = False) -> dict:
+def run(cfg: Config, json_out: bool = False, quick: bool = False) -> dict:
     frames = 60 if quick else 300
     with tempfile.TemporaryDirectory(prefix="edgelens-shadow-") as folder:
         store, challengers = _store_with_challengers(Path(folder) / "models")

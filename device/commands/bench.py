@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from device.config import Config
 
 TARGETS = {
     "ocr": "calibration.bench_ocr",
@@ -37,7 +38,7 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def run(args, cfg) -> int:
+def run(args, cfg: Config) -> int:
     if args.target in ("telemetry", "faults"):
         sync = shutil.which("edgelens-sync") or os.path.join(os.path.dirname(sys.executable),
                                                               "edgelens-sync")

@@ -9,6 +9,7 @@ import tomllib
 from pathlib import Path
 
 from device import config as config_module
+from device.config import Config
 from device.errors import ConfigError
 
 
@@ -34,7 +35,7 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def _base(args, cfg) -> tuple[object, dict]:
+def _base(args, cfg: Config) -> tuple[object, dict]:
     """The config to calibrate and its raw sections (the verification runs start from them):
     --config, else an existing --write file, else the defaults."""
     path = cfg.origin if cfg.origin != "<defaults>" else None
@@ -51,7 +52,7 @@ def _base(args, cfg) -> tuple[object, dict]:
     return cfg, raw
 
 
-def run(args, cfg) -> int:
+def run(args, cfg: Config) -> int:
     # deferred: the parser imports every command; the models and OpenCV load only here
     from device.benchmarks.calibrate import calibrate, format_report
     from device.operating_point import write_operating_point

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from device import config as config_module
+from device.config import Config
 
 
 def register(subparsers) -> None:
@@ -24,13 +25,13 @@ def register(subparsers) -> None:
     show.set_defaults(func=run_show)
 
 
-def run_check(args, cfg) -> int:
+def run_check(args, cfg: Config) -> int:
     config_module.load(args.file)
     print(f"{args.file}: ok")
     return 0
 
 
-def run_show(args, cfg) -> int:
+def run_show(args, cfg: Config) -> int:
     if args.json:
         values = cfg.as_dict()
         for section in config_module.defaults_schema():

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from device import config
+from device.config import Config
 from device.audio.soundtrack import mux
 from device.commands.simulate import add_run_options, run_session
 from device.errors import AudioError
@@ -33,7 +34,7 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run, frames=0)
 
 
-def run(args, cfg) -> int:
+def run(args, cfg: Config) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     args.frames = args.frames or 240
@@ -64,7 +65,7 @@ def run(args, cfg) -> int:
     return 0
 
 
-def with_speech(cfg, soundtrack: Path):
+def with_speech(cfg: Config, soundtrack: Path):
     """`cfg` with [audio] speak = "new" and its soundtrack written to `soundtrack`."""
     raw = cfg.as_dict()
     raw["audio"] = {**raw["audio"], "speak": "new", "soundtrack": str(soundtrack)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from device.config import Config
 from device.errors import EdgelensError
 from device.modelstore.golden import run_golden
 from device.modelstore.store import ModelStore, ModelVersion
@@ -28,7 +29,7 @@ def register(subparsers) -> None:
     verify.set_defaults(func=run_verify)
 
 
-def _store(cfg) -> ModelStore:
+def _store(cfg: Config) -> ModelStore:
     return ModelStore.for_config(cfg)
 
 
@@ -45,7 +46,7 @@ def _row(version: ModelVersion, active: str) -> dict:
     }
 
 
-def run_list(args, cfg) -> int:
+def run_list(args, cfg: Config) -> int:
     store = _store(cfg)
     rows = [_row(v, store.active_version(v.name)) for v in store.all_versions()]
     if args.json:
@@ -94,7 +95,7 @@ def verify_version(version: ModelVersion) -> dict:
     return report
 
 
-def run_verify(args, cfg) -> int:
+def run_verify(args, cfg: Config) -> int:
     store = _store(cfg)
     names = [args.name] if args.name else store.names()
     reports = []

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import json
-import logging
 import sys
 import time
 
 from device.commands._per_file import load_image, run_per_file
 from device.commands.recognize import load_recognizer
-from device.errors import InputError, ModelStoreError
+from device.config import Config
+from device.errors import ModelStoreError
 from device.modelstore.store import ModelStore
-from device.stages.detector import Detector, artifact_for, crop_line, params_for
-
-log = logging.getLogger(__name__)
+from device.stages.detector import Detector, artifact_for, params_for
+from device.stages.recognizer import read_regions
 
 
 def register(subparsers) -> None:
@@ -37,7 +36,7 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def load_detector(cfg, backend: str | None = None, num_threads: int | None = None):
+def load_detector(cfg: Config, backend: str | None = None, num_threads: int | None = None):
     """(Detector, ModelVersion) from the store as the config names them: the version's own
     post-processing parameters with the config's set values over them, at the configured
     resolution."""
@@ -50,7 +49,7 @@ def load_detector(cfg, backend: str | None = None, num_threads: int | None = Non
     return detector, version
 
 
-def _recognizer(cfg, backend: str | None):
+def _recognizer(cfg: Config, backend: str | None):
     try:
         recognizer, _ = load_recognizer(cfg, backend=backend)
     except ModelStoreError as exc:
@@ -60,26 +59,18 @@ def _recognizer(cfg, backend: str | None):
 
 
 def ocr_image(detector: Detector, recognizer, image, min_confidence: float = 0.0) -> dict:
-    """Detect and read one BGR image: {"lines": [...], "timings_ms": {...}}; lines read with
-    a confidence under `min_confidence` are left out."""
+    """Detect and read one BGR image: {"lines": [...], "timings_ms": {...}}; lines that read
+    as nothing, or with a confidence under `min_confidence`, are left out (without a
+    recognizer: every region, with no text)."""
     t0 = time.perf_counter_ns()
     regions = detector.detect(image)
     t1 = time.perf_counter_ns()
-    lines = []
-    for region in regions:
-        text = confidence = None
-        if recognizer is not None:
-            try:
-                reading = recognizer.read(crop_line(image, region.polygon))
-                text, confidence = reading.text, reading.confidence
-            except InputError as exc:
-                log.warning("region not readable: %s", exc)
-            if confidence is None or confidence < min_confidence:
-                continue
-        lines.append({"polygon": [[round(float(x), 1), round(float(y), 1)]
-                                  for x, y in region.polygon],
-                      "text": text, "confidence": confidence,
-                      "detection_score": region.score})
+    found = ([(region, None) for region in regions] if recognizer is None
+             else read_regions(recognizer, image, regions, min_confidence))
+    lines = [{"polygon": [[round(float(x), 1), round(float(y), 1)] for x, y in region.polygon],
+              "text": reading.text if reading else None,
+              "confidence": reading.confidence if reading else None,
+              "detection_score": region.score} for region, reading in found]
     t2 = time.perf_counter_ns()
     return {"lines": lines,
             "timings_ms": {"detect": round((t1 - t0) / 1e6, 2),
@@ -87,7 +78,7 @@ def ocr_image(detector: Detector, recognizer, image, min_confidence: float = 0.0
                            "total": round((t2 - t0) / 1e6, 2)}}
 
 
-def run(args, cfg) -> int:
+def run(args, cfg: Config) -> int:
     detector, _ = load_detector(cfg, backend=args.backend)
     recognizer = None if args.detect_only else _recognizer(cfg, args.backend)
     results, failures = run_per_file(

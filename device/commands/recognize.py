@@ -7,6 +7,7 @@ import json
 import cv2
 
 from device.commands._per_file import load_image, run_per_file
+from device.config import Config
 from device.errors import InputError
 from device.modelstore.store import ModelStore
 from device.stages.recognizer import Recognizer
@@ -26,7 +27,7 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def load_recognizer(cfg, backend: str | None = None, num_threads: int | None = None):
+def load_recognizer(cfg: Config, backend: str | None = None, num_threads: int | None = None):
     store = ModelStore.for_config(cfg)
     version = store.get(cfg.models.recognizer, cfg.models.recognizer_version or None)
     return Recognizer(version.artifact, backend=backend or cfg.runtime.backend,
@@ -42,7 +43,7 @@ def read_crop(path: str):
     return image
 
 
-def run(args, cfg) -> int:
+def run(args, cfg: Config) -> int:
     recognizer, _ = load_recognizer(cfg, backend=args.backend)
     def read(path: str) -> dict:
         reading = recognizer.read(read_crop(path))

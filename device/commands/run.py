@@ -11,13 +11,13 @@ import sqlite3
 import threading
 
 from device import config as config_module
+from device.config import Config
 from device import logs
-from device.assembly import build_pipeline, load_stages
+from device.assembly import build_pipeline, load_stages, start_model_watch
 from device.errors import EdgelensError
 from device.live.display import Display
 from device.metrics import Metrics
 from device.operating_point import warn_if_calibrated_elsewhere
-from device.modelstore.watch import start_model_watch
 from device.report import format_summary
 from device.telemetry.handler import TelemetryLogHandler
 from device.telemetry.recorder import Recorder
@@ -35,7 +35,7 @@ def register(subparsers) -> None:
 
 
 class Service:
-    def __init__(self, cfg, config_path: str | None):
+    def __init__(self, cfg: Config, config_path: str | None):
         self.cfg, self.config_path = cfg, config_path
         self.stopping = threading.Event()
         self.reload_requested = threading.Event()
@@ -130,5 +130,5 @@ class Service:
         return recorder
 
 
-def run(args, cfg) -> int:
+def run(args, cfg: Config) -> int:
     return Service(cfg, getattr(args, "config", None)).serve()

@@ -8,6 +8,7 @@ import threading
 import time
 
 from device.assembly import build_pipeline, load_stages, translator_in_background
+from device.config import Config
 from device.live.display import Display, check_record_path, has_display
 from device.errors import SourceError
 from device.metrics import Metrics
@@ -72,7 +73,7 @@ def preflight(source, attempts: int = 3, wait_s: float = 0.5) -> None:
             source.close()
 
 
-def run_session(cfg, args, uri: str, window: bool, record: str, snapshot_dir: str,
+def run_session(cfg: Config, args, uri: str, window: bool, record: str, snapshot_dir: str,
                 snapshot_at: tuple[int, ...] = ()) -> tuple[dict, Display]:
     metrics = Metrics()
     if record:
@@ -111,7 +112,7 @@ def run_session(cfg, args, uri: str, window: bool, record: str, snapshot_dir: st
     return summary, display
 
 
-def run(args, cfg) -> int:
+def run(args, cfg: Config) -> int:
     window = cfg.display.window or not args.headless
     record = args.record or cfg.display.record
     if window and not has_display():

@@ -7,7 +7,7 @@ import json
 import math
 import sys
 
-from device.config import SectionValues
+from device.config import Config
 from device.stages.translate.phrasebook import Phrasebook
 from device.stages.translate.translator import Translator
 
@@ -36,7 +36,7 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def _config_with(cfg, args):
+def _config_with(cfg: Config, args):
     overrides = {}
     if args.beam:
         overrides["beam_size"] = args.beam
@@ -44,12 +44,10 @@ def _config_with(cfg, args):
         overrides["use_phrasebook"] = False
     if not overrides:
         return cfg
-    values = dict(cfg.translator.as_dict(), **overrides)
-    sections = dict(cfg.sections, translator=SectionValues("translator", values))
-    return dataclasses.replace(cfg, sections=sections)
+    return dataclasses.replace(cfg, translator=dataclasses.replace(cfg.translator, **overrides))
 
 
-def run(args, cfg) -> int:
+def run(args, cfg: Config) -> int:
     if args.build_phrasebook:
         book = Phrasebook.load(cfg.translator.dictionary, cfg.translator.phrasebook_cache or None)
         print(f"phrasebook: {len(book)} entries ({book.source})")

@@ -14,6 +14,7 @@ import cv2
 from device.commands._per_file import load_image, run_per_file
 from device.commands.ocr import load_detector
 from device.commands.recognize import load_recognizer
+from device.config import Config
 from device.errors import InputError
 from device.live.overlay import OverlayItem, OverlayRenderer, sample_colours
 from device.stages.recognizer import read_regions
@@ -76,7 +77,7 @@ def translate_image(image, detector, recognizer, translator, renderer, min_confi
     return renderer.render(image, items), blocks
 
 
-def run(args, cfg) -> int:
+def run(args, cfg: Config) -> int:
     if args.out:
         Path(args.out).mkdir(parents=True, exist_ok=True)
     detector, _ = load_detector(cfg, backend=args.backend)

@@ -63,6 +63,26 @@ class LatestSlot:
             self._cond.notify_all()
 
 
+class RateCap:
+    """Holds a live camera to `fps` on average: a frame that arrives more than a quarter
+    period before it is due is skipped (a 30 fps camera capped at 20 keeps 2 frames of 3).
+    Times are the caller's, so tests drive it without a clock."""
+
+    def __init__(self, fps: float):
+        self.period = 1.0 / fps if fps > 0 else 0.0
+        self._due: float | None = None
+
+    def admit(self, now: float) -> bool:
+        if not self.period:
+            return True
+        if self._due is not None and now < self._due - self.period / 4:
+            return False
+        # after a stall the schedule restarts near now instead of letting a burst through
+        self._due = now + self.period if self._due is None else \
+            max(self._due + self.period, now + self.period / 2)
+        return True
+
+
 class Capture:
     """Reads `source` on a thread into a LatestSlot until stopped or the stream ends."""
 
@@ -72,6 +92,9 @@ class Capture:
         self.max_backoff_s = max_backoff_s
         # A camera paces itself; files and generated scenes are paced here when realtime.
         self.pace = source.realtime and not getattr(source, "live", False)
+        # A camera's rate is capped at the configured one (part of the operating point); the
+        # frames it delivers beyond that are skipped and counted (frames_over_rate).
+        self.cap = RateCap(source.fps if getattr(source, "live", False) else 0.0)
         self.ended = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
@@ -149,6 +172,9 @@ class Capture:
                 if image is None:
                     self.state = "ended"
                     break
+                if not self.cap.admit(time.perf_counter()):
+                    self.metrics.count("frames_over_rate")
+                    continue
                 frame = Frame(self._index, image, time.perf_counter(),
                               getattr(self.source, "scene", 0))
                 self._index += 1

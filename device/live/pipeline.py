@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 
 from device.live.capture import Capture, Frame
-from device.stages.detector import polygon_iou
+from device.geometry import polygon_iou
 from device.metrics import Metrics
 from device.live.overlay import OverlayItem, OverlayRenderer
 from device.live.rate import RatePolicy, RateSettings
@@ -226,7 +226,8 @@ class Pipeline:
         runs = c.get("recognition_runs_started", 0) + c.get("recognition_discarded_stale", 0)
         return {
             "frames": {"captured": c.get("frames_captured", 0), "displayed": displayed,
-                       "dropped": c.get("frames_dropped", 0)},
+                       "dropped": c.get("frames_dropped", 0),
+                       "over_rate": c.get("frames_over_rate", 0)},
             "recognition": {"started": c.get("recognition_runs_started", 0),
                             "finished": c.get("recognition_runs_finished", 0),
                             "discarded_late": c.get("recognition_discarded_late", 0),

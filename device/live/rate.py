@@ -33,7 +33,7 @@ from device.live.capture import Frame
 from device.live.recognition import RecognitionResult
 from device.live.tracker import MotionTracker
 
-DIFF_SCALE = 0.25           # the change measure runs on the frame at this size
+DIFF_SCALE = 0.25           # the change measure runs on the frame at this size (two halvings)
 GRID = (16, 9)              # cells of the change measure (columns, rows)
 UNREAD_TRIES = 3            # results with unread regions that keep the full rate after a change
 
@@ -68,9 +68,13 @@ def corner_shift(homography: np.ndarray, width: int, height: int) -> float:
 def small_view(image: np.ndarray) -> np.ndarray:
     """A frame as `change_level` compares it: at DIFF_SCALE, float32, lightly blurred (so the
     warp's own interpolation smoothing does not count as change on sharp text)."""
-    size = (max(1, round(image.shape[1] * DIFF_SCALE)), max(1, round(image.shape[0] * DIFF_SCALE)))
-    small = cv2.resize(image, size, interpolation=cv2.INTER_AREA).astype(np.float32)
-    return cv2.GaussianBlur(small, (3, 3), 0)
+    small = image
+    for _ in range(2):        # DIFF_SCALE = 1/4 as two halvings: the same box average, and
+        # OpenCV's 2x area path is about 3x cheaper than its 4x one on a colour 640x360 frame
+        small = cv2.resize(small, (max(1, round(small.shape[1] / 2)),
+                                   max(1, round(small.shape[0] / 2))),
+                           interpolation=cv2.INTER_AREA)
+    return cv2.GaussianBlur(small.astype(np.float32), (3, 3), 0)
 
 
 def _cell_stats(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

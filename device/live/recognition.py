@@ -14,13 +14,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import cv2
 import numpy as np
 
 from device.live.capture import Frame, LatestSlot
-from device.metrics import Metrics
+from device.geometry import regions_to_read
+from device.metrics import Ema, Metrics
 from device.live.overlay import sample_colours
-from device.live.text_blocks import Line, group
+from device.live.text_blocks import Block, Line, group
 
 log = logging.getLogger(__name__)
 
@@ -55,32 +55,6 @@ class Budgets:
     translate_ms: float = 40.0
     max_regions: int = 6
     min_confidence: float = 0.4
-
-
-class Ema:
-    """A running estimate: each sample moves it by `alpha` of the difference."""
-
-    def __init__(self, initial: float, alpha: float = 0.2):
-        self.value, self.alpha = initial, alpha
-
-    def add(self, sample: float) -> None:
-        self.value = (1 - self.alpha) * self.value + self.alpha * sample
-
-
-def _inside(polygon: np.ndarray, width: int, height: int) -> bool:
-    margin = 0.03 * width  # a line ending this close to the edge probably goes on beyond it
-    return bool((polygon[:, 0] >= margin).all() and (polygon[:, 0] <= width - 1 - margin).all()
-                and (polygon[:, 1] >= margin).all()
-                and (polygon[:, 1] <= height - 1 - margin).all())
-
-
-def regions_to_read(regions: list, width: int, height: int, max_regions: int
-                    ) -> tuple[list, int, int]:
-    """The regions a run reads — whole in the frame, largest first, at most `max_regions` —
-    with how many were cut at the frame edge and how many were over the limit."""
-    whole = [r for r in regions if _inside(r.polygon, width, height)]
-    ordered = sorted(whole, key=lambda r: -cv2.contourArea(r.polygon))
-    return ordered[:max_regions], len(regions) - len(whole), max(0, len(whole) - max_regions)
 
 
 class RecognitionWorker:
@@ -164,6 +138,8 @@ class RecognitionWorker:
                 self.busy.clear()
 
     def process(self, frame: Frame) -> RecognitionResult | None:
+        """Detect → recognize → translate one frame inside its budget. None when the frame was
+        already stale or the result finished after the deadline (both counted as misses)."""
         budget_s = self.budgets.recognition_ms / 1000.0
         deadline = frame.captured + budget_s
         start = time.perf_counter()
@@ -175,6 +151,15 @@ class RecognitionWorker:
         if self.on_frame is not None:
             self.on_frame(frame.image)
         stages: dict[str, float] = {}
+        regions, over = self._detect_regions(frame, start, stages)
+        read, unread, all_read = self._read_regions(frame, regions, deadline, stages)
+        lines, all_translated = self._translate_blocks(frame, read, deadline, stages)
+        complete = not over and all_read and all_translated
+        return self._finish(frame, deadline, tuple(lines), stages, regions, complete, unread)
+
+    def _detect_regions(self, frame: Frame, start: float, stages: dict[str, float]
+                        ) -> tuple[list, int]:
+        """The regions to read on this frame, and how many were over `max_regions`."""
         regions = self.detector.detect(frame.image)
         stages["detect"] = (time.perf_counter() - start) * 1000
         self.metrics.observe("stage.detect", stages["detect"])
@@ -186,16 +171,22 @@ class RecognitionWorker:
             self.metrics.count("regions_cut_at_edge", cut)
         if over:
             self.metrics.count("regions_over_limit", over)
-        complete, unread = not over, 0
+        return regions, over
 
+    def _read_regions(self, frame: Frame, regions: list, deadline: float,
+                      stages: dict[str, float]) -> tuple[list[tuple[Any, Any]], int, bool]:
+        """(region, reading) of each line read above `min_confidence`, how many were read
+        below it, and whether every region was tried before the deadline (less the time kept
+        for translation)."""
         reserve_s = self.budgets.translate_ms / 1000.0 if self.translator else 0.0
         read: list[tuple[Any, Any]] = []
+        unread, all_read = 0, True
         t_rec = time.perf_counter()
         for i, region in enumerate(regions):
             if time.perf_counter() + self._recognize_ms.value / 1000 > deadline - reserve_s:
                 self.metrics.count("regions_skipped_deadline", len(regions) - i)
                 self.metrics.count("recognition_degraded")
-                complete = False
+                all_read = False
                 break
             t0 = time.perf_counter()
             crop = self.crop_line(frame.image, region.polygon)
@@ -208,13 +199,18 @@ class RecognitionWorker:
                 unread += 1
         stages["recognize"] = (time.perf_counter() - t_rec) * 1000
         self.metrics.observe("stage.recognize", stages["recognize"])
+        return read, unread, all_read
 
+    def _translate_blocks(self, frame: Frame, read: list[tuple[Any, Any]], deadline: float,
+                          stages: dict[str, float]) -> tuple[list[RecognizedLine], bool]:
+        """The lines to show, one per text block, and whether every block was translated
+        before the deadline (always True without a translator)."""
         # the lines of one sign ("Bitte nicht" / "rauchen") are translated as one text and
         # shown over the whole block; unrelated lines stay apart (device.live.text_blocks)
         blocks = group([Line(region.polygon, reading.text, reading.confidence,
                              *sample_colours(frame.image, region.polygon))
                         for region, reading in read])
-        lines = []
+        lines, all_translated = [], True
         t_tr = time.perf_counter()
         for block in blocks:
             shown, via = block.text, "ocr"
@@ -222,23 +218,31 @@ class RecognitionWorker:
                 if time.perf_counter() + self._translate_ms.value / 1000 > deadline:
                     self.metrics.count("translations_skipped_deadline")
                     self.metrics.count("recognition_degraded")
-                    complete = False
+                    all_translated = False
                 else:
-                    t0 = time.perf_counter()
-                    translation = self.translator.translate(block.text,
-                                                            ocr_confidence=block.confidence)
-                    self._translate_ms.add((time.perf_counter() - t0) * 1000)
-                    via = translation.via
-                    self.metrics.count(f"translate_via.{via}")
-                    if translation.translation:
-                        shown = translation.translation
+                    shown, via = self._translate_one(block)
             first = block.lines[0]
             lines.append(RecognizedLine(block.polygon, block.text, block.confidence, shown,
                                         via, first.foreground, first.background))
         if self.translator is not None:
             stages["translate"] = (time.perf_counter() - t_tr) * 1000
             self.metrics.observe("stage.translate", stages["translate"])
+        return lines, all_translated
 
+    def _translate_one(self, block: Block) -> tuple[str, str]:
+        """(text to show, via) for one block; its OCR text when the translator gives none."""
+        t0 = time.perf_counter()
+        translation = self.translator.translate(block.text, ocr_confidence=block.confidence)
+        self._translate_ms.add((time.perf_counter() - t0) * 1000)
+        via = translation.via
+        self.metrics.count(f"translate_via.{via}")
+        return (translation.translation or block.text), via
+
+    def _finish(self, frame: Frame, deadline: float, lines: tuple[RecognizedLine, ...],
+                stages: dict[str, float], regions: list, complete: bool, unread: int
+                ) -> RecognitionResult | None:
+        """Publish the result when it finished in time (results queue, on_result, then the
+        idle-time after_result); discard it when late."""
         finished = time.perf_counter()
         total_ms = (finished - frame.captured) * 1000
         self.metrics.observe("recognition_path", total_ms)
@@ -247,7 +251,7 @@ class RecognitionWorker:
             self.metrics.count("recognition_discarded_late")
             self.metrics.count("recognition_deadline_misses")
             return None
-        result = RecognitionResult(frame.index, frame.captured, finished, tuple(lines), stages,
+        result = RecognitionResult(frame.index, frame.captured, finished, lines, stages,
                                    tuple(r.polygon for r in regions), dict(self.versions),
                                    complete, unread)
         self.results.put(result)

@@ -106,6 +106,7 @@ class WebcamSource(_VideoCaptureSource):
             raise SourceError(f"{self.name}: camera cannot be opened (unplugged or busy?)")
         capture.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
         capture.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)
+        capture.set(cv2.CAP_PROP_FPS, self.fps)   # a request; Capture caps what comes
         self._capture = capture
 
     def read(self) -> np.ndarray | None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from device.stages.detector import order_quad, quad_frame
+from device.geometry import order_quad, quad_frame
 
 
 @dataclass

@@ -11,7 +11,8 @@ import numpy as np
 
 from device.errors import EdgelensError
 from device.modelstore.store import ModelVersion
-from device.stages.detector import Detector, match_polygons, params_for
+from device.stages.detector import Detector, params_for
+from device.geometry import match_polygons
 from device.stages.recognizer import Recognizer
 from device.stages.translate.model import Seq2SeqModel
 from device.stages.translate.tokenizer import Tokenizer

@@ -34,11 +34,10 @@ from typing import Any, Callable
 import numpy as np
 
 from device.errors import EdgelensError
-from device.live.recognition import Ema, regions_to_read
-from device.metrics import Metrics, time_calls
+from device.metrics import Ema, Metrics, time_calls
 from device.modelstore.pointers import checked, shadow_version
 from device.modelstore.store import ModelStore
-from device.stages.detector import match_polygons
+from device.geometry import match_polygons, regions_to_read
 from device.stages.loaders import stage_loaders
 from device.stages.text_line import LINE_HEIGHT
 from device.telemetry.records import Prediction

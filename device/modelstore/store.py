@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from device.config import Config
 from device.errors import ModelStoreError
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,13 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def file_entry(path: Path, relative: str | None = None) -> dict[str, Any]:
+    """A manifest's entry for one file of a version (`artifact`, `extra_files`): its path
+    inside the version's directory (default: its name), sha256 and size."""
+    return {"file": relative or path.name, "sha256": sha256_file(path),
+            "size_bytes": path.stat().st_size}
 
 
 @dataclass(frozen=True)
@@ -190,7 +198,7 @@ class ModelStore:
         self.root = Path(root) if root else default_root()
 
     @classmethod
-    def for_config(cls, cfg) -> "ModelStore":
+    def for_config(cls, cfg: Config) -> "ModelStore":
         """The store a device command uses: `[models] store`, or the seeded per-user store."""
         return cls(store_root(cfg.models.store))
 

@@ -26,7 +26,6 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from device.assembly import shadow_hook_factory
 from device.errors import EdgelensError
 from device.metrics import Metrics
 from device.modelstore.health import FrameHealth, HealthSettings, precheck
@@ -34,7 +33,6 @@ from device.modelstore.install import read_health, write_health
 from device.modelstore.pointers import shadow_version
 from device.modelstore.shadow import load_challenger
 from device.modelstore.store import ModelStore, ModelVersion
-from device.stages.loaders import stage_loaders
 
 log = logging.getLogger(__name__)
 
@@ -189,30 +187,3 @@ class ModelWatch:
             self.recorder.audit(action, {"model": verdict["name"],
                                          "version": verdict["version"],
                                          "reason": verdict["reason"], "by": "pipeline"})
-
-
-# --- the service's hook -----------------------------------------------------------------------
-
-def start_model_watch(cfg: Any, pipeline: Any, stages: Any, recorder: Any = None
-                      ) -> ModelWatch | None:
-    """Watch the stages of a built pipeline (those not pinned to a version in the config) and
-    their SHADOW pointers; keeps `stages` current so a rebuilt pipeline starts on the new
-    models. None when [updates] is off."""
-    if not cfg.updates.enabled:
-        return None
-    backend = stages.recognizer.backend
-    loaders = stage_loaders(cfg, backend)
-    watched = [Watched(stage, loader.name, loader.load, stages.versions[stage],
-                       getattr(stages, stage))
-               for stage, loader in loaders.items()
-               if not loader.pinned and stage in stages.versions]
-
-    def keep_current(item: Watched) -> None:
-        setattr(stages, item.stage, item.instance)
-        stages.versions[item.stage] = item.version
-
-    shadows = ShadowFollow(loaders, shadow_hook_factory(cfg, stages, pipeline.metrics, recorder),
-                           stages.shadows)
-    return ModelWatch(ModelStore.for_config(cfg), pipeline.worker, pipeline.metrics,
-                      watched, HealthSettings.from_config(cfg.updates), backend,
-                      cfg.updates.watch_interval_s, recorder, keep_current, shadows).start()

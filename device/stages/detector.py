@@ -6,7 +6,8 @@ that a pixel lies in the *shrunk* core of a text line. Post-processing: threshol
 minimum-area rectangle, score = mean probability inside the contour, unclip the rectangle by
 area * unclip_ratio / perimeter, map it back to frame coordinates, and order its corners
 TL, TR, BR, BL along the reading direction (left to right; lines within ±90° of upright).
-`crop_line` warps a region into an upright line crop for the recognizer.
+The geometry the detector and its users share (quads, IoU, matching, line crops) is in
+`device/geometry.py`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import cv2
 import numpy as np
 
 from device.errors import InputError, ModelError
+from device.geometry import order_quad
 from device.runtime import TFLiteModel
 
 INPUT_SIZE = (320, 192)
@@ -40,62 +42,6 @@ class DetectorParams:
 class TextRegion:
     polygon: np.ndarray            # float32 [4, 2]: TL, TR, BR, BL in frame coordinates
     score: float
-
-
-# --- geometry ----------------------------------------------------------------------------------
-
-def order_quad(points: np.ndarray) -> np.ndarray:
-    """Corners of a rectangle-like quad as TL, TR, BR, BL, reading along its long side."""
-    pts = np.asarray(points, np.float32).reshape(4, 2)
-    centre = pts.mean(axis=0)
-    e01, e12 = pts[1] - pts[0], pts[2] - pts[1]
-    u = e01 if np.linalg.norm(e01) >= np.linalg.norm(e12) else e12
-    u = u / max(float(np.linalg.norm(u)), 1e-9)
-    if u[0] < 0 or (abs(u[0]) < 1e-6 and u[1] > 0):
-        u = -u
-    n = np.array([-u[1], u[0]], np.float32)      # "down" for text reading along u
-    rel = pts - centre
-    # in (along, down) coordinates TL, TR, BR, BL sit at angles -135°, -45°, 45°, 135°
-    order = np.argsort(np.arctan2(rel @ n, rel @ u))
-    return pts[order].astype(np.float32)
-
-
-def quad_frame(quad: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """(unit reading direction, unit "down" across it, height) of a TL, TR, BR, BL quad."""
-    quad = np.asarray(quad, np.float32).reshape(4, 2)
-    u = (quad[1] - quad[0]) + (quad[2] - quad[3])
-    u = u / max(float(np.linalg.norm(u)), 1e-6)
-    n = np.array([-u[1], u[0]], np.float32)
-    height = abs(float(((quad[3] - quad[0]) + (quad[2] - quad[1])) @ n) / 2)
-    return u, n, height
-
-
-def polygon_iou(a: np.ndarray, b: np.ndarray) -> float:
-    """IoU of two convex polygons."""
-    a = np.asarray(a, np.float32).reshape(-1, 2)
-    b = np.asarray(b, np.float32).reshape(-1, 2)
-    area_a, area_b = abs(cv2.contourArea(a)), abs(cv2.contourArea(b))
-    if area_a <= 0 or area_b <= 0:
-        return 0.0
-    hull_a = cv2.convexHull(a).reshape(-1, 2)
-    hull_b = cv2.convexHull(b).reshape(-1, 2)
-    inter, _ = cv2.intersectConvexConvex(hull_a, hull_b)
-    inter = max(float(inter), 0.0)
-    return inter / max(area_a + area_b - inter, 1e-9)
-
-
-def match_polygons(truth: list[np.ndarray], found: list[np.ndarray],
-                   iou: float = 0.5) -> list[tuple[int, int, float]]:
-    """One-to-one matches (truth index, found index, IoU) at IoU >= iou, best pairs first."""
-    pairs = [(polygon_iou(t, f), i, j) for i, t in enumerate(truth) for j, f in enumerate(found)]
-    pairs = sorted((p for p in pairs if p[0] >= iou), reverse=True)
-    used_t, used_f, matches = set(), set(), []
-    for score, i, j in pairs:
-        if i not in used_t and j not in used_f:
-            used_t.add(i)
-            used_f.add(j)
-            matches.append((i, j, score))
-    return matches
 
 
 # --- post-processing ---------------------------------------------------------------------------
@@ -141,31 +87,6 @@ def regions_from_map(prob: np.ndarray, frame_size: tuple[int, int], params: Dete
     regions = regions[:params.max_regions]
     regions.sort(key=lambda r: (float(r.polygon[:, 1].mean()), float(r.polygon[:, 0].min())))
     return regions
-
-
-def crop_line(frame: np.ndarray, polygon: np.ndarray, height: int | None = None,
-              pad_x: float = 0.3, pad_y: float = 0.2) -> np.ndarray:
-    """An upright crop of the quad (TL, TR, BR, BL), padded by `pad_x` x its height left and
-    right and `pad_y` x its height above and below (the recognizer reads whole first and last
-    characters better with some margin: exact-line accuracy 0.32 → 0.41 on held-out scenes).
-
-    With `height`, the crop is scaled to that many rows; otherwise it keeps the quad's size.
-    """
-    quad = np.asarray(polygon, np.float32).reshape(4, 2)
-    width = (np.linalg.norm(quad[1] - quad[0]) + np.linalg.norm(quad[2] - quad[3])) / 2
-    tall = (np.linalg.norm(quad[3] - quad[0]) + np.linalg.norm(quad[2] - quad[1])) / 2
-    if width < 1 or tall < 1:
-        raise InputError(f"region too small to crop ({width:.1f}x{tall:.1f} px)")
-    scale = 1.0 if height is None else height / (tall * (1 + 2 * pad_y))
-    w, h = width * scale, tall * scale
-    px, py = pad_x * h, pad_y * h
-    out_w, out_h = max(2, int(round(w + 2 * px))), max(2, int(round(h + 2 * py)))
-    if height is not None:
-        out_h = int(height)
-    dst = np.float32([[px, py], [px + w, py], [px + w, py + h], [px, py + h]])
-    matrix = cv2.getPerspectiveTransform(quad, dst)
-    return cv2.warpPerspective(frame, matrix, (out_w, out_h), flags=cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_REPLICATE)
 
 
 # --- the wrapper -------------------------------------------------------------------------------

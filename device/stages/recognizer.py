@@ -9,7 +9,7 @@ import numpy as np
 
 from device.stages.charset import NUM_CLASSES
 from device.stages.ctc import greedy_decode
-from device.stages.detector import crop_line
+from device.geometry import crop_line
 from device.errors import InputError, ModelError
 from device.runtime import TFLiteModel
 from device.stages.text_line import LINE_HEIGHT, prepare_line

@@ -15,7 +15,8 @@ kinds `StoreFullError`, `StoreAccessError`, `StoreBusyError` (healthy, retry lat
 
 from device.errors import StoreCorruptError, TelemetryError
 from device.telemetry.handler import TelemetryLogHandler
-from device.telemetry.recorder import Recorder, RecorderStats
+from device.telemetry.recorder import Recorder
+from device.telemetry.recorder_front import RecorderStats
 from device.telemetry.records import (EVICTION_TIERS, KINDS, Clock, ModelRef, Prediction, Record,
                                       StoredRecord)
 from device.telemetry.store import (StoreAccessError, StoreBusyError, StoreFullError,

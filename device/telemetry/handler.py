@@ -14,7 +14,8 @@ from __future__ import annotations
 import logging
 import threading
 
-from device.telemetry.recorder import Recorder, is_telemetry_thread
+from device.telemetry.recorder import Recorder
+from device.telemetry.recorder_writer import is_telemetry_thread
 
 _MAX_TEXT = 4000
 _FORMATTER = logging.Formatter()

@@ -35,6 +35,10 @@ Errors: every method raises `TelemetryError` or one of its kinds, never a bare s
         ├── StoreFullError     the file system is full (SQLITE_FULL, ENOSPC)
         ├── StoreAccessError   read-only file or file system, permissions, cannot open
         └── StoreBusyError     locked by another process longer than the busy timeout
+
+This module opens, watches and writes the store; `TelemetryStore` gets its read side (the sync
+agent's: unsent records, marking sent, receipts) from store_reads.py and its disk limit
+(`enforce_limit`, pruning, eviction) from store_retention.py.
 """
 
 from __future__ import annotations
@@ -43,34 +47,30 @@ import logging
 import secrets
 import sqlite3
 import threading
-import time
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import sqlite_utils
 
 from device.errors import TelemetryError
-from device.telemetry.records import (EVICTION_TIERS, Clock, Record, StoredRecord,
-                                      send_priority)
+from device.telemetry.records import EVICTION_TIERS, Clock, Record, send_priority
 from device.telemetry.store_connection import _acquire, _release, _StoreFile
-from device.telemetry.store_disk import _chunks, _last_seq, _meta, encode_body
+from device.telemetry.store_disk import _last_seq, _meta, encode_body
 from device.telemetry.store_errors import (  # noqa: F401  the error kinds, re-exported
     StoreAccessError, StoreBusyError, StoreFullError, StoreUnavailableError, _translated,
     store_error)
+from device.telemetry.store_reads import StoreReads
+from device.telemetry.store_retention import StoreRetention
 
 log = logging.getLogger(__name__)
 
-_LOW_WATER = 0.9              # eviction brings the store down to this share of max_bytes
-_SQL_VARS = 500
-_NEVER = 2**63 - 1            # an unconfirmed record being sent again is not due
-_WAITING = "(SELECT seq FROM unconfirmed)"
 _INSERT = ("INSERT INTO records (kind, tier, prio, wall_ns, mono_ns, boot_id, body) "
            "VALUES (?, ?, ?, ?, ?, ?, ?)")
 
 
 # --- the store ---------------------------------------------------------------------------------
 
-class TelemetryStore:
+class TelemetryStore(StoreReads, StoreRetention):
     """Open with `TelemetryStore.open(path, cfg.telemetry)`; safe to share between threads.
 
     Stores opened on the same file in one process share one connection; each has its own
@@ -291,233 +291,3 @@ class TelemetryStore:
             salt = secrets.token_hex(16)
             self.set_meta("text_salt", salt)
         return salt
-
-    # --- reading and marking sent (the sync agent) -----------------------------------------
-
-    @_translated("reading unsent records")
-    def unsent(self, max_records: int, max_bytes: int,
-               skip: Iterable[int] = ()) -> list[StoredRecord]:
-        """Oldest unsent records, highest priority first, at most max_records / max_bytes of
-        body (a single larger record is returned alone). Records in `skip` are left out."""
-        skip = set(skip)
-        with self._lock:
-            cursor = self.db.execute(
-                "SELECT seq, kind, wall_ns, mono_ns, boot_id, body FROM records "
-                "WHERE sent_ns IS NULL ORDER BY prio, seq LIMIT ?",
-                [max_records + len(skip)])
-            out: list[StoredRecord] = []
-            size = 0
-            for row in cursor:
-                if row[0] in skip:
-                    continue
-                size += len(row[5]) + 64
-                if out and size > max_bytes:
-                    break
-                out.append(StoredRecord(*row))
-                if len(out) >= max_records:
-                    break
-            cursor.close()
-        return out
-
-    @_translated("marking records sent")
-    def mark_sent(self, seqs: Sequence[int], confirm_within_s: float = 0.0,
-                  max_wait_s: float = 3600.0) -> None:
-        """The broker took these records. With `confirm_within_s` the fleet will also
-        confirm them (a receipt after its commit): they wait as unconfirmed, and are sent
-        again when no receipt came in time, the wait doubling per try up to `max_wait_s`."""
-        now = time.time_ns()
-        base, cap = int(confirm_within_s * 1e9), int(max_wait_s * 1e9)
-        with self._lock:
-            with self.db.conn:
-                for chunk in _chunks(list(seqs), _SQL_VARS):
-                    marks = ",".join("?" * len(chunk))
-                    self.db.execute(
-                        f"UPDATE records SET sent_ns = ? WHERE seq IN ({marks})",
-                        [now, *chunk])
-                    if base > 0:
-                        self.db.conn.executemany(
-                            "INSERT INTO unconfirmed (seq, due_ns, tries) VALUES (?, ?, 1) "
-                            "ON CONFLICT(seq) DO UPDATE SET tries = tries + 1, due_ns = ? + "
-                            "min(?, ? << min(tries, 20))",
-                            [(s, now + base, now, cap, base) for s in chunk])
-
-    @_translated("confirming records")
-    def confirm(self, seqs: Sequence[int]) -> int:
-        """The fleet committed these records (its receipt): they are delivered. Returns
-        how many were waiting for it."""
-        done = 0
-        with self._lock, self.db.conn:
-            for chunk in _chunks(list(seqs), _SQL_VARS):
-                done += self.db.execute(
-                    f"DELETE FROM unconfirmed WHERE seq IN ({','.join('?' * len(chunk))})",
-                    chunk).rowcount
-        return done
-
-    @_translated("re-queueing unconfirmed records")
-    def resend_unconfirmed(self, now_ns: int | None = None) -> int:
-        """Records whose receipt is overdue become unsent again (their try count stays, so
-        the next wait is longer); rows of records no longer stored are dropped. Returns how
-        many were re-queued."""
-        now_ns = time.time_ns() if now_ns is None else now_ns
-        with self._lock, self.db.conn:
-            again = self.db.execute(
-                "UPDATE records SET sent_ns = NULL WHERE sent_ns IS NOT NULL AND seq IN "
-                "(SELECT seq FROM unconfirmed WHERE due_ns <= ?)", [now_ns]).rowcount
-            self.db.execute("UPDATE unconfirmed SET due_ns = ? WHERE due_ns <= ?",
-                            [_NEVER, now_ns])
-            self.db.execute("DELETE FROM unconfirmed WHERE seq NOT IN "
-                            "(SELECT seq FROM records)")
-        return again
-
-    @_translated("counting unconfirmed records")
-    def unconfirmed(self) -> int:
-        with self._lock:
-            return self.db.execute("SELECT count(*) FROM unconfirmed").fetchone()[0]
-
-    @_translated("counting the backlog")
-    def backlog(self) -> dict[str, int]:
-        """Unsent records per kind."""
-        with self._lock:
-            return {kind: n for kind, n in self.db.execute(
-                "SELECT kind, count(*) FROM records WHERE sent_ns IS NULL GROUP BY kind "
-                "ORDER BY kind")}
-
-    @_translated("reading the oldest unsent record")
-    def oldest_unsent_wall_ns(self) -> int | None:
-        with self._lock:
-            row = self.db.execute(
-                "SELECT min(wall_ns) FROM records WHERE sent_ns IS NULL").fetchone()
-        return row[0]
-
-    @_translated("reading records")
-    def records(self, kind: str | None = None) -> list[StoredRecord]:
-        """Every stored record (of one kind) in sequence order; for tests and inspection."""
-        where, args = ("WHERE kind = ?", [kind]) if kind else ("", [])
-        with self._lock:
-            return [StoredRecord(*row) for row in self.db.execute(
-                "SELECT seq, kind, wall_ns, mono_ns, boot_id, body FROM records "
-                f"{where} ORDER BY seq", args)]
-
-    # --- the disk limit ----------------------------------------------------------------------
-
-    @_translated("measuring the store")
-    def used_bytes(self) -> int:
-        """Bytes of live database pages: what the disk limit counts. The WAL file beside it
-        is checkpointed and truncated to at most 4 MB (1/8 of a small file system) on its
-        own."""
-        with self._lock:
-            return self._data_bytes()
-
-    @_translated("pruning sent records")
-    def prune_sent(self, older_than_s: float) -> int:
-        """Drop records delivered more than `older_than_s` ago; returns how many."""
-        cutoff = time.time_ns() - int(older_than_s * 1e9)
-        with self._lock, self.db.conn:
-            return self.db.execute(
-                "DELETE FROM records WHERE sent_ns IS NOT NULL AND sent_ns < ? AND seq NOT IN "
-                "(SELECT seq FROM unconfirmed)", [cutoff]).rowcount
-
-    def relieve(self) -> bool:
-        """After a full disk: checkpoint and truncate the WAL (gives its room back), then
-        bring the store under the limit the free space allows. True when the WAL could be
-        truncated. Never raises."""
-        with self._lock:
-            try:
-                busy, _, _ = self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-                ok = not busy
-            except (sqlite3.Error, TelemetryError) as exc:
-                log.debug("WAL checkpoint after a full disk failed", extra={"error": str(exc)})
-                ok = False
-        try:
-            self.enforce_limit()
-        except TelemetryError as exc:
-            log.debug("eviction after a full disk failed", extra={"error": str(exc)})
-        return ok
-
-    @_translated("enforcing the disk limit")
-    def enforce_limit(self) -> dict[str, int]:
-        """Evict until the store is under its low-water mark (of `max_bytes`, or less when the
-        file system is nearly full: the WAL must always have room). Returns
-        {'evicted.<kind>': n, 'pruned_sent': n}; the same counts are added to the store's
-        counters. Evicted audit records are replaced by one audit record that says how many
-        went."""
-        with self._lock:
-            used = self._data_bytes()
-            limit, target = self.max_bytes, int(self.max_bytes * _LOW_WATER)
-            squeeze = self._file.disk_shortfall()
-            if squeeze:
-                target = min(target, max(used - squeeze, 0))
-                limit = min(limit, target)
-            if used <= limit:
-                return {}
-            evicted: dict[str, int] = {}
-            # delivered first; a record the fleet has not confirmed counts as not delivered
-            pruned = self._evict_where(f"sent_ns IS NOT NULL AND seq NOT IN {_WAITING}",
-                                       target, None)
-            for tier in sorted(set(EVICTION_TIERS.values())):
-                if self._data_bytes() <= target:
-                    break
-                self._evict_where(f"(sent_ns IS NULL OR seq IN {_WAITING}) AND tier = {tier}",
-                                  target, evicted)
-            counts = {f"evicted.{kind}": n for kind, n in evicted.items()}
-            if pruned:
-                counts["pruned_sent"] = pruned
-            self.bump(counts)
-            try:
-                self.db.execute("PRAGMA incremental_vacuum")
-                self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            except sqlite3.Error as exc:  # pragma: no cover - vacuum is best effort
-                log.warning("incremental_vacuum failed", extra={"error": str(exc)})
-        self._report_eviction(evicted, bool(squeeze))
-        return counts
-
-    def _data_bytes(self) -> int:
-        page_size = self.db.execute("PRAGMA page_size").fetchone()[0]
-        pages = self.db.execute("PRAGMA page_count").fetchone()[0]
-        free = self.db.execute("PRAGMA freelist_count").fetchone()[0]
-        return (pages - free) * page_size
-
-    def _evict_where(self, where: str, target: int, evicted: dict[str, int] | None) -> int:
-        """Delete oldest rows matching `where` in steps until under `target`; unsent losses
-        are counted per kind in `evicted`."""
-        removed = 0
-        while self._data_bytes() > target:
-            rows = self.db.execute("SELECT count(*) FROM records").fetchone()[0] or 1
-            per_row = max(self._data_bytes() // rows, 1)
-            step = max((self._data_bytes() - target) // per_row + 1, 16)
-            with self.db.conn:
-                victims = self.db.execute(
-                    f"SELECT seq, kind FROM records WHERE {where} ORDER BY seq LIMIT ?",
-                    [step]).fetchall()
-                if not victims:
-                    break
-                for chunk in _chunks([v[0] for v in victims], _SQL_VARS):
-                    self.db.execute(
-                        f"DELETE FROM records WHERE seq IN ({','.join('?' * len(chunk))})",
-                        chunk)
-            if evicted is not None:
-                for _, kind in victims:
-                    evicted[kind] = evicted.get(kind, 0) + 1
-            removed += len(victims)
-        return removed
-
-    def _report_eviction(self, evicted: dict[str, int], disk_full: bool = False) -> None:
-        if not evicted:
-            return
-        reason = "file system nearly full" if disk_full else f"store over {self.max_bytes} bytes"
-        log.warning("telemetry evicted unsent records",
-                    extra={"reason": reason, "evicted": evicted})
-        wall, mono = self.clock.now()
-        fields: dict[str, Any] = {"evicted": evicted, "max_bytes": self.max_bytes}
-        if disk_full:
-            fields["disk_full"] = True
-        notes = [Record("log", wall, mono, {
-            "severity": "WARNING", "event": "telemetry.evicted",
-            "logger": __name__, "fields": fields})]
-        if evicted.get("audit"):
-            log.error("telemetry store evicted unsent audit records",
-                      extra={"count": evicted["audit"]})
-            notes.append(Record("audit", wall, mono, {
-                "action": "audit_evicted", "count": evicted["audit"],
-                "max_bytes": self.max_bytes}))
-        self.insert(notes)

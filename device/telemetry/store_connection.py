@@ -16,11 +16,11 @@ from typing import Any
 import sqlite_utils
 
 from device.errors import StoreCorruptError, TelemetryError
-from device.telemetry.store_disk import (_WAL_MAX_BYTES, _FileLock, _connect, _ident,
-                                         _last_seq, _meta, _probe_header, _read_seq_file,
-                                         _restore, _salvage, _seq_file, _set_aside_orphans,
-                                         _update_seq_file, _wal_budget, quarantine_file)
+from device.telemetry.store_disk import (_WAL_MAX_BYTES, _connect, _ident, _last_seq, _meta,
+                                         _probe_header, _restore, _salvage, _wal_budget)
 from device.telemetry.store_errors import _sqlite_kind, fs_free
+from device.telemetry.store_files import (_FileLock, _read_seq_file, _seq_file,
+                                          _set_aside_orphans, _update_seq_file, quarantine_file)
 
 log = logging.getLogger("device.telemetry.store")
 

@@ -1,5 +1,9 @@
-"""The telemetry store's file on disk: connecting, header probes, salvage and quarantine, the
-`.seq` side file (the store's identity and its sequence reservation), the cross-process lock.
+"""The telemetry store's file through SQLite: connecting to it and setting it up (WAL mode, the
+WAL's size cap, the schema), probing its header and its WAL before trusting them, salvaging the
+unsent records of a deleted, replaced or damaged file, checkpointing and vacuuming, and the
+small SQL and encoding helpers the store's modules share. What is done to the store's files
+outside SQLite (the lock and `.seq` side files, moving files aside) is
+device/telemetry/store_files.py.
 
 Nothing here opens a live database file outside SQLite (see device/telemetry/store.py).
 """
@@ -11,19 +15,14 @@ import logging
 import os
 import secrets
 import sqlite3
-import threading
-import time
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import quote
 
 from device.errors import StoreCorruptError
 from device.telemetry import store_errors
 from device.telemetry.store_errors import StoreAccessError, _sqlite_kind, store_error
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - not on Linux
-    fcntl = None  # type: ignore[assignment]
+from device.telemetry.store_files import _set_aside_orphans
 
 log = logging.getLogger("device.telemetry.store")
 
@@ -52,54 +51,8 @@ CREATE TABLE IF NOT EXISTS unconfirmed (seq INTEGER PRIMARY KEY, due_ns INTEGER 
                                         tries INTEGER NOT NULL);
 """
 _COLUMNS = "seq, kind, tier, prio, wall_ns, mono_ns, boot_id, body, sent_ns"
+_SQL_VARS = 500                    # bound parameters per statement, at most
 _dumps = json.JSONEncoder(separators=(",", ":"), default=str, check_circular=False).encode
-_HELD = threading.local()       # the lock files this thread holds, with their depth
-
-
-class _FileLock:
-    """flock on `<db>.lock` around opening, reopening, quarantining and side-file updates, so
-    two processes never set files aside under each other. A separate file: locking it never
-    touches the database's own POSIX locks. Re-entrant within a thread; other threads of the
-    process wait like other processes do."""
-
-    def __init__(self, path: Path):
-        self.path = Path(str(path) + ".lock")
-        self.fd: int | None = None
-        self.nested = False
-
-    def __enter__(self) -> "_FileLock":
-        held = getattr(_HELD, "paths", None)
-        if held is None:
-            held = _HELD.paths = {}
-        key = str(self.path)
-        if held.get(key):
-            held[key] += 1
-            self.nested = True
-            return self
-        if fcntl is not None:
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            except OSError:
-                try:
-                    self.fd = os.open(self.path, os.O_RDONLY)
-                except OSError:
-                    self.fd = None      # read-only and no lock file: nothing to serialize with
-            if self.fd is not None:
-                fcntl.flock(self.fd, fcntl.LOCK_EX)
-        held[key] = 1
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        held = _HELD.paths
-        key = str(self.path)
-        held[key] -= 1
-        if self.nested or held[key] > 0:
-            return
-        del held[key]
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
 
 
 # --- file handling -----------------------------------------------------------------------------
@@ -109,6 +62,24 @@ def _connect(path: Path, notes: list[dict[str, Any]]) -> tuple[sqlite3.Connectio
     database, StoreUnavailableError kinds for a full disk, permissions or locks. A foreign
     WAL beside it is set aside first (noted in `notes`)."""
     what = f"cannot open telemetry store {path}"
+    _check_before_connecting(path, notes, what)
+    try:
+        conn = sqlite3.connect(str(path), timeout=store_errors.BUSY_TIMEOUT_S, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise store_error(exc, what, path) from exc
+    try:
+        fresh = _set_up(conn, path, what)
+    except BaseException as exc:
+        conn.close()
+        if isinstance(exc, (sqlite3.Error, OSError)):
+            raise store_error(exc, what, path) from exc
+        raise
+    return conn, fresh
+
+
+def _check_before_connecting(path: Path, notes: list[dict[str, Any]], what: str) -> None:
+    """The file as SQLite would find it: a missing file's stray WAL is set aside, a truncated
+    or headerless file is StoreCorruptError, a WAL of another database is set aside."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         size = path.stat().st_size if path.exists() else None
@@ -132,38 +103,33 @@ def _connect(path: Path, notes: list[dict[str, Any]]) -> tuple[sqlite3.Connectio
                 "path": str(path), "reason": foreign, "moved_to": [str(m) for m in moved]})
             notes.append({"action": "foreign_wal_set_aside", "path": str(path),
                           "reason": foreign, "moved_to": [str(m) for m in moved]})
-    try:
-        conn = sqlite3.connect(str(path), timeout=store_errors.BUSY_TIMEOUT_S, check_same_thread=False)
-    except sqlite3.Error as exc:
-        raise store_error(exc, what, path) from exc
-    try:
-        conn.execute(f"PRAGMA busy_timeout = {int(store_errors.BUSY_TIMEOUT_S * 1000)}")
-        fresh = conn.execute("PRAGMA page_count").fetchone()[0] == 0
-        if fresh:
-            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
-        if conn.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower() != "wal":
-            raise StoreAccessError(f"{what}: cannot switch it to WAL mode (read-only?)")
-        budget = _wal_budget(path)
-        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
-        conn.execute("PRAGMA synchronous = NORMAL")
-        conn.execute(f"PRAGMA journal_size_limit = {budget}")
-        conn.execute(f"PRAGMA wal_autocheckpoint = {max(budget // page_size, 16)}")
-        if not fresh:
-            result = conn.execute("PRAGMA quick_check").fetchone()[0]
-            if result != "ok":
-                raise StoreCorruptError(f"{path} fails quick_check: {result}")
-        conn.executescript(_DDL)
-        conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
-                     [str(SCHEMA_VERSION)])
-        conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('store_id', ?)",
-                     [secrets.token_hex(8)])
-        conn.commit()
-    except BaseException as exc:
-        conn.close()
-        if isinstance(exc, (sqlite3.Error, OSError)):
-            raise store_error(exc, what, path) from exc
-        raise
-    return conn, fresh
+
+
+def _set_up(conn: sqlite3.Connection, path: Path, what: str) -> bool:
+    """WAL mode, the WAL's size cap, a quick_check of an existing file, the schema; returns
+    whether the file was new (no pages yet)."""
+    conn.execute(f"PRAGMA busy_timeout = {int(store_errors.BUSY_TIMEOUT_S * 1000)}")
+    fresh = conn.execute("PRAGMA page_count").fetchone()[0] == 0
+    if fresh:
+        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+    if conn.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower() != "wal":
+        raise StoreAccessError(f"{what}: cannot switch it to WAL mode (read-only?)")
+    budget = _wal_budget(path)
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute(f"PRAGMA journal_size_limit = {budget}")
+    conn.execute(f"PRAGMA wal_autocheckpoint = {max(budget // page_size, 16)}")
+    if not fresh:
+        result = conn.execute("PRAGMA quick_check").fetchone()[0]
+        if result != "ok":
+            raise StoreCorruptError(f"{path} fails quick_check: {result}")
+    conn.executescript(_DDL)
+    conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
+                 [str(SCHEMA_VERSION)])
+    conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('store_id', ?)",
+                 [secrets.token_hex(8)])
+    conn.commit()
+    return fresh
 
 
 def _probe(path: Path, mode: str, query: Callable[[sqlite3.Connection], Any]) -> Any:
@@ -229,6 +195,8 @@ def _foreign_wal(path: Path) -> str | None:
     return None
 
 
+# --- carrying unsent records over --------------------------------------------------------------
+
 def _salvage(conn: sqlite3.Connection) -> tuple[dict[str, list[tuple]], int]:
     """Unsent records, counters and meta readable through an old connection (of a deleted,
     replaced or damaged file); and a count of unsent records that could not be read."""
@@ -283,102 +251,27 @@ def _restore(conn: sqlite3.Connection, salvaged: dict[str, list[tuple]]) -> int:
     return copied
 
 
-def _aside_name(path: Path, tag: str) -> Path:
-    """A free name beside `path` for setting it aside: NAME.TAG-TIME[-N]."""
-    stamp = time.strftime("%Y%m%dT%H%M%S")
-    target, n = path.with_name(f"{path.name}.{tag}-{stamp}"), 1
-    while target.exists():
-        target = path.with_name(f"{path.name}.{tag}-{stamp}-{n}")
-        n += 1
-    return target
+# --- giving room back -------------------------------------------------------------------------
 
-
-def quarantine_file(path: Path) -> Path:
-    """Move a corrupt store (and its -wal/-shm) aside; returns where it went."""
-    moved = _aside_name(path, "corrupt")
+def _truncate_wal(conn: sqlite3.Connection) -> bool:
+    """Checkpoint the WAL and truncate it (gives its room back, e.g. after a full disk); False
+    when a reader kept it from being truncated or the checkpoint failed. Never raises."""
     try:
-        os.replace(path, moved)
-        for suffix in ("-wal", "-shm"):
-            side = Path(str(path) + suffix)
-            if side.exists():
-                os.replace(side, Path(str(moved) + suffix))
-    except OSError as exc:
-        raise store_error(exc, f"cannot move corrupt telemetry store {path} aside",
-                          path) from exc
-    return moved
+        busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    except sqlite3.Error as exc:
+        log.debug("WAL checkpoint after a full disk failed", extra={"error": str(exc)})
+        return False
+    return not busy
 
 
-def _set_aside_orphans(path: Path, why: str) -> list[Path]:
-    """Move a -wal/-shm that does not belong to the file at `path` aside (kept)."""
-    moved = []
-    for suffix in ("-wal", "-shm"):
-        side = Path(str(path) + suffix)
-        if not side.exists():
-            continue
-        target = _aside_name(side, why)
-        try:
-            os.replace(side, target)
-        except OSError as exc:
-            raise store_error(exc, f"cannot set {side} aside", path) from exc
-        moved.append(target)
-    return moved
-
-
-def _seq_file(path: Path) -> Path:
-    return Path(str(path) + ".seq")
-
-
-def _read_seq_file(path: Path) -> tuple[str, int, int]:
-    """(store id, ceiling, highest number known handed out) from the side file; the old
-    format is the ceiling alone."""
+def _vacuum(conn: sqlite3.Connection) -> None:
+    """After an eviction: hand the freed pages back to the file system and truncate the WAL;
+    best effort (a failure is logged)."""
     try:
-        text = _seq_file(path).read_text().strip()
-    except OSError:
-        return "", 0, 0
-    try:
-        if text.startswith("{"):
-            data = json.loads(text)
-            return (str(data.get("store_id") or ""), int(data.get("ceiling") or 0),
-                    int(data.get("issued") or 0))
-        return "", int(text or 0), 0
-    except (ValueError, TypeError, AttributeError):
-        return "", 0, 0
-
-
-def _update_seq_file(path: Path, store_id: str | None, ceiling: int = 0, issued: int = 0,
-                     sync: bool = True) -> tuple[str, int, int]:
-    """Merge into the side file, under the lock file (the pipeline and the sync agent both
-    write it): the ceiling and the issued mark only ever go up. Returns what it now holds."""
-    with _FileLock(path):
-        old = _read_seq_file(path)
-        new = (old[0] if store_id is None else store_id, max(old[1], ceiling),
-               max(old[2], issued))
-        if new != old:
-            _write_seq_file(path, new[1], new[0], new[2], sync)
-    return new
-
-
-def _write_seq_file(path: Path, ceiling: int, store_id: str = "", issued: int = 0,
-                    sync: bool = True) -> None:
-    target = _seq_file(path)
-    tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as fh:
-        fh.write(json.dumps({"store_id": store_id, "ceiling": ceiling, "issued": issued})
-                 + "\n")
-        fh.flush()
-        if sync:
-            os.fsync(fh.fileno())
-    os.replace(tmp, target)
-    if not sync:
-        return
-    try:
-        fd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:  # pragma: no cover - some file systems cannot fsync a directory
-        pass
+        conn.execute("PRAGMA incremental_vacuum")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    except sqlite3.Error as exc:  # pragma: no cover - vacuum is best effort
+        log.warning("incremental_vacuum failed", extra={"error": str(exc)})
 
 
 def encode_body(body: Any) -> str:
@@ -427,7 +320,6 @@ def _wal_budget(path: Path) -> int:
 
 
 def _uri_path(path: Path) -> str:
-    from urllib.parse import quote
     return quote(os.path.abspath(path))
 
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from device.config import Config
 from device.errors import EdgelensError, ModelStoreError
 from device.modelstore.store import ModelStore
 from device.stages.translate.cache import LRUCache
@@ -102,7 +103,7 @@ class Translator:
         self.counts: Counter[str] = Counter()
 
     @classmethod
-    def from_config(cls, cfg, backend: str | None = None, num_threads: int | None = None,
+    def from_config(cls, cfg: Config, backend: str | None = None, num_threads: int | None = None,
                     version: Any = None) -> "Translator":
         """`version`: a ModelVersion to load (a hot swap or a challenger); default: the one
         [translator] names, or the active one."""
@@ -119,7 +120,8 @@ class Translator:
             except EdgelensError as exc:
                 log.warning("translating without a phrasebook", extra={"error": str(exc)})
         settings = Settings(beam_size=t.beam_size, max_tokens=t.max_tokens,
-                            cache_size=t.cache_size, min_ocr_confidence=t.min_ocr_confidence,
+                            cache_size=t.cache_size,
+                            min_ocr_confidence=cfg.recognizer.min_confidence,
                             min_model_confidence=t.min_model_confidence,
                             max_input_chars=t.max_input_chars, budget_ms=t.budget_ms,
                             use_phrasebook=t.use_phrasebook,

@@ -1,0 +1,207 @@
+"""Train the CTC line recognizer from cached synthetic lines; checkpoints to runs/recognizer/.
+
+    .venv/bin/python scripts/train_recognizer.py            # full run (renders the cache first)
+    .venv/bin/python scripts/train_recognizer.py --resume   # continue from the last epoch
+    .venv/bin/python scripts/train_recognizer.py --smoke    # 2-minute check of the whole loop
+
+An epoch is `--epoch-lines` lines drawn in turn from the cache (not a full pass), so that a
+checkpoint is written every few minutes on a 2-core CPU. Lines are rendered once into
+data/recognizer/ and reused: rendering costs ~4 ms of CPU per line, about as much as a
+training step per line (~105-170 lines/s on 2 cores), so on-the-fly generation would halve
+training throughput; a 30 % polarity flip adds variety to the reused lines for free.
+Resuming restores the weights and the epoch (not Adam's moments); a larger `--epochs` or
+`--lines` on resume continues on a new cosine schedule (a warm restart).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from calibration import real_data
+from calibration.training import recognizer_model
+from calibration.training.recognizer_data import CacheSpec, build_cache, load_cache
+from device.stages.charset import encode
+
+log = logging.getLogger("train_recognizer")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--out", default="runs/recognizer", help="checkpoint / log folder")
+    p.add_argument("--lines", type=int, default=200_000, help="cached training lines")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--epoch-lines", type=int, default=40_000)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (cosine decay)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--resume", action="store_true", help="continue from <out>/last.weights.h5")
+    p.add_argument("--smoke", action="store_true", help="tiny run: 1 chunk, 2 short epochs")
+    p.add_argument("--arch", default="medium", help="calibration.training.recognizer_model.ARCHS key")
+    p.add_argument("--scene-fraction", type=float, default=0.2,
+                   help="share of synthetic lines rendered as camera scene text")
+    p.add_argument("--real-copies", type=int, default=0,
+                   help="jittered crops per real word/line of the ICDAR 2015 training photos "
+                        "(calibration.real_data; 0: synthetic lines only)")
+    p.add_argument("--real-bbox-copies", type=int, default=0,
+                   help="more crops per real word cut as the data set cuts them (the "
+                        "axis-aligned box of the unrectified quad)")
+    return p.parse_args(argv)
+
+
+def batches(lines, labels, order, batch_size, rng):
+    """Width-bucketed batches over `order` (indices); each batch has one width."""
+    by_width: dict[int, list[int]] = {}
+    for i in order:
+        by_width.setdefault(lines[i].shape[1], []).append(i)
+    plan = []
+    for width, idx in by_width.items():
+        for start in range(0, len(idx), batch_size):
+            chunk = idx[start:start + batch_size]
+            if len(chunk) >= max(4, batch_size // 4):
+                plan.append(chunk)
+    rng.shuffle(plan)
+    for chunk in plan:
+        x = np.stack([lines[i] for i in chunk]).astype(np.float32)[..., None] / 255.0
+        # polarity flip: prepare_line's percentile stretch is symmetric, so 1 - x is exactly
+        # the prepared line of the inverted crop (light text on dark <-> dark on light)
+        flip = rng.random(len(chunk)) < 0.3
+        x[flip] = 1.0 - x[flip]
+        lengths = np.array([len(labels[i]) for i in chunk], np.int32)
+        y = np.zeros((len(chunk), max(lengths.max(), 1)), np.int32)
+        for row, i in enumerate(chunk):
+            y[row, :len(labels[i])] = labels[i]
+        yield x, y, lengths
+
+
+def real_cache(copies: int, smoke: bool = False,
+               bbox_copies: int = 0) -> tuple[list[np.ndarray], list[str]]:
+    """Real training lines, cut once into data/recognizer/real_train_c<copies>[_b<n>].npz."""
+    suffix = f"_b{bbox_copies}" if bbox_copies else ""
+    path = Path("data/recognizer") / f"real_train_c{copies}{suffix}.npz"
+    if not path.exists():
+        lines, texts = real_data.recognizer_lines(
+            "train", copies=copies, bbox_copies=bbox_copies,
+            progress=lambda k, n: log.info("real photos %d/%d", k, n))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        widths = np.array([line.shape[1] for line in lines], np.int32)
+        np.savez(path.with_suffix(".tmp.npz"), pixels=np.concatenate(lines, axis=1),
+                 widths=widths, texts=np.array(texts, dtype=object).astype(str))
+        path.with_suffix(".tmp.npz").rename(path)
+    lines, texts = load_cache([path])
+    return (lines[:2000], texts[:2000]) if smoke else (lines, texts)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.smoke:
+        args.lines, args.epochs, args.epoch_lines = 5000, 2, 1500
+
+    t0 = time.monotonic()
+    spec = CacheSpec(lines=args.lines, seed=args.seed, workers=2,
+                     scene_fraction=args.scene_fraction)
+    paths = build_cache(spec, progress=lambda p: log.info("rendered %s", p))
+    lines, texts = load_cache(paths)
+    if args.real_copies:
+        real_lines, real_texts = real_cache(args.real_copies, smoke=args.smoke,
+                                            bbox_copies=args.real_bbox_copies)
+        log.info("%d real lines (ICDAR 2015 training photos) beside %d synthetic",
+                 len(real_lines), len(lines))
+        lines, texts = lines + real_lines, texts + real_texts
+    labels = [encode(t) for t in texts]
+    log.info("%d cached lines loaded in %.0f s", len(lines), time.monotonic() - t0)
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+    from tqdm import tqdm
+
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    tf.keras.utils.set_random_seed(args.seed)
+    model = recognizer_model.build(softmax=False, arch=args.arch)
+
+    steps_per_epoch = args.epoch_lines // args.batch
+    total_steps = steps_per_epoch * args.epochs
+    warmup = min(500, total_steps // 10)
+
+    def lr_at(step):
+        if step < warmup:
+            return args.lr * (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return 1e-5 + 0.5 * (args.lr - 1e-5) * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    optimizer = tf.keras.optimizers.Adam(learning_rate=args.lr, clipnorm=5.0)
+    state_path = out / "state.json"
+    start_epoch = 0
+    history = []
+    if args.resume and state_path.exists():
+        state = json.loads(state_path.read_text())
+        start_epoch, history = state["epoch"], state.get("history", [])
+        model.load_weights(out / "last.weights.h5")
+        log.info("resumed after epoch %d", start_epoch)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 32, None, 1], tf.float32),
+                                  tf.TensorSpec([None, None], tf.int32),
+                                  tf.TensorSpec([None], tf.int32),
+                                  tf.TensorSpec([], tf.float32)], reduce_retracing=True)
+    def train_step(x, y, label_length, lr):
+        optimizer.learning_rate.assign(lr)
+        with tf.GradientTape() as tape:
+            logits = model(x, training=True)[:, 0]                     # [B, T, C]
+            t = tf.shape(logits)[1]
+            logit_length = tf.fill([tf.shape(logits)[0]], t)
+            sparse = tf.sparse.from_dense(y)  # labels are >= 1; 0 pads (and is the blank)
+            loss = tf.reduce_mean(tf.nn.ctc_loss(
+                labels=sparse, logits=logits, label_length=label_length,
+                logit_length=logit_length, logits_time_major=False, blank_index=0))
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+
+    rng = np.random.default_rng(args.seed)
+    n = len(lines)
+    perm = rng.permutation(n)
+    step = start_epoch * steps_per_epoch
+    for epoch in range(start_epoch, args.epochs):
+        start = (epoch * args.epoch_lines) % n
+        order = np.take(perm, np.arange(start, start + args.epoch_lines), mode="wrap")
+        epoch_rng = np.random.default_rng(args.seed * 1000 + epoch)
+        losses = []
+        bar = tqdm(batches(lines, labels, order, args.batch, epoch_rng),
+                   total=steps_per_epoch, desc=f"epoch {epoch + 1}/{args.epochs}",
+                   mininterval=10, file=sys.stdout)
+        for x, y, lengths in bar:
+            loss = float(train_step(x, y, lengths, np.float32(lr_at(step))))
+            if not math.isfinite(loss):
+                log.warning("non-finite loss at step %d skipped", step)
+                continue
+            losses.append(loss)
+            step += 1
+            if len(losses) % 20 == 0:
+                bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}", lr=f"{lr_at(step):.2e}")
+        model.save_weights(out / f"epoch{epoch + 1:02d}.weights.h5")
+        model.save_weights(out / "last.weights.h5")
+        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)),
+                        "elapsed_s": round(time.monotonic() - t0)})
+        state_path.write_text(json.dumps({"epoch": epoch + 1, "step": step, "args": vars(args),
+                                          "history": history}, indent=1))
+        log.info("epoch %d: loss %.4f (%.0f s)", epoch + 1, np.mean(losses),
+                 time.monotonic() - t0)
+    log.info("training done in %.0f s", time.monotonic() - t0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 import json
-import logging
 import os
 import signal
 import sys
@@ -14,37 +13,18 @@ from typing import Any
 
 from cloud_sync.errors import SyncError
 from device.config import Config, load
-from device.logs import fields_text
-
-NOISY = ("paho",)
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-class FieldsFormatter(logging.Formatter):
-    """The format's line, then ` k=v` for each structured field (`extra=`) of the record."""
-
-    def formatMessage(self, record: logging.LogRecord) -> str:
-        return super().formatMessage(record) + fields_text(record)
-
-
-def console_handler(fmt: str = LOG_FORMAT) -> logging.Handler:
-    """A stderr handler that writes `fmt` lines with their fields (FieldsFormatter)."""
-    handler = logging.StreamHandler()
-    handler.setFormatter(FieldsFormatter(fmt))
-    return handler
-
+from device import logs
 
 def load_config(path: str | None) -> Config:
     return load(path)
 
 
 def setup_logging(cfg: Config, verbose: bool = False, level_name: str | None = None) -> None:
-    """Console logging at [logging] level; `level_name` (--log-level) overrides it, and
+    """The product's one logging setup (device.logs.setup: console, and the JSON file of
+    [logging] file) at [logging] level; `level_name` (--log-level) overrides it, and
     -v/--verbose means DEBUG."""
-    level = logging.DEBUG if verbose else getattr(logging, level_name or cfg.logging.level)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=level, handlers=[console_handler()])
-    logging.getLogger().setLevel(level)      # also when main() configured logging already
-    for name in NOISY:
-        logging.getLogger(name).setLevel(logging.WARNING)
+    level = "DEBUG" if verbose else level_name or cfg.logging.level
+    logs.setup(level, cfg.logging.file, cfg.logging.max_bytes, cfg.logging.backups)
 
 
 def stop_on_signals() -> threading.Event:

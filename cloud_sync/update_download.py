@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from cloud_sync.errors import PayloadError
-from cloud_sync.update_protocol import check_file_name, version_key  # noqa: F401
+from cloud_sync.update_protocol import check_file_name
 from device.modelstore.install import fsync_dir, write_atomic
 
 

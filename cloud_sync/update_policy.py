@@ -18,6 +18,7 @@ from cloud_sync.errors import PayloadError
 from cloud_sync.signing import SignatureError, TrustedKeys
 from cloud_sync.update_download import RefusedUpdate, plan_files
 from device.modelstore.pointers import SHADOWED_STAGES
+from device.modelstore.store import version_key
 
 
 class BadControl(PayloadError):
@@ -89,7 +90,7 @@ def judge_offer(name: str, body: dict[str, Any], manifest: dict[str, Any],
                             f"last accepted ({memory['issued'][name]})")
     if version in memory["failed"].get(name, []) and not rollback:
         return None                      # failed here before: stays rolled back
-    if active and proto.version_key(version) < proto.version_key(active) and not rollback:
+    if active and version_key(version) < version_key(active) and not rollback:
         raise RefusedUpdate(f"version {version} is older than the installed {active} and "
                             "not marked a rollback (replayed older version?)")
     if shadow and name not in SHADOWED_STAGES:

@@ -103,10 +103,6 @@ def check_file_name(name: Any) -> str:
     return name
 
 
-def version_key(version: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in version.split("."))
-
-
 # --- building an update manifest (fleet side) --------------------------------------------------
 
 def version_files(directory: Path) -> list[Path]:

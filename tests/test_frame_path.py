@@ -208,7 +208,7 @@ def test_unreadable_image_in_folder_is_reported_and_skipped(tmp_path):
 
 
 def test_lines_cut_by_the_frame_edge_are_not_read():
-    from device.live.recognition import _inside
+    from device.geometry import whole_in_frame as _inside
     box = np.float32([[100, 100], [300, 100], [300, 130], [100, 130]])
     assert _inside(box, 640, 360)
     assert not _inside(box + np.float32([335, 0]), 640, 360)   # ends 5 px before the edge

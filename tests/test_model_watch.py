@@ -9,6 +9,7 @@ import threading
 import time
 
 import numpy as np
+import pytest
 
 from device.live.capture import Capture
 from device.stages.detector import Detector
@@ -142,3 +143,25 @@ def test_prediction_records_name_the_version_that_produced_them():
     assert first.models["detector"].version == "1.0.0"
     assert second.models["detector"].version == "2.0.0"       # after a hot swap
     assert second.models["recognizer"].version == "1.0.0"
+
+
+def test_the_shadow_hook_changes_through_the_same_swap_as_the_models():
+    """One swap mechanism: the model watch replaces the worker's after_result hook with
+    worker.swap, applied at the next run boundary like a model, and not counted as one."""
+    metrics = Metrics()
+    worker = RecognitionWorker(None, BlankRecognizer(), crop_line, metrics,
+                               Budgets(recognition_ms=400))
+
+    def hook(*_):
+        return None
+
+    worker.swap(after_result=hook)
+    assert worker.after_result is None                 # not between two steps of a run
+    worker._apply_swap()
+    assert worker.after_result is hook and worker.swapped.is_set()
+    assert metrics.counter("model_swaps") == 0
+    worker.swap(recognizer=BlankRecognizer(), versions={"recognizer": "9.9.9"})
+    worker._apply_swap()
+    assert metrics.counter("model_swaps") == 1 and worker.versions["recognizer"] == "9.9.9"
+    with pytest.raises(ValueError, match="cannot swap"):
+        worker.swap(overlay=object())

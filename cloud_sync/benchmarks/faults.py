@@ -35,7 +35,7 @@ from cloud_sync.benchmarks.faults_disk import disk_full
 from cloud_sync.benchmarks.faults_fuzz import fuzz_handlers, fuzz_mqtt
 from cloud_sync.benchmarks.faults_harness import produce
 from cloud_sync.benchmarks.faults_kill import broker_crash, kill9
-from cloud_sync.cli_common import console_handler
+from device import logs
 from cloud_sync.fleet.localbroker import LocalBroker
 
 
@@ -102,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller runs (a smoke test)")
     args = parser.parse_args(argv)
     # the links' reconnect warnings are expected; errors show with their fields
-    logging.basicConfig(level=logging.ERROR, handlers=[console_handler(logging.BASIC_FORMAT)])
+    if not logging.getLogger().handlers:
+        logs.setup("ERROR")
     rows = run(args.json, args.quick)["rows"]
     return int(any(r["must_be_zero"] and (r.get("lost") or r["crashed"]) for r in rows))
 

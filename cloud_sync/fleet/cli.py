@@ -13,20 +13,19 @@ subcommand (as with `edgelens`).
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 import time
 from pathlib import Path
 from typing import Callable
 
-from cloud_sync.cli_common import (LOG_LEVELS, add_global_options, console_handler, dump_json,
-                                 load_config, setup_logging, silence_stdout, stop_on_signals)
+from cloud_sync.cli_common import (LOG_LEVELS, add_global_options, dump_json, load_config,
+                                 setup_logging, silence_stdout, stop_on_signals)
 from cloud_sync.errors import SyncError
 from cloud_sync.fleet.dev_fleet import DevFleet
 from cloud_sync.fleet.ingest import FleetIngest
 from cloud_sync.fleet.store import open_fleet_store
-from device import __version__
+from device import __version__, logs
 from device.config import build
 from device.config_schema import SCHEMA
 from device.errors import EdgelensError
@@ -236,11 +235,8 @@ def _n(value) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.log_level:                 # commands that set up logging themselves keep it
-        if not logging.getLogger().handlers:
-            logging.basicConfig(level=getattr(logging, args.log_level),
-                                handlers=[console_handler()])
-        logging.getLogger().setLevel(args.log_level)
+    if args.log_level:                 # commands that set up logging themselves redo it
+        logs.setup(args.log_level)
     try:
         code = args.func(args)
         sys.stdout.flush()             # a reader that left shows here, not at exit

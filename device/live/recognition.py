@@ -84,16 +84,19 @@ class RecognitionWorker:
         self.swapped = threading.Event()
 
     def swap(self, startup: bool = False, versions: dict | None = None, **stages: Any) -> None:
-        """Replace detector/recognizer/translator (already loaded and warmed) at the next run
-        boundary. The frame path never waits for this. `startup`: the first installation of a
-        stage loaded in the background (logged at DEBUG: nothing was swapped out)."""
-        unknown = set(stages) - {"detector", "recognizer", "translator"}
+        """Replace detector/recognizer/translator (already loaded and warmed), or the
+        `after_result` hook (shadow mode's challengers), at the next run boundary: the one way
+        anything the worker runs is changed from another thread. The frame path never waits
+        for this. `startup`: the first installation of a stage loaded in the background
+        (logged at DEBUG: nothing was swapped out)."""
+        unknown = set(stages) - {"detector", "recognizer", "translator", "after_result"}
         if unknown:
             raise ValueError(f"cannot swap {sorted(unknown)}")
         with self._swap_lock:
             self._pending.update(stages)
             self._pending_versions.update(versions or {})
-            self._startup = startup
+            if set(stages) - {"after_result"}:
+                self._startup = startup
             self.swapped.clear()
 
     def _apply_swap(self) -> None:
@@ -106,11 +109,12 @@ class RecognitionWorker:
         if pending:
             for name, stage in pending.items():
                 setattr(self, name, stage)
-            if startup:
-                log.debug("stages installed", extra={"stages": sorted(pending)})
-            else:
+            models = sorted(set(pending) - {"after_result"})
+            if models and startup:
+                log.debug("stages installed", extra={"stages": models})
+            elif models:
                 self.metrics.count("model_swaps")
-                log.info("models swapped", extra={"stages": sorted(pending)})
+                log.info("models swapped", extra={"stages": models})
             self.swapped.set()
 
     def start(self) -> "RecognitionWorker":
@@ -257,7 +261,7 @@ class RecognitionWorker:
         self.results.put(result)
         if self.on_result is not None:
             self.on_result(result)
-        after = self.after_result          # read once: the model watch may replace it
+        after = self.after_result
         if after is not None:
             after(self, frame, result, deadline)
         return result

@@ -82,7 +82,7 @@ class ShadowFollow:
             if challenger is not None and challenger.version == version:
                 loaded[stage] = challenger
         self.versions, self.challengers = wanted, loaded
-        worker.after_result = self.make_hook(list(loaded.values()))
+        worker.swap(after_result=self.make_hook(list(loaded.values())))
         log.info("shadowing", extra={
             "challengers": [f"{c.stage} {c.version}" for c in loaded.values()]})
 

@@ -144,3 +144,18 @@ def test_the_sync_process_loads_no_vision_code(entry):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=ROOT, timeout=120, check=True).stdout.strip()
     assert out == "[]"
+
+
+def test_the_glasses_reach_evaluation_code_only_by_name_from_the_bench_command():
+    """`edgelens bench ocr|recognizer|translator` loads calibration/ modules by name (an import
+    the rules above cannot see): only there, only those, and each one exists."""
+    from device.commands.bench import EVALUATION_TARGETS
+    named = {}
+    for module, path in _sources("device").items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and \
+                    node.value.startswith("calibration."):
+                named.setdefault(module, set()).add(node.value)
+    assert named == {"device.commands.bench": set(EVALUATION_TARGETS.values())}
+    for target in EVALUATION_TARGETS.values():
+        assert (ROOT / (target.replace(".", "/") + ".py")).is_file(), target

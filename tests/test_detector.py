@@ -81,6 +81,7 @@ def test_crop_line_is_upright_with_the_right_aspect():
     assert crop_line(frame, quad, height=32).shape[0] == 32
 
 
+@pytest.mark.slow
 def test_int8_model_finds_the_lines_of_held_out_scenes():
     """Tolerance: over 8 held-out scenes (unseen fonts and backgrounds), at least 70 % of
     the lines are found at IoU >= 0.5 and at least 70 % of the detections are lines

@@ -39,6 +39,7 @@ def _p95(samples: np.ndarray) -> float | None:
     return percentiles(samples, (95,))["p95"]
 
 
+@pytest.mark.slow
 def test_hot_swap_loads_off_the_frame_path_and_judges_the_new_version(tmp_path):
     root = tmp_path / "models"
     for version in ("1.0.0", "1.1.0"):

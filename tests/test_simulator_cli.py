@@ -61,6 +61,7 @@ def test_a_recorder_whose_encoder_failed_never_blocks_on_close():
     assert recorder.failed and "cannot write" in recorder.failed
 
 
+@pytest.mark.slow
 def test_each_folder_image_is_held_and_its_overlay_never_outlives_it(tmp_path):
     import cv2
     import numpy as np

@@ -116,6 +116,7 @@ def _wait(condition, timeout):
 
 # --- 3. no storm, back-off, recovery ----------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_full_disk_is_no_storm_loses_nothing_queued_and_recovers(small_fs, monkeypatch):
     monkeypatch.setattr(recorder_module, "_BACKOFF_MAX_S", 0.5)
     fs = small_fs("2m")

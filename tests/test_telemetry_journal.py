@@ -101,6 +101,7 @@ def test_a_sigkill_loses_nothing_the_recorder_was_handed(tmp_path):
     assert _ticks(plain) == []            # the gap the journal closes: all 300+ were lost
 
 
+@pytest.mark.slow
 def test_kills_at_any_moment_of_the_commit_cycle_lose_and_duplicate_nothing(tmp_path):
     """Eight children, each killed while its writer commits every 10 ms and the journal
     deletes segments: after each next start every handed-over tick is stored exactly once."""

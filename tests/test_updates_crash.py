@@ -10,6 +10,8 @@ import shutil
 import signal
 import time
 
+import pytest
+
 from cloud_sync import update_protocol as proto
 from cloud_sync.update_agent import UpdateAgent
 from cloud_sync.fleet.delivery import signed_desired
@@ -58,6 +60,7 @@ def _install_forever(cfg, key, template, fleet_root, start: int) -> None:
         agent._check_health(job, time.monotonic())
 
 
+@pytest.mark.slow
 def test_kill_9_during_install_always_leaves_a_loadable_active_model(tmp_path):
     key, pub = fleet_keys(tmp_path)
     store_root = device_store(tmp_path, "glasses-1")

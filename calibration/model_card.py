@@ -1,7 +1,7 @@
 """The model cards (MODEL_CARD.md) of the store: what every card shares, rendered one way.
 
-A packaging script (calibration/package_detector.py, package_line_detector.py,
-package_translator2.py, scripts/package_translator.py, scripts/export_recognizer.py) keeps the
+A packaging module (calibration/package_detector.py, package_line_detector.py,
+package_recognizer.py, package_translator1.py, package_translator2.py) keeps the
 prose about its own model and builds its card from these parts: the title, the markdown tables
 (accuracy, latency, training history), the bold-labelled items (Use, Training), the data
 licenses, the golden self-test and the file sizes; `write` puts the card beside the manifest.

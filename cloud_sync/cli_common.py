@@ -20,11 +20,13 @@ def load_config(path: str | None) -> Config:
 
 
 def setup_logging(cfg: Config, verbose: bool = False, level_name: str | None = None) -> None:
-    """The product's one logging setup (device.logs.setup: console, and the JSON file of
-    [logging] file) at [logging] level; `level_name` (--log-level) overrides it, and
-    -v/--verbose means DEBUG."""
+    """edgelens-fleet's logging, through the product's one setup (device.logs.setup) at
+    [logging] level; `level_name` (--log-level) overrides it, -v/--verbose means DEBUG. The
+    console lines carry the time and the logger (ingest, serve and the dashboard run for days
+    in a terminal or a unit), and no file is written: several fleet processes share one
+    config, and one rotating file cannot be shared by processes."""
     level = "DEBUG" if verbose else level_name or cfg.logging.level
-    logs.setup(level, cfg.logging.file, cfg.logging.max_bytes, cfg.logging.backups)
+    logs.setup(level, timestamps=True)
 
 
 def stop_on_signals() -> threading.Event:

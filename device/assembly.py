@@ -43,6 +43,12 @@ class Stages:
     shadows: list = field(default_factory=list)   # device.modelstore.shadow.Challenger per SHADOW pointer
 
 
+def set_opencv_threads(cfg: Config) -> None:
+    """[runtime] opencv_threads, process-wide (0: OpenCV's default, a worker per core; set
+    again on every build, so a reload to 0 restores it)."""
+    cv2.setNumThreads(cfg.runtime.opencv_threads or -1)
+
+
 def load_translator(cfg: Config, store: ModelStore, backend: str) -> tuple[Any | None, str | None]:
     """The translator when its model is in the store; None (recognized text is shown) else."""
     loader = stage_loaders(cfg, backend)["translator"]
@@ -113,9 +119,7 @@ def shadow_hook_factory(cfg: Config, stages: Stages, metrics: Metrics, recorder=
 def build_pipeline(cfg: Config, stages: Stages, source: FrameSource | None = None, show=None,
                    metrics: Metrics | None = None, recorder=None) -> Pipeline:
     """`recorder`: a telemetry Recorder that also gets metrics, predictions, frame quality."""
-    # process-wide; 0 leaves OpenCV's default (a worker per core)
-    if cfg.runtime.opencv_threads:
-        cv2.setNumThreads(cfg.runtime.opencv_threads)
+    set_opencv_threads(cfg)
     metrics = metrics or Metrics(forward=recorder)
     source = source or parse_source(cfg.source.uri, fps=cfg.source.fps,
                                     realtime=cfg.source.realtime,

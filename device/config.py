@@ -60,6 +60,7 @@ def _renamed(raw: dict[str, Any], source: str) -> dict[str, Any]:
     """`raw` with keys that moved (RENAMED) put in their new place, a FutureWarning for each
     (shown to the user by default); where the new key is set too, the new one wins."""
     raw = {name: dict(body) if isinstance(body, dict) else body for name, body in raw.items()}
+    moved: dict[tuple[str, str], str] = {}          # new key → the old key it came from
     for (old_section, old_key), (section, key) in RENAMED.items():
         body = raw.get(old_section)
         if not isinstance(body, dict) or old_key not in body:
@@ -68,10 +69,15 @@ def _renamed(raw: dict[str, Any], source: str) -> dict[str, Any]:
         target = raw.setdefault(section, {})
         message = (f"{source}: [{old_section}] {old_key} is now [{section}] {key}; the old "
                    f"name is accepted until edgelens 3.0")
-        if isinstance(target, dict) and key not in target:
+        if not isinstance(target, dict):
+            pass                                    # build() reports the broken section
+        elif key not in target:
             target[key] = value
-        else:
-            message += f" (ignored here: [{section}] {key} is set too)"
+            moved[(section, key)] = f"[{old_section}] {old_key}"
+        elif target[key] != value:
+            given = moved.get((section, key), f"[{section}] {key}")
+            message += (f"; its value {value!r} is ignored: {given} = {target[key]!r} is "
+                        f"used")
         warnings.warn(message, FutureWarning, stacklevel=3)
     return raw
 

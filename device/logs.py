@@ -40,12 +40,22 @@ class JsonFormatter(logging.Formatter):
 
 
 class ConsoleFormatter(logging.Formatter):
+    """`level message k=v ...`; with `timestamps` (long-running operator processes) the time
+    and the logger's name first."""
+
+    def __init__(self, timestamps: bool = False):
+        super().__init__()
+        self.timestamps = timestamps
+
     def format(self, record: logging.LogRecord) -> str:
-        return f"{record.levelname.lower():7s} {record.getMessage()}{fields_text(record)}"
+        line = f"{record.levelname.lower():7s} {record.getMessage()}{fields_text(record)}"
+        if self.timestamps:
+            line = f"{self.formatTime(record)} {record.name}: {line}"
+        return line
 
 
 def setup(level: str = "INFO", file: str = "", max_bytes: int = 10_000_000,
-          backups: int = 3) -> None:
+          backups: int = 3, timestamps: bool = False) -> None:
     """Console (and JSON file) logging. Called again (SIGHUP reload), it replaces only the
     handlers it installed itself: others (the telemetry log handler) stay. A log file that
     cannot be opened is reported on the console and the program goes on without it."""
@@ -56,7 +66,7 @@ def setup(level: str = "INFO", file: str = "", max_bytes: int = 10_000_000,
             handler.close()
     root.setLevel(level)
     console = logging.StreamHandler()
-    console.setFormatter(ConsoleFormatter())
+    console.setFormatter(ConsoleFormatter(timestamps))
     console._edgelens_setup = True
     root.addHandler(console)
     if file:

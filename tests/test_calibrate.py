@@ -144,9 +144,8 @@ def test_the_choice_follows_the_method_on_given_measurements():
     assert ranked[0].cpu_ms == pytest.approx(12.0 + 2 * 1.5 + 3.0)
     assert steady_rate(12.0) == 4.0 and steady_rate(20.0) == 2.0 and steady_rate(80.0) == 1.0
     # the frame rate cap: the frame path may take 25 % of a core
-    assert frame_rate(4.0, 30.0) == 30.0 and frame_rate(11.0, 30.0) == 20.0
-    assert frame_rate(40.0, 30.0) == 15.0 and frame_rate(4.0, 20.0) == 20.0
-    assert frame_rate(None, 30.0) == 15.0 and frame_rate(4.0, 10.0) == 10.0
+    assert frame_rate(4.0) == 30.0 and frame_rate(11.0) == 20.0 and frame_rate(9.0) == 24.0
+    assert frame_rate(40.0) == 15.0 and frame_rate(None) == 30.0
 
     def tried(name, frame_p95, new_p95):
         return {"name": name, "measured": {"moving": {"frame_p95_ms": frame_p95,

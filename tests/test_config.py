@@ -120,10 +120,15 @@ def test_renamed_keys_are_accepted_with_a_warning_and_land_in_their_new_place():
     with pytest.warns(FutureWarning, match=r"translate_budget_ms is now \[translator\] budget_ms"):
         cfg = config.build({"pipeline": {"translate_budget_ms": 55.0}}, SCHEMA)
     assert cfg.translator.budget_ms == 55.0
-    with pytest.warns(FutureWarning, match="ignored here"):        # the new name wins
+    with pytest.warns(FutureWarning, match=r"0.9 is ignored: \[recognizer\] min_confidence = "
+                                           r"0.6 is used"):      # the new name wins
         cfg = config.build({"translator": {"min_ocr_confidence": 0.9},
                             "recognizer": {"min_confidence": 0.6}}, SCHEMA)
     assert cfg.recognizer.min_confidence == 0.6
+    with pytest.warns(FutureWarning, match=r"0.6 is ignored: \[pipeline\] min_confidence = 0.3"):
+        cfg = config.build({"pipeline": {"min_confidence": 0.3},
+                            "translator": {"min_ocr_confidence": 0.6}}, SCHEMA)
+    assert cfg.recognizer.min_confidence == 0.3
     with pytest.raises(ConfigError, match=r"\[recognizer\] min_confidence: expected a value <= "):
         with pytest.warns(FutureWarning):
             config.build({"pipeline": {"min_confidence": 3.0}}, SCHEMA)

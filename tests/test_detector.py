@@ -7,7 +7,8 @@ import pytest
 from calibration.training import detector_data as dd
 from device.cli import main
 from device.geometry import crop_line, match_polygons, order_quad, polygon_iou
-from device.stages.detector import Detector, DetectorParams, regions_from_map
+from device.stages.detector import Detector, DetectorParams, TextRegion, regions_from_map
+from device.stages.recognizer import LineReading, read_regions
 from device.modelstore.store import ModelStore
 
 STORE = ModelStore()
@@ -142,3 +143,26 @@ def test_config_defaults_are_the_tuned_postprocessing_of_the_active_model():
     assert asdict(params_for(_version().manifest, config.defaults().detector)) == tuned
     changed = config.build({"detector": {"box_threshold": 0.33}}, config.defaults_schema()).detector
     assert asdict(params_for(_version().manifest, changed)) == {**tuned, "box_threshold": 0.33}
+
+
+def test_ocr_all_keeps_lines_read_as_nothing_and_the_default_drops_them():
+    """`edgelens ocr --all` (min_confidence 0) keeps every region read, even as nothing; the
+    threshold drops them (read_regions, shared with translate-image and the OCR bench)."""
+    from device.commands.ocr import ocr_image
+
+    class ReadsNothing:                  # the seam: a recognizer that reads every crop as ""
+        def read(self, crop):
+            return LineReading(text="", confidence=0.0)
+
+    class OneRegion:
+        def detect(self, image):
+            return [TextRegion(np.float32([[10, 10], [150, 10], [150, 40], [10, 40]]), 0.9)]
+
+    image = np.zeros((100, 200, 3), np.uint8)
+    region = OneRegion().detect(image)[0]
+    assert read_regions(ReadsNothing(), image, [region], 0.0) == []
+    assert [r for r, _ in read_regions(ReadsNothing(), image, [region], 0.0,
+                                       keep_empty=True)] == [region]
+    assert [line["text"] for line in
+            ocr_image(OneRegion(), ReadsNothing(), image, 0.0)["lines"]] == [""]
+    assert ocr_image(OneRegion(), ReadsNothing(), image, 0.5)["lines"] == []

@@ -236,7 +236,7 @@ def _n(value) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.log_level:                 # commands that set up logging themselves redo it
-        logs.setup(args.log_level)
+        logs.setup(args.log_level, timestamps=True)
     try:
         code = args.func(args)
         sys.stdout.flush()             # a reader that left shows here, not at exit

@@ -59,14 +59,16 @@ def _recognizer(cfg: Config, backend: str | None):
 
 
 def ocr_image(detector: Detector, recognizer, image, min_confidence: float = 0.0) -> dict:
-    """Detect and read one BGR image: {"lines": [...], "timings_ms": {...}}; lines that read
-    as nothing, or with a confidence under `min_confidence`, are left out (without a
-    recognizer: every region, with no text)."""
+    """Detect and read one BGR image: {"lines": [...], "timings_ms": {...}}; lines read with
+    a confidence under `min_confidence` are left out, and with `min_confidence` 0 (`--all`)
+    none, not even those read as nothing (without a recognizer: every region, with no
+    text)."""
     t0 = time.perf_counter_ns()
     regions = detector.detect(image)
     t1 = time.perf_counter_ns()
     found = ([(region, None) for region in regions] if recognizer is None
-             else read_regions(recognizer, image, regions, min_confidence))
+             else read_regions(recognizer, image, regions, min_confidence,
+                               keep_empty=min_confidence <= 0.0))
     lines = [{"polygon": [[round(float(x), 1), round(float(y), 1)] for x, y in region.polygon],
               "text": reading.text if reading else None,
               "confidence": reading.confidence if reading else None,

@@ -1,5 +1,6 @@
 """Capture on its own thread: keep only the newest frame, never block, count every drop,
-reopen a failed source with exponential backoff."""
+reopen a failed source with exponential backoff, and hold a camera to the configured frame
+rate (`RateCap`: the frames it delivers beyond it are skipped and counted)."""
 
 from __future__ import annotations
 

@@ -33,7 +33,8 @@ from device.live.capture import Frame
 from device.live.recognition import RecognitionResult
 from device.live.tracker import MotionTracker
 
-DIFF_SCALE = 0.25           # the change measure runs on the frame at this size (two halvings)
+HALVINGS = 2                # the change measure runs on the frame halved this many times,
+DIFF_SCALE = 0.5 ** HALVINGS  # i.e. at this size
 GRID = (16, 9)              # cells of the change measure (columns, rows)
 UNREAD_TRIES = 3            # results with unread regions that keep the full rate after a change
 
@@ -69,7 +70,7 @@ def small_view(image: np.ndarray) -> np.ndarray:
     """A frame as `change_level` compares it: at DIFF_SCALE, float32, lightly blurred (so the
     warp's own interpolation smoothing does not count as change on sharp text)."""
     small = image
-    for _ in range(2):        # DIFF_SCALE = 1/4 as two halvings: the same box average, and
+    for _ in range(HALVINGS):  # the same box average as one resize by DIFF_SCALE, and
         # OpenCV's 2x area path is about 3x cheaper than its 4x one on a colour 640x360 frame
         small = cv2.resize(small, (max(1, round(small.shape[1] / 2)),
                                    max(1, round(small.shape[0] / 2))),

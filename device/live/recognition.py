@@ -54,7 +54,7 @@ class Budgets:
     recognition_ms: float = 200.0
     translate_ms: float = 40.0
     max_regions: int = 6
-    min_confidence: float = 0.4
+    min_confidence: float = 0.5     # [recognizer] min_confidence
 
 
 class RecognitionWorker:

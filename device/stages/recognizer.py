@@ -67,15 +67,17 @@ class Recognizer:
 
 
 def read_regions(recognizer: Recognizer, image: np.ndarray, regions,
-                 min_confidence: float) -> list[tuple]:
+                 min_confidence: float, keep_empty: bool = False) -> list[tuple]:
     """(region, reading) for the detected regions of a whole image that read as text with at
-    least `min_confidence` (pictograms, noise and unreadable text drop out)."""
+    least `min_confidence` (pictograms, noise and unreadable text drop out); `keep_empty`
+    also keeps the regions that read as nothing (`edgelens ocr --all`). A region too small
+    to cut out is left out either way."""
     read = []
     for region in regions:
         try:
             reading = recognizer.read(crop_line(image, region.polygon))
         except InputError:
             continue
-        if reading.text and reading.confidence >= min_confidence:
+        if (reading.text or keep_empty) and reading.confidence >= min_confidence:
             read.append((region, reading))
     return read

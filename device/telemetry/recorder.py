@@ -15,7 +15,7 @@ logs them rate-limited, and carries on where it stopped once the store takes wri
 through the telemetry log handler: nothing logged on the writer thread or by
 `device.telemetry.*` is recorded (see `is_telemetry_thread`).
 
-The recorder is built in three layers, each importing only the one below: the front
+The recorder is built in three layers, each a class built on the one before it: the front
 (device/telemetry/recorder_front.py: the calls, the windows, the bounded queues), the writer
 thread (device/telemetry/recorder_writer.py) and, here, opening, starting, flushing and closing.
 """

@@ -6,7 +6,8 @@ from device.config_schema.keys import Key, Section
 LOGGING = Section("logging", "Logs: JSON lines to a rotating file, readable text to the console.", (
     Key("level", str, "INFO", "Lowest severity logged.",
         choices=("DEBUG", "INFO", "WARNING", "ERROR")),
-    Key("file", str, "", "JSON-lines log file; empty: console only."),
+    Key("file", str, "", "JSON-lines log file of edgelens and edgelens-sync; empty: console "
+        "only. edgelens-fleet logs to its console (with times) only."),
     Key("max_bytes", int, 10_000_000, "Rotate the log file at this size.", min=10_000),
     Key("backups", int, 3, "Rotated log files kept.", min=0, max=100),
 ))

@@ -26,10 +26,10 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def parse_json_value(payload: bytes | str, what: str, limit: int,
-                     depth: int = MAX_JSON_DEPTH) -> Any:
-    """Any JSON value of at most `limit` bytes nested at most `depth` deep (NaN, Infinity and
-    numbers no float holds, such as 1e999, refused); PayloadError for everything else."""
+def parse_json(payload: bytes | str, what: str, limit: int,
+               depth: int = MAX_JSON_DEPTH) -> dict[str, Any]:
+    """A JSON object of at most `limit` bytes nested at most `depth` deep (NaN, Infinity and
+    numbers no float holds, such as 1e999, refused); PayloadError for anything else."""
     if len(payload) > limit:
         raise PayloadError(f"{what} of {len(payload)} bytes is over the limit of {limit}")
     try:
@@ -40,13 +40,6 @@ def parse_json_value(payload: bytes | str, what: str, limit: int,
         raise PayloadError(f"{what} is not JSON: {exc}") from exc
     if not within_depth(body, depth):
         raise PayloadError(f"{what} is nested more than {depth} deep")
-    return body
-
-
-def parse_json(payload: bytes | str, what: str, limit: int,
-               depth: int = MAX_JSON_DEPTH) -> dict[str, Any]:
-    """A JSON object (see parse_json_value); PayloadError for anything else."""
-    body = parse_json_value(payload, what, limit, depth)
     if not isinstance(body, dict):
         raise PayloadError(f"{what} must be a JSON object, got {type(body).__name__}")
     return body

@@ -93,3 +93,17 @@ def build_lines(input_hw: tuple[int | None, int | None] = (None, None),
     logits = L.Conv2D(1, 1, padding="same", name="logits")(p)
     prob = L.Activation("sigmoid", name="probability")(logits)
     return tf.keras.Model(image, prob, name="text_line_detector")
+
+
+def epoch_checkpoints(model: tf.keras.Model, optimizer, out, keep: int, resume: bool
+                      ) -> tuple[tf.Variable, tf.train.CheckpointManager]:
+    """Per-epoch checkpoints of a detector training in `out`/ckpt (the newest `keep`): the
+    epoch counter and its manager, restored from the newest checkpoint when `resume`."""
+    epoch = tf.Variable(0, dtype=tf.int64, name="epoch")
+    ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch)
+    out.mkdir(parents=True, exist_ok=True)
+    manager = tf.train.CheckpointManager(ckpt, str(out / "ckpt"), max_to_keep=keep)
+    if resume and manager.latest_checkpoint:
+        ckpt.restore(manager.latest_checkpoint)
+        print(f"resumed from {manager.latest_checkpoint} (epoch {int(epoch)})", flush=True)
+    return epoch, manager

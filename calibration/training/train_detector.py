@@ -74,7 +74,7 @@ def main(argv=None) -> int:
     from tqdm import tqdm
 
     # deferred: detector_model imports TensorFlow at module level (slow; not needed for --help)
-    from calibration.training.detector_model import build
+    from calibration.training.detector_model import build, epoch_checkpoints
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
@@ -86,14 +86,8 @@ def main(argv=None) -> int:
         args.lr, decay_steps=steps_per_epoch * args.epochs, alpha=0.02,
         warmup_target=None)
     optimizer = tf.keras.optimizers.Adam(schedule)
-    epoch_var = tf.Variable(0, dtype=tf.int64, name="epoch")
-    ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var)
-    args.out.mkdir(parents=True, exist_ok=True)
-    manager = tf.train.CheckpointManager(ckpt, str(args.out / "ckpt"), max_to_keep=3)
-    if args.resume and manager.latest_checkpoint:
-        ckpt.restore(manager.latest_checkpoint)
-        print(f"resumed from {manager.latest_checkpoint} (epoch {int(epoch_var)})", flush=True)
-    elif not args.resume and manager.latest_checkpoint:
+    epoch_var, manager = epoch_checkpoints(model, optimizer, args.out, 3, args.resume)
+    if not args.resume and manager.latest_checkpoint:
         print(f"note: starting over; older checkpoints in {args.out} are replaced", flush=True)
 
     def normalize(x):

@@ -71,7 +71,7 @@ def main(argv=None) -> int:
     import tensorflow as tf
 
     # deferred: detector_model imports TensorFlow at module level (slow; not needed for --help)
-    from calibration.training.detector_model import build_lines
+    from calibration.training.detector_model import build_lines, epoch_checkpoints
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
@@ -82,13 +82,7 @@ def main(argv=None) -> int:
         args.lr * 0.1, decay_steps=total, alpha=0.02, warmup_target=args.lr,
         warmup_steps=min(200, total // 10))
     optimizer = tf.keras.optimizers.Adam(schedule)
-    epoch_var = tf.Variable(0, dtype=tf.int64, name="epoch")
-    ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var)
-    args.out.mkdir(parents=True, exist_ok=True)
-    manager = tf.train.CheckpointManager(ckpt, str(args.out / "ckpt"), max_to_keep=2)
-    if args.resume and manager.latest_checkpoint:
-        ckpt.restore(manager.latest_checkpoint)
-        print(f"resumed from {manager.latest_checkpoint} (epoch {int(epoch_var)})", flush=True)
+    epoch_var, manager = epoch_checkpoints(model, optimizer, args.out, 2, args.resume)
 
     @tf.function(input_signature=[tf.TensorSpec([None, CROP, CROP, 3], tf.uint8),
                                   tf.TensorSpec([None, CROP // STRIDE, CROP // STRIDE], tf.uint8),

@@ -281,8 +281,7 @@ def calibrate(cfg: Config, quick: bool = False, samples_dir: str = "bench-out/ca
         settings = settings_for(candidate, rate)
         log(f"verifying {candidate.name}, steady re-check {rate:g} Hz")
         result = verify(settings, backend, quick, samples_dir, base)
-        tries.append({"candidate": candidate.__dict__, "steady_rate_hz": rate,
-                      "measured": result, "meets_budgets": meets(result, cfg),
+        tries.append({**_tried(candidate, settings, result, cfg),
                       "point": (candidate, settings)})
         if tries[-1]["meets_budgets"]:
             break
@@ -295,13 +294,10 @@ def calibrate(cfg: Config, quick: bool = False, samples_dir: str = "bench-out/ca
     if fps < FRAME_RATES[0]:
         log(f"verifying the frame rate cap {fps:g} fps")
         capped = {**settings, "source": {"fps": fps}}
-        measured_capped = verify(capped, backend, quick, samples_dir, base)
-        met_capped = meets(measured_capped, cfg)
-        tries.append({"candidate": candidate.__dict__, "steady_rate_hz":
-                      settings["recognition"]["steady_rate_hz"], "fps": fps,
-                      "measured": measured_capped, "meets_budgets": met_capped})
-        if met_capped or not met:
-            settings, measured, met = capped, measured_capped, met_capped
+        tries.append(_tried(candidate, capped, verify(capped, backend, quick, samples_dir, base),
+                            cfg))
+        if tries[-1]["meets_budgets"] or not met:
+            settings, measured, met = capped, tries[-1]["measured"], tries[-1]["meets_budgets"]
     identity = device_identity()
     calibration = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -318,6 +314,15 @@ def calibrate(cfg: Config, quick: bool = False, samples_dir: str = "bench-out/ca
             "candidates": [c.__dict__ for c in ranked], "tries": tries,
             "chosen": {"candidate": candidate.__dict__, "settings": settings},
             "calibration": calibration, "quick": quick}
+
+
+def _tried(candidate: Candidate, settings: dict, measured: dict, cfg: Config) -> dict:
+    """The record of one verification (a frame rate cap under 30 fps is named in it)."""
+    fps = settings["source"]["fps"]
+    return {"candidate": candidate.__dict__,
+            "steady_rate_hz": settings["recognition"]["steady_rate_hz"],
+            "measured": measured, "meets_budgets": meets(measured, cfg),
+            **({"fps": fps} if fps < FRAME_RATES[0] else {})}
 
 
 def _try_line(t: dict) -> str:

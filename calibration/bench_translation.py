@@ -114,17 +114,18 @@ def print_quality(quality: dict) -> None:
                       f"{s['exact_pct']:6.1f}  {share}")
 
 
-BASELINE = "1.1.0"
-"""Measured beside the active version in the same run."""
+BASELINES = ("2.0.0", "1.1.0")
+"""Measured beside the active version in the same run: the first sentence-level model and the
+last dictionary-only one."""
 
 
 def run(config, json_out: bool = False, quick: bool = False) -> dict:
-    """The translator's latency benchmark, then quality for the active version and BASELINE."""
+    """The translator's latency benchmark, then quality for the active version and BASELINES."""
     results = latency_bench.run(config, json_out=json_out, quick=quick)
     store = ModelStore.for_config(config)
     version = store.get(config.translator.model, config.translator.version or None)
     versions = [version] + [store.get(version.name, v) for v in store.versions(version.name)
-                            if v == BASELINE and v != version.version]
+                            if v in BASELINES and v != version.version]
     results["quality"] = run_quality(config, versions, quick=quick,
                                      backend=config.runtime.backend)
     if not json_out:

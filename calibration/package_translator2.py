@@ -83,6 +83,26 @@ def golden_cases(candidate: Candidate, count: int = 6) -> list[dict]:
     return cases
 
 
+def keras_command(run: Path, sources: dict, args) -> str:
+    """A CPU (Keras) run: its data preparation, every training invocation, this packaging."""
+    steps = [sources.get("command", "scripts/train_translator.py --prepare")]
+    steps += [c for c in (run / "commands.log").read_text().splitlines() if c]
+    steps.append(f"calibration/package_translator2.py --runs "
+                 f"{' '.join(str(r) for r in args.runs)} --version {args.version}")
+    return " && ".join(f"python {c}" for c in steps)
+
+
+def initial_weights(run: Path) -> str:
+    """What a run continued from (`--init-from` in its commands.log), or ''."""
+    log = run / "commands.log"
+    for command in log.read_text().splitlines() if log.exists() else []:
+        if "--init-from" in command:
+            source = command.split("--init-from")[1].split()[0]
+            return (f"the weights of `{source}` (our own earlier run, trained by the command in "
+                    "that run's card); no teacher.")
+    return ""
+
+
 def card(m: dict) -> str:
     q, training = m["accuracy"], m["training"]
     arch = training["architecture"]
@@ -132,7 +152,8 @@ Typical misses on the sign set (stage output):
 {cards.labelled("Hardware", training['hardware'])}
 - **Data** (what each source contributed, rows before length filtering):
 {cards.items(training["sources"])}
-{cards.labelled("Teachers / initial weights", f"none (random init, seed {training['seed']}).")}
+{cards.labelled("Teachers / initial weights", training.get("initial_weights")
+                 or f"none (random init, seed {training['seed']}).")}
 
 {cards.licenses(training["license"], heading="Licenses")}
 
@@ -147,6 +168,8 @@ def main(argv=None) -> int:
     p.add_argument("--runs", nargs="+", type=Path, required=True)
     p.add_argument("--version", default="2.0.0")
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--beside", default="nothing else running",
+                   help="what ran beside the latency measurement (goes into the manifest)")
     args = p.parse_args(argv)
     cfg = config_module.defaults()
     candidates = [build_candidate(run) for run in args.runs]
@@ -167,7 +190,8 @@ def main(argv=None) -> int:
     shutil.copyfile(chosen.artifact, out / "translator.tflite")
     shutil.copyfile(chosen.directory / TOKENIZER, out / TOKENIZER)
     run_cfg = json.loads((run / "config.json").read_text())
-    sources = json.loads((ROOT / "data" / "translator2" / "sources.json").read_text())
+    sources = json.loads((ROOT / run_cfg["tokenizer"]).with_name("sources.json").read_text())
+    mix = translator_data.MIXES[sources.get("mix", "full")]
     tfl = TFLiteModel(out / "translator.tflite", backend="litert", num_threads=1)
     manifest = {
         "name": "translator", "version": args.version, "task": "translation-de-en",
@@ -182,7 +206,7 @@ def main(argv=None) -> int:
         "latency_ms": {b: {"p50": t["p50"], "p95": t["p95"], "threads": 1,
                            "input": "30 short German phrases (<= 6 words), model alone, greedy"}
                        for b, t in latency[chosen.version].items()},
-        "measured_on": "x86_64 2-core CPU, a detector training running beside it, 1 thread",
+        "measured_on": f"x86_64 2-core CPU, {args.beside}, 1 thread",
         "budget_ms": 40.0,
         "accuracy": {
             "data": f"signs: {quality['sets']['signs']} German sign and notice texts with 1-4 "
@@ -196,8 +220,8 @@ def main(argv=None) -> int:
             "latency_ms": latency, "chosen": chosen.version,
             "chosen_misses": best["signs"]["misses"]},
         "training": {
-            "sources": {**{k: v for k, v in sources.items()},
-                        "weights": translator_data.WEIGHTS},
+            "sources": {**{k: v for k, v in sources.items() if k != "command"},
+                        "weights": mix["weights"], "caps": mix["caps"]},
             "license": {
                 "Tatoeba (manythings.org export 2018-05-13)": "CC BY 2.0 FR; attribution "
                     "tatoeba.org and manythings.org/anki",
@@ -205,7 +229,8 @@ def main(argv=None) -> int:
                 "ding de-en dictionary (trans-de-en, built on the device, not shipped)":
                     "GPL-2.0-or-later",
                 "sign register (calibration/data/sign_register.tsv)": "ours (Apache-2.0)"},
-            "command": "python scripts/train_translator.py --prepare && python "
+            "command": keras_command(run, sources, args) if (run / "commands.log").exists()
+            else "python scripts/train_translator.py --prepare && python "
                        "calibration/training/translator_torch.py --data data/translator2/arrays.npz "
                        f"--out runs/gpu_translator/{chosen.version.split('-')[-1]} --d "
                        f"{run_cfg['d']} --ff {run_cfg['ff']} --enc-layers "
@@ -214,7 +239,8 @@ def main(argv=None) -> int:
                        f"runs/gpu_translator/{chosen.version.split('-')[-1]} --run-dir "
                        f"runs/{chosen.version} && python calibration/package_translator2.py "
                        f"--runs {' '.join(f'runs/{c.version}' for c in candidates)}",
-            "hardware": run_cfg.get("trained_with", "2 CPU cores"),
+            "hardware": run_cfg.get("trained_with", "2 CPU cores (Keras)"),
+            "initial_weights": initial_weights(run),
             "seed": run_cfg["seed"], "steps": run_cfg["steps"],
             "architecture": {k: run_cfg[k] for k in ("d", "ff", "heads", "enc_layers",
                                                      "dec_layers", "vocab", "max_len")}},
@@ -225,7 +251,8 @@ def main(argv=None) -> int:
                         "sentences) to English on the glasses, behind the cache, phrasebook "
                         "and sign rules.",
         "limitations": "Most training sentences are everyday Tatoeba sentences; sign "
-                       "register comes from about 1,700 phrases we wrote. At most 23 tokens "
+                       f"register comes from {sources['register']:,} phrases we wrote. At most "
+                       "23 tokens "
                        "in and out; output is lowercase (sign casing is applied by the "
                        "translator); names the model has not seen may be translated "
                        "literally.",

@@ -277,9 +277,15 @@ def main(argv=None) -> int:
     parser.add_argument("--export-only", action="store_true")
     parser.add_argument("--prepare", action="store_true",
                         help="2.x data: Tatoeba + OSM names + sign register + dictionary, noised, "
-                             "tokenized into data/translator2/ (calibration.training.translator_data); "
+                             "tokenized into --data DIR (default data/translator2/; "
+                             "calibration.training.translator_data); "
                              "then train with --data data/translator2 here, or with "
                              "calibration/training/translator_torch.py (GPU) and --import-weights")
+    parser.add_argument("--mix", choices=sorted(translator_data.MIXES), default="full",
+                        help="with --prepare: the source mix (translator_data.MIXES)")
+    parser.add_argument("--tokenizer", metavar="SPM_MODEL",
+                        help="with --prepare: reuse this tokenizer (the one of the run to go on "
+                             "from) instead of training one")
     parser.add_argument("--data", metavar="DIR",
                         help="train on DIR/arrays.npz and DIR/spm*.model (from --prepare) "
                              "instead of the dictionary split")
@@ -288,12 +294,16 @@ def main(argv=None) -> int:
                              "TORCH_RUN/keras_weights.npz (its torch_run.json gives the shape)")
     parser.add_argument("--init-from", metavar="RUN_DIR",
                         help="start a new run (its own schedule) from the weights of another "
-                             "run's last checkpoint (e.g. to go on training a released model)")
+                             "run's last checkpoint, or of a GPU run's keras_weights.npz (e.g. "
+                             "to fine-tune a released model); --d/--ff/... must match it")
     args = parser.parse_args(argv)
     if args.prepare:
-        out = ROOT / "data" / "translator2"
+        out = Path(args.data or ROOT / "data" / "translator2")
         out.mkdir(parents=True, exist_ok=True)
-        print(json.dumps(translator_data.prepare(out, args.vocab, args.seed), indent=1))
+        tokenizer = Path(args.tokenizer) if args.tokenizer else None
+        command = "scripts/train_translator.py " + " ".join(sys.argv[1:] if argv is None else argv)
+        print(json.dumps(translator_data.prepare(out, args.vocab, args.seed, args.mix, tokenizer,
+                                                 command), indent=1))
         return 0
     if args.import_weights:
         return import_weights(Path(args.import_weights), Path(args.run_dir),
@@ -314,7 +324,7 @@ def main(argv=None) -> int:
 
     if args.data:
         arrays = np.load(Path(args.data) / "arrays.npz")
-        sp_path = next(Path(args.data).glob("spm*.model"))
+        sp_path = next(Path(args.data).resolve().glob("spm*.model"))
     else:
         prepare_pairs()
         sp_path = train_tokenizer(args.vocab, args.seed)
@@ -354,10 +364,17 @@ def main(argv=None) -> int:
     manager = tf.train.CheckpointManager(ckpt, str(run_dir / "ckpt"), max_to_keep=2)
     offset_file = run_dir / "data_offset.txt"   # batches the source run already consumed
     if args.init_from and not manager.latest_checkpoint:
-        source = tf.train.latest_checkpoint(str(Path(args.init_from) / "ckpt"))
-        source_step = tf.Variable(0, dtype=tf.int64)
-        tf.train.Checkpoint(model=model, step=source_step).restore(source).expect_partial()
-        offset_file.write_text(str(int(source_step.numpy())))
+        source_dir = Path(args.init_from)
+        if (source_dir / "keras_weights.npz").exists():   # a GPU run (translator_torch.py)
+            with np.load(source_dir / "keras_weights.npz") as z:
+                model.set_weights([z[f"arr_{i}"].astype(np.float32) for i in range(len(z.files))])
+            offset_file.write_text("0")
+            source = source_dir / "keras_weights.npz"
+        else:
+            source = tf.train.latest_checkpoint(str(source_dir / "ckpt"))
+            source_step = tf.Variable(0, dtype=tf.int64)
+            tf.train.Checkpoint(model=model, step=source_step).restore(source).expect_partial()
+            offset_file.write_text(str(int(source_step.numpy())))
         print(f"initialized the weights from {source}", flush=True)
     data_offset = int(offset_file.read_text()) if offset_file.exists() else 0
     if manager.latest_checkpoint:

@@ -35,8 +35,15 @@ REGISTER = ROOT / "calibration" / "data" / "sign_register.tsv"
 SIGN_VALIDATION = ROOT / "tests" / "data" / "sign_validation.tsv"
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 MAX_LEN = 24
-WEIGHTS = {"tatoeba": 1, "osm": 3, "register": 12, "ding": 1}
-"""Copies of each source in one pass over the training data."""
+MIXES = {
+    "full": {"weights": {"tatoeba": 1, "osm": 3, "register": 12, "ding": 1}, "caps": {}},
+    "signs": {"weights": {"tatoeba": 1, "osm": 2, "register": 6, "ding": 1},
+              "caps": {"tatoeba": 50_000, "ding": 15_000}},
+}
+"""Copies of each source in one pass over the training data (`weights`), after keeping at most
+`caps` rows of a source (a seeded sample). `full` trains from scratch (2.0.0); `signs` goes on
+training a released model with the sign register in front and enough sentences and dictionary
+pairs beside it that it does not forget them."""
 DING_PAIRS = 90_000
 """Dictionary pairs kept (single headwords dominate the dictionary; sentences matter more)."""
 NOISE_SHARE = 0.12
@@ -130,18 +137,21 @@ def ocr_noise(text: str, rng: random.Random) -> str:
     return " ".join(words)
 
 
-def training_pairs(seed: int = 1234) -> tuple[list[tuple[str, str]], dict[str, int]]:
+def training_pairs(seed: int = 1234, mix: str = "full") -> tuple[list[tuple[str, str]], dict[str, int]]:
     """The mixed, noised, shuffled training pairs (raw text) and how many each source gave."""
     held = {lookup_key(de) for de, _ in sign_validation()}
     tato = tatoeba()
     held |= {lookup_key(de) for de, _ in tato["test"]}
     sources = {"tatoeba": tato["train"], "osm": osm(), "register": register(), "ding": ding()}
+    weights, caps = MIXES[mix]["weights"], MIXES[mix]["caps"]
     rng = random.Random(seed)
     pairs, counts = [], {}
     for name, rows in sources.items():
         rows = [r for r in rows if lookup_key(r[0]) not in held]
+        if len(rows) > caps.get(name, len(rows)):
+            rows = rng.sample(rows, caps[name])
         counts[name] = len(rows)
-        for _ in range(WEIGHTS[name]):
+        for _ in range(weights[name]):
             pairs.extend(rows)
     noisy = [(ocr_noise(de, rng), en) for de, en in rng.sample(pairs, int(NOISE_SHARE * len(pairs)))]
     counts["ocr_noise_copies"] = len(noisy)
@@ -188,21 +198,29 @@ def encode(sp, pairs) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
-def prepare(out_dir: Path, vocab_size: int = 8000, seed: int = 1234) -> dict:
+def prepare(out_dir: Path, vocab_size: int = 8000, seed: int = 1234, mix: str = "full",
+            tokenizer: Path | None = None, command: str = "") -> dict:
     """Tokenizer + arrays for training: out_dir/spm{vocab}.model and arrays.npz (train/val
-    int16 arrays, vocab size); returns what each source contributed."""
+    int16 arrays, vocab size); returns what each source contributed. With `tokenizer` (the
+    model a run to be continued was trained with) that tokenizer is copied, not trained."""
     import json
+    import shutil
 
     import sentencepiece as spm
-    pairs, counts = training_pairs(seed)
-    model = train_tokenizer(pairs, out_dir / f"spm{vocab_size}", vocab_size, seed)
+    pairs, counts = training_pairs(seed, mix)
+    if tokenizer:
+        model = out_dir / Path(tokenizer).name
+        shutil.copyfile(tokenizer, model)
+    else:
+        model = train_tokenizer(pairs, out_dir / f"spm{vocab_size}", vocab_size, seed)
     sp = spm.SentencePieceProcessor(model_file=str(model))
     train_src, train_tgt = encode(sp, pairs)
     val_pairs = tatoeba()["val"]
     val_src, val_tgt = encode(sp, val_pairs)
     np.savez_compressed(out_dir / "arrays.npz", train_src=train_src, train_tgt=train_tgt,
                         val_src=val_src, val_tgt=val_tgt, vocab=np.int32(sp.get_piece_size()))
-    counts.update({"train_rows_after_length_filter": int(len(train_src)),
+    counts.update({"mix": mix, "command": command,
+                   "train_rows_after_length_filter": int(len(train_src)),
                    "val_rows": int(len(val_src)), "tokenizer": model.name,
                    "vocab": int(sp.get_piece_size())})
     (out_dir / "sources.json").write_text(json.dumps(counts, indent=1))

@@ -59,6 +59,17 @@ def test_numbers_times_prices_and_names_pass_through(translator):
     assert translator.translate("2,4-Ausgang").translation == "2,4-Exit"   # glued stays glued
 
 
+def test_a_word_the_model_knows_is_not_taken_for_a_name(translator, parts):
+    # no 'Polizei' headword in the dictionary (nor in the real one), but the tokenizer keeps
+    # it whole: a frequent word of the model's training text, so the model translates it
+    _model, tokenizer, book = parts
+    assert not book.is_german_word("polizei") and len(tokenizer.encode("polizei")) == 1
+    result = translator.translate("Polizei")
+    assert (result.via, result.reason) == ("model", "")
+    assert result.translation.lower() == "police"
+    assert translator.translate("Krzyzanowski").reason == "protected"   # still a name
+
+
 def test_garbage_and_foreign_text_keep_the_original(translator):
     for text, reason in (("xqzt#@!§kk&&", "garbage"), ("QXZKRTPL", "garbage"),
                          ("%%% ###", "no_letters"),

@@ -248,11 +248,15 @@ class Translator:
         return out
 
     def _is_name(self, word: str) -> bool:
+        """A capitalized word neither the dictionary nor the model's own vocabulary knows (a
+        word the tokenizer keeps whole was frequent in the model's training text: 'Polizei')."""
         core = word.strip(".,;:!?\"'()")
         if not core or not core[0].isupper() or not core[1:].islower() or len(core) < 3:
             return False
         folded = fold(core).lower()
         book = self.phrasebook
+        if self.tokenizer is not None and len(self.tokenizer.encode(model_text(core))) == 1:
+            return False
         return not (book.is_german_word(folded) or book.is_compound(folded)
                     or folded in book.english_words or book.parts(folded))
 

@@ -4,13 +4,16 @@ Every translator here has no time budget (math.inf) unless the budget is what is
 answer must not depend on the speed of the machine."""
 
 import math
+import re
 
 import pytest
 
 from device.stages.translate.model import Seq2SeqModel
 from device.stages.translate.phrasebook import Phrasebook
 from device.stages.translate.tokenizer import Tokenizer
-from device.stages.translate.translator import Settings, Translator, tokenizer_path
+from device.stages.translate.signage import split_protected
+from device.stages.translate.translator import (Settings, Translator, _numbers_inline,
+                                               inline_numbers, tokenizer_path)
 from translate_helpers import excerpt, need_dictionary, store_version
 
 
@@ -70,6 +73,42 @@ def test_a_word_the_model_knows_is_not_taken_for_a_name(translator, parts):
     assert translator.translate("Krzyzanowski").reason == "protected"   # still a name
 
 
+def test_a_notice_longer_than_the_model_reads_is_translated_sentence_by_sentence(translator,
+                                                                                 parts):
+    _model, tokenizer, _book = parts
+    notice = ("Im Brandfall keine Aufzüge benutzen. Bitte benutzen Sie die Treppe im "
+              "Nordflügel und folgen Sie den Anweisungen des Personals.")
+    assert len(tokenizer.encode(notice.lower())) + 1 > translator.model.src_len
+    result = translator.translate(notice)
+    assert (result.via, result.reason) == ("model", "")
+    first, second = re.split(r"(?<=[.!?]) (?=[A-Z])", result.translation, maxsplit=1)
+    assert first and second   # two English sentences, the second one capitalized
+    # cut after a sentence, never after a number or a short abbreviation; neighbours that fit
+    # together stay together
+    cut = translator._fitting_parts("Die Anmeldung ist im 1. OG links. Bitte ziehen Sie ca. "
+                                    "10 Min. vorher eine Nummer am Automaten im Eingangsbereich "
+                                    "und warten Sie, bis Ihre Nummer aufgerufen wird.")
+    assert cut is not None and len(cut) >= 2
+    assert cut[0].startswith("Die Anmeldung ist im 1. OG links.")
+    assert any("ca. 10 Min. vorher" in part for part in cut)
+    assert all(len(tokenizer.encode(p.lower())) + 1 <= translator.model.src_len for p in cut)
+    assert translator._fitting_parts("Donaudampfschifffahrtsgesellschaftskapitaenswitwe" * 4) \
+        is None
+
+
+def test_plain_numbers_stay_inside_the_sentence_the_model_reads(translator):
+    sentence = "Bitte ziehen Sie ca. 10 Min. vorher eine Nummer"
+    assert len(split_protected(sentence)) == 3          # the number alone is protected ...
+    assert _numbers_inline(split_protected(sentence)) == [(sentence, False)]   # ... kept inside
+    prices = split_protected("Eintritt 8 €, ermäßigt 5 €")
+    assert _numbers_inline(prices) == prices             # rule-rendered spans stay cut out
+    assert _numbers_inline([("12", True)]) == [("12", False)]
+    assert inline_numbers([("Gleis 4 und 5", False), ("€8", True)]) == {"4", "5"}
+    for text in ("Ausgang 3", "Max. 2 Personen", "Gleis 7"):
+        result = translator.translate(text)
+        assert result.via == "model" and text[-1] in result.translation
+
+
 def test_garbage_and_foreign_text_keep_the_original(translator):
     for text, reason in (("xqzt#@!§kk&&", "garbage"), ("QXZKRTPL", "garbage"),
                          ("%%% ###", "no_letters"),
@@ -86,7 +125,7 @@ def test_empty_long_and_control_input_give_a_clear_result(translator):
     assert translator.translate(None).reason == "empty"
     assert translator.translate("Wort " * 100).reason == "too_long"
     huge = translator.translate("x" * 5_000_000)
-    assert (huge.reason, huge.translation) == ("too_long", "x" * 120)
+    assert (huge.reason, huge.translation) == ("too_long", "x" * 300)
     assert translator.translate(12345).translation == "12345"
 
 

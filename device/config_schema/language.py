@@ -13,7 +13,8 @@ TRANSLATOR = Section("translator", "German→English translation of recognized l
         min=0, max=1_000_000),
     Key("min_model_confidence", float, 0.2, "Model translations whose mean token probability "
         "is lower are refused (original text kept).", min=0.0, max=1.0),
-    Key("max_input_chars", int, 120, "Longer lines are not translated (original text kept).",
+    Key("max_input_chars", int, 300, "Longer texts are not translated (original text kept). "
+        "A text longer than the model reads (23 tokens) is translated sentence by sentence.",
         min=1, max=10_000),
     Key("budget_ms", float, 40.0, "Time one translation may take, and what the recognition "
         "path keeps of its budget for translating (it replaces [pipeline] "

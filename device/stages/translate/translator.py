@@ -48,6 +48,33 @@ GLOSS_CONFIDENCE = 0.3   # a word-by-word dictionary gloss: understandable, rare
 _TRUST = {"phrasebook": 3, "model": 2, "gloss": 1}
 """A text made of chunks answered in several ways is labelled by its least trusted chunk."""
 _WORD = re.compile(r"[^\W\d_]+")
+# Where a text too long for the model is cut: after a sentence's end (not after a number or a
+# short abbreviation: '1. OG', 'ca.', 'Nr.'), else after a clause mark or around a dash.
+_PLAIN_NUMBER = re.compile(r"\d+(?:[.,:/]\d+)*")
+
+
+def _numbers_inline(spans: list[tuple[str, bool]]) -> list[tuple[str, bool]]:
+    """Plain numbers ('Gleis 4', 'Max. 2 Personen', 'ca. 10 Min.') left inside the text the
+    model reads, so a sentence is not cut into pieces at its numbers; spans a rule rendered
+    (times, days, prices, floors) stay cut out."""
+    out: list[tuple[str, bool]] = []
+    for chunk, protected in spans:
+        plain = protected and _PLAIN_NUMBER.fullmatch(chunk) is not None
+        if out and not out[-1][1] and (plain or not protected):
+            out[-1] = (f"{out[-1][0]} {chunk}", False)
+        else:
+            out.append((chunk, protected and not plain))
+    return out
+
+
+def inline_numbers(spans: list[tuple[str, bool]]) -> set[str]:
+    """The plain numbers inside the translatable spans (the model must keep each of them)."""
+    return {n for chunk, protected in spans if not protected
+            for n in _PLAIN_NUMBER.findall(chunk)}
+
+
+_SENTENCE_END = re.compile(r"(?<=[^\W\d_]{4}[.!?])\s+|(?<=[!?])\s+")
+_CLAUSE_END = re.compile(r"(?<=[,;:])\s+|\s+(?=[–—-]\s)")
 _VOWELS = set("aeiouyäöü")
 _CONSONANT_RUN = re.compile(r"[^aeiouyäöü\W\d_]{5,}")
 # Function words the dictionary's entries rarely list on their own.
@@ -80,7 +107,7 @@ class Settings:
     cache_size: int = 512
     min_ocr_confidence: float = 0.5
     min_model_confidence: float = 0.2
-    max_input_chars: int = 120
+    max_input_chars: int = 300
     budget_ms: float = 40.0
     use_phrasebook: bool = True
     gloss_below_confidence: float = 0.3  # a less sure model answer yields to a word-by-word gloss
@@ -198,6 +225,27 @@ class Translator:
         budget = self.settings.budget_ms   # math.inf: no deadline
         late = self._late.get(text) is not None
         deadline = None if late or not math.isfinite(budget) else start + int(budget * 1e6)
+        inline = _numbers_inline(spans)
+        outcome = self._render(text, inline, style, deadline)
+        numbers = [c for c, p in spans if p and c in inline_numbers(inline)]
+        if inline != spans and (outcome[3] or not all(n in outcome[0] for n in numbers)):
+            outcome = self._render(text, spans, style, deadline)   # the model dropped a number
+        translation, via, confidence, problem = outcome
+        if problem:
+            return self._passthrough(source, text, problem, start)
+        if via == "gloss" and not self.settings.show_glosses:
+            return self._passthrough(source, text, "gloss_hidden", start)
+        if via == "model" and confidence < self.settings.min_model_confidence:
+            return self._passthrough(source, text, "low_model_confidence", start)
+        if via == "passthrough" and translation != text:
+            via = "rule"
+        return Translation(source, translation, via, confidence, self._elapsed(start),
+                           "protected" if via == "passthrough" else "")
+
+    def _render(self, text: str, spans: list[tuple[str, bool]], style: str,
+                deadline: int | None) -> tuple[str, str, float, str]:
+        """(translation, via, confidence, problem) of a text cut into spans: protected spans
+        as they are, the others translated, each cast into the text's style."""
         pieces, vias, confidence = [], set(), 1.0
         cursor, glued = 0, []          # glued: the chunk touched the previous one ('2,4-Dien')
         for index, (chunk, protected) in enumerate(self._chunks(spans)):
@@ -209,23 +257,15 @@ class Translator:
                 continue
             english, via, conf, problem = self._chunk(chunk, deadline)
             if problem:
-                return self._passthrough(source, text, problem, start)
+                return "", "", 0.0, problem
             chunk_style = style if style != "sentence" or index == 0 else "lower"
             pieces.append(apply_style(english, chunk_style, keep_case=via != "model"))
             vias.add(via)
             confidence = min(confidence, conf)
         via = min(vias, key=_TRUST.__getitem__) if vias else "passthrough"
-        if via == "gloss" and not self.settings.show_glosses:
-            return self._passthrough(source, text, "gloss_hidden", start)
         joined = "".join(p if g or not i else " " + p
                          for i, (p, g) in enumerate((p, g) for p, g in zip(pieces, glued) if p))
-        translation = re.sub(r"\s+([.,;:!?])", r"\1", joined.strip())
-        if via == "model" and confidence < self.settings.min_model_confidence:
-            return self._passthrough(source, text, "low_model_confidence", start)
-        if via == "passthrough" and translation != text:
-            via = "rule"
-        return Translation(source, translation, via, confidence, self._elapsed(start),
-                           "protected" if via == "passthrough" else "")
+        return re.sub(r"\s+([.,;:!?])", r"\1", joined.strip()), via, confidence, ""
 
     def _chunks(self, spans: list[tuple[str, bool]]) -> list[tuple[str, bool]]:
         """Protected spans (numbers, times, prices, codes) and proper names pass through."""
@@ -273,7 +313,7 @@ class Translator:
             return "", "", 0.0, "no_model"
         ids = self.tokenizer.encode(model_text(chunk))
         if len(ids) + 1 > self.model.src_len:
-            return "", "", 0.0, "too_long"
+            return self._long_chunk(chunk, deadline)
         decoded = self.model.generate(ids + [EOS], max_tokens=self.settings.max_tokens,
                                       beam_size=self.settings.beam_size, deadline_ns=deadline)
         if not decoded.complete:
@@ -289,6 +329,45 @@ class Translator:
         if not english:
             return "", "", 0.0, "low_model_confidence"
         return english, "model", decoded.confidence, ""
+
+    def _long_chunk(self, chunk: str, deadline: int | None) -> tuple[str, str, float, str]:
+        """A text longer than the model reads: translated sentence by sentence (clause by
+        clause where a sentence alone is too long), neighbours kept together while they fit."""
+        parts = self._fitting_parts(chunk)
+        if parts is None:
+            return "", "", 0.0, "too_long"
+        pieces, vias, confidence = [], set(), 1.0
+        for part in parts:
+            english, via, conf, problem = self._chunk(part, deadline)
+            if problem:
+                return "", "", 0.0, problem
+            if pieces and re.search(r"[.!?]$", pieces[-1]):
+                english = english[:1].upper() + english[1:]
+            pieces.append(english)
+            vias.add(via)
+            confidence = min(confidence, conf)
+        return " ".join(pieces), min(vias, key=_TRUST.__getitem__), confidence, ""
+
+    def _fitting_parts(self, chunk: str) -> list[str] | None:
+        """The chunk cut into parts the model can read (None: a part cannot be cut small
+        enough)."""
+        def fits(text: str) -> bool:
+            return len(self.tokenizer.encode(model_text(text))) + 1 <= self.model.src_len
+
+        pieces: list[str] = []
+        for sentence in _SENTENCE_END.split(chunk):
+            pieces += [sentence] if fits(sentence) else _CLAUSE_END.split(sentence)
+        pieces = [p.strip() for p in pieces if p.strip()]
+        if len(pieces) < 2 or not all(fits(p) for p in pieces):
+            return None
+        parts = [pieces[0]]
+        for piece in pieces[1:]:
+            joined = f"{parts[-1]} {piece}"
+            if fits(joined):
+                parts[-1] = joined
+            else:
+                parts.append(piece)
+        return parts
 
     def _gloss(self, chunk: str) -> str | None:
         if self.phrasebook is None or not self.settings.use_phrasebook:

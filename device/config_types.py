@@ -115,6 +115,7 @@ class TranslatorSection(SectionValues):
     model_first: bool
     time_style: str
     show_glosses: bool
+    uncertain_below: float
     dictionary: str
     phrasebook_cache: str
 

@@ -9,7 +9,8 @@ import pytest
 from device.live.capture import Capture, LatestSlot, RateCap
 from device.errors import SourceError
 from device.metrics import Metrics
-from device.live.overlay import OverlayItem, OverlayRenderer, expand_quad, sample_colours
+from device.live.overlay import (UNCERTAIN_BGR, OverlayItem, OverlayRenderer, expand_quad,
+                                 sample_colours)
 from device.geometry import polygon_coverage, polygon_iou
 from device.live.sources import ImageFolderSource, VideoSource, parse_source
 from device.live.tracker import MotionTracker, transform
@@ -77,6 +78,19 @@ def test_overlay_covers_region_with_background_and_draws_text():
     near = cv2.dilate(mask, np.ones((3, 3), np.uint8))           # antialiased edge
     assert (out[near == 0] == 40).all()                          # outside untouched
     assert (frame == 40).all()                                   # input not modified
+
+
+def test_an_uncertain_translation_gets_an_amber_outline_and_a_sure_one_none():
+    frame = np.full((120, 300, 3), 40, np.uint8)
+    polygon = np.float32([[30, 30], [270, 40], [270, 95], [30, 90]])
+
+    def amber_pixels(uncertain: bool) -> int:
+        out = OverlayRenderer().render(frame, [OverlayItem(polygon, "EXIT", (255, 255, 255),
+                                                           (20, 140, 20), uncertain=uncertain)])
+        distance = np.abs(out.astype(int) - np.array(UNCERTAIN_BGR)).sum(axis=2)
+        return int((distance < 60).sum())   # antialiased: near the amber colour
+
+    assert amber_pixels(True) > 100 and amber_pixels(False) == 0
 
 
 def test_polygon_coverage_is_the_share_of_a_inside_b():

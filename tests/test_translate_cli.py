@@ -17,7 +17,8 @@ def test_json_output_shape(tmp_path, capsys):
                  "NOTAUSGANG", "12:30", "", "Straßenhund"])
     assert code == 0
     results = json.loads(capsys.readouterr().out)
-    assert [list(r) for r in results] == [["source", "translation", "via", "confidence", "ms"]] * 4
+    assert [list(r) for r in results] == [["source", "translation", "via", "confidence",
+                                          "uncertain", "ms"]] * 4
     assert results[0]["translation"] == "EMERGENCY EXIT" and results[0]["via"] == "phrasebook"
     assert (results[1]["translation"], results[1]["via"]) == ("12:30", "passthrough")
     assert (results[2]["translation"], results[2]["via"]) == ("", "passthrough")

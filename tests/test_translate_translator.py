@@ -109,6 +109,24 @@ def test_plain_numbers_stay_inside_the_sentence_the_model_reads(translator):
         assert result.via == "model" and text[-1] in result.translation
 
 
+def test_unsure_model_answers_and_glosses_are_marked_uncertain(parts):
+    model, tokenizer, book = parts
+
+    def with_threshold(below: float) -> Translator:
+        return Translator(model, tokenizer, book, Settings(
+            cache_size=0, min_model_confidence=0.0, budget_ms=math.inf, model_first=True,
+            uncertain_below=below))
+
+    sure = with_threshold(0.5).translate("Ausgang")
+    assert (sure.via, sure.uncertain) == ("model", False) and sure.confidence > 0.5
+    doubted = with_threshold(1.01).translate("Ausgang")   # every model answer is under 1.01
+    assert (doubted.via, doubted.translation, doubted.uncertain) == ("model", sure.translation,
+                                                                     True)
+    assert doubted.as_dict()["uncertain"] is True
+    passthrough = with_threshold(1.01).translate("12:30")
+    assert passthrough.uncertain is False
+
+
 def test_garbage_and_foreign_text_keep_the_original(translator):
     for text, reason in (("xqzt#@!§kk&&", "garbage"), ("QXZKRTPL", "garbage"),
                          ("%%% ###", "no_letters"),
@@ -121,7 +139,8 @@ def test_empty_long_and_control_input_give_a_clear_result(translator):
     assert translator.translate("").reason == "empty"
     control = translator.translate("  \x00\x07 ").as_dict()
     assert {k: v for k, v in control.items() if k != "ms"} == {
-        "source": "  \x00\x07 ", "translation": "", "via": "passthrough", "confidence": 0.0}
+        "source": "  \x00\x07 ", "translation": "", "via": "passthrough", "confidence": 0.0,
+        "uncertain": False}
     assert translator.translate(None).reason == "empty"
     assert translator.translate("Wort " * 100).reason == "too_long"
     huge = translator.translate("x" * 5_000_000)
@@ -181,6 +200,7 @@ def test_an_unsure_model_yields_to_a_word_by_word_gloss(parts):
     expected = f"{book.lookup('Hund')} {book.lookup('Wasser')}"
     # a gloss is labelled as what it is, with a low confidence, never as a phrasebook hit
     assert (result.translation, result.via, result.confidence) == (expected, "gloss", 0.3)
+    assert result.uncertain   # and drawn as uncertain
     assert glossing.translate("Krzyzanowskiwasser xq").via not in ("phrasebook", "gloss")
     hiding = Translator(model, tokenizer, book, Settings(gloss_below_confidence=1.01,
                                                          show_glosses=False,

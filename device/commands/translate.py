@@ -73,7 +73,7 @@ def run(args, cfg: Config) -> int:
         print(json.dumps([r.as_dict() for r in results], ensure_ascii=False, indent=2))
         return 0
     for r in results:
-        note = f", {r.reason}" if r.reason else ""
+        note = f", {r.reason}" if r.reason else ", uncertain" if r.uncertain else ""
         print(f"{r.source} → {r.translation}   [{r.via}{note}, confidence {r.confidence:.2f}, "
               f"{r.ms:.2f} ms]")
     return 0

@@ -67,9 +67,10 @@ def translate_image(image, detector, recognizer, translator, renderer, min_confi
         shown = result.translation or block.text
         first = block.lines[0]
         items.append(OverlayItem(block.polygon, shown, first.foreground, first.background,
-                                 uncertain=result.via == "gloss"))
+                                 uncertain=result.uncertain))
         blocks.append({"german": block.text, "english": shown, "via": result.via,
                        "confidence": round(result.confidence, 3),
+                       "uncertain": result.uncertain,
                        "ocr_confidence": round(block.confidence, 3),
                        "lines": len(block.lines),
                        "polygon": [[round(float(x), 1), round(float(y), 1)]

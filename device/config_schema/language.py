@@ -33,6 +33,10 @@ TRANSLATOR = Section("translator", "German→English translation of recognized l
         choices=("24h", "12h")),
     Key("show_glosses", bool, True, "Show word-by-word glosses (source 'gloss', confidence "
         "0.3, drawn as uncertain in the overlay); false: keep such a text as read."),
+    Key("uncertain_below", float, 0.5, "Model translations less confident than this are "
+        "marked uncertain (drawn like glosses, with an amber outline): on the sign and "
+        "sentence validation sets, answers under 0.5 matched no reference.",
+        min=0.0, max=1.0),
     Key("dictionary", str, "/usr/share/trans/de-en", "The ding German-English dictionary "
         "(Debian package trans-de-en) the phrasebook is built from."),
     Key("phrasebook_cache", str, "", "Directory for the built phrasebook; empty: "

@@ -21,7 +21,8 @@ FONT_CANDIDATES = (
 
 
 UNCERTAIN_BGR = (0, 176, 255)
-"""Amber outline of a translation that is only a word-by-word gloss."""
+"""Amber outline of an uncertain translation: a word-by-word gloss, or a model answer under
+[translator] uncertain_below."""
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class OverlayItem:
     text: str
     foreground: tuple[int, int, int]
     background: tuple[int, int, int]
-    uncertain: bool = False  # a word-by-word gloss: drawn with an amber outline
+    uncertain: bool = False  # a gloss or an unsure model answer: drawn with an amber outline
 
 
 def expand_quad(quad: np.ndarray, along: float, across: float) -> np.ndarray:

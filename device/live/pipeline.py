@@ -38,6 +38,7 @@ class Region:
     background: tuple
     last_seen: float
     hits: int = 1
+    uncertain: bool = False
 
 
 @dataclass
@@ -95,11 +96,12 @@ class Pipeline:
             if best is None:
                 self.regions.append(Region(next(self._ids), polygon, line.text, line.shown_text,
                                            line.confidence, line.via, line.foreground,
-                                           line.background, now))
+                                           line.background, now, uncertain=line.uncertain))
                 self.metrics.count("regions_new")
             else:
                 best.polygon, best.text, best.shown_text = polygon, line.text, line.shown_text
                 best.confidence, best.via, best.last_seen = line.confidence, line.via, now
+                best.uncertain = line.uncertain
                 best.foreground, best.background = line.foreground, line.background
                 best.hits += 1
             if self.speech is not None:
@@ -170,7 +172,7 @@ class Pipeline:
         height, width = frame.image.shape[:2]
         self._expire(time.perf_counter(), width, height)
         items = [OverlayItem(r.polygon, r.shown_text, r.foreground, r.background,
-                             uncertain=r.via == "gloss") for r in self.regions]
+                             uncertain=r.uncertain) for r in self.regions]
         output = self.renderer.render(frame.image, items,
                                       self.hud_lines() if self.settings.hud else None)
         elapsed_ms = (time.perf_counter() - start) * 1000

@@ -34,6 +34,7 @@ class RecognizedLine:
     via: str  # "phrasebook"/"model"/"gloss"/"cache"/"passthrough" from the translator, or "ocr"
     foreground: tuple[int, int, int]
     background: tuple[int, int, int]
+    uncertain: bool = False   # the translator marked it uncertain (a gloss, an unsure model)
 
 
 @dataclass(frozen=True)
@@ -217,30 +218,31 @@ class RecognitionWorker:
         lines, all_translated = [], True
         t_tr = time.perf_counter()
         for block in blocks:
-            shown, via = block.text, "ocr"
+            shown, via, uncertain = block.text, "ocr", False
             if self.translator is not None:
                 if time.perf_counter() + self._translate_ms.value / 1000 > deadline:
                     self.metrics.count("translations_skipped_deadline")
                     self.metrics.count("recognition_degraded")
                     all_translated = False
                 else:
-                    shown, via = self._translate_one(block)
+                    shown, via, uncertain = self._translate_one(block)
             first = block.lines[0]
             lines.append(RecognizedLine(block.polygon, block.text, block.confidence, shown,
-                                        via, first.foreground, first.background))
+                                        via, first.foreground, first.background, uncertain))
         if self.translator is not None:
             stages["translate"] = (time.perf_counter() - t_tr) * 1000
             self.metrics.observe("stage.translate", stages["translate"])
         return lines, all_translated
 
-    def _translate_one(self, block: Block) -> tuple[str, str]:
-        """(text to show, via) for one block; its OCR text when the translator gives none."""
+    def _translate_one(self, block: Block) -> tuple[str, str, bool]:
+        """(text to show, via, uncertain) for one block; its OCR text when the translator
+        gives none."""
         t0 = time.perf_counter()
         translation = self.translator.translate(block.text, ocr_confidence=block.confidence)
         self._translate_ms.add((time.perf_counter() - t0) * 1000)
         via = translation.via
         self.metrics.count(f"translate_via.{via}")
-        return (translation.translation or block.text), via
+        return (translation.translation or block.text), via, translation.uncertain
 
     def _finish(self, frame: Frame, deadline: float, lines: tuple[RecognizedLine, ...],
                 stages: dict[str, float], regions: list, complete: bool, unread: int

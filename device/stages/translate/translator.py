@@ -94,10 +94,12 @@ class Translation:
     confidence: float     # 0..1: 1.0 phrasebook, the model's mean token probability, 0 refused
     ms: float
     reason: str = ""      # why a passthrough kept the original ("" otherwise)
+    uncertain: bool = False   # a gloss, or a model answer under [translator] uncertain_below
 
     def as_dict(self) -> dict[str, Any]:
         return {"source": self.source, "translation": self.translation, "via": self.via,
-                "confidence": round(self.confidence, 4), "ms": round(self.ms, 4)}
+                "confidence": round(self.confidence, 4), "uncertain": self.uncertain,
+                "ms": round(self.ms, 4)}
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,7 @@ class Settings:
     use_phrasebook: bool = True
     gloss_below_confidence: float = 0.3  # a less sure model answer yields to a word-by-word gloss
     show_glosses: bool = True            # False: a text only a gloss could answer is kept as read
+    uncertain_below: float = 0.5         # a less sure model answer is shown marked uncertain
     time_style: str = "24h"              # '24h' (9:00–18:00) or '12h' (9 am–6 pm)
     model_first: bool = False            # ask the model before the phrasebook (2.x models)
     phrasebook_below_confidence: float = 0.5  # model_first: a less sure answer yields to a
@@ -154,7 +157,7 @@ class Translator:
                             use_phrasebook=t.use_phrasebook,
                             gloss_below_confidence=t.gloss_below_confidence,
                             show_glosses=t.show_glosses, time_style=t.time_style,
-                            model_first=t.model_first)
+                            model_first=t.model_first, uncertain_below=t.uncertain_below)
         return cls(model, tokenizer, phrasebook, settings)
 
     # ------------------------------------------------------------------ public
@@ -239,8 +242,10 @@ class Translator:
             return self._passthrough(source, text, "low_model_confidence", start)
         if via == "passthrough" and translation != text:
             via = "rule"
+        uncertain = via == "gloss" or (via == "model"
+                                       and confidence < self.settings.uncertain_below)
         return Translation(source, translation, via, confidence, self._elapsed(start),
-                           "protected" if via == "passthrough" else "")
+                           "protected" if via == "passthrough" else "", uncertain)
 
     def _render(self, text: str, spans: list[tuple[str, bool]], style: str,
                 deadline: int | None) -> tuple[str, str, float, str]:

@@ -86,6 +86,8 @@ def golden_cases(candidate: Candidate, count: int = 6) -> list[dict]:
 def keras_command(run: Path, sources: dict, args) -> str:
     """A CPU (Keras) run: its data preparation, every training invocation, this packaging."""
     steps = [sources.get("command", "scripts/train_translator.py --prepare")]
+    if "--tokenizer" in steps[0]:   # the tokenizer of the run continued from
+        steps.insert(0, "scripts/train_translator.py --prepare")
     steps += [c for c in (run / "commands.log").read_text().splitlines() if c]
     steps.append(f"calibration/package_translator2.py --runs "
                  f"{' '.join(str(r) for r in args.runs)} --version {args.version}")
@@ -97,9 +99,9 @@ def initial_weights(run: Path) -> str:
     log = run / "commands.log"
     for command in log.read_text().splitlines() if log.exists() else []:
         if "--init-from" in command:
-            source = command.split("--init-from")[1].split()[0]
-            return (f"the weights of `{source}` (our own earlier run, trained by the command in "
-                    "that run's card); no teacher.")
+            source = command.split("--init-from")[1].lstrip("= ").split()[0]
+            return (f"our own earlier run `{source}` (translator 2.0.0's weights; its card "
+                    "gives the command that trained them and their data); no teacher.")
     return ""
 
 

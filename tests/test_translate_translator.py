@@ -11,9 +11,7 @@ import pytest
 from device.stages.translate.model import Seq2SeqModel
 from device.stages.translate.phrasebook import Phrasebook
 from device.stages.translate.tokenizer import Tokenizer
-from device.stages.translate.signage import split_protected
-from device.stages.translate.translator import (Settings, Translator, _numbers_inline,
-                                               inline_numbers, tokenizer_path)
+from device.stages.translate.translator import Settings, Translator, tokenizer_path
 from translate_helpers import excerpt, need_dictionary, store_version
 
 
@@ -73,58 +71,55 @@ def test_a_word_the_model_knows_is_not_taken_for_a_name(translator, parts):
     assert translator.translate("Krzyzanowski").reason == "protected"   # still a name
 
 
-def test_a_notice_longer_than_the_model_reads_is_translated_sentence_by_sentence(translator,
-                                                                                 parts):
-    _model, tokenizer, _book = parts
+def test_a_notice_longer_than_the_model_reads_is_translated_sentence_by_sentence(translator):
     notice = ("Im Brandfall keine Aufzüge benutzen. Bitte benutzen Sie die Treppe im "
               "Nordflügel und folgen Sie den Anweisungen des Personals.")
-    assert len(tokenizer.encode(notice.lower())) + 1 > translator.model.src_len
+    assert not translator._fits(notice)
     result = translator.translate(notice)
     assert (result.via, result.reason) == ("model", "")
     first, second = re.split(r"(?<=[.!?]) (?=[A-Z])", result.translation, maxsplit=1)
     assert first and second   # two English sentences, the second one capitalized
-    # cut after a sentence, never after a number or a short abbreviation; neighbours that fit
-    # together stay together
-    cut = translator._fitting_parts("Die Anmeldung ist im 1. OG links. Bitte ziehen Sie ca. "
-                                    "10 Min. vorher eine Nummer am Automaten im Eingangsbereich "
-                                    "und warten Sie, bis Ihre Nummer aufgerufen wird.")
-    assert cut is not None and len(cut) >= 2
-    assert cut[0].startswith("Die Anmeldung ist im 1. OG links.")
-    assert any("ca. 10 Min. vorher" in part for part in cut)
-    assert all(len(tokenizer.encode(p.lower())) + 1 <= translator.model.src_len for p in cut)
-    assert translator._fitting_parts("Donaudampfschifffahrtsgesellschaftskapitaenswitwe" * 4) \
-        is None
 
 
-def test_plain_numbers_stay_inside_the_sentence_the_model_reads(translator):
-    sentence = "Bitte ziehen Sie ca. 10 Min. vorher eine Nummer"
-    assert len(split_protected(sentence)) == 3          # the number alone is protected ...
-    assert _numbers_inline(split_protected(sentence)) == [(sentence, False)]   # ... kept inside
-    prices = split_protected("Eintritt 8 €, ermäßigt 5 €")
-    assert _numbers_inline(prices) == prices             # rule-rendered spans stay cut out
-    assert _numbers_inline([("12", True)]) == [("12", False)]
-    assert inline_numbers([("Gleis 4 und 5", False), ("€8", True)]) == {"4", "5"}
+def test_plain_numbers_stay_inside_the_sentence_the_model_reads(translator, monkeypatch):
     for text in ("Ausgang 3", "Max. 2 Personen", "Gleis 7"):
         result = translator.translate(text)
         assert result.via == "model" and text[-1] in result.translation
+    seen = []
+    monkeypatch.setattr(translator, "_chunk", lambda chunk, deadline: (
+        seen.append(chunk), (re.sub(r"\d", "", chunk).lower(), "model", 0.9, ""))[1])
+    result = translator.translate("Ausgang 4 links")
+    # read with its number first; the (stand-in) model dropped it, so the text is cut there
+    assert seen == ["Ausgang 4 links", "Ausgang", "links"]
+    assert result.translation == "Ausgang 4 links"
+
+
+def test_a_name_the_model_copies_gets_its_own_spelling_back(translator):
+    assert translator._names_cased("Zug nach Zürich", "train to zuerich") == "train to Zürich"
+    assert translator._names_cased("Nächster Halt: Hauptbahnhof",
+                                   "next stop: hauptbahnhof") == "next stop: Hauptbahnhof"
+    # only whole copied words; a word the model translated is left alone
+    assert translator._names_cased("Zürichsee", "lake zurich") == "lake zurich"
+    assert translator._names_cased("Ausgang", "exit") == "exit"
 
 
 def test_unsure_model_answers_and_glosses_are_marked_uncertain(parts):
     model, tokenizer, book = parts
 
-    def with_threshold(below: float) -> Translator:
+    def with_threshold(below: float, cache_size: int = 0) -> Translator:
         return Translator(model, tokenizer, book, Settings(
-            cache_size=0, min_model_confidence=0.0, budget_ms=math.inf, model_first=True,
-            uncertain_below=below))
+            cache_size=cache_size, min_model_confidence=0.0, budget_ms=math.inf,
+            model_first=True, uncertain_below=below))
 
     sure = with_threshold(0.5).translate("Ausgang")
     assert (sure.via, sure.uncertain) == ("model", False) and sure.confidence > 0.5
-    doubted = with_threshold(1.01).translate("Ausgang")   # every model answer is under 1.01
+    doubting = with_threshold(1.01, cache_size=4)       # every model answer is under 1.01
+    doubted = doubting.translate("Ausgang")
     assert (doubted.via, doubted.translation, doubted.uncertain) == ("model", sure.translation,
                                                                      True)
     assert doubted.as_dict()["uncertain"] is True
-    passthrough = with_threshold(1.01).translate("12:30")
-    assert passthrough.uncertain is False
+    again = doubting.translate("Ausgang")
+    assert (again.via, again.uncertain) == ("cache", True)   # a cached answer stays marked
 
 
 def test_garbage_and_foreign_text_keep_the_original(translator):

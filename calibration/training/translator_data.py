@@ -210,7 +210,8 @@ def prepare(out_dir: Path, vocab_size: int = 8000, seed: int = 1234, mix: str = 
     pairs, counts = training_pairs(seed, mix)
     if tokenizer:
         model = out_dir / Path(tokenizer).name
-        shutil.copyfile(tokenizer, model)
+        if Path(tokenizer).resolve() != model.resolve():
+            shutil.copyfile(tokenizer, model)
     else:
         model = train_tokenizer(pairs, out_dir / f"spm{vocab_size}", vocab_size, seed)
     sp = spm.SentencePieceProcessor(model_file=str(model))

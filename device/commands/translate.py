@@ -22,7 +22,7 @@ def register(subparsers) -> None:
     parser.add_argument("texts", nargs="*", metavar="TEXT", help="German text, one per argument")
     parser.add_argument("--json", action="store_true",
                         help='print a JSON list of {"source", "translation", "via", '
-                             '"confidence", "ms"}')
+                             '"confidence", "uncertain", "ms"}')
     parser.add_argument("--backend", choices=("auto", "litert", "tflite"),
                         help="override [runtime] backend")
     parser.add_argument("--beam", type=int, metavar="N", help="override [translator] beam_size")

@@ -38,7 +38,8 @@ def register(subparsers) -> None:
                                                       "(default: beside each photo)")
     parser.add_argument("--json", action="store_true",
                         help='print a JSON list of {"path", "output", "blocks": [{"german", '
-                             '"english", "via", "confidence", "ocr_confidence", "polygon"}]}')
+                             '"english", "via", "confidence", "uncertain", "ocr_confidence", '
+                             '"lines", "polygon"}]}')
     parser.add_argument("--backend", choices=("auto", "litert", "tflite"),
                         help="override [runtime] backend")
     parser.set_defaults(func=run)
@@ -105,7 +106,8 @@ def run(args, cfg: Config) -> int:
                 continue
             print(f"{r['path']} → {r['output']}: {len(r['blocks'])} text block(s)")
             for b in r["blocks"]:
-                print(f"  {b['german']}  →  {b['english']}   [{b['via']}, confidence "
+                note = ", uncertain" if b["uncertain"] else ""
+                print(f"  {b['german']}  →  {b['english']}   [{b['via']}{note}, confidence "
                       f"{b['confidence']:.2f}, read {b['ocr_confidence']:.2f}]")
     sys.stdout.flush()
     return 1 if failures else 0

@@ -10,11 +10,18 @@ machine'), the word-by-word gloss is given instead (via "gloss", confidence 0.3:
 understandable, rarely idiomatic, and never labelled as a known translation). With
 `show_glosses` off such a text is kept as read (passthrough, reason "gloss_hidden").
 
+Days, times, floors and prices are written by rule and cut out of what the model reads; plain
+numbers stay inside it (if the model drops one, the text is cut at its numbers instead), and a
+notice longer than the model reads is translated sentence by sentence (`segment`). A model
+answer less confident than `uncertain_below`, like every gloss, is marked `uncertain` (the
+overlay draws it with an amber outline).
+
 `via` says where the answer came from: "phrasebook" (a dictionary entry for the whole text or
 chunk), "model", "gloss" (word by word), "rule" (only days, times, floors or prices, written the
-English way by `signage.render_sign_span`), "cache", or "passthrough" when
-the original text is kept (then `reason` says why: empty, low_ocr_confidence, too_long,
-no_letters, protected (names, numbers), garbage, not_german, low_model_confidence, over_budget, no_model, error).
+English way by `signage.render_sign_span`), "cache", or "passthrough" when the original text
+is kept (then `reason` says why: empty, low_ocr_confidence, too_long, no_letters, protected
+(names, numbers), garbage, not_german (`refusal`), low_model_confidence, over_budget,
+no_model, error).
 A passthrough's `translation` is the cleaned original text (empty for empty input), so the
 overlay keeps showing what was read instead of an invented translation. `translate` never
 raises: a failure inside becomes a passthrough with reason "error", logged.
@@ -38,6 +45,8 @@ from device.stages.translate.cache import LRUCache
 from device.stages.translate.model import Seq2SeqModel
 from device.stages.translate.normalize import clean, fold, lookup_key, model_text
 from device.stages.translate.phrasebook import Phrasebook
+from device.stages.translate.refusal import refusal_of
+from device.stages.translate.segment import fitting_parts, merge_plain_numbers, numbers_kept
 from device.stages.translate.signage import apply_style, split_protected, style_of
 from device.stages.translate.tokenizer import EOS, Tokenizer
 
@@ -48,42 +57,6 @@ GLOSS_CONFIDENCE = 0.3   # a word-by-word dictionary gloss: understandable, rare
 _TRUST = {"phrasebook": 3, "model": 2, "gloss": 1}
 """A text made of chunks answered in several ways is labelled by its least trusted chunk."""
 _WORD = re.compile(r"[^\W\d_]+")
-# Where a text too long for the model is cut: after a sentence's end (not after a number or a
-# short abbreviation: '1. OG', 'ca.', 'Nr.'), else after a clause mark or around a dash.
-_PLAIN_NUMBER = re.compile(r"\d+(?:[.,:/]\d+)*")
-
-
-def _numbers_inline(spans: list[tuple[str, bool]]) -> list[tuple[str, bool]]:
-    """Plain numbers ('Gleis 4', 'Max. 2 Personen', 'ca. 10 Min.') left inside the text the
-    model reads, so a sentence is not cut into pieces at its numbers; spans a rule rendered
-    (times, days, prices, floors) stay cut out."""
-    out: list[tuple[str, bool]] = []
-    for chunk, protected in spans:
-        plain = protected and _PLAIN_NUMBER.fullmatch(chunk) is not None
-        if out and not out[-1][1] and (plain or not protected):
-            out[-1] = (f"{out[-1][0]} {chunk}", False)
-        else:
-            out.append((chunk, protected and not plain))
-    return out
-
-
-def inline_numbers(spans: list[tuple[str, bool]]) -> set[str]:
-    """The plain numbers inside the translatable spans (the model must keep each of them)."""
-    return {n for chunk, protected in spans if not protected
-            for n in _PLAIN_NUMBER.findall(chunk)}
-
-
-_SENTENCE_END = re.compile(r"(?<=[^\W\d_]{4}[.!?])\s+|(?<=[!?])\s+")
-_CLAUSE_END = re.compile(r"(?<=[,;:])\s+|\s+(?=[–—-]\s)")
-_VOWELS = set("aeiouyäöü")
-_CONSONANT_RUN = re.compile(r"[^aeiouyäöü\W\d_]{5,}")
-# Function words the dictionary's entries rarely list on their own.
-_GERMAN_COMMON = frozenset("""der die das den dem des ein eine einen einem einer und oder nicht
-    bitte ist sind für fuer zu zum zur von vom mit im in am an auf aus bei nach vor hier kein
-    keine nur ab bis ohne über ueber unter durch""".split())
-_ENGLISH_COMMON = frozenset("""the a an and or of to is are be please do not no only this that
-    these those for with your you keep here there from by at on in it its we our this will
-    all any open closed""".split())
 
 
 @dataclass(frozen=True)
@@ -222,18 +195,15 @@ class Translator:
         # rule-rendered spans (days, times, floors, prices) are not judged as German or not
         spans = split_protected(text, self.settings.time_style)
         rest = " ".join(c for c, rendered in spans if not rendered)
-        refusal = self._refusal(rest) if any(ch.isalpha() for ch in rest) else ""
+        refusal = refusal_of(rest, self.phrasebook) if any(ch.isalpha() for ch in rest) \
+            else ""
         if refusal:
             return self._passthrough(source, text, refusal, start)
         budget = self.settings.budget_ms   # math.inf: no deadline
         late = self._late.get(text) is not None
         deadline = None if late or not math.isfinite(budget) else start + int(budget * 1e6)
-        inline = _numbers_inline(spans)
-        outcome = self._render(text, inline, style, deadline)
-        numbers = [c for c, p in spans if p and c in inline_numbers(inline)]
-        if inline != spans and (outcome[3] or not all(n in outcome[0] for n in numbers)):
-            outcome = self._render(text, spans, style, deadline)   # the model dropped a number
-        translation, via, confidence, problem = outcome
+        translation, via, confidence, problem = self._render_numbers_inside(text, spans, style,
+                                                                            deadline)
         if problem:
             return self._passthrough(source, text, problem, start)
         if via == "gloss" and not self.settings.show_glosses:
@@ -246,6 +216,17 @@ class Translator:
                                        and confidence < self.settings.uncertain_below)
         return Translation(source, translation, via, confidence, self._elapsed(start),
                            "protected" if via == "passthrough" else "", uncertain)
+
+    def _render_numbers_inside(self, text: str, spans: list[tuple[str, bool]], style: str,
+                               deadline: int | None) -> tuple[str, str, float, str]:
+        """`_render` with plain numbers inside the text the model reads; if the model drops
+        one (or that fails, not for lack of time), the text is cut at its numbers instead."""
+        merged = merge_plain_numbers(spans)
+        outcome = self._render(text, merged, style, deadline)
+        if merged == spans or outcome[3] == "over_budget" or \
+                (not outcome[3] and numbers_kept(spans, outcome[0])):
+            return outcome
+        return self._render(text, spans, style, deadline)
 
     def _render(self, text: str, spans: list[tuple[str, bool]], style: str,
                 deadline: int | None) -> tuple[str, str, float, str]:
@@ -333,12 +314,28 @@ class Translator:
                 return gloss, "gloss", GLOSS_CONFIDENCE, ""
         if not english:
             return "", "", 0.0, "low_model_confidence"
-        return english, "model", decoded.confidence, ""
+        return self._names_cased(chunk, english), "model", decoded.confidence, ""
+
+    def _names_cased(self, chunk: str, english: str) -> str:
+        """The model writes what it copies in its folded lowercase form ('zuerich'): a
+        capitalized source word copied into the translation gets its own spelling back
+        ('Zürich', 'Hauptbahnhof'), unless both languages share it as a word ('Hotel')."""
+        book = self.phrasebook
+
+        def shared(copied: str) -> bool:
+            return book is not None and copied in book.english_words \
+                and book.is_german_word(copied)
+
+        for word in set(_WORD.findall(chunk)):
+            copied = model_text(word)
+            if word[:1].isupper() and word[1:].islower() and not shared(copied):
+                english = re.sub(rf"(?<!\w){re.escape(copied)}(?!\w)", word, english)
+        return english
 
     def _long_chunk(self, chunk: str, deadline: int | None) -> tuple[str, str, float, str]:
         """A text longer than the model reads: translated sentence by sentence (clause by
         clause where a sentence alone is too long), neighbours kept together while they fit."""
-        parts = self._fitting_parts(chunk)
+        parts = fitting_parts(chunk, self._fits)
         if parts is None:
             return "", "", 0.0, "too_long"
         pieces, vias, confidence = [], set(), 1.0
@@ -353,67 +350,13 @@ class Translator:
             confidence = min(confidence, conf)
         return " ".join(pieces), min(vias, key=_TRUST.__getitem__), confidence, ""
 
-    def _fitting_parts(self, chunk: str) -> list[str] | None:
-        """The chunk cut into parts the model can read (None: a part cannot be cut small
-        enough)."""
-        def fits(text: str) -> bool:
-            return len(self.tokenizer.encode(model_text(text))) + 1 <= self.model.src_len
-
-        pieces: list[str] = []
-        for sentence in _SENTENCE_END.split(chunk):
-            pieces += [sentence] if fits(sentence) else _CLAUSE_END.split(sentence)
-        pieces = [p.strip() for p in pieces if p.strip()]
-        if len(pieces) < 2 or not all(fits(p) for p in pieces):
-            return None
-        parts = [pieces[0]]
-        for piece in pieces[1:]:
-            joined = f"{parts[-1]} {piece}"
-            if fits(joined):
-                parts[-1] = joined
-            else:
-                parts.append(piece)
-        return parts
+    def _fits(self, text: str) -> bool:
+        return len(self.tokenizer.encode(model_text(text))) + 1 <= self.model.src_len
 
     def _gloss(self, chunk: str) -> str | None:
         if self.phrasebook is None or not self.settings.use_phrasebook:
             return None
         return self.phrasebook.gloss(chunk)
-
-    def _refusal(self, text: str) -> str:
-        """'garbage', 'not_german' or '' (looks like German, or cannot tell)."""
-        words = _WORD.findall(text)
-        if not words:
-            return "no_letters"
-        symbols = sum(1 for ch in text if not (ch.isalnum() or ch.isspace() or ch in ".,-:'/&!?()€%\""))
-        if symbols > max(1, len(text) // 5):
-            return "garbage"
-        book = self.phrasebook
-        german = english = implausible = 0
-        for word in words:
-            folded = fold(word).lower()
-            is_german = folded in _GERMAN_COMMON or book is not None and (
-                book.is_german_word(folded) or (len(folded) >= 6 and book.is_compound(folded)))
-            is_english = folded in _ENGLISH_COMMON or (book is not None
-                                                       and folded in book.english_words)
-            german += is_german
-            english += is_english and not is_german
-            if not (is_german or is_english or self._plausible(word)):
-                implausible += 1
-        if implausible * 2 > len(words) or (len(words) == 1 and implausible):
-            return "garbage"
-        if german == 0 and english * 2 >= len(words):
-            return "not_german"
-        return ""
-
-    @staticmethod
-    def _plausible(word: str) -> bool:
-        lower = word.lower()
-        if len(lower) > 30 or not (set(lower) & _VOWELS) and len(lower) >= 2:
-            return False
-        if _CONSONANT_RUN.search(lower.replace("sch", "s")):
-            return False
-        inner = word[1:]
-        return not (any(ch.isupper() for ch in inner) and any(ch.islower() for ch in inner))
 
 
 def tokenizer_path(version) -> Path:

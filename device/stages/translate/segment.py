@@ -1,0 +1,91 @@
+"""Where a sign text is cut before the model reads it, and what must come through.
+
+    parts = fitting_parts("Im Brandfall keine Aufzüge benutzen. Bitte die Treppe ...", fits)
+    merge_plain_numbers([("Gleis", False), ("4", True)])   # [("Gleis 4", False)]
+
+The model reads at most 23 tokens. A longer notice is cut after its sentences (never after a
+number or a known abbreviation: '1. OG', 'ca. 10 Min.', 'Nr. 5'), a sentence that is still too
+long after its clause marks or dashes, and neighbouring parts that fit together are read
+together. Plain numbers stay inside the text the model reads (a sentence is not cut at its
+numbers); spans a rule rendered (times, days, prices, floors) stay cut out.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from typing import Callable
+
+PLAIN_NUMBER = re.compile(r"\d+(?:[.,/]\d+)*")
+"""A number as written ('4', '2,50', '1.000', '3/4'); '18:00' is a rendered time, not one."""
+_SENTENCE_MARK = re.compile(r"[.!?][\"“”'»)\]]?\s+(?=[\"„«(\[]?[A-ZÄÖÜ])")
+_WORD_BEFORE = re.compile(r"([^\W_]+)\.$")
+_CLAUSE_END = re.compile(r"(?<=[,;:])\s+|(?<=\s[–—-])\s+")
+ABBREVIATIONS = frozenset("""a abs allg apr aug b bhf bzw ca d dez di dr do evtl feb fr
+    geb gem ggf h hbf hausnr inkl jan jh jul jun kl max min mind mo mi mrd mio mwst nov nr
+    okt prof s sa sept so std str tel u usw v vgl z zzgl zb""".split())
+"""Words a full stop follows without ending the sentence (lowercase, without the stop)."""
+
+
+def merge_plain_numbers(spans: list[tuple[str, bool]]) -> list[tuple[str, bool]]:
+    """Spans (text, protected) with each plain number joined to the text before it, or else
+    to the text after it; a number between rendered spans stays protected."""
+    out: list[tuple[str, bool]] = []
+    for chunk, protected in spans:
+        plain = protected and PLAIN_NUMBER.fullmatch(chunk) is not None
+        previous_is_text = bool(out) and not out[-1][1]
+        # a number still protected here had no text before it: it takes the text after it
+        previous_is_number = bool(out) and out[-1][1] and \
+            PLAIN_NUMBER.fullmatch(out[-1][0]) is not None
+        if previous_is_text and (plain or not protected):
+            out[-1] = (f"{out[-1][0]} {chunk}", False)
+        elif previous_is_number and not protected:
+            out[-1] = (f"{out[-1][0]} {chunk}", False)
+        else:
+            out.append((chunk, protected))
+    return out
+
+
+def plain_numbers(text: str) -> Counter:
+    return Counter(PLAIN_NUMBER.findall(text))
+
+
+def numbers_kept(spans: list[tuple[str, bool]], translation: str) -> bool:
+    """Every plain number of the protected spans appears in the translation as often."""
+    wanted = Counter(c for c, protected in spans
+                     if protected and PLAIN_NUMBER.fullmatch(c) is not None)
+    return not wanted - plain_numbers(translation)
+
+
+def sentences(text: str) -> list[str]:
+    """The text cut after each sentence's end mark (not after a number or an abbreviation)."""
+    parts, start = [], 0
+    for mark in _SENTENCE_MARK.finditer(text):
+        before = text[start:mark.start() + 1]
+        word = _WORD_BEFORE.search(before)
+        if word and (word.group(1).isdigit() or word.group(1).lower() in ABBREVIATIONS):
+            continue
+        parts.append(text[start:mark.end()].strip())
+        start = mark.end()
+    parts.append(text[start:].strip())
+    return [p for p in parts if p]
+
+
+def fitting_parts(text: str, fits: Callable[[str], bool]) -> list[str] | None:
+    """The text cut into parts that each `fits`: sentences, then clauses of a sentence that
+    does not; neighbours that fit together are kept together. None when a part cannot be cut
+    small enough (or the text is not cut at all)."""
+    pieces: list[str] = []
+    for sentence in sentences(text):
+        pieces += [sentence] if fits(sentence) else _CLAUSE_END.split(sentence)
+    pieces = [p.strip() for p in pieces if p.strip()]
+    if len(pieces) < 2 or not all(fits(p) for p in pieces):
+        return None
+    parts = [pieces[0]]
+    for piece in pieces[1:]:
+        joined = f"{parts[-1]} {piece}"
+        if fits(joined):
+            parts[-1] = joined
+        else:
+            parts.append(piece)
+    return parts

@@ -1,0 +1,49 @@
+"""Where a sign text is cut before the model reads it (device.stages.translate.segment)."""
+
+from device.stages.translate.segment import (fitting_parts, merge_plain_numbers, numbers_kept,
+                                             sentences)
+from device.stages.translate.signage import split_protected
+
+
+def test_sentences_end_at_their_marks_not_after_numbers_or_abbreviations():
+    assert sentences("Die Anmeldung ist im 1. OG links. Bitte ziehen Sie ca. 10 Min. vorher "
+                     "eine Nummer. Danke!") == [
+        "Die Anmeldung ist im 1. OG links.",
+        "Bitte ziehen Sie ca. 10 Min. vorher eine Nummer.", "Danke!"]
+    assert sentences("Bitte Tür zu. Danke") == ["Bitte Tür zu.", "Danke"]
+    assert sentences("Eintritt inkl. MwSt. zzgl. Gebühr, geöffnet bis 24.12. Danach zu") == [
+        "Eintritt inkl. MwSt. zzgl. Gebühr, geöffnet bis 24.12. Danach zu"]
+    assert sentences("Ausgang „Nord“. Bitte links") == ["Ausgang „Nord“.", "Bitte links"]
+    assert sentences("Nur für Mitglieder") == ["Nur für Mitglieder"]
+
+
+def test_parts_fit_and_neighbours_that_fit_together_stay_together():
+    def fits(text):
+        return len(text.split()) <= 6
+
+    text = "Kein Zutritt. Bitte warten. Die Anmeldung ist im Haus B, zweiter Stock – links."
+    assert fitting_parts(text, fits) == ["Kein Zutritt. Bitte warten.",
+                                         "Die Anmeldung ist im Haus B,",
+                                         "zweiter Stock – links."]
+    assert "".join(fitting_parts(text, fits)).replace(" ", "") == text.replace(" ", "")
+    assert fitting_parts("Kurz genug", fits) is None                 # nothing to cut
+    assert fitting_parts("ein zwei drei vier fünf sechs sieben acht", fits) is None
+
+
+def test_a_plain_number_joins_the_text_beside_it_and_rendered_spans_stay_cut_out():
+    sentence = "Bitte ziehen Sie ca. 10 Min. vorher eine Nummer"
+    assert len(split_protected(sentence)) == 3          # the number alone is protected ...
+    assert merge_plain_numbers(split_protected(sentence)) == [(sentence, False)]   # ... joined
+    assert merge_plain_numbers([("12", True), ("Personen", False)]) == [("12 Personen", False)]
+    prices = split_protected("Eintritt 8 €, ermäßigt 5 €")
+    assert merge_plain_numbers(prices) == prices          # rule-rendered spans stay cut out
+    hours = split_protected("Öffnungszeiten ab 18 Uhr")
+    assert merge_plain_numbers(hours) == hours            # '18:00' is a rendered time
+    assert merge_plain_numbers([("Mon", True), ("9", True)]) == [("Mon", True), ("9", True)]
+
+
+def test_numbers_kept_counts_each_number_as_a_whole():
+    spans = [("Gleis", False), ("1", True), ("Abfahrt", False), ("10:15", True)]
+    assert not numbers_kept(spans, "Platform, departure 10:15")   # '1' inside '10:15' is not it
+    assert numbers_kept(spans, "Platform 1, departure 10:15")
+    assert not numbers_kept([("2", True), ("2", True)], "2")

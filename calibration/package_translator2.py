@@ -94,6 +94,12 @@ def keras_command(run: Path, sources: dict, args) -> str:
     return " && ".join(f"python {c}" for c in steps)
 
 
+def keras_minutes(run: Path) -> float:
+    """Training wall time of a Keras run (its log's last record; one segment)."""
+    records = (run / "train_log.jsonl").read_text().splitlines()
+    return json.loads(records[-1])["minutes"] if records else 0.0
+
+
 def initial_weights(run: Path) -> str:
     """What a run continued from (`--init-from` in its commands.log), or ''."""
     log = run / "commands.log"
@@ -241,7 +247,8 @@ def main(argv=None) -> int:
                        f"runs/gpu_translator/{chosen.version.split('-')[-1]} --run-dir "
                        f"runs/{chosen.version} && python calibration/package_translator2.py "
                        f"--runs {' '.join(f'runs/{c.version}' for c in candidates)}",
-            "hardware": run_cfg.get("trained_with", "2 CPU cores (Keras)"),
+            "hardware": run_cfg.get("trained_with") or f"2 CPU cores (Keras), "
+                        f"{keras_minutes(run)} min",
             "initial_weights": initial_weights(run),
             "seed": run_cfg["seed"], "steps": run_cfg["steps"],
             "architecture": {k: run_cfg[k] for k in ("d", "ff", "heads", "enc_layers",

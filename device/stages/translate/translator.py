@@ -244,7 +244,8 @@ class Translator:
             english, via, conf, problem = self._chunk(chunk, deadline)
             if problem:
                 return "", "", 0.0, problem
-            chunk_style = style if style != "sentence" or index == 0 else "lower"
+            starts = index == 0 or re.search(r"[.!?]$", pieces[-1]) is not None
+            chunk_style = style if style != "sentence" or starts else "lower"
             pieces.append(apply_style(english, chunk_style, keep_case=via != "model"))
             vias.add(via)
             confidence = min(confidence, conf)

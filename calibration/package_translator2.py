@@ -30,7 +30,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from calibration.training import translator_data  # noqa: E402
 from calibration import model_card as cards  # noqa: E402
-from calibration.bench_translation import run_quality  # noqa: E402
+from calibration.bench_translation import BASELINES, run_quality  # noqa: E402
 from calibration.quantize_translator import convert  # noqa: E402
 from device import config as config_module  # noqa: E402
 from device.benchmarks.translator import RUNS, time_model  # noqa: E402
@@ -90,7 +90,8 @@ def keras_command(run: Path, sources: dict, args) -> str:
         steps.insert(0, "scripts/train_translator.py --prepare")
     steps += [c for c in (run / "commands.log").read_text().splitlines() if c]
     steps.append(f"calibration/package_translator2.py --runs "
-                 f"{' '.join(str(r) for r in args.runs)} --version {args.version}")
+                 f"{' '.join(str(r) for r in args.runs)} --version {args.version}"
+                 + (f" --continues {args.continues}" if args.continues else ""))
     return " && ".join(f"python {c}" for c in steps)
 
 
@@ -100,14 +101,16 @@ def keras_minutes(run: Path) -> float:
     return json.loads(records[-1])["minutes"] if records else 0.0
 
 
-def initial_weights(run: Path) -> str:
-    """What a run continued from (`--init-from` in its commands.log), or ''."""
+def initial_weights(run: Path, continues: str) -> str:
+    """What a run continued from (`--init-from` in its commands.log; `continues`: the released
+    version those weights are), or ''."""
     log = run / "commands.log"
     for command in log.read_text().splitlines() if log.exists() else []:
         if "--init-from" in command:
             source = command.split("--init-from")[1].lstrip("= ").split()[0]
-            return (f"our own earlier run `{source}` (translator 2.0.0's weights; its card "
-                    "gives the command that trained them and their data); no teacher.")
+            released = (f" (translator {continues}'s weights; its card gives the command that "
+                        "trained them and their data)") if continues else ""
+            return f"our own earlier run `{source}`{released}; no teacher."
     return ""
 
 
@@ -145,8 +148,9 @@ rule, cache, passthrough).
 
 {quality}
 
-Chosen: **{q['chosen']}** (best sign chrF with p95 ≤ {BUDGET_P95_MS} ms). Translator 1.1.0 in
-the same run: `edgelens bench translator` (BENCHMARKS.md, "Translation quality").
+Chosen: **{q['chosen']}** (best sign chrF with p95 ≤ {BUDGET_P95_MS} ms). Translators
+{" and ".join(BASELINES)} in the same run: `edgelens bench translator` (BENCHMARKS.md,
+"Translation quality").
 
 Typical misses on the sign set (stage output):
 {misses}
@@ -176,6 +180,8 @@ def main(argv=None) -> int:
     p.add_argument("--runs", nargs="+", type=Path, required=True)
     p.add_argument("--version", default="2.0.0")
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--continues", default="", metavar="VERSION",
+                   help="the released version whose weights the run started from (card)")
     p.add_argument("--beside", default="nothing else running",
                    help="what ran beside the latency measurement (goes into the manifest)")
     args = p.parse_args(argv)
@@ -249,7 +255,7 @@ def main(argv=None) -> int:
                        f"--runs {' '.join(f'runs/{c.version}' for c in candidates)}",
             "hardware": run_cfg.get("trained_with") or f"2 CPU cores (Keras), "
                         f"{keras_minutes(run)} min",
-            "initial_weights": initial_weights(run),
+            "initial_weights": initial_weights(run, args.continues),
             "seed": run_cfg["seed"], "steps": run_cfg["steps"],
             "architecture": {k: run_cfg[k] for k in ("d", "ff", "heads", "enc_layers",
                                                      "dec_layers", "vocab", "max_len")}},

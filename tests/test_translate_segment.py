@@ -1,7 +1,7 @@
 """Where a sign text is cut before the model reads it (device.stages.translate.segment)."""
 
-from device.stages.translate.segment import (fitting_parts, merge_plain_numbers, numbers_kept,
-                                             sentences)
+from device.stages.translate.segment import (ends_sentence, fitting_parts, merge_plain_numbers,
+                                             numbers_kept, sentences)
 from device.stages.translate.signage import split_protected
 
 
@@ -47,3 +47,13 @@ def test_numbers_kept_counts_each_number_as_a_whole():
     assert not numbers_kept(spans, "Platform, departure 10:15")   # '1' inside '10:15' is not it
     assert numbers_kept(spans, "Platform 1, departure 10:15")
     assert not numbers_kept([("2", True), ("2", True)], "2")
+    # the digits of a rendered time do not stand in for a dropped number
+    spans = [("Gleis", False), ("10", True), ("ab", False), ("10:15", True)]
+    assert not numbers_kept(spans, "Platform from 10:15")
+    assert numbers_kept(spans, "Platform 10 from 10:15")
+
+
+def test_a_sentence_ends_at_a_mark_not_at_a_date_or_abbreviation():
+    assert ends_sentence("Bitte warten.") and ends_sentence("Achtung!")
+    assert not ends_sentence("Bis 24.12.") and not ends_sentence("ca.")
+    assert not ends_sentence("Gleis 3")

@@ -12,7 +12,8 @@ import re
 from device.stages.translate.normalize import fold
 from device.stages.translate.phrasebook import Phrasebook
 
-_WORD = re.compile(r"[^\W\d_]+")
+WORD = re.compile(r"[^\W\d_]+")
+"""A run of letters."""
 _VOWELS = set("aeiouyäöü")
 _CONSONANT_RUN = re.compile(r"[^aeiouyäöü\W\d_]{5,}")
 # Function words the dictionary's entries rarely list on their own.
@@ -26,7 +27,7 @@ _ENGLISH_COMMON = frozenset("""the a an and or of to is are be please do not no 
 
 def refusal_of(text: str, book: Phrasebook | None) -> str:
     """'no_letters', 'garbage', 'not_german' or '' (looks like German, or cannot tell)."""
-    words = _WORD.findall(text)
+    words = WORD.findall(text)
     if not words:
         return "no_letters"
     symbols = sum(1 for ch in text

@@ -37,10 +37,9 @@ def merge_plain_numbers(spans: list[tuple[str, bool]]) -> list[tuple[str, bool]]
         # a number still protected here had no text before it: it takes the text after it
         previous_is_number = bool(out) and out[-1][1] and \
             PLAIN_NUMBER.fullmatch(out[-1][0]) is not None
-        if previous_is_text and (plain or not protected):
-            out[-1] = (f"{out[-1][0]} {chunk}", False)
-        elif previous_is_number and not protected:
-            out[-1] = (f"{out[-1][0]} {chunk}", False)
+        if (previous_is_text and (plain or not protected)) or \
+                (previous_is_number and not protected):
+            out[-1] = (f"{out[-1][0]} {chunk}", False)   # spacing is normalized to one space
         else:
             out.append((chunk, protected))
     return out
@@ -51,19 +50,31 @@ def plain_numbers(text: str) -> Counter:
 
 
 def numbers_kept(spans: list[tuple[str, bool]], translation: str) -> bool:
-    """Every plain number of the protected spans appears in the translation as often."""
-    wanted = Counter(c for c, protected in spans
-                     if protected and PLAIN_NUMBER.fullmatch(c) is not None)
-    return not wanted - plain_numbers(translation)
+    """Every plain number of the protected spans appears in the translation as often (the
+    digits of rule-rendered spans, '10:15', do not stand in for a dropped '10')."""
+    wanted, rendered = Counter(), Counter()
+    for chunk, protected in spans:
+        if protected and PLAIN_NUMBER.fullmatch(chunk) is not None:
+            wanted[chunk] += 1
+        elif protected:
+            rendered += plain_numbers(chunk)
+    return not wanted - (plain_numbers(translation) - rendered)
+
+
+def ends_sentence(text: str) -> bool:
+    """The text ends a sentence: '!' or '?', or '.' not after a number or an abbreviation."""
+    if text.endswith(("!", "?")):
+        return True
+    word = _WORD_BEFORE.search(text)
+    return text.endswith(".") and not (word and (word.group(1).isdigit()
+                                                 or word.group(1).lower() in ABBREVIATIONS))
 
 
 def sentences(text: str) -> list[str]:
     """The text cut after each sentence's end mark (not after a number or an abbreviation)."""
     parts, start = [], 0
     for mark in _SENTENCE_MARK.finditer(text):
-        before = text[start:mark.start() + 1]
-        word = _WORD_BEFORE.search(before)
-        if word and (word.group(1).isdigit() or word.group(1).lower() in ABBREVIATIONS):
+        if not ends_sentence(text[start:mark.start() + 1]):
             continue
         parts.append(text[start:mark.end()].strip())
         start = mark.end()

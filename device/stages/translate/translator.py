@@ -45,8 +45,9 @@ from device.stages.translate.cache import LRUCache
 from device.stages.translate.model import Seq2SeqModel
 from device.stages.translate.normalize import clean, fold, lookup_key, model_text
 from device.stages.translate.phrasebook import Phrasebook
-from device.stages.translate.refusal import refusal_of
-from device.stages.translate.segment import fitting_parts, merge_plain_numbers, numbers_kept
+from device.stages.translate.refusal import WORD, refusal_of
+from device.stages.translate.segment import (PLAIN_NUMBER, ends_sentence, fitting_parts,
+                                             merge_plain_numbers, numbers_kept)
 from device.stages.translate.signage import apply_style, split_protected, style_of
 from device.stages.translate.tokenizer import EOS, Tokenizer
 
@@ -56,7 +57,6 @@ VIAS = ("phrasebook", "cache", "model", "gloss", "rule", "passthrough")
 GLOSS_CONFIDENCE = 0.3   # a word-by-word dictionary gloss: understandable, rarely idiomatic
 _TRUST = {"phrasebook": 3, "model": 2, "gloss": 1}
 """A text made of chunks answered in several ways is labelled by its least trusted chunk."""
-_WORD = re.compile(r"[^\W\d_]+")
 
 
 @dataclass(frozen=True)
@@ -244,7 +244,7 @@ class Translator:
             english, via, conf, problem = self._chunk(chunk, deadline)
             if problem:
                 return "", "", 0.0, problem
-            starts = index == 0 or re.search(r"[.!?]$", pieces[-1]) is not None
+            starts = index == 0 or ends_sentence(pieces[-1])
             chunk_style = style if style != "sentence" or starts else "lower"
             pieces.append(apply_style(english, chunk_style, keep_case=via != "model"))
             vias.add(via)
@@ -265,13 +265,13 @@ class Translator:
             for word in words:
                 if self._is_name(word):
                     if current:
-                        out.append((" ".join(current), False))
+                        out.append(_run(current))
                         current = []
                     out.append((word, True))
                 else:
                     current.append(word)
             if current:
-                out.append((" ".join(current), False))
+                out.append(_run(current))
         return out
 
     def _is_name(self, word: str) -> bool:
@@ -320,16 +320,13 @@ class Translator:
     def _names_cased(self, chunk: str, english: str) -> str:
         """The model writes what it copies in its folded lowercase form ('zuerich'): a
         capitalized source word copied into the translation gets its own spelling back
-        ('Zürich', 'Hauptbahnhof'), unless both languages share it as a word ('Hotel')."""
+        ('Zürich', 'Hauptbahnhof'), unless both languages share it as a word ('Hotel') or it is
+        too short to tell ('In', 'Was')."""
         book = self.phrasebook
-
-        def shared(copied: str) -> bool:
-            return book is not None and copied in book.english_words \
-                and book.is_german_word(copied)
-
-        for word in set(_WORD.findall(chunk)):
+        for word in {w for w in WORD.findall(chunk) if len(w) > 3 and w.istitle()}:
             copied = model_text(word)
-            if word[:1].isupper() and word[1:].islower() and not shared(copied):
+            if not (book is not None and copied in book.english_words
+                    and book.is_german_word(copied)):
                 english = re.sub(rf"(?<!\w){re.escape(copied)}(?!\w)", word, english)
         return english
 
@@ -344,7 +341,7 @@ class Translator:
             english, via, conf, problem = self._chunk(part, deadline)
             if problem:
                 return "", "", 0.0, problem
-            if pieces and re.search(r"[.!?]$", pieces[-1]):
+            if pieces and ends_sentence(pieces[-1]):
                 english = english[:1].upper() + english[1:]
             pieces.append(english)
             vias.add(via)
@@ -358,6 +355,11 @@ class Translator:
         if self.phrasebook is None or not self.settings.use_phrasebook:
             return None
         return self.phrasebook.gloss(chunk)
+
+
+def _run(words: list[str]) -> tuple[str, bool]:
+    """Words left between names: protected when they are only numbers ('Sonnenhof 2')."""
+    return " ".join(words), all(PLAIN_NUMBER.fullmatch(w) for w in words)
 
 
 def tokenizer_path(version) -> Path:

@@ -13,6 +13,7 @@ import pytest
 
 from device import config
 from device.errors import ConfigError
+from device.modelstore.store import ModelStore
 from device.operating_point import (cpu_model, mismatch, set_keys, write_operating_point)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,8 +86,9 @@ def test_calibrate_quick_writes_a_config_that_the_pipeline_uses(tmp_path):
     cfg = config.load(path)                                     # the loader accepts it
     chosen = record["chosen"]["settings"]
     assert cfg.calibration.machine == platform.machine()
-    assert cfg.calibration.models == ["detector 2.0.0", "recognizer 2.0.0",
-                                      "translator 2.0.0"]
+    store = ModelStore(tmp_path / "models")
+    assert cfg.calibration.models == [f"{name} {store.get(name).version}"   # the active ones
+                                      for name in ("detector", "recognizer", "translator")]
     assert len(cfg.calibration.measurements) >= 3 * 2 + 1       # profiles + the verification
     assert cfg.runtime.num_threads == chosen["runtime"]["num_threads"]
     stages = load_stages(cfg, translate=False)

@@ -7,7 +7,9 @@ Sets (none trained on):
     tatoeba   the 2 % of Tatoeba pairs held out by sentence hash (calibration.training.translator_data)
 
 For each translator version, through the whole translate stage (`Translator.translate`: cache
-off, phrasebook, rules, model, gloss) and the model alone: chrF and BLEU (sacrebleu, all
+off, phrasebook, rules, model, gloss) and the model alone, greedy unless the config sets
+`[translator] beam_size` (e.g. `edgelens bench translator --config beam3.toml`, a file with
+`[translator]` / `beam_size = 3`): chrF and BLEU (sacrebleu, all
 references), exact match against any reference (case, punctuation, dashes and spaces
 normalized), and the share of answers by source (phrasebook / model / gloss / rule /
 passthrough). Needs sacrebleu (the `bench` extra).
@@ -53,10 +55,11 @@ def evaluate_version(version, config, sets: dict, book: Phrasebook | None,
     tokenizer = Tokenizer(tokenizer_path(version))
     t = config.translator
     whole = Translator(model, tokenizer, book, Settings(
-        cache_size=0, min_model_confidence=t.min_model_confidence, budget_ms=10_000.0,
+        beam_size=t.beam_size, cache_size=0, min_model_confidence=t.min_model_confidence,
+        budget_ms=10_000.0, uncertain_below=t.uncertain_below,
         gloss_below_confidence=t.gloss_below_confidence, time_style=t.time_style,
         model_first=t.model_first if model_first is None else model_first))
-    out: dict = {"version": version.version}
+    out: dict = {"version": version.version, "beam_size": t.beam_size}
     for name, (sources, references) in sets.items():
         # every text once through the whole stage, then through the model alone; no warm-up
         results: list = []
@@ -65,8 +68,8 @@ def evaluate_version(version, config, sets: dict, book: Phrasebook | None,
         for result in results:
             vias[result.via] += 1
         decoded: list = []
-        alone_ms = time_calls(partial(model_translate, model, tokenizer), sources, warmup=0,
-                              results=decoded)
+        alone_ms = time_calls(partial(model_translate, model, tokenizer, beam_size=t.beam_size),
+                              sources, warmup=0, results=decoded)
         alone = [d[0] for d in decoded]
         out[name] = {"stage": scores(stage, references),
                      "model_alone": scores(alone, references),
@@ -99,8 +102,10 @@ def run_quality(config, versions, quick: bool = False, backend: str = "auto") ->
 
 
 def print_quality(quality: dict) -> None:
+    beam = quality["versions"][0]["beam_size"] if quality["versions"] else 1
     print(f"quality (sign/notice validation: {quality['sets'].get('signs')} texts; Tatoeba "
-          f"held-out: {quality['sets'].get('tatoeba_test', 0)} pairs)")
+          f"held-out: {quality['sets'].get('tatoeba_test', 0)} pairs; "
+          f"{'greedy' if beam <= 1 else f'beam {beam}'})")
     print(f"  {'version':8} {'set':13} {'what':11} {'chrF':>5} {'BLEU':>5} {'exact%':>6}  "
           f"sources")
     for v in quality["versions"]:

@@ -1,0 +1,35 @@
+"""The translation quality benchmark scores what the configured decoding produces."""
+
+from pathlib import Path
+
+from calibration.bench_translation import evaluate_version, scores
+from device import config
+from device.modelstore.store import ModelStore
+from device.stages.translate.model import Seq2SeqModel
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_scores_count_a_match_with_any_reference_after_normalizing():
+    result = scores(["No smoking", "Keep out!"], [["No smoking"], ["No entry", "Keep  out"]])
+    assert result["exact_pct"] == 100.0 and result["texts"] == 2
+    assert scores(["Smoking no"], [["No smoking"]])["exact_pct"] == 0.0
+
+
+def test_the_quality_run_decodes_with_the_configured_beam(monkeypatch):
+    version = ModelStore(ROOT / "models").get("translator")
+    sets = {"signs": (["Rauchen verboten", "Bitte nicht berühren"],
+                      [["No smoking"], ["Please do not touch"]])}
+    asked, generate = [], Seq2SeqModel.generate
+
+    def spy(self, src_ids, *args, **kwargs):
+        asked.append(kwargs.get("beam_size", 1))
+        return generate(self, src_ids, *args, **kwargs)
+
+    monkeypatch.setattr(Seq2SeqModel, "generate", spy)
+    for beam in (1, 3):
+        asked.clear()
+        cfg = config.parse_text(f"[translator]\nbeam_size = {beam}\n")
+        result = evaluate_version(version, cfg, sets, None, "auto")
+        assert result["beam_size"] == beam and result["signs"]["stage"]["texts"] == 2
+        assert asked and set(asked) == {beam}   # the stage and the model alone both used it

@@ -4,13 +4,15 @@ A packaging module (calibration/package_detector.py, package_line_detector.py,
 package_recognizer.py, package_translator1.py, package_translator2.py) keeps the
 prose about its own model and builds its card from these parts: the title, the markdown tables
 (accuracy, latency, training history), the bold-labelled items (Use, Training), the data
-licenses, the golden self-test and the file sizes; `write` puts the card beside the manifest.
+licenses, the golden self-test and the file sizes; `publish` writes the manifest and the card
+beside it (`write`: the card alone).
 The numbers come from the manifest (or the run's report) the script writes in the same run, so
 a card never says other numbers than its manifest.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -89,6 +91,13 @@ def file_sizes(entries: Iterable[Mapping[str, Any]]) -> str:
     """`` `detector.tflite` 113 KiB, … `` for the manifest's file entries, each file once."""
     sizes = {e["file"]: e["size_bytes"] for e in entries}
     return ", ".join(f"`{name}` {size / 1024:.0f} KiB" for name, size in sizes.items())
+
+
+def publish(directory: Path, manifest: dict, card_text: str, indent: int = 2) -> None:
+    """A packaged version's manifest.json and its card, side by side in the store."""
+    (Path(directory) / "manifest.json").write_text(
+        json.dumps(manifest, indent=indent, ensure_ascii=False) + "\n", encoding="utf-8")
+    write(directory, card_text)
 
 
 def write(directory: Path, text: str) -> Path:

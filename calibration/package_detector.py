@@ -230,9 +230,7 @@ def main(argv=None) -> int:
         "postprocessing": {"function": "device.stages.detector.regions_from_map",
                            "params": report["params"]},
     }
-    (args.model_dir / "manifest.json").write_text(json.dumps(manifest, indent=2,
-                                                             ensure_ascii=False) + "\n")
-    cards.write(args.model_dir, _card(manifest, report, history, run))
+    cards.publish(args.model_dir, manifest, _card(manifest, report, history, run))
     print(f"packaged {args.model_dir}: {len(cases)} golden cases")
     return 0
 

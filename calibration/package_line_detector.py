@@ -348,8 +348,7 @@ def main(argv=None) -> int:
         "postprocessing": {"function": "device.stages.detector.regions_from_map",
                            "params": asdict(params)},
     }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
-    cards.write(out, model_card(manifest))
+    cards.publish(out, manifest, model_card(manifest), indent=1)
     print("wrote", out / "manifest.json", "golden:", len(gold))
     return 0
 

@@ -398,8 +398,7 @@ def main(argv=None) -> int:
                          "to a multiple of 32; any width 64-512 via with_input_shape; output "
                          "[1, 1, W/4, 121] softmax, class 0 = CTC blank, greedy decoding",
     }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
-    cards.write(out, model_card(manifest))
+    cards.publish(out, manifest, model_card(manifest), indent=1)
     print("wrote", out / "manifest.json", "golden:", len(golden))
     return 0
 

@@ -275,8 +275,7 @@ def write_store(out: Path, version: str, run_cfg: dict, quant: dict, report: dic
                        "in and out.",
         "golden": golden,
     }
-    manifest_path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
-    cards.write(out, card(manifest, report, quant))
+    cards.publish(out, manifest, card(manifest, report, quant))
 
 
 def latency(bench: dict) -> dict:

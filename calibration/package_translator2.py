@@ -273,8 +273,7 @@ def main(argv=None) -> int:
                        "literally.",
         "golden": golden_cases(chosen),
     }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
-    cards.write(out, card(manifest))
+    cards.publish(out, manifest, card(manifest))
     print("chosen", chosen.version, "→", out)
     return 0
 

@@ -255,7 +255,8 @@ class Translator:
         return re.sub(r"\s+([.,;:!?])", r"\1", joined.strip()), via, confidence, ""
 
     def _chunks(self, spans: list[tuple[str, bool]]) -> list[tuple[str, bool]]:
-        """Protected spans (numbers, times, prices, codes) and proper names pass through."""
+        """Protected spans (numbers, times, prices, codes) and proper names pass through; a
+        chunk longer than the model reads is cut into parts it can read (`segment`)."""
         out: list[tuple[str, bool]] = []
         for chunk, protected in spans:
             if protected or self.phrasebook is None or self.phrasebook.lookup(chunk):
@@ -272,7 +273,11 @@ class Translator:
                     current.append(word)
             if current:
                 out.append(_run(current))
-        return out
+        if self.model is None or self.tokenizer is None:
+            return out
+        return [(part, protected) for chunk, protected in out
+                for part in ([chunk] if protected or self._fits(chunk)
+                             else fitting_parts(chunk, self._fits) or [chunk])]
 
     def _is_name(self, word: str) -> bool:
         """A capitalized word neither the dictionary nor the model's own vocabulary knows (a
@@ -300,7 +305,7 @@ class Translator:
             return "", "", 0.0, "no_model"
         ids = self.tokenizer.encode(model_text(chunk))
         if len(ids) + 1 > self.model.src_len:
-            return self._long_chunk(chunk, deadline)
+            return "", "", 0.0, "too_long"
         decoded = self.model.generate(ids + [EOS], max_tokens=self.settings.max_tokens,
                                       beam_size=self.settings.beam_size, deadline_ns=deadline)
         if not decoded.complete:
@@ -329,24 +334,6 @@ class Translator:
                     and book.is_german_word(copied)):
                 english = re.sub(rf"(?<!\w){re.escape(copied)}(?!\w)", word, english)
         return english
-
-    def _long_chunk(self, chunk: str, deadline: int | None) -> tuple[str, str, float, str]:
-        """A text longer than the model reads: translated sentence by sentence (clause by
-        clause where a sentence alone is too long), neighbours kept together while they fit."""
-        parts = fitting_parts(chunk, self._fits)
-        if parts is None:
-            return "", "", 0.0, "too_long"
-        pieces, vias, confidence = [], set(), 1.0
-        for part in parts:
-            english, via, conf, problem = self._chunk(part, deadline)
-            if problem:
-                return "", "", 0.0, problem
-            if pieces and ends_sentence(pieces[-1]):
-                english = english[:1].upper() + english[1:]
-            pieces.append(english)
-            vias.add(via)
-            confidence = min(confidence, conf)
-        return " ".join(pieces), min(vias, key=_TRUST.__getitem__), confidence, ""
 
     def _fits(self, text: str) -> bool:
         return len(self.tokenizer.encode(model_text(text))) + 1 <= self.model.src_len

@@ -40,6 +40,15 @@ def to_int8(model, representative: Representative, io_int8: bool = True) -> byte
     return converter.convert()
 
 
+def to_dynamic(model) -> bytes:
+    """Dynamic-range int8: int8 weights; activations are quantized per operation at run
+    time. For graphs whose activations lose too much in full-integer int8."""
+    import tensorflow as tf
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    return converter.convert()
+
+
 def fit_width(line: np.ndarray, width: int) -> np.ndarray:
     """A prepared [H, W] line cut or edge-padded to `width` columns (as prepare_line pads)."""
     if line.shape[1] >= width:

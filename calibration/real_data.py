@@ -170,8 +170,10 @@ def _jitter_quad(quad: np.ndarray, rng: np.random.Generator, amount: float) -> n
 
 
 def recognizer_lines(split_name: str = "train", copies: int = 4, seed: int = 7,
-                     progress=None, bbox_copies: int = 0) -> tuple[list[np.ndarray], list[str]]:
-    """Prepared uint8 lines ([32, W], as the recognizer cache stores them) and their texts.
+                     progress=None, bbox_copies: int = 0, line_height: int = 32,
+                     downsample: int = 4) -> tuple[list[np.ndarray], list[str]]:
+    """Prepared uint8 lines ([line_height, W], as the recognizer cache stores them) and their
+    texts; `downsample` is the model's input columns per output timestep.
 
     For every legible word and every grouped multi-word line of the split's photos: `copies`
     crops cut by `device.stages.detector.crop_line` (as the live path cuts them) with jittered
@@ -191,10 +193,10 @@ def recognizer_lines(split_name: str = "train", copies: int = 4, seed: int = 7,
 
     def add(crop, text):
         try:
-            line = prepare_line(crop)
+            line = prepare_line(crop, line_height)
         except ValueError:
             return
-        if fits(text, line.shape[1]):
+        if fits(text, line.shape[1], downsample):
             lines.append(np.round(line * 255).astype(np.uint8))
             texts.append(text)
 

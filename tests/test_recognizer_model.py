@@ -11,10 +11,18 @@ from device.stages.charset import NUM_CLASSES
 from device.modelstore.golden import run_golden
 from device.modelstore.store import ModelStore
 from device.runtime import TFLiteModel, available_backends
+from device.stages.recognizer import Recognizer
 from device.stages.text_line import prepare_line
 
 ROOT = Path(__file__).resolve().parent.parent
 STORE = ModelStore(ROOT / "models")
+
+
+def downsample(version) -> int:
+    """Input columns per output timestep: 4 (1.x/2.x) or 8 (3.x), as the manifest says."""
+    outputs = version.manifest["signatures"]["serving_default"]["outputs"][0]["shape"]
+    inputs = version.manifest["signatures"]["serving_default"]["inputs"][0]["shape"]
+    return inputs[2] // outputs[-2]
 
 
 @pytest.fixture(scope="module")
@@ -24,14 +32,19 @@ def version():
     return STORE.get("recognizer")
 
 
-def test_artifact_is_small_full_int8_with_the_runtime_contract(version):
-    assert version.manifest["quantization"] == "int8-full"
+def test_artifact_is_small_int8_with_the_runtime_contract(version):
+    assert version.manifest["quantization"] in ("int8-full", "int8-dynamic")
     assert version.artifact.stat().st_size <= 2 * 1024 * 1024
     model = TFLiteModel(version.artifact, backend="auto")
     (inp,), (out,) = model.inputs, model.outputs
-    assert inp.shape == (1, 32, 256, 1) and inp.dtype == "int8"
-    assert inp.scale == pytest.approx(1 / 255) and inp.zero_point == -128
-    assert out.dtype == "int8" and out.shape[-1] == NUM_CLASSES and out.shape[-2] == 64
+    height = Recognizer(version.artifact).line_height
+    assert inp.shape == (1, height, 256, 1) and height in (32, 48)
+    assert out.shape[-1] == NUM_CLASSES and out.shape[-2] == 256 // downsample(version)
+    if version.manifest["quantization"] == "int8-full":
+        assert inp.dtype == out.dtype == "int8"
+        assert inp.scale == pytest.approx(1 / 255) and inp.zero_point == -128
+    else:   # int8 weights, float tensors at the edges
+        assert inp.dtype == out.dtype == "float32"
     probs = model.run(np.full(inp.shape, 0.5, np.float32))[out.name]
     # softmax over the classes; each of the 121 int8 outputs rounds by up to half a step
     # (1/512), so their sum may sit up to ~0.12 below 1
@@ -49,16 +62,17 @@ def test_int8_model_reads_its_golden_crops_exactly(version, backend):
 def test_width_resized_int8_agrees_with_the_float_reference(version, width):
     int8 = TFLiteModel(version.artifact, backend="litert", num_threads=1)
     fp32 = TFLiteModel(version.file("recognizer_fp32.tflite"), backend="litert", num_threads=1)
-    shape = (1, 32, width, 1)
+    height = Recognizer(version.artifact).line_height
+    shape = (1, height, width, 1)
     agree = total = 0
     for case in version.manifest["golden"]:
-        line = prepare_line(cv2.imread(str(version.directory / case["input"])))
+        line = prepare_line(cv2.imread(str(version.directory / case["input"])), height)
         if line.shape[1] < width:
             line = np.pad(line, ((0, 0), (0, width - line.shape[1])), mode="edge")
         x = line[np.newaxis, :, :width, np.newaxis]
         q = next(iter(int8.with_input_shape(shape).run(x).values()))
         f = next(iter(fp32.with_input_shape(shape).run(x).values()))
-        assert q.shape[-2] == width // 4
+        assert q.shape[-2] == width // downsample(version)
         agree += int((q.argmax(-1) == f.argmax(-1)).sum())
         total += q.shape[-2]
     assert agree / total >= 0.97

@@ -4,7 +4,7 @@ No TensorFlow here. Lines are stored as `prepare_line(crop)` rounded to uint8 (x
 which is exactly what the int8 model's input (scale 1/255, zero point -128) can represent.
 
     build_cache(...)      render training chunks with worker processes into data/recognizer/
-    load_cache(...)       the cached lines as (list of [32, W] uint8, list of text)
+    load_cache(...)       the cached lines as (list of [H, W] uint8, list of text)
     heldout_set(...)      the reproducible unseen-font test set (crops + texts)
     calibration_lines(n)  prepared float lines for int8 calibration (training fonts)
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from device.stages.text_line import DOWNSAMPLE, prepare_line
+from device.stages.text_line import DOWNSAMPLE, LINE_HEIGHT, prepare_line
 
 log = logging.getLogger(__name__)
 
@@ -29,37 +29,40 @@ SCENE_SEED = 20261123
 CALIBRATION_SEED = 777
 
 
-def fits(text: str, width: int) -> bool:
-    """CTC can align `text` to width / DOWNSAMPLE timesteps (a blank between repeats)."""
+def fits(text: str, width: int, downsample: int = DOWNSAMPLE) -> bool:
+    """CTC can align `text` to width / downsample timesteps (a blank between repeats)."""
     repeats = sum(a == b for a, b in zip(text, text[1:]))
-    return len(text) + repeats <= width // DOWNSAMPLE
+    return len(text) + repeats <= width // downsample
 
 
-def sample_prepared(rng: np.random.Generator, split: str, scene: bool = False):
-    """(prepared float line [32, W], text, BGR crop) whose text fits the width."""
-    line, text, crop, _family = _sample_prepared(rng, split, scene)
+def sample_prepared(rng: np.random.Generator, split: str, scene: bool = False,
+                    line_height: int = LINE_HEIGHT, downsample: int = DOWNSAMPLE):
+    """(prepared float line [line_height, W], text, BGR crop) whose text fits the width."""
+    line, text, crop, _family = _sample_prepared(rng, split, scene, line_height, downsample)
     return line, text, crop
 
 
-def _sample_prepared(rng: np.random.Generator, split: str, scene: bool):
+def _sample_prepared(rng: np.random.Generator, split: str, scene: bool,
+                     line_height: int = LINE_HEIGHT, downsample: int = DOWNSAMPLE):
     from device.synth.fonts import discover
     from device.synth.lines import sample_styled_line
     while True:
         crop, text, style = sample_styled_line(rng, split, scene=scene)
         if crop.shape[0] < 2 or crop.shape[1] < 2:
             continue
-        line = prepare_line(crop)
-        if fits(text, line.shape[1]):
+        line = prepare_line(crop, line_height)
+        if fits(text, line.shape[1], downsample):
             family = next(f.family for f in discover() if f.path == style.font_path)
             return line, text, crop, family
 
 
 def _render_chunk(args) -> str:
-    path, seed, n, scene_fraction = args
+    path, seed, n, scene_fraction, line_height, downsample = args
     rng = np.random.default_rng(seed)
     lines, texts = [], []
     for _ in range(n):
-        line, text, _crop = sample_prepared(rng, "train", scene=rng.random() < scene_fraction)
+        line, text, _crop = sample_prepared(rng, "train", rng.random() < scene_fraction,
+                                            line_height, downsample)
         lines.append(np.round(line * 255).astype(np.uint8))
         texts.append(text)
     widths = np.array([l.shape[1] for l in lines], np.int32)
@@ -77,17 +80,21 @@ class CacheSpec:
     scene_fraction: float = 0.2
     workers: int = 2
     directory: Path = CACHE_DIR
+    line_height: int = LINE_HEIGHT
+    downsample: int = DOWNSAMPLE
 
     def chunk_paths(self) -> list[Path]:
         n = (self.lines + CHUNK - 1) // CHUNK
-        return [self.directory / f"train_s{self.seed}_{i:05d}.npz" for i in range(n)]
+        height = "" if self.line_height == LINE_HEIGHT else f"_h{self.line_height}"
+        return [self.directory / f"train{height}_s{self.seed}_{i:05d}.npz" for i in range(n)]
 
 
 def build_cache(spec: CacheSpec, progress=None) -> list[Path]:
     """Render the missing chunks of the training cache (deterministic per chunk index)."""
     spec.directory.mkdir(parents=True, exist_ok=True)
     paths = spec.chunk_paths()
-    todo = [(p, spec.seed * 1_000_003 + i, CHUNK, spec.scene_fraction)
+    todo = [(p, spec.seed * 1_000_003 + i, CHUNK, spec.scene_fraction, spec.line_height,
+             spec.downsample)
             for i, p in enumerate(paths) if not p.exists()]
     if todo:
         from device.synth import fonts, vocab
@@ -131,7 +138,9 @@ def heldout_set_with_families(n: int = 1000, scene: bool = False, seed: int | No
     return crops, texts, families
 
 
-def calibration_lines(n: int = 400, seed: int = CALIBRATION_SEED) -> list[np.ndarray]:
+def calibration_lines(n: int = 400, seed: int = CALIBRATION_SEED, line_height: int = LINE_HEIGHT,
+                      downsample: int = DOWNSAMPLE) -> list[np.ndarray]:
     """Prepared float lines from the training fonts (never the held-out set)."""
     rng = np.random.default_rng(seed)
-    return [sample_prepared(rng, "train", scene=rng.random() < 0.2)[0] for _ in range(n)]
+    return [sample_prepared(rng, "train", rng.random() < 0.2, line_height, downsample)[0]
+            for _ in range(n)]

@@ -13,7 +13,7 @@ Nothing depends on W, so one converted model runs at any width the runtime resiz
 from __future__ import annotations
 
 from device.stages.charset import NUM_CLASSES
-from device.stages.text_line import LINE_HEIGHT
+from device.stages.text_line import DOWNSAMPLE, LINE_HEIGHT
 
 ARCHS = {
     # 1.0.0: 0.29 M parameters, trained on synthetic lines only
@@ -22,11 +22,25 @@ ARCHS = {
     "medium": {"convs": (32, 64, 128, 192), "head": 256, "dilations": (1, 2, 4, 8, 1)},
 }
 DEFAULT_ARCH = "medium"
+TEACHER_ARCH = "ppocr-tiny"
+"""3.0.0: PP-OCRv6 tiny's recognizer rebuilt in Keras (calibration.training.ppocr_rec), its
+weights the initial weights, fine-tuned to our charset and data."""
+
+
+def geometry(arch: str) -> tuple[int, int]:
+    """(input line height, input columns per output timestep) of an architecture."""
+    if arch == TEACHER_ARCH:
+        from calibration.training import ppocr_rec
+        return ppocr_rec.HEIGHT, ppocr_rec.DOWNSAMPLE
+    return LINE_HEIGHT, DOWNSAMPLE
 
 
 def build(width: int | None = None, batch_size: int | None = None, softmax: bool = True,
           arch: str = DEFAULT_ARCH):
     """Keras model; `softmax=False` returns logits (for CTC training), same weights."""
+    if arch == TEACHER_ARCH:
+        from calibration.training import ppocr_rec
+        return ppocr_rec.build(width, batch_size, softmax)
     import tensorflow as tf
     from tensorflow.keras import layers
 

@@ -46,7 +46,9 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--resume", action="store_true", help="continue from <out>/last.weights.h5")
     p.add_argument("--smoke", action="store_true", help="tiny run: 1 chunk, 2 short epochs")
-    p.add_argument("--arch", default="medium", help="calibration.training.recognizer_model.ARCHS key")
+    p.add_argument("--arch", default="medium",
+                   help="calibration.training.recognizer_model.ARCHS key, or ppocr-tiny: "
+                        "PP-OCRv6 tiny's recognizer, starting from its weights")
     p.add_argument("--scene-fraction", type=float, default=0.2,
                    help="share of synthetic lines rendered as camera scene text")
     p.add_argument("--real-copies", type=int, default=0,
@@ -83,15 +85,17 @@ def batches(lines, labels, order, batch_size, rng):
         yield x, y, lengths
 
 
-def real_cache(copies: int, smoke: bool = False,
-               bbox_copies: int = 0) -> tuple[list[np.ndarray], list[str]]:
-    """Real training lines, cut once into data/recognizer/real_train_c<copies>[_b<n>].npz."""
+def real_cache(copies: int, smoke: bool = False, bbox_copies: int = 0,
+               arch: str = recognizer_model.DEFAULT_ARCH) -> tuple[list[np.ndarray], list[str]]:
+    """Real training lines, cut once into data/recognizer/real_train[_h<H>]_c<copies>[_b<n>].npz."""
+    height, downsample = recognizer_model.geometry(arch)
     suffix = f"_b{bbox_copies}" if bbox_copies else ""
-    path = Path("data/recognizer") / f"real_train_c{copies}{suffix}.npz"
+    prefix = "" if height == 32 else f"_h{height}"
+    path = Path("data/recognizer") / f"real_train{prefix}_c{copies}{suffix}.npz"
     if not path.exists():
         lines, texts = real_data.recognizer_lines(
-            "train", copies=copies, bbox_copies=bbox_copies,
-            progress=lambda k, n: log.info("real photos %d/%d", k, n))
+            "train", copies=copies, bbox_copies=bbox_copies, line_height=height,
+            downsample=downsample, progress=lambda k, n: log.info("real photos %d/%d", k, n))
         path.parent.mkdir(parents=True, exist_ok=True)
         widths = np.array([line.shape[1] for line in lines], np.int32)
         np.savez(path.with_suffix(".tmp.npz"), pixels=np.concatenate(lines, axis=1),
@@ -110,13 +114,15 @@ def main(argv=None) -> int:
         args.lines, args.epochs, args.epoch_lines = 5000, 2, 1500
 
     t0 = time.monotonic()
+    height, downsample = recognizer_model.geometry(args.arch)
     spec = CacheSpec(lines=args.lines, seed=args.seed, workers=2,
-                     scene_fraction=args.scene_fraction)
+                     scene_fraction=args.scene_fraction, line_height=height,
+                     downsample=downsample)
     paths = build_cache(spec, progress=lambda p: log.info("rendered %s", p))
     lines, texts = load_cache(paths)
     if args.real_copies:
         real_lines, real_texts = real_cache(args.real_copies, smoke=args.smoke,
-                                            bbox_copies=args.real_bbox_copies)
+                                            bbox_copies=args.real_bbox_copies, arch=args.arch)
         log.info("%d real lines (ICDAR 2015 training photos) beside %d synthetic",
                  len(real_lines), len(lines))
         lines, texts = lines + real_lines, texts + real_texts
@@ -151,8 +157,11 @@ def main(argv=None) -> int:
         start_epoch, history = state["epoch"], state.get("history", [])
         model.load_weights(out / "last.weights.h5")
         log.info("resumed after epoch %d", start_epoch)
+    elif args.arch == recognizer_model.TEACHER_ARCH:
+        from calibration.training import ppocr_rec
+        log.info("initial weights from the teacher: %s", ppocr_rec.load_teacher(model))
 
-    @tf.function(input_signature=[tf.TensorSpec([None, 32, None, 1], tf.float32),
+    @tf.function(input_signature=[tf.TensorSpec([None, height, None, 1], tf.float32),
                                   tf.TensorSpec([None, None], tf.int32),
                                   tf.TensorSpec([None], tf.int32),
                                   tf.TensorSpec([], tf.float32)], reduce_retracing=True)

@@ -132,7 +132,8 @@ def profile_stages(cfg: Config, backend: str, quick: bool) -> tuple[list[Profile
                                           runs))
         reader = Recognizer(recognizer.artifact, backend=backend, num_threads=threads)
         for width in BUCKETS:
-            inputs = [cv2.resize(c, (width, LINE_HEIGHT), interpolation=cv2.INTER_AREA)
+            inputs = [cv2.resize(c, (width, reader.line_height),
+                                 interpolation=cv2.INTER_AREA)
                       for c in crops]
             profiles.append(profile_calls("recognizer", f"width {width}", threads, reader.read,
                                           inputs, runs))

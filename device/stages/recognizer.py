@@ -12,7 +12,9 @@ from device.stages.ctc import greedy_decode
 from device.geometry import crop_line
 from device.errors import InputError, ModelError
 from device.runtime import TFLiteModel
-from device.stages.text_line import LINE_HEIGHT, prepare_line
+from device.stages.text_line import prepare_line
+
+MIN_LINE_HEIGHT, MAX_LINE_HEIGHT = 16, 96
 
 
 @dataclass(frozen=True)
@@ -27,9 +29,13 @@ class Recognizer:
     def __init__(self, model_path: str | Path, backend: str = "auto", num_threads: int = 1):
         self.model = TFLiteModel(model_path, backend=backend, num_threads=num_threads)
         spec = self.model.inputs[0]
-        if len(spec.shape) != 4 or spec.shape[1] != LINE_HEIGHT or spec.shape[3] != 1:
-            raise ModelError(f"{model_path}: expected a [1, {LINE_HEIGHT}, W, 1] line input, "
-                             f"the model takes {list(spec.shape)}")
+        if (len(spec.shape) != 4 or spec.shape[3] != 1
+                or not MIN_LINE_HEIGHT <= spec.shape[1] <= MAX_LINE_HEIGHT):
+            raise ModelError(f"{model_path}: expected a [1, H, W, 1] gray line input with H in "
+                             f"{MIN_LINE_HEIGHT}..{MAX_LINE_HEIGHT}, the model takes "
+                             f"{list(spec.shape)}")
+        self.line_height = int(spec.shape[1])
+        """Crops are scaled to this height (32 for 1.x/2.x, 48 for 3.x), read from the model."""
         if self.model.outputs[0].shape[-1] != NUM_CLASSES:
             raise ModelError(f"{model_path}: expected {NUM_CLASSES} classes per timestep, the "
                              f"model gives {self.model.outputs[0].shape[-1]}; charset mismatch")
@@ -41,7 +47,7 @@ class Recognizer:
     def probabilities(self, crop: np.ndarray) -> np.ndarray:
         """Per-timestep class probabilities [T, NUM_CLASSES] for a crop."""
         try:
-            line = prepare_line(crop)
+            line = prepare_line(crop, self.line_height)
         except ValueError as exc:
             raise InputError(str(exc)) from exc
         batch = line[np.newaxis, :, :, np.newaxis]

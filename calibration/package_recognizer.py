@@ -213,6 +213,13 @@ def _row(label: str, scores: dict) -> tuple:
             " / ".join(cards.p50_p95(scores["read_ms"])))
 
 
+FONT_ERRORS = """Typical errors (int8, unseen fonts): Comfortaa's round single-storey `a` read as `o` (in
+training only URW Gothic and its clone TeX Gyre Adventor draw `a` that way), a space dropped
+between words (`PÉAGE TEL.` → `PÉAGETEL.`), a digit or letter lost in a repeated pair (`9227` → `927`), `,`/`.`
+confused or dropped inside numbers, and accents on capitals (`À` → `A`, `Û` → `Ü`)."""
+"""What the 1.x/2.x CRNNs got wrong on the held-out fonts (read off their packaging runs)."""
+
+
 def describe(arch: str, m: dict) -> str:
     """The card's paragraph on the network and its quantization."""
     choice = m.get("quantization_choice", {})
@@ -295,6 +302,8 @@ The whole-OCR comparison with PP-OCRv6 tiny and Tesseract 5 on the same real pho
         "Font split", f"training families: {', '.join(fonts.TRAIN_FAMILIES)}. Held out (whole\n"
                       "  families, no clones in training): "
                       f"{', '.join(fonts.HELD_OUT_FAMILIES)}.")
+    errors = ("" if training.get("architecture") == recognizer_model.TEACHER_ARCH else
+              FONT_ERRORS)
     golden = cards.golden(m["golden"], intro=(
         "`edgelens models verify` and `tests/test_recognizer_model.py` read these crops "
         "(held-out fonts) and expects the exact text:"))
@@ -320,10 +329,7 @@ Per held-out family (unseen_fonts, LiteRT; CER % / exact lines %):
 
 {families}
 
-Typical errors (int8, unseen fonts): Comfortaa's round single-storey `a` read as `o` (in
-training only URW Gothic and its clone TeX Gyre Adventor draw `a` that way), a space dropped
-between words (`PÉAGE TEL.` → `PÉAGETEL.`), a digit or letter lost in a repeated pair (`9227` → `927`), `,`/`.`
-confused or dropped inside numbers, and accents on capitals (`À` → `A`, `Û` → `Ü`).
+{errors}
 
 ## Latency (interpreter only, batch 1, 1 thread; {m['measured_on']})
 Budget {m['budget_ms']} ms per line. tflite-runtime 2.14 has no accelerated int8 kernels

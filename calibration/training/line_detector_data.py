@@ -65,8 +65,9 @@ def _blur(image, rng):
     return image
 
 
-def sample_crop(frame, quads, ignore, rng):
-    """A random CROP x CROP crop of a frame at a random scale, with its target and mask."""
+def sample_crop(frame, quads, ignore, rng, stride: int = STRIDE, ratio: float = SHRINK_RATIO):
+    """A random CROP x CROP crop of a frame at a random scale, with its target and mask at
+    1/stride (kernels shrunk by `ratio`)."""
     scale = float(np.exp(rng.uniform(np.log(0.6), np.log(1.6))))
     h, w = frame.shape[:2]
     sw, sh = max(CROP, int(round(w * scale))), max(CROP, int(round(h * scale)))
@@ -91,7 +92,7 @@ def sample_crop(frame, quads, ignore, rng):
     if rng.random() < 0.2:
         image = np.clip(image + rng.normal(0, rng.uniform(2, 10), image.shape), 0,
                         255).astype(np.uint8)
-    kernel, mask = kernel_and_mask((CROP, CROP), q, ig)
+    kernel, mask = kernel_and_mask((CROP, CROP), q, ig, stride, ratio)
     return image, kernel, mask
 
 

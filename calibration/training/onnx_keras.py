@@ -57,14 +57,16 @@ def _scalar(graph: _Graph, tensor: str) -> float | None:
     return float(value) if value is not None and value.size == 1 else None
 
 
-def convert(path: Path, input_shape: tuple[int, int, int], prefix=None, name: str = "onnx"):
-    """(Keras model, report) for the ONNX file; `input_shape` is (H, W, C); `prefix(x)`, if
-    given, maps the Keras input before the graph's first node (e.g. a normalisation)."""
+def convert(path: Path, input_shape: tuple, prefix=None, name: str = "onnx",
+            batch_size: int | None = 1):
+    """(Keras model, report) for the ONNX file; `input_shape` is (H, W, C) (None for any size);
+    `prefix(x)`, if given, maps the Keras input before the graph's first node (e.g. a
+    normalisation)."""
     import tensorflow as tf
     from tensorflow.keras import layers
 
     graph = _load(path)
-    inp = layers.Input(input_shape, batch_size=1, name="image")
+    inp = layers.Input(input_shape, batch_size=batch_size, name="image")
     first = graph.nodes[0][1][0]
     tensors = {first: prefix(inp) if prefix else inp}
     convs: dict[str, list] = {}       # output name -> [layer, kernel, bias] before set_weights

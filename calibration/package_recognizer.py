@@ -343,6 +343,8 @@ Sizes: {sizes}.
 ## Training
 {command}
 {cards.labelled("Data", f"{training['data']}.")}
+{cards.labelled("Teachers / initial weights",
+                f"{training.get('teachers', 'none')}; {training.get('initial_weights', 'none')}.")}
 {font_split}
 
 {history}

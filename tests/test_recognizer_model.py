@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from device.stages.charset import NUM_CLASSES
+from device.stages.ctc import greedy_decode
+from calibration.metrics import edit_distance
 from device.modelstore.golden import run_golden
 from device.modelstore.store import ModelStore
 from device.runtime import TFLiteModel, available_backends
@@ -59,12 +61,12 @@ def test_int8_model_reads_its_golden_crops_exactly(version, backend):
 
 
 @pytest.mark.parametrize("width", [128, 512])
-def test_width_resized_int8_agrees_with_the_float_reference(version, width):
+def test_width_resized_int8_reads_what_the_float_reference_reads(version, width):
     int8 = TFLiteModel(version.artifact, backend="litert", num_threads=1)
     fp32 = TFLiteModel(version.file("recognizer_fp32.tflite"), backend="litert", num_threads=1)
     height = Recognizer(version.artifact).line_height
     shape = (1, height, width, 1)
-    agree = total = 0
+    agree = total = edits = chars = 0
     for case in version.manifest["golden"]:
         line = prepare_line(cv2.imread(str(version.directory / case["input"])), height)
         if line.shape[1] < width:
@@ -73,9 +75,16 @@ def test_width_resized_int8_agrees_with_the_float_reference(version, width):
         q = next(iter(int8.with_input_shape(shape).run(x).values()))
         f = next(iter(fp32.with_input_shape(shape).run(x).values()))
         assert q.shape[-2] == width // downsample(version)
+        read_q = greedy_decode(q.reshape(-1, NUM_CLASSES))[0]
+        read_f = greedy_decode(f.reshape(-1, NUM_CLASSES))[0]
+        edits += edit_distance(read_q, read_f)
+        chars += max(len(read_f), 1)
         agree += int((q.argmax(-1) == f.argmax(-1)).sum())
         total += q.shape[-2]
-    assert agree / total >= 0.97
+    # nearly the same text (a letter may flip where a crop is cut mid-word); single
+    # timesteps may also differ where blank and letter are close
+    assert edits <= 0.03 * chars
+    assert agree / total >= 0.95
 
 
 def test_export_checked_keras_against_both_tflite_models_at_every_width(version):

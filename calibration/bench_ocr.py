@@ -70,11 +70,22 @@ class Edgelens:
         w, h = self.detector.input_size
         self.name = f"edgelens {det.version}/{rec.version} det {w}x{h}"
         self.versions = {"detector": det.version, "recognizer": rec.version}
+        self.split: dict[str, list[float]] = {}
 
     def ocr(self, frame):
-        return [(region.polygon, reading.text) for region, reading in
-                read_regions(self.recognizer, frame, self.detector.detect(frame),
-                             self.min_confidence)]
+        """Detect and read a frame; where the time went is added to `self.split`."""
+        t0 = time.perf_counter()
+        prob = self.detector.probability_map(frame)
+        t1 = time.perf_counter()
+        regions = self.detector.regions_in(prob, frame.shape)
+        t2 = time.perf_counter()
+        read = read_regions(self.recognizer, frame, regions, self.min_confidence)
+        t3 = time.perf_counter()
+        for key, value in (("resize_and_model", t1 - t0), ("contours", t2 - t1),
+                           ("reading", t3 - t2)):
+            self.split.setdefault(key, []).append(value * 1000)
+        self.split.setdefault("regions", []).append(len(regions))
+        return [(region.polygon, reading.text) for region, reading in read]
 
     def read(self, crop):
         return self.recognizer.read(crop).text
@@ -276,6 +287,9 @@ def run(config, json_out: bool = False, quick: bool = False, peers: bool = False
                  "frame_ms_1t": percentiles(row["frame_ms"][1], digits=2),
                  "frame_ms_2t": percentiles(row["frame_ms"][2], digits=2),
                  "crop_ms_1t": percentiles(row["crop_ms"], digits=2),
+                 **({"split_1t_p50": {k: round(float(np.median(v)), 2) for k, v in
+                                      row["systems"][1].split.items()}}
+                    if getattr(row["systems"][1], "split", None) else {}),
                  "errors": row.get("errors", 0)}
         if not quick:
             entry["peak_rss_mb"] = peak_rss_mb(row["kind"], config, row["size"],
@@ -304,6 +318,9 @@ def _print(out: dict) -> None:
               f"{r['frame_ms_1t']['p50']:8.1f} {r['frame_ms_1t']['p95']:7.1f} "
               f"{r['frame_ms_2t']['p50']:8.1f} {r['crop_ms_1t']['p50']:8.2f} "
               f"{r.get('peak_rss_mb') or '-':>7}")
+        if r.get("split_1t_p50"):
+            print(f"{'':38} where the time goes (1 thread, p50 ms): "
+                  + ", ".join(f"{k} {v}" for k, v in r["split_1t_p50"].items()))
 
 
 def markdown(out: dict) -> str:

@@ -5,6 +5,7 @@ import pytest
 
 from calibration import real_data
 from calibration.bench_ocr import norm_word, score_frame, summarize
+from device.modelstore.store import ModelStore
 
 
 def _quad(x, y, w, h):
@@ -47,3 +48,24 @@ def test_the_real_validation_split_is_the_last_hundred_photos_and_their_crops():
     assert len(real_data.split("val")) == 100 and len(real_data.split("train")) == 890
     val, train = real_data.word_crops("val"), real_data.word_crops("train")
     assert len(val) + len(train) == 4447 and not {p for p, _ in val} & {p for p, _ in train}
+
+
+def test_the_ocr_bench_reads_what_the_pipeline_reads_and_says_where_the_time_went():
+    import cv2
+    from calibration.bench_ocr import Edgelens
+    from device import config as configuration
+    from device.stages.recognizer import read_regions
+    cfg = configuration.defaults()
+    system = Edgelens(cfg, None, 1)
+    detector = ModelStore.for_config(cfg).get("detector")
+    frames = [cv2.imread(str(detector.directory / case["input"]))
+              for case in detector.manifest["golden"][:2]]
+    for frame in frames:
+        found = system.ocr(frame)
+        expected = read_regions(system.recognizer, frame, system.detector.detect(frame),
+                                cfg.recognizer.min_confidence)
+        assert [text for _q, text in found] == [reading.text for _r, reading in expected]
+        assert found and all(np.allclose(q, r.polygon) for (q, _t), (r, _x) in zip(found, expected))
+    assert set(system.split) == {"resize_and_model", "contours", "reading", "regions"}
+    assert all(len(v) == len(frames) for v in system.split.values())
+    assert system.split["regions"] == [len(system.detector.detect(f)) for f in frames]

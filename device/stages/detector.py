@@ -179,7 +179,10 @@ class Detector:
         if min(frame.shape[:2]) < 8:
             raise InputError(f"image too small for detection ({frame.shape[1]}x"
                              f"{frame.shape[0]} px)")
-        prob = self.probability_map(frame)
-        fh, fw = frame.shape[:2]
+        return self.regions_in(self.probability_map(frame), frame.shape)
+
+    def regions_in(self, prob: np.ndarray, frame_shape) -> list[TextRegion]:
+        """The text regions of a probability map of a frame of this shape (H, W, ...)."""
+        fh, fw = frame_shape[:2]
         stride = (fw / self.map_size[0], fh / self.map_size[1])
         return regions_from_map(prob, (fw, fh), self.params, stride)

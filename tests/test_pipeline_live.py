@@ -16,6 +16,7 @@ from device import config
 from device.assembly import build_pipeline, load_stages
 from device.errors import ModelStoreError
 from device.metrics import Metrics
+from device.modelstore.store import ModelStore
 from device.geometry import polygon_iou
 from calibration.metrics import edit_distance
 from device.live.sources import SyntheticSource
@@ -108,7 +109,7 @@ def test_slow_frame_path_drops_frames_and_counts_misses(stages):
 
 def test_corrupt_model_is_refused_with_a_clear_error(tmp_path):
     shutil.copytree(ROOT / "models", tmp_path / "models")
-    artifact = next((tmp_path / "models" / "detector").rglob("detector.tflite"))
+    artifact = ModelStore(tmp_path / "models").get("detector").artifact   # the one that runs
     artifact.write_bytes(artifact.read_bytes()[:-100])
     cfg = config.build({"models": {"store": str(tmp_path / "models")}}, config.defaults_schema())
     with pytest.raises(ModelStoreError, match="detector .* failed its checks: .*sha256"):
@@ -134,7 +135,7 @@ def test_service_keeps_serving_when_a_reload_fails_and_stops_cleanly(tmp_path):
                                stderr=subprocess.STDOUT, text=True)
     try:
         _wait_for(log_file, "service started")
-        artifact = next((tmp_path / "models" / "recognizer").rglob("recognizer.tflite"))
+        artifact = ModelStore(tmp_path / "models").get("recognizer").artifact
         artifact.write_bytes(b"garbage")
         service.send_signal(signal.SIGHUP)
         _wait_for(log_file, "reload failed; keeping the running config and models")

@@ -196,3 +196,47 @@ def load_teacher(model, folder: Path | None = None) -> dict:
     return {"teacher_layers": len(taught),
             "classes_from_teacher": int((rows >= 0).sum()),
             "classes_new": [CHARSET[i - 1] for i in np.flatnonzero(rows < 0) if i > 0]}
+
+
+def evaluate(weights: Path | None = None, lines: int = 300) -> dict:
+    """fp32 Keras accuracy of the teacher's weights (None) or a fine-tuning checkpoint: word
+    accuracy on the real validation crops, and exact lines on the first `lines` generated lines
+    of each held-out font set (all lines, and those with ä ö ü ß)."""
+    import cv2
+    from calibration import real_data
+    from calibration.bench_ocr import norm_word
+    from calibration.metrics import text_scores
+    from calibration.training.recognizer_data import heldout_set
+    from device.stages.ctc import greedy_decode
+    from device.stages.text_line import prepare_line
+    model = build(batch_size=1)
+    if weights is None:
+        load_teacher(model)
+    else:
+        model.load_weights(str(weights))
+
+    def read(crop):
+        probs = model(prepare_line(crop, HEIGHT)[None, :, :, None]).numpy()
+        return greedy_decode(probs.reshape(-1, NUM_CLASSES))[0].strip()
+
+    crops = [(cv2.imread(str(p), cv2.IMREAD_COLOR), t) for p, t in real_data.word_crops("val")]
+    hits = sum(norm_word(read(c)) == norm_word(t) for c, t in crops)
+    result = {"weights": str(weights or "PP-OCRv6 tiny, as converted"),
+              "real_val_word_accuracy_pct": round(100.0 * hits / len(crops), 2)}
+    for name, scene in (("unseen_fonts", False), ("unseen_fonts_scene", True)):
+        shapes, truths = heldout_set(lines, scene=scene)
+        reads = [read(c) for c in shapes]
+        german = [i for i, t in enumerate(truths) if any(ch in t for ch in "ÄÖÜäöüß")]
+        result[name] = {"exact_pct": text_scores(reads, truths)["exact_pct"],
+                        "german_letters_exact_pct": text_scores(
+                            [reads[i] for i in german], [truths[i] for i in german])["exact_pct"],
+                        "lines": len(truths), "lines_with_german_letters": len(german)}
+    return result
+
+
+if __name__ == "__main__":
+    import argparse
+    import json
+    parser = argparse.ArgumentParser(description=evaluate.__doc__.splitlines()[0])
+    parser.add_argument("--weights", type=Path, help="a checkpoint (default: the teacher's)")
+    print(json.dumps(evaluate(parser.parse_args().weights), indent=1))

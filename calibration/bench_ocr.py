@@ -124,6 +124,14 @@ def norm_word(text: str) -> str:
     return "".join(ch for ch in text.upper() if ch.isalnum())
 
 
+def word_accuracy(read, split_name: str = "val") -> float:
+    """Word accuracy % of `read(BGR crop) -> text` on a split's real word crops, scored as
+    the benchmark scores them (letters and digits, case-insensitive)."""
+    crops = [(cv2.imread(str(p), cv2.IMREAD_COLOR), t) for p, t in real_data.word_crops(split_name)]
+    hits = sum(norm_word(read(c)) == norm_word(t) for c, t in crops if c is not None)
+    return round(100.0 * hits / len(crops), 2)
+
+
 def score_frame(found, truth, ignore) -> dict:
     """Counts for one frame: found = [(quad, text)], truth = [(quad, text)], ignore = [quad]."""
     kept = []
@@ -319,8 +327,11 @@ def _print(out: dict) -> None:
               f"{r['frame_ms_2t']['p50']:8.1f} {r['crop_ms_1t']['p50']:8.2f} "
               f"{r.get('peak_rss_mb') or '-':>7}")
         if r.get("split_1t_p50"):
+            split = dict(r["split_1t_p50"])
+            regions = split.pop("regions", None)
             print(f"{'':38} where the time goes (1 thread, p50 ms): "
-                  + ", ".join(f"{k} {v}" for k, v in r["split_1t_p50"].items()))
+                  + ", ".join(f"{k} {v}" for k, v in split.items())
+                  + f"; regions a frame (p50): {regions}")
 
 
 def markdown(out: dict) -> str:

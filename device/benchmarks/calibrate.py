@@ -57,6 +57,7 @@ from device.stages.translate.translator import model_translate, tokenizer_path
 
 MARGIN = 0.75              # a p95 must stay under 75 % of its budget
 BUCKETS = (64, 128, 256, 512)
+"""Line widths profiled, at LINE_HEIGHT (32 px); a taller model reads them at the same aspect."""
 ESTIMATE_BUCKET = 256
 STEADY_RATES = (4.0, 2.0, 1.0)
 RECHECK_CPU_PCT = 5.0
@@ -132,8 +133,8 @@ def profile_stages(cfg: Config, backend: str, quick: bool) -> tuple[list[Profile
                                           runs))
         reader = Recognizer(recognizer.artifact, backend=backend, num_threads=threads)
         for width in BUCKETS:
-            inputs = [cv2.resize(c, (width, reader.line_height),
-                                 interpolation=cv2.INTER_AREA)
+            inputs = [cv2.resize(c, (width * reader.line_height // LINE_HEIGHT,
+                                     reader.line_height), interpolation=cv2.INTER_AREA)
                       for c in crops]
             profiles.append(profile_calls("recognizer", f"width {width}", threads, reader.read,
                                           inputs, runs))

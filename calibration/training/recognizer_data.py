@@ -29,6 +29,11 @@ SCENE_SEED = 20261123
 CALIBRATION_SEED = 777
 
 
+def height_tag(line_height: int) -> str:
+    """The cache file names' mark of a line height ('' for the 32-px lines of 1.x/2.x)."""
+    return "" if line_height == LINE_HEIGHT else f"_h{line_height}"
+
+
 def fits(text: str, width: int, downsample: int = DOWNSAMPLE) -> bool:
     """CTC can align `text` to width / downsample timesteps (a blank between repeats)."""
     repeats = sum(a == b for a, b in zip(text, text[1:]))
@@ -85,7 +90,7 @@ class CacheSpec:
 
     def chunk_paths(self) -> list[Path]:
         n = (self.lines + CHUNK - 1) // CHUNK
-        height = "" if self.line_height == LINE_HEIGHT else f"_h{self.line_height}"
+        height = height_tag(self.line_height)
         return [self.directory / f"train{height}_s{self.seed}_{i:05d}.npz" for i in range(n)]
 
 

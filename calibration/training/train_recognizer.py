@@ -28,9 +28,9 @@ import numpy as np
 
 from calibration import real_data
 from calibration.training import recognizer_model
-from calibration.training.recognizer_data import CacheSpec, build_cache, load_cache
+from calibration.training.recognizer_data import (CACHE_DIR, CacheSpec, build_cache,
+                                                  height_tag, load_cache)
 from device.stages.charset import encode
-from device.stages.text_line import LINE_HEIGHT
 
 log = logging.getLogger("train_recognizer")
 
@@ -91,8 +91,7 @@ def real_cache(copies: int, smoke: bool = False, bbox_copies: int = 0,
     """Real training lines, cut once into data/recognizer/real_train[_h<H>]_c<copies>[_b<n>].npz."""
     height, downsample = recognizer_model.geometry(arch)
     suffix = f"_b{bbox_copies}" if bbox_copies else ""
-    prefix = "" if height == LINE_HEIGHT else f"_h{height}"
-    path = Path("data/recognizer") / f"real_train{prefix}_c{copies}{suffix}.npz"
+    path = CACHE_DIR / f"real_train{height_tag(height)}_c{copies}{suffix}.npz"
     if not path.exists():
         lines, texts = real_data.recognizer_lines(
             "train", copies=copies, bbox_copies=bbox_copies, line_height=height,

@@ -27,10 +27,14 @@ def to_gray(image: np.ndarray) -> np.ndarray:
     raise ValueError(f"expected a gray, BGR or BGRA image, got shape {image.shape}")
 
 
+def max_width(line_height: int = LINE_HEIGHT) -> int:
+    """The widest line at this height: MAX_WIDTH's aspect ratio, a multiple of WIDTH_STEP."""
+    return MAX_WIDTH * line_height // LINE_HEIGHT // WIDTH_STEP * WIDTH_STEP
+
+
 def bucket_width(height: int, width: int, line_height: int = LINE_HEIGHT) -> tuple[int, int]:
-    """(scaled width, padded bucket width) for a crop of this size at `line_height` (the
-    widest bucket keeps MAX_WIDTH's aspect ratio at any line height)."""
-    widest = MAX_WIDTH * line_height // LINE_HEIGHT // WIDTH_STEP * WIDTH_STEP
+    """(scaled width, padded bucket width) for a crop of this size at `line_height`."""
+    widest = max_width(line_height)
     scaled = max(1, round(width * line_height / max(height, 1)))
     scaled = min(scaled, widest)
     bucket = int(np.ceil(scaled / WIDTH_STEP) * WIDTH_STEP)

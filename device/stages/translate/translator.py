@@ -93,6 +93,19 @@ class Settings:
     phrasebook_below_confidence: float = 0.5  # model_first: a less sure answer yields to a
                                               # dictionary entry for the same text
 
+    @classmethod
+    def from_config(cls, cfg: Config) -> "Settings":
+        """[translator] as settings (the OCR confidence floor is [recognizer]'s)."""
+        t = cfg.translator
+        return cls(beam_size=t.beam_size, max_tokens=t.max_tokens, cache_size=t.cache_size,
+                   min_ocr_confidence=cfg.recognizer.min_confidence,
+                   min_model_confidence=t.min_model_confidence,
+                   max_input_chars=t.max_input_chars, budget_ms=t.budget_ms,
+                   use_phrasebook=t.use_phrasebook,
+                   gloss_below_confidence=t.gloss_below_confidence,
+                   show_glosses=t.show_glosses, time_style=t.time_style,
+                   model_first=t.model_first, uncertain_below=t.uncertain_below)
+
 
 class Translator:
     def __init__(self, model: Seq2SeqModel | None, tokenizer: Tokenizer | None,
@@ -122,16 +135,7 @@ class Translator:
                 phrasebook = Phrasebook.load(t.dictionary, t.phrasebook_cache or None)
             except EdgelensError as exc:
                 log.warning("translating without a phrasebook", extra={"error": str(exc)})
-        settings = Settings(beam_size=t.beam_size, max_tokens=t.max_tokens,
-                            cache_size=t.cache_size,
-                            min_ocr_confidence=cfg.recognizer.min_confidence,
-                            min_model_confidence=t.min_model_confidence,
-                            max_input_chars=t.max_input_chars, budget_ms=t.budget_ms,
-                            use_phrasebook=t.use_phrasebook,
-                            gloss_below_confidence=t.gloss_below_confidence,
-                            show_glosses=t.show_glosses, time_style=t.time_style,
-                            model_first=t.model_first, uncertain_below=t.uncertain_below)
-        return cls(model, tokenizer, phrasebook, settings)
+        return cls(model, tokenizer, phrasebook, Settings.from_config(cfg))
 
     # ------------------------------------------------------------------ public
     def translate(self, text: Any, ocr_confidence: float | None = None) -> Translation:

@@ -268,4 +268,6 @@ def shipped_broker(folder: Path, conf: Path = SHIPPED_CONF) -> ShippedBroker:
         missing_mosquitto()
     b = ShippedBroker(folder)
     b.conf, b.fleet_port = conf, free_port()
+    while b.fleet_port == b.port:          # two listeners, two ports
+        b.fleet_port = free_port()
     return b.start()

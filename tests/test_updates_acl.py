@@ -181,54 +181,27 @@ def test_a_broken_groups_file_is_a_named_error(tmp_path):
 
 
 def test_the_shipped_broker_config_runs_with_the_shipped_acl(tmp_path):
-    """deploy/mosquitto.conf with only its paths, ports and addresses swapped for test ones."""
-    import pytest
-
-    from cloud_sync.fleet.localbroker import find_mosquitto, free_port
-    from fixtures_broker import make_tls_material, mosquitto_password_line
-    binary = find_mosquitto()
-    if binary is None:
-        pytest.skip("mosquitto is not installed (PATH or /usr/sbin)")
-    pki = tmp_path / "pki"
-    make_tls_material(pki)
-    (pki / "passwords").write_text("".join(mosquitto_password_line(u, f"{u}-pw") + "\n"
-                                           for u in ("fleet", "glasses-0001")))
-    device_port, fleet_port = free_port(), free_port()
-    text = (ROOT / "deploy" / "mosquitto.conf").read_text()
-    for old, new in {"/etc/mosquitto/certs/ca.pem": pki / "ca.pem",
-                     "/etc/mosquitto/certs/server.pem": pki / "server.pem",
-                     "/etc/mosquitto/certs/server.key": pki / "server.key",
-                     "/etc/mosquitto/fleet.passwords": pki / "passwords",
-                     "/etc/mosquitto/passwords": pki / "passwords",
-                     "/etc/mosquitto/edgelens.acl": ROOT / "deploy" / "mosquitto.acl",
-                     "/var/lib/mosquitto/": f"{tmp_path}/",
-                     "listener 8883": f"listener {device_port} 127.0.0.1",
-                     "listener 8884 10.0.0.1": f"listener {fleet_port} 127.0.0.1",
-                     "log_dest syslog": f"log_dest file {tmp_path / 'broker.log'}\nuser "
-                                        f"{os.environ.get('USER') or 'root'}"}.items():
-        assert old in text, old
-        text = text.replace(old, str(new))
-    (tmp_path / "mosquitto.conf").write_text(text)
-    proc = subprocess.Popen([binary, "-c", str(tmp_path / "mosquitto.conf")],
-                            stderr=subprocess.PIPE)
+    """deploy/mosquitto.conf with only its paths, ports and addresses swapped for test ones
+    (fixtures_broker.ShippedBroker, which also waits until it listens)."""
+    from fixtures_broker import shipped_broker
+    broker = shipped_broker(tmp_path)
     try:
         def link(port: int, user: str, client_id: str) -> MqttLink:
             return MqttLink(LinkSettings(port=port, client_id=client_id, username=user,
                                          password=f"{user}-pw", tls=True,
-                                         ca_file=str(pki / "ca.pem"), reconnect_min_s=0.1))
-        device = link(device_port, "glasses-0001", "anything")
-        fleet = link(fleet_port, "fleet", "fleet-ingest-1")
+                                         ca_file=str(broker.ca_file), reconnect_min_s=0.1))
+        device = link(broker.port, "glasses-0001", "anything")
+        fleet = link(broker.fleet_port, "fleet", "fleet-ingest-1")
         for each in (device, fleet):
             each.start()
         try:
-            assert device.wait_connected(10), (device.last_error, proc.poll())
+            assert device.wait_connected(10), device.last_error
             assert fleet.wait_connected(10), fleet.last_error
         finally:
             device.stop()
             fleet.stop()
     finally:
-        proc.kill()
-        proc.wait()
+        broker.kill()
 
 
 def test_a_push_to_a_group_the_groups_file_does_not_list_is_refused(tmp_path):

@@ -114,6 +114,15 @@ def initial_weights(run: Path, continues: str) -> str:
     return ""
 
 
+def phases(runs: list[dict]) -> str:
+    """The card's line for a run trained in phases (translator_torch.py --init), or ''."""
+    if len(runs) < 2:
+        return ""
+    return "- **Phases:** " + "; then ".join(
+        f"{r['steps']:,} steps on `{r['data']}` ({r['minutes']:g} min, peak lr {r['lr']:g})"
+        for r in runs) + "\n"
+
+
 def card(m: dict) -> str:
     q, training = m["accuracy"], m["training"]
     arch = training["architecture"]
@@ -162,7 +171,7 @@ Typical misses on the sign set (stage output):
 ## Training
 {cards.labelled("Command", f"`{training['command']}`")}
 {cards.labelled("Hardware", training['hardware'])}
-- **Data** (what each source contributed, rows before length filtering):
+{phases(training.get("phases", []))}- **Data** (what each source contributed, rows before length filtering):
 {cards.items(training["sources"])}
 {cards.labelled("Teachers / initial weights", training.get("initial_weights")
                  or f"none (random init, seed {training['seed']}).")}
@@ -182,6 +191,9 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--continues", default="", metavar="VERSION",
                    help="the released version whose weights the run started from (card)")
+    p.add_argument("--command", default="",
+                   help="the commands that trained the runs, for the card (default: a Keras "
+                        "run's commands.log, else translator 2.0.0's GPU command)")
     p.add_argument("--beside", default="nothing else running",
                    help="what ran beside the latency measurement (goes into the manifest)")
     args = p.parse_args(argv)
@@ -243,7 +255,8 @@ def main(argv=None) -> int:
                 "ding de-en dictionary (trans-de-en, built on the device, not shipped)":
                     "GPL-2.0-or-later",
                 "sign register (calibration/data/sign_register.tsv)": "ours (Apache-2.0)"},
-            "command": keras_command(run, sources, args) if (run / "commands.log").exists()
+            "command": args.command or keras_command(run, sources, args)
+            if args.command or (run / "commands.log").exists()
             else "python scripts/train_translator.py --prepare && python "
                        "calibration/training/translator_torch.py --data data/translator2/arrays.npz "
                        f"--out runs/gpu_translator/{chosen.version.split('-')[-1]} --d "
@@ -257,6 +270,7 @@ def main(argv=None) -> int:
                         f"{keras_minutes(run)} min",
             "initial_weights": initial_weights(run, args.continues),
             "seed": run_cfg["seed"], "steps": run_cfg["steps"],
+            "phases": run_cfg.get("phases", []),
             "architecture": {k: run_cfg[k] for k in ("d", "ff", "heads", "enc_layers",
                                                      "dec_layers", "vocab", "max_len")}},
         "preprocessing": "device.stages.translate.normalize.model_text (NFC, hyphen breaks joined, "

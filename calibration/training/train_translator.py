@@ -236,11 +236,18 @@ def import_weights(torch_run: Path, run_dir: Path, data: Path) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
     info = json.loads((torch_run / "torch_run.json").read_text())
-    tokenizer = next(data.glob("spm*.model"))
+    tokenizer = next(data.resolve().glob("spm*.model"))
+    phases, run = [], info       # the runs this one went on from (--init), first to last
+    while run:
+        phases.insert(0, {"data": run["args"]["data"], "steps": run["steps"],
+                          "minutes": run["minutes"], "lr": float(run["args"]["lr"])})
+        run = run.get("init_run")
     cfg = {**info["config"], "neg": NEG, "seed": int(info["args"]["seed"]),
-           "steps": info["steps"], "tokenizer": str(tokenizer.relative_to(ROOT)),
+           "steps": sum(p["steps"] for p in phases), "phases": phases,
+           "tokenizer": str(tokenizer.relative_to(ROOT)),
            "tensorflow": tf.__version__, "trained_with": f"torch {info['torch']} on "
-                                                        f"{info['device']}"}
+                                                        f"{info['device']}, "
+                                                        f"{sum(p['minutes'] for p in phases):g} min"}
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(cfg, indent=2))
     model = build_model(tf, cfg)

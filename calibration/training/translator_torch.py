@@ -121,13 +121,31 @@ class Translator(nn.Module):
             y = block(y, causal[None, None], memory, bias)
         return self.dec_ln(y) @ self.embed.T + self.out_bias
 
-    def keras_weights(self) -> list[np.ndarray]:
+    def keras_order(self) -> list[torch.Tensor]:
+        """Every tensor (views of the parameters) in the Keras model's weight order."""
         out = []
         for block in list(self.enc) + list(self.dec):
             out += block.keras_order()
-        out += [self.enc_ln.weight, self.enc_ln.bias, self.dec_ln.weight, self.dec_ln.bias,
-                self.embed, self.out_bias]
-        return [t.detach().float().cpu().numpy() for t in out]
+        return out + [self.enc_ln.weight, self.enc_ln.bias, self.dec_ln.weight,
+                      self.dec_ln.bias, self.embed, self.out_bias]
+
+    def keras_weights(self) -> list[np.ndarray]:
+        return [t.detach().float().cpu().numpy() for t in self.keras_order()]
+
+    def load_keras_weights(self, path: Path) -> None:
+        """Start from a run's keras_weights.npz (this script's own output, or a released
+        model's weights saved the same way); the shapes must match."""
+        with np.load(path) as z:
+            arrays = [z[f"arr_{i}"] for i in range(len(z.files))]
+        tensors = self.keras_order()
+        if len(arrays) != len(tensors):
+            raise SystemExit(f"{path}: {len(arrays)} tensors, this model has {len(tensors)}")
+        with torch.no_grad():
+            for tensor, array in zip(tensors, arrays):
+                if tuple(tensor.shape) != array.shape:
+                    raise SystemExit(f"{path}: shape {array.shape} where this model has "
+                                     f"{tuple(tensor.shape)} (--d/--ff/--*-layers must match)")
+                tensor.copy_(torch.from_numpy(array.astype(np.float32)))
 
 
 def batches(src, tgt, batch, rng):
@@ -157,6 +175,8 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=30000)
     p.add_argument("--minutes", type=float, default=0, help="stop after this long (0: steps)")
     p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--init", type=Path, metavar="RUN",
+                   help="start from RUN/keras_weights.npz (e.g. fine-tune on another mix)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads when there is no GPU")
     args = p.parse_args(argv)
     torch.manual_seed(args.seed)
@@ -168,7 +188,10 @@ def main(argv=None) -> int:
     cfg = {"d": args.d, "ff": args.ff, "heads": args.heads, "enc_layers": args.enc_layers,
            "dec_layers": args.dec_layers, "vocab": int(data["vocab"]), "dropout": args.dropout,
            "max_len": int(src.shape[1])}
-    model = Translator(cfg).to(device)
+    model = Translator(cfg)
+    if args.init:
+        model.load_keras_weights(args.init / "keras_weights.npz")
+    model = model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.98), eps=1e-9)
 
     def lr_at(step):
@@ -224,10 +247,12 @@ def main(argv=None) -> int:
                 done = True
                 break
         epoch += 1
-    (args.out / "torch_run.json").write_text(json.dumps(
-        {"config": cfg, "args": {k: str(v) for k, v in vars(args).items()}, "steps": step,
-         "epochs": epoch, "device": device, "torch": torch.__version__,
-         "minutes": round((time.monotonic() - start) / 60, 2), "history": history}, indent=1))
+    record = {"config": cfg, "args": {k: str(v) for k, v in vars(args).items()}, "steps": step,
+              "epochs": epoch, "device": device, "torch": torch.__version__,
+              "minutes": round((time.monotonic() - start) / 60, 2), "history": history}
+    if args.init and (args.init / "torch_run.json").exists():   # the run this one went on from
+        record["init_run"] = json.loads((args.init / "torch_run.json").read_text())
+    (args.out / "torch_run.json").write_text(json.dumps(record, indent=1))
     print("done", step, "steps", flush=True)
     return 0
 

@@ -35,7 +35,7 @@ import numpy as np  # noqa: E402
 from calibration.training import detector_data as dd  # noqa: E402
 from calibration.training import ppocr_det  # noqa: E402
 from calibration import model_card as cards  # noqa: E402
-from calibration import quantize, real_data  # noqa: E402
+from calibration import graph_rewrite, quantize, real_data  # noqa: E402
 from calibration.bench_ocr import score_frame, summarize  # noqa: E402
 from calibration.training.line_detector_data import composite, load_data, sample_crop  # noqa: E402
 from device.benchmarks.detector import WARMUP  # noqa: E402
@@ -118,9 +118,11 @@ def convert(weights: Path | None, width: int, out: Path, photos, synth,
     else:
         at = _trained(weights, width, photos, synth)
     calib_frames = [photos[i][0] for i in range(0, 600, 10)] + [s[0] for s in synth[:40]]
-    checks = {}
+    checks, rewrites = {}, {}
     for size in RESOLUTIONS:
-        model = at(size)
+        trained = at(size)
+        model = graph_rewrite.for_litert(trained)   # the same function, in XNNPACK's ops
+        rewrites = model.rewrites
         path = out / file_name(size)
         path.write_bytes(quantize.to_int8(
             model, lambda: ([_prep(f, size)] for f in calib_frames)))
@@ -138,7 +140,7 @@ def convert(weights: Path | None, width: int, out: Path, photos, synth,
                                          "pixel_agreement_at_0.4_pct": round(100 * agree / total, 3)}
         print(f"{path.name}: {path.stat().st_size / 1024:.0f} KiB, int8 vs fp32 "
               f"{checks[f'{size[0]}x{size[1]}']}", flush=True)
-    return {"checks": checks, "parameters": int(model.count_params())}
+    return {"checks": checks, "parameters": int(trained.count_params()), "rewrites": rewrites}
 
 
 def detection_scores(path: Path, params: DetectorParams, frames) -> dict:
@@ -192,6 +194,17 @@ def golden(out: Path, params: DetectorParams, count: int = 4) -> list[dict]:
     return entries
 
 
+def conversion(m: dict) -> str:
+    """The card's paragraph on graph rewrites before int8 conversion ('' for older models)."""
+    rewrites = {k: v for k, v in m.get("conversion", {}).get("rewrites", {}).items() if v}
+    if not rewrites:
+        return ""
+    done = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in rewrites.items())
+    return ("Before conversion the graph is rewritten into operations LiteRT's XNNPACK "
+            f"delegate runs in int8 ({done}; `calibration.graph_rewrite.for_litert`, exact "
+            "in float).\n\n")
+
+
 def model_card(m: dict) -> str:
     acc, training = m["accuracy"], m["training"]
     det_rows = cards.table(
@@ -238,7 +251,7 @@ same frames) is in `BENCHMARKS.md`, "OCR on real photos" (`edgelens bench ocr --
 Post-processing (`manifest.postprocessing.params`): {json.dumps(m['postprocessing']['params'])},
 chosen on {acc['tuned_on']}.
 
-int8 against the fp32 Keras model (20 training frames outside the calibration set):
+{conversion(m)}int8 against the fp32 Keras model (20 training frames outside the calibration set):
 
 {checks}
 
@@ -396,6 +409,9 @@ def main(argv=None) -> int:
             "tuned_on": f"the first 120 training photos (a {len(list(itertools.product(*grid.values())))}"
                         "-point grid; validation photos never used for choosing)",
             "int8_vs_fp32": conversion["checks"]},
+        "conversion": {"rewrites": conversion["rewrites"], "function":
+                       "calibration.graph_rewrite.for_litert (exact: the same function as the "
+                       "trained graph, in operations LiteRT's XNNPACK delegate runs in int8)"},
         "architecture": TEACHER_ARCHITECTURE if teacher else ARCHITECTURE,
         "training": teacher_training(run) if args.teacher else {
             "data": "890 ICDAR 2015 training photos (words grouped into lines, ignore regions "

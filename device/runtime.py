@@ -1,7 +1,8 @@
 """The one module that owns the TFLite interpreter (LiteRT or tflite-runtime).
 
 Callers pass and receive float arrays: int8/uint8 inputs and outputs are quantized and
-dequantized here from each tensor's own scale and zero point. Every failure of the
+dequantized here from each tensor's own scale and zero point (an input already in its
+tensor's integer type, e.g. from a lookup table, is taken as quantized). Every failure of the
 interpreter becomes a `ModelError` that says what to do.
 
 Before an interpreter is built the file is checked (`device.tflite_flatbuffer`: a truncated
@@ -152,7 +153,8 @@ class _Signature:
             if tuple(value.shape) != spec.shape:
                 raise InputError(f"input {spec.name!r} has shape {tuple(value.shape)}, the "
                                  f"model expects {spec.shape}")
-            quantized[spec.name] = quantize(value, spec)
+            quantized[spec.name] = (value if spec.quantized and value.dtype == spec.dtype
+                                    else quantize(value, spec))
         if self._runner is not None:
             raw = self._runner(**quantized)
             return {spec.name: dequantize(raw[spec.name], spec) for spec in self.outputs}

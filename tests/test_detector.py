@@ -166,3 +166,19 @@ def test_ocr_all_keeps_lines_read_as_nothing_and_the_default_drops_them():
     assert [line["text"] for line in
             ocr_image(OneRegion(), ReadsNothing(), image, 0.0)["lines"]] == [""]
     assert ocr_image(OneRegion(), ReadsNothing(), image, 0.5)["lines"] == []
+
+
+def test_int8_input_by_lookup_table_is_the_quantized_float_input():
+    from device.runtime import quantize
+    detector = Detector(_version().artifact, backend="litert", num_threads=1)
+    spec = detector.model.inputs[0]
+    assert spec.quantized
+    frame = np.random.default_rng(3).integers(0, 256, (360, 640, 3), dtype=np.uint8)
+    x = detector.preprocess(frame)
+    image = cv2.resize(frame, detector.input_size, interpolation=cv2.INTER_AREA)
+    want = quantize(((image.astype(np.float32) - 127.5) / 127.5)[np.newaxis], spec)
+    assert x.dtype == np.dtype(spec.dtype) and np.array_equal(x, want)
+    # the runtime takes it as quantized: the same map as from the float input
+    floats = ((image.astype(np.float32) - 127.5) / 127.5)[np.newaxis]
+    assert np.array_equal(next(iter(detector.model.run(x).values())),
+                          next(iter(detector.model.run(floats).values())))

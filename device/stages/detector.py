@@ -20,7 +20,7 @@ import numpy as np
 
 from device.errors import InputError, ModelError
 from device.geometry import order_quad
-from device.runtime import TFLiteModel
+from device.runtime import TFLiteModel, quantize
 
 INPUT_SIZE = (320, 192)
 """(width, height) of the model input the shipped detector was trained at."""
@@ -153,6 +153,9 @@ class Detector:
             raise ModelError(f"{model_path}: expected a [1, H, W, 3] image input, the model "
                              f"takes {list(spec.shape)}")
         self.input_size = (spec.shape[2], spec.shape[1])
+        # pixel value -> model input in one table lookup: the int8 input of a quantized model
+        # (bit-identical to quantizing the [-1, 1] floats), the floats themselves otherwise
+        self._table = quantize((np.arange(256, dtype=np.float32) - 127.5) / 127.5, spec)
         out = self.model.outputs[0].shape
         if len(out) != 4 or out[3] != 1:
             raise ModelError(f"{model_path}: expected a [1, h, w, 1] probability map, the "
@@ -164,9 +167,14 @@ class Detector:
         return self.model.backend
 
     def preprocess(self, frame: np.ndarray) -> np.ndarray:
-        """BGR uint8 frame → float32 [1, H, W, 3] in [-1, 1]."""
+        """BGR uint8 frame → [1, H, W, 3] model input: pixels scaled to [-1, 1], already
+        quantized to the input's int8 when the model's input is int8."""
         image = cv2.resize(_as_bgr(frame), self.input_size, interpolation=cv2.INTER_AREA)
-        return ((image.astype(np.float32) - 127.5) / 127.5)[np.newaxis]
+        if self._table.itemsize == 1:
+            image = cv2.LUT(image, self._table.view(np.uint8)).view(self._table.dtype)
+        else:
+            image = self._table[image]
+        return image[np.newaxis]
 
     def probability_map(self, frame: np.ndarray) -> np.ndarray:
         """The model's [h, w] text-kernel probability map for a frame."""

@@ -123,6 +123,16 @@ def phases(runs: list[dict]) -> str:
         for r in runs) + "\n"
 
 
+def data_lines(training: dict) -> str:
+    """What each source contributed, per training phase where the run had phases."""
+    head = "- **Data** (what each source contributed, rows before length filtering)"
+    by_phase = training.get("sources_by_phase") or {}
+    if len(by_phase) < 2:
+        return f"{head}:\n{cards.items(training['sources'])}"
+    return "\n".join(f"{head}, phase {i} (`{data}`):\n{cards.items(sources)}"
+                     for i, (data, sources) in enumerate(by_phase.items(), 1))
+
+
 def card(m: dict) -> str:
     q, training = m["accuracy"], m["training"]
     arch = training["architecture"]
@@ -171,8 +181,7 @@ Typical misses on the sign set (stage output):
 ## Training
 {cards.labelled("Command", f"`{training['command']}`")}
 {cards.labelled("Hardware", training['hardware'])}
-{phases(training.get("phases", []))}- **Data** (what each source contributed, rows before length filtering):
-{cards.items(training["sources"])}
+{phases(training.get("phases", []))}{data_lines(training)}
 {cards.labelled("Teachers / initial weights", training.get("initial_weights")
                  or f"none (random init, seed {training['seed']}).")}
 
@@ -217,7 +226,12 @@ def main(argv=None) -> int:
     shutil.copyfile(chosen.directory / TOKENIZER, out / TOKENIZER)
     run_cfg = json.loads((run / "config.json").read_text())
     sources = json.loads((ROOT / run_cfg["tokenizer"]).with_name("sources.json").read_text())
-    mix = translator_data.MIXES[sources.get("mix", "full")]
+
+    def with_mix(found: dict) -> dict:
+        """A data folder's sources.json with its mix's weights and caps."""
+        mix = translator_data.MIXES[found.get("mix", "full")]
+        return {**{k: v for k, v in found.items() if k != "command"},
+                "weights": mix["weights"], "caps": mix["caps"]}
     tfl = TFLiteModel(out / "translator.tflite", backend="litert", num_threads=1)
     manifest = {
         "name": "translator", "version": args.version, "task": "translation-de-en",
@@ -246,8 +260,10 @@ def main(argv=None) -> int:
             "latency_ms": latency, "chosen": chosen.version,
             "chosen_misses": best["signs"]["misses"]},
         "training": {
-            "sources": {**{k: v for k, v in sources.items() if k != "command"},
-                        "weights": mix["weights"], "caps": mix["caps"]},
+            "sources": with_mix(sources),
+            "sources_by_phase": {p["data"]: with_mix(json.loads(
+                (ROOT / p["data"]).with_name("sources.json").read_text()))
+                for p in run_cfg.get("phases", [])},
             "license": {
                 "Tatoeba (manythings.org export 2018-05-13)": "CC BY 2.0 FR; attribution "
                     "tatoeba.org and manythings.org/anki",

@@ -57,3 +57,11 @@ def test_a_sentence_ends_at_a_mark_not_at_a_date_or_abbreviation():
     assert ends_sentence("Bitte warten.") and ends_sentence("Achtung!")
     assert not ends_sentence("Bis 24.12.") and not ends_sentence("ca.")
     assert not ends_sentence("Gleis 3")
+
+
+def test_all_caps_days_times_and_floors_are_rendered_like_the_usual_case():
+    assert split_protected("MO-FR 8-20 UHR") == [("Mon–Fri", True), ("8:00–20:00", True)]
+    assert split_protected("2. OG") == [("2nd floor", True)]          # caps abbreviations too
+    assert split_protected("AB 18 UHR") == [("AB", False), ("18:00", True)]
+    # the same spans as the usual case
+    assert split_protected("Mo-Fr 8-20 Uhr") == split_protected("MO-FR 8-20 UHR")

@@ -47,6 +47,8 @@ def test_signage_casing_follows_the_input(translator):
     assert translator.translate("NOTAUSGANG").translation == "EMERGENCY EXIT"
     assert translator.translate("Notausgang").translation == "Emergency Exit"
     assert translator.translate("notausgang").translation == "emergency exit"
+    # rule-rendered spans of an ALL CAPS sign are cast too
+    assert translator.translate("MO-FR 8-20 UHR").translation == "MON–FRI 8:00–20:00"
 
 
 def test_numbers_times_prices_and_names_pass_through(translator):

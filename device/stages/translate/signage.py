@@ -128,13 +128,24 @@ def split_protected(text: str, time_style: str = "24h") -> list[tuple[str, bool]
     is rendered by rule (days, times, floors, prices: `render_sign_span`)."""
     chunks: list[tuple[str, bool]] = []
     position = 0
-    spans = [(m.start(), m.end(), render_sign_span(m.lastgroup, m.group(), time_style))
-             for m in _SIGN.finditer(text)]
-    taken = [(a, b) for a, b, _ in spans]
-    for match in _PROTECTED.finditer(text):
+    # an ALL CAPS sign (MO-FR 8-20 UHR) is matched as if written in title case (Mo-Fr 8-20
+    # Uhr) and, where that finds nothing, as written (2. OG)
+    titled = text.title()
+    probes = [text] + ([titled] if style_of(text) == "upper" and len(titled) == len(text)
+                       else [])
+    spans: list[tuple[int, int, str]] = []
+
+    def add(match, rendered: str) -> None:
         a, b = match.span()
-        if match.group().strip() and not any(a < y and x < b for x, y in taken):
-            spans.append((a, b, render_protected(match.group().strip(), time_style)))
+        if match.group().strip() and not any(a < y and x < b for x, y, _ in spans):
+            spans.append((a, b, rendered))
+
+    for probe in reversed(probes):
+        for match in _SIGN.finditer(probe):
+            add(match, render_sign_span(match.lastgroup, match.group(), time_style))
+    for probe in reversed(probes):
+        for match in _PROTECTED.finditer(probe):
+            add(match, render_protected(match.group().strip(), time_style))
     for start, end, rendered in sorted(spans):
         if start < position:
             continue

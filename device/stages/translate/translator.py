@@ -242,8 +242,8 @@ class Translator:
             at = text.find(chunk, cursor)
             glued.append(0 < cursor == at)
             cursor = at + len(chunk) if at >= 0 else cursor
-            if protected:
-                pieces.append(chunk)
+            if protected:              # an ALL CAPS sign keeps its rendered days and floors
+                pieces.append(chunk.upper() if style == "upper" else chunk)
                 continue
             english, via, conf, problem = self._chunk(chunk, deadline)
             if problem:

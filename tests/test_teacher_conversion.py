@@ -108,3 +108,17 @@ def test_batch_norms_and_biases_fold_into_convolutions_and_transposed_ones(tmp_p
     theirs = ort.InferenceSession(str(path)).run(None, {"x": x})[0]
     ours = model(x.transpose(0, 2, 3, 1)).numpy().transpose(0, 3, 1, 2)
     assert np.abs(ours - theirs).max() < 1e-4
+
+
+def test_the_relu_detector_has_the_teachers_weights_and_no_gelu():
+    gelu, report = ppocr_det.build(64, 64)
+    relu, _ = ppocr_det.build(64, 64, gelu="relu")
+    assert report["gelu"] > 0
+    assert [w.shape for w in relu.get_weights()] == [w.shape for w in gelu.get_weights()]
+    activations = [layer.get_config().get("activation") for layer in relu.layers
+                   if isinstance(layer, tf.keras.layers.Activation)]
+    assert "gelu" not in str(activations)
+    assert sum(isinstance(layer, tf.keras.layers.ReLU) for layer in relu.layers) == \
+        sum(isinstance(layer, tf.keras.layers.ReLU) for layer in gelu.layers) + report["gelu"]
+    with pytest.raises(ValueError, match="'gelu' or 'relu'"):
+        ppocr_det.build(64, 64, gelu="swish")

@@ -69,10 +69,13 @@ def fold_batch_norm(kernel: np.ndarray, bias: np.ndarray, bn: list, epsilon: flo
 
 
 def convert(path: Path, input_shape: tuple, prefix=None, name: str = "onnx",
-            batch_size: int | None = 1):
+            batch_size: int | None = 1, gelu: str = "gelu"):
     """(Keras model, report) for the ONNX file; `input_shape` is (H, W, C) (None for any size);
     `prefix(x)`, if given, maps the Keras input before the graph's first node (e.g. a
-    normalisation)."""
+    normalisation). `gelu="relu"` puts ReLU where the graph has GELU (LiteRT's XNNPACK
+    delegate does not run GELU: a model to fine-tune into ReLU, not the same function)."""
+    if gelu not in ("gelu", "relu"):
+        raise ValueError(f"gelu: 'gelu' or 'relu', not {gelu!r}")
     import tensorflow as tf
     from tensorflow.keras import layers
 
@@ -178,7 +181,8 @@ def convert(path: Path, input_shape: tuple, prefix=None, name: str = "onnx",
             final, chain = gelu_chain(out)
             if final is None or abs(float(const(inputs[1])) - np.sqrt(2.0)) > 1e-4:
                 raise ValueError(f"{label}: a division that does not start GELU")
-            tensors[final] = layers.Activation(tf.nn.gelu)(get(inputs[0]))
+            tensors[final] = (layers.Activation(tf.nn.gelu) if gelu == "gelu"
+                              else layers.ReLU())(get(inputs[0]))
             skip.update(chain)
             count["gelu"] += 1
         elif op in ("Add", "Mul"):

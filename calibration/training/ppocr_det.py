@@ -34,9 +34,10 @@ def teacher_file() -> Path:
 
 
 def build(width: int | None, height: int | None, path: Path | None = None,
-          batch_size: int | None = 1):
+          batch_size: int | None = 1, gelu: str = "gelu"):
     """(Keras model [batch, height, width, 3] in [-1, 1] -> [batch, height, width, 1], report);
-    None for any width, height or batch."""
+    None for any width, height or batch. `gelu="relu"`: ReLU in the feed-forward layers
+    instead of GELU, which LiteRT runs outside its XNNPACK delegate (fine-tune it)."""
     from tensorflow.keras import layers
     from calibration.training import onnx_keras
 
@@ -49,4 +50,4 @@ def build(width: int | None, height: int | None, path: Path | None = None,
         return y
 
     return onnx_keras.convert(path or teacher_file(), (height, width, 3), prefix=normalize,
-                              name="ppocr_det", batch_size=batch_size)
+                              name="ppocr_det", batch_size=batch_size, gelu=gelu)

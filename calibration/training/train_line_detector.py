@@ -56,8 +56,17 @@ def parse_args(argv=None):
     p.add_argument("--teacher", action="store_true",
                    help="fine-tune PP-OCRv6 tiny's detector (calibration.training.ppocr_det, "
                         "Apache-2.0) from its weights: full-resolution map, DB shrink 0.4")
+    p.add_argument("--relu", action="store_true",
+                   help="with --teacher: ReLU instead of GELU in its feed-forward layers (all "
+                        "of the int8 graph then runs in LiteRT's XNNPACK delegate)")
+    p.add_argument("--init", type=Path, metavar="WEIGHTS",
+                   help="with --teacher: start from these weights (e.g. an earlier "
+                        "fine-tuning's final.weights.h5) instead of the teacher's")
     p.add_argument("--smoke", action="store_true")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if (args.relu or args.init) and not args.teacher:
+        p.error("--relu and --init go with --teacher")
+    return args
 
 
 # --- training ----------------------------------------------------------------------------------
@@ -82,7 +91,10 @@ def main(argv=None) -> int:
     tf.keras.utils.set_random_seed(args.seed)
     if args.teacher:
         from calibration.training import ppocr_det
-        model = ppocr_det.build(None, None, batch_size=None)[0]
+        model = ppocr_det.build(None, None, batch_size=None,
+                                gelu="relu" if args.relu else "gelu")[0]
+        if args.init:
+            model.load_weights(str(args.init))
         stride, ratio = 1, ppocr_det.SHRINK_RATIO
     else:
         model = build_lines(width=args.width)

@@ -106,9 +106,8 @@ def width_checks(dynamic, fp32_path: Path, int8_path: Path, lines) -> dict:
         keras = dynamic.predict(x, verbose=0)
         diff, agree, n = 0.0, 0, 0
         for i in range(len(x)):
-            shape = x[i:i + 1].shape
-            pf = next(iter(fp32.with_input_shape(shape).run(x[i:i + 1]).values()))
-            pq = next(iter(int8.with_input_shape(shape).run(x[i:i + 1]).values()))
+            pf = next(iter(fp32.run_resized(x[i:i + 1]).values()))
+            pq = next(iter(int8.run_resized(x[i:i + 1]).values()))
             diff = max(diff, float(np.abs(pf - keras[i:i + 1]).max()))
             agree += int((pq.argmax(-1) == keras[i:i + 1].argmax(-1)).sum())
             n += pq.shape[-2]
@@ -287,7 +286,7 @@ The whole-OCR comparison with PP-OCRv6 tiny and Tesseract 5 on the same real pho
     use = cards.use(m, ("Input", m["preprocessing"]),
                     ("Tensors", f"`{json.dumps(m['signatures']['serving_default'])}`"),
                     ("Runtime", "`device.stages.recognizer.Recognizer` (greedy CTC in numpy). "
-                                "Width is resized per crop\n  with `TFLiteModel.with_input_shape`;"
+                                "Width is resized per crop\n  with `TFLiteModel.run_resized`;"
                                 " the export checked Keras against both .tflite files:"),
                     limitations=False)
     command = cards.labelled(
@@ -485,7 +484,7 @@ def main(argv=None) -> int:
         "preprocessing": f"device.stages.text_line.prepare_line: gray, height {height} (aspect "
                          f"kept, max width {max_width(height)}), 2-98 percentile contrast "
                          "stretch, right edge-padded to a multiple of 32; any width via "
-                         f"with_input_shape; output [1, 1, W/{downsample}, 121] softmax, class "
+                         f"run_resized; output [1, 1, W/{downsample}, 121] softmax, class "
                          "0 = CTC blank, greedy decoding",
     }
     cards.publish(out, manifest, model_card(manifest), indent=1)

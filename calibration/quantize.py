@@ -42,11 +42,41 @@ def to_int8(model, representative: Representative, io_int8: bool = True) -> byte
 
 def to_dynamic(model) -> bytes:
     """Dynamic-range int8: int8 weights; activations are quantized per operation at run
-    time. For graphs whose activations lose too much in full-integer int8."""
+    time. For graphs whose activations lose too much in full-integer int8. XNNPACK has no
+    dynamic-range depthwise convolution: those kernels go back to float (`float_weights`),
+    so that the whole graph runs in the delegate."""
     import tensorflow as tf
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    return converter.convert()
+    return float_weights(converter.convert(), ("DEPTHWISE_CONV_2D",))[0]
+
+
+def float_weights(flatbuffer: bytes, ops: tuple[str, ...]) -> tuple[bytes, int]:
+    """(model, how many) with the int8 weights of every `ops` operation of a dynamic-range
+    model turned back into float32 (each value times its channel's scale: the values the
+    int8 kernel used), so the operation runs as a float one."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
+    count = 0
+    for graph in model.subgraphs:
+        for op in graph.operators:
+            if flatbuffer_utils.opcode_to_name(model, op.opcodeIndex) not in ops:
+                continue
+            weights = graph.tensors[op.inputs[1]]
+            q = weights.quantization
+            if weights.type != schema.TensorType.INT8 or q is None or q.scale is None:
+                continue
+            values = np.frombuffer(bytes(model.buffers[weights.buffer].data), np.int8)
+            values = values.reshape(weights.shape).astype(np.float32)
+            shape = [1] * values.ndim
+            shape[q.quantizedDimension if len(q.scale) > 1 else 0] = len(q.scale)
+            values *= np.asarray(q.scale, np.float32).reshape(shape)
+            model.buffers[weights.buffer].data = np.frombuffer(values.tobytes(), np.uint8)
+            weights.type, weights.quantization = schema.TensorType.FLOAT32, None
+            count += 1
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model)), count
 
 
 def fit_width(line: np.ndarray, width: int) -> np.ndarray:

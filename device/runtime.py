@@ -19,7 +19,7 @@ import os
 import struct
 import sys
 import tempfile
-from collections import OrderedDict
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -201,8 +201,8 @@ def _without_delegate_banner(backend: str):
 class TFLiteModel:
     """A loaded .tflite file: interpreter built and tensors allocated once.
 
-    For models whose input size may vary (e.g. line width), `with_input_shape` gives a
-    separate interpreter per shape, kept in a small LRU cache.
+    For models whose input size may vary (e.g. line width), `run_resized` runs one second
+    interpreter resized in place to each input's shape.
     """
 
     def __init__(self, path: str | Path, backend: str = "auto", num_threads: int = 2,
@@ -238,7 +238,8 @@ class TFLiteModel:
         keys = list(self._interpreter.get_signature_list())
         self.signature_keys = keys
         self._signatures: dict[str, _Signature] = {}
-        self._shaped: OrderedDict[tuple, TFLiteModel] = OrderedDict()
+        self._resized: _Signature | None = None     # run_resized's interpreter, as last sized
+        self._resize_lock = threading.Lock()
 
     def _build(self, input_shape: tuple[int, ...] | None) -> Any:
         Interpreter = _import_backend(self.backend)
@@ -288,22 +289,30 @@ class TFLiteModel:
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"{self.path}: inference failed: {exc}") from exc
 
-    def with_input_shape(self, shape: tuple[int, ...], cache_size: int = 8) -> "TFLiteModel":
-        """This model with its (single) input resized to `shape`; self when it already fits."""
-        shape = tuple(int(d) for d in shape)
-        if shape == self.inputs[0].shape:
-            return self
-        if shape in self._shaped:
-            self._shaped.move_to_end(shape)
-            return self._shaped[shape]
-        clone = object.__new__(TFLiteModel)
-        clone.path, clone.backend, clone.num_threads = self.path, self.backend, self.num_threads
-        clone.kind = self.kind
-        clone._content = self._content
-        clone._interpreter = self._build(shape)
-        clone.signature_keys = []  # signature runners ignore a resized tensor; use raw details
-        clone._signatures, clone._shaped = {}, OrderedDict()
-        self._shaped[shape] = clone
-        while len(self._shaped) > cache_size:
-            self._shaped.popitem(last=False)
-        return clone
+    def run_resized(self, inputs: np.ndarray) -> dict[str, np.ndarray]:
+        """Run a single-input model on an input of another shape than its own (a line's width):
+        on one second interpreter, resized in place when the shape changes. Resizing costs a
+        fraction of building an interpreter and keeps one copy of the weights, warm in cache.
+        Calls of it from several threads take turns."""
+        value = np.asarray(inputs)
+        shape = tuple(int(d) for d in value.shape)
+        if len(self.inputs) != 1:
+            raise InputError(f"the model takes {len(self.inputs)} inputs; only a single-input "
+                             "model runs resized")
+        with self._resize_lock:
+            if shape == self.inputs[0].shape:
+                return self.run(value)
+            try:
+                if self._resized is None:
+                    self._resized = _Signature(self._build(shape), None)
+                elif self._resized.inputs[0].shape != shape:
+                    interpreter = self._resized._interpreter
+                    interpreter.resize_tensor_input(self._resized._input_index[0], list(shape),
+                                                    strict=False)
+                    interpreter.allocate_tensors()
+                    self._resized = _Signature(interpreter, None)
+                return self._resized.run({self._resized.inputs[0].name: value})
+            except (ValueError, RuntimeError) as exc:
+                self._resized = None        # rebuilt on the next call
+                raise ModelError(f"{self.path}: inference at input shape {shape} failed: "
+                                 f"{exc}") from exc

@@ -48,3 +48,29 @@ def test_a_layer_used_twice_is_refused():
     model = tf.keras.Model(image, conv(conv(image)))
     with pytest.raises(ValueError, match="more than once"):
         graph_rewrite.for_litert(model)
+
+
+def test_dynamic_range_models_keep_depthwise_kernels_in_float():
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    from calibration import quantize
+    from device.runtime import TFLiteModel
+
+    image = layers.Input((8, 32, 160), batch_size=1)
+    x = layers.DepthwiseConv2D(3, padding="same")(image)      # 1440 weights: quantized
+    out = layers.Conv2D(64, 1)(x)
+    model = tf.keras.Model(image, out)
+    data = quantize.to_dynamic(model)
+    flat = flatbuffer_utils.convert_bytearray_to_object(bytearray(data))
+    graph = flat.subgraphs[0]
+    kinds = {flatbuffer_utils.opcode_to_name(flat, op.opcodeIndex):
+             graph.tensors[op.inputs[1]].type for op in graph.operators
+             if flatbuffer_utils.opcode_to_name(flat, op.opcodeIndex) in
+             ("DEPTHWISE_CONV_2D", "CONV_2D")}
+    assert kinds == {"DEPTHWISE_CONV_2D": schema.TensorType.FLOAT32,
+                     "CONV_2D": schema.TensorType.INT8}
+    x = np.random.default_rng(2).uniform(-1, 1, (1, 8, 32, 160)).astype(np.float32)
+    got = next(iter(TFLiteModel("dynamic.tflite", backend="litert", content=data)
+                    .run(x).values()))
+    np.testing.assert_allclose(got, model(x).numpy(), atol=0.05 * float(np.abs(got).max()))

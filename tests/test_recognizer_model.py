@@ -74,8 +74,8 @@ def test_width_resized_int8_reads_what_the_float_reference_reads(version, width)
         if line.shape[1] < width:
             line = np.pad(line, ((0, 0), (0, width - line.shape[1])), mode="edge")
         x = line[np.newaxis, :, :width, np.newaxis]
-        q = next(iter(int8.with_input_shape(shape).run(x).values()))
-        f = next(iter(fp32.with_input_shape(shape).run(x).values()))
+        q = next(iter(int8.run_resized(x).values()))
+        f = next(iter(fp32.run_resized(x).values()))
         assert q.shape[-2] == width // downsample(version)
         read_q = greedy_decode(q.reshape(-1, NUM_CLASSES))[0]
         read_f = greedy_decode(f.reshape(-1, NUM_CLASSES))[0]
@@ -103,3 +103,23 @@ def test_manifest_reports_int8_within_half_a_point_of_fp32(version):
         for name, scores in sets.items():
             assert scores["cer_pct"] <= accuracy["fp32"][backend][name]["cer_pct"] + 0.5, \
                 json.dumps([backend, name])
+
+
+def test_one_interpreter_resized_in_place_reads_as_fresh_ones_do_from_two_threads():
+    from concurrent.futures import ThreadPoolExecutor
+    version = STORE.get("recognizer")
+    height = version.manifest["signatures"]["serving_default"]["inputs"][0]["shape"][1]
+    rng = np.random.default_rng(5)
+    inputs = [rng.random((1, height, w, 1)).astype(np.float32) for w in (96, 160, 256, 128)]
+    want = [next(iter(TFLiteModel(version.artifact, backend="litert", num_threads=1)
+                      .run_resized(x).values())) for x in inputs]
+    model = TFLiteModel(version.artifact, backend="litert", num_threads=1)
+
+    def read(order):
+        return [(i, next(iter(model.run_resized(inputs[i]).values()))) for i in order]
+
+    orders = [[0, 1, 2, 3, 1, 0] * 5, [3, 2, 1, 0, 2, 3] * 5]
+    with ThreadPoolExecutor(2) as pool:
+        for results in pool.map(read, orders):
+            for i, got in results:
+                assert np.array_equal(got, want[i])

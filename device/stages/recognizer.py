@@ -51,8 +51,7 @@ class Recognizer:
         except ValueError as exc:
             raise InputError(str(exc)) from exc
         batch = line[np.newaxis, :, :, np.newaxis]
-        model = self.model.with_input_shape(batch.shape)
-        out = next(iter(model.run(batch).values()))
+        out = next(iter(self.model.run_resized(batch).values()))
         return out.reshape(-1, NUM_CLASSES)
 
     def read(self, crop: np.ndarray) -> LineReading:

@@ -221,8 +221,9 @@ def describe(arch: str, m: dict) -> str:
     choice = m.get("quantization_choice", {})
     scores = choice.get("train_word_accuracy_pct")
     quant = ("full-integer int8" if m["quantization"] == "int8-full" else
-             "dynamic-range int8 (int8 weights; activations quantized per operation at run "
-             "time)")
+             "dynamic-range int8 (int8 weights, the depthwise ones turned back into float "
+             "as XNNPACK has no dynamic-range depthwise convolution; activations quantized per "
+             "operation at run time)")
     if scores:
         quant += (f". Chosen by `--quantization {choice['asked']}` on the real training crops: "
                   + ", ".join(f"{k} {v:.1f} %" for k, v in scores.items())

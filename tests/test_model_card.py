@@ -85,6 +85,7 @@ def test_write_puts_the_card_where_the_store_reads_it(tmp_path):
     ("recognizer/1.0.0", export_recognizer.model_card),
     ("recognizer/2.0.0", export_recognizer.model_card),
     ("recognizer/3.0.0", export_recognizer.model_card),
+    ("recognizer/3.0.1", export_recognizer.model_card),
     ("translator/2.0.0", package_translator2.card),
     ("translator/2.1.0", package_translator2.card),
     ("translator/3.0.0", package_translator2.card),

@@ -168,7 +168,7 @@ rule, cache, passthrough).
 {quality}
 
 Chosen: **{q['chosen']}** (best sign chrF with p95 ≤ {BUDGET_P95_MS} ms). Translators
-{" and ".join(BASELINES)} in the same run: `edgelens bench translator` (BENCHMARKS.md,
+{", ".join(BASELINES[:-1])} and {BASELINES[-1]} in the same run: `edgelens bench translator` (BENCHMARKS.md,
 "Translation quality").
 
 Typical misses on the sign set (stage output):

@@ -47,8 +47,11 @@ def test_signage_casing_follows_the_input(translator):
     assert translator.translate("NOTAUSGANG").translation == "EMERGENCY EXIT"
     assert translator.translate("Notausgang").translation == "Emergency Exit"
     assert translator.translate("notausgang").translation == "emergency exit"
-    # rule-rendered spans of an ALL CAPS sign are cast too
-    assert translator.translate("MO-FR 8-20 UHR").translation == "MON–FRI 8:00–20:00"
+    # rule-rendered spans of an ALL CAPS sign with words are cast too; abbreviations alone
+    # are not a style
+    assert translator.translate("AUSGANG 2. OG").translation == "EXIT 2ND FLOOR"
+    assert translator.translate("EG").translation == "Ground floor"
+    assert translator.translate("MO-FR 8-20 UHR").translation == "Mon–Fri 8:00–20:00"
 
 
 def test_numbers_times_prices_and_names_pass_through(translator):

@@ -238,12 +238,15 @@ class Translator:
         as they are, the others translated, each cast into the text's style."""
         pieces, vias, confidence = [], set(), 1.0
         cursor, glued = 0, []          # glued: the chunk touched the previous one ('2,4-Dien')
+        # an ALL CAPS sign with words in it casts its rendered days and floors too ('EG' alone
+        # is an abbreviation, not a style)
+        caps = style == "upper" and any(len(w) > 3 for w in re.findall(r"[^\W\d_]+", text))
         for index, (chunk, protected) in enumerate(self._chunks(spans)):
             at = text.find(chunk, cursor)
             glued.append(0 < cursor == at)
             cursor = at + len(chunk) if at >= 0 else cursor
-            if protected:              # an ALL CAPS sign keeps its rendered days and floors
-                pieces.append(chunk.upper() if style == "upper" else chunk)
+            if protected:
+                pieces.append(chunk.upper() if caps else chunk)
                 continue
             english, via, conf, problem = self._chunk(chunk, deadline)
             if problem:

@@ -29,21 +29,24 @@ def _sources(layer) -> list:
 
 def _hard_sigmoid_conv(layer, layers):
     """(conv, a, b) when `layer` is ReLU(max 1) ← Rescaling(a, b) ← a Conv2D used once."""
-    if type(layer) is not layers.ReLU or layer.max_value != 1.0 or layer.threshold != 0.0:
+    if type(layer) is not layers.ReLU or layer.max_value != 1.0 or layer.threshold != 0.0 or \
+            float(layer.negative_slope) != 0.0:
         return None
     scale = _sources(layer)[0]
     if type(scale) is not layers.Rescaling or len(scale.outbound_nodes) != 1:
         return None
     conv = _sources(scale)[0]
     if type(conv) is not layers.Conv2D or len(conv.outbound_nodes) != 1 or \
-            conv.activation.__name__ != "linear":
+            conv.activation.__name__ != "linear" or not conv.use_bias or \
+            tuple(conv.dilation_rate) != (1, 1) or conv.groups != 1:
         return None
     return conv, float(scale.scale), float(scale.offset)
 
 
 def for_litert(model):
     """The same function as `model` (a single-input functional Keras model whose layers are
-    each used once), with the rewrites above; `model`'s weights are copied."""
+    each used once), with the rewrites above. The layers it does not rewrite are shared with
+    `model` (applied again), so `model` cannot be rewritten a second time: rebuild it."""
     import tensorflow as tf
     from tensorflow.keras import layers
 
@@ -70,7 +73,8 @@ def for_litert(model):
         if type(layer) is layers.Conv2DTranspose and layer.padding == "valid" and \
                 tuple(layer.kernel_size) == tuple(layer.strides) and \
                 layer.kernel_size[0] == layer.kernel_size[1] and \
-                layer.activation.__name__ == "linear":
+                layer.activation.__name__ == "linear" and layer.use_bias and \
+                layer.output_padding is None and tuple(layer.dilation_rate) == (1, 1):
             kernel, bias = layer.get_weights()            # [k, k, out, in]
             k, _, c_out, c_in = kernel.shape
             conv = layers.Conv2D(k * k * c_out, 1, name=f"{layer.name}_as_conv")

@@ -123,6 +123,10 @@ def convert(weights: Path | None, width: int, out: Path, photos, synth,
         trained = at(size)
         model = graph_rewrite.for_litert(trained)   # the same function, in XNNPACK's ops
         rewrites = model.rewrites
+        probe = _prep(photos[600][0], size)
+        drift = float(np.abs(model(probe).numpy() - trained(probe).numpy()).max())
+        if drift > 1e-4:
+            raise SystemExit(f"graph_rewrite changed the detector's map by {drift:g}")
         path = out / file_name(size)
         path.write_bytes(quantize.to_int8(
             model, lambda: ([_prep(f, size)] for f in calib_frames)))
@@ -194,7 +198,7 @@ def golden(out: Path, params: DetectorParams, count: int = 4) -> list[dict]:
     return entries
 
 
-def conversion(m: dict) -> str:
+def rewrites_paragraph(m: dict) -> str:
     """The card's paragraph on graph rewrites before int8 conversion ('' for older models)."""
     rewrites = {k: v for k, v in m.get("conversion", {}).get("rewrites", {}).items() if v}
     if not rewrites:
@@ -251,7 +255,7 @@ same frames) is in `BENCHMARKS.md`, "OCR on real photos" (`edgelens bench ocr --
 Post-processing (`manifest.postprocessing.params`): {json.dumps(m['postprocessing']['params'])},
 chosen on {acc['tuned_on']}.
 
-{conversion(m)}int8 against the fp32 Keras model (20 training frames outside the calibration set):
+{rewrites_paragraph(m)}int8 against the fp32 Keras model (20 training frames outside the calibration set):
 
 {checks}
 

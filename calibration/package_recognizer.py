@@ -193,11 +193,12 @@ def choose_quantization(export, calib, out: Path, asked: str, max_loss: float) -
         chosen = ("int8-full" if not scores or scores["fp32"] - scores["int8-full"] <= max_loss
                   else "int8-dynamic")
     (out / INT8).write_bytes(full if chosen == "int8-full" else quantize.to_dynamic(export))
+    floats = {"float_kernels": list(quantize.FLOAT_OPS)} if chosen == "int8-dynamic" else {}
     if not scores:
-        return {"chosen": chosen, "asked": asked}
+        return {"chosen": chosen, "asked": asked, **floats}
     if chosen == "int8-dynamic":
         scores["int8-dynamic"] = word_accuracy(out / INT8, "train")
-    return {"chosen": chosen, "asked": asked, "max_loss_points": max_loss,
+    return {"chosen": chosen, "asked": asked, **floats, "max_loss_points": max_loss,
             "train_word_accuracy_pct": scores,
             "data": "word crops of the 890 ICDAR 2015 training photos (trained on; the "
                     "validation crops are not used for this choice)"}
@@ -220,10 +221,12 @@ def describe(arch: str, m: dict) -> str:
     """The card's paragraph on the network and its quantization."""
     choice = m.get("quantization_choice", {})
     scores = choice.get("train_word_accuracy_pct")
+    floats = choice.get("float_kernels")
     quant = ("full-integer int8" if m["quantization"] == "int8-full" else
-             "dynamic-range int8 (int8 weights, the depthwise ones turned back into float "
-             "as XNNPACK has no dynamic-range depthwise convolution; activations quantized per "
-             "operation at run time)")
+             "dynamic-range int8 (int8 weights" + (
+                 f", the {' and '.join(floats)} ones kept in float as XNNPACK runs no "
+                 "dynamic-range kernel of them" if floats else "")
+             + "; activations quantized per operation at run time)")
     if scores:
         quant += (f". Chosen by `--quantization {choice['asked']}` on the real training crops: "
                   + ", ".join(f"{k} {v:.1f} %" for k, v in scores.items())

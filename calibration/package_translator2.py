@@ -133,6 +133,13 @@ def data_lines(training: dict) -> str:
                      for i, (data, sources) in enumerate(by_phase.items(), 1))
 
 
+def baselines(accuracy: dict) -> str:
+    """The versions `edgelens bench translator` measured beside this one (older manifests do
+    not say: then the two it measured before 3.0.0)."""
+    names = accuracy.get("baselines", ["2.0.0", "1.1.0"])
+    return ", ".join(names[:-1]) + f" and {names[-1]}"
+
+
 def card(m: dict) -> str:
     q, training = m["accuracy"], m["training"]
     arch = training["architecture"]
@@ -168,7 +175,7 @@ rule, cache, passthrough).
 {quality}
 
 Chosen: **{q['chosen']}** (best sign chrF with p95 ≤ {BUDGET_P95_MS} ms). Translators
-{", ".join(BASELINES[:-1])} and {BASELINES[-1]} in the same run: `edgelens bench translator` (BENCHMARKS.md,
+{baselines(q)} in the same run: `edgelens bench translator` (BENCHMARKS.md,
 "Translation quality").
 
 Typical misses on the sign set (stage output):
@@ -203,6 +210,9 @@ def main(argv=None) -> int:
     p.add_argument("--command", default="",
                    help="the commands that trained the runs, for the card (default: a Keras "
                         "run's commands.log, else translator 2.0.0's GPU command)")
+    p.add_argument("--trained-on", default="",
+                   help="the machine a GPU run trained on, for the card (e.g. 'a lent NVIDIA "
+                        "H200; the three sizes side by side')")
     p.add_argument("--beside", default="nothing else running",
                    help="what ran beside the latency measurement (goes into the manifest)")
     args = p.parse_args(argv)
@@ -257,13 +267,15 @@ def main(argv=None) -> int:
                     "model_alone = greedy model output; exact = normalized match with any "
                     "reference",
             "sets": quality["sets"], "candidates": quality["versions"],
+            "baselines": list(BASELINES),
             "latency_ms": latency, "chosen": chosen.version,
             "chosen_misses": best["signs"]["misses"]},
         "training": {
             "sources": with_mix(sources),
             "sources_by_phase": {p["data"]: with_mix(json.loads(
                 (ROOT / p["data"]).with_name("sources.json").read_text()))
-                for p in run_cfg.get("phases", [])},
+                for p in run_cfg.get("phases", [])
+                if (ROOT / p["data"]).with_name("sources.json").exists()},
             "license": {
                 "Tatoeba (manythings.org export 2018-05-13)": "CC BY 2.0 FR; attribution "
                     "tatoeba.org and manythings.org/anki",
@@ -282,8 +294,9 @@ def main(argv=None) -> int:
                        f"runs/gpu_translator/{chosen.version.split('-')[-1]} --run-dir "
                        f"runs/{chosen.version} && python calibration/package_translator2.py "
                        f"--runs {' '.join(f'runs/{c.version}' for c in candidates)}",
-            "hardware": run_cfg.get("trained_with") or f"2 CPU cores (Keras), "
-                        f"{keras_minutes(run)} min",
+            "hardware": (run_cfg.get("trained_with") or f"2 CPU cores (Keras), "
+                         f"{keras_minutes(run)} min")
+                        + (f" ({args.trained_on})" if args.trained_on else ""),
             "initial_weights": initial_weights(run, args.continues),
             "seed": run_cfg["seed"], "steps": run_cfg["steps"],
             "phases": run_cfg.get("phases", []),

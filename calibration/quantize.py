@@ -17,6 +17,8 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 Representative = Callable[[], Iterable[list[np.ndarray]]]
+FLOAT_OPS = ("DEPTHWISE_CONV_2D",)
+"""Operations whose weights `to_dynamic` keeps in float (XNNPACK runs no hybrid kernel of them)."""
 
 
 def to_fp32(model) -> bytes:
@@ -43,12 +45,12 @@ def to_int8(model, representative: Representative, io_int8: bool = True) -> byte
 def to_dynamic(model) -> bytes:
     """Dynamic-range int8: int8 weights; activations are quantized per operation at run
     time. For graphs whose activations lose too much in full-integer int8. XNNPACK has no
-    dynamic-range depthwise convolution: those kernels go back to float (`float_weights`),
-    so that the whole graph runs in the delegate."""
+    dynamic-range depthwise convolution: those kernels go back to float (`float_weights`,
+    FLOAT_OPS), so that the whole graph runs in the delegate."""
     import tensorflow as tf
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    return float_weights(converter.convert(), ("DEPTHWISE_CONV_2D",))[0]
+    return float_weights(converter.convert(), FLOAT_OPS)[0]
 
 
 def float_weights(flatbuffer: bytes, ops: tuple[str, ...]) -> tuple[bytes, int]:
@@ -68,6 +70,9 @@ def float_weights(flatbuffer: bytes, ops: tuple[str, ...]) -> tuple[bytes, int]:
             q = weights.quantization
             if weights.type != schema.TensorType.INT8 or q is None or q.scale is None:
                 continue
+            if any(z != 0 for z in (q.zeroPoint if q.zeroPoint is not None else [])) or \
+                    sum(t.buffer == weights.buffer for g in model.subgraphs for t in g.tensors) > 1:
+                raise ValueError("float_weights: an asymmetric or shared int8 weight tensor")
             values = np.frombuffer(bytes(model.buffers[weights.buffer].data), np.int8)
             values = values.reshape(weights.shape).astype(np.float32)
             shape = [1] * values.ndim

@@ -128,7 +128,7 @@ def _translate(exc: Exception, path: str, backend: str) -> ModelError:
 
 
 class _Signature:
-    """One signature of one interpreter: float in, float out."""
+    """One signature of one interpreter: float in (or already quantized), float out."""
 
     def __init__(self, interpreter: Any, key: str | None):
         self._interpreter = interpreter
@@ -311,8 +311,11 @@ class TFLiteModel:
                                                     strict=False)
                     interpreter.allocate_tensors()
                     self._resized = _Signature(interpreter, None)
-                return self._resized.run({self._resized.inputs[0].name: value})
+                out = self._resized.run({self._resized.inputs[0].name: value})
             except (ValueError, RuntimeError) as exc:
                 self._resized = None        # rebuilt on the next call
                 raise ModelError(f"{self.path}: inference at input shape {shape} failed: "
                                  f"{exc}") from exc
+        if len(out) == 1 and len(self.outputs) == 1:   # the signature's name, as run() gives
+            return {self.outputs[0].name: next(iter(out.values()))}
+        return out

@@ -67,7 +67,6 @@ def test_width_resized_int8_reads_what_the_float_reference_reads(version, width)
     int8 = TFLiteModel(version.artifact, backend="litert", num_threads=1)
     fp32 = TFLiteModel(version.file("recognizer_fp32.tflite"), backend="litert", num_threads=1)
     height = Recognizer(version.artifact).line_height
-    shape = (1, height, width, 1)
     agree = total = edits = chars = 0
     for case in version.manifest["golden"]:
         line = prepare_line(cv2.imread(str(version.directory / case["input"])), height)

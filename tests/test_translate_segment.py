@@ -65,3 +65,7 @@ def test_all_caps_days_times_and_floors_are_rendered_like_the_usual_case():
     assert split_protected("AB 18 UHR") == [("AB", False), ("18:00", True)]
     # the same spans as the usual case
     assert split_protected("Mo-Fr 8-20 Uhr") == split_protected("MO-FR 8-20 UHR")
+    assert split_protected("MO BIS FR 9-18 UHR") == [("Mon–Fri", True), ("9:00–18:00", True)]
+    # train and line codes stay whole
+    assert split_protected("RE7 RICHTUNG KÖLN") == [("RE7", True), ("RICHTUNG KÖLN", False)]
+    assert split_protected("GLEIS 3 ICE4") == [("GLEIS", False), ("3", True), ("ICE4", True)]

@@ -44,11 +44,8 @@ def verdict(version: ModelVersion, healthy: bool, reason: str, stage: str,
 def measure_latency_ms(version: ModelVersion, backend: str, runs: int) -> float:
     """p50 of `runs` inferences of the artifact on zeros (after one warm-up run)."""
     model = TFLiteModel(version.artifact, backend=backend, num_threads=1)
-    feeds = {spec.name: np.zeros(tuple(d if d > 0 else 1 for d in spec.shape), np.float32)
-             for spec in model.inputs}
-    run = model.run_resized if len(feeds) == 1 else model.run
-    return float(np.median(time_calls(lambda _: run(next(iter(feeds.values())) if len(feeds) == 1
-                                                    else feeds), [None], runs=runs)))
+    feeds = {spec.name: np.zeros(spec.shape, np.float32) for spec in model.inputs}
+    return float(np.median(time_calls(lambda _: model.run(feeds), [None], runs=runs)))
 
 
 def precheck(version: ModelVersion, backend: str, settings: HealthSettings) -> dict[str, Any]:

@@ -13,7 +13,7 @@ _SMALL = {"a", "an", "the", "and", "or", "of", "in", "on", "at", "to", "for", "b
 # Numbers, times, dates, prices, percentages, units glued to digits, codes like A7 or U2.
 _PROTECTED = re.compile(
     r"\b\d+[A-Za-z]\b|\b[A-ZÄÖÜ]{1,3}\d+\b|(?:[€$£]\s?)?\d[\d.,:/×x\-–+]*\d?(?:\s?(?:€|EUR|Euro|ct|%|km/h|km|kg|m|cm|mm|h|min|t|l)(?![^\W\d_]))?"
-    r"(?:\s?Uhr\b)?", re.UNICODE)
+    r"(?:\s?(?:Uhr|UHR)\b)?", re.UNICODE)
 
 
 def style_of(text: str) -> str:
@@ -53,7 +53,7 @@ _DAYS = {"mo": "Mon", "di": "Tue", "mi": "Wed", "do": "Thu", "fr": "Fri", "sa": 
 _DAY_NAMES = {"montag": "Monday", "dienstag": "Tuesday", "mittwoch": "Wednesday",
               "donnerstag": "Thursday", "freitag": "Friday", "samstag": "Saturday",
               "sonnabend": "Saturday", "sonntag": "Sunday"}
-_DASH = r"\s*(?:[-–—]|bis)\s*"
+_DASH = r"\s*(?:[-–—]|bis|Bis)\s*"
 _ABBR = r"(?:Mo|Di|Mi|Do|Fr|Sa|So)\.?"
 _NAME = r"(?:Montag|Dienstag|Mittwoch|Donnerstag|Freitag|Samstag|Sonnabend|Sonntag)s?"
 _CLOCK = r"\d{1,2}(?:[:.]\d{2})?"
@@ -143,9 +143,8 @@ def split_protected(text: str, time_style: str = "24h") -> list[tuple[str, bool]
     for probe in reversed(probes):
         for match in _SIGN.finditer(probe):
             add(match, render_sign_span(match.lastgroup, match.group(), time_style))
-    for probe in reversed(probes):
-        for match in _PROTECTED.finditer(probe):
-            add(match, render_protected(match.group().strip(), time_style))
+    for match in _PROTECTED.finditer(text):        # codes (RE7, ICE4) as written
+        add(match, render_protected(match.group().strip(), time_style))
     for start, end, rendered in sorted(spans):
         if start < position:
             continue
@@ -161,8 +160,8 @@ def split_protected(text: str, time_style: str = "24h") -> list[tuple[str, bool]
 
 
 def render_protected(span: str, time_style: str = "24h") -> str:
-    """'18 Uhr' -> '18:00' (or '6 pm'), '9:30 Uhr' -> '9:30'; others unchanged."""
-    if not span.endswith("Uhr"):
+    """'18 Uhr' -> '18:00' (or '6 pm'), '9:30 UHR' -> '9:30'; others unchanged."""
+    if not span.endswith(("Uhr", "UHR")):
         return span
     number = span[:-3].strip()
     if re.fullmatch(r"\d{1,2}(?:[:.]\d{2})?", number):

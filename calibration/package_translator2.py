@@ -101,6 +101,40 @@ def keras_minutes(run: Path) -> float:
     return json.loads(records[-1])["minutes"] if records else 0.0
 
 
+def with_mix(found: dict) -> dict:
+    """A data folder's sources.json with its mix's weights and caps."""
+    mix = translator_data.MIXES[found.get("mix", "full")]
+    return {**{k: v for k, v in found.items() if k != "command"},
+            "weights": mix["weights"], "caps": mix["caps"]}
+
+
+def phase_sources(run_cfg: dict) -> dict:
+    """Each training phase's data (a phased GPU run) with the sources.json beside it."""
+    found = {p["data"]: (ROOT / p["data"]).with_name("sources.json")
+             for p in run_cfg.get("phases", [])}
+    return {data: with_mix(json.loads(path.read_text()))
+            for data, path in found.items() if path.exists()}
+
+
+def training_command(args, run: Path, run_cfg: dict, sources: dict, chosen: Candidate,
+                     candidates: list[Candidate]) -> str:
+    """The card's training command: as given (--command), a Keras run's own commands.log,
+    or else translator 2.0.0's GPU route."""
+    if args.command:
+        return args.command
+    if (run / "commands.log").exists():
+        return keras_command(run, sources, args)
+    size = chosen.version.split("-")[-1]
+    return ("python scripts/train_translator.py --prepare && python "
+            "calibration/training/translator_torch.py --data data/translator2/arrays.npz "
+            f"--out runs/gpu_translator/{size} --d {run_cfg['d']} --ff {run_cfg['ff']} "
+            f"--enc-layers {run_cfg['enc_layers']} --dec-layers {run_cfg['dec_layers']} "
+            "--minutes 6.5 && python scripts/train_translator.py --import-weights "
+            f"runs/gpu_translator/{size} --run-dir runs/{chosen.version} && python "
+            "calibration/package_translator2.py --runs "
+            f"{' '.join(f'runs/{c.version}' for c in candidates)}")
+
+
 def initial_weights(run: Path, continues: str) -> str:
     """What a run continued from (`--init-from` in its commands.log; `continues`: the released
     version those weights are), or ''."""
@@ -236,12 +270,6 @@ def main(argv=None) -> int:
     shutil.copyfile(chosen.directory / TOKENIZER, out / TOKENIZER)
     run_cfg = json.loads((run / "config.json").read_text())
     sources = json.loads((ROOT / run_cfg["tokenizer"]).with_name("sources.json").read_text())
-
-    def with_mix(found: dict) -> dict:
-        """A data folder's sources.json with its mix's weights and caps."""
-        mix = translator_data.MIXES[found.get("mix", "full")]
-        return {**{k: v for k, v in found.items() if k != "command"},
-                "weights": mix["weights"], "caps": mix["caps"]}
     tfl = TFLiteModel(out / "translator.tflite", backend="litert", num_threads=1)
     manifest = {
         "name": "translator", "version": args.version, "task": "translation-de-en",
@@ -272,10 +300,7 @@ def main(argv=None) -> int:
             "chosen_misses": best["signs"]["misses"]},
         "training": {
             "sources": with_mix(sources),
-            "sources_by_phase": {p["data"]: with_mix(json.loads(
-                (ROOT / p["data"]).with_name("sources.json").read_text()))
-                for p in run_cfg.get("phases", [])
-                if (ROOT / p["data"]).with_name("sources.json").exists()},
+            "sources_by_phase": phase_sources(run_cfg),
             "license": {
                 "Tatoeba (manythings.org export 2018-05-13)": "CC BY 2.0 FR; attribution "
                     "tatoeba.org and manythings.org/anki",
@@ -283,17 +308,7 @@ def main(argv=None) -> int:
                 "ding de-en dictionary (trans-de-en, built on the device, not shipped)":
                     "GPL-2.0-or-later",
                 "sign register (calibration/data/sign_register.tsv)": "ours (Apache-2.0)"},
-            "command": args.command or keras_command(run, sources, args)
-            if args.command or (run / "commands.log").exists()
-            else "python scripts/train_translator.py --prepare && python "
-                       "calibration/training/translator_torch.py --data data/translator2/arrays.npz "
-                       f"--out runs/gpu_translator/{chosen.version.split('-')[-1]} --d "
-                       f"{run_cfg['d']} --ff {run_cfg['ff']} --enc-layers "
-                       f"{run_cfg['enc_layers']} --dec-layers {run_cfg['dec_layers']} "
-                       "--minutes 6.5 && python scripts/train_translator.py --import-weights "
-                       f"runs/gpu_translator/{chosen.version.split('-')[-1]} --run-dir "
-                       f"runs/{chosen.version} && python calibration/package_translator2.py "
-                       f"--runs {' '.join(f'runs/{c.version}' for c in candidates)}",
+            "command": training_command(args, run, run_cfg, sources, chosen, candidates),
             "hardware": (run_cfg.get("trained_with") or f"2 CPU cores (Keras), "
                          f"{keras_minutes(run)} min")
                         + (f" ({args.trained_on})" if args.trained_on else ""),

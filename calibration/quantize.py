@@ -50,18 +50,17 @@ def to_dynamic(model) -> bytes:
     import tensorflow as tf
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    return float_weights(converter.convert(), FLOAT_OPS)[0]
+    return float_weights(converter.convert(), FLOAT_OPS)
 
 
-def float_weights(flatbuffer: bytes, ops: tuple[str, ...]) -> tuple[bytes, int]:
-    """(model, how many) with the int8 weights of every `ops` operation of a dynamic-range
-    model turned back into float32 (each value times its channel's scale: the values the
+def float_weights(flatbuffer: bytes, ops: tuple[str, ...]) -> bytes:
+    """The model with the int8 weights of every `ops` operation of a dynamic-range model
+    turned back into float32 (each value times its channel's scale: the values the
     int8 kernel used), so the operation runs as a float one."""
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
 
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
-    count = 0
     for graph in model.subgraphs:
         for op in graph.operators:
             if flatbuffer_utils.opcode_to_name(model, op.opcodeIndex) not in ops:
@@ -80,8 +79,7 @@ def float_weights(flatbuffer: bytes, ops: tuple[str, ...]) -> tuple[bytes, int]:
             values *= np.asarray(q.scale, np.float32).reshape(shape)
             model.buffers[weights.buffer].data = np.frombuffer(values.tobytes(), np.uint8)
             weights.type, weights.quantization = schema.TensorType.FLOAT32, None
-            count += 1
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(model)), count
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
 def fit_width(line: np.ndarray, width: int) -> np.ndarray:

@@ -131,8 +131,7 @@ def split_protected(text: str, time_style: str = "24h") -> list[tuple[str, bool]
     # an ALL CAPS sign (MO-FR 8-20 UHR) is matched as if written in title case (Mo-Fr 8-20
     # Uhr) and, where that finds nothing, as written (2. OG)
     titled = text.title()
-    probes = [text] + ([titled] if style_of(text) == "upper" and len(titled) == len(text)
-                       else [])
+    probes = ([titled] if style_of(text) == "upper" and len(titled) == len(text) else []) + [text]
     spans: list[tuple[int, int, str]] = []
 
     def add(match, rendered: str) -> None:
@@ -140,7 +139,7 @@ def split_protected(text: str, time_style: str = "24h") -> list[tuple[str, bool]
         if match.group().strip() and not any(a < y and x < b for x, y, _ in spans):
             spans.append((a, b, rendered))
 
-    for probe in reversed(probes):
+    for probe in probes:
         for match in _SIGN.finditer(probe):
             add(match, render_sign_span(match.lastgroup, match.group(), time_style))
     for match in _PROTECTED.finditer(text):        # codes (RE7, ICE4) as written

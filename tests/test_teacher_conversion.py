@@ -120,5 +120,19 @@ def test_the_relu_detector_has_the_teachers_weights_and_no_gelu():
     assert "gelu" not in str(activations)
     assert sum(isinstance(layer, tf.keras.layers.ReLU) for layer in relu.layers) == \
         sum(isinstance(layer, tf.keras.layers.ReLU) for layer in gelu.layers) + report["gelu"]
-    with pytest.raises(ValueError, match="'gelu' or 'relu'"):
+    with pytest.raises(ValueError, match="not 'swish'"):
         ppocr_det.build(64, 64, gelu="swish")
+
+
+def test_the_sigmoid_gelu_detector_keeps_the_weights_and_nearly_the_map():
+    gelu, report = ppocr_det.build(96, 64)
+    approx, _ = ppocr_det.build(96, 64, gelu="sigmoid")
+    approx.set_weights(gelu.get_weights())     # the same layers with weights, in order
+    activations = [layer.get_config().get("activation") for layer in approx.layers
+                   if isinstance(layer, tf.keras.layers.Activation)]
+    assert "gelu" not in str(activations)
+    assert activations.count("sigmoid") >= report["gelu"]
+    image = np.random.default_rng(2).integers(0, 256, (1, 64, 96, 3)).astype(np.float32)
+    x = (image - 127.5) / 127.5
+    exact, near = gelu(x).numpy(), approx(x).numpy()
+    assert 0 < np.abs(exact - near).max() < 0.05

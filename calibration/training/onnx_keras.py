@@ -74,8 +74,8 @@ def convert(path: Path, input_shape: tuple, prefix=None, name: str = "onnx",
     `prefix(x)`, if given, maps the Keras input before the graph's first node (e.g. a
     normalisation). `gelu="relu"` puts ReLU where the graph has GELU (LiteRT's XNNPACK
     delegate does not run GELU: a model to fine-tune into ReLU, not the same function)."""
-    if gelu not in ("gelu", "relu"):
-        raise ValueError(f"gelu: 'gelu' or 'relu', not {gelu!r}")
+    if gelu not in ("gelu", "relu", "sigmoid"):
+        raise ValueError(f"gelu: 'gelu', 'relu' or 'sigmoid', not {gelu!r}")
     import tensorflow as tf
     from tensorflow.keras import layers
 
@@ -181,8 +181,13 @@ def convert(path: Path, input_shape: tuple, prefix=None, name: str = "onnx",
             final, chain = gelu_chain(out)
             if final is None or abs(float(const(inputs[1])) - np.sqrt(2.0)) > 1e-4:
                 raise ValueError(f"{label}: a division that does not start GELU")
-            tensors[final] = (layers.Activation(tf.nn.gelu) if gelu == "gelu"
-                              else layers.ReLU())(get(inputs[0]))
+            x = get(inputs[0])
+            if gelu == "sigmoid":     # x·σ(1.702x), GELU's sigmoid approximation
+                tensors[final] = layers.Multiply()(
+                    [x, layers.Activation("sigmoid")(layers.Rescaling(1.702)(x))])
+            else:
+                tensors[final] = (layers.Activation(tf.nn.gelu) if gelu == "gelu"
+                                  else layers.ReLU())(x)
             skip.update(chain)
             count["gelu"] += 1
         elif op in ("Add", "Mul"):

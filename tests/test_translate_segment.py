@@ -1,8 +1,8 @@
 """Where a sign text is cut before the model reads it (device.stages.translate.segment)."""
 
 from device.stages.translate.segment import (ends_sentence, fitting_parts, merge_plain_numbers,
-                                             numbers_kept, sentences)
-from device.stages.translate.signage import split_protected
+                                             numbers_kept, restore_spans, sentences)
+from device.stages.translate.signage import english_casing, split_protected
 
 
 def test_sentences_end_at_their_marks_not_after_numbers_or_abbreviations():
@@ -69,3 +69,43 @@ def test_all_caps_days_times_and_floors_are_rendered_like_the_usual_case():
     # train and line codes stay whole
     assert split_protected("RE7 RICHTUNG KÖLN") == [("RE7", True), ("RICHTUNG KÖLN", False)]
     assert split_protected("GLEIS 3 ICE4") == [("GLEIS", False), ("3", True), ("ICE4", True)]
+
+
+def test_a_whole_text_answer_keeps_every_span_written_as_the_rules_write_it():
+    text = "Am Dienstag von 9 bis 12 Uhr im 1. OG, Mo–Fr 2,50 €"
+    found, shown = split_protected(text, "24h"), split_protected(text, "12h")
+    english = "on tuesday from 9:00 to 12:00 on the 1st floor, mon-fri €2.50"
+    assert restore_spans(english, found, found) == \
+        "on tuesday from 9:00 to 12:00 on the 1st floor, Mon–Fri €2.50"
+    # the configured style: the spans and the clock times the model wrote itself
+    assert restore_spans(english, found, shown, "12h") == \
+        "on tuesday from 9 am to 12 pm on the 1st floor, Mon–Fri €2.50"
+    # a floor inside a sentence is not capitalized; at the start it is
+    spans = split_protected("Kasse im EG")
+    assert restore_spans("checkout on the ground floor", spans, spans) == \
+        "checkout on the ground floor"
+    spans = split_protected("EG: Kasse")
+    assert restore_spans("ground floor: checkout", spans, spans) == "Ground floor: checkout"
+
+
+def test_a_whole_text_answer_that_drops_a_span_or_adds_a_number_is_refused():
+    spans = split_protected("Gleis 4, Abfahrt 18 Uhr")
+    assert restore_spans("platform 4, departure 18:00", spans, spans) == \
+        "platform 4, departure 18:00"
+    assert restore_spans("platform, departure 18:00", spans, spans) is None   # '4' dropped
+    assert restore_spans("platform 14, departure 18:00", spans, spans) is None  # not '4'
+    assert restore_spans("platform 4, departure 18:00 and 18:00", spans, spans) is None
+    assert restore_spans("platform 4 4, departure 18:00", spans, spans) is None
+    spans = split_protected("Mo–Fr geöffnet")
+    assert restore_spans("open every day", spans, spans) is None
+
+
+def test_the_models_lowercase_english_gets_the_capitals_and_dashes_of_a_sign():
+    assert english_casing("closed on tuesday and in july", "Dienstag und Juli geschlossen") \
+        == "closed on Tuesday and in July"
+    assert english_casing("winter (nov-mar): sat/sun 10:00-16:00", "Winter (Nov–März): Sa/So") \
+        == "winter (Nov–Mar): Sat/Sun 10:00–16:00"
+    # 'sun', 'sat', 'may' and 'march' are words too: only where the German has the day
+    assert english_casing("sun closed", "So geschlossen") == "Sun closed"
+    assert english_casing("the sun is out, i sat down in may", "Die Sonne") == \
+        "the sun is out, i sat down in may"

@@ -108,12 +108,30 @@ def test_plain_numbers_stay_inside_the_sentence_the_model_reads(translator, monk
     assert result.translation == "Ausgang 4 links"
 
 
+def test_words_around_days_times_and_floors_are_read_whole(translator, monkeypatch):
+    read, chunk = [], translator._chunk
+    monkeypatch.setattr(translator, "_chunk", lambda text, deadline: (
+        read.append(text), chunk(text, deadline))[1])
+    result = translator.translate("Toiletten im 1. OG")
+    assert read == ["Toiletten im 1. OG"] and result.via == "model"
+    assert result.translation.endswith(" 1st floor") and result.translation.count("oilet") == 1
+    # a (stand-in) model answer without the span is not shown: the text is cut at its spans
+    seen = []
+    monkeypatch.setattr(translator, "_chunk", lambda text, deadline: (
+        seen.append(text), ("toilets upstairs" if "OG" in text else "toilets", "model", 0.9,
+                            ""))[1])
+    result = translator.translate("Toiletten im 2. OG")
+    assert seen == ["Toiletten im 2. OG", "Toiletten im"]
+    assert result.translation == "Toilets 2nd floor"
+
+
 def test_a_name_the_model_copies_gets_its_own_spelling_back(translator):
     assert translator._names_cased("Zug nach Zürich", "train to zuerich") == "train to Zürich"
     assert translator._names_cased("Nächster Halt: Hauptbahnhof",
                                    "next stop: hauptbahnhof") == "next stop: Hauptbahnhof"
     # only whole copied words; a word the model translated is left alone
     assert translator._names_cased("Zürichsee", "lake zurich") == "lake zurich"
+    assert translator._names_cased("ICE nach Berlin", "ice to berlin").startswith("ICE ")
     # too short to tell a name from a word both languages use
     assert translator._names_cased("Was ist in Ulm", "what is in ulm") == "what is in ulm"
 

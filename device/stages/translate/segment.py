@@ -16,6 +16,8 @@ import re
 from collections import Counter
 from typing import Callable
 
+from device.stages.translate.signage import clock
+
 PLAIN_NUMBER = re.compile(r"\d+(?:[.,/]\d+)*")
 """A number as written ('4', '2,50', '1.000', '3/4'); '18:00' is a rendered time, not one."""
 _SENTENCE_MARK = re.compile(r"[.!?][\"“”'»)\]]?\s+(?=[\"„«(\[]?[A-ZÄÖÜ])")
@@ -100,3 +102,50 @@ def fitting_parts(text: str, fits: Callable[[str], bool]) -> list[str] | None:
         else:
             parts.append(piece)
     return parts
+
+
+_DASHES = re.compile(r"\\[-–—]|[-–—]")
+_CLOCK = re.compile(r"(?<![\d:])\d{1,2}:\d{2}(?![\d:])")
+_NUMBER = re.compile(r"(?<![:\d])\d+")
+_FLOORS = re.compile(r"(?:Ground floor|Basement(?: \d)?|\d+(?:st|nd|rd|th) floor)$")
+
+
+def restore_spans(english: str, found: list[tuple[str, bool]],
+                  shown: list[tuple[str, bool]], time_style: str = "24h") -> str | None:
+    """The model's translation of a whole text, each of the text's protected spans written as
+    the rules write it; None when one is missing or the model wrote a number the text lacks.
+
+    `found` and `shown` are the text's `split_protected` spans in the style the model learned
+    (24h) and in the configured `time_style`: 'mon–fri 9:00–18:00' → 'Mon–Fri 9 am–6 pm' (a
+    clock time the model wrote itself, 'von 9 bis' → 'from 9:00 to', too)."""
+    taken: list[tuple[int, int]] = []
+    edits: list[tuple[int, int, str]] = []
+    for (chunk, protected), (rendered, _) in zip(found, shown):
+        if not protected:
+            continue
+        body = _DASHES.sub("[-–—]", re.escape(chunk)).replace(r"\ ", r"\s?")
+        for match in re.finditer(rf"(?<![\w.,]){body}(?![\w]|[.,]\d)", english, re.IGNORECASE):
+            a, b = match.span()
+            if not any(a < y and x < b for x, y in taken):
+                taken.append((a, b))
+                if not PLAIN_NUMBER.fullmatch(chunk):
+                    floor = _FLOORS.match(rendered) is not None and a > 0
+                    edits.append((a, b, rendered[:1].lower() + rendered[1:] if floor
+                                  else rendered))
+                break
+        else:
+            return None
+    wanted = Counter(n for chunk, protected in found if protected
+                     for n in _NUMBER.findall(chunk))
+    if Counter(_NUMBER.findall(english)) - wanted:     # ('9' may come out as '9:00')
+        return None
+
+    def own(part: str) -> str:      # a clock time the model wrote itself, in the style
+        return part if time_style == "24h" else _CLOCK.sub(
+            lambda m: clock(m.group(), time_style), part)
+
+    out, cursor = [], 0
+    for a, b, rendered in sorted(edits):
+        out += [own(english[cursor:a]), rendered]
+        cursor = b
+    return "".join(out) + own(english[cursor:])

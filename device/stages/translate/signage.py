@@ -77,7 +77,7 @@ def _ordinal(n: int) -> str:
     return f"{n}{suffix}"
 
 
-def _clock(text: str, style: str) -> str:
+def clock(text: str, style: str) -> str:
     """'9' / '9.30' / '18:00' → '9:00' / '9:30' / '18:00' (24h) or '9 am' / '9:30 am' / '6 pm'."""
     hours, _, minutes = text.replace(".", ":").partition(":")
     h, m = int(hours), int(minutes or 0)
@@ -108,7 +108,7 @@ def render_sign_span(kind: str, span: str, time_style: str = "24h") -> str:
         a, b = re.split(r"\s*[-–—]\s*", body, maxsplit=1)
         if not span.endswith("Uhr") and ":" not in body and "." not in body:
             return span          # '3-4' without Uhr or a colon: not known to be a time
-        return f"{_clock(a, time_style)}–{_clock(b, time_style)}"
+        return f"{clock(a, time_style)}–{clock(b, time_style)}"
     if kind == "floor":
         number = int(re.match(r"\d+", span).group())
         return f"{_ordinal(number)} floor"
@@ -164,5 +164,34 @@ def render_protected(span: str, time_style: str = "24h") -> str:
         return span
     number = span[:-3].strip()
     if re.fullmatch(r"\d{1,2}(?:[:.]\d{2})?", number):
-        return _clock(number, time_style)
+        return clock(number, time_style)
     return number
+
+
+_EN_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_EN_MONTHS = ("january", "february", "april", "june", "july", "august", "september",
+              "october", "november", "december")        # not 'march', 'may': verbs too
+_SHORT = r"(?:mon|tue|wed|thu|fri|sat|sun|jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec)"
+_DAY_WORD = re.compile(rf"\b(?:{'|'.join(_EN_DAYS + _EN_MONTHS)})s?\b")
+_SHORT_RANGE = re.compile(rf"\b{_SHORT}(?=\s?[-–/+]\s?{_SHORT}\b)|(?<=[-–/+])\s?{_SHORT}\b"
+                          rf"|\b{_SHORT}(?=\.?\s\d)")
+_SOURCE_DAY = {"Mo": "mon", "Di": "tue", "Mi": "wed", "Do": "thu", "Fr": "fri", "Sa": "sat",
+               "So": "sun"}
+_RANGE_DASH = re.compile(r"(?<=\d)-(?=\d)|(?<=\b(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun|Jan|Feb|Mar|Apr|"
+                         r"May|Jun|Jul|Aug|Sep|Oct|Nov|Dec))-(?=[A-Z])")
+
+
+def english_casing(english: str, source: str) -> str:
+    """The model writes lowercase English: days and months get their capitals ('on tuesday'
+    → 'on Tuesday', '(nov-mar)' → '(Nov–Mar)'; 'sun' only where the German has 'So'), and a
+    range takes an en dash ('9:00-19:00' → '9:00–19:00')."""
+    def cap(match) -> str:
+        word = match.group()
+        return word[:len(word) - len(word.lstrip())] + word.lstrip().capitalize()
+
+    english = _DAY_WORD.sub(cap, english)
+    english = _SHORT_RANGE.sub(cap, english)
+    for german, short in _SOURCE_DAY.items():
+        if re.search(rf"(?<![\w-]){german}\b(?![-\w])", source):
+            english = re.sub(rf"\b{short}\b", short.capitalize(), english)
+    return _RANGE_DASH.sub("–", english)

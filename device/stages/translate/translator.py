@@ -10,11 +10,15 @@ machine'), the word-by-word gloss is given instead (via "gloss", confidence 0.3:
 understandable, rarely idiomatic, and never labelled as a known translation). With
 `show_glosses` off such a text is kept as read (passthrough, reason "gloss_hidden").
 
-Days, times, floors and prices are written by rule and cut out of what the model reads; plain
-numbers stay inside it (if the model drops one, the text is cut at its numbers instead), and a
-notice longer than the model reads is translated sentence by sentence (`segment`). A model
-answer less confident than `uncertain_below`, like every gloss, is marked `uncertain` (the
-overlay draws it with an amber outline).
+Days, times, floors and prices are written by rule. A text that mixes them with words is first
+read whole (the model learned to write them the English way), and that answer is kept only if
+every one of them comes out in it, then written as the rules write it, with no number added;
+otherwise they are cut out of what the model reads. Plain numbers stay inside it (if the model
+drops one, the text is cut at its numbers instead), and a notice longer than the model reads
+is translated sentence by sentence (`segment`). The model writes lowercase: copied names and
+codes get their own spelling back, days and months their capitals (`signage.english_casing`).
+A model answer less confident than `uncertain_below`, like every gloss, is marked `uncertain`
+(the overlay draws it with an amber outline).
 
 `via` says where the answer came from: "phrasebook" (a dictionary entry for the whole text or
 chunk), "model", "gloss" (word by word), "rule" (only days, times, floors or prices, written the
@@ -47,8 +51,9 @@ from device.stages.translate.normalize import clean, fold, lookup_key, model_tex
 from device.stages.translate.phrasebook import Phrasebook
 from device.stages.translate.refusal import WORD, refusal_of
 from device.stages.translate.segment import (PLAIN_NUMBER, ends_sentence, fitting_parts,
-                                             merge_plain_numbers, numbers_kept)
-from device.stages.translate.signage import apply_style, split_protected, style_of
+                                             merge_plain_numbers, numbers_kept, restore_spans)
+from device.stages.translate.signage import (apply_style, english_casing, split_protected,
+                                             style_of)
 from device.stages.translate.tokenizer import EOS, Tokenizer
 
 log = logging.getLogger(__name__)
@@ -223,14 +228,43 @@ class Translator:
 
     def _render_numbers_inside(self, text: str, spans: list[tuple[str, bool]], style: str,
                                deadline: int | None) -> tuple[str, str, float, str]:
-        """`_render` with plain numbers inside the text the model reads; if the model drops
-        one (or that fails, not for lack of time), the text is cut at its numbers instead."""
+        """The whole text through the model (`_whole`); else `_render` with plain numbers
+        inside the text the model reads; if the model drops one (or that fails, not for lack
+        of time), the text is cut at its numbers instead."""
+        whole = self._whole(text, spans, style, deadline)
+        if whole is not None:
+            return whole
         merged = merge_plain_numbers(spans)
         outcome = self._render(text, merged, style, deadline)
         if merged == spans or outcome[3] == "over_budget" or \
                 (not outcome[3] and numbers_kept(spans, outcome[0])):
             return outcome
         return self._render(text, spans, style, deadline)
+
+    def _whole(self, text: str, spans: list[tuple[str, bool]], style: str,
+               deadline: int | None) -> tuple[str, str, float, str] | None:
+        """A text that mixes words with rendered spans ('WC im 1. OG', 'Am Dienstag von 9 bis
+        12 Uhr geschlossen') read whole: cut at its spans, its words lose one another. The
+        model learned to write days, times and prices the English way; its answer is kept only
+        if every span comes out in it (then written as the rules write it) and it adds no
+        number (`segment.restore_spans`)."""
+        rendered = [chunk for chunk, protected in spans if protected]
+        if not rendered or len(rendered) == len(spans) or self.model is None or \
+                self.tokenizer is None or not self._fits(text) or \
+                all(PLAIN_NUMBER.fullmatch(chunk) for chunk in rendered):
+            return None
+        english, via, confidence, problem = self._chunk(text, deadline)
+        if problem == "over_budget":
+            return english, via, confidence, problem
+        if via != "model" or problem:
+            return None
+        found = spans if self.settings.time_style == "24h" else split_protected(text, "24h")
+        # the spans keep their own casing ('3rd floor' in a title-case sign), but not in caps
+        restored = restore_spans(english if style == "upper" else apply_style(english, style),
+                                 found, spans, self.settings.time_style)
+        if restored is None:
+            return None
+        return restored.upper() if style == "upper" else restored, via, confidence, ""
 
     def _render(self, text: str, spans: list[tuple[str, bool]], style: str,
                 deadline: int | None) -> tuple[str, str, float, str]:
@@ -327,15 +361,17 @@ class Translator:
                 return gloss, "gloss", GLOSS_CONFIDENCE, ""
         if not english:
             return "", "", 0.0, "low_model_confidence"
-        return self._names_cased(chunk, english), "model", decoded.confidence, ""
+        return english_casing(self._names_cased(chunk, english), chunk), "model", \
+            decoded.confidence, ""
 
     def _names_cased(self, chunk: str, english: str) -> str:
         """The model writes what it copies in its folded lowercase form ('zuerich'): a
         capitalized source word copied into the translation gets its own spelling back
-        ('Zürich', 'Hauptbahnhof'), unless both languages share it as a word ('Hotel') or it is
-        too short to tell ('In', 'Was')."""
+        ('Zürich', 'Hauptbahnhof'; 'ICE'), unless both languages share it as a word ('Hotel')
+        or it is too short to tell ('In', 'Was')."""
         book = self.phrasebook
-        for word in {w for w in WORD.findall(chunk) if len(w) > 3 and w.istitle()}:
+        for word in {w for w in WORD.findall(chunk)
+                     if (len(w) > 3 and w.istitle()) or (len(w) > 1 and w.isupper())}:
             copied = model_text(word)
             if not (book is not None and copied in book.english_words
                     and book.is_german_word(copied)):

@@ -109,3 +109,30 @@ def test_the_models_lowercase_english_gets_the_capitals_and_dashes_of_a_sign():
     assert english_casing("sun closed", "So geschlossen") == "Sun closed"
     assert english_casing("the sun is out, i sat down in may", "Die Sonne") == \
         "the sun is out, i sat down in may"
+    # a second sentence starts with a capital, a word after an abbreviation does not
+    assert english_casing("no entry. parents are liable. approx. ten min. later", "") == \
+        "no entry. Parents are liable. Approx. ten min. later"
+
+
+def test_dates_and_days_in_lists_are_written_the_english_way():
+    def rendered(text):
+        return [chunk for chunk, protected in split_protected(text) if protected]
+    assert rendered("Ab 1. Juni 2027 geöffnet") == ["1 June 2027"]
+    assert rendered("Betriebsferien vom 4. bis 18. März") == ["4 to 18 March"]
+    assert rendered("27.–30.12.: 10–14 Uhr") == ["27–30 December", "10:00–14:00"]
+    assert rendered("Betriebsferien vom 24.12. bis 6.1.") == ["24 December", "6 January"]
+    assert rendered("Am 3.10.26 geschlossen") == ["3 October 2026"]
+    assert rendered("BETRIEBSFERIEN 1.–21. AUGUST") == ["1–21 August"]
+    # a day abbreviation is a day before a time, in a list of days, or before 'closed'
+    assert rendered("Sa/So geschlossen") == ["Sat", "Sun"]
+    assert rendered("Mo, Di, Do 8–12 Uhr") == ["Mon", "Tue", "Thu", "8:00–12:00"]
+    assert rendered("So geschlossen") == ["Sun"]
+    assert rendered("So geht das") == [] and rendered("Da ist es") == []
+    # not dates: a price, a time, a thousand
+    assert rendered("ab 1.000 Stück") == ["1.000"] and rendered("9.30 Uhr") == ["9:30"]
+
+
+def test_an_ordinal_before_a_date_may_come_out_without_its_dot():
+    spans = split_protected("Am 24. und 31.12. geschlossen")
+    assert restore_spans("closed on 24 and 31 december", spans, spans) == \
+        "closed on 24 and 31 December"

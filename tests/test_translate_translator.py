@@ -74,6 +74,7 @@ def test_a_word_the_model_knows_is_not_taken_for_a_name(translator, parts):
     assert (result.via, result.reason) == ("model", "")
     assert result.translation.lower() == "police"
     assert translator.translate("Krzyzanowski").reason == "protected"   # still a name
+    assert not translator._is_name("Sonn-")      # 'Sonn- und Feiertage': half a compound
 
 
 def test_a_notice_longer_than_the_model_reads_is_translated_sentence_by_sentence(parts):

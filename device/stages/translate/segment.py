@@ -105,6 +105,7 @@ def fitting_parts(text: str, fits: Callable[[str], bool]) -> list[str] | None:
 
 
 _DASHES = re.compile(r"\\[-–—]|[-–—]")
+_ORDINAL = re.compile(r"\d{1,2}\.")
 _CLOCK = re.compile(r"(?<![\d:])\d{1,2}:\d{2}(?![\d:])")
 _NUMBER = re.compile(r"(?<![:\d])\d+")
 _FLOORS = re.compile(r"(?:Ground floor|Basement(?: \d)?|\d+(?:st|nd|rd|th) floor)$")
@@ -123,6 +124,7 @@ def restore_spans(english: str, found: list[tuple[str, bool]],
     for (chunk, protected), (rendered, _) in zip(found, shown):
         if not protected:
             continue
+        chunk = chunk[:-1] if _ORDINAL.fullmatch(chunk) else chunk   # '24.' ('am 24. und')
         body = _DASHES.sub("[-–—]", re.escape(chunk)).replace(r"\ ", r"\s?")
         for match in re.finditer(rf"(?<![\w.,]){body}(?![\w]|[.,]\d)", english, re.IGNORECASE):
             a, b = match.span()

@@ -57,12 +57,26 @@ _DASH = r"\s*(?:[-–—]|bis|Bis)\s*"
 _ABBR = r"(?:Mo|Di|Mi|Do|Fr|Sa|So)\.?"
 _NAME = r"(?:Montag|Dienstag|Mittwoch|Donnerstag|Freitag|Samstag|Sonnabend|Sonntag)s?"
 _CLOCK = r"\d{1,2}(?:[:.]\d{2})?"
+_MONTHS = {"januar": "January", "jänner": "January", "februar": "February", "märz": "March",
+           "maerz": "March", "april": "April", "mai": "May", "juni": "June", "juli": "July",
+           "august": "August", "september": "September", "oktober": "October",
+           "november": "November", "dezember": "December"}
+_MONTH = rf"(?:{'|'.join(m.capitalize() for m in _MONTHS)})"
+_DATE_DAY = r"(?:0?[1-9]|[12]\d|3[01])"
+_NUMERIC_MONTH = r"(?:0?[1-9]|1[0-2])"
+# a day abbreviation is a day before a time, in a list of days, or before 'closed'
+_DAY_CONTEXT = (rf"(?=\s*[:,]?\s*\d|\s*[,/+&]\s*{_ABBR}(?![^\W\d_])|\s+und\s+{_ABBR}\b"
+                r"|\s+(?:geschlossen|geöffnet|Ruhetag|GESCHLOSSEN|GEÖFFNET|RUHETAG)\b)")
 # Sign spans rendered the English way (checked before the generic protected pattern).
 _SIGN = re.compile(
-    rf"(?P<dayrange>\b{_ABBR}{_DASH}{_ABBR}(?![^\W\d_]))"
+    rf"(?P<daterange>\b{_DATE_DAY}\.{_DASH}{_DATE_DAY}\.(?:\s?{_MONTH}\b|{_NUMERIC_MONTH}\.)"
+    rf"(?:\s?\d{{4}}\b)?)"
+    rf"|(?P<date>\b{_DATE_DAY}\.\s?{_MONTH}\b(?:\s\d{{4}}\b)?)"
+    rf"|(?P<numericdate>\b{_DATE_DAY}\.{_NUMERIC_MONTH}\.(?:\d{{4}}\b|\d{{2}}\b)?)"
+    rf"|(?P<dayrange>\b{_ABBR}{_DASH}{_ABBR}(?![^\W\d_]))"
     rf"|(?P<namerange>\b{_NAME}{_DASH}{_NAME}\b)"
     rf"|(?P<dayname>\b{_NAME}(?=\s*[:,]?\s*\d)|^{_NAME}$)"
-    rf"|(?P<day>\b{_ABBR}(?=\s*[:,]?\s*\d))"
+    rf"|(?P<day>(?<![^\W\d_]){_ABBR}{_DAY_CONTEXT})"
     rf"|(?P<timerange>\b{_CLOCK}\s*[-–—]\s*{_CLOCK}(?:\s*Uhr\b)?)"
     rf"|(?P<floor>\b\d{{1,2}}\.\s?(?:OG|Obergeschoss|Etage|Stock)\b)"
     rf"|(?P<ground>\b(?:EG|Erdgeschoss)\b)"
@@ -88,8 +102,26 @@ def clock(text: str, style: str) -> str:
     return f"{h}:{m:02d}"
 
 
+_MONTH_NAMES = ("January", "February", "March", "April", "May", "June", "July", "August",
+                "September", "October", "November", "December")
+
+
 def render_sign_span(kind: str, span: str, time_style: str = "24h") -> str:
-    """How an English sign writes a German day, time range, floor or price."""
+    """How an English sign writes a German date, day, time range, floor or price."""
+    if kind in ("date", "daterange", "numericdate"):
+        # '1. Juni' → '1 June', '4. bis 18. März' → '4 to 18 March', '27.–30.12.' → '27–30
+        # December', '24.12.2026' → '24 December 2026' (as the register writes them)
+        numbers = re.findall(r"\d+", span)
+        year = numbers.pop() if len(numbers[-1]) == 4 or (
+            kind == "numericdate" and len(numbers) == 3) else None
+        name = next((w for w in re.findall(r"[^\W\d_]+", span) if w.lower() in _MONTHS), None)
+        month = _MONTHS[name.lower()] if name else _MONTH_NAMES[int(numbers.pop()) - 1]
+        days = str(int(numbers[0]))
+        if kind == "daterange":
+            joint = " to " if re.search(r"bis", span, re.IGNORECASE) else "–"
+            days += joint + str(int(numbers[1]))
+        year = ("20" + year) if year and len(year) == 2 else year
+        return f"{days} {month}" + (f" {year}" if year else "")
     if kind == "dayrange":
         a, b = re.split(_DASH, span, maxsplit=1)
         return f"{_DAYS[a.strip(' .').lower()]}–{_DAYS[b.strip(' .').lower()]}"
@@ -181,14 +213,24 @@ _RANGE_DASH = re.compile(r"(?<=\d)-(?=\d)|(?<=\b(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun|J
                          r"May|Jun|Jul|Aug|Sep|Oct|Nov|Dec))-(?=[A-Z])")
 
 
+_NEXT_SENTENCE = re.compile(r"\b([^\W\d_]+)[.!?]\s+[a-z]")
+_EN_ABBREVIATIONS = frozenset("approx ca e g i etc incl excl max min no nr st dr mr mrs ms vs "
+                              "tel hbf str".split())
+
+
 def english_casing(english: str, source: str) -> str:
-    """The model writes lowercase English: days and months get their capitals ('on tuesday'
-    → 'on Tuesday', '(nov-mar)' → '(Nov–Mar)'; 'sun' only where the German has 'So'), and a
-    range takes an en dash ('9:00-19:00' → '9:00–19:00')."""
+    """The model writes lowercase English: a sentence after the first one starts with a
+    capital ('... site. parents are' → '... site. Parents are'; not after 'approx.'), days
+    and months get theirs ('on tuesday' → 'on Tuesday', '(nov-mar)' → '(Nov–Mar)'; 'sun'
+    only where the German has 'So'), and a range takes an en dash ('9:00-19:00' →
+    '9:00–19:00')."""
     def cap(match) -> str:
         word = match.group()
         return word[:len(word) - len(word.lstrip())] + word.lstrip().capitalize()
 
+    english = _NEXT_SENTENCE.sub(
+        lambda m: m.group() if m.group(1).lower() in _EN_ABBREVIATIONS
+        else m.group()[:-1] + m.group()[-1].upper(), english)
     english = _DAY_WORD.sub(cap, english)
     english = _SHORT_RANGE.sub(cap, english)
     for german, short in _SOURCE_DAY.items():

@@ -324,7 +324,8 @@ class Translator:
         """A capitalized word neither the dictionary nor the model's own vocabulary knows (a
         word the tokenizer keeps whole was frequent in the model's training text: 'Polizei')."""
         core = word.strip(".,;:!?\"'()")
-        if not core or not core[0].isupper() or not core[1:].islower() or len(core) < 3:
+        if not core or not core[0].isupper() or not core[1:].islower() or len(core) < 3 or \
+                core.endswith("-"):         # 'Sonn- und Feiertage': half a compound
             return False
         folded = fold(core).lower()
         book = self.phrasebook

@@ -2,7 +2,7 @@
 
 from device.stages.translate.segment import (ends_sentence, fitting_parts, merge_plain_numbers,
                                              numbers_kept, restore_spans, sentences)
-from device.stages.translate.signage import english_casing, split_protected
+from device.stages.translate.signage import english_casing, english_numbers, split_protected
 
 
 def test_sentences_end_at_their_marks_not_after_numbers_or_abbreviations():
@@ -136,3 +136,22 @@ def test_an_ordinal_before_a_date_may_come_out_without_its_dot():
     spans = split_protected("Am 24. und 31.12. geschlossen")
     assert restore_spans("closed on 24 and 31 december", spans, spans) == \
         "closed on 24 and 31 December"
+
+
+def test_in_a_text_with_uhr_bare_hours_and_dotted_times_are_times():
+    def rendered(text, style="24h"):
+        return [chunk for chunk, protected in split_protected(text, style) if protected]
+    assert rendered("Ruhezeit 13–15 und 22–7 Uhr") == ["13:00–15:00", "22:00–7:00"]
+    assert rendered("Täglich von 9.30 bis 17.30 Uhr", "12h") == ["9:30 am", "5:30 pm"]
+    # without Uhr they are not known to be times; sizes are not hours
+    assert rendered("Gleis 3-4") == ["3-4"] and rendered("Preis 2.50") == ["2.50"]
+    assert rendered("Größen 36-42 bis 18 Uhr") == ["36-42", "18:00"]
+
+
+def test_prices_with_thousands_and_decimal_commas_are_written_the_english_way():
+    assert [c for c, p in split_protected("Jetzt nur 1.299 €") if p] == ["€1,299"]
+    assert [c for c, p in split_protected("1.299,00 EUR") if p] == ["€1,299.00"]
+    assert [c for c, p in split_protected("Eintritt 12,- €") if p] == ["€12"]
+    assert english_numbers("keep 1,5 metres apart, over 7,5 t", "1,5 Meter, über 7,5 t") == \
+        "keep 1.5 metres apart, over 7.5 t"
+    assert english_numbers("2,4-exit", "2,4-Ausgang") == "2,4-exit"     # glued: a name

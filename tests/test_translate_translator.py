@@ -77,6 +77,12 @@ def test_a_word_the_model_knows_is_not_taken_for_a_name(translator, parts):
     assert not translator._is_name("Sonn-")      # 'Sonn- und Feiertage': half a compound
 
 
+def test_a_function_word_alone_between_times_is_not_left_to_the_model(translator):
+    # the model, given 'und' alone, may answer 'and and'
+    assert translator._chunk("und", None) == ("and", "phrasebook", 1.0, "")
+    assert translator._chunk("oder", None)[0] == "or"   # not the river
+
+
 def test_a_notice_longer_than_the_model_reads_is_translated_sentence_by_sentence(parts):
     model, tokenizer, _book = parts
     # no phrasebook: the test dictionary's excerpt lacks the notice's words, which would be

@@ -43,12 +43,16 @@ SIGN_SENSES = {
     "Ausgang": "exit", "Eingang": "entrance", "Notausgang": "emergency exit",
     "Zimmer frei": "vacancies", "besetzt": "occupied", "frei": "free", "bitte": "please",
     "Stunde": "hour",
-    # function words, for word-by-word glosses
+}
+FUNCTION_WORDS = {
     "im": "in the", "am": "at the", "zum": "to the", "zur": "to the", "vom": "from the",
     "der": "the", "die": "the", "das": "the", "den": "the", "dem": "the", "und": "and",
-    "für": "for", "mit": "with", "nicht": "not", "kein": "no", "keine": "no", "von": "from",
-    "bei": "at", "ab": "from", "bis": "until", "pro": "per", "zu": "to", "nur": "only",
+    "oder": "or", "sowie": "and", "für": "for", "mit": "with", "nicht": "not", "kein": "no",
+    "keine": "no", "von": "from", "bei": "at", "ab": "from", "bis": "until", "pro": "per",
+    "zu": "to", "nur": "only",
 }
+"""Function words, for word-by-word glosses and for a chunk that is one of them alone (between
+two times: '8–12 und 14–18 Uhr'), where the model is unreliable ('and and')."""
 _ENGLISH_WORD = re.compile(r"[a-z]+")
 
 
@@ -159,7 +163,7 @@ class _Layered(_ReadOnlyMapping):
 class Phrasebook:
     def __init__(self, entries: Mapping[str, str], source: str = "<dict>",
                  english_words=None):
-        senses = {lookup_key(k): v for k, v in SIGN_SENSES.items()}
+        senses = {lookup_key(k): v for k, v in {**SIGN_SENSES, **FUNCTION_WORDS}.items()}
         self._entries = _Layered(senses, entries)
         self.source = source
         if english_words is None:

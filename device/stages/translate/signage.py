@@ -61,6 +61,7 @@ _MONTHS = {"januar": "January", "jänner": "January", "februar": "February", "m�
            "maerz": "March", "april": "April", "mai": "May", "juni": "June", "juli": "July",
            "august": "August", "september": "September", "oktober": "October",
            "november": "November", "dezember": "December"}
+_AMOUNT = r"(?:\d{1,3}(?:\.\d{3})+|\d+)"      # 1.299 (thousands) or 1299
 _MONTH = rf"(?:{'|'.join(m.capitalize() for m in _MONTHS)})"
 _DATE_DAY = r"(?:0?[1-9]|[12]\d|3[01])"
 _NUMERIC_MONTH = r"(?:0?[1-9]|1[0-2])"
@@ -81,7 +82,8 @@ _SIGN = re.compile(
     rf"|(?P<floor>\b\d{{1,2}}\.\s?(?:OG|Obergeschoss|Etage|Stock)\b)"
     rf"|(?P<ground>\b(?:EG|Erdgeschoss)\b)"
     rf"|(?P<basement>\b(?:\d\.\s?)?(?:UG|Untergeschoss)\b)"
-    rf"|(?P<price>\b\d+(?:,\d{{2}}|,-)?\s?(?:€|EUR|Euro)(?![^\W\d_])|€\s?\d+(?:,\d{{2}})?)",
+    rf"|(?P<price>\b{_AMOUNT}(?:,\d{{2}}|,-)?\s?(?:€|EUR|Euro)(?![^\W\d_])"
+    rf"|€\s?{_AMOUNT}(?:,\d{{2}})?)",
     re.UNICODE)
 TIME_STYLES = ("24h", "12h")
 
@@ -106,8 +108,11 @@ _MONTH_NAMES = ("January", "February", "March", "April", "May", "June", "July", 
                 "September", "October", "November", "December")
 
 
-def render_sign_span(kind: str, span: str, time_style: str = "24h") -> str:
-    """How an English sign writes a German date, day, time range, floor or price."""
+def render_sign_span(kind: str, span: str, time_style: str = "24h",
+                     clock_text: bool = False) -> str:
+    """How an English sign writes a German date, day, time range, floor or price;
+    `clock_text`: the text gives times in Uhr, so a bare range of hours is one too
+    ('Ruhezeit 13–15 und 22–7 Uhr')."""
     if kind in ("date", "daterange", "numericdate"):
         # '1. Juni' → '1 June', '4. bis 18. März' → '4 to 18 March', '27.–30.12.' → '27–30
         # December', '24.12.2026' → '24 December 2026' (as the register writes them)
@@ -138,7 +143,8 @@ def render_sign_span(kind: str, span: str, time_style: str = "24h") -> str:
     if kind == "timerange":
         body = re.sub(r"\s*Uhr$", "", span)
         a, b = re.split(r"\s*[-–—]\s*", body, maxsplit=1)
-        if not span.endswith("Uhr") and ":" not in body and "." not in body:
+        hours = clock_text and all(int(re.match(r"\d+", x).group()) <= 24 for x in (a, b))
+        if not span.endswith("Uhr") and ":" not in body and "." not in body and not hours:
             return span          # '3-4' without Uhr or a colon: not known to be a time
         return f"{clock(a, time_style)}–{clock(b, time_style)}"
     if kind == "floor":
@@ -149,9 +155,11 @@ def render_sign_span(kind: str, span: str, time_style: str = "24h") -> str:
     if kind == "basement":
         number = re.match(r"\d", span)
         return f"Basement {number.group()}" if number and number.group() != "1" else "Basement"
-    if kind == "price":
-        digits = re.search(r"\d+(?:,\d{2}|,-)?", span).group().replace(",-", "").replace(",", ".")
-        return f"€{digits}"
+    if kind == "price":                 # '1.299,00 €' → '€1,299.00', '2,50 €' → '€2.50'
+        amount = re.search(rf"({_AMOUNT})(?:,(\d{{2}}))?", span)
+        whole = amount.group(1)
+        whole = f"{int(whole.replace('.', '')):,}" if "." in whole else whole
+        return f"€{whole}" + (f".{amount.group(2)}" if amount.group(2) else "")
     return span
 
 
@@ -165,6 +173,7 @@ def split_protected(text: str, time_style: str = "24h") -> list[tuple[str, bool]
     titled = text.title()
     probes = ([titled] if style_of(text) == "upper" and len(titled) == len(text) else []) + [text]
     spans: list[tuple[int, int, str]] = []
+    clock_text = re.search(r"\b(?:Uhr|UHR)\b", text) is not None
 
     def add(match, rendered: str) -> None:
         a, b = match.span()
@@ -173,9 +182,9 @@ def split_protected(text: str, time_style: str = "24h") -> list[tuple[str, bool]
 
     for probe in probes:
         for match in _SIGN.finditer(probe):
-            add(match, render_sign_span(match.lastgroup, match.group(), time_style))
+            add(match, render_sign_span(match.lastgroup, match.group(), time_style, clock_text))
     for match in _PROTECTED.finditer(text):        # codes (RE7, ICE4) as written
-        add(match, render_protected(match.group().strip(), time_style))
+        add(match, render_protected(match.group().strip(), time_style, clock_text))
     for start, end, rendered in sorted(spans):
         if start < position:
             continue
@@ -190,8 +199,12 @@ def split_protected(text: str, time_style: str = "24h") -> list[tuple[str, bool]
     return chunks
 
 
-def render_protected(span: str, time_style: str = "24h") -> str:
-    """'18 Uhr' -> '18:00' (or '6 pm'), '9:30 UHR' -> '9:30'; others unchanged."""
+def render_protected(span: str, time_style: str = "24h", clock_text: bool = False) -> str:
+    """'18 Uhr' -> '18:00' (or '6 pm'), '9:30 UHR' -> '9:30', and in a text that gives times
+    in Uhr a clock time without it ('von 9.30 bis 17.30 Uhr' → 9:30); others unchanged."""
+    time = re.fullmatch(r"(\d{1,2})[.:](\d{2})", span)
+    if clock_text and time and int(time.group(1)) <= 24 and int(time.group(2)) < 60:
+        return clock(span, time_style)
     if not span.endswith(("Uhr", "UHR")):
         return span
     number = span[:-3].strip()
@@ -237,3 +250,15 @@ def english_casing(english: str, source: str) -> str:
         if re.search(rf"(?<![\w-]){german}\b(?![-\w])", source):
             english = re.sub(rf"\b{short}\b", short.capitalize(), english)
     return _RANGE_DASH.sub("–", english)
+
+
+_DECIMAL = re.compile(r"(?<![\w.,-])\d+,\d+(?![\w,-])")      # not '2,4-Dien
+
+
+def english_numbers(english: str, source: str) -> str:
+    """A German decimal comma the translation copied becomes a point ('1,5 Meter' → '1.5
+    metres', '7,5 t' → '7.5 t'); prices are written by rule before."""
+    for number in set(_DECIMAL.findall(source)):
+        english = re.sub(rf"(?<![\d.,]){re.escape(number)}(?![\d,])",
+                         number.replace(",", "."), english)
+    return english

@@ -48,18 +48,19 @@ from device.modelstore.store import ModelStore
 from device.stages.translate.cache import LRUCache
 from device.stages.translate.model import Seq2SeqModel
 from device.stages.translate.normalize import clean, fold, lookup_key, model_text
-from device.stages.translate.phrasebook import Phrasebook
+from device.stages.translate.phrasebook import FUNCTION_WORDS, Phrasebook
 from device.stages.translate.refusal import WORD, refusal_of
 from device.stages.translate.segment import (PLAIN_NUMBER, ends_sentence, fitting_parts,
                                              merge_plain_numbers, numbers_kept, restore_spans)
-from device.stages.translate.signage import (apply_style, english_casing, split_protected,
-                                             style_of)
+from device.stages.translate.signage import (apply_style, english_casing, english_numbers,
+                                             split_protected, style_of)
 from device.stages.translate.tokenizer import EOS, Tokenizer
 
 log = logging.getLogger(__name__)
 
 VIAS = ("phrasebook", "cache", "model", "gloss", "rule", "passthrough")
 GLOSS_CONFIDENCE = 0.3   # a word-by-word dictionary gloss: understandable, rarely idiomatic
+_FUNCTION_KEYS = frozenset(lookup_key(word) for word in FUNCTION_WORDS)
 _TRUST = {"phrasebook": 3, "model": 2, "gloss": 1}
 """A text made of chunks answered in several ways is labelled by its least trusted chunk."""
 
@@ -215,6 +216,7 @@ class Translator:
                                                                             deadline)
         if problem:
             return self._passthrough(source, text, problem, start)
+        translation = english_numbers(translation, text)
         if via == "gloss" and not self.settings.show_glosses:
             return self._passthrough(source, text, "gloss_hidden", start)
         if via == "model" and confidence < self.settings.min_model_confidence:
@@ -339,7 +341,8 @@ class Translator:
         hit = None
         if self.phrasebook is not None and self.settings.use_phrasebook:
             hit = self.phrasebook.lookup(chunk)
-            if hit is not None and not (self.settings.model_first and self.model is not None):
+            if hit is not None and (not (self.settings.model_first and self.model is not None)
+                                    or lookup_key(chunk) in _FUNCTION_KEYS):
                 return hit, "phrasebook", 1.0, ""
         if not lookup_key(chunk):
             return chunk, "phrasebook", 1.0, ""       # punctuation only: keep it

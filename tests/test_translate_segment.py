@@ -132,10 +132,17 @@ def test_dates_and_days_in_lists_are_written_the_english_way():
     assert rendered("ab 1.000 Stück") == ["1.000"] and rendered("9.30 Uhr") == ["9:30"]
 
 
-def test_an_ordinal_before_a_date_may_come_out_without_its_dot():
+def test_a_number_may_come_out_without_its_mark_a_clock_without_its_leading_zero():
     spans = split_protected("Am 24. und 31.12. geschlossen")
     assert restore_spans("closed on 24 and 31 december", spans, spans) == \
         "closed on 24 and 31 December"
+    spans = split_protected("Führungen um 11, 14 und 16 Uhr")
+    assert restore_spans("guided tours at 11:00, 14:00 and 16:00", spans, spans) == \
+        "guided tours at 11:00, 14:00 and 16:00"
+    spans = split_protected("Di + Do 07:00–14:00 Uhr")
+    assert restore_spans("Tue + Thu 07:00-14:00", spans, spans) == "Tue + Thu 7:00–14:00"
+    spans = split_protected("Bitte 1,5 m Abstand halten")          # the point: english_numbers
+    assert restore_spans("please keep 1.5 m apart", spans, spans) == "please keep 1,5 m apart"
 
 
 def test_in_a_text_with_uhr_bare_hours_and_dotted_times_are_times():

@@ -105,7 +105,8 @@ def fitting_parts(text: str, fits: Callable[[str], bool]) -> list[str] | None:
 
 
 _DASHES = re.compile(r"\\[-–—]|[-–—]")
-_ORDINAL = re.compile(r"\d{1,2}\.")
+_NUMBER_MARK = re.compile(r"\d+[.,;:]")
+_LEADING_ZERO = re.compile(r"(?<![\d:.,])0(\d:\d\d)")
 _CLOCK = re.compile(r"(?<![\d:])\d{1,2}:\d{2}(?![\d:])")
 _NUMBER = re.compile(r"(?<![:\d])\d+")
 _FLOORS = re.compile(r"(?:Ground floor|Basement(?: \d)?|\d+(?:st|nd|rd|th) floor)$")
@@ -119,13 +120,16 @@ def restore_spans(english: str, found: list[tuple[str, bool]],
     `found` and `shown` are the text's `split_protected` spans in the style the model learned
     (24h) and in the configured `time_style`: 'mon–fri 9:00–18:00' → 'Mon–Fri 9 am–6 pm' (a
     clock time the model wrote itself, 'von 9 bis' → 'from 9:00 to', too)."""
+    english = _LEADING_ZERO.sub(r"\1", english)   # '07:00' as the rules write it: '7:00'
     taken: list[tuple[int, int]] = []
     edits: list[tuple[int, int, str]] = []
     for (chunk, protected), (rendered, _) in zip(found, shown):
         if not protected:
             continue
-        chunk = chunk[:-1] if _ORDINAL.fullmatch(chunk) else chunk   # '24.' ('am 24. und')
+        # '24.' ('am 24. und') and '11,' ('um 11, 14 und 16 Uhr') may lose their mark
+        chunk = chunk[:-1] if _NUMBER_MARK.fullmatch(chunk) else chunk
         body = _DASHES.sub("[-–—]", re.escape(chunk)).replace(r"\ ", r"\s?")
+        body = re.sub(r"(?<=\d),(?=\d)", "[,.]", body)      # '1,5 m' may come as '1.5 m' 
         for match in re.finditer(rf"(?<![\w.,]){body}(?![\w]|[.,]\d)", english, re.IGNORECASE):
             a, b = match.span()
             if not any(a < y and x < b for x, y in taken):

@@ -162,3 +162,4 @@ def test_prices_with_thousands_and_decimal_commas_are_written_the_english_way():
     assert english_numbers("keep 1,5 metres apart, over 7,5 t", "1,5 Meter, über 7,5 t") == \
         "keep 1.5 metres apart, over 7.5 t"
     assert english_numbers("2,4-exit", "2,4-Ausgang") == "2,4-exit"     # glued: a name
+    assert english_numbers("Up to 12,5 % off", "Bis zu 12,5 % reduziert") == "Up to 12.5% off"

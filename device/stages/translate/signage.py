@@ -257,8 +257,9 @@ _DECIMAL = re.compile(r"(?<![\w.,-])\d+,\d+(?![\w,-])")      # not '2,4-Dien
 
 def english_numbers(english: str, source: str) -> str:
     """A German decimal comma the translation copied becomes a point ('1,5 Meter' → '1.5
-    metres', '7,5 t' → '7.5 t'); prices are written by rule before."""
+    metres', '7,5 t' → '7.5 t'; prices are written by rule before), and a percentage loses
+    its space ('20 % auf alles' → '20% off everything')."""
     for number in set(_DECIMAL.findall(source)):
         english = re.sub(rf"(?<![\d.,]){re.escape(number)}(?![\d,])",
                          number.replace(",", "."), english)
-    return english
+    return re.sub(r"(?<=\d) %", "%", english)

@@ -57,9 +57,30 @@ def prepare_line(image: np.ndarray, line_height: int = LINE_HEIGHT) -> np.ndarra
         raise ValueError(f"crop too small to hold text: {w}x{h} px")
     scaled, bucket = bucket_width(h, w, line_height)
     interp = cv2.INTER_AREA if h > line_height else cv2.INTER_LINEAR
-    line = cv2.resize(gray, (scaled, line_height), interpolation=interp).astype(np.float32)
-    lo, hi = np.percentile(line, (2, 98))
-    line = np.clip((line - lo) / max(hi - lo, 8.0), 0.0, 1.0)
-    if bucket > scaled:
-        line = np.pad(line, ((0, 0), (0, bucket - scaled)), mode="edge")
-    return line
+    small = cv2.resize(gray, (scaled, line_height), interpolation=interp)
+    lo, hi = percentiles_u8(small, (0.02, 0.98))
+    out = np.empty((line_height, bucket), np.float32)
+    line = out[:, :scaled]
+    np.subtract(small, np.float32(lo), out=line, dtype=np.float32)
+    np.divide(line, np.float32(max(hi - lo, 8.0)), out=line)
+    np.clip(line, 0.0, 1.0, out=line)
+    out[:, scaled:] = line[:, scaled - 1:scaled]         # pad by repeating the last column
+    return out
+
+
+def percentiles_u8(values: np.ndarray, qs: tuple[float, ...]) -> list[float]:
+    """np.percentile(values, 100 * q) for each q of a uint8 array, the same numbers (numpy's
+    'linear' method), from a 256-bin histogram instead of a sort: half the time of a line's
+    preparation went into sorting its pixels."""
+    n = values.size
+    counts = np.cumsum(np.bincount(values.ravel(), minlength=256))
+    found = []
+    for q in qs:
+        virtual = (n - 1) * q
+        i = int(np.floor(virtual))
+        t = virtual - i
+        a = float(np.searchsorted(counts, i, side="right"))      # the i-th smallest value
+        b = float(np.searchsorted(counts, min(i + 1, n - 1), side="right"))
+        diff = b - a                     # numpy's _lerp, rounding included
+        found.append(b - diff * (1 - t) if t >= 0.5 else a + diff * t)
+    return found

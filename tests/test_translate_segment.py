@@ -128,8 +128,10 @@ def test_dates_and_days_in_lists_are_written_the_english_way():
     assert rendered("Mo, Di, Do 8–12 Uhr") == ["Mon", "Tue", "Thu", "8:00–12:00"]
     assert rendered("So geschlossen") == ["Sun"]
     assert rendered("So geht das") == [] and rendered("Da ist es") == []
-    # not dates: a price, a time, a thousand
+    assert rendered("SA/SO GESCHLOSSEN") == ["Sat", "Sun"]
+    # not dates: a price, a time, a thousand, a section number
     assert rendered("ab 1.000 Stück") == ["1.000"] and rendered("9.30 Uhr") == ["9:30"]
+    assert rendered("Abschnitt 3.2.1 beachten") == ["3.2.1"]
 
 
 def test_a_number_may_come_out_without_its_mark_a_clock_without_its_leading_zero():
@@ -141,6 +143,10 @@ def test_a_number_may_come_out_without_its_mark_a_clock_without_its_leading_zero
         "guided tours at 11:00, 14:00 and 16:00"
     spans = split_protected("Di + Do 07:00–14:00 Uhr")
     assert restore_spans("Tue + Thu 07:00-14:00", spans, spans) == "Tue + Thu 7:00–14:00"
+    # an hour may come out as a clock time, another number may not
+    spans = split_protected("Bus 12 fährt ab 14 Uhr")
+    assert restore_spans("bus 12:00 leaves from 14:00", spans, spans) is None
+    assert restore_spans("bus 12 leaves from 14:00", spans, spans) == "bus 12 leaves from 14:00"
     spans = split_protected("Bitte 1,5 m Abstand halten")          # the point: english_numbers
     assert restore_spans("please keep 1.5 m apart", spans, spans) == "please keep 1,5 m apart"
 
@@ -150,16 +156,22 @@ def test_in_a_text_with_uhr_bare_hours_and_dotted_times_are_times():
         return [chunk for chunk, protected in split_protected(text, style) if protected]
     assert rendered("Ruhezeit 13–15 und 22–7 Uhr") == ["13:00–15:00", "22:00–7:00"]
     assert rendered("Täglich von 9.30 bis 17.30 Uhr", "12h") == ["9:30 am", "5:30 pm"]
-    # without Uhr they are not known to be times; sizes are not hours
+    assert rendered("Mo–Fr 9–12, 14–18 Uhr") == ["Mon–Fri", "9:00–12:00", "14:00–18:00"]
+    # without Uhr they are not known to be times; sizes, ages and prices are not hours
     assert rendered("Gleis 3-4") == ["3-4"] and rendered("Preis 2.50") == ["2.50"]
     assert rendered("Größen 36-42 bis 18 Uhr") == ["36-42", "18:00"]
+    assert rendered("Kinder (6-14 Jahre) 3 €, Einlass bis 17 Uhr") == ["6-14", "€3", "17:00"]
+    assert rendered("Parken max. 2-3 Std., 8-20 Uhr") == ["2-3", "8:00–20:00"]
+    assert rendered("Kaffee 2.50 bis 11 Uhr") == ["2.50", "11:00"]
 
 
 def test_prices_with_thousands_and_decimal_commas_are_written_the_english_way():
     assert [c for c, p in split_protected("Jetzt nur 1.299 €") if p] == ["€1,299"]
     assert [c for c, p in split_protected("1.299,00 EUR") if p] == ["€1,299.00"]
     assert [c for c, p in split_protected("Eintritt 12,- €") if p] == ["€12"]
+    assert [c for c, p in split_protected("Preis: 3.99 € pro Stück") if p] == ["€3.99"]
     assert english_numbers("keep 1,5 metres apart, over 7,5 t", "1,5 Meter, über 7,5 t") == \
         "keep 1.5 metres apart, over 7.5 t"
     assert english_numbers("2,4-exit", "2,4-Ausgang") == "2,4-exit"     # glued: a name
+    assert english_numbers("platform 1,2 and 3", "Gleis 1,2 und 3") == "platform 1,2 and 3"
     assert english_numbers("Up to 12,5 % off", "Bis zu 12,5 % reduziert") == "Up to 12.5% off"

@@ -132,6 +132,22 @@ def test_words_around_days_times_and_floors_are_read_whole(translator, monkeypat
     assert result.translation == "Toilets 2nd floor"
 
 
+def test_an_answer_that_merges_a_notices_sentences_is_read_again_sentence_by_sentence(
+        translator, monkeypatch):
+    read, chunk = [], translator._chunk
+
+    def merging(text, deadline):        # a (stand-in) answer that merges the two sentences
+        read.append(text)
+        return (("closed today from 9:00.", "model", 0.9, "") if text.count(".") == 2
+                else chunk(text, deadline))
+    monkeypatch.setattr(translator, "_chunk", merging)
+    result = translator.translate("Heute geschlossen. Ab 9 Uhr geöffnet.")
+    assert read[:3] == ["Heute geschlossen. Ab 9 Uhr geöffnet.", "Heute geschlossen.",
+                        "Ab 9 Uhr geöffnet."]
+    first, second = result.translation.split(". ", 1)
+    assert "9:00" in second and "9:00" not in first      # no sentence merged into another
+
+
 def test_a_name_the_model_copies_gets_its_own_spelling_back(translator):
     assert translator._names_cased("Zug nach Zürich", "train to zuerich") == "train to Zürich"
     assert translator._names_cased("Nächster Halt: Hauptbahnhof",

@@ -7,7 +7,9 @@ The model reads at most 23 tokens. A longer notice is cut after its sentences (n
 number or a known abbreviation: '1. OG', 'ca. 10 Min.', 'Nr. 5'), a sentence that is still too
 long after its clause marks or dashes, and neighbouring parts that fit together are read
 together. Plain numbers stay inside the text the model reads (a sentence is not cut at its
-numbers); spans a rule rendered (times, days, prices, floors) stay cut out.
+numbers). A sentence with spans a rule rendered (times, days, dates, prices, floors) is read
+whole first, its answer kept only if every span comes out in it (`restore_spans`); otherwise
+they are cut out.
 """
 
 from __future__ import annotations
@@ -109,7 +111,28 @@ _NUMBER_MARK = re.compile(r"\d+[.,;:]")
 _LEADING_ZERO = re.compile(r"(?<![\d:.,])0(\d:\d\d)")
 _CLOCK = re.compile(r"(?<![\d:])\d{1,2}:\d{2}(?![\d:])")
 _NUMBER = re.compile(r"(?<![:\d])\d+")
+_DAYS_BEFORE = re.compile(r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)[a-z]*$")
+_TIME_WORD_START = re.compile(r"(?i:bis|und)\b")
+_TIME_WORD_END = re.compile(r"(?i:\b(?:um|ab|von|vom|bis|gegen|zwischen|und))\s*$")
 _FLOORS = re.compile(r"(?:Ground floor|Basement(?: \d)?|\d+(?:st|nd|rd|th) floor)$")
+
+
+def _hours(found: list[tuple[str, bool]]) -> set[int]:
+    """The indexes of plain numbers that are hours, with a clock time later on: after
+    um/ab/von/bis/gegen/zwischen/und or a day ('Mo–Mi 10 bis 17 Uhr'), before bis/und, or
+    after such an hour and a comma ('um 11, 14 und 16 Uhr')."""
+    hours: set[int] = set()
+    for k, (chunk, protected) in enumerate(found):
+        if not protected or not k or not any(p and _CLOCK.search(c) for c, p in found[k + 1:]):
+            continue
+        before, was_protected = found[k - 1]
+        after = found[k + 1] if k + 1 < len(found) else ("", True)
+        if (not was_protected and _TIME_WORD_END.search(before)) or \
+                (was_protected and _DAYS_BEFORE.match(before)) or \
+                (k - 1 in hours and before.endswith(",")) or \
+                (not after[1] and _TIME_WORD_START.match(after[0])):
+            hours.add(k)
+    return hours
 
 
 def restore_spans(english: str, found: list[tuple[str, bool]],
@@ -123,14 +146,17 @@ def restore_spans(english: str, found: list[tuple[str, bool]],
     english = _LEADING_ZERO.sub(r"\1", english)   # '07:00' as the rules write it: '7:00'
     taken: list[tuple[int, int]] = []
     edits: list[tuple[int, int, str]] = []
-    for (chunk, protected), (rendered, _) in zip(found, shown):
+    hours = _hours(found)
+    for k, ((chunk, protected), (rendered, _)) in enumerate(zip(found, shown)):
         if not protected:
             continue
         # '24.' ('am 24. und') and '11,' ('um 11, 14 und 16 Uhr') may lose their mark
         chunk = chunk[:-1] if _NUMBER_MARK.fullmatch(chunk) else chunk
         body = _DASHES.sub("[-–—]", re.escape(chunk)).replace(r"\ ", r"\s?")
-        body = re.sub(r"(?<=\d),(?=\d)", "[,.]", body)      # '1,5 m' may come as '1.5 m' 
-        for match in re.finditer(rf"(?<![\w.,]){body}(?![\w]|[.,]\d)", english, re.IGNORECASE):
+        body = re.sub(r"(?<=\d),(?=\d)", "[,.]", body)      # '1,5 m' may come as '1.5 m'
+        # only an hour may come out as a clock time ('von 9 bis 12 Uhr'; not 'Bus 12')
+        after = r"(?![\w]|[.,]\d)" if k in hours else r"(?![\w]|[.,:]\d)"
+        for match in re.finditer(rf"(?<![\w.,]){body}{after}", english, re.IGNORECASE):
             a, b = match.span()
             if not any(a < y and x < b for x, y in taken):
                 taken.append((a, b))

@@ -67,13 +67,13 @@ _DATE_DAY = r"(?:0?[1-9]|[12]\d|3[01])"
 _NUMERIC_MONTH = r"(?:0?[1-9]|1[0-2])"
 # a day abbreviation is a day before a time, in a list of days, or before 'closed'
 _DAY_CONTEXT = (rf"(?=\s*[:,]?\s*\d|\s*[,/+&]\s*{_ABBR}(?![^\W\d_])|\s+und\s+{_ABBR}\b"
-                r"|\s+(?:geschlossen|geöffnet|Ruhetag|GESCHLOSSEN|GEÖFFNET|RUHETAG)\b)")
+                r"|\s+(?i:geschlossen|geöffnet|ruhetag)\b)")
 # Sign spans rendered the English way (checked before the generic protected pattern).
 _SIGN = re.compile(
     rf"(?P<daterange>\b{_DATE_DAY}\.{_DASH}{_DATE_DAY}\.(?:\s?{_MONTH}\b|{_NUMERIC_MONTH}\.)"
     rf"(?:\s?\d{{4}}\b)?)"
     rf"|(?P<date>\b{_DATE_DAY}\.\s?{_MONTH}\b(?:\s\d{{4}}\b)?)"
-    rf"|(?P<numericdate>\b{_DATE_DAY}\.{_NUMERIC_MONTH}\.(?:\d{{4}}\b|\d{{2}}\b)?)"
+    rf"|(?P<numericdate>\b{_DATE_DAY}\.{_NUMERIC_MONTH}\.(?:\d{{4}}\b|\d{{2}}\b)?(?![\d.]))"
     rf"|(?P<dayrange>\b{_ABBR}{_DASH}{_ABBR}(?![^\W\d_]))"
     rf"|(?P<namerange>\b{_NAME}{_DASH}{_NAME}\b)"
     rf"|(?P<dayname>\b{_NAME}(?=\s*[:,]?\s*\d)|^{_NAME}$)"
@@ -82,10 +82,15 @@ _SIGN = re.compile(
     rf"|(?P<floor>\b\d{{1,2}}\.\s?(?:OG|Obergeschoss|Etage|Stock)\b)"
     rf"|(?P<ground>\b(?:EG|Erdgeschoss)\b)"
     rf"|(?P<basement>\b(?:\d\.\s?)?(?:UG|Untergeschoss)\b)"
-    rf"|(?P<price>\b{_AMOUNT}(?:,\d{{2}}|,-)?\s?(?:€|EUR|Euro)(?![^\W\d_])"
-    rf"|€\s?{_AMOUNT}(?:,\d{{2}})?)",
+    rf"|(?P<price>(?<![\d.,]){_AMOUNT}(?:[,.]\d{{2}}|,-)?\s?(?:€|EUR|Euro)(?![^\W\d_])"
+    rf"|€\s?{_AMOUNT}(?:[,.]\d{{2}})?(?![\d.,]))",
     re.UNICODE)
 TIME_STYLES = ("24h", "12h")
+_TIMES = rf"{_CLOCK}(?:\s*[-–—]\s*{_CLOCK})?"
+_UHR_AFTER = re.compile(rf"(?:\s*(?:,|und|UND|&|/|sowie)\s*{_TIMES})*\s*(?i:uhr)\b")
+"""After a time: more times in a list, then Uhr ('13–15 und 22–7 Uhr')."""
+_TIME_WORD_BEFORE = re.compile(rf"(?:(?i:\b(?:um|ab|von|bis|gegen|zwischen|täglich))|"
+                               rf"\b{_ABBR}|\b{_NAME}|\b{_ABBR}{_DASH}{_ABBR})\s*[:,]?\s*$")
 
 
 def _ordinal(n: int) -> str:
@@ -109,10 +114,10 @@ _MONTH_NAMES = ("January", "February", "March", "April", "May", "June", "July", 
 
 
 def render_sign_span(kind: str, span: str, time_style: str = "24h",
-                     clock_text: bool = False) -> str:
+                     uhr_after: bool = False) -> str:
     """How an English sign writes a German date, day, time range, floor or price;
-    `clock_text`: the text gives times in Uhr, so a bare range of hours is one too
-    ('Ruhezeit 13–15 und 22–7 Uhr')."""
+    `uhr_after`: a list of times that ends in Uhr follows, so a bare range of hours is a
+    time too ('Ruhezeit 13–15 und 22–7 Uhr'; not 'Kinder 6–14 Jahre, bis 17 Uhr')."""
     if kind in ("date", "daterange", "numericdate"):
         # '1. Juni' → '1 June', '4. bis 18. März' → '4 to 18 March', '27.–30.12.' → '27–30
         # December', '24.12.2026' → '24 December 2026' (as the register writes them)
@@ -143,7 +148,7 @@ def render_sign_span(kind: str, span: str, time_style: str = "24h",
     if kind == "timerange":
         body = re.sub(r"\s*Uhr$", "", span)
         a, b = re.split(r"\s*[-–—]\s*", body, maxsplit=1)
-        hours = clock_text and all(int(re.match(r"\d+", x).group()) <= 24 for x in (a, b))
+        hours = uhr_after and all(int(re.match(r"\d+", x).group()) <= 24 for x in (a, b))
         if not span.endswith("Uhr") and ":" not in body and "." not in body and not hours:
             return span          # '3-4' without Uhr or a colon: not known to be a time
         return f"{clock(a, time_style)}–{clock(b, time_style)}"
@@ -156,7 +161,7 @@ def render_sign_span(kind: str, span: str, time_style: str = "24h",
         number = re.match(r"\d", span)
         return f"Basement {number.group()}" if number and number.group() != "1" else "Basement"
     if kind == "price":                 # '1.299,00 €' → '€1,299.00', '2,50 €' → '€2.50'
-        amount = re.search(rf"({_AMOUNT})(?:,(\d{{2}}))?", span)
+        amount = re.search(rf"({_AMOUNT})(?:[,.](\d{{2}}))?", span)
         whole = amount.group(1)
         whole = f"{int(whole.replace('.', '')):,}" if "." in whole else whole
         return f"€{whole}" + (f".{amount.group(2)}" if amount.group(2) else "")
@@ -173,7 +178,6 @@ def split_protected(text: str, time_style: str = "24h") -> list[tuple[str, bool]
     titled = text.title()
     probes = ([titled] if style_of(text) == "upper" and len(titled) == len(text) else []) + [text]
     spans: list[tuple[int, int, str]] = []
-    clock_text = re.search(r"\b(?:Uhr|UHR)\b", text) is not None
 
     def add(match, rendered: str) -> None:
         a, b = match.span()
@@ -182,9 +186,11 @@ def split_protected(text: str, time_style: str = "24h") -> list[tuple[str, bool]
 
     for probe in probes:
         for match in _SIGN.finditer(probe):
-            add(match, render_sign_span(match.lastgroup, match.group(), time_style, clock_text))
+            add(match, render_sign_span(match.lastgroup, match.group(), time_style,
+                                        _UHR_AFTER.match(probe, match.end()) is not None))
     for match in _PROTECTED.finditer(text):        # codes (RE7, ICE4) as written
-        add(match, render_protected(match.group().strip(), time_style, clock_text))
+        clock_before = _TIME_WORD_BEFORE.search(text, 0, match.start()) is not None
+        add(match, render_protected(match.group().strip(), time_style, clock_before))
     for start, end, rendered in sorted(spans):
         if start < position:
             continue
@@ -199,11 +205,12 @@ def split_protected(text: str, time_style: str = "24h") -> list[tuple[str, bool]
     return chunks
 
 
-def render_protected(span: str, time_style: str = "24h", clock_text: bool = False) -> str:
-    """'18 Uhr' -> '18:00' (or '6 pm'), '9:30 UHR' -> '9:30', and in a text that gives times
-    in Uhr a clock time without it ('von 9.30 bis 17.30 Uhr' → 9:30); others unchanged."""
+def render_protected(span: str, time_style: str = "24h", clock_before: bool = False) -> str:
+    """'18 Uhr' -> '18:00' (or '6 pm'), '9:30 UHR' -> '9:30', and after um/ab/von/bis a
+    clock time without Uhr ('von 9.30 bis 17.30 Uhr' → 9:30; not 'Kaffee 2.50'); others
+    unchanged."""
     time = re.fullmatch(r"(\d{1,2})[.:](\d{2})", span)
-    if clock_text and time and int(time.group(1)) <= 24 and int(time.group(2)) < 60:
+    if clock_before and time and int(time.group(1)) <= 24 and int(time.group(2)) < 60:
         return clock(span, time_style)
     if not span.endswith(("Uhr", "UHR")):
         return span
@@ -246,13 +253,17 @@ def english_casing(english: str, source: str) -> str:
         else m.group()[:-1] + m.group()[-1].upper(), english)
     english = _DAY_WORD.sub(cap, english)
     english = _SHORT_RANGE.sub(cap, english)
+    hours = re.search(r"\d", source) is not None   # 'So' a day: on a sign with numbers
     for german, short in _SOURCE_DAY.items():
-        if re.search(rf"(?<![\w-]){german}\b(?![-\w])", source):
+        if re.search(rf"(?<![\w-]){german}\b(?![-\w])" + ("" if hours else _DAY_CONTEXT),
+                     source):
             english = re.sub(rf"\b{short}\b", short.capitalize(), english)
     return _RANGE_DASH.sub("–", english)
 
 
-_DECIMAL = re.compile(r"(?<![\w.,-])\d+,\d+(?![\w,-])")      # not '2,4-Dien
+# a decimal with its unit ('1,5 m', '7,5 t', '12,5 %'); not a list ('Gleis 1,2 und 3')
+_DECIMAL = re.compile(r"(?<![\w.,-])\d+,\d+(?=\s?(?:%|°|(?:m|km|cm|mm|t|kg|g|l|ml|h|min|Std|"
+                      r"Meter|Kilometer|Liter|Tonnen|Stunden|Minuten)\b))")
 
 
 def english_numbers(english: str, source: str) -> str:

@@ -51,7 +51,8 @@ from device.stages.translate.normalize import clean, fold, lookup_key, model_tex
 from device.stages.translate.phrasebook import FUNCTION_WORDS, Phrasebook
 from device.stages.translate.refusal import WORD, refusal_of
 from device.stages.translate.segment import (PLAIN_NUMBER, ends_sentence, fitting_parts,
-                                             merge_plain_numbers, numbers_kept, restore_spans)
+                                             merge_plain_numbers, numbers_kept, restore_spans,
+                                             sentences)
 from device.stages.translate.signage import (apply_style, english_casing, english_numbers,
                                              split_protected, style_of)
 from device.stages.translate.tokenizer import EOS, Tokenizer
@@ -62,6 +63,7 @@ VIAS = ("phrasebook", "cache", "model", "gloss", "rule", "passthrough")
 GLOSS_CONFIDENCE = 0.3   # a word-by-word dictionary gloss: understandable, rarely idiomatic
 _FUNCTION_KEYS = frozenset(lookup_key(word) for word in FUNCTION_WORDS)
 _TRUST = {"phrasebook": 3, "model": 2, "gloss": 1}
+_SENTENCE_END = re.compile(r"[.!?](?=\s+\S)")
 """A text made of chunks answered in several ways is labelled by its least trusted chunk."""
 
 
@@ -249,12 +251,32 @@ class Translator:
         12 Uhr geschlossen') read whole: cut at its spans, its words lose one another. The
         model learned to write days, times and prices the English way; its answer is kept only
         if every span comes out in it (then written as the rules write it) and it adds no
-        number (`segment.restore_spans`)."""
+        number (`segment.restore_spans`). An answer with fewer sentences than the text
+        merged some (and may have lost one): then each sentence is read on its own."""
         rendered = [chunk for chunk, protected in spans if protected]
         if not rendered or len(rendered) == len(spans) or self.model is None or \
-                self.tokenizer is None or not self._fits(text) or \
-                all(PLAIN_NUMBER.fullmatch(chunk) for chunk in rendered):
+                self.tokenizer is None or all(PLAIN_NUMBER.fullmatch(chunk) for chunk in rendered):
             return None
+        parts = sentences(text)
+        whole = self._whole_answer(text, spans, style, deadline) if self._fits(text) else None
+        if whole is not None and (whole[3] or len(parts) == 1 or
+                                  len(_SENTENCE_END.findall(whole[0])) + 1 >= len(parts)):
+            return whole
+        if len(parts) > 1:          # an answer that merged sentences: each on its own
+            done = [self._render_numbers_inside(part, split_protected(
+                part, self.settings.time_style), style, deadline) for part in parts]
+            failed = next((result for result in done if result[3]), None)
+            if failed:
+                return failed
+            vias = [result[1] for result in done if result[1] in _TRUST]
+            return (" ".join(result[0] for result in done if result[0]),
+                    min(vias, key=_TRUST.__getitem__) if vias else "passthrough",
+                    min(result[2] for result in done), "")
+        return None
+
+    def _whole_answer(self, text: str, spans: list[tuple[str, bool]], style: str,
+                      deadline: int | None) -> tuple[str, str, float, str] | None:
+        """The model's answer for the whole text with its spans restored, or None."""
         english, via, confidence, problem = self._chunk(text, deadline)
         if problem == "over_budget":
             return english, via, confidence, problem

@@ -82,6 +82,7 @@ def test_write_puts_the_card_where_the_store_reads_it(tmp_path):
     ("detector/3.0.0", package_line_detector.model_card),
     ("detector/3.0.1", package_line_detector.model_card),
     ("detector/3.0.2", package_line_detector.model_card),
+    ("detector/3.0.3", package_line_detector.model_card),
     ("recognizer/1.0.0", export_recognizer.model_card),
     ("recognizer/2.0.0", export_recognizer.model_card),
     ("recognizer/3.0.0", export_recognizer.model_card),

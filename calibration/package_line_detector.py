@@ -390,6 +390,8 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     photos, synth = load_data(args.scenes, ROOT / "data" / "line_detector")
     relu = run["args"].get("relu") == "True"
+    if relu and args.gelu != "gelu":
+        p.error(f"{run_dir}: a ReLU run has no GELU to convert (--gelu {args.gelu})")
     gelu = "relu" if relu else args.gelu
     conversion = convert(weights, width, out, photos, synth, teacher, gelu)
 

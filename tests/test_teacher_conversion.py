@@ -128,10 +128,15 @@ def test_the_sigmoid_gelu_detector_keeps_the_weights_and_nearly_the_map():
     gelu, report = ppocr_det.build(96, 64)
     approx, _ = ppocr_det.build(96, 64, gelu="sigmoid")
     approx.set_weights(gelu.get_weights())     # the same layers with weights, in order
-    activations = [layer.get_config().get("activation") for layer in approx.layers
-                   if isinstance(layer, tf.keras.layers.Activation)]
-    assert "gelu" not in str(activations)
-    assert activations.count("sigmoid") >= report["gelu"]
+    def activations(model):
+        return [layer.get_config().get("activation") for layer in model.layers
+                if isinstance(layer, tf.keras.layers.Activation)]
+    assert "gelu" not in str(activations(approx))
+    assert activations(approx).count("sigmoid") == \
+        activations(gelu).count("sigmoid") + report["gelu"]
+    scales = [layer.scale for layer in approx.layers
+              if isinstance(layer, tf.keras.layers.Rescaling)]
+    assert scales.count(1.702) == report["gelu"]        # x·σ(1.702x), not SiLU
     image = np.random.default_rng(2).integers(0, 256, (1, 64, 96, 3)).astype(np.float32)
     x = (image - 127.5) / 127.5
     exact, near = gelu(x).numpy(), approx(x).numpy()

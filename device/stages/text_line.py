@@ -72,6 +72,8 @@ def percentiles_u8(values: np.ndarray, qs: tuple[float, ...]) -> list[float]:
     """np.percentile(values, 100 * q) for each q of a uint8 array, the same numbers (numpy's
     'linear' method), from a 256-bin histogram instead of a sort: half the time of a line's
     preparation went into sorting its pixels."""
+    if values.dtype != np.uint8:
+        raise ValueError(f"percentiles_u8 takes uint8 values, not {values.dtype}")
     n = values.size
     counts = np.cumsum(np.bincount(values.ravel(), minlength=256))
     found = []

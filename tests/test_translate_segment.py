@@ -114,9 +114,12 @@ def test_the_models_lowercase_english_gets_the_capitals_and_dashes_of_a_sign():
         "no entry. Parents are liable. Approx. ten min. later"
 
 
+def rendered(text, style="24h"):
+    """The spans of a text the rules write (in this time style)."""
+    return [chunk for chunk, protected in split_protected(text, style) if protected]
+
+
 def test_dates_and_days_in_lists_are_written_the_english_way():
-    def rendered(text):
-        return [chunk for chunk, protected in split_protected(text) if protected]
     assert rendered("Ab 1. Juni 2027 geöffnet") == ["1 June 2027"]
     assert rendered("Betriebsferien vom 4. bis 18. März") == ["4 to 18 March"]
     assert rendered("27.–30.12.: 10–14 Uhr") == ["27–30 December", "10:00–14:00"]
@@ -152,8 +155,6 @@ def test_a_number_may_come_out_without_its_mark_a_clock_without_its_leading_zero
 
 
 def test_in_a_text_with_uhr_bare_hours_and_dotted_times_are_times():
-    def rendered(text, style="24h"):
-        return [chunk for chunk, protected in split_protected(text, style) if protected]
     assert rendered("Ruhezeit 13–15 und 22–7 Uhr") == ["13:00–15:00", "22:00–7:00"]
     assert rendered("Täglich von 9.30 bis 17.30 Uhr", "12h") == ["9:30 am", "5:30 pm"]
     assert rendered("Mo–Fr 9–12, 14–18 Uhr") == ["Mon–Fri", "9:00–12:00", "14:00–18:00"]

@@ -18,7 +18,7 @@ import re
 from collections import Counter
 from typing import Callable
 
-from device.stages.translate.signage import clock
+from device.stages.translate.signage import TIME_WORDS, clock
 
 PLAIN_NUMBER = re.compile(r"\d+(?:[.,/]\d+)*")
 """A number as written ('4', '2,50', '1.000', '3/4'); '18:00' is a rendered time, not one."""
@@ -113,7 +113,7 @@ _CLOCK = re.compile(r"(?<![\d:])\d{1,2}:\d{2}(?![\d:])")
 _NUMBER = re.compile(r"(?<![:\d])\d+")
 _DAYS_BEFORE = re.compile(r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)[a-z]*$")
 _TIME_WORD_START = re.compile(r"(?i:bis|und)\b")
-_TIME_WORD_END = re.compile(r"(?i:\b(?:um|ab|von|vom|bis|gegen|zwischen|und))\s*$")
+_TIME_WORD_END = re.compile(rf"(?i:\b(?:{'|'.join(TIME_WORDS)}|vom|und))\s*$")
 _FLOORS = re.compile(r"(?:Ground floor|Basement(?: \d)?|\d+(?:st|nd|rd|th) floor)$")
 
 

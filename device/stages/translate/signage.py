@@ -89,7 +89,9 @@ TIME_STYLES = ("24h", "12h")
 _TIMES = rf"{_CLOCK}(?:\s*[-–—]\s*{_CLOCK})?"
 _UHR_AFTER = re.compile(rf"(?:\s*(?:,|und|UND|&|/|sowie)\s*{_TIMES})*\s*(?i:uhr)\b")
 """After a time: more times in a list, then Uhr ('13–15 und 22–7 Uhr')."""
-_TIME_WORD_BEFORE = re.compile(rf"(?:(?i:\b(?:um|ab|von|bis|gegen|zwischen|täglich))|"
+TIME_WORDS = ("um", "ab", "von", "bis", "gegen", "zwischen")
+"""German words before a clock time ('um 9', 'von 9 bis 12')."""
+_TIME_WORD_BEFORE = re.compile(rf"(?:(?i:\b(?:{'|'.join(TIME_WORDS)}|täglich))|"
                                rf"\b{_ABBR}|\b{_NAME}|\b{_ABBR}{_DASH}{_ABBR})\s*[:,]?\s*$")
 
 
@@ -220,17 +222,16 @@ def render_protected(span: str, time_style: str = "24h", clock_before: bool = Fa
     return number
 
 
-_EN_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-_EN_MONTHS = ("january", "february", "april", "june", "july", "august", "september",
-              "october", "november", "december")        # not 'march', 'may': verbs too
-_SHORT = r"(?:mon|tue|wed|thu|fri|sat|sun|jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec)"
+# the English names the rules write, lowercase as the model writes them
+_EN_DAYS = tuple(dict.fromkeys(name.lower() for name in _DAY_NAMES.values()))
+_EN_MONTHS = tuple(m.lower() for m in _MONTH_NAMES if m not in ("March", "May"))  # verbs too
+_EN_SHORT = [day.lower() for day in _DAYS.values()] + [m[:3].lower() for m in _MONTH_NAMES]
+_SHORT = rf"(?:{'|'.join(a for a in _EN_SHORT if a != 'may')}|sept)"      # 'may': a verb
 _DAY_WORD = re.compile(rf"\b(?:{'|'.join(_EN_DAYS + _EN_MONTHS)})s?\b")
 _SHORT_RANGE = re.compile(rf"\b{_SHORT}(?=\s?[-–/+]\s?{_SHORT}\b)|(?<=[-–/+])\s?{_SHORT}\b"
                           rf"|\b{_SHORT}(?=\.?\s\d)")
-_SOURCE_DAY = {"Mo": "mon", "Di": "tue", "Mi": "wed", "Do": "thu", "Fr": "fri", "Sa": "sat",
-               "So": "sun"}
-_RANGE_DASH = re.compile(r"(?<=\d)-(?=\d)|(?<=\b(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun|Jan|Feb|Mar|Apr|"
-                         r"May|Jun|Jul|Aug|Sep|Oct|Nov|Dec))-(?=[A-Z])")
+_RANGE_DASH = re.compile(rf"(?<=\d)-(?=\d)|(?<=\b(?:{'|'.join(a.capitalize() for a in _EN_SHORT)}))"
+                         r"-(?=[A-Z])")
 
 
 _NEXT_SENTENCE = re.compile(r"\b([^\W\d_]+)[.!?]\s+[a-z]")
@@ -254,10 +255,10 @@ def english_casing(english: str, source: str) -> str:
     english = _DAY_WORD.sub(cap, english)
     english = _SHORT_RANGE.sub(cap, english)
     hours = re.search(r"\d", source) is not None   # 'So' a day: on a sign with numbers
-    for german, short in _SOURCE_DAY.items():
-        if re.search(rf"(?<![\w-]){german}\b(?![-\w])" + ("" if hours else _DAY_CONTEXT),
-                     source):
-            english = re.sub(rf"\b{short}\b", short.capitalize(), english)
+    for german, short in _DAYS.items():
+        if re.search(rf"(?<![\w-]){german.capitalize()}\b(?![-\w])"
+                     + ("" if hours else _DAY_CONTEXT), source):
+            english = re.sub(rf"\b{short.lower()}\b", short, english)
     return _RANGE_DASH.sub("–", english)
 
 

@@ -112,6 +112,7 @@ class TranslatorSection(SectionValues):
     budget_ms: float
     use_phrasebook: bool
     gloss_below_confidence: float
+    split_below_confidence: float
     model_first: bool
     time_style: str
     show_glosses: bool

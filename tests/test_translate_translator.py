@@ -277,3 +277,54 @@ def test_days_times_floors_and_prices_are_written_the_english_way(german, style,
     assert rendered == english
     # ordinary words that look like day abbreviations stay words
     assert split_protected("So geht das") == [("So geht das", False)]
+
+
+def test_an_unsure_answer_for_several_clauses_is_read_clause_by_clause(parts, monkeypatch):
+    model, tokenizer, book = parts
+
+    def make(threshold):
+        return Translator(model, tokenizer, None, Settings(
+            cache_size=0, min_model_confidence=0.0, budget_ms=math.inf,
+            split_below_confidence=threshold))
+    splitting = make(1.01)          # every answer counts as unsure
+    read, chunk = [], splitting._chunk
+    monkeypatch.setattr(splitting, "_chunk", lambda text, deadline: (
+        read.append(text), chunk(text, deadline))[1])
+    result = splitting.translate("Hunde verboten, Fahrräder bitte schieben. Danke!")
+    # the whole first, then each clause without its mark; the marks come back after the English
+    assert read[:4] == ["Hunde verboten, Fahrräder bitte schieben. Danke!", "Hunde verboten",
+                        "Fahrräder bitte schieben", "Danke"]
+    first, rest = result.translation.split(", ", 1)
+    second, third = rest.split(". ", 1)
+    assert first and second and third.endswith("!") and third[0].isupper()
+    assert result.via == "model"
+    # off (0): the whole text only
+    whole = make(0.0)
+    seen, whole_chunk = [], whole._chunk
+    monkeypatch.setattr(whole, "_chunk", lambda text, deadline: (
+        seen.append(text), whole_chunk(text, deadline))[1])
+    whole.translate("Hunde verboten, Fahrräder bitte schieben. Danke!")
+    assert seen == ["Hunde verboten, Fahrräder bitte schieben. Danke!"]
+
+
+def test_clauses_are_kept_only_when_each_is_surer_than_the_whole(parts, monkeypatch):
+    from device.stages.translate.model import Decoded
+    model, tokenizer, book = parts
+    translator = Translator(model, tokenizer, None, Settings(
+        cache_size=0, min_model_confidence=0.0, budget_ms=math.inf, split_below_confidence=0.8))
+    generate = model.generate
+    sureness = {}
+
+    def stand_in(ids, **kwargs):       # the real answer, with a confidence set per text
+        decoded = generate(ids, **kwargs)
+        text = tokenizer.decode([i for i in ids if i > 3])
+        conf = next((c for key, c in sureness.items() if key == text.strip()), 0.9)
+        return Decoded(decoded.ids, conf, decoded.complete)
+    monkeypatch.setattr(model, "generate", stand_in)
+    sureness.update({"einfahrt freihalten, tag und nacht": 0.5, "einfahrt freihalten": 0.6,
+                     "tag und nacht": 0.95})
+    split = translator.translate("Einfahrt freihalten, Tag und Nacht")
+    assert split.confidence == 0.6 and ", " in split.translation
+    sureness.update({"einfahrt freihalten": 0.4})      # one clause less sure than the whole
+    kept = translator.translate("Einfahrt freihalten, Tag und Nacht")
+    assert kept.confidence == 0.5

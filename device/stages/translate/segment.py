@@ -86,6 +86,12 @@ def sentences(text: str) -> list[str]:
     return [p for p in parts if p]
 
 
+def clauses(text: str) -> list[str]:
+    """The text's sentences (`sentences`) cut after , ; : and spaced dashes."""
+    return [piece.strip() for sentence in sentences(text)
+            for piece in _CLAUSE_END.split(sentence) if piece.strip()]
+
+
 def fitting_parts(text: str, fits: Callable[[str], bool]) -> list[str] | None:
     """The text cut into parts that each `fits`: sentences, then clauses of a sentence that
     does not; neighbours that fit together are kept together. None when a part cannot be cut

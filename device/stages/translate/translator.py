@@ -15,7 +15,10 @@ read whole (the model learned to write them the English way), and that answer is
 every one of them comes out in it, then written as the rules write it, with no number added;
 otherwise they are cut out of what the model reads. Plain numbers stay inside it (if the model
 drops one, the text is cut at its numbers instead), and a notice longer than the model reads
-is translated sentence by sentence (`segment`). The model writes lowercase: copied names and
+is translated sentence by sentence (`segment`). A text of several clauses that the model
+reads whole with confidence under `split_below_confidence` is read again clause by clause
+('Einfahrt freihalten, Tag und Nacht'), and that answer wins when every clause is surer than
+the whole was. The model writes lowercase: copied names and
 codes get their own spelling back, days and months their capitals (`signage.english_casing`).
 A model answer less confident than `uncertain_below`, like every gloss, is marked `uncertain`
 (the overlay draws it with an amber outline).
@@ -50,9 +53,9 @@ from device.stages.translate.model import Seq2SeqModel
 from device.stages.translate.normalize import clean, fold, lookup_key, model_text
 from device.stages.translate.phrasebook import FUNCTION_WORDS, Phrasebook
 from device.stages.translate.refusal import WORD, refusal_of
-from device.stages.translate.segment import (PLAIN_NUMBER, ends_sentence, fitting_parts,
-                                             merge_plain_numbers, numbers_kept, restore_spans,
-                                             sentences)
+from device.stages.translate.segment import (PLAIN_NUMBER, clauses, ends_sentence,
+                                             fitting_parts, merge_plain_numbers, numbers_kept,
+                                             restore_spans, sentences)
 from device.stages.translate.signage import (apply_style, english_casing, english_numbers,
                                              split_protected, style_of)
 from device.stages.translate.tokenizer import EOS, Tokenizer
@@ -64,6 +67,8 @@ GLOSS_CONFIDENCE = 0.3   # a word-by-word dictionary gloss: understandable, rare
 _FUNCTION_KEYS = frozenset(lookup_key(word) for word in FUNCTION_WORDS)
 _TRUST = {"phrasebook": 3, "model": 2, "gloss": 1}
 _SENTENCE_END = re.compile(r"[.!?](?=\s+\S)")
+_CLAUSE_MARK = re.compile(r"(.*?)((?<=\S)[,;:.!?]|\s[–—-])?", re.S)
+"""A clause and its closing mark (a spaced dash keeps its space)."""
 """A text made of chunks answered in several ways is labelled by its least trusted chunk."""
 
 
@@ -100,6 +105,8 @@ class Settings:
     model_first: bool = False            # ask the model before the phrasebook (2.x models)
     phrasebook_below_confidence: float = 0.5  # model_first: a less sure answer yields to a
                                               # dictionary entry for the same text
+    split_below_confidence: float = 0.0  # a less sure answer for a text of several clauses
+                                         # yields to its clauses read one by one, if surer
 
     @classmethod
     def from_config(cls, cfg: Config) -> "Settings":
@@ -111,6 +118,7 @@ class Settings:
                    max_input_chars=t.max_input_chars, budget_ms=t.budget_ms,
                    use_phrasebook=t.use_phrasebook,
                    gloss_below_confidence=t.gloss_below_confidence,
+                   split_below_confidence=t.split_below_confidence,
                    show_glosses=t.show_glosses, time_style=t.time_style,
                    model_first=t.model_first, uncertain_below=t.uncertain_below)
 
@@ -381,6 +389,10 @@ class Translator:
         if hit is not None and (decoded.confidence < self.settings.phrasebook_below_confidence
                                 or not english):
             return hit, "phrasebook", 1.0, ""
+        if decoded.confidence < self.settings.split_below_confidence:
+            split = self._clauses(chunk, deadline)
+            if split is not None and (split[3] or split[2] > decoded.confidence):
+                return split
         if decoded.confidence < self.settings.gloss_below_confidence or not english:
             gloss = self._gloss(chunk)
             if gloss:
@@ -389,6 +401,31 @@ class Translator:
             return "", "", 0.0, "low_model_confidence"
         return english_casing(self._names_cased(chunk, english), chunk), "model", \
             decoded.confidence, ""
+
+    def _clauses(self, chunk: str, deadline: int | None) -> tuple[str, str, float, str] | None:
+        """A text of several sentences or clauses (after , ; : or a spaced dash) read clause
+        by clause: (english, least trusted via, least confidence, problem), or None when it
+        has one clause. Each clause's closing mark follows its English."""
+        pieces = clauses(chunk)
+        if len(pieces) < 2:
+            return None
+        english, vias, confidence = [], [], 1.0
+        for piece in pieces:
+            body, mark = _CLAUSE_MARK.fullmatch(piece).groups()
+            if not any(ch.isalpha() for ch in body):
+                english.append(piece)
+                continue
+            part, via, conf, problem = self._chunk(body, deadline)
+            if problem:
+                return "", "", 0.0, problem
+            if english and ends_sentence(english[-1]):
+                part = part[:1].upper() + part[1:]
+            english.append(_CLAUSE_MARK.fullmatch(part).group(1) + mark if mark else part)
+            vias.append(via)
+            confidence = min(confidence, conf)
+        if not vias:
+            return None
+        return " ".join(english), min(vias, key=_TRUST.__getitem__), confidence, ""
 
     def _names_cased(self, chunk: str, english: str) -> str:
         """The model writes what it copies in its folded lowercase form ('zuerich'): a

@@ -4,6 +4,9 @@ translation quality on sign/notice texts and held-out sentences.
 Sets (none trained on):
     signs     tests/data/sign_validation.tsv: 310 German sign and notice texts with 1-4 English
               references each, written for evaluation only (removed from all training data)
+    notices   tests/data/notice_heldout.tsv: 253 notices and multi-word signs written with the
+              sign register's round-4 phrases, one in five held out by a hash of the German
+              (one reference each; same authors and style as that training data)
     tatoeba   the 2 % of Tatoeba pairs held out by sentence hash (calibration.training.translator_data)
 
 For each translator version, through the whole translate stage (`Translator.translate`: cache
@@ -85,7 +88,9 @@ def evaluate_version(version, config, sets: dict, book: Phrasebook | None,
 
 def run_quality(config, versions, quick: bool = False, backend: str = "auto") -> dict:
     signs = translator_data.sign_validation()
-    sets = {"signs": ([de for de, _ in signs], [refs for _, refs in signs])}
+    notices = translator_data.notice_heldout()
+    sets = {"signs": ([de for de, _ in signs], [refs for _, refs in signs]),
+            "notices": ([de for de, _ in notices], [refs for _, refs in notices])}
     try:
         test = translator_data.tatoeba()["test"]
         test = test[:300] if quick else test
@@ -103,7 +108,8 @@ def run_quality(config, versions, quick: bool = False, backend: str = "auto") ->
 
 def print_quality(quality: dict) -> None:
     beam = quality["versions"][0]["beam_size"] if quality["versions"] else 1
-    print(f"quality (sign/notice validation: {quality['sets'].get('signs')} texts; Tatoeba "
+    print(f"quality (sign/notice validation: {quality['sets'].get('signs')} texts; held-out "
+          f"notices: {quality['sets'].get('notices')}; Tatoeba "
           f"held-out: {quality['sets'].get('tatoeba_test', 0)} pairs; "
           f"{'greedy' if beam <= 1 else f'beam {beam}'})")
     print(f"  {'version':8} {'set':13} {'what':11} {'chrF':>5} {'BLEU':>5} {'exact%':>6}  "

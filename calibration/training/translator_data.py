@@ -9,7 +9,8 @@ Sources (licenses in the model card):
 
 Tatoeba is split by a hash of the German sentence: 2 % test (held out for
 `edgelens bench translator`), 1 % validation, the rest train. Sign texts written for the
-validation set (tests/data/sign_validation.tsv) are removed from every training source.
+validation set (tests/data/sign_validation.tsv) and the held-out notices
+(tests/data/notice_heldout.tsv) are removed from every training source.
 
 German goes through `device.stages.translate.normalize.model_text` (umlauts folded, lowercase: ALL
 CAPS and missing umlauts read the same), English through `target_text` (lowercase; the runtime
@@ -33,6 +34,7 @@ from device.stages.translate.normalize import clean, lookup_key, model_text
 ROOT = Path(__file__).resolve().parents[2]
 REGISTER = ROOT / "calibration" / "data" / "sign_register.tsv"
 SIGN_VALIDATION = ROOT / "tests" / "data" / "sign_validation.tsv"
+NOTICE_HELDOUT = ROOT / "tests" / "data" / "notice_heldout.tsv"
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 MAX_LEN = 24
 MIXES = {
@@ -102,6 +104,12 @@ def sign_validation() -> list[tuple[str, list[str]]]:
     return _tsv_pairs(SIGN_VALIDATION)
 
 
+def notice_heldout() -> list[tuple[str, list[str]]]:
+    """Notices written with the register's round-4 phrases, one in five held out (by a hash of
+    the German): (German, [English reference])."""
+    return _tsv_pairs(NOTICE_HELDOUT)
+
+
 def ding(limit: int = DING_PAIRS, seed: int = 5) -> list[tuple[str, str]]:
     """Dictionary pairs from data/translator/train.tsv (written by scripts/train_translator.py
     from the installed dictionary); multi-word entries first, then single words."""
@@ -139,7 +147,7 @@ def ocr_noise(text: str, rng: random.Random) -> str:
 
 def training_pairs(seed: int = 1234, mix: str = "full") -> tuple[list[tuple[str, str]], dict[str, int]]:
     """The mixed, noised, shuffled training pairs (raw text) and how many each source gave."""
-    held = {lookup_key(de) for de, _ in sign_validation()}
+    held = {lookup_key(de) for de, _ in sign_validation() + notice_heldout()}
     tato = tatoeba()
     held |= {lookup_key(de) for de, _ in tato["test"]}
     sources = {"tatoeba": tato["train"], "osm": osm(), "register": register(), "ding": ding()}

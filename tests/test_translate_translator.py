@@ -159,6 +159,17 @@ def test_a_name_the_model_copies_gets_its_own_spelling_back(translator):
     assert translator._names_cased("Was ist in Ulm", "what is in ulm") == "what is in ulm"
 
 
+def test_codes_and_names_both_languages_share_keep_their_spelling(parts):
+    model, tokenizer, _book = parts
+    # the dictionary lists all three in both languages: a place as itself, 'hotel' as a word
+    book = Phrasebook({"magdeburg": "Magdeburg", "hotel": "hotel", "re": "re"})
+    translator = Translator(model, tokenizer, book, Settings(budget_ms=math.inf))
+    assert translator._names_cased("RE 1 nach Magdeburg", "re 1 to magdeburg") == \
+        "RE 1 to Magdeburg"
+    assert translator._names_cased("Hotel am Markt", "hotel by the market") == \
+        "hotel by the market"
+
+
 def test_unsure_model_answers_and_glosses_are_marked_uncertain(parts):
     model, tokenizer, book = parts
 

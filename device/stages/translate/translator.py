@@ -431,13 +431,16 @@ class Translator:
         """The model writes what it copies in its folded lowercase form ('zuerich'): a
         capitalized source word copied into the translation gets its own spelling back
         ('Zürich', 'Hauptbahnhof'; 'ICE'), unless both languages share it as a word ('Hotel')
-        or it is too short to tell ('In', 'Was')."""
+        or it is too short to tell ('In', 'Was'). A word in capitals is a code ('RE 4'), and a
+        word the dictionary gives as itself a name ('Magdeburg'), even where both languages
+        share it."""
         book = self.phrasebook
         for word in {w for w in WORD.findall(chunk)
                      if (len(w) > 3 and w.istitle()) or (len(w) > 1 and w.isupper())}:
             copied = model_text(word)
-            if not (book is not None and copied in book.english_words
-                    and book.is_german_word(copied)):
+            if word.isupper() or not (book is not None and copied in book.english_words
+                                      and book.is_german_word(copied)
+                                      and book.lookup(word) != word):
                 english = re.sub(rf"(?<!\w){re.escape(copied)}(?!\w)", word, english)
         return english
 

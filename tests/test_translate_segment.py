@@ -2,7 +2,8 @@
 
 from device.stages.translate.segment import (ends_sentence, fitting_parts, merge_plain_numbers,
                                              numbers_kept, restore_spans, sentences)
-from device.stages.translate.signage import english_casing, english_numbers, split_protected
+from device.stages.translate.signage import (english_casing, english_numbers, sentence_capitals,
+                                             split_protected)
 
 
 def test_sentences_end_at_their_marks_not_after_numbers_or_abbreviations():
@@ -112,6 +113,9 @@ def test_the_models_lowercase_english_gets_the_capitals_and_dashes_of_a_sign():
     # a second sentence starts with a capital, a word after an abbreviation does not
     assert english_casing("no entry. parents are liable. approx. ten min. later", "") == \
         "no entry. Parents are liable. Approx. ten min. later"
+    # also after a time the rules wrote back into a whole answer
+    assert sentence_capitals("check-in from 15:00. you can leave bags. approx. 5 min") == \
+        "check-in from 15:00. You can leave bags. Approx. 5 min"
 
 
 def rendered(text, style="24h"):

@@ -57,7 +57,7 @@ from device.stages.translate.segment import (PLAIN_NUMBER, clauses, ends_sentenc
                                              fitting_parts, merge_plain_numbers, numbers_kept,
                                              restore_spans, sentences)
 from device.stages.translate.signage import (apply_style, english_casing, english_numbers,
-                                             split_protected, style_of)
+                                             sentence_capitals, split_protected, style_of)
 from device.stages.translate.tokenizer import EOS, Tokenizer
 
 log = logging.getLogger(__name__)
@@ -296,7 +296,8 @@ class Translator:
                                  found, spans, self.settings.time_style)
         if restored is None:
             return None
-        return restored.upper() if style == "upper" else restored, via, confidence, ""
+        return restored.upper() if style == "upper" else sentence_capitals(restored), via, \
+            confidence, ""
 
     def _render(self, text: str, spans: list[tuple[str, bool]], style: str,
                 deadline: int | None) -> tuple[str, str, float, str]:
@@ -418,14 +419,13 @@ class Translator:
             part, via, conf, problem = self._chunk(body, deadline)
             if problem:
                 return "", "", 0.0, problem
-            if english and ends_sentence(english[-1]):
-                part = part[:1].upper() + part[1:]
             english.append(_CLAUSE_MARK.fullmatch(part).group(1) + mark if mark else part)
             vias.append(via)
             confidence = min(confidence, conf)
         if not vias:
             return None
-        return " ".join(english), min(vias, key=_TRUST.__getitem__), confidence, ""
+        return sentence_capitals(" ".join(english)), min(vias, key=_TRUST.__getitem__), \
+            confidence, ""
 
     def _names_cased(self, chunk: str, english: str) -> str:
         """The model writes what it copies in its folded lowercase form ('zuerich'): a

@@ -289,7 +289,11 @@ def main(argv=None) -> int:
         "accuracy": {
             "data": f"signs: {quality['sets']['signs']} German sign and notice texts with 1-4 "
                     "references (tests/data/sign_validation.tsv, written for evaluation, "
-                    "removed from all training data); tatoeba_test: "
+                    "removed from all training data); notices: "
+                    f"{quality['sets'].get('notices', 0)} notices and multi-word signs written "
+                    "with the sign register's round-4 phrases, one in five held out by a hash "
+                    "of the German (tests/data/notice_heldout.tsv, one reference each, never "
+                    "trained on); tatoeba_test: "
                     f"{quality['sets'].get('tatoeba_test', 0)} Tatoeba pairs held out by "
                     "sentence hash; stage = the whole translate stage (cache off), "
                     "model_alone = greedy model output; exact = normalized match with any "

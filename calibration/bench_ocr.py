@@ -14,6 +14,8 @@ one interleaved run:
   detection as right when at least half of it lies on labelled text (legible or `ignore`).
   In both, a detection lying mostly (>= 50 % of its area) on an `ignore` region counts
   neither way;
+- why the truth lines without a one-to-one match have none (missed / split / merged into a
+  larger box / loose) and how tall they are;
 - end-to-end line CER: every ground-truth line gets the text of the detections that lie mostly
   on it (joined left to right); detections on no line count as insertions; case-insensitive,
   whitespace collapsed;
@@ -25,6 +27,7 @@ one interleaved run:
 from __future__ import annotations
 
 import multiprocessing as mp
+from collections import Counter
 import resource
 import time
 from types import SimpleNamespace
@@ -160,8 +163,42 @@ def score_frame(found, truth, ignore) -> dict:
         chars += len(want)
     edits += sum(len(_norm_line(kept[j][1])) for j in stray)
     covered, on_text = _coverage([q for q, _ in kept], [q for q, _ in truth], ignore)
+    matched = {i for i, _j, _iou in matches}
+    misses = [miss_kind(q, [k for k, _ in kept]) + "@" + height_band(q)
+              for i, (q, _text) in enumerate(truth) if i not in matched]
     return {"tp": len(matches), "found": len(kept), "truth": len(truth), "edits": edits,
-            "chars": chars, "covered": covered, "on_text": on_text}
+            "chars": chars, "covered": covered, "on_text": on_text, "misses": misses}
+
+
+HEIGHT_BANDS = ((0, 8), (8, 12), (12, 16), (16, 24), (24, None))
+"""Line height bands (pixels in the 640x360 frame) for the breakdown of unmatched lines."""
+
+
+def _band_name(lo: int, hi: int | None) -> str:
+    return f"{lo}-{hi}px" if hi else f"{lo}+px"
+
+
+def height_band(quad) -> str:
+    q = np.asarray(quad, np.float32)
+    height = float(np.linalg.norm(q[3] - q[0]) + np.linalg.norm(q[2] - q[1])) / 2
+    return next(_band_name(lo, hi) for lo, hi in HEIGHT_BANDS if hi is None or height < hi)
+
+
+def miss_kind(quad, found) -> str:
+    """Why a truth line found no one-to-one match: 'missed' (no detection covers a tenth of
+    it), 'split' (several detections cover more than half of it together), 'merged' (one
+    detection covers most of it but lies mostly elsewhere: the line joined to others), or
+    'loose' (overlapping detections, none at IoU 0.5)."""
+    area = max(_area(quad), 1e-6)
+    shares = [(_overlap(quad, f) / area, _overlap(quad, f) / max(_area(f), 1e-6)) for f in found]
+    touching = [s for s in shares if s[0] > 0.1]
+    if not touching:
+        return "missed"
+    if len(touching) >= 2 and sum(s[0] for s in touching) > 0.5:
+        return "split"
+    if any(mine > 0.5 and theirs < 0.5 for mine, theirs in touching):
+        return "merged"
+    return "loose"
 
 
 def _mask(quads, shape=(360, 640)) -> np.ndarray:
@@ -185,6 +222,12 @@ def _coverage(found, truth, ignore, shape=(360, 640)) -> tuple[int, int]:
 
 
 def summarize(counts: list[dict]) -> dict:
+    misses = Counter(m for c in counts for m in c.get("misses", []))
+    kinds, bands = Counter(), Counter()
+    for key, n in misses.items():
+        kind, band = key.split("@")
+        kinds[kind] += n
+        bands[band] += n
     tp = sum(c["tp"] for c in counts)
     found = sum(c["found"] for c in counts)
     truth = sum(c["truth"] for c in counts)
@@ -197,7 +240,10 @@ def summarize(counts: list[dict]) -> dict:
             "coverage_hmean": round(2 * cp * cr / max(cp + cr, 1e-9), 4),
             "cer_pct": round(100.0 * sum(c["edits"] for c in counts) /
                              max(sum(c["chars"] for c in counts), 1), 2),
-            "lines": truth}
+            "lines": truth,
+            "unmatched_lines": {"by_kind": dict(kinds.most_common()),
+                                "by_height": {_band_name(lo, hi): bands[_band_name(lo, hi)]
+                                              for lo, hi in HEIGHT_BANDS}}}
 
 
 # --- peak memory -------------------------------------------------------------------------------
@@ -332,6 +378,11 @@ def _print(out: dict) -> None:
             print(f"{'':38} where the time goes (1 thread, p50 ms): "
                   + ", ".join(f"{k} {v}" for k, v in split.items())
                   + f"; regions a frame (p50): {regions}")
+        lines = r.get("unmatched_lines")
+        if lines and sum(lines["by_kind"].values()):
+            print(f"{'':38} unmatched truth lines: "
+                  + ", ".join(f"{k} {n}" for k, n in lines["by_kind"].items())
+                  + "; by height: " + ", ".join(f"{k} {n}" for k, n in lines["by_height"].items()))
 
 
 def markdown(out: dict) -> str:

@@ -39,6 +39,23 @@ def test_a_line_detection_and_its_text_are_scored_against_the_truth():
     assert summary["cer_pct"] == pytest.approx(100 * 10 / 13, abs=0.01)
 
 
+def test_unmatched_lines_are_told_apart_by_why_and_by_height():
+    truth = [(_quad(10, 10, 100, 20), "MISSED"), (_quad(10, 60, 200, 20), "SPLIT LINE"),
+             (_quad(10, 120, 100, 10), "MERGED"), (_quad(10, 200, 100, 30), "LOOSE"),
+             (_quad(300, 10, 100, 20), "FOUND")]
+    found = [(_quad(8, 58, 95, 24), "SPLIT"), (_quad(115, 58, 97, 24), "LINE"),
+             (_quad(5, 115, 110, 60), "MERGED AND MORE"),       # two lines' worth of height
+             (_quad(60, 200, 100, 30), "OSE"),                 # half of it, IoU 1/3
+             (_quad(300, 10, 100, 20), "FOUND")]
+    counts = score_frame(found, truth, [])
+    assert sorted(counts["misses"]) == ["loose@24+px", "merged@8-12px", "missed@16-24px",
+                                        "split@16-24px"]
+    lines = summarize([counts])["unmatched_lines"]
+    assert lines["by_kind"] == {"missed": 1, "split": 1, "merged": 1, "loose": 1}
+    assert lines["by_height"] == {"0-8px": 0, "8-12px": 1, "12-16px": 0, "16-24px": 2,
+                                  "24+px": 1}
+
+
 def test_word_accuracy_compares_letters_and_digits_case_insensitively():
     assert norm_word("Exit!") == norm_word("EXIT") and norm_word("0ut") != norm_word("Out")
 

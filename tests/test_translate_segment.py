@@ -1,7 +1,8 @@
 """Where a sign text is cut before the model reads it (device.stages.translate.segment)."""
 
-from device.stages.translate.segment import (ends_sentence, fitting_parts, merge_plain_numbers,
-                                             numbers_kept, restore_spans, sentences)
+from device.stages.translate.segment import (clauses, ends_sentence, fitting_parts,
+                                             merge_plain_numbers, numbers_kept, restore_spans,
+                                             sentences)
 from device.stages.translate.signage import (english_casing, english_numbers, sentence_capitals,
                                              split_protected)
 
@@ -101,6 +102,19 @@ def test_a_whole_text_answer_that_drops_a_span_or_adds_a_number_is_refused():
     assert restore_spans("open every day", spans, spans) is None
 
 
+def test_a_text_is_cut_into_clauses_with_their_closing_marks():
+    assert clauses("Hunde verboten, Fahrräder bitte schieben. Danke!") == [
+        ("Hunde verboten", ","), ("Fahrräder bitte schieben", "."), ("Danke", "!")]
+    assert clauses("Zimmer frei – Frühstück inkl.") == [("Zimmer frei", "–"),
+                                                         ("Frühstück inkl.", "")]
+    assert clauses("Achtung: Glatteis") == [("Achtung", ":"), ("Glatteis", "")]
+    assert clauses("Wo ist das Klo?! Bitte warten...") == [("Wo ist das Klo", "?!"),
+                                                           ("Bitte warten", "...")]
+    # no cut inside a number, a compound's dash or a word
+    assert clauses("Sonn- und Feiertage 2,5 km") == [("Sonn- und Feiertage 2,5 km", "")]
+    assert clauses("") == []
+
+
 def test_the_models_lowercase_english_gets_the_capitals_and_dashes_of_a_sign():
     assert english_casing("closed on tuesday and in july", "Dienstag und Juli geschlossen") \
         == "closed on Tuesday and in July"
@@ -116,6 +130,8 @@ def test_the_models_lowercase_english_gets_the_capitals_and_dashes_of_a_sign():
     # also after a time the rules wrote back into a whole answer
     assert sentence_capitals("check-in from 15:00. you can leave bags. approx. 5 min") == \
         "check-in from 15:00. You can leave bags. Approx. 5 min"
+    assert sentence_capitals("now €2.50. please pay. 2.5 kg max. item 2. and 3") == \
+        "now €2.50. Please pay. 2.5 kg max. item 2. and 3"
 
 
 def rendered(text, style="24h"):

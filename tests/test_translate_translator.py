@@ -161,13 +161,16 @@ def test_a_name_the_model_copies_gets_its_own_spelling_back(translator):
 
 def test_codes_and_names_both_languages_share_keep_their_spelling(parts):
     model, tokenizer, _book = parts
-    # the dictionary lists all three in both languages: a place as itself, 'hotel' as a word
-    book = Phrasebook({"magdeburg": "Magdeburg", "hotel": "hotel", "re": "re"})
+    # the dictionary lists all four in both languages: a place as itself, the others as words
+    book = Phrasebook({"magdeburg": "Magdeburg", "hotel": "hotel", "re": "re", "in": "in"})
     translator = Translator(model, tokenizer, book, Settings(budget_ms=math.inf))
     assert translator._names_cased("RE 1 nach Magdeburg", "re 1 to magdeburg") == \
         "RE 1 to Magdeburg"
     assert translator._names_cased("Hotel am Markt", "hotel by the market") == \
         "hotel by the market"
+    # an emphasised word in capitals is no code
+    assert translator._names_cased("Nur IN Notfällen", "only in emergencies") == \
+        "only in emergencies"
 
 
 def test_unsure_model_answers_and_glosses_are_marked_uncertain(parts):
@@ -290,52 +293,75 @@ def test_days_times_floors_and_prices_are_written_the_english_way(german, style,
     assert split_protected("So geht das") == [("So geht das", False)]
 
 
-def test_an_unsure_answer_for_several_clauses_is_read_clause_by_clause(parts, monkeypatch):
-    model, tokenizer, book = parts
+def _with_confidences(monkeypatch, model, tokenizer, sureness: dict) -> None:
+    """The model's real answers, each with the confidence `sureness` gives its (folded,
+    lowercase) German text (0.9 for any other)."""
+    from device.stages.translate.model import Decoded
+    generate = model.generate
 
-    def make(threshold):
-        return Translator(model, tokenizer, None, Settings(
-            cache_size=0, min_model_confidence=0.0, budget_ms=math.inf,
-            split_below_confidence=threshold))
-    splitting = make(1.01)          # every answer counts as unsure
+    def stand_in(ids, **kwargs):
+        decoded = generate(ids, **kwargs)
+        text = tokenizer.decode([i for i in ids if i > 3]).strip()
+        return Decoded(decoded.ids, sureness.get(text, 0.9), decoded.complete)
+    monkeypatch.setattr(model, "generate", stand_in)
+
+
+def _splitting(parts, threshold=0.8, **settings):
+    model, tokenizer, _book = parts
+    return Translator(model, tokenizer, None, Settings(
+        cache_size=0, min_model_confidence=0.0, budget_ms=math.inf,
+        split_below_confidence=threshold, **settings))
+
+
+def test_an_unsure_answer_for_several_clauses_is_read_clause_by_clause(parts, monkeypatch):
+    model, tokenizer, _book = parts
+    text = "Hunde verboten, Fahrräder bitte schieben. Danke!"
+    _with_confidences(monkeypatch, model, tokenizer, {
+        "hunde verboten, fahrraeder bitte schieben. danke!": 0.5, "hunde verboten": 0.7,
+        "fahrraeder bitte schieben": 0.8, "danke": 0.95})
+    splitting = _splitting(parts)
     read, chunk = [], splitting._chunk
     monkeypatch.setattr(splitting, "_chunk", lambda text, deadline: (
         read.append(text), chunk(text, deadline))[1])
-    result = splitting.translate("Hunde verboten, Fahrräder bitte schieben. Danke!")
+    result = splitting.translate(text)
     # the whole first, then each clause without its mark; the marks come back after the English
-    assert read[:4] == ["Hunde verboten, Fahrräder bitte schieben. Danke!", "Hunde verboten",
-                        "Fahrräder bitte schieben", "Danke"]
+    assert read == [text, "Hunde verboten", "Fahrräder bitte schieben", "Danke"]
+    assert result.via == "model" and result.confidence == 0.7    # the least sure clause
     first, rest = result.translation.split(", ", 1)
     second, third = rest.split(". ", 1)
     assert first and second and third.endswith("!") and third[0].isupper()
-    assert result.via == "model"
-    # off (0): the whole text only
-    whole = make(0.0)
+    # off (0): the whole text only, with its own confidence
+    whole = _splitting(parts, 0.0)
     seen, whole_chunk = [], whole._chunk
     monkeypatch.setattr(whole, "_chunk", lambda text, deadline: (
         seen.append(text), whole_chunk(text, deadline))[1])
-    whole.translate("Hunde verboten, Fahrräder bitte schieben. Danke!")
-    assert seen == ["Hunde verboten, Fahrräder bitte schieben. Danke!"]
+    assert whole.translate(text).confidence == 0.5 and seen == [text]
 
 
-def test_clauses_are_kept_only_when_each_is_surer_than_the_whole(parts, monkeypatch):
-    from device.stages.translate.model import Decoded
-    model, tokenizer, book = parts
-    translator = Translator(model, tokenizer, None, Settings(
-        cache_size=0, min_model_confidence=0.0, budget_ms=math.inf, split_below_confidence=0.8))
-    generate = model.generate
-    sureness = {}
+def test_the_whole_answer_stands_unless_every_clause_is_surer(parts, monkeypatch):
+    model, tokenizer, _book = parts
+    sureness = {"einfahrt freihalten, tag und nacht": 0.5, "einfahrt freihalten": 0.6,
+                "tag und nacht": 0.95}
+    _with_confidences(monkeypatch, model, tokenizer, sureness)
+    translator = _splitting(parts)
+    assert translator.translate("Einfahrt freihalten, Tag und Nacht").confidence == 0.6
+    # a clause as sure as the whole (not surer): the whole answer, and the reading stops there
+    sureness["einfahrt freihalten"] = 0.5
+    read, chunk = [], translator._chunk
+    monkeypatch.setattr(translator, "_chunk", lambda text, deadline: (
+        read.append(text), chunk(text, deadline))[1])
+    assert translator.translate("Einfahrt freihalten, Tag und Nacht").confidence == 0.5
+    assert read == ["Einfahrt freihalten, Tag und Nacht", "Einfahrt freihalten"]
 
-    def stand_in(ids, **kwargs):       # the real answer, with a confidence set per text
-        decoded = generate(ids, **kwargs)
-        text = tokenizer.decode([i for i in ids if i > 3])
-        conf = next((c for key, c in sureness.items() if key == text.strip()), 0.9)
-        return Decoded(decoded.ids, conf, decoded.complete)
-    monkeypatch.setattr(model, "generate", stand_in)
-    sureness.update({"einfahrt freihalten, tag und nacht": 0.5, "einfahrt freihalten": 0.6,
-                     "tag und nacht": 0.95})
-    split = translator.translate("Einfahrt freihalten, Tag und Nacht")
-    assert split.confidence == 0.6 and ", " in split.translation
-    sureness.update({"einfahrt freihalten": 0.4})      # one clause less sure than the whole
-    kept = translator.translate("Einfahrt freihalten, Tag und Nacht")
-    assert kept.confidence == 0.5
+
+def test_a_clause_without_an_answer_leaves_the_whole_answer(parts, monkeypatch):
+    model, tokenizer, _book = parts
+    _with_confidences(monkeypatch, model, tokenizer, {
+        "einfahrt freihalten, tag und nacht": 0.5, "einfahrt freihalten": 0.9})
+    translator = _splitting(parts)
+    chunk = translator._chunk
+    for problem in ("over_budget", "low_model_confidence"):
+        monkeypatch.setattr(translator, "_chunk", lambda text, deadline, problem=problem: (
+            ("", "", 0.0, problem) if text == "Tag und Nacht" else chunk(text, deadline)))
+        result = translator.translate("Einfahrt freihalten, Tag und Nacht")
+        assert (result.via, result.confidence) == ("model", 0.5) and result.translation

@@ -25,8 +25,9 @@ TRANSLATOR = Section("translator", "German→English translation of recognized l
         "yields to a word-by-word dictionary gloss (compounds split) when every word is "
         "covered.", min=0.0, max=1.0),
     Key("split_below_confidence", float, 0.8, "A model translation of a text with several "
-        "clauses (after , ; : or a spaced dash) less confident than this is read again clause "
-        "by clause, and that answer is shown when all its clauses are surer; 0: never.",
+        "sentences or clauses (after . ! ? , ; : or a spaced dash) less confident than this is "
+        "read again clause by clause, and that answer is shown when every clause is surer "
+        "(each costs one more decoding, within budget_ms); 0: never.",
         min=0.0, max=1.0),
     Key("model_first", bool, True, "Ask the model before the phrasebook (for a model trained "
         "on sign register, like translator 2.x); a model answer less confident than 0.5 "

@@ -25,6 +25,7 @@ PLAIN_NUMBER = re.compile(r"\d+(?:[.,/]\d+)*")
 _SENTENCE_MARK = re.compile(r"[.!?][\"“”'»)\]]?\s+(?=[\"„«(\[]?[A-ZÄÖÜ])")
 _WORD_BEFORE = re.compile(r"([^\W_]+)\.$")
 _CLAUSE_END = re.compile(r"(?<=[,;:])\s+|(?<=\s[–—-])\s+")
+_CLOSING_MARK = re.compile(r"(?<=\S)[,;:.!?]+$|\s[–—-]$")
 ABBREVIATIONS = frozenset("""a abs allg apr aug b bhf bzw ca d dez di dr do evtl feb fr
     geb gem ggf h hbf hausnr inkl jan jh jul jun kl max min mind mo mi mrd mio mwst nov nr
     okt prof s sa sept so std str tel u usw v vgl z zzgl zb""".split())
@@ -86,10 +87,23 @@ def sentences(text: str) -> list[str]:
     return [p for p in parts if p]
 
 
-def clauses(text: str) -> list[str]:
-    """The text's sentences (`sentences`) cut after , ; : and spaced dashes."""
-    return [piece.strip() for sentence in sentences(text)
-            for piece in _CLAUSE_END.split(sentence) if piece.strip()]
+def clauses(text: str) -> list[tuple[str, str]]:
+    """The text's sentences (`sentences`) cut after , ; : and spaced dashes, as (clause, its
+    closing mark) pairs: 'Hunde verboten, Danke!' → [('Hunde verboten', ','), ('Danke', '!')].
+    A final '.' is a mark only where it ends a sentence (not 'inkl.'); a run of marks ('?!')
+    stays whole."""
+    out = []
+    for sentence in sentences(text):
+        for piece in _CLAUSE_END.split(sentence):
+            piece = piece.strip()
+            mark = _CLOSING_MARK.search(piece)
+            if mark and mark.group().strip() == "." * len(mark.group().strip()) and \
+                    not ends_sentence(piece):
+                mark = None
+            if piece:
+                out.append((piece[:mark.start()].rstrip(), mark.group().strip()) if mark
+                           else (piece, ""))
+    return [(body, mark) for body, mark in out if body or mark]
 
 
 def fitting_parts(text: str, fits: Callable[[str], bool]) -> list[str] | None:

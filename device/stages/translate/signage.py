@@ -234,17 +234,18 @@ _RANGE_DASH = re.compile(rf"(?<=\d)-(?=\d)|(?<=\b(?:{'|'.join(a.capitalize() for
                          r"-(?=[A-Z])")
 
 
-_NEXT_SENTENCE = re.compile(r"\b([^\W_]+)[.!?]\s+[a-z]")
+_NEXT_SENTENCE = re.compile(r"(?:\b([^\W\d_]+)|\d:\d\d|\d\.\d\d)[.!?]\s+[a-z]")
 _EN_ABBREVIATIONS = frozenset("approx ca e g i etc incl excl max min no nr st dr mr mrs ms vs "
                               "tel hbf str".split())
 
 
 def sentence_capitals(english: str) -> str:
     """A sentence after the first one starts with a capital ('... site. parents are' → '...
-    site. Parents are', '... from 15:00. you can' → '... 15:00. You can'; not after
-    'approx.')."""
-    return _NEXT_SENTENCE.sub(lambda m: m.group() if m.group(1).lower() in _EN_ABBREVIATIONS
-                              else m.group()[:-1] + m.group()[-1].upper(), english)
+    site. Parents are', after a time or a price too: '... from 15:00. you can' → '... 15:00.
+    You can'; not after 'approx.' or a number alone: 'ages 6. to 12')."""
+    return _NEXT_SENTENCE.sub(lambda m: m.group() if (m.group(1) or "").lower() in
+                              _EN_ABBREVIATIONS else m.group()[:-1] + m.group()[-1].upper(),
+                              english)
 
 
 def english_casing(english: str, source: str) -> str:

@@ -18,8 +18,9 @@ drops one, the text is cut at its numbers instead), and a notice longer than the
 is translated sentence by sentence (`segment`). A text of several clauses that the model
 reads whole with confidence under `split_below_confidence` is read again clause by clause
 ('Einfahrt freihalten, Tag und Nacht'), and that answer wins when every clause is surer than
-the whole was. The model writes lowercase: copied names and
-codes get their own spelling back, days and months their capitals (`signage.english_casing`).
+the whole was (the reading stops at the first clause that is not). The model writes
+lowercase: copied names and codes get their own spelling back, days and months their
+capitals (`signage.english_casing`).
 A model answer less confident than `uncertain_below`, like every gloss, is marked `uncertain`
 (the overlay draws it with an amber outline).
 
@@ -66,10 +67,8 @@ VIAS = ("phrasebook", "cache", "model", "gloss", "rule", "passthrough")
 GLOSS_CONFIDENCE = 0.3   # a word-by-word dictionary gloss: understandable, rarely idiomatic
 _FUNCTION_KEYS = frozenset(lookup_key(word) for word in FUNCTION_WORDS)
 _TRUST = {"phrasebook": 3, "model": 2, "gloss": 1}
-_SENTENCE_END = re.compile(r"[.!?](?=\s+\S)")
-_CLAUSE_MARK = re.compile(r"(.*?)((?<=\S)[,;:.!?]|\s[–—-])?", re.S)
-"""A clause and its closing mark (a spaced dash keeps its space)."""
 """A text made of chunks answered in several ways is labelled by its least trusted chunk."""
+_SENTENCE_END = re.compile(r"[.!?](?=\s+\S)")
 
 
 @dataclass(frozen=True)
@@ -107,6 +106,7 @@ class Settings:
                                               # dictionary entry for the same text
     split_below_confidence: float = 0.0  # a less sure answer for a text of several clauses
                                          # yields to its clauses read one by one, if surer
+                                         # (0: off here; the config's default is 0.8)
 
     @classmethod
     def from_config(cls, cfg: Config) -> "Settings":
@@ -391,8 +391,8 @@ class Translator:
                                 or not english):
             return hit, "phrasebook", 1.0, ""
         if decoded.confidence < self.settings.split_below_confidence:
-            split = self._clauses(chunk, deadline)
-            if split is not None and (split[3] or split[2] > decoded.confidence):
+            split = self._clauses(chunk, deadline, decoded.confidence)
+            if split is not None:
                 return split
         if decoded.confidence < self.settings.gloss_below_confidence or not english:
             gloss = self._gloss(chunk)
@@ -403,44 +403,48 @@ class Translator:
         return english_casing(self._names_cased(chunk, english), chunk), "model", \
             decoded.confidence, ""
 
-    def _clauses(self, chunk: str, deadline: int | None) -> tuple[str, str, float, str] | None:
-        """A text of several sentences or clauses (after , ; : or a spaced dash) read clause
-        by clause: (english, least trusted via, least confidence, problem), or None when it
-        has one clause. Each clause's closing mark follows its English."""
+    def _clauses(self, chunk: str, deadline: int | None,
+                 floor: float) -> tuple[str, str, float, str] | None:
+        """A text of several sentences or clauses (`segment.clauses`) read clause by clause:
+        (english, least trusted via, least confidence, ""), each clause's closing mark after
+        its English. None where the text has one clause, or no clause with letters, or where
+        a clause is no surer than `floor` (the whole text's answer; the reading stops there)
+        or has a problem (out of time, no answer): the whole text's answer stands."""
         pieces = clauses(chunk)
         if len(pieces) < 2:
             return None
         english, vias, confidence = [], [], 1.0
-        for piece in pieces:
-            body, mark = _CLAUSE_MARK.fullmatch(piece).groups()
+        for body, mark in pieces:
             if not any(ch.isalpha() for ch in body):
-                english.append(piece)
+                english.append(f"{body}{mark}" if mark in ",;:.!?" else f"{body} {mark}")
                 continue
             part, via, conf, problem = self._chunk(body, deadline)
-            if problem:
-                return "", "", 0.0, problem
-            english.append(_CLAUSE_MARK.fullmatch(part).group(1) + mark if mark else part)
+            if problem or conf <= floor:
+                return None
+            if mark:
+                part = part.rstrip(",;:.!?") + (mark if mark[0] in ",;:.!?" else f" {mark}")
+            english.append(part)
             vias.append(via)
             confidence = min(confidence, conf)
         if not vias:
             return None
-        return sentence_capitals(" ".join(english)), min(vias, key=_TRUST.__getitem__), \
-            confidence, ""
+        return sentence_capitals(" ".join(e for e in english if e)), \
+            min(vias, key=_TRUST.__getitem__), confidence, ""
 
     def _names_cased(self, chunk: str, english: str) -> str:
         """The model writes what it copies in its folded lowercase form ('zuerich'): a
         capitalized source word copied into the translation gets its own spelling back
         ('Zürich', 'Hauptbahnhof'; 'ICE'), unless both languages share it as a word ('Hotel')
-        or it is too short to tell ('In', 'Was'). A word in capitals is a code ('RE 4'), and a
-        word the dictionary gives as itself a name ('Magdeburg'), even where both languages
-        share it."""
+        or it is too short to tell ('In', 'Was'). A code in capitals ('RE 4', 'PIN'; not an
+        emphasised 'IN' or 'NUR') and a word the dictionary gives as itself a name
+        ('Magdeburg') keep theirs even where both languages share the word."""
         book = self.phrasebook
         for word in {w for w in WORD.findall(chunk)
                      if (len(w) > 3 and w.istitle()) or (len(w) > 1 and w.isupper())}:
             copied = model_text(word)
-            if word.isupper() or not (book is not None and copied in book.english_words
-                                      and book.is_german_word(copied)
-                                      and book.lookup(word) != word):
+            if _is_code(word, chunk) or not (book is not None and copied in book.english_words
+                                             and book.is_german_word(copied)
+                                             and book.lookup(word) != word):
                 english = re.sub(rf"(?<!\w){re.escape(copied)}(?!\w)", word, english)
         return english
 
@@ -451,6 +455,14 @@ class Translator:
         if self.phrasebook is None or not self.settings.use_phrasebook:
             return None
         return self.phrasebook.gloss(chunk)
+
+
+def _is_code(word: str, text: str) -> bool:
+    """A word in capitals that is a code: three letters or more and no function word ('PIN',
+    not 'NUR'), or any before a number ('RE 4', 'WA-123')."""
+    return word.isupper() and (
+        (len(word) >= 3 and lookup_key(word) not in _FUNCTION_KEYS)
+        or re.search(rf"(?<!\w){re.escape(word)}[\s-]?\d", text) is not None)
 
 
 def _run(words: list[str]) -> tuple[str, bool]:

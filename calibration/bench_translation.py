@@ -5,8 +5,8 @@ Sets (none trained on):
     signs     tests/data/sign_validation.tsv: 310 German sign and notice texts with 1-4 English
               references each, written for evaluation only (removed from all training data)
     notices   tests/data/notice_heldout.tsv: 457 notices and multi-word signs written with the
-              sign register's round-4 and round-5 phrases, one in five held out by a hash of the German
-              (one reference each; same authors and style as that training data)
+              sign register's round-4 and round-5 phrases, one in five held out by a hash of
+              the German (one reference each; same authors and style as that training data)
     tatoeba   the 2 % of Tatoeba pairs held out by sentence hash (calibration.training.translator_data)
 
 For each translator version, through the whole translate stage (`Translator.translate`: cache
@@ -126,8 +126,8 @@ def print_quality(quality: dict) -> None:
 
 
 BASELINES = ("3.0.0", "2.1.0", "1.1.0")
-"""Measured beside the active version in the same run: the default before it, the last one
-trained without a GPU before that, and the last dictionary-only one."""
+"""Measured beside the active version in the same run: 3.0.0 (the default before 3.1.0),
+2.1.0 (the default before that) and 1.1.0 (the last phrasebook-first one)."""
 
 
 def run(config, json_out: bool = False, quick: bool = False) -> dict:

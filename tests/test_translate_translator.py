@@ -168,9 +168,15 @@ def test_codes_and_names_both_languages_share_keep_their_spelling(parts):
         "RE 1 to Magdeburg"
     assert translator._names_cased("Hotel am Markt", "hotel by the market") == \
         "hotel by the market"
-    # an emphasised word in capitals is no code
+    # an emphasised word in capitals is no code, nor a word both languages share
     assert translator._names_cased("Nur IN Notfällen", "only in emergencies") == \
         "only in emergencies"
+    assert translator._names_cased("Abfahrt IN 5 Min", "departure in 5 min") == \
+        "departure in 5 min"
+    book = Phrasebook({"not": "emergency", "aus": "off"})
+    sharing = Translator(model, tokenizer, book, Settings(budget_ms=math.inf))
+    assert sharing._names_cased("NOT-AUS nicht blockieren", "do not block the emergency stop") \
+        == "do not block the emergency stop"
 
 
 def test_unsure_model_answers_and_glosses_are_marked_uncertain(parts):

@@ -30,8 +30,9 @@ TRANSLATOR = Section("translator", "German→English translation of recognized l
         "(each costs one more decoding, within budget_ms); 0: never.",
         min=0.0, max=1.0),
     Key("model_first", bool, True, "Ask the model before the phrasebook (for a model trained "
-        "on sign register, like translator 2.x); a model answer less confident than 0.5 "
-        "yields to a dictionary entry for the same text. false: the phrasebook first (1.x)."),
+        "on sign register, like translator 2.x and 3.x); a model answer less confident than "
+        "0.5 yields to a dictionary entry for the same text. false: the phrasebook first "
+        "(1.x)."),
     Key("time_style", str, "24h", "How times on signs are written in English: '24h' "
         "(9–18 Uhr → 9:00–18:00) or '12h' (→ 9 am–6 pm). Days become Mon–Fri / Monday to "
         "Friday, floors 1st floor / Ground floor / Basement, prices €2.50.",

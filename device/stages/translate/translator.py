@@ -66,6 +66,8 @@ log = logging.getLogger(__name__)
 VIAS = ("phrasebook", "cache", "model", "gloss", "rule", "passthrough")
 GLOSS_CONFIDENCE = 0.3   # a word-by-word dictionary gloss: understandable, rarely idiomatic
 _FUNCTION_KEYS = frozenset(lookup_key(word) for word in FUNCTION_WORDS)
+_NOT_CODES = _FUNCTION_KEYS | {"in", "an", "um", "auf", "aus", "nach", "ca", "bis", "ab"}
+"""Words in capitals before a number that are words, not codes ('IN 5 Min')."""
 _TRUST = {"phrasebook": 3, "model": 2, "gloss": 1}
 """A text made of chunks answered in several ways is labelled by its least trusted chunk."""
 _SENTENCE_END = re.compile(r"[.!?](?=\s+\S)")
@@ -101,7 +103,7 @@ class Settings:
     show_glosses: bool = True            # False: a text only a gloss could answer is kept as read
     uncertain_below: float = 0.5         # a less sure model answer is shown marked uncertain
     time_style: str = "24h"              # '24h' (9:00–18:00) or '12h' (9 am–6 pm)
-    model_first: bool = False            # ask the model before the phrasebook (2.x models)
+    model_first: bool = False            # ask the model before the phrasebook (2.x, 3.x)
     phrasebook_below_confidence: float = 0.5  # model_first: a less sure answer yields to a
                                               # dictionary entry for the same text
     split_below_confidence: float = 0.0  # a less sure answer for a text of several clauses
@@ -416,7 +418,7 @@ class Translator:
         english, vias, confidence = [], [], 1.0
         for body, mark in pieces:
             if not any(ch.isalpha() for ch in body):
-                english.append(f"{body}{mark}" if mark in ",;:.!?" else f"{body} {mark}")
+                english.append(f"{body}{mark}" if mark[:1] in ",;:.!?" else f"{body} {mark}")
                 continue
             part, via, conf, problem = self._chunk(body, deadline)
             if problem or conf <= floor:
@@ -435,9 +437,9 @@ class Translator:
         """The model writes what it copies in its folded lowercase form ('zuerich'): a
         capitalized source word copied into the translation gets its own spelling back
         ('Zürich', 'Hauptbahnhof'; 'ICE'), unless both languages share it as a word ('Hotel')
-        or it is too short to tell ('In', 'Was'). A code in capitals ('RE 4', 'PIN'; not an
-        emphasised 'IN' or 'NUR') and a word the dictionary gives as itself a name
-        ('Magdeburg') keep theirs even where both languages share the word."""
+        or it is too short to tell ('In', 'Was'). A code before a number ('RE 4'; not 'IN 5
+        Min') and a word the dictionary gives as itself a name ('Magdeburg') keep theirs even
+        where both languages share the word ('NOT-AUS' does not: 'do not block')."""
         book = self.phrasebook
         for word in {w for w in WORD.findall(chunk)
                      if (len(w) > 3 and w.istitle()) or (len(w) > 1 and w.isupper())}:
@@ -458,11 +460,10 @@ class Translator:
 
 
 def _is_code(word: str, text: str) -> bool:
-    """A word in capitals that is a code: three letters or more and no function word ('PIN',
-    not 'NUR'), or any before a number ('RE 4', 'WA-123')."""
-    return word.isupper() and (
-        (len(word) >= 3 and lookup_key(word) not in _FUNCTION_KEYS)
-        or re.search(rf"(?<!\w){re.escape(word)}[\s-]?\d", text) is not None)
+    """A word in capitals before a number is a code ('RE 4', 'WA-123'), unless it is a
+    preposition or article ('IN 5 Min', 'AB 18 UHR')."""
+    return word.isupper() and lookup_key(word) not in _NOT_CODES and \
+        re.search(rf"(?<!\w){re.escape(word)}[\s-]?\d", text) is not None
 
 
 def _run(words: list[str]) -> tuple[str, bool]:

@@ -191,7 +191,8 @@ def miss_kind(quad, found) -> str:
     'loose' (overlapping detections, none at IoU 0.5). 'split' is asked first: a line one box
     covers at 90 % and another touches counts as split."""
     area = max(_area(quad), 1e-6)
-    shares = [(_overlap(quad, f) / area, _overlap(quad, f) / max(_area(f), 1e-6)) for f in found]
+    shares = [(inter / area, inter / max(_area(f), 1e-6))
+              for f in found for inter in (_overlap(quad, f),)]
     touching = [s for s in shares if s[0] > 0.1]
     if not touching:
         return "missed"

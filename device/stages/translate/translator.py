@@ -66,11 +66,12 @@ log = logging.getLogger(__name__)
 VIAS = ("phrasebook", "cache", "model", "gloss", "rule", "passthrough")
 GLOSS_CONFIDENCE = 0.3   # a word-by-word dictionary gloss: understandable, rarely idiomatic
 _FUNCTION_KEYS = frozenset(lookup_key(word) for word in FUNCTION_WORDS)
-_NOT_CODES = _FUNCTION_KEYS | {"in", "an", "um", "auf", "aus", "nach", "ca", "bis", "ab"}
+_NOT_CODES = _FUNCTION_KEYS | {"in", "an", "um", "auf", "aus", "nach", "ca"}
 """Words in capitals before a number that are words, not codes ('IN 5 Min')."""
 _TRUST = {"phrasebook": 3, "model": 2, "gloss": 1}
 """A text made of chunks answered in several ways is labelled by its least trusted chunk."""
 _SENTENCE_END = re.compile(r"[.!?](?=\s+\S)")
+_MARKS = ",;:.!?"
 
 
 @dataclass(frozen=True)
@@ -278,9 +279,8 @@ class Translator:
             failed = next((result for result in done if result[3]), None)
             if failed:
                 return failed
-            vias = [result[1] for result in done if result[1] in _TRUST]
             return (" ".join(result[0] for result in done if result[0]),
-                    min(vias, key=_TRUST.__getitem__) if vias else "passthrough",
+                    _least_trusted(result[1] for result in done),
                     min(result[2] for result in done), "")
         return None
 
@@ -325,7 +325,7 @@ class Translator:
             pieces.append(apply_style(english, chunk_style, keep_case=via != "model"))
             vias.add(via)
             confidence = min(confidence, conf)
-        via = min(vias, key=_TRUST.__getitem__) if vias else "passthrough"
+        via = _least_trusted(vias)
         joined = "".join(p if g or not i else " " + p
                          for i, (p, g) in enumerate((p, g) for p, g in zip(pieces, glued) if p))
         return re.sub(r"\s+([.,;:!?])", r"\1", joined.strip()), via, confidence, ""
@@ -418,20 +418,18 @@ class Translator:
         english, vias, confidence = [], [], 1.0
         for body, mark in pieces:
             if not any(ch.isalpha() for ch in body):
-                english.append(f"{body}{mark}" if mark[:1] in ",;:.!?" else f"{body} {mark}")
+                english.append(_closed(body, mark))
                 continue
             part, via, conf, problem = self._chunk(body, deadline)
             if problem or conf <= floor:
                 return None
-            if mark:
-                part = part.rstrip(",;:.!?") + (mark if mark[0] in ",;:.!?" else f" {mark}")
-            english.append(part)
+            english.append(_closed(part.rstrip(_MARKS), mark) if mark else part)
             vias.append(via)
             confidence = min(confidence, conf)
         if not vias:
             return None
-        return sentence_capitals(" ".join(e for e in english if e)), \
-            min(vias, key=_TRUST.__getitem__), confidence, ""
+        return sentence_capitals(" ".join(e for e in english if e)), _least_trusted(vias), \
+            confidence, ""
 
     def _names_cased(self, chunk: str, english: str) -> str:
         """The model writes what it copies in its folded lowercase form ('zuerich'): a
@@ -457,6 +455,18 @@ class Translator:
         if self.phrasebook is None or not self.settings.use_phrasebook:
             return None
         return self.phrasebook.gloss(chunk)
+
+
+def _least_trusted(vias) -> str:
+    """The label of an answer made of chunks answered in several ways (`_TRUST`); without a
+    translated chunk, 'passthrough'."""
+    vias = [via for via in vias if via in _TRUST]
+    return min(vias, key=_TRUST.__getitem__) if vias else "passthrough"
+
+
+def _closed(text: str, mark: str) -> str:
+    """A clause with its closing mark: '?!' right after it, a dash after a space."""
+    return f"{text}{mark}" if mark[:1] in _MARKS else f"{text} {mark}"
 
 
 def _is_code(word: str, text: str) -> bool:

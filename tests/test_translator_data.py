@@ -26,3 +26,33 @@ def test_validation_signs_held_out_notices_and_tatoeba_test_are_never_trained_on
     register = [lookup_key(de) for de, _ in translator_data.register()]
     assert counts["register"] == sum(key not in held for key in register)
     assert not set(register) & {lookup_key(de) for de, _ in notices}
+
+
+def test_sentences_of_long_notices_are_paired_only_where_both_sides_have_as_many():
+    rows = [("Die Praxis ist vom 5. bis 16. August geschlossen. Vertretung: Dr. Müller.",
+             "The surgery is closed from 5 to 16 August. Cover: Dr. Müller."),
+            ("Wir sind umgezogen! Sie finden uns jetzt in der Lindenstraße 14.",
+             "We have moved! You can now find us at Lindenstraße 14."),
+            ("Bitte klingeln. Danke.", "Please ring."),
+            ("Rauchen verboten", "No smoking")]
+    assert translator_data.sentence_pairs(rows) == [
+        ("Die Praxis ist vom 5. bis 16. August geschlossen.",
+         "The surgery is closed from 5 to 16 August."),
+        ("Vertretung: Dr. Müller.", "Cover: Dr. Müller."),
+        ("Wir sind umgezogen!", "We have moved!"),
+        ("Sie finden uns jetzt in der Lindenstraße 14.",
+         "You can now find us at Lindenstraße 14.")]
+
+
+def test_a_held_out_text_never_comes_back_as_a_sentence_of_a_register_notice(monkeypatch):
+    held_notice = translator_data.notice_heldout()[0][0]
+    monkeypatch.setattr(translator_data, "register", lambda: [
+        (f"Liebe Gäste, willkommen. {held_notice}", "Dear guests, welcome. Request stop.")])
+    monkeypatch.setattr(translator_data, "tatoeba", lambda: {"train": [], "test": []})
+    monkeypatch.setattr(translator_data, "osm", lambda: [])
+    monkeypatch.setattr(translator_data, "ding", lambda: [])
+    pairs, counts = translator_data.training_pairs(seed=1, mix="signs")
+    keys = {lookup_key(de) for de, _ in pairs}
+    assert lookup_key("Liebe Gäste, willkommen.") in keys
+    assert lookup_key(held_notice) not in keys
+    assert counts["register_sentences"] == 1

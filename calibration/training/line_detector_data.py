@@ -65,9 +65,25 @@ def _blur(image, rng):
     return image
 
 
-def sample_crop(frame, quads, ignore, rng, stride: int = STRIDE, ratio: float = SHRINK_RATIO):
+def reflect(image, other, rng):
+    """`image` seen through glass: a defocused, mirrored crop of another photo laid over it
+    at 15-40 % (shop windows, display cases, a bus's windows). The text stays text."""
+    h, w = image.shape[:2]
+    oh, ow = other.shape[:2]
+    y0, x0 = int(rng.integers(0, max(1, oh - h + 1))), int(rng.integers(0, max(1, ow - w + 1)))
+    layer = cv2.resize(other[y0:y0 + h, x0:x0 + w], (w, h))[:, ::-1]
+    k = int(rng.integers(1, 4)) * 2 + 1
+    layer = cv2.GaussianBlur(layer, (k, k), 0).astype(np.float32)
+    alpha = float(rng.uniform(0.15, 0.4))
+    out = image.astype(np.float32) * (1 - alpha) + layer * alpha
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def sample_crop(frame, quads, ignore, rng, stride: int = STRIDE, ratio: float = SHRINK_RATIO,
+                glass=None):
     """A random CROP x CROP crop of a frame at a random scale, with its target and mask at
-    1/stride (kernels shrunk by `ratio`)."""
+    1/stride (kernels shrunk by `ratio`). With `glass` (a photo), the crop is seen through a
+    window that reflects it (`reflect`)."""
     scale = float(np.exp(rng.uniform(np.log(0.6), np.log(1.6))))
     h, w = frame.shape[:2]
     sw, sh = max(CROP, int(round(w * scale))), max(CROP, int(round(h * scale)))
@@ -85,6 +101,8 @@ def sample_crop(frame, quads, ignore, rng, stride: int = STRIDE, ratio: float = 
     shift = np.float32([x0, y0])
     q = [np.asarray(p, np.float32) * [sx, sy] - shift for p in quads]
     ig = [np.asarray(p, np.float32) * [sx, sy] - shift for p in ignore]
+    if glass is not None:
+        image = reflect(image, glass, rng)
     image = _blur(image, rng)
     if rng.random() < 0.8:                   # exposure and contrast of another camera
         alpha, beta = rng.uniform(0.6, 1.4), rng.uniform(-40, 40)

@@ -62,6 +62,9 @@ def parse_args(argv=None):
     p.add_argument("--init", type=Path, metavar="WEIGHTS",
                    help="with --teacher: start from these weights (e.g. an earlier "
                         "fine-tuning's final.weights.h5) instead of the teacher's")
+    p.add_argument("--glass", type=float, default=0.0, metavar="P",
+                   help="share of crops seen through glass: another training photo, mirrored "
+                        "and defocused, laid over them (line_detector_data.reflect)")
     p.add_argument("--smoke", action="store_true")
     args = p.parse_args(argv)
     if (args.relu or args.init) and not args.teacher:
@@ -143,7 +146,9 @@ def main(argv=None) -> int:
                                                          plates=int(rng.integers(1, 4)))
                 else:
                     frame, quads, ignore = synth[int(rng.integers(len(synth)))]
-                batch.append(sample_crop(frame, quads, ignore, rng, stride, ratio))
+                glass = (photos[int(rng.integers(len(photos)))][0]
+                         if args.glass and rng.random() < args.glass else None)
+                batch.append(sample_crop(frame, quads, ignore, rng, stride, ratio, glass))
             x, y, m = (np.stack(v) for v in zip(*batch))
             losses.append(float(train_step(x, y, m)))
             if (step + 1) % 25 == 0:

@@ -5,6 +5,7 @@ Sources (licenses in the model card):
     tatoeba   ../shared/data/tatoeba-deu-eng/pairs.tsv      169,813 sentence pairs, CC BY 2.0 FR
     osm       ../shared/data/osm-presets-de-en/...tsv       1,753 shop/amenity/transport names, ISC
     register  calibration/data/sign_register.tsv            sign and notice phrases we wrote
+              (and, as register_sentences, the sentences of its multi-sentence notices)
     ding      the ding dictionary on this machine (trans-de-en, GPL-2+), never committed
 
 Tatoeba is split by a hash of the German sentence: 2 % test (held out for
@@ -30,6 +31,7 @@ import numpy as np
 
 from calibration import real_data
 from device.stages.translate.normalize import clean, lookup_key, model_text
+from device.stages.translate.segment import sentences
 
 ROOT = Path(__file__).resolve().parents[2]
 REGISTER = ROOT / "calibration" / "data" / "sign_register.tsv"
@@ -38,8 +40,10 @@ NOTICE_HELDOUT = ROOT / "tests" / "data" / "notice_heldout.tsv"
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 MAX_LEN = 24
 MIXES = {
-    "full": {"weights": {"tatoeba": 1, "osm": 3, "register": 12, "ding": 1}, "caps": {}},
-    "signs": {"weights": {"tatoeba": 1, "osm": 2, "register": 6, "ding": 1},
+    "full": {"weights": {"tatoeba": 1, "osm": 3, "register": 12, "register_sentences": 12,
+                         "ding": 1}, "caps": {}},
+    "signs": {"weights": {"tatoeba": 1, "osm": 2, "register": 6, "register_sentences": 6,
+                          "ding": 1},
               "caps": {"tatoeba": 50_000, "ding": 15_000}},
 }
 """Copies of each source in one pass over the training data (`weights`), after keeping at most
@@ -99,6 +103,18 @@ def register() -> list[tuple[str, str]]:
     return [(de, refs[0]) for de, refs in _tsv_pairs(REGISTER)]
 
 
+def sentence_pairs(rows: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The sentences of multi-sentence pairs, paired in order where both sides have as many
+    (`segment.sentences`, which the translate stage cuts long texts with): a notice too long
+    for the model as a whole still teaches it its sentences."""
+    out = []
+    for de, en in rows:
+        de_parts, en_parts = sentences(de), sentences(en)
+        if len(de_parts) == len(en_parts) > 1:
+            out.extend(zip(de_parts, en_parts))
+    return out
+
+
 def sign_validation() -> list[tuple[str, list[str]]]:
     """The sign/notice validation set: (German, [English references])."""
     return _tsv_pairs(SIGN_VALIDATION)
@@ -150,7 +166,9 @@ def training_pairs(seed: int = 1234, mix: str = "full") -> tuple[list[tuple[str,
     held = {lookup_key(de) for de, _ in sign_validation() + notice_heldout()}
     tato = tatoeba()
     held |= {lookup_key(de) for de, _ in tato["test"]}
-    sources = {"tatoeba": tato["train"], "osm": osm(), "register": register(), "ding": ding()}
+    signs = [r for r in register() if lookup_key(r[0]) not in held]
+    sources = {"tatoeba": tato["train"], "osm": osm(), "register": signs,
+               "register_sentences": sentence_pairs(signs), "ding": ding()}
     weights, caps = MIXES[mix]["weights"], MIXES[mix]["caps"]
     rng = random.Random(seed)
     pairs, counts = [], {}

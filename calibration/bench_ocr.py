@@ -4,8 +4,9 @@ Data: the real validation part of `../shared/data` (calibration.real_data: the l
 2015 training photos at 640x360 and their 508 word crops), never used in training.
 
 Measures, for edgelens at each detector resolution and (with --peers) for PP-OCRv6 tiny
-(default detector size and capped at our resolutions) and Tesseract 5, on the same frames in
-one interleaved run:
+(default detector size and capped at our resolutions), PP-OCRv6 small (default size: a
+detector five times tiny's, to show how far a bigger model gets) and Tesseract 5, on the same
+frames in one interleaved run:
 
 - detection precision / recall / Hmean, two ways. Line IoU: text *lines* (ICDAR words grouped
   into lines by `real_data.group_lines`) matched one-to-one at IoU >= 0.5 — strict, since a
@@ -98,8 +99,9 @@ def _make(kind: str, config, size, threads):
     from calibration import peers
     if kind == "edgelens":
         return Edgelens(config, size, threads)
-    if kind == "paddle":
-        return peers.PaddleTiny(None if size is None else max(size), threads)
+    if kind in ("paddle", "paddle_small"):
+        return peers.PaddleOCR(None if size is None else max(size), threads,
+                               "small" if kind == "paddle_small" else "tiny")
     if kind == "tesseract":
         return peers.Tesseract(threads)
     raise ValueError(kind)
@@ -299,6 +301,7 @@ def run(config, json_out: bool = False, quick: bool = False, peers: bool = False
     systems = [("edgelens", size) for size in resolutions(config)]
     if peers:
         systems += [("paddle", None)] + [("paddle", (cap, cap)) for cap in PEER_CAPS]
+        systems += [("paddle_small", None)]   # 5x tiny's detector: how far a bigger model gets
         systems += [("tesseract", None)]
     rows = []
     for kind, size in systems:

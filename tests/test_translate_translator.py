@@ -83,6 +83,15 @@ def test_a_function_word_alone_between_times_is_not_left_to_the_model(translator
     assert translator._chunk("oder", None)[0] == "or"   # not the river
 
 
+def test_bis_between_two_numbers_the_text_is_cut_at_is_to(translator, monkeypatch):
+    seen = []
+    monkeypatch.setattr(translator, "_chunk", lambda chunk, deadline: (
+        seen.append(chunk), (chunk.lower().replace("heute", "today"), "model", 0.9, ""))[1])
+    monkeypatch.setattr(translator, "_whole", lambda *args: None)   # cut at its spans
+    result = translator.translate("Heute 14 bis 16 Uhr")
+    assert result.translation == "Today 14:00 to 16:00" and "bis" not in seen
+
+
 def test_a_notice_longer_than_the_model_reads_is_translated_sentence_by_sentence(parts):
     model, tokenizer, _book = parts
     # no phrasebook: the test dictionary's excerpt lacks the notice's words, which would be

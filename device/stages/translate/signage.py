@@ -192,7 +192,8 @@ def split_protected(text: str, time_style: str = "24h") -> list[tuple[str, bool]
                                         _UHR_AFTER.match(probe, match.end()) is not None))
     for match in _PROTECTED.finditer(text):        # codes (RE7, ICE4) as written
         clock_before = _TIME_WORD_BEFORE.search(text, 0, match.start()) is not None
-        add(match, render_protected(match.group().strip(), time_style, clock_before))
+        add(match, render_protected(match.group().strip(), time_style, clock_before,
+                                    _HOURS_UP_TO_UHR.match(text, match.end()) is not None))
     for start, end, rendered in sorted(spans):
         if start < position:
             continue
@@ -207,12 +208,22 @@ def split_protected(text: str, time_style: str = "24h") -> list[tuple[str, bool]
     return chunks
 
 
-def render_protected(span: str, time_style: str = "24h", clock_before: bool = False) -> str:
+_HOURS_UP_TO_UHR = re.compile(
+    r"(?:\s*(?:bis|und(?:\s+von)?|[-–])\s*\d{1,2}(?:[.:]\d{2})?)+\s?(?:Uhr|UHR)\b")
+"""After a number: more hours joined by bis / und (von) / a dash, the last with Uhr ('8' in
+'von 8 bis 12 und von 15 bis 19 Uhr'): the Uhr counts for them all."""
+
+
+def render_protected(span: str, time_style: str = "24h", clock_before: bool = False,
+                     uhr_later: bool = False) -> str:
     """'18 Uhr' -> '18:00' (or '6 pm'), '9:30 UHR' -> '9:30', and after um/ab/von/bis a
-    clock time without Uhr ('von 9.30 bis 17.30 Uhr' → 9:30; not 'Kaffee 2.50'); others
-    unchanged."""
+    clock time without Uhr ('von 9.30 bis 17.30 Uhr' → 9:30; not 'Kaffee 2.50'); with
+    `uhr_later` (a range's Uhr comes later: 'von 14 bis 16 Uhr') a whole hour too (not
+    'Kaffee 2.50 bis 11 Uhr'); others unchanged."""
     time = re.fullmatch(r"(\d{1,2})[.:](\d{2})", span)
     if clock_before and time and int(time.group(1)) <= 24 and int(time.group(2)) < 60:
+        return clock(span, time_style)
+    if uhr_later and re.fullmatch(r"\d{1,2}", span) and int(span) <= 24:
         return clock(span, time_style)
     if not span.endswith(("Uhr", "UHR")):
         return span

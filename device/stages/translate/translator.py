@@ -310,12 +310,17 @@ class Translator:
         # an ALL CAPS sign with words in it casts its rendered days and floors too ('EG' alone
         # is an abbreviation, not a style)
         caps = style == "upper" and any(len(w) > 3 for w in re.findall(r"[^\W\d_]+", text))
-        for index, (chunk, protected) in enumerate(self._chunks(spans)):
+        chunks = self._chunks(spans)
+        for index, (chunk, protected) in enumerate(chunks):
             at = text.find(chunk, cursor)
             glued.append(0 < cursor == at)
             cursor = at + len(chunk) if at >= 0 else cursor
             if protected:
                 pieces.append(chunk.upper() if caps else chunk)
+                continue
+            if chunk.lower() == "bis" and 0 < index < len(chunks) - 1 and \
+                    chunks[index - 1][1] and chunks[index + 1][1]:
+                pieces.append("TO" if caps else "to")   # '8:00 bis 12:00', '6 bis 12 Jahre'
                 continue
             english, via, conf, problem = self._chunk(chunk, deadline)
             if problem:

@@ -56,3 +56,12 @@ def test_a_held_out_text_never_comes_back_as_a_sentence_of_a_register_notice(mon
     assert lookup_key("Liebe Gäste, willkommen.") in keys
     assert lookup_key(held_notice) not in keys
     assert counts["register_sentences"] == 1
+    # nor a sentence of a held-out notice, cut out of a register notice
+    long_notice = next(de for de, _ in translator_data.notice_heldout()
+                       if len(translator_data.sentences(de)) > 1)
+    part = translator_data.sentences(long_notice)[0]
+    monkeypatch.setattr(translator_data, "register", lambda: [
+        (f"{part} Wir danken Ihnen.", "Part. Thank you.")])
+    pairs, counts = translator_data.training_pairs(seed=1, mix="signs")
+    assert lookup_key(part) not in {lookup_key(de) for de, _ in pairs}
+    assert counts["register_sentences"] == 1

@@ -167,8 +167,13 @@ def training_pairs(seed: int = 1234, mix: str = "full") -> tuple[list[tuple[str,
     tato = tatoeba()
     held |= {lookup_key(de) for de, _ in tato["test"]}
     signs = [r for r in register() if lookup_key(r[0]) not in held]
+    # a sentence of a held-out notice is not trained on alone either
+    held_sentences = held | {lookup_key(s) for de, _ in sign_validation() + notice_heldout()
+                             for s in sentences(de)}
     sources = {"tatoeba": tato["train"], "osm": osm(), "register": signs,
-               "register_sentences": sentence_pairs(signs), "ding": ding()}
+               "register_sentences": [r for r in sentence_pairs(signs)
+                                      if lookup_key(r[0]) not in held_sentences],
+               "ding": ding()}
     weights, caps = MIXES[mix]["weights"], MIXES[mix]["caps"]
     rng = random.Random(seed)
     pairs, counts = [], {}

@@ -195,6 +195,15 @@ def test_the_uhr_at_the_end_of_a_run_of_hours_makes_each_hour_a_time():
     assert rendered("Kinder von 6 bis 12 Jahren") == ["6", "12"]
     assert rendered("Für 2 bis 4 Personen, ab 18 Uhr") == ["2", "4", "18:00"]
     assert rendered("Größe 38 bis 42") == ["38", "42"]
+    # in capitals, in lists, after a day or an earlier run
+    assert rendered("MO-FR 8 BIS 18 UHR") == ["Mon–Fri", "8:00", "18:00"]
+    assert rendered("Aufgusszeiten: 12, 14, 16 und 18 Uhr") == ["12:00,", "14:00,", "16:00",
+                                                                "18:00"]
+    assert rendered("Ruhezeiten: werktags 13 bis 15 Uhr und 22 bis 7 Uhr") == [
+        "13:00", "15:00", "22:00", "7:00"]
+    # a number that names something stays a number
+    assert rendered("Gleis 3 und 4 bis 18 Uhr gesperrt") == ["3", "4", "18:00"]
+    assert rendered("Eingang 2 bis 17 Uhr geschlossen") == ["2", "17:00"]
 
 
 def test_prices_with_thousands_and_decimal_commas_are_written_the_english_way():

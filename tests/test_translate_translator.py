@@ -90,6 +90,14 @@ def test_bis_between_two_numbers_the_text_is_cut_at_is_to(translator, monkeypatc
     monkeypatch.setattr(translator, "_whole", lambda *args: None)   # cut at its spans
     result = translator.translate("Heute 14 bis 16 Uhr")
     assert result.translation == "Today 14:00 to 16:00" and "bis" not in seen
+    assert translator.translate("HEUTE 8 BIS 18 UHR").translation == "TODAY 8:00 TO 18:00"
+    # between a day and a time, or a date and a time, 'bis' is 'until' (the phrasebook's)
+    monkeypatch.setattr(translator, "_chunk", lambda chunk, deadline: (
+        ("until", "phrasebook", 1.0, "") if chunk.lower() == "bis" else
+        (chunk.lower().replace("geöffnet", "open"), "model", 0.9, "")))
+    assert translator.translate("Mo-Fr bis 18 Uhr").translation == "Mon–Fri until 18:00"
+    assert translator.translate("24.12. bis 14 Uhr geöffnet").translation == \
+        "24 December until 14:00 open"
 
 
 def test_a_notice_longer_than_the_model_reads_is_translated_sentence_by_sentence(parts):

@@ -190,10 +190,11 @@ def split_protected(text: str, time_style: str = "24h") -> list[tuple[str, bool]
         for match in _SIGN.finditer(probe):
             add(match, render_sign_span(match.lastgroup, match.group(), time_style,
                                         _UHR_AFTER.match(probe, match.end()) is not None))
+    hours = _hours_of_runs(text, probes)
     for match in _PROTECTED.finditer(text):        # codes (RE7, ICE4) as written
         clock_before = _TIME_WORD_BEFORE.search(text, 0, match.start()) is not None
         add(match, render_protected(match.group().strip(), time_style, clock_before,
-                                    _HOURS_UP_TO_UHR.match(text, match.end()) is not None))
+                                    match.start() in hours))
     for start, end, rendered in sorted(spans):
         if start < position:
             continue
@@ -208,10 +209,29 @@ def split_protected(text: str, time_style: str = "24h") -> list[tuple[str, bool]
     return chunks
 
 
-_HOURS_UP_TO_UHR = re.compile(
-    r"(?:\s*(?:bis|und(?:\s+von)?|[-–])\s*\d{1,2}(?:[.:]\d{2})?)+\s?(?:Uhr|UHR)\b")
-"""After a number: more hours joined by bis / und (von) / a dash, the last with Uhr ('8' in
-'von 8 bis 12 und von 15 bis 19 Uhr'): the Uhr counts for them all."""
+_HOUR_RUN = re.compile(
+    r"(?<![\d.,:])\d{1,2}(?:\s*(?:,|/|&|[-–]|(?i:sowie|bis|und)(?:\s+(?i:von))?)\s*"
+    r"\d{1,2}(?:[.:]\d{2})?)+\s?(?i:uhr)\b")
+"""A run of hours that ends in Uhr ('8 bis 12 und von 15 bis 19 Uhr', '12, 14 und 16 Uhr')."""
+_HOUR_RUN_CONTEXT = re.compile(
+    r"(?:^|:|(?i:\b(?:heute|morgen|werktags|wochentags|feiertags|nachts|morgens|vormittags|"
+    r"mittags|nachmittags|abends)|uhr\s*(?:,|und|sowie|/|&)))\s*[:,]?\s*$")
+"""What a run of hours follows when its hours are times: the start of the text or a colon, a
+word of the day, or an earlier run ('13 bis 15 Uhr und 22 bis 7 Uhr'); with _TIME_WORD_BEFORE
+(von, ab, um, zwischen, täglich, a day). Not a label: 'Gleis 3 und 4 bis 18 Uhr'."""
+
+
+def _hours_of_runs(text: str, probes: list[str]) -> set[int]:
+    """Where the bare hours of runs of hours that end in Uhr start, for runs in a time context
+    (`_HOUR_RUN_CONTEXT`); the run's last hour, with Uhr, is rendered as it is anyway."""
+    starts: set[int] = set()
+    for run in _HOUR_RUN.finditer(text):
+        if not any(_TIME_WORD_BEFORE.search(p, 0, run.start()) or
+                   _HOUR_RUN_CONTEXT.search(p, 0, run.start()) for p in probes):
+            continue
+        starts.update(run.start() + hour.start()
+                      for hour in re.finditer(r"\d{1,2}(?:[.:]\d{2})?", run.group()))
+    return starts
 
 
 def render_protected(span: str, time_style: str = "24h", clock_before: bool = False,
@@ -223,8 +243,9 @@ def render_protected(span: str, time_style: str = "24h", clock_before: bool = Fa
     time = re.fullmatch(r"(\d{1,2})[.:](\d{2})", span)
     if clock_before and time and int(time.group(1)) <= 24 and int(time.group(2)) < 60:
         return clock(span, time_style)
-    if uhr_later and re.fullmatch(r"\d{1,2}", span) and int(span) <= 24:
-        return clock(span, time_style)
+    hour = re.fullmatch(r"(\d{1,2})(,?)", span)
+    if uhr_later and hour and int(hour.group(1)) <= 24:      # '12,' in '12, 14 und 16 Uhr'
+        return clock(hour.group(1), time_style) + hour.group(2)
     if not span.endswith(("Uhr", "UHR")):
         return span
     number = span[:-3].strip()

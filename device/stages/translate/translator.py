@@ -319,8 +319,12 @@ class Translator:
                 pieces.append(chunk.upper() if caps else chunk)
                 continue
             if chunk.lower() == "bis" and 0 < index < len(chunks) - 1 and \
-                    chunks[index - 1][1] and chunks[index + 1][1]:
-                pieces.append("TO" if caps else "to")   # '8:00 bis 12:00', '6 bis 12 Jahre'
+                    chunks[index - 1][1] and chunks[index + 1][1] and \
+                    _span_kind(chunks[index - 1][0]) == _span_kind(chunks[index + 1][0]) \
+                    is not None:
+                # '8:00 bis 12:00', '6 bis 12 Jahre', '1 March bis 31 October'; not 'Mon–Fri
+                # bis 18:00' (until)
+                pieces.append("TO" if style == "upper" else "to")
                 continue
             english, via, conf, problem = self._chunk(chunk, deadline)
             if problem:
@@ -472,6 +476,18 @@ def _least_trusted(vias) -> str:
 def _closed(text: str, mark: str) -> str:
     """A clause with its closing mark: '?!' right after it, a dash after a space."""
     return f"{text}{mark}" if mark[:1] in _MARKS else f"{text} {mark}"
+
+
+_SPAN_KINDS = (("time", re.compile(r"\d{1,2}:\d{2}|\d{1,2}(?::\d{2})? [ap]m")),
+               ("number", PLAIN_NUMBER),
+               ("date", re.compile(r"\d{1,2} [A-Z][a-z]+(?: \d{4})?")),
+               ("floor", re.compile(r"\d+(?:st|nd|rd|th) floor|Ground floor|Basement(?: \d)?",
+                                    re.IGNORECASE)))
+
+
+def _span_kind(span: str) -> str | None:
+    """What a rendered span is: a clock time, a plain number, a date or a floor (else None)."""
+    return next((kind for kind, pattern in _SPAN_KINDS if pattern.fullmatch(span)), None)
 
 
 def _is_code(word: str, text: str) -> bool:

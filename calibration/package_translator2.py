@@ -102,10 +102,12 @@ def keras_minutes(run: Path) -> float:
 
 
 def with_mix(found: dict) -> dict:
-    """A data folder's sources.json with its mix's weights and caps."""
+    """A data folder's sources.json with its mix's weights and caps: as the folder records
+    them, else (older folders) today's weights of the sources it has."""
     mix = translator_data.MIXES[found.get("mix", "full")]
-    return {**{k: v for k, v in found.items() if k != "command"},
-            "weights": mix["weights"], "caps": mix["caps"]}
+    weights = found.get("weights") or {k: w for k, w in mix["weights"].items() if k in found}
+    return {**{k: v for k, v in found.items() if k not in ("command", "weights", "caps")},
+            "weights": weights, "caps": found.get("caps", mix["caps"])}
 
 
 def phase_sources(run_cfg: dict) -> dict:

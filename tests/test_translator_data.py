@@ -65,3 +65,14 @@ def test_a_held_out_text_never_comes_back_as_a_sentence_of_a_register_notice(mon
     pairs, counts = translator_data.training_pairs(seed=1, mix="signs")
     assert lookup_key(part) not in {lookup_key(de) for de, _ in pairs}
     assert counts["register_sentences"] == 1
+
+
+def test_a_model_card_names_the_weights_of_the_sources_its_data_had():
+    from calibration.package_translator2 import with_mix
+    older = {"mix": "signs", "tatoeba": 50_000, "register": 6_000, "osm": 1_700, "ding": 15_000,
+             "command": "scripts/train_translator.py --prepare --mix signs"}
+    assert "register_sentences" not in with_mix(older)["weights"]
+    recorded = {**older, "register_sentences": 900,
+                "weights": {"register": 5, "register_sentences": 5}, "caps": {}}
+    assert with_mix(recorded)["weights"] == {"register": 5, "register_sentences": 5}
+    assert "command" not in with_mix(recorded)

@@ -251,7 +251,8 @@ def prepare(out_dir: Path, vocab_size: int = 8000, seed: int = 1234, mix: str = 
     val_src, val_tgt = encode(sp, val_pairs)
     np.savez_compressed(out_dir / "arrays.npz", train_src=train_src, train_tgt=train_tgt,
                         val_src=val_src, val_tgt=val_tgt, vocab=np.int32(sp.get_piece_size()))
-    counts.update({"mix": mix, "command": command,
+    counts.update({"mix": mix, "command": command, "weights": MIXES[mix]["weights"],
+                   "caps": MIXES[mix]["caps"],
                    "train_rows_after_length_filter": int(len(train_src)),
                    "val_rows": int(len(val_src)), "tokenizer": model.name,
                    "vocab": int(sp.get_piece_size())})

@@ -125,9 +125,9 @@ def print_quality(quality: dict) -> None:
                       f"{s['exact_pct']:6.1f}  {share}")
 
 
-BASELINES = ("3.0.0", "2.1.0", "1.1.0")
-"""Measured beside the active version in the same run: 3.0.0 (the default before 3.1.0),
-2.1.0 (the default before that) and 1.1.0 (the last phrasebook-first one)."""
+BASELINES = ("3.1.0", "3.0.0", "1.1.0")
+"""Measured beside the active version in the same run: 3.1.0 (the default before 3.2.0),
+3.0.0 (the default before that) and 1.1.0 (the last phrasebook-first one)."""
 
 
 def run(config, json_out: bool = False, quick: bool = False) -> dict:

@@ -23,6 +23,8 @@ def test_validation_signs_held_out_notices_and_tatoeba_test_are_never_trained_on
         assert lookup_key(text) not in keys
     assert {lookup_key(t) for t in ("Ich bin müde.", "Fahrradladen Meier", "Haus")} <= keys
     held = {lookup_key(de) for de, _ in signs + notices}
+    held |= {lookup_key(part) for de, _ in signs + notices
+             for part in translator_data.sentences(de)}
     register = [lookup_key(de) for de, _ in translator_data.register()]
     assert counts["register"] == sum(key not in held for key in register)
     assert not set(register) & {lookup_key(de) for de, _ in notices}
@@ -56,15 +58,19 @@ def test_a_held_out_text_never_comes_back_as_a_sentence_of_a_register_notice(mon
     assert lookup_key("Liebe Gäste, willkommen.") in keys
     assert lookup_key(held_notice) not in keys
     assert counts["register_sentences"] == 1
-    # nor a sentence of a held-out notice, cut out of a register notice
+    # nor a sentence of a held-out notice, cut out of a register notice or standing alone in
+    # any source
     long_notice = next(de for de, _ in translator_data.notice_heldout()
                        if len(translator_data.sentences(de)) > 1)
     part = translator_data.sentences(long_notice)[0]
     monkeypatch.setattr(translator_data, "register", lambda: [
-        (f"{part} Wir danken Ihnen.", "Part. Thank you.")])
+        (f"{part} Wir danken Ihnen.", "Part. Thank you."), (part, "Part.")])
+    monkeypatch.setattr(translator_data, "tatoeba", lambda: {"train": [(part, "Part.")],
+                                                             "test": []})
     pairs, counts = translator_data.training_pairs(seed=1, mix="signs")
     assert lookup_key(part) not in {lookup_key(de) for de, _ in pairs}
-    assert counts["register_sentences"] == 1
+    assert counts["register_sentences"] == 1 and counts["tatoeba"] == 0
+    assert counts["register"] == 1
 
 
 def test_a_model_card_names_the_weights_of_the_sources_its_data_had():

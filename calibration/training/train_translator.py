@@ -70,7 +70,7 @@ def train_tokenizer(vocab_size: int, seed: int) -> Path:
         return Path(f"{prefix}.model")
     pairs = [(de, en) for de, en, _, _ in read_tsv("train")]
     return translator_data.train_tokenizer(pairs, prefix, vocab_size, seed,
-                                           sentences=600_000, dedupe=False)
+                                           sample_lines=600_000, dedupe=False)
 
 
 def encode_split(sp, name: str) -> tuple[np.ndarray, np.ndarray]:

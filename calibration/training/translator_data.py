@@ -163,17 +163,15 @@ def ocr_noise(text: str, rng: random.Random) -> str:
 
 def training_pairs(seed: int = 1234, mix: str = "full") -> tuple[list[tuple[str, str]], dict[str, int]]:
     """The mixed, noised, shuffled training pairs (raw text) and how many each source gave."""
-    held = {lookup_key(de) for de, _ in sign_validation() + notice_heldout()}
+    evaluation = sign_validation() + notice_heldout()
     tato = tatoeba()
-    held |= {lookup_key(de) for de, _ in tato["test"]}
+    # an evaluation text, and each sentence of one (the stage reads long texts sentence by
+    # sentence), is trained on by no source
+    held = {lookup_key(de) for de, _ in evaluation + tato["test"]}
+    held |= {lookup_key(part) for de, _ in evaluation for part in sentences(de)}
     signs = [r for r in register() if lookup_key(r[0]) not in held]
-    # a sentence of a held-out notice is not trained on alone either
-    held_sentences = held | {lookup_key(s) for de, _ in sign_validation() + notice_heldout()
-                             for s in sentences(de)}
     sources = {"tatoeba": tato["train"], "osm": osm(), "register": signs,
-               "register_sentences": [r for r in sentence_pairs(signs)
-                                      if lookup_key(r[0]) not in held_sentences],
-               "ding": ding()}
+               "register_sentences": sentence_pairs(signs), "ding": ding()}
     weights, caps = MIXES[mix]["weights"], MIXES[mix]["caps"]
     rng = random.Random(seed)
     pairs, counts = [], {}
@@ -192,9 +190,9 @@ def training_pairs(seed: int = 1234, mix: str = "full") -> tuple[list[tuple[str,
 
 
 def train_tokenizer(pairs, prefix: Path, vocab_size: int, seed: int,
-                    sentences: int = 800_000, dedupe: bool = True) -> Path:
+                    sample_lines: int = 800_000, dedupe: bool = True) -> Path:
     """One SentencePiece unigram model over folded-lowercase German and lowercase English
-    (`sentences`: how many lines SentencePiece samples; 1.x used 600,000 without dedupe)."""
+    (`sample_lines`: how many lines SentencePiece samples; 1.x used 600,000 without dedupe)."""
     import sentencepiece as spm
     prefix.parent.mkdir(parents=True, exist_ok=True)
     corpus = prefix.parent / "spm_corpus.txt"
@@ -209,7 +207,7 @@ def train_tokenizer(pairs, prefix: Path, vocab_size: int, seed: int,
     spm.SentencePieceTrainer.train(
         input=str(corpus), model_prefix=str(prefix), vocab_size=vocab_size,
         model_type="unigram", character_coverage=1.0, pad_id=PAD, unk_id=UNK, bos_id=BOS,
-        eos_id=EOS, input_sentence_size=sentences, shuffle_input_sentence=True,
+        eos_id=EOS, input_sentence_size=sample_lines, shuffle_input_sentence=True,
         num_threads=2, minloglevel=2)
     return Path(f"{prefix}.model")
 

@@ -40,7 +40,7 @@ def register(subparsers) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="smaller sample sizes (a smoke run, not for reporting)")
     parser.add_argument("--peers", action="store_true",
-                        help="ocr: also PP-OCRv6 tiny and Tesseract 5 on the same frames "
+                        help="ocr: also PP-OCRv6 tiny and small and Tesseract 5 on the same frames "
                              "(the bench extra)")
     parser.set_defaults(func=run)
 

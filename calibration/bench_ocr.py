@@ -5,7 +5,7 @@ Data: the real validation part of `../shared/data` (calibration.real_data: the l
 
 Measures, for edgelens at each detector resolution and (with --peers) for PP-OCRv6 tiny
 (default detector size and capped at our resolutions), PP-OCRv6 small (default size: a
-detector five times tiny's, to show how far a bigger model gets) and Tesseract 5, on the same
+detector 5.5 times tiny's file, to show how far a bigger model gets) and Tesseract 5, on the same
 frames in one interleaved run:
 
 - detection precision / recall / Hmean, two ways. Line IoU: text *lines* (ICDAR words grouped
@@ -301,7 +301,7 @@ def run(config, json_out: bool = False, quick: bool = False, peers: bool = False
     systems = [("edgelens", size) for size in resolutions(config)]
     if peers:
         systems += [("paddle", None)] + [("paddle", (cap, cap)) for cap in PEER_CAPS]
-        systems += [("paddle_small", None)]   # 5x tiny's detector: how far a bigger model gets
+        systems += [("paddle_small", None)]   # how far a bigger model gets
         systems += [("tesseract", None)]
     rows = []
     for kind, size in systems:

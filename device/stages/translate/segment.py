@@ -135,6 +135,16 @@ _DAYS_BEFORE = re.compile(r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)[a-z]*$")
 _TIME_WORD_START = re.compile(r"(?i:bis|und)\b")
 _TIME_WORD_END = re.compile(rf"(?i:\b(?:{'|'.join(TIME_WORDS)}|vom|und))\s*$")
 _FLOORS = re.compile(r"(?:Ground floor|Basement(?: \d)?|\d+(?:st|nd|rd|th) floor)$")
+_SPAN_KINDS = (("time", re.compile(r"\d{1,2}:\d{2}|\d{1,2}(?::\d{2})? [ap]m")),
+               ("number", PLAIN_NUMBER),
+               ("date", re.compile(r"\d{1,2} [A-Z][a-z]+(?: \d{4})?")),
+               ("floor", re.compile(_FLOORS.pattern, re.IGNORECASE)))
+
+
+def span_kind(span: str) -> str | None:
+    """What a span the rules rendered is: a clock time, a plain number, a date or a floor (else
+    None)."""
+    return next((kind for kind, pattern in _SPAN_KINDS if pattern.fullmatch(span)), None)
 
 
 def _hours(found: list[tuple[str, bool]]) -> set[int]:

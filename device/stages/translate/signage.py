@@ -87,7 +87,9 @@ _SIGN = re.compile(
     re.UNICODE)
 TIME_STYLES = ("24h", "12h")
 _TIMES = rf"{_CLOCK}(?:\s*[-–—]\s*{_CLOCK})?"
-_UHR_AFTER = re.compile(rf"(?:\s*(?:,|und|UND|&|/|sowie)\s*{_TIMES})*\s*(?i:uhr)\b")
+_TIME_LIST = r"(?:,|/|&|(?i:sowie|und))"
+"""What joins the times of a list ('13–15 und 22–7 Uhr', '12, 14 und 16 Uhr')."""
+_UHR_AFTER = re.compile(rf"(?:\s*{_TIME_LIST}\s*{_TIMES})*\s*(?i:uhr)\b")
 """After a time: more times in a list, then Uhr ('13–15 und 22–7 Uhr')."""
 TIME_WORDS = ("um", "ab", "von", "bis", "gegen", "zwischen")
 """German words before a clock time ('um 9', 'von 9 bis 12')."""
@@ -210,12 +212,12 @@ def split_protected(text: str, time_style: str = "24h") -> list[tuple[str, bool]
 
 
 _HOUR_RUN = re.compile(
-    r"(?<![\d.,:])\d{1,2}(?:\s*(?:,|/|&|[-–]|(?i:sowie|bis|und)(?:\s+(?i:von))?)\s*"
+    rf"(?<![\d.,:])\d{{1,2}}(?:\s*(?:{_TIME_LIST}|[-–]|(?i:bis))(?:\s+(?i:von))?\s*"
     r"\d{1,2}(?:[.:]\d{2})?)+\s?(?i:uhr)\b")
 """A run of hours that ends in Uhr ('8 bis 12 und von 15 bis 19 Uhr', '12, 14 und 16 Uhr')."""
 _HOUR_RUN_CONTEXT = re.compile(
     r"(?:^|:|(?i:\b(?:heute|morgen|werktags|wochentags|feiertags|nachts|morgens|vormittags|"
-    r"mittags|nachmittags|abends)|uhr\s*(?:,|und|sowie|/|&)))\s*[:,]?\s*$")
+    rf"mittags|nachmittags|abends)|uhr\s*{_TIME_LIST}))\s*[:,]?\s*$")
 """What a run of hours follows when its hours are times: the start of the text or a colon, a
 word of the day, or an earlier run ('13 bis 15 Uhr und 22 bis 7 Uhr'); with _TIME_WORD_BEFORE
 (von, ab, um, zwischen, täglich, a day). Not a label: 'Gleis 3 und 4 bis 18 Uhr'."""

@@ -56,7 +56,7 @@ from device.stages.translate.phrasebook import FUNCTION_WORDS, Phrasebook
 from device.stages.translate.refusal import WORD, refusal_of
 from device.stages.translate.segment import (PLAIN_NUMBER, clauses, ends_sentence,
                                              fitting_parts, merge_plain_numbers, numbers_kept,
-                                             restore_spans, sentences)
+                                             restore_spans, sentences, span_kind)
 from device.stages.translate.signage import (apply_style, english_casing, english_numbers,
                                              sentence_capitals, split_protected, style_of)
 from device.stages.translate.tokenizer import EOS, Tokenizer
@@ -318,12 +318,7 @@ class Translator:
             if protected:
                 pieces.append(chunk.upper() if caps else chunk)
                 continue
-            if chunk.lower() == "bis" and 0 < index < len(chunks) - 1 and \
-                    chunks[index - 1][1] and chunks[index + 1][1] and \
-                    _span_kind(chunks[index - 1][0]) == _span_kind(chunks[index + 1][0]) \
-                    is not None:
-                # '8:00 bis 12:00', '6 bis 12 Jahre', '1 March bis 31 October'; not 'Mon–Fri
-                # bis 18:00' (until)
+            if chunk.lower() == "bis" and _between_alike(chunks, index):
                 pieces.append("TO" if style == "upper" else "to")
                 continue
             english, via, conf, problem = self._chunk(chunk, deadline)
@@ -478,16 +473,13 @@ def _closed(text: str, mark: str) -> str:
     return f"{text}{mark}" if mark[:1] in _MARKS else f"{text} {mark}"
 
 
-_SPAN_KINDS = (("time", re.compile(r"\d{1,2}:\d{2}|\d{1,2}(?::\d{2})? [ap]m")),
-               ("number", PLAIN_NUMBER),
-               ("date", re.compile(r"\d{1,2} [A-Z][a-z]+(?: \d{4})?")),
-               ("floor", re.compile(r"\d+(?:st|nd|rd|th) floor|Ground floor|Basement(?: \d)?",
-                                    re.IGNORECASE)))
-
-
-def _span_kind(span: str) -> str | None:
-    """What a rendered span is: a clock time, a plain number, a date or a floor (else None)."""
-    return next((kind for kind, pattern in _SPAN_KINDS if pattern.fullmatch(span)), None)
+def _between_alike(chunks: list[tuple[str, bool]], index: int) -> bool:
+    """The chunk stands between two rendered spans of one kind: '8:00 bis 12:00', '6 bis 12
+    Jahre', '1 March bis 31 October' ('bis' is 'to'); not 'Mon–Fri bis 18:00' ('until')."""
+    if not 0 < index < len(chunks) - 1 or not (chunks[index - 1][1] and chunks[index + 1][1]):
+        return False
+    kind = span_kind(chunks[index - 1][0])
+    return kind is not None and kind == span_kind(chunks[index + 1][0])
 
 
 def _is_code(word: str, text: str) -> bool:

@@ -305,6 +305,7 @@ def main(argv=None) -> int:
                              "to fine-tune a released model); --d/--ff/... must match it")
     args = parser.parse_args(argv)
     if args.prepare:
+        prepare_pairs()          # the dictionary split (data/translator/) the mixes draw from
         out = Path(args.data or ROOT / "data" / "translator2")
         out.mkdir(parents=True, exist_ok=True)
         tokenizer = Path(args.tokenizer) if args.tokenizer else None

@@ -121,7 +121,7 @@ def sign_validation() -> list[tuple[str, list[str]]]:
 
 
 def notice_heldout() -> list[tuple[str, list[str]]]:
-    """Notices written with the register's round-4, -5 and -6 phrases, one in five held out
+    """Notices written with the register's round-4 to -7 phrases, one in five held out
     (by a hash of the German): (German, [English reference])."""
     return _tsv_pairs(NOTICE_HELDOUT)
 
@@ -237,8 +237,9 @@ def prepare(out_dir: Path, vocab_size: int = 8000, seed: int = 1234, mix: str = 
 
     import sentencepiece as spm
     pairs, counts = training_pairs(seed, mix)
-    if tokenizer:
-        model = out_dir / Path(tokenizer).name
+    if tokenizer:   # named as a trained one is (spm<vocab>.model: the trainers look for it)
+        pieces = spm.SentencePieceProcessor(model_file=str(tokenizer)).get_piece_size()
+        model = out_dir / f"spm{pieces}.model"
         if Path(tokenizer).resolve() != model.resolve():
             shutil.copyfile(tokenizer, model)
     else:

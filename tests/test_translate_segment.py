@@ -127,6 +127,13 @@ def test_the_models_lowercase_english_gets_the_capitals_and_dashes_of_a_sign():
     # a second sentence starts with a capital, a word after an abbreviation does not
     assert english_casing("no entry. parents are liable. approx. ten min. later", "") == \
         "no entry. Parents are liable. Approx. ten min. later"
+    # words English signs write with capitals, in any position; not inside other words
+    assert english_casing("no u-turns. id required, free wifi and cctv", "") == \
+        "no U-turns. ID required, free Wi-Fi and CCTV"
+    assert english_casing("Atm inside; a&e and x-ray: 2nd floor", "") == \
+        "ATM inside; A&E and X-ray: 2nd floor"
+    assert english_casing("idle okapis: videos of the euro", "") == \
+        "idle okapis: videos of the euro"
     # also after a time the rules wrote back into a whole answer
     assert sentence_capitals("check-in from 15:00. you can leave bags. approx. 5 min") == \
         "check-in from 15:00. You can leave bags. Approx. 5 min"

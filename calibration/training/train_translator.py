@@ -238,12 +238,16 @@ def import_weights(torch_run: Path, run_dir: Path, data: Path) -> int:
     info = json.loads((torch_run / "torch_run.json").read_text())
     tokenizer = next(data.resolve().glob("spm*.model"))
     phases, run = [], info       # the runs this one went on from (--init), first to last
+    store = None                 # or the release whose weights the first run started from
     while run:
-        phases.insert(0, {"data": run["args"]["data"], "steps": run["steps"],
-                          "minutes": run["minutes"], "lr": float(run["args"]["lr"])})
+        if "store_version" in run:                      # translator_weights.py's record
+            store = run["store_version"]
+        else:
+            phases.insert(0, {"data": run["args"]["data"], "steps": run["steps"],
+                              "minutes": run["minutes"], "lr": float(run["args"]["lr"])})
         run = run.get("init_run")
     cfg = {**info["config"], "neg": NEG, "seed": int(info["args"]["seed"]),
-           "steps": sum(p["steps"] for p in phases), "phases": phases,
+           "steps": sum(p["steps"] for p in phases), "phases": phases, "init_store": store,
            "tokenizer": str(tokenizer.relative_to(ROOT)),
            "tensorflow": tf.__version__, "trained_with": f"torch {info['torch']} on "
                                                         f"{info['device']}, "

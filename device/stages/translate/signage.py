@@ -282,18 +282,34 @@ def sentence_capitals(english: str) -> str:
                               english)
 
 
+# English words a sign writes with fixed capitals ('no u-turns' → 'No U-turns', 'id required'
+# → 'ID required'); 'pin' and 'it' stay out (verbs and pronouns more often than PIN and IT)
+_FIXED_CASE = {w.lower(): w for w in (
+    "ID", "IDs", "CCTV", "Wi-Fi", "VAT", "QR", "A&E", "X-ray", "X-rays", "GP", "GPs", "AED",
+    "U-turn", "U-turns", "HGV", "HGVs", "ATM", "ATMs", "USB", "SIM", "MRI", "EU", "LPG", "EV",
+    "OK", "WC", "WCs", "TV", "DVD", "SOS", "CO2", "T-shirt", "T-shirts", "T-bar")}
+_FIXED_CASE["wifi"] = "Wi-Fi"
+_FIXED_WORD = re.compile(rf"(?<![\w&-])(?:{'|'.join(re.escape(w) for w in _FIXED_CASE)})"
+                         r"(?![\w&-])", re.IGNORECASE)
+
+
+def _fixed_case(match) -> str:
+    word = match.group()
+    return _FIXED_CASE[word.lower()] if word in (word.lower(), word.capitalize()) else word
+
+
 def english_casing(english: str, source: str) -> str:
     """The model writes lowercase English: a sentence after the first one starts with a
     capital ('... site. parents are' → '... site. Parents are'; not after 'approx.'), days
     and months get theirs ('on tuesday' → 'on Tuesday', '(nov-mar)' → '(Nov–Mar)'; 'sun'
-    only where the German has 'So'), and a range takes an en dash ('9:00-19:00' →
-    '9:00–19:00')."""
+    only where the German has 'So'), words with fixed capitals get them ('u-turn' → 'U-turn',
+    'wi-fi' → 'Wi-Fi'), and a range takes an en dash ('9:00-19:00' → '9:00–19:00')."""
     def cap(match) -> str:
         word = match.group()
         return word[:len(word) - len(word.lstrip())] + word.lstrip().capitalize()
 
     english = _DAY_WORD.sub(cap, sentence_capitals(english))
-    english = _SHORT_RANGE.sub(cap, english)
+    english = _FIXED_WORD.sub(_fixed_case, _SHORT_RANGE.sub(cap, english))
     hours = re.search(r"\d", source) is not None   # 'So' a day: on a sign with numbers
     for german, short in _DAYS.items():
         if re.search(rf"(?<![\w-]){german.capitalize()}\b(?![-\w])"

@@ -29,7 +29,26 @@ def test_parts_fit_and_neighbours_that_fit_together_stay_together():
                                          "zweiter Stock – links."]
     assert "".join(fitting_parts(text, fits)).replace(" ", "") == text.replace(" ", "")
     assert fitting_parts("Kurz genug", fits) is None                 # nothing to cut
-    assert fitting_parts("ein zwei drei vier fünf sechs sieben acht", fits) is None
+
+
+def test_a_clause_too_long_is_cut_between_words_before_a_conjunction_or_a_phrase():
+    def fits(text):
+        return len(text.split()) <= 6
+
+    # before 'und' rather than after as many words as fit
+    assert fitting_parts("Hunde an der Leine führen und einen Maulkorb tragen.", fits) == [
+        "Hunde an der Leine führen", "und einen Maulkorb tragen."]
+    # no conjunction: before a preposition, as far on as the part fits, not inside 'bis auf'
+    assert fitting_parts("Die Waschküche ist wegen Wasserschadens bis auf Weiteres nicht "
+                         "benutzbar.", lambda t: len(t.split()) <= 7) == [
+        "Die Waschküche ist wegen Wasserschadens", "bis auf Weiteres nicht benutzbar."]
+    # neither: after as many words as fit; a clause mark still cuts first
+    assert fitting_parts("eins zwei drei vier fünf sechs sieben acht", fits) == [
+        "eins zwei drei vier fünf sechs", "sieben acht"]
+    assert fitting_parts("Achtung, eins zwei drei vier fünf sechs sieben", fits) == [
+        "Achtung, eins zwei drei vier fünf", "sechs sieben"]
+    # one word that does not fit alone: nothing to do
+    assert fitting_parts("Donaudampfschifffahrt ist toll", lambda t: len(t) <= 12) is None
 
 
 def test_a_plain_number_joins_the_text_beside_it_and_rendered_spans_stay_cut_out():

@@ -115,6 +115,23 @@ def test_a_notice_longer_than_the_model_reads_is_translated_sentence_by_sentence
     assert first and second   # two English sentences, the second one capitalized
 
 
+def test_a_sentence_too_long_between_its_clause_marks_is_read_in_pieces_marked_uncertain(
+        parts):
+    model, tokenizer, _book = parts
+    translator = Translator(model, tokenizer, None, Settings(
+        cache_size=0, min_model_confidence=0.0, budget_ms=math.inf))
+    sentence = ("Hunde müssen in allen Bussen und Bahnen des Verkehrsverbunds an einer kurzen "
+                "Leine geführt werden und einen gut sitzenden Maulkorb tragen.")
+    assert not translator._fits(sentence) and "," not in sentence
+    result = translator.translate(sentence)
+    # read in pieces cut between words (before it kept the German: reason too_long)
+    assert (result.via, result.reason, result.uncertain) == ("model", "", True)
+    assert "dog" in result.translation.lower()
+    # a notice whose sentences fit is not marked for it
+    short = translator.translate("Hunde bitte an der Leine führen.")
+    assert short.via == "model" and short.uncertain == (short.confidence < 0.5)
+
+
 def test_plain_numbers_stay_inside_the_sentence_the_model_reads(translator, monkeypatch):
     read, chunk = [], translator._chunk
     monkeypatch.setattr(translator, "_chunk", lambda text, deadline: (

@@ -5,7 +5,8 @@
 
 The model reads at most 23 tokens. A longer notice is cut after its sentences (never after a
 number or a known abbreviation: '1. OG', 'ca. 10 Min.', 'Nr. 5'), a sentence that is still too
-long after its clause marks or dashes, and neighbouring parts that fit together are read
+long after its clause marks or dashes, a clause that is still too long between words (before
+'und', 'weil', 'wegen', ... where it can), and neighbouring parts that fit together are read
 together. Plain numbers stay inside the text the model reads (a sentence is not cut at its
 numbers). A sentence with spans a rule rendered (times, days, dates, prices, floors) is read
 whole first, its answer kept only if every span comes out in it (`restore_spans`); otherwise
@@ -106,13 +107,51 @@ def clauses(text: str) -> list[tuple[str, str]]:
     return [(body, mark) for body, mark in out if body or mark]
 
 
+# where a clause too long for the model is cut between words, best first: before a
+# conjunction; before a subordinating word or a preposition (a phrase starts there)
+_CUT_BEFORE = (
+    frozenset("und oder aber sowie sondern bzw. denn".split()),
+    frozenset("weil da damit wenn falls dass bevor nachdem sobald solange während obwohl "
+              "sodass wobei um ohne statt wegen bis ab mit für an auf in im am vor nach über "
+              "unter zwischen bei von vom zur zum durch gegen aus seit trotz".split()))
+_CUT_WORDS = frozenset().union(*_CUT_BEFORE)   # never cut between two: 'bis auf', 'und mit'
+
+
+def _word_cuts(clause: str, fits: Callable[[str], bool]) -> list[str] | None:
+    """A clause that does not fit cut between words into parts that do: each cut as far on
+    as the part still fits, before a word of `_CUT_BEFORE` where one allows it (at least
+    three words before the cut and two after, not right after another such word: 'bis auf'),
+    else after as many words as fit (leaving two for the next part where it can). None where
+    one word alone does not fit."""
+    words, parts = clause.split(), []
+    while not fits(" ".join(words)):
+        fitting = [i for i in range(1, len(words)) if fits(" ".join(words[:i]))]
+        if not fitting:
+            return None
+        cut = max([i for i in fitting if len(words) - i >= 2] or fitting)
+        for tier in _CUT_BEFORE:
+            usable = [i for i in fitting if i >= 3 and len(words) - i >= 2
+                      and words[i].lower() in tier and words[i - 1].lower() not in _CUT_WORDS]
+            if usable:
+                cut = usable[-1]
+                break
+        parts.append(" ".join(words[:cut]))
+        words = words[cut:]
+    return parts + [" ".join(words)]
+
+
 def fitting_parts(text: str, fits: Callable[[str], bool]) -> list[str] | None:
     """The text cut into parts that each `fits`: sentences, then clauses of a sentence that
-    does not; neighbours that fit together are kept together. None when a part cannot be cut
-    small enough (or the text is not cut at all)."""
+    does not, then words of a clause that does not (`_word_cuts`: a long sentence read in
+    pieces beats one kept in German); neighbours that fit together are kept together. None
+    when a part cannot be cut small enough (or the text is not cut at all)."""
     pieces: list[str] = []
     for sentence in sentences(text):
-        pieces += [sentence] if fits(sentence) else _CLAUSE_END.split(sentence)
+        if fits(sentence):
+            pieces.append(sentence)
+            continue
+        for clause in _CLAUSE_END.split(sentence):
+            pieces += [clause] if fits(clause) else (_word_cuts(clause, fits) or [clause])
     pieces = [p.strip() for p in pieces if p.strip()]
     if len(pieces) < 2 or not all(fits(p) for p in pieces):
         return None

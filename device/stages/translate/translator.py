@@ -22,7 +22,8 @@ the whole was (the reading stops at the first clause that is not). The model wri
 lowercase: copied names and codes get their own spelling back, days and months their
 capitals (`signage.english_casing`).
 A model answer less confident than `uncertain_below`, like every gloss, is marked `uncertain`
-(the overlay draws it with an amber outline).
+(the overlay draws it with an amber outline); so is one with a sentence too long for the model
+even between its clause marks, read in pieces cut between words (`segment.fitting_parts`).
 
 `via` says where the answer came from: "phrasebook" (a dictionary entry for the whole text or
 chunk), "model", "gloss" (word by word), "rule" (only days, times, floors or prices, written the
@@ -83,6 +84,7 @@ class Translation:
     ms: float
     reason: str = ""      # why a passthrough kept the original ("" otherwise)
     uncertain: bool = False   # a gloss, or a model answer under [translator] uncertain_below
+                              # or read in pieces cut between words
 
     def as_dict(self) -> dict[str, Any]:
         return {"source": self.source, "translation": self.translation, "via": self.via,
@@ -236,8 +238,11 @@ class Translator:
             return self._passthrough(source, text, "low_model_confidence", start)
         if via == "passthrough" and translation != text:
             via = "rule"
-        uncertain = via == "gloss" or (via == "model"
-                                       and confidence < self.settings.uncertain_below)
+        # a sentence too long for the model even between its clause marks was read in pieces
+        # cut between words (segment.fitting_parts): shown, but marked as uncertain
+        uncertain = via == "gloss" or (via == "model" and (
+            confidence < self.settings.uncertain_below or
+            (self.model is not None and not all(self._fits(body) for body, _ in clauses(text)))))
         return Translation(source, translation, via, confidence, self._elapsed(start),
                            "protected" if via == "passthrough" else "", uncertain)
 

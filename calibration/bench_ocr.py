@@ -42,7 +42,8 @@ from device.stages.detector import Detector, artifact_for, params_for
 from device.geometry import match_polygons
 from device.metrics import percentiles
 from device.modelstore.store import ModelStore
-from device.stages.recognizer import Recognizer, read_regions
+from device.commands.recognize import load_recognizer
+from device.stages.recognizer import read_regions
 
 PEER_CAPS = (640, 320)
 """PP-OCRv6 tiny's detector is also run with its longer side capped at these (ours: 640, 320)."""
@@ -69,7 +70,7 @@ class Edgelens:
         self.detector = Detector(artifact_for(det, at), backend=config.runtime.backend,
                                  num_threads=threads, params=params_for(det.manifest,
                                                                         config.detector))
-        self.recognizer = Recognizer(rec.artifact, backend=config.runtime.backend, num_threads=1)
+        self.recognizer, _ = load_recognizer(config, num_threads=1)   # with its lexicon
         self.min_confidence = config.recognizer.min_confidence
         w, h = self.detector.input_size
         self.name = f"edgelens {det.version}/{rec.version} det {w}x{h}"

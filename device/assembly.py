@@ -27,6 +27,7 @@ from device.modelstore.store import ModelStore
 from device.modelstore.watch import ModelWatch, ShadowFollow, Watched
 from device.geometry import crop_line
 from device.stages.loaders import stage_loaders
+from device.stages.lexicon import Lexicon
 from device.stages.recognizer import Recognizer
 from device.telemetry.records import ModelRef
 
@@ -41,6 +42,7 @@ class Stages:
     crop_line: Any
     versions: dict[str, str]
     shadows: list = field(default_factory=list)   # device.modelstore.shadow.Challenger per SHADOW pointer
+    lexicon: Lexicon = field(default_factory=Lexicon)   # the recognizers' words (the phrasebook's)
 
 
 def set_opencv_threads(cfg: Config) -> None:
@@ -64,7 +66,8 @@ def load_translator(cfg: Config, store: ModelStore, backend: str) -> tuple[Any |
 def load_stages(cfg: Config, backend: str | None = None, translate: bool = True) -> Stages:
     backend = backend or cfg.runtime.backend
     store = ModelStore.for_config(cfg)
-    loaders = stage_loaders(cfg, backend)
+    lexicon = Lexicon()
+    loaders = stage_loaders(cfg, backend, lexicon)
     built, versions = {}, {}
     for stage in ("detector", "recognizer"):
         version = checked(store.get(loaders[stage].name, loaders[stage].pinned or None))
@@ -72,10 +75,11 @@ def load_stages(cfg: Config, backend: str | None = None, translate: bool = True)
     translator = None
     if translate:
         translator, tr_version = load_translator(cfg, store, backend)
+        lexicon.fill(translator)
         if tr_version:
             versions["translator"] = tr_version
     return Stages(built["detector"], built["recognizer"], translator, crop_line, versions,
-                  load_challengers(cfg, store, backend))
+                  load_challengers(cfg, store, backend, lexicon), lexicon)
 
 
 def translator_in_background(cfg: Config, pipeline: Pipeline, stages: Stages,
@@ -86,6 +90,7 @@ def translator_in_background(cfg: Config, pipeline: Pipeline, stages: Stages,
         translator, version = load_translator(cfg, ModelStore.for_config(cfg),
                                               backend or cfg.runtime.backend)
         if translator is not None:
+            stages.lexicon.fill(translator)
             stages.translator = translator
             stages.versions["translator"] = version
             pipeline.worker.swap(startup=True, versions={"translator": version},
@@ -157,7 +162,7 @@ def start_model_watch(cfg: Config, pipeline: Pipeline, stages: Stages, recorder=
     if not cfg.updates.enabled:
         return None
     backend = stages.recognizer.backend
-    loaders = stage_loaders(cfg, backend)
+    loaders = stage_loaders(cfg, backend, stages.lexicon)
     watched = [Watched(stage, loader.name, loader.load, stages.versions[stage],
                        getattr(stages, stage))
                for stage, loader in loaders.items()

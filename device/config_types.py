@@ -96,6 +96,7 @@ class DetectorSection(SectionValues):
 class RecognizerSection(SectionValues):
     """[recognizer] Reading one text line."""
     min_confidence: float
+    lexicon_prior: float
 
 
 @dataclass(frozen=True)

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import cv2
 
 from device.commands._per_file import load_image, run_per_file
 from device.config import Config
-from device.errors import InputError
+from device.errors import InputError, ModelError
 from device.modelstore.store import ModelStore
 from device.stages.recognizer import Recognizer
+from device.stages.translate.phrasebook import Phrasebook
+
+log = logging.getLogger(__name__)
 
 
 def register(subparsers) -> None:
@@ -27,11 +31,27 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def load_recognizer(cfg: Config, backend: str | None = None, num_threads: int | None = None):
+def load_recognizer(cfg: Config, backend: str | None = None, num_threads: int | None = None,
+                    translator=None):
+    """(Recognizer, ModelVersion) as the config names them, reading unknown words against the
+    translator's dictionary ([recognizer] lexicon_prior): `translator`'s phrasebook, or the
+    phrasebook loaded here; without a dictionary, words as read (said on the log)."""
     store = ModelStore.for_config(cfg)
     version = store.get(cfg.models.recognizer, cfg.models.recognizer_version or None)
-    return Recognizer(version.artifact, backend=backend or cfg.runtime.backend,
-                      num_threads=num_threads or cfg.runtime.num_threads), version
+    recognizer = Recognizer(version.artifact, backend=backend or cfg.runtime.backend,
+                            num_threads=num_threads or cfg.runtime.num_threads)
+    if cfg.recognizer.lexicon_prior > 0:
+        book = getattr(translator, "phrasebook", None)
+        if book is None and translator is None:
+            try:
+                book = Phrasebook.load(cfg.translator.dictionary,
+                                       cfg.translator.phrasebook_cache or None)
+            except ModelError as exc:
+                log.info("recognizer lexicon unavailable; words as read",
+                         extra={"error": str(exc)})
+        recognizer.use_lexicon(book.knows_word if book is not None else None,
+                               cfg.recognizer.lexicon_prior)
+    return recognizer, version
 
 
 def read_crop(path: str):

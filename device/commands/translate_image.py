@@ -83,8 +83,8 @@ def run(args, cfg: Config) -> int:
     if args.out:
         Path(args.out).mkdir(parents=True, exist_ok=True)
     detector, _ = load_detector(cfg, backend=args.backend)
-    recognizer, _ = load_recognizer(cfg, backend=args.backend)
     translator = Translator.from_config(cfg, backend=args.backend)
+    recognizer, _ = load_recognizer(cfg, backend=args.backend, translator=translator)
     # no time budget for a photo: a slow device gives the same answer as a fast one, later
     translator.settings = replace(translator.settings, budget_ms=math.inf)
     renderer = OverlayRenderer()

@@ -122,4 +122,9 @@ RECOGNIZER = Section("recognizer", "Reading one text line.", (
         "--all), `translate-image` and the OCR benchmark. The one recognizer threshold: it "
         "replaces [pipeline] min_confidence and [translator] min_ocr_confidence.",
         min=0.0, max=1.0),
+    Key("lexicon_prior", float, 5.0,
+        "A word of 4+ letters the dictionary does not know is read as a known word one edit "
+        "away when the frames make that word at least 1/lexicon_prior as likely "
+        "(device.stages.lexicon; the translator's dictionary, once loaded); 0: words as "
+        "read.", min=0.0, max=1000.0),
 ))

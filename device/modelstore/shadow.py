@@ -217,10 +217,12 @@ def load_challenger(stage: str, loader: Any, store: ModelStore) -> Challenger | 
     return Challenger(stage, loader.name, version, model)
 
 
-def load_challengers(cfg: Any, store: ModelStore, backend: str) -> list[Challenger]:
-    """Every stage's challenger that its SHADOW pointer names."""
+def load_challengers(cfg: Any, store: ModelStore, backend: str,
+                     lexicon: Any = None) -> list[Challenger]:
+    """Every stage's challenger that its SHADOW pointer names (a recognizer reading with the
+    champion's `lexicon`, so that only the models differ)."""
     found = []
-    for stage, loader in stage_loaders(cfg, backend).items():
+    for stage, loader in stage_loaders(cfg, backend, lexicon).items():
         challenger = load_challenger(stage, loader, store)
         if challenger is not None:
             found.append(challenger)

@@ -15,6 +15,7 @@ import numpy as np
 
 from device.modelstore.store import ModelVersion
 from device.stages.detector import Detector, artifact_for, params_for
+from device.stages.lexicon import Lexicon
 from device.stages.recognizer import Recognizer
 from device.stages.translate.translator import Translator
 
@@ -36,7 +37,10 @@ class StageLoader:
         return stage
 
 
-def stage_loaders(cfg: Any, backend: str) -> dict[str, StageLoader]:
+def stage_loaders(cfg: Any, backend: str,
+                  lexicon: Lexicon | None = None) -> dict[str, StageLoader]:
+    """`lexicon`: the words every recognizer built here checks its readings against
+    ([recognizer] lexicon_prior); None: words as read."""
     d = cfg.detector
     threads = cfg.runtime.num_threads
 
@@ -45,7 +49,9 @@ def stage_loaders(cfg: Any, backend: str) -> dict[str, StageLoader]:
                         params=params_for(version.manifest, d))
 
     def recognizer(version: ModelVersion) -> Any:
-        return Recognizer(version.artifact, backend=backend, num_threads=threads)
+        stage = Recognizer(version.artifact, backend=backend, num_threads=threads)
+        stage.use_lexicon(lexicon, cfg.recognizer.lexicon_prior)
+        return stage
 
     def translator(version: ModelVersion) -> Any:
         return Translator.from_config(cfg, backend=backend, version=version)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from device.stages.charset import NUM_CLASSES
 from device.stages.ctc import greedy_decode
+from device.stages.lexicon import correct
 from device.geometry import crop_line
 from device.errors import InputError, ModelError
 from device.runtime import TFLiteModel
@@ -39,6 +41,14 @@ class Recognizer:
         if self.model.outputs[0].shape[-1] != NUM_CLASSES:
             raise ModelError(f"{model_path}: expected {NUM_CLASSES} classes per timestep, the "
                              f"model gives {self.model.outputs[0].shape[-1]}; charset mismatch")
+        self._lexicon: tuple[Callable[[str], bool], float] | None = None
+
+    def use_lexicon(self, known: Callable[[str], bool] | None, prior: float) -> None:
+        """From now on read unknown words as known ones where the frames allow it
+        (`device.stages.lexicon.correct`; `known` takes a lowercase word, e.g. the
+        translator's `Phrasebook.knows_word`); None or a prior of 0: words as read. One
+        assignment, so a reading in flight on another thread sees the old or the new."""
+        self._lexicon = (known, prior) if known is not None and prior > 0 else None
 
     @property
     def backend(self) -> str:
@@ -67,7 +77,11 @@ class Recognizer:
         return best
 
     def _read_once(self, crop: np.ndarray) -> LineReading:
-        text, confidence, _ = greedy_decode(self.probabilities(crop))
+        probs = self.probabilities(crop)
+        text, confidence, _ = greedy_decode(probs)
+        lexicon = self._lexicon
+        if lexicon is not None and text:
+            text = correct(probs, *lexicon)
         return LineReading(text=text.strip(), confidence=round(confidence, 4))
 
 

@@ -23,7 +23,7 @@ from typing import Mapping
 
 from device.errors import ModelError
 from device.stages.translate import ding
-from device.stages.translate.normalize import lookup_key
+from device.stages.translate.normalize import fold, lookup_key
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +205,11 @@ class Phrasebook:
 
     def lookup_key(self, key: str) -> str | None:
         return self._entries.get(key)
+
+    def knows_word(self, lower: str) -> bool:
+        """A word (lowercase, umlauts as written) the dictionary has, in either language: the
+        recognizer's lexicon (`Recognizer.use_lexicon`)."""
+        return lower in self.english_words or self.is_german_word(fold(lower))
 
     def is_german_word(self, folded_lower: str) -> bool:
         """A word the dictionary lists as an entry of its own (folded, lowercase)."""

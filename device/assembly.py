@@ -171,6 +171,8 @@ def start_model_watch(cfg: Config, pipeline: Pipeline, stages: Stages, recorder=
     def keep_current(item: Watched) -> None:
         setattr(stages, item.stage, item.instance)
         stages.versions[item.stage] = item.version
+        if item.stage == "translator":          # the recognizers read with its phrasebook
+            stages.lexicon.fill(item.instance)
 
     shadows = ShadowFollow(loaders, shadow_hook_factory(cfg, stages, pipeline.metrics, recorder),
                            stages.shadows)

@@ -41,3 +41,5 @@ phase() {   # name data init out minutes lr warmup
   echo "gentle exit $?" >> "$OUT/gentle.log"; } &
 wait
 tail -n 3 "$OUT"/*.log
+# exit 1 unless every schedule finished
+for name in signs full_signs gentle; do grep -q "^$name exit 0$" "$OUT/$name.log" || exit 1; done

@@ -43,6 +43,11 @@ def test_a_misread_letter_with_a_runner_up_is_read_as_the_known_word():
     # several words: only the unknown one changes, the spaces stay
     line = frames("EXIT AUSGAUG", {10: ("N", 0.35)})
     assert correct(line, KNOWN) == "EXIT AUSGANG"
+    # a runner-up in the other case: written in the case of the word read
+    assert correct(frames("Ausgaug", {5: ("N", 0.35)}), KNOWN) == "Ausgang"
+    assert correct(frames("AUSGAUG", {5: ("n", 0.35)}), KNOWN) == "AUSGANG"
+    # marks around a word stay as read
+    assert correct(frames("AUSGAUG, EXIT.", {5: ("N", 0.35)}), KNOWN) == "AUSGANG, EXIT."
 
 
 def test_words_without_evidence_names_and_short_codes_stay_as_read():
@@ -52,7 +57,7 @@ def test_words_without_evidence_names_and_short_codes_stay_as_read():
     assert correct(frames("Müller", {1: ("a", 0.3)}), KNOWN) == "Müller"
     # three letters: a code as often as a word
     assert correct(frames("EXT", {2: ("I", 0.4)}), {"exi", "ext"}.__contains__) == "EXT"
-    # digits inside a word: not corrected
+    # a digit splits a word into parts too short to correct
     assert correct(frames("AUS6ANG", {3: ("G", 0.4)}), KNOWN) == "AUS6ANG"
 
 
@@ -79,7 +84,7 @@ def test_the_ctc_likelihood_is_the_sum_over_all_alignments():
 
 def test_an_empty_lexicon_knows_nothing_until_a_phrasebook_is_filled_in():
     lexicon = Lexicon()
-    assert not lexicon("ausgang")
+    assert not lexicon("ausgang") and lexicon.empty
     assert correct(frames("AUSGAUG", {5: ("N", 0.35)}), lexicon) == "AUSGAUG"
 
     class Book:
@@ -90,7 +95,7 @@ def test_an_empty_lexicon_knows_nothing_until_a_phrasebook_is_filled_in():
         phrasebook = Book()
 
     lexicon.fill(WithBook())
-    assert lexicon("ausgang") and not lexicon("exit")
+    assert lexicon("ausgang") and not lexicon("exit") and not lexicon.empty
     lexicon.fill(object())                        # a translator without a phrasebook
     assert not lexicon("ausgang")
 

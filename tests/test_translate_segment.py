@@ -153,6 +153,8 @@ def test_the_models_lowercase_english_gets_the_capitals_and_dashes_of_a_sign():
         "ATM inside; A&E and X-ray: 2nd floor"
     assert english_casing("idle okapis: videos of the euro", "") == \
         "idle okapis: videos of the euro"
+    # letters IGNORECASE matches but lower() does not map back ('ı', 'ſ'): left alone
+    assert english_casing("ıd required, ſos", "") == "ıd required, ſos"
     # also after a time the rules wrote back into a whole answer
     assert sentence_capitals("check-in from 15:00. you can leave bags. approx. 5 min") == \
         "check-in from 15:00. You can leave bags. Approx. 5 min"

@@ -117,9 +117,10 @@ def test_a_notice_longer_than_the_model_reads_is_translated_sentence_by_sentence
 
 def test_a_sentence_too_long_between_its_clause_marks_is_read_in_pieces_marked_uncertain(
         parts):
-    model, tokenizer, _book = parts
+    model, tokenizer, book = parts
+    # uncertain_below 0: marked only for the cut, never for the model's own doubt
     translator = Translator(model, tokenizer, None, Settings(
-        cache_size=0, min_model_confidence=0.0, budget_ms=math.inf))
+        cache_size=0, min_model_confidence=0.0, budget_ms=math.inf, uncertain_below=0.0))
     sentence = ("Hunde müssen in allen Bussen und Bahnen des Verkehrsverbunds an einer kurzen "
                 "Leine geführt werden und einen gut sitzenden Maulkorb tragen.")
     assert not translator._fits(sentence) and "," not in sentence
@@ -127,9 +128,17 @@ def test_a_sentence_too_long_between_its_clause_marks_is_read_in_pieces_marked_u
     # read in pieces cut between words (before it kept the German: reason too_long)
     assert (result.via, result.reason, result.uncertain) == ("model", "", True)
     assert "dog" in result.translation.lower()
-    # a notice whose sentences fit is not marked for it
-    short = translator.translate("Hunde bitte an der Leine führen.")
-    assert short.via == "model" and short.uncertain == (short.confidence < 0.5)
+    # a clause that fits only without its comma is cut between words too, and marked
+    comma = translator.translate("Hunde müssen in allen Bussen und Bahnen des Verkehrsverbunds "
+                                 "an einer kurzen Leine geführt, danke.")
+    assert (comma.via, comma.uncertain) == ("model", True)
+    # a notice whose sentences fit is not marked; nor one whose long part is a name cut out
+    assert translator.translate("Hunde bitte an der Leine führen.").uncertain is False
+    with_names = Translator(model, tokenizer, book, Settings(
+        cache_size=0, min_model_confidence=0.0, budget_ms=math.inf, uncertain_below=0.0))
+    named = with_names.translate("Bitte melden Sie sich bei Herrn Kowalczyk oder Frau "
+                                 "Wisniewska im Büro der Firma Szczepanski Brzeczyszczykiewicz")
+    assert (named.via, named.uncertain) == ("model", False)
 
 
 def test_plain_numbers_stay_inside_the_sentence_the_model_reads(translator, monkeypatch):

@@ -4,8 +4,9 @@
 The store keeps only the int8 `.tflite` (dynamic range: int8 matrices with one scale each,
 float biases and LayerNorm parameters). Its tensors keep the Keras layers' names, so every
 weight of `train_translator.build_model` can be found by name and dequantized (int8 x scale;
-TFLite keeps a dense kernel transposed). The result is what the shipped model computes with,
-written as `keras_weights.npz` in the Keras weight order (the format of
+TFLite keeps a dense kernel transposed). The result is what the shipped model computes with
+(stored as float16, which rounds it slightly), written as `keras_weights.npz` in the Keras
+weight order (the format of
 `translator_torch.py`'s runs) with a `torch_run.json` naming the store version, so that
 
     python calibration/training/translator_weights.py models/translator/3.2.0 runs/store-3.2.0
@@ -46,7 +47,12 @@ def _tensors(tflite: bytes) -> dict[str, np.ndarray]:
                     raise ValueError(f"{tensor.Name().decode()}: {len(scales)} scales, zero "
                                      f"points {zeros} (one symmetric scale per kernel expected)")
                 array = array.astype(np.float32) * np.float32(scales[0])
-            out[tensor.Name().decode()] = array
+            name = tensor.Name().decode()
+            if name in out and (out[name].shape != array.shape or
+                                not np.array_equal(out[name], array)):
+                raise ValueError(f"{name}: two different tensors of that name (signatures "
+                                 "encode and decode); the weights cannot be told apart")
+            out[name] = array
     return out
 
 

@@ -35,12 +35,13 @@ def load_recognizer(cfg: Config, backend: str | None = None, num_threads: int | 
                     translator=None):
     """(Recognizer, ModelVersion) as the config names them, reading unknown words against the
     translator's dictionary ([recognizer] lexicon_prior): `translator`'s phrasebook, or the
-    phrasebook loaded here; without a dictionary, words as read (said on the log)."""
+    phrasebook loaded here; without a dictionary or with [translator] use_phrasebook off (as
+    in the pipeline), words as read (said on the log)."""
     store = ModelStore.for_config(cfg)
     version = store.get(cfg.models.recognizer, cfg.models.recognizer_version or None)
     recognizer = Recognizer(version.artifact, backend=backend or cfg.runtime.backend,
                             num_threads=num_threads or cfg.runtime.num_threads)
-    if cfg.recognizer.lexicon_prior > 0:
+    if cfg.recognizer.lexicon_prior > 0 and cfg.translator.use_phrasebook:
         book = getattr(translator, "phrasebook", None)
         if book is None and translator is None:
             try:

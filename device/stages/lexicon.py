@@ -1,7 +1,7 @@
 """Known words for the recognizer: a misread word one edit away from a dictionary word the
 frames also support is read as that word.
 
-    correct(probs, known, prior=20.0)   # the line's text after greedy CTC, words corrected
+    correct(probs, known, prior=5.0)    # the line's text after greedy CTC, words corrected
 
 Greedy CTC reads each timestep's best class, so one doubtful letter makes a word that is no
 word ('AUSGAUG', 'Strase'). For each word of the greedy line that `known` does not know,
@@ -58,11 +58,6 @@ def log_likelihood(probs: np.ndarray, label: list[int]) -> float:
     return float(np.logaddexp(alpha[-1], alpha[-2]) if n > 1 else alpha[-1])
 
 
-def _frames(item) -> tuple[int, int]:
-    """First and last frame of a space run (class, first, last) or a word (a list of them)."""
-    return (item[1], item[2]) if isinstance(item, tuple) else (item[0][1], item[-1][2])
-
-
 def _cased(word: str, like: str) -> str:
     if like.isupper():
         return word.upper()
@@ -92,48 +87,47 @@ def _candidates(chars: list[tuple[int, int, int]], probs: np.ndarray) -> set[str
     return {w for w in out if len(w) >= MIN_LETTERS and all(ch in _LETTERS for ch in w)}
 
 
-def correct(probs: np.ndarray, known: Callable[[str], bool], prior: float = 20.0) -> str:
+def correct(probs: np.ndarray, known: Callable[[str], bool], prior: float = 5.0) -> str:
     """The greedy reading of `probs` [T, C] with each unknown word replaced by its best
-    known neighbour where the frames allow it (module docstring). `known` takes a lowercase
-    word."""
+    known neighbour where the frames allow it (module docstring). A word is a run of
+    letters between non-letters ('AUSGAUG.' → 'AUSGAUG'; digits and marks stay as read);
+    `known` takes a lowercase word."""
     probs = np.asarray(probs, dtype=np.float32)
     if probs.ndim != 2 or len(probs) == 0:
         return ""
     runs = [r for r in _runs(probs.argmax(axis=1)) if r[0] != BLANK]
-    space = encode(" ")[0]
-    words, current = [], []
-    for run in runs:
-        if run[0] == space:
-            if current:
-                words.append(current)
-            words.append(run)
-            current = []
-        else:
-            current.append(run)
-    if current:
-        words.append(current)
-    out = []
-    threshold = math.log(prior)
-    for k, item in enumerate(words):
-        if isinstance(item, tuple):            # a space
-            out.append(" ")
+    letter = [decode([c]) in _LETTERS for c, _, _ in runs]
+    out, i, threshold = [], 0, math.log(prior)
+    while i < len(runs):
+        if not letter[i]:
+            out.append(decode([runs[i][0]]))
+            i += 1
             continue
-        text = decode([c for c, _, _ in item])
-        letters = "".join(ch for ch in text if ch.isalpha())
-        if len(letters) < MIN_LETTERS or letters != text or known(text.lower()):
-            out.append(text)
+        j = i
+        while j + 1 < len(runs) and letter[j + 1]:
+            j += 1
+        word = runs[i:j + 1]
+        text = decode([c for c, _, _ in word])
+        out.append(text)
+        i = j + 1
+        if len(text) < MIN_LETTERS or known(text.lower()):
             continue
-        # the word's frames: from after the item before it to before the item after it
-        first = _frames(words[k - 1])[1] + 1 if k > 0 else 0
-        last = _frames(words[k + 1])[0] - 1 if k + 1 < len(words) else len(probs) - 1
-        window = probs[first:last + 1]
-        options = {_cased(w, text) for w in _candidates(item, probs) if known(w.lower())}
+        options = {w for w in _candidates(word, probs) if known(w.lower())}
         if not options:
-            out.append(text)
             continue
+        # the word's frames: from after the run before it to before the run after it
+        first = runs[i - len(word) - 1][2] + 1 if i - len(word) > 0 else 0
+        last = runs[i][1] - 1 if i < len(runs) else len(probs) - 1
+        window = probs[first:last + 1]
         base = log_likelihood(window, encode(text))
-        score, best = max((log_likelihood(window, encode(w)), w) for w in options)
-        out.append(best if score + threshold > base else text)
+        # a candidate scores in the case it was found in ('AusgaNg': a runner-up capital)
+        # or cased like the word read, whichever the frames like better; it is written cased
+        # like the word read
+        score, best = max((max(log_likelihood(window, encode(w)),
+                                log_likelihood(window, encode(_cased(w.lower(), text)))),
+                           _cased(w.lower(), text)) for w in options)
+        if score + threshold > base:
+            out[-1] = best
     return "".join(out)
 
 
@@ -149,6 +143,11 @@ class Lexicon:
         """The words of `translator`'s phrasebook (none where it has no phrasebook)."""
         book = getattr(translator, "phrasebook", None)
         self._known = book.knows_word if book is not None else None
+
+    @property
+    def empty(self) -> bool:
+        """No words yet: a recognizer reads as it is (no candidates made for nothing)."""
+        return self._known is None
 
     def __call__(self, lower: str) -> bool:
         known = self._known

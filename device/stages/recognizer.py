@@ -80,7 +80,7 @@ class Recognizer:
         probs = self.probabilities(crop)
         text, confidence, _ = greedy_decode(probs)
         lexicon = self._lexicon
-        if lexicon is not None and text:
+        if lexicon is not None and text and not getattr(lexicon[0], "empty", False):
             text = correct(probs, *lexicon)
         return LineReading(text=text.strip(), confidence=round(confidence, 4))
 

@@ -120,18 +120,21 @@ _CUT_WORDS = frozenset().union(*_CUT_BEFORE)   # never cut between two: 'bis auf
 def _word_cuts(clause: str, fits: Callable[[str], bool]) -> list[str] | None:
     """A clause that does not fit cut between words into parts that do: each cut as far on
     as the part still fits, before a word of `_CUT_BEFORE` where one allows it (at least
-    three words before the cut and two after, not right after another such word: 'bis auf'),
-    else after as many words as fit (leaving two for the next part where it can). None where
-    one word alone does not fit."""
+    three words before the cut and two after), else after as many words as fit (leaving two
+    for the next part where it can); never right after a word of `_CUT_BEFORE` where another
+    cut fits ('bis auf'). None where one word alone does not fit."""
     words, parts = clause.split(), []
     while not fits(" ".join(words)):
-        fitting = [i for i in range(1, len(words)) if fits(" ".join(words[:i]))]
+        fitting = 0                        # the longest prefix that fits (prefixes grow)
+        while fitting + 1 < len(words) and fits(" ".join(words[:fitting + 1])):
+            fitting += 1
         if not fitting:
             return None
-        cut = max([i for i in fitting if len(words) - i >= 2] or fitting)
+        allowed = [i for i in range(1, fitting + 1) if words[i - 1].lower() not in _CUT_WORDS]
+        cut = max([i for i in allowed if len(words) - i >= 2] or allowed or [fitting])
         for tier in _CUT_BEFORE:
-            usable = [i for i in fitting if i >= 3 and len(words) - i >= 2
-                      and words[i].lower() in tier and words[i - 1].lower() not in _CUT_WORDS]
+            usable = [i for i in allowed if i >= 3 and len(words) - i >= 2
+                      and words[i].lower() in tier]
             if usable:
                 cut = usable[-1]
                 break
@@ -140,19 +143,31 @@ def _word_cuts(clause: str, fits: Callable[[str], bool]) -> list[str] | None:
     return parts + [" ".join(words)]
 
 
+def _pieces(text: str, fits: Callable[[str], bool]) -> list[tuple[str, bool]]:
+    """(piece, cut between words) for `fitting_parts`: sentences, then clauses of a sentence
+    that does not fit, then words of a clause that does not (`_word_cuts`)."""
+    pieces: list[tuple[str, bool]] = []
+    for sentence in sentences(text):
+        if fits(sentence):
+            pieces.append((sentence, False))
+            continue
+        for clause in _CLAUSE_END.split(sentence):
+            words = None if fits(clause) else _word_cuts(clause, fits)
+            pieces += [(clause, False)] if words is None else [(w, True) for w in words]
+    return [(p.strip(), by_words) for p, by_words in pieces if p.strip()]
+
+
+def cut_between_words(text: str, fits: Callable[[str], bool]) -> bool:
+    """`fitting_parts` cuts a clause of the text between words (the answer is less sure)."""
+    return any(by_words for _, by_words in _pieces(text, fits))
+
+
 def fitting_parts(text: str, fits: Callable[[str], bool]) -> list[str] | None:
     """The text cut into parts that each `fits`: sentences, then clauses of a sentence that
     does not, then words of a clause that does not (`_word_cuts`: a long sentence read in
     pieces beats one kept in German); neighbours that fit together are kept together. None
     when a part cannot be cut small enough (or the text is not cut at all)."""
-    pieces: list[str] = []
-    for sentence in sentences(text):
-        if fits(sentence):
-            pieces.append(sentence)
-            continue
-        for clause in _CLAUSE_END.split(sentence):
-            pieces += [clause] if fits(clause) else (_word_cuts(clause, fits) or [clause])
-    pieces = [p.strip() for p in pieces if p.strip()]
+    pieces = [p for p, _ in _pieces(text, fits)]
     if len(pieces) < 2 or not all(fits(p) for p in pieces):
         return None
     parts = [pieces[0]]

@@ -295,7 +295,9 @@ _FIXED_WORD = re.compile(rf"(?<![\w&-])(?:{'|'.join(re.escape(w) for w in _FIXED
 
 def _fixed_case(match) -> str:
     word = match.group()
-    return _FIXED_CASE[word.lower()] if word in (word.lower(), word.capitalize()) else word
+    # .get: IGNORECASE also matches 'ı' and 'ſ', whose lower() is no key
+    return _FIXED_CASE.get(word.lower(), word) if word in (word.lower(), word.capitalize()) \
+        else word
 
 
 def english_casing(english: str, source: str) -> str:

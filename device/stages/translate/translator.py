@@ -41,6 +41,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, replace
@@ -55,9 +56,9 @@ from device.stages.translate.model import Seq2SeqModel
 from device.stages.translate.normalize import clean, fold, lookup_key, model_text
 from device.stages.translate.phrasebook import FUNCTION_WORDS, Phrasebook
 from device.stages.translate.refusal import WORD, refusal_of
-from device.stages.translate.segment import (PLAIN_NUMBER, clauses, ends_sentence,
-                                             fitting_parts, merge_plain_numbers, numbers_kept,
-                                             restore_spans, sentences, span_kind)
+from device.stages.translate.segment import (PLAIN_NUMBER, clauses, cut_between_words,
+                                             ends_sentence, fitting_parts, merge_plain_numbers,
+                                             numbers_kept, restore_spans, sentences, span_kind)
 from device.stages.translate.signage import (apply_style, english_casing, english_numbers,
                                              sentence_capitals, split_protected, style_of)
 from device.stages.translate.tokenizer import EOS, Tokenizer
@@ -138,6 +139,8 @@ class Translator:
         # device gives the same answer later instead of a different one (the original)
         self._late: LRUCache[bool] = LRUCache(settings.cache_size)
         self.counts: Counter[str] = Counter()
+        # per thread: a reading of the text being translated cut a clause between words
+        self._reading = threading.local()
 
     @classmethod
     def from_config(cls, cfg: Config, backend: str | None = None, num_threads: int | None = None,
@@ -211,6 +214,7 @@ class Translator:
             return Translation(source, text, "passthrough", 1.0, self._elapsed(start),
                                "no_letters")
         style = style_of(text)
+        self._reading.cut_between_words = False
         book = self.phrasebook if self.settings.use_phrasebook else None
         if book is not None and not self.settings.model_first:
             hit = book.lookup(text)
@@ -241,8 +245,7 @@ class Translator:
         # a sentence too long for the model even between its clause marks was read in pieces
         # cut between words (segment.fitting_parts): shown, but marked as uncertain
         uncertain = via == "gloss" or (via == "model" and (
-            confidence < self.settings.uncertain_below or
-            (self.model is not None and not all(self._fits(body) for body, _ in clauses(text)))))
+            confidence < self.settings.uncertain_below or self._reading.cut_between_words))
         return Translation(source, translation, via, confidence, self._elapsed(start),
                            "protected" if via == "passthrough" else "", uncertain)
 
@@ -360,9 +363,15 @@ class Translator:
                 out.append(_run(current))
         if self.model is None or self.tokenizer is None:
             return out
-        return [(part, protected) for chunk, protected in out
-                for part in ([chunk] if protected or self._fits(chunk)
-                             else fitting_parts(chunk, self._fits) or [chunk])]
+        cut = []
+        for chunk, protected in out:
+            if protected or self._fits(chunk):
+                cut.append((chunk, protected))
+                continue
+            cut += [(part, False) for part in fitting_parts(chunk, self._fits) or [chunk]]
+            if cut_between_words(chunk, self._fits):
+                self._reading.cut_between_words = True
+        return cut
 
     def _is_name(self, word: str) -> bool:
         """A capitalized word neither the dictionary nor the model's own vocabulary knows (a

@@ -75,7 +75,7 @@ def load_stages(cfg: Config, backend: str | None = None, translate: bool = True)
     translator = None
     if translate:
         translator, tr_version = load_translator(cfg, store, backend)
-        lexicon.fill(translator)
+        lexicon.fill(translator.phrasebook if translator is not None else None)
         if tr_version:
             versions["translator"] = tr_version
     return Stages(built["detector"], built["recognizer"], translator, crop_line, versions,
@@ -90,7 +90,7 @@ def translator_in_background(cfg: Config, pipeline: Pipeline, stages: Stages,
         translator, version = load_translator(cfg, ModelStore.for_config(cfg),
                                               backend or cfg.runtime.backend)
         if translator is not None:
-            stages.lexicon.fill(translator)
+            stages.lexicon.fill(translator.phrasebook)
             stages.translator = translator
             stages.versions["translator"] = version
             pipeline.worker.swap(startup=True, versions={"translator": version},
@@ -172,7 +172,7 @@ def start_model_watch(cfg: Config, pipeline: Pipeline, stages: Stages, recorder=
         setattr(stages, item.stage, item.instance)
         stages.versions[item.stage] = item.version
         if item.stage == "translator":          # the recognizers read with its phrasebook
-            stages.lexicon.fill(item.instance)
+            stages.lexicon.fill(item.instance.phrasebook)
 
     shadows = ShadowFollow(loaders, shadow_hook_factory(cfg, stages, pipeline.metrics, recorder),
                            stages.shadows)

@@ -91,12 +91,9 @@ def test_an_empty_lexicon_knows_nothing_until_a_phrasebook_is_filled_in():
         def knows_word(self, lower):
             return lower == "ausgang"
 
-    class WithBook:
-        phrasebook = Book()
-
-    lexicon.fill(WithBook())
+    lexicon.fill(Book())
     assert lexicon("ausgang") and not lexicon("exit") and not lexicon.empty
-    lexicon.fill(object())                        # a translator without a phrasebook
+    lexicon.fill(None)                            # a translator without a phrasebook
     assert not lexicon("ausgang")
 
 
@@ -142,5 +139,5 @@ def test_the_pipelines_recognizer_reads_with_the_translators_phrasebook_once_loa
     crop = np.zeros((32, 96), np.uint8)
     assert stages.recognizer.read(crop).text == "AUSGAUG"
     translator, _ = load_translator(cfg, ModelStore.for_config(cfg), cfg.runtime.backend)
-    stages.lexicon.fill(translator)               # as translator_in_background does
+    stages.lexicon.fill(translator.phrasebook)    # as translator_in_background does
     assert stages.recognizer.read(crop).text == "AUSGANG"

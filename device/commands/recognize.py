@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import json
-import logging
 
 import cv2
 
 from device.commands._per_file import load_image, run_per_file
 from device.config import Config
-from device.errors import InputError, ModelError
+from device.errors import InputError
 from device.modelstore.store import ModelStore
+from device.stages.lexicon import Lexicon
 from device.stages.recognizer import Recognizer
 from device.stages.translate.phrasebook import Phrasebook
-
-log = logging.getLogger(__name__)
 
 
 def register(subparsers) -> None:
@@ -35,23 +33,16 @@ def load_recognizer(cfg: Config, backend: str | None = None, num_threads: int | 
                     translator=None):
     """(Recognizer, ModelVersion) as the config names them, reading unknown words against the
     translator's dictionary ([recognizer] lexicon_prior): `translator`'s phrasebook, or the
-    phrasebook loaded here; without a dictionary or with [translator] use_phrasebook off (as
-    in the pipeline), words as read (said on the log)."""
+    phrasebook loaded here (`Phrasebook.from_config`); without one, words as read."""
     store = ModelStore.for_config(cfg)
     version = store.get(cfg.models.recognizer, cfg.models.recognizer_version or None)
     recognizer = Recognizer(version.artifact, backend=backend or cfg.runtime.backend,
                             num_threads=num_threads or cfg.runtime.num_threads)
-    if cfg.recognizer.lexicon_prior > 0 and cfg.translator.use_phrasebook:
-        book = getattr(translator, "phrasebook", None)
-        if book is None and translator is None:
-            try:
-                book = Phrasebook.load(cfg.translator.dictionary,
-                                       cfg.translator.phrasebook_cache or None)
-            except ModelError as exc:
-                log.info("recognizer lexicon unavailable; words as read",
-                         extra={"error": str(exc)})
-        recognizer.use_lexicon(book.knows_word if book is not None else None,
-                               cfg.recognizer.lexicon_prior)
+    if cfg.recognizer.lexicon_prior > 0:
+        lexicon = Lexicon()
+        lexicon.fill(translator.phrasebook if translator is not None
+                     else Phrasebook.from_config(cfg))
+        recognizer.use_lexicon(lexicon, cfg.recognizer.lexicon_prior)
     return recognizer, version
 
 

@@ -38,6 +38,7 @@ from device.metrics import Ema, Metrics, time_calls
 from device.modelstore.pointers import checked, shadow_version
 from device.modelstore.store import ModelStore
 from device.geometry import match_polygons, regions_to_read
+from device.stages.lexicon import Lexicon
 from device.stages.loaders import stage_loaders
 from device.stages.text_line import LINE_HEIGHT
 from device.telemetry.records import Prediction
@@ -218,7 +219,7 @@ def load_challenger(stage: str, loader: Any, store: ModelStore) -> Challenger | 
 
 
 def load_challengers(cfg: Any, store: ModelStore, backend: str,
-                     lexicon: Any = None) -> list[Challenger]:
+                     lexicon: Lexicon | None = None) -> list[Challenger]:
     """Every stage's challenger that its SHADOW pointer names (a recognizer reading with the
     champion's `lexicon`, so that only the models differ)."""
     found = []

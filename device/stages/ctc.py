@@ -7,6 +7,11 @@ import numpy as np
 from device.stages.charset import BLANK, decode
 
 
+def run_starts(best: np.ndarray) -> np.ndarray:
+    """Where each run of equal best classes starts (the best path's runs)."""
+    return np.flatnonzero(np.r_[True, best[1:] != best[:-1]])
+
+
 def greedy_decode(probs: np.ndarray) -> tuple[str, float, np.ndarray]:
     """probs [T, C] → (text, confidence, per-character probabilities).
 
@@ -20,7 +25,7 @@ def greedy_decode(probs: np.ndarray) -> tuple[str, float, np.ndarray]:
         return "", 0.0, np.zeros(0, np.float32)
     best = probs.argmax(axis=1)
     best_p = probs[np.arange(len(best)), best]
-    starts = np.flatnonzero(np.r_[True, best[1:] != best[:-1]])
+    starts = run_starts(best)
     run_class = best[starts]
     run_p = np.maximum.reduceat(best_p, starts)
     keep = run_class != BLANK

@@ -22,6 +22,7 @@ from typing import Callable
 import numpy as np
 
 from device.stages.charset import BLANK, CHARSET, decode, encode
+from device.stages.ctc import run_starts
 
 EVIDENCE = 0.05
 """A runner-up letter counts as evidence where a frame gives it at least this probability."""
@@ -33,7 +34,7 @@ _LETTERS = frozenset(ch for ch in CHARSET if ch.isalpha())
 
 def _runs(best: np.ndarray) -> list[tuple[int, int, int]]:
     """(class, first frame, last frame) of each run of equal best classes."""
-    starts = np.flatnonzero(np.r_[True, best[1:] != best[:-1]])
+    starts = run_starts(best)
     ends = np.r_[starts[1:], len(best)] - 1
     return [(int(best[s]), int(s), int(e)) for s, e in zip(starts, ends)]
 
@@ -139,9 +140,8 @@ class Lexicon:
     def __init__(self) -> None:
         self._known: Callable[[str], bool] | None = None
 
-    def fill(self, translator) -> None:
-        """The words of `translator`'s phrasebook (none where it has no phrasebook)."""
-        book = getattr(translator, "phrasebook", None)
+    def fill(self, book) -> None:
+        """The words of a phrasebook (`Phrasebook.knows_word`); None: no words."""
         self._known = book.knows_word if book is not None else None
 
     @property

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from device.stages.charset import NUM_CLASSES
 from device.stages.ctc import greedy_decode
-from device.stages.lexicon import correct
+from device.stages.lexicon import Lexicon, correct
 from device.geometry import crop_line
 from device.errors import InputError, ModelError
 from device.runtime import TFLiteModel
@@ -41,14 +40,14 @@ class Recognizer:
         if self.model.outputs[0].shape[-1] != NUM_CLASSES:
             raise ModelError(f"{model_path}: expected {NUM_CLASSES} classes per timestep, the "
                              f"model gives {self.model.outputs[0].shape[-1]}; charset mismatch")
-        self._lexicon: tuple[Callable[[str], bool], float] | None = None
+        self._lexicon: tuple[Lexicon, float] | None = None
 
-    def use_lexicon(self, known: Callable[[str], bool] | None, prior: float) -> None:
+    def use_lexicon(self, lexicon: Lexicon | None, prior: float) -> None:
         """From now on read unknown words as known ones where the frames allow it
-        (`device.stages.lexicon.correct`; `known` takes a lowercase word, e.g. the
-        translator's `Phrasebook.knows_word`); None or a prior of 0: words as read. One
-        assignment, so a reading in flight on another thread sees the old or the new."""
-        self._lexicon = (known, prior) if known is not None and prior > 0 else None
+        (`device.stages.lexicon.correct`, with the words `lexicon` holds then); None or a
+        prior of 0: words as read. One assignment, so a reading in flight on another thread
+        sees the old or the new."""
+        self._lexicon = (lexicon, prior) if lexicon is not None and prior > 0 else None
 
     @property
     def backend(self) -> str:
@@ -80,7 +79,7 @@ class Recognizer:
         probs = self.probabilities(crop)
         text, confidence, _ = greedy_decode(probs)
         lexicon = self._lexicon
-        if lexicon is not None and text and not getattr(lexicon[0], "empty", False):
+        if lexicon is not None and text and not lexicon[0].empty:
             text = correct(probs, *lexicon)
         return LineReading(text=text.strip(), confidence=round(confidence, 4))
 

@@ -21,7 +21,7 @@ import sqlite3
 from pathlib import Path
 from typing import Mapping
 
-from device.errors import ModelError
+from device.errors import EdgelensError, ModelError
 from device.stages.translate import ding
 from device.stages.translate.normalize import fold, lookup_key
 
@@ -169,6 +169,19 @@ class Phrasebook:
         if english_words is None:
             english_words = _english_words(list(entries.values()) + list(senses.values()))
         self.english_words = english_words
+
+    @classmethod
+    def from_config(cls, cfg) -> "Phrasebook | None":
+        """The phrasebook [translator] names, or None: with use_phrasebook off, or when it
+        cannot be loaded (logged: who uses it goes on without)."""
+        t = cfg.translator
+        if not t.use_phrasebook:
+            return None
+        try:
+            return cls.load(t.dictionary, t.phrasebook_cache or None)
+        except EdgelensError as exc:
+            log.warning("no phrasebook", extra={"error": str(exc)})
+            return None
 
     @classmethod
     def load(cls, dictionary: str | Path, cache_dir: str | Path | None = None) -> "Phrasebook":

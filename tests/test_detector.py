@@ -182,3 +182,34 @@ def test_int8_input_by_lookup_table_is_the_quantized_float_input():
     floats = ((image.astype(np.float32) - 127.5) / 127.5)[np.newaxis]
     assert np.array_equal(next(iter(detector.model.run(x).values())),
                           next(iter(detector.model.run(floats).values())))
+
+
+def test_a_resolution_the_version_does_not_ship_runs_its_default_file_resized():
+    """[detector] input_width/height beyond the shipped files: the default int8 file resized
+    at load (fully convolutional), reading a golden frame as the same model run resized."""
+    from dataclasses import replace
+    from device import config
+    from device.errors import ModelError
+    from device.stages.detector import artifact_for
+    version = _version()
+    at = replace(config.defaults().detector, input_width=800, input_height=448)
+    assert artifact_for(version, at) == (version.artifact, (800, 448))
+    detector = Detector.for_version(version, at, backend="litert", num_threads=1)
+    assert detector.input_size == (800, 448)
+    own = Detector(version.artifact, backend="litert", num_threads=1)
+    assert (detector.map_size[0] * own.input_size[0], detector.map_size[1] * own.input_size[1]) \
+        == (own.map_size[0] * 800, own.map_size[1] * 448)
+    frame = cv2.imread(str(version.directory / version.manifest["golden"][0]["input"]))
+    resized = next(iter(own.model.run_resized(detector.preprocess(frame)).values()))
+    assert np.array_equal(detector.probability_map(frame),
+                          resized.reshape(detector.map_size[1], detector.map_size[0]))
+    assert len(detector.detect(frame)) >= 2
+    # a shipped resolution is its own file, at its own size
+    shipped = next(iter(version.manifest.get("resolutions", {"x": None})))
+    if "x" in shipped and shipped != "x":
+        w, h = (int(v) for v in shipped.split("x"))
+        path, size = artifact_for(version, replace(at, input_width=w, input_height=h))
+        assert size is None and path == version.directory / version.manifest["resolutions"][shipped]
+    for w, h in ((1000, 448), (800, 450), (32, 32), (3840, 2176)):
+        with pytest.raises(ModelError, match="multiples of 32"):
+            artifact_for(version, replace(at, input_width=w, input_height=h))

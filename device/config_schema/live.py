@@ -94,8 +94,11 @@ DETECTOR = Section("detector", "Finding text lines in a frame (int8 FCN + OpenCV
     Key("version", str, "", "Detector version to load; empty: the active version (or newest)."),
     Key("input_width", int, 0,
         "Detector resolution width; 0 (with input_height 0): the model's default operating "
-        "point. The version must ship this resolution (manifest 'resolutions'; 2.0.0: "
-        "640x352, 480x288, 320x192): more pixels find smaller text, fewer are faster.",
+        "point. A resolution the version ships (manifest 'resolutions'; 3.0.3: 640x352, "
+        "480x288, 320x192) loads its own file; any other, sides multiples of 32, runs the "
+        "default file resized (e.g. 800x448 or 960x544 on a 640x360 frame: smaller text is "
+        "found, at about 1.6 or 2.3 times the detector's time). More pixels find smaller "
+        "text, fewer are faster.",
         min=0, max=4096),
     Key("input_height", int, 0,
         "Detector resolution height; 0: the model's default (see input_width).",

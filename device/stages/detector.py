@@ -117,36 +117,58 @@ def params_for(manifest: dict, overrides=None) -> DetectorParams:
     return DetectorParams(**values)
 
 
-def artifact_for(version, overrides=None) -> Path:
-    """The detector file of a store version at the resolution the config asks for
-    ([detector] input_width/height; 0: the version's default artifact).
+RESIZE_STEP = 32
+"""A resized detector's input sides are multiples of this (the network halves its input five
+times)."""
+RESIZE_LIMIT = (1920, 1088)
+"""The largest input a detector is resized to."""
+
+
+def artifact_for(version, overrides=None) -> tuple[Path, tuple[int, int] | None]:
+    """(detector file, input size to resize it to or None) of a store version at the
+    resolution the config asks for ([detector] input_width/height; 0: the version's default
+    artifact at its own size).
 
     A converted detector has a fixed input size, so a version ships one int8 file per
-    operating resolution (manifest "resolutions": {"640x352": "detector_640x352.tflite"}).
+    operating resolution it was calibrated at (manifest "resolutions": {"640x352":
+    "detector_640x352.tflite"}). Any other resolution runs the version's default file resized
+    at load: the network is fully convolutional, so it reads a larger input as it reads a
+    larger frame (more pixels for small text; BENCHMARKS.md, "OCR on real photos", measures
+    it). Its sides must be multiples of 32.
     """
     width = getattr(overrides, "input_width", 0) if overrides is not None else 0
     height = getattr(overrides, "input_height", 0) if overrides is not None else 0
     if width <= 0 or height <= 0:
-        return version.artifact
+        return version.artifact, None
     files = version.manifest.get("resolutions", {})
     key = f"{int(width)}x{int(height)}"
     if key in files:
-        return version.directory / files[key]
+        return version.directory / files[key], None
     shape = version.manifest.get("signatures", {}).get("serving_default", {}).get(
         "inputs", [{}])[0].get("shape")
     if shape and len(shape) == 4 and (shape[2], shape[1]) == (width, height):
-        return version.artifact
-    offered = ", ".join(sorted(files)) or (f"{shape[2]}x{shape[1]}" if shape else "?")
-    raise ModelError(f"{version.name} {version.version} has no {key} detector; "
-                     f"[detector] input_width/height can be one of: {offered} (or 0)")
+        return version.artifact, None
+    if (width % RESIZE_STEP or height % RESIZE_STEP or width > RESIZE_LIMIT[0]
+            or height > RESIZE_LIMIT[1] or min(width, height) < 2 * RESIZE_STEP):
+        offered = ", ".join(sorted(files)) or (f"{shape[2]}x{shape[1]}" if shape else "?")
+        raise ModelError(f"{version.name} {version.version} has no {key} detector, and its "
+                         f"default file runs resized only to sides that are multiples of "
+                         f"{RESIZE_STEP}, from {2 * RESIZE_STEP} up to "
+                         f"{RESIZE_LIMIT[0]}x{RESIZE_LIMIT[1]}; [detector] input_width/height "
+                         f"can be one of: {offered}, such a size, or 0")
+    return version.artifact, (int(width), int(height))
 
 
 class Detector:
     """Finds text lines in a BGR frame (any size; resized to the model's input)."""
 
     def __init__(self, model_path: str | Path, backend: str = "auto", num_threads: int = 2,
-                 params: DetectorParams | None = None):
-        self.model = TFLiteModel(model_path, backend=backend, num_threads=num_threads)
+                 params: DetectorParams | None = None,
+                 input_size: tuple[int, int] | None = None):
+        """`input_size` (width, height): the model resized to it at load (artifact_for)."""
+        self.model = TFLiteModel(model_path, backend=backend, num_threads=num_threads,
+                                 input_shape=None if input_size is None else
+                                 (1, input_size[1], input_size[0], 3))
         self.params = params or DetectorParams()
         spec = self.model.inputs[0]
         if len(spec.shape) != 4 or spec.shape[0] != 1 or spec.shape[3] != 3:
@@ -161,6 +183,15 @@ class Detector:
             raise ModelError(f"{model_path}: expected a [1, h, w, 1] probability map, the "
                              f"model gives {list(out)}")
         self.map_size = (out[2], out[1])
+
+    @classmethod
+    def for_version(cls, version, overrides=None, backend: str = "auto",
+                    num_threads: int = 2) -> "Detector":
+        """A store version's detector as the config's [detector] section (`overrides`) asks
+        for it: at its resolution (artifact_for) with its post-processing (params_for)."""
+        path, size = artifact_for(version, overrides)
+        return cls(path, backend=backend, num_threads=num_threads,
+                   params=params_for(version.manifest, overrides), input_size=size)
 
     @property
     def backend(self) -> str:

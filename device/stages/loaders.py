@@ -14,7 +14,7 @@ from typing import Any, Callable
 import numpy as np
 
 from device.modelstore.store import ModelVersion
-from device.stages.detector import Detector, artifact_for, params_for
+from device.stages.detector import Detector
 from device.stages.lexicon import Lexicon
 from device.stages.recognizer import Recognizer
 from device.stages.translate.translator import Translator
@@ -45,8 +45,7 @@ def stage_loaders(cfg: Any, backend: str,
     threads = cfg.runtime.num_threads
 
     def detector(version: ModelVersion) -> Any:
-        return Detector(artifact_for(version, d), backend=backend, num_threads=threads,
-                        params=params_for(version.manifest, d))
+        return Detector.for_version(version, d, backend=backend, num_threads=threads)
 
     def recognizer(version: ModelVersion) -> Any:
         stage = Recognizer(version.artifact, backend=backend, num_threads=threads)

@@ -38,6 +38,7 @@ import numpy as np
 
 from calibration import real_data
 from calibration.metrics import edit_distance
+from device.errors import ModelError
 from device.stages.detector import Detector
 from device.geometry import match_polygons
 from device.metrics import percentiles
@@ -57,12 +58,20 @@ on every third of the 890 training photos)."""
 
 
 def resolutions(config) -> list[tuple[int, int] | None]:
-    """Every resolution the configured detector version ships, and RESIZED (None: its only
-    file)."""
+    """Every resolution the configured detector version ships, and RESIZED where the version
+    resizes (None: its only file)."""
     det = ModelStore.for_config(config).get(config.detector.model,
                                                       config.detector.version or None)
     sizes = [tuple(int(v) for v in k.split("x")) for k in det.manifest.get("resolutions", {})]
-    return sorted(set(sizes) | set(RESIZED), reverse=True) if sizes else [None]
+    if not sizes:
+        return [None]
+    try:
+        w, h = RESIZED[-1]
+        Detector.for_version(det, dataclasses.replace(config.detector, input_width=w,
+                                                      input_height=h), num_threads=1)
+    except ModelError:          # a graph with fixed-size layers: its own files only
+        return sorted(sizes, reverse=True)
+    return sorted(set(sizes) | set(RESIZED), reverse=True)
 
 
 # --- systems -----------------------------------------------------------------------------------

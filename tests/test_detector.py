@@ -213,3 +213,21 @@ def test_a_resolution_the_version_does_not_ship_runs_its_default_file_resized():
     for w, h in ((1000, 448), (800, 450), (32, 32), (3840, 2176)):
         with pytest.raises(ModelError, match="multiples of 32"):
             artifact_for(version, replace(at, input_width=w, input_height=h))
+
+
+def test_every_detector_version_resizes_or_says_it_cannot():
+    from dataclasses import replace
+    from device import config
+    from device.errors import ModelError
+    at = replace(config.defaults().detector, input_width=800, input_height=448)
+    outcomes = {}
+    for name in STORE.versions("detector"):
+        version = STORE.get("detector", name)
+        try:
+            detector = Detector.for_version(version, at, backend="litert", num_threads=1)
+            outcomes[name] = detector.input_size
+        except ModelError as exc:
+            assert "cannot run at 800x448" in str(exc) and "input_width/height" in str(exc)
+            outcomes[name] = "refused"
+    assert outcomes[_version().version] == (800, 448)
+    assert outcomes.get("2.0.0", "refused") == "refused"

@@ -50,6 +50,8 @@ def test_soft_targets_are_computed_once_and_read_back_per_line(tmp_path: Path, t
     assert all(np.array_equal(a, b) for a, b in zip(first, again))
     with pytest.raises(ValueError, match="delete it"):
         recognizer_teacher.soft_targets(lines[:2], path)
+    with pytest.raises(ValueError, match="delete it"):     # as many lines, other pixels
+        recognizer_teacher.soft_targets([lines[0], _line("Kassa"), lines[2]], path)
 
 
 def test_a_batch_carries_the_teachers_targets_only_for_the_lines_that_have_them():

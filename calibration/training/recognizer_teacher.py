@@ -17,13 +17,14 @@ expects (x * 2 - 1).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 
 import numpy as np
 
 from calibration.training import ppocr_rec
-from device.stages.charset import NUM_CLASSES
+from device.stages.charset import CHARSET, NUM_CLASSES
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +57,21 @@ class Teacher:
         return probs / np.maximum(probs.sum(axis=2, keepdims=True), 1e-6)
 
 
+def fingerprint(lines: list[np.ndarray]) -> str:
+    """What the targets were computed from: every line's pixels and width, and our charset."""
+    digest = hashlib.sha1(CHARSET.encode("utf-8"))
+    for line in lines:
+        digest.update(np.int32(line.shape).tobytes())
+        digest.update(np.ascontiguousarray(line).tobytes())
+    return digest.hexdigest()
+
+
 def soft_targets(lines: list[np.ndarray], path: Path, batch: int = 32,
                  threads: int = 2) -> list[np.ndarray]:
     """The teacher's float16 [W / 8, NUM_CLASSES] for each prepared uint8 line, computed once
-    into `path` (.npz) and read back from it after that."""
+    into `path` (.npz) and read back from it after that, when it was computed from the same
+    lines (`fingerprint`)."""
+    stamp = fingerprint(lines)
     if not path.exists():
         teacher = Teacher(threads)
         out: list[np.ndarray | None] = [None] * len(lines)
@@ -76,11 +88,13 @@ def soft_targets(lines: list[np.ndarray], path: Path, batch: int = 32,
                 done += len(chunk)
             log.info("teacher soft targets: %d/%d lines", done, len(lines))
         tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, probs=np.concatenate(out), columns=np.array([len(p) for p in out]))
+        np.savez(tmp, probs=np.concatenate(out), columns=np.array([len(p) for p in out]),
+                 fingerprint=np.array(stamp))
         tmp.rename(path)
-    data = np.load(path)
-    columns = data["columns"]
-    if len(columns) != len(lines) or data["probs"].shape[1] != NUM_CLASSES:
-        raise ValueError(f"{path} holds {len(columns)} lines of {data['probs'].shape[1]} "
-                         f"classes, expected {len(lines)} of {NUM_CLASSES}: delete it")
-    return np.split(data["probs"], np.cumsum(columns)[:-1])
+    with np.load(path) as data:
+        probs, columns = data["probs"], data["columns"]
+        stored = str(data["fingerprint"]) if "fingerprint" in data.files else "none"
+    if stored != stamp or probs.shape[1] != NUM_CLASSES:
+        raise ValueError(f"{path} was computed from other lines or another charset than these "
+                         f"{len(lines)}: delete it")
+    return np.split(probs, np.cumsum(columns)[:-1])

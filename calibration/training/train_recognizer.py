@@ -7,7 +7,8 @@
 With `--teacher-weight` > 0 the real lines also learn from PP-OCRv6 small's recognizer
 (calibration.training.recognizer_teacher): the loss of a real line is its CTC loss plus that
 weight times the KL divergence of our per-column class distribution from the teacher's, summed
-over the columns (distillation; the teacher's targets are computed once, beside the real cache).
+over the columns (distillation; the teacher's targets are computed once, beside the real cache,
+for all real lines: with `--smoke` too, so a first smoke run with a teacher takes minutes).
 
 An epoch is `--epoch-lines` lines drawn in turn from the cache (not a full pass), so that a
 checkpoint is written every few minutes on a 2-core CPU. Lines are rendered once into

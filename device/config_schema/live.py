@@ -96,13 +96,13 @@ DETECTOR = Section("detector", "Finding text lines in a frame (int8 FCN + OpenCV
         "Detector resolution width; 0 (with input_height 0): the model's default operating "
         "point. A resolution the version ships (manifest 'resolutions'; 3.0.3: 640x352, "
         "480x288, 320x192) loads its own file; any other, sides multiples of 32, runs the "
-        "default file resized (e.g. 800x448 or 960x544 on a 640x360 frame: smaller text is "
-        "found, at about 1.6 or 2.3 times the detector's time). More pixels find smaller "
-        "text, fewer are faster.",
-        min=0, max=4096),
+        "default file resized (detector 3.0.1 and later; up to 1920x1088): e.g. 800x448 or "
+        "960x544 on a 640x360 frame find smaller text, at more time. More pixels find "
+        "smaller text, fewer are faster.",
+        min=0, max=1920),
     Key("input_height", int, 0,
         "Detector resolution height; 0: the model's default (see input_width).",
-        min=0, max=4096),
+        min=0, max=1088),
     Key("bin_threshold", float, -1.0,
         "Probability above which a map pixel counts as text kernel; -1: the model's own "
         "(manifest postprocessing.params).", min=-1.0, max=1.0),

@@ -134,7 +134,8 @@ def artifact_for(version, overrides=None) -> tuple[Path, tuple[int, int] | None]
     "detector_640x352.tflite"}). Any other resolution runs the version's default file resized
     at load: the network is fully convolutional, so it reads a larger input as it reads a
     larger frame (more pixels for small text; BENCHMARKS.md, "OCR on real photos", measures
-    it). Its sides must be multiples of 32.
+    it). Its sides must be multiples of 32. Detector 3.0.1 and later resize; the graphs of
+    earlier versions have fixed-size upsampling, and the Detector refuses them at load.
     """
     width = getattr(overrides, "input_width", 0) if overrides is not None else 0
     height = getattr(overrides, "input_height", 0) if overrides is not None else 0
@@ -166,9 +167,17 @@ class Detector:
                  params: DetectorParams | None = None,
                  input_size: tuple[int, int] | None = None):
         """`input_size` (width, height): the model resized to it at load (artifact_for)."""
-        self.model = TFLiteModel(model_path, backend=backend, num_threads=num_threads,
-                                 input_shape=None if input_size is None else
-                                 (1, input_size[1], input_size[0], 3))
+        try:
+            self.model = TFLiteModel(model_path, backend=backend, num_threads=num_threads,
+                                     input_shape=None if input_size is None else
+                                     (1, input_size[1], input_size[0], 3))
+        except ModelError as exc:
+            if input_size is None:
+                raise
+            raise ModelError(f"{model_path} cannot run at {input_size[0]}x{input_size[1]}: "
+                             "its graph has fixed-size layers (detector 3.0.1 and later "
+                             "resize); set [detector] input_width/height to a resolution the "
+                             f"version ships, or 0 ({exc})") from exc
         self.params = params or DetectorParams()
         spec = self.model.inputs[0]
         if len(spec.shape) != 4 or spec.shape[0] != 1 or spec.shape[3] != 3:

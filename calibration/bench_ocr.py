@@ -54,7 +54,8 @@ RESIZED = ((960, 544), (800, 448))
 """Detector inputs larger than the 640x360 frame, run by resizing the default file at load
 (`device.stages.detector.artifact_for`): small text gets more pixels. Chosen on the training
 photos (one-off, 2026-11-27: line Hmean 0.634 / 0.684 / 0.689 at 640x352 / 800x448 / 960x544
-on every third of the 890 training photos)."""
+on every third of the 890 training photos); on the validation photos recall rises and
+precision falls, Hmean 0.626 / 0.631 / 0.629 (BENCHMARKS.md)."""
 
 
 def resolutions(config) -> list[tuple[int, int] | None]:

@@ -36,6 +36,11 @@ BACKENDS = ("litert", "tflite")
 DEFAULT_SIGNATURE = "serving_default"
 
 
+class ResizeError(ModelError):
+    """A model that loads at its own input shape but not at the one asked for (a graph with
+    fixed-size layers)."""
+
+
 class UnsafeBackendError(ModelError):
     """This backend is known to crash on this CPU with this kind of model."""
 
@@ -238,7 +243,13 @@ class TFLiteModel:
             raise UnsafeBackendError(f"{path}: not loaded with {self.backend}, a "
                                      f"{self.kind} model on this CPU: {reason}")
         self._content = content
-        self._interpreter = self._build(None if input_shape is None else tuple(input_shape))
+        try:
+            self._interpreter = self._build(None if input_shape is None else tuple(input_shape))
+        except ModelError as exc:
+            if input_shape is None:
+                raise
+            raise ResizeError(f"{path}: cannot run at input shape {tuple(input_shape)} "
+                              f"({exc})") from exc
         if input_shape is not None and len(self._interpreter.get_input_details()) != 1:
             raise ModelError(f"{path}: only a single-input model can be resized at load")
         keys = list(self._interpreter.get_signature_list())

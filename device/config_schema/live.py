@@ -97,8 +97,9 @@ DETECTOR = Section("detector", "Finding text lines in a frame (int8 FCN + OpenCV
         "point. A resolution the version ships (manifest 'resolutions'; 3.0.3: 640x352, "
         "480x288, 320x192) loads its own file; any other, sides multiples of 32, runs the "
         "default file resized (detector 3.0.1 and later; up to 1920x1088): e.g. 800x448 or "
-        "960x544 on a 640x360 frame find smaller text, at more time. More pixels find "
-        "smaller text, fewer are faster.",
+        "960x544 on a 640x360 frame find smaller text and make more false boxes, at more "
+        "time (line Hmean about unchanged on the validation photos: BENCHMARKS.md). More "
+        "pixels find smaller text, fewer are faster.",
         min=0, max=1920),
     Key("input_height", int, 0,
         "Detector resolution height; 0: the model's default (see input_width).",

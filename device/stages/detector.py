@@ -20,7 +20,7 @@ import numpy as np
 
 from device.errors import InputError, ModelError
 from device.geometry import order_quad
-from device.runtime import TFLiteModel, quantize
+from device.runtime import ResizeError, TFLiteModel, quantize
 
 INPUT_SIZE = (320, 192)
 """(width, height) of the model input the shipped detector was trained at."""
@@ -171,9 +171,7 @@ class Detector:
             self.model = TFLiteModel(model_path, backend=backend, num_threads=num_threads,
                                      input_shape=None if input_size is None else
                                      (1, input_size[1], input_size[0], 3))
-        except ModelError as exc:
-            if input_size is None:
-                raise
+        except ResizeError as exc:
             raise ModelError(f"{model_path} cannot run at {input_size[0]}x{input_size[1]}: "
                              "its graph has fixed-size layers (detector 3.0.1 and later "
                              "resize); set [detector] input_width/height to a resolution the "

@@ -113,7 +113,7 @@ def real_cache_path(copies: int, bbox_copies: int = 0,
     return CACHE_DIR / f"real_train{height_tag(height)}_c{copies}{suffix}.npz"
 
 
-def real_cache(copies: int, smoke: bool = False, bbox_copies: int = 0,
+def real_cache(copies: int, bbox_copies: int = 0,
                arch: str = recognizer_model.DEFAULT_ARCH) -> tuple[list[np.ndarray], list[str]]:
     """Real training lines, cut once into data/recognizer/real_train[_h<H>]_c<copies>[_b<n>].npz."""
     height, downsample = recognizer_model.geometry(arch)
@@ -127,8 +127,16 @@ def real_cache(copies: int, smoke: bool = False, bbox_copies: int = 0,
         np.savez(path.with_suffix(".tmp.npz"), pixels=np.concatenate(lines, axis=1),
                  widths=widths, texts=np.array(texts, dtype=object).astype(str))
         path.with_suffix(".tmp.npz").rename(path)
-    lines, texts = load_cache([path])
-    return (lines[:2000], texts[:2000]) if smoke else (lines, texts)
+    return load_cache([path])
+
+
+def teacher_targets(args, real_lines: list[np.ndarray]) -> list[np.ndarray]:
+    """PP-OCRv6 small's soft targets for the real lines, cached beside the real cache."""
+    from calibration.training import recognizer_teacher
+    cache = real_cache_path(args.real_copies, args.real_bbox_copies, args.arch)
+    return recognizer_teacher.soft_targets(
+        real_lines, cache.with_name(cache.stem + f"_teacher_{recognizer_teacher.SIZE}.npz"),
+        threads=args.threads)
 
 
 def main(argv=None) -> int:
@@ -138,6 +146,10 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if args.smoke:
         args.lines, args.epochs, args.epoch_lines = 5000, 2, 1500
+    if args.teacher_weight > 0 and not args.real_copies:
+        raise SystemExit("--teacher-weight needs --real-copies (the teacher teaches on real lines)")
+    if args.teacher_weight > 0 and args.arch != recognizer_model.TEACHER_ARCH:
+        raise SystemExit("--teacher-weight needs --arch ppocr-tiny (the teacher's geometry)")
 
     t0 = time.monotonic()
     height, downsample = recognizer_model.geometry(args.arch)
@@ -146,30 +158,20 @@ def main(argv=None) -> int:
                      downsample=downsample)
     paths = build_cache(spec, progress=lambda p: log.info("rendered %s", p))
     lines, texts = load_cache(paths)
+    soft = None            # line index -> the teacher's targets (--teacher-weight)
     if args.real_copies:
-        real_lines, real_texts = real_cache(args.real_copies, smoke=args.smoke,
-                                            bbox_copies=args.real_bbox_copies, arch=args.arch)
+        real_lines, real_texts = real_cache(args.real_copies, bbox_copies=args.real_bbox_copies,
+                                            arch=args.arch)
+        targets = teacher_targets(args, real_lines) if args.teacher_weight > 0 else None
+        if args.smoke:     # the teacher's cache covers every real line, smoke or not
+            real_lines, real_texts = real_lines[:2000], real_texts[:2000]
         log.info("%d real lines (ICDAR 2015 training photos) beside %d synthetic",
                  len(real_lines), len(lines))
-        soft = None
-        if args.teacher_weight > 0:
-            if args.arch != recognizer_model.TEACHER_ARCH:
-                raise SystemExit("--teacher-weight needs --arch ppocr-tiny (the teacher's geometry)")
-            from calibration.training import recognizer_teacher
-            cache = real_cache_path(args.real_copies, args.real_bbox_copies, args.arch)
-            full_lines = real_lines if not args.smoke else real_cache(
-                args.real_copies, bbox_copies=args.real_bbox_copies, arch=args.arch)[0]
-            targets = recognizer_teacher.soft_targets(
-                full_lines, cache.with_name(cache.stem + f"_teacher_{recognizer_teacher.SIZE}.npz"),
-                threads=args.threads)
+        if targets is not None:
             soft = {len(lines) + k: t for k, t in enumerate(targets[:len(real_lines)])}
             log.info("teacher soft targets for %d real lines (weight %g)", len(soft),
                      args.teacher_weight)
         lines, texts = lines + real_lines, texts + real_texts
-    elif args.teacher_weight > 0:
-        raise SystemExit("--teacher-weight needs --real-copies (the teacher teaches on real lines)")
-    else:
-        soft = None
     labels = [encode(t) for t in texts]
     log.info("%d cached lines loaded in %.0f s", len(lines), time.monotonic() - t0)
 

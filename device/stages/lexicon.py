@@ -124,8 +124,8 @@ def correct(probs: np.ndarray, known: Callable[[str], bool], prior: float = 5.0)
         # a candidate scores in the case it was found in ('AusgaNg': a runner-up capital)
         # or cased like the word read, whichever the frames like better; it is written cased
         # like the word read
-        score, best = max((max(log_likelihood(window, encode(w)),
-                                log_likelihood(window, encode(_cased(w.lower(), text)))),
+        score, best = max((max(log_likelihood(window, encode(form))
+                               for form in {w, _cased(w.lower(), text)}),
                            _cased(w.lower(), text)) for w in options)
         if score + threshold > base:
             out[-1] = best

@@ -92,6 +92,21 @@ def test_all_caps_days_times_and_floors_are_rendered_like_the_usual_case():
     assert split_protected("GLEIS 3 ICE4") == [("GLEIS", False), ("3", True), ("ICE4", True)]
 
 
+def test_hours_marked_h_are_times_of_day_and_durations_stay_as_written():
+    # 'h' alone once went to the dictionary, whose H is the note B: '10-20h' -> '10-20B'
+    assert split_protected("Mo-Sa 10-20h") == [("Mon–Sat", True), ("10:00–20:00", True)]
+    assert split_protected("MO-SA 10-20H") == split_protected("Mo-Sa 10-20h")
+    assert split_protected("werktags 9–18 h") == [("werktags", False), ("9:00–18:00", True)]
+    assert split_protected("Mo-Fr 8-12h und 14-18h") == [
+        ("Mon–Fri", True), ("8:00–12:00", True), ("und", False), ("14:00–18:00", True)]
+    assert split_protected("Mo-Fr 8:30-12 h", "12h")[1] == ("8:30 am–12 pm", True)
+    assert split_protected("Geöffnet ab 18h") == [("Geöffnet ab", False), ("18:00", True)]
+    # durations: a range from under 5 hours, or an hour count after no time word
+    assert split_protected("Wartezeit 1–2 h") == [("Wartezeit", False), ("1–2 h", True)]
+    assert split_protected("Parken max. 2 h") == [("Parken max.", False), ("2 h", True)]
+    assert split_protected("Tempo 30 km/h") == [("Tempo", False), ("30 km/h", True)]
+
+
 def test_a_whole_text_answer_keeps_every_span_written_as_the_rules_write_it():
     text = "Am Dienstag von 9 bis 12 Uhr im 1. OG, Mo–Fr 2,50 €"
     found, shown = split_protected(text, "24h"), split_protected(text, "12h")

@@ -78,7 +78,7 @@ _SIGN = re.compile(
     rf"|(?P<namerange>\b{_NAME}{_DASH}{_NAME}\b)"
     rf"|(?P<dayname>\b{_NAME}(?=\s*[:,]?\s*\d)|^{_NAME}$)"
     rf"|(?P<day>(?<![^\W\d_]){_ABBR}{_DAY_CONTEXT})"
-    rf"|(?P<timerange>\b{_CLOCK}\s*[-–—]\s*{_CLOCK}(?:\s*Uhr\b)?)"
+    rf"|(?P<timerange>\b{_CLOCK}\s*[-–—]\s*{_CLOCK}(?:\s*(?:Uhr|[hH])\b)?)"
     rf"|(?P<floor>\b\d{{1,2}}\.\s?(?:OG|Obergeschoss|Etage|Stock)\b)"
     rf"|(?P<ground>\b(?:EG|Erdgeschoss)\b)"
     rf"|(?P<basement>\b(?:\d\.\s?)?(?:UG|Untergeschoss)\b)"
@@ -150,10 +150,17 @@ def render_sign_span(kind: str, span: str, time_style: str = "24h",
     if kind == "day":
         return _DAYS[span.strip(" .").lower()]
     if kind == "timerange":
-        body = re.sub(r"\s*Uhr$", "", span)
+        body = re.sub(r"\s*(?:Uhr|[hH])$", "", span)
         a, b = re.split(r"\s*[-–—]\s*", body, maxsplit=1)
-        hours = uhr_after and all(int(re.match(r"\d+", x).group()) <= 24 for x in (a, b))
-        if not span.endswith("Uhr") and ":" not in body and "." not in body and not hours:
+        first, last = (int(re.match(r"\d+", x).group()) for x in (a, b))
+        hours = uhr_after and first <= 24 and last <= 24
+        # 'h' marks hours as 'Uhr' does ('9–18 h', '10-20h') where the range reads as a
+        # time of day: hours up to 24 that start at 5 or later or have minutes; else a
+        # duration ('1–2 h') stays as written
+        marked = span.endswith("Uhr") or (body != span and last <= 24 and (
+            first >= 5 or ":" in body or "." in body))
+        if not marked and ((body != span) or (":" not in body and "." not in body
+                                              and not hours)):
             return span          # '3-4' without Uhr or a colon: not known to be a time
         return f"{clock(a, time_style)}–{clock(b, time_style)}"
     if kind == "floor":
@@ -245,6 +252,10 @@ def render_protected(span: str, time_style: str = "24h", clock_before: bool = Fa
     time = re.fullmatch(r"(\d{1,2})[.:](\d{2})", span)
     if clock_before and time and int(time.group(1)) <= 24 and int(time.group(2)) < 60:
         return clock(span, time_style)
+    marked = re.fullmatch(r"(\d{1,2})(?:[:.](\d{2}))?\s?[hH]", span)   # 'ab 18h', 'bis 20 h'
+    if clock_before and marked and int(marked.group(1)) <= 24 \
+            and int(marked.group(2) or 0) < 60:
+        return clock(span.rstrip("hH ").strip(), time_style)
     hour = re.fullmatch(r"(\d{1,2})(,?)", span)
     if uhr_later and hour and int(hour.group(1)) <= 24:      # '12,' in '12, 14 und 16 Uhr'
         return clock(hour.group(1), time_style) + hour.group(2)

@@ -4,16 +4,16 @@ translation quality on sign/notice texts and held-out sentences.
 Sets (none trained on):
     signs     tests/data/sign_validation.tsv: 310 German sign and notice texts with 1-4 English
               references each, written for evaluation only (removed from all training data)
-    notices   tests/data/notice_heldout.tsv: 1,510 notices and multi-word signs written with the
-              sign register's round-4 to -8 phrases, one in five held out by a hash of
+    notices   tests/data/notice_heldout.tsv: 1,903 notices and multi-word signs written with the
+              sign register's round-4 to -9 phrases, one in five held out by a hash of
               the German (one reference each; same authors and style as that training data)
     tatoeba   the 2 % of Tatoeba pairs held out by sentence hash (calibration.training.translator_data)
 
 For each translator version, through the whole translate stage (`Translator.translate`: cache
-off, phrasebook, rules, model, gloss) and the model alone, greedy unless the config sets
-`[translator] beam_size` (e.g. `edgelens bench translator --config beam3.toml`, a file with
-`[translator]` / `beam_size = 3`): chrF and BLEU (sacrebleu, all
-references), exact match against any reference (case, punctuation, dashes and spaces
+off, the version's sign book (from 3.5.0), phrasebook, rules, model, gloss) and the model
+alone, greedy unless the config sets `[translator] beam_size` (e.g. `edgelens bench translator
+--config beam3.toml`, a file with `[translator]` / `beam_size = 3`): chrF and BLEU (sacrebleu,
+all references), exact match against any reference (case, punctuation, dashes and spaces
 normalized), and the share of answers by source (phrasebook / model / gloss / rule /
 passthrough). Needs sacrebleu (the `bench` extra).
 """
@@ -31,6 +31,7 @@ from device.modelstore.store import ModelStore
 from device.stages.translate.translator import model_translate
 from device.stages.translate.model import Seq2SeqModel
 from device.stages.translate.phrasebook import Phrasebook
+from device.stages.translate.signbook import SignBook
 from device.stages.translate.tokenizer import Tokenizer
 from device.stages.translate.translator import VIAS, Settings, Translator, tokenizer_path
 
@@ -61,7 +62,8 @@ def evaluate_version(version, config, sets: dict, book: Phrasebook | None,
     # as configured, but every text translated afresh and never cut short by the budget
     whole = Translator(model, tokenizer, book, replace(
         Settings.from_config(config), cache_size=0, budget_ms=10_000.0,
-        model_first=t.model_first if model_first is None else model_first))
+        model_first=t.model_first if model_first is None else model_first),
+        SignBook.for_version(version) if t.use_phrasebook else None)
     out: dict = {"version": version.version, "beam_size": t.beam_size}
     for name, (sources, references) in sets.items():
         # every text once through the whole stage, then through the model alone; no warm-up

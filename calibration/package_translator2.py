@@ -41,9 +41,11 @@ from device.runtime import TFLiteModel, available_backends  # noqa: E402
 from device.stages.translate.translator import model_translate  # noqa: E402
 from device.stages.translate.model import Seq2SeqModel  # noqa: E402
 from device.stages.translate.tokenizer import Tokenizer  # noqa: E402
+from device.stages.translate import signbook  # noqa: E402
 
 BUDGET_P95_MS = 10.0
 TOKENIZER = "translator.spm.model"
+SIGN_BOOK = "sign_phrasebook.tsv"
 
 
 @dataclass
@@ -65,7 +67,9 @@ def build_candidate(run: Path) -> Candidate:
     (out / "translator_fp32.tflite").write_bytes(convert(run / "saved_model", "fp32"))
     (out / "translator.tflite").write_bytes(convert(run / "saved_model", "dynamic"))
     shutil.copyfile(ROOT / cfg["tokenizer"], out / TOKENIZER)
-    manifest = {"extra_files": [{"file": TOKENIZER}]}
+    signbook.write(out / SIGN_BOOK, translator_data.sign_book_pairs())
+    manifest = {"extra_files": [{"file": TOKENIZER}, {"file": SIGN_BOOK}],
+                signbook.MANIFEST_KEY: SIGN_BOOK}
     return Candidate(run.name, out, out / "translator.tflite", manifest)
 
 
@@ -284,6 +288,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(chosen.artifact, out / "translator.tflite")
     shutil.copyfile(chosen.directory / TOKENIZER, out / TOKENIZER)
+    book_entries = signbook.write(out / SIGN_BOOK, translator_data.sign_book_pairs())
     run_cfg = json.loads((run / "config.json").read_text())
     sources = json.loads((ROOT / run_cfg["tokenizer"]).with_name("sources.json").read_text())
     tfl = TFLiteModel(out / "translator.tflite", backend="litert", num_threads=1)
@@ -291,8 +296,9 @@ def main(argv=None) -> int:
         "name": "translator", "version": args.version, "task": "translation-de-en",
         "created": datetime.date.today().isoformat(),
         "artifact": file_entry(out / "translator.tflite"),
-        "extra_files": [file_entry(out / TOKENIZER)],
-        "tokenizer": TOKENIZER, "quantization": "int8-dynamic",
+        "extra_files": [file_entry(out / TOKENIZER), file_entry(out / SIGN_BOOK)],
+        "tokenizer": TOKENIZER, signbook.MANIFEST_KEY: SIGN_BOOK,
+        "sign_phrasebook_entries": book_entries, "quantization": "int8-dynamic",
         "signatures": {key: {"inputs": [s.as_dict() for s in tfl.signature(key).inputs],
                              "outputs": [s.as_dict() for s in tfl.signature(key).outputs]}
                        for key in tfl.signature_keys},
@@ -307,7 +313,7 @@ def main(argv=None) -> int:
                     "references (tests/data/sign_validation.tsv, written for evaluation, "
                     "removed from all training data); notices: "
                     f"{quality['sets'].get('notices', 0)} notices and multi-word signs written "
-                    "with the sign register's round-4 to -8 phrases, one in five held out by a "
+                    "with the sign register's round-4 to -9 phrases, one in five held out by a "
                     "hash of the German (tests/data/notice_heldout.tsv, one reference each, "
                     "never trained on); tatoeba_test: "
                     f"{quality['sets'].get('tatoeba_test', 0)} Tatoeba pairs held out by "

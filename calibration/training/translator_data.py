@@ -121,7 +121,7 @@ def sign_validation() -> list[tuple[str, list[str]]]:
 
 
 def notice_heldout() -> list[tuple[str, list[str]]]:
-    """Notices written with the register's round-4 to -8 phrases, one in five held out
+    """Notices written with the register's round-4 to -9 phrases, one in five held out
     (by a hash of the German): (German, [English reference])."""
     return _tsv_pairs(NOTICE_HELDOUT)
 
@@ -161,14 +161,29 @@ def ocr_noise(text: str, rng: random.Random) -> str:
     return " ".join(words)
 
 
+def held_keys(tatoeba_test: list[tuple[str, str]] = ()) -> set[str]:
+    """Lookup keys no training source and no sign book may hold: every evaluation text, and
+    each sentence of one (the stage reads long texts sentence by sentence)."""
+    evaluation = sign_validation() + notice_heldout()
+    held = {lookup_key(de) for de, _ in list(evaluation) + list(tatoeba_test)}
+    held |= {lookup_key(part) for de, _ in evaluation for part in sentences(de)}
+    return held
+
+
+def sign_book_pairs() -> list[tuple[str, str]]:
+    """What a translator version ships as its sign book (`device.stages.translate.signbook`):
+    the register and the sentences of its multi-sentence notices, less every evaluation text
+    and sentence (`held_keys`): the same register pairs the model is trained on."""
+    held = held_keys()
+    signs = register()
+    return [(de, en) for de, en in signs + sentence_pairs(signs)
+            if lookup_key(de) not in held]
+
+
 def training_pairs(seed: int = 1234, mix: str = "full") -> tuple[list[tuple[str, str]], dict[str, int]]:
     """The mixed, noised, shuffled training pairs (raw text) and how many each source gave."""
-    evaluation = sign_validation() + notice_heldout()
     tato = tatoeba()
-    # an evaluation text, and each sentence of one (the stage reads long texts sentence by
-    # sentence), is trained on by no source
-    held = {lookup_key(de) for de, _ in evaluation + tato["test"]}
-    held |= {lookup_key(part) for de, _ in evaluation for part in sentences(de)}
+    held = held_keys(tato["test"])
     signs = register()
     sources = {"tatoeba": tato["train"], "osm": osm(), "register": signs,
                "register_sentences": sentence_pairs(signs), "ding": ding()}

@@ -20,7 +20,9 @@ TRANSLATOR = Section("translator", "German→English translation of recognized l
         "path keeps of its budget for translating (it replaces [pipeline] "
         "translate_budget_ms); decoding that would run past it stops and the original text "
         "is kept.", min=1.0, max=10_000.0),
-    Key("use_phrasebook", bool, True, "Look exact dictionary entries up before the model."),
+    Key("use_phrasebook", bool, True, "Look exact entries up: the sign book a translator "
+        "version ships (whole sign texts of its register, before the model) and the "
+        "dictionary (see model_first); false: neither."),
     Key("gloss_below_confidence", float, 0.3, "A model translation less confident than this "
         "yields to a word-by-word dictionary gloss (compounds split) when every word is "
         "covered.", min=0.0, max=1.0),

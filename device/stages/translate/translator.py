@@ -1,4 +1,5 @@
-"""The translate stage: cache → phrasebook → tiny transformer, with sign habits and refusals.
+"""The translate stage: cache → sign book and phrasebook → tiny transformer, with sign habits
+and refusals.
 
     translator = Translator.from_config(config)
     t = translator.translate("NOTAUSGANG", ocr_confidence=0.93)
@@ -25,8 +26,12 @@ A model answer less confident than `uncertain_below`, like every gloss, is marke
 (the overlay draws it with an amber outline); so is one with a sentence too long for the model
 even between its clause marks, read in pieces cut between words (`segment.fitting_parts`).
 
-`via` says where the answer came from: "phrasebook" (a dictionary entry for the whole text or
-chunk), "model", "gloss" (word by word), "rule" (only days, times, floors or prices, written the
+A text (or a sentence or chunk of one) that the version's sign book holds (`signbook`: the sign
+register the model was trained on, shipped with it) gets the register's English before the
+model is asked; it is labelled "phrasebook" like a dictionary entry.
+
+`via` says where the answer came from: "phrasebook" (a sign book or dictionary entry for the
+whole text or chunk), "model", "gloss" (word by word), "rule" (only days, times, floors or prices, written the
 English way by `signage.render_sign_span`), "cache", or "passthrough" when the original text
 is kept (then `reason` says why: empty, low_ocr_confidence, too_long, no_letters, protected
 (names, numbers), garbage, not_german (`refusal`), low_model_confidence, over_budget,
@@ -56,6 +61,7 @@ from device.stages.translate.model import Seq2SeqModel
 from device.stages.translate.normalize import clean, fold, lookup_key, model_text
 from device.stages.translate.phrasebook import FUNCTION_WORDS, Phrasebook
 from device.stages.translate.refusal import WORD, refusal_of
+from device.stages.translate.signbook import SignBook
 from device.stages.translate.segment import (PLAIN_NUMBER, clauses, cut_to_fit, ends_sentence,
                                              merge_plain_numbers, numbers_kept, restore_spans,
                                              sentences, span_kind)
@@ -131,8 +137,10 @@ class Settings:
 
 class Translator:
     def __init__(self, model: Seq2SeqModel | None, tokenizer: Tokenizer | None,
-                 phrasebook: Phrasebook | None, settings: Settings = Settings()):
+                 phrasebook: Phrasebook | None, settings: Settings = Settings(),
+                 signs: SignBook | None = None):
         self.model, self.tokenizer, self.phrasebook = model, tokenizer, phrasebook
+        self.signs = signs if settings.use_phrasebook else None
         self.settings = settings
         self.cache: LRUCache[Translation] = LRUCache(settings.cache_size)
         # texts whose decoding the budget cut: the next request finishes them, so a slow
@@ -153,7 +161,8 @@ class Translator:
         model = Seq2SeqModel(version.artifact, backend=backend or cfg.runtime.backend,
                              num_threads=num_threads or cfg.runtime.num_threads)
         tokenizer = Tokenizer(tokenizer_path(version))
-        return cls(model, tokenizer, Phrasebook.from_config(cfg), Settings.from_config(cfg))
+        return cls(model, tokenizer, Phrasebook.from_config(cfg), Settings.from_config(cfg),
+                   SignBook.for_version(version) if t.use_phrasebook else None)
 
     # ------------------------------------------------------------------ public
     def translate(self, text: Any, ocr_confidence: float | None = None) -> Translation:
@@ -219,7 +228,7 @@ class Translator:
         spans = split_protected(text, self.settings.time_style)
         rest = " ".join(c for c, rendered in spans if not rendered)
         refusal = refusal_of(rest, self.phrasebook) if any(ch.isalpha() for ch in rest) \
-            else ""
+            and self._sign(text) is None else ""
         if refusal:
             return self._passthrough(source, text, refusal, start)
         budget = self.settings.budget_ms   # math.inf: no deadline
@@ -292,7 +301,7 @@ class Translator:
         english, via, confidence, problem = self._chunk(text, deadline)
         if problem == "over_budget":
             return english, via, confidence, problem
-        if via != "model" or problem:
+        if problem or not (via == "model" or self._sign(text) is not None):
             return None
         found = spans if self.settings.time_style == "24h" else split_protected(text, "24h")
         # the spans keep their own casing ('3rd floor' in a title-case sign), but not in caps
@@ -341,7 +350,8 @@ class Translator:
         chunk longer than the model reads is cut into parts it can read (`segment`)."""
         out: list[tuple[str, bool]] = []
         for chunk, protected in spans:
-            if protected or self.phrasebook is None or self.phrasebook.lookup(chunk):
+            if protected or self._sign(chunk) is not None or self.phrasebook is None or \
+                    self.phrasebook.lookup(chunk):
                 out.append((chunk, protected))
                 continue
             words, current = chunk.split(" "), []
@@ -384,6 +394,9 @@ class Translator:
 
     def _chunk(self, chunk: str, deadline: int | None) -> tuple[str, str, float, str]:
         """(english, via, confidence, problem) for one translatable chunk."""
+        sign = self._sign(chunk)
+        if sign is not None:
+            return sign, "phrasebook", 1.0, ""
         hit = None
         if self.phrasebook is not None and self.settings.use_phrasebook:
             hit = self.phrasebook.lookup(chunk)
@@ -460,6 +473,21 @@ class Translator:
                                              and book.lookup(word) != word):
                 english = re.sub(rf"(?<!\w){re.escape(copied)}(?!\w)", word, english)
         return english
+
+    def _sign(self, chunk: str) -> str | None:
+        """The sign book's English for the chunk, or for each of its sentences when the book
+        holds every one; else None."""
+        if self.signs is None:
+            return None
+        hit = self.signs.lookup(chunk)
+        parts = sentences(chunk) if hit is None else []
+        if len(parts) > 1:
+            found = [self.signs.lookup(part) for part in parts]
+            if all(found):          # each sentence keeps the German's closing mark
+                return sentence_capitals(" ".join(
+                    english if english[-1] in ".!?" or part[-1] not in ".!?"
+                    else english + part[-1] for english, part in zip(found, parts)))
+        return hit
 
     def _fits(self, text: str) -> bool:
         return len(self.tokenizer.encode(model_text(text))) + 1 <= self.model.src_len

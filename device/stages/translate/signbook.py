@@ -1,0 +1,89 @@
+"""The sign book: whole sign and notice texts with the English an English sign would print.
+
+A translator version may ship one (`sign_phrasebook` in its manifest, a file among its
+`extra_files`, so the store checks its hash and an update carries it): the sign register it
+was trained on (`calibration/data/sign_register.tsv`, written for this project), less every
+text of the evaluation sets. The model reproduces about four in five of those texts word for
+word; the book gives the register's own answer for all of them ("Rauchen verboten" → "No
+smoking", "AUSFAHRT FREIHALTEN" → "KEEP EXIT CLEAR" once the sign's casing is applied).
+
+Keys are `normalize.lookup_key` forms (case, umlaut spellings and punctuation do not matter),
+so "NICHT RAUCHEN!" and "Nicht rauchen" are one entry.
+
+    book = SignBook.load(version.file("sign_phrasebook.tsv"))
+    book.lookup("rauchen verboten")       # 'No smoking'
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from device.errors import ModelStoreError
+from device.stages.translate.normalize import lookup_key
+
+log = logging.getLogger(__name__)
+
+MANIFEST_KEY = "sign_phrasebook"
+
+
+class SignBook:
+    def __init__(self, entries: dict[str, str], origin: str = "<entries>"):
+        self.entries = entries
+        self.origin = origin
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def lookup(self, text: str) -> str | None:
+        return self.entries.get(lookup_key(text))
+
+    @classmethod
+    def parse(cls, text: str, origin: str = "<text>") -> "SignBook":
+        """Lines 'German<TAB>English'; '#' lines and blank lines are skipped. A malformed line
+        is an error that names it (the file came with a model version: it is not guessed at).
+        The first English given for a key wins."""
+        entries: dict[str, str] = {}
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip() or line.startswith("#"):
+                continue
+            cols = line.split("\t")
+            if len(cols) != 2 or not cols[0].strip() or not cols[1].strip():
+                raise ModelStoreError(f"{origin}:{number}: expected 'German<TAB>English', "
+                                      f"got {line[:60]!r}")
+            key = lookup_key(cols[0])
+            if key:
+                entries.setdefault(key, cols[1].strip())
+        return cls(entries, origin)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "SignBook":
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ModelStoreError(f"cannot read the sign book {path}: {exc}") from exc
+        return cls.parse(text, str(path))
+
+    @classmethod
+    def for_version(cls, version) -> "SignBook | None":
+        """The book a translator version ships (None when its manifest names none)."""
+        name = version.manifest.get(MANIFEST_KEY)
+        if not name:
+            return None
+        return cls.load(version.file(name))
+
+
+def write(path: Path, pairs: list[tuple[str, str]]) -> int:
+    """Write the pairs as a sign book, one line per key (the first English given for it);
+    returns how many were written."""
+    seen: set[str] = set()
+    lines = ["# German sign or notice text\tEnglish (edgelens sign register)"]
+    for de, en in pairs:
+        key = lookup_key(de)
+        if not key or key in seen or "\t" in de + en or "\n" in de + en:
+            continue
+        seen.add(key)
+        lines.append(f"{de.strip()}\t{en.strip()}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return len(lines) - 1

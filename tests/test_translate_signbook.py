@@ -1,0 +1,110 @@
+"""The sign book a translator version ships: whole sign texts answered as the register writes
+them, before the model; never an evaluation text."""
+
+import math
+
+import pytest
+
+from calibration.training import translator_data
+from device.errors import ModelStoreError
+from device.stages.translate.model import Seq2SeqModel
+from device.stages.translate.normalize import lookup_key
+from device.stages.translate.signbook import SignBook, write
+from device.stages.translate.tokenizer import Tokenizer
+from device.stages.translate.translator import Settings, Translator, tokenizer_path
+from translate_helpers import store_version
+
+BOOK = """# German\tEnglish
+Ausfahrt freihalten\tKeep exit clear
+Einfahrt freihalten\tKeep entrance clear
+Mittagstisch 11:30–14:00 Uhr\tLunch 11:30–14:00
+Heute geschlossen\tClosed today
+Bitte benutzen Sie den Hintereingang.\tPlease use the rear entrance.
+AUSFAHRT FREIHALTEN!\tdo not block
+"""
+
+
+@pytest.fixture(scope="module")
+def model_parts():
+    version = store_version()
+    return Seq2SeqModel(version.artifact, backend="auto", num_threads=1), \
+        Tokenizer(tokenizer_path(version))
+
+
+def _translator(model_parts, **settings) -> Translator:
+    model, tokenizer = model_parts
+    return Translator(model, tokenizer, None,
+                      Settings(cache_size=0, budget_ms=math.inf, **settings),
+                      SignBook.parse(BOOK, "test"))
+
+
+def test_keys_ignore_case_umlauts_and_punctuation_and_the_first_english_wins():
+    book = SignBook.parse(BOOK + "Grüße aus Köln\tGreetings from Cologne\n", "test")
+    assert len(book) == 6
+    assert book.lookup("AUSFAHRT FREIHALTEN") == "Keep exit clear"      # not 'do not block'
+    assert book.lookup("ausfahrt freihalten!") == "Keep exit clear"
+    assert book.lookup("Gruesse aus Koeln") == "Greetings from Cologne"
+    assert book.lookup("Ausfahrt") is None
+
+
+def test_a_malformed_line_is_an_error_that_names_it(tmp_path):
+    with pytest.raises(ModelStoreError, match=r"test:2: expected 'German<TAB>English'"):
+        SignBook.parse("Ausgang\tExit\nKaputte Zeile ohne Tab\n", "test")
+    with pytest.raises(ModelStoreError, match="cannot read the sign book"):
+        SignBook.load(tmp_path / "missing.tsv")
+    (tmp_path / "latin1.tsv").write_bytes("Grüße\tHello\n".encode("latin-1"))
+    with pytest.raises(ModelStoreError, match="cannot read the sign book"):
+        SignBook.load(tmp_path / "latin1.tsv")
+
+
+def test_write_keeps_one_line_per_key_and_reads_back(tmp_path):
+    pairs = [("Ausgang", "Exit"), ("AUSGANG", "EXIT"), ("Kein\tZutritt", "No entry"),
+             ("Eingang", "Entrance")]
+    assert write(tmp_path / "b.tsv", pairs) == 2
+    book = SignBook.load(tmp_path / "b.tsv")
+    assert (book.lookup("ausgang"), book.lookup("Eingang")) == ("Exit", "Entrance")
+
+
+def test_a_text_the_book_holds_is_answered_from_it_in_the_signs_casing(model_parts):
+    translator = _translator(model_parts)
+    for text, want in (("Ausfahrt freihalten", "Keep exit clear"),
+                       ("AUSFAHRT FREIHALTEN", "KEEP EXIT CLEAR"),
+                       ("Einfahrt Freihalten", "Keep Entrance Clear")):
+        result = translator.translate(text)
+        assert (result.translation, result.via, result.confidence) == (want, "phrasebook", 1.0)
+        assert not result.uncertain
+
+
+def test_times_in_a_book_answer_follow_the_configured_style(model_parts):
+    text = "Mittagstisch 11:30–14:00 Uhr"
+    assert _translator(model_parts).translate(text).translation == "Lunch 11:30–14:00"
+    twelve = _translator(model_parts, time_style="12h").translate(text)
+    assert (twelve.translation, twelve.via) == ("Lunch 11:30 am–2 pm", "phrasebook")
+
+
+def test_a_notice_whose_every_sentence_the_book_holds_is_answered_from_it(model_parts):
+    translator = _translator(model_parts)
+    result = translator.translate("Heute geschlossen. Bitte benutzen Sie den Hintereingang.")
+    assert result.translation == "Closed today. Please use the rear entrance."
+    assert result.via == "phrasebook"
+    # a sentence the book lacks: the model reads the text
+    mixed = translator.translate("Heute geschlossen. Bitte klingeln Sie nebenan.")
+    assert mixed.via == "model" and mixed.translation
+
+
+def test_without_the_phrasebook_setting_the_book_is_not_used(model_parts):
+    result = _translator(model_parts, use_phrasebook=False).translate("Ausfahrt freihalten")
+    assert result.via == "model"
+
+
+def test_the_book_a_version_ships_holds_no_evaluation_text_or_sentence():
+    pairs = translator_data.sign_book_pairs()
+    held = translator_data.held_keys()
+    assert len(pairs) > 10_000
+    assert not [de for de, _ in pairs if lookup_key(de) in held]
+    # and what the store holds was written from the same pairs
+    version = store_version()
+    shipped = SignBook.for_version(version)
+    if shipped is not None:
+        assert not set(shipped.entries) & held
+        assert len(shipped) == version.manifest["sign_phrasebook_entries"]

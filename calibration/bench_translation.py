@@ -10,12 +10,12 @@ Sets (none trained on):
     tatoeba   the 2 % of Tatoeba pairs held out by sentence hash (calibration.training.translator_data)
 
 For each translator version, through the whole translate stage (`Translator.translate`: cache
-off, the version's sign book (from 3.5.0), phrasebook, rules, model, gloss) and the model
-alone, greedy unless the config sets `[translator] beam_size` (e.g. `edgelens bench translator
---config beam3.toml`, a file with `[translator]` / `beam_size = 3`): chrF and BLEU (sacrebleu,
-all references), exact match against any reference (case, punctuation, dashes and spaces
-normalized), and the share of answers by source (phrasebook / model / gloss / rule /
-passthrough). Needs sacrebleu (the `bench` extra).
+off, the version's sign book (from 3.5.0; less the texts measured), phrasebook, rules, model,
+gloss) and the model alone, greedy unless the config sets `[translator] beam_size` (e.g.
+`edgelens bench translator --config beam3.toml`, a file with `[translator]` / `beam_size =
+3`): chrF and BLEU (sacrebleu, all references), exact match against any reference (case,
+punctuation, dashes and spaces normalized), and the share of answers by source (phrasebook /
+model / gloss / rule / passthrough). Needs sacrebleu (the `bench` extra).
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ from device.modelstore.store import ModelStore
 from device.stages.translate.translator import model_translate
 from device.stages.translate.model import Seq2SeqModel
 from device.stages.translate.phrasebook import Phrasebook
+from device.stages.translate.normalize import lookup_key
+from device.stages.translate.segment import sentences
 from device.stages.translate.signbook import SignBook
 from device.stages.translate.tokenizer import Tokenizer
 from device.stages.translate.translator import VIAS, Settings, Translator, tokenizer_path
@@ -54,6 +56,18 @@ def scores(hypotheses: list[str], references: list[list[str]]) -> dict:
             "texts": len(hypotheses)}
 
 
+def _book_without(version, sets: dict) -> SignBook | None:
+    """The version's sign book less every text measured here and each sentence of one: the
+    register holds common signs that a set holds too (written apart); measured is only what
+    the book does not answer."""
+    book = SignBook.for_version(version)
+    if book is None:
+        return None
+    texts = [text for sources, _ in sets.values() for text in sources]
+    return book.without({lookup_key(text) for text in texts}
+                        | {lookup_key(part) for text in texts for part in sentences(text)})
+
+
 def evaluate_version(version, config, sets: dict, book: Phrasebook | None,
                      backend: str, model_first: bool | None = None) -> dict:
     model = Seq2SeqModel(version.artifact, backend=backend, num_threads=1)
@@ -63,7 +77,7 @@ def evaluate_version(version, config, sets: dict, book: Phrasebook | None,
     whole = Translator(model, tokenizer, book, replace(
         Settings.from_config(config), cache_size=0, budget_ms=10_000.0,
         model_first=t.model_first if model_first is None else model_first),
-        SignBook.for_version(version) if t.use_phrasebook else None)
+        _book_without(version, sets) if t.use_phrasebook else None)
     out: dict = {"version": version.version, "beam_size": t.beam_size}
     for name, (sources, references) in sets.items():
         # every text once through the whole stage, then through the model alone; no warm-up

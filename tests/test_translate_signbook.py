@@ -97,14 +97,30 @@ def test_without_the_phrasebook_setting_the_book_is_not_used(model_parts):
     assert result.via == "model"
 
 
-def test_the_book_a_version_ships_holds_no_evaluation_text_or_sentence():
+def test_the_benchmark_reads_the_book_without_the_texts_it_measures(tmp_path):
+    from calibration.bench_translation import _book_without
+    from device.modelstore.store import ModelVersion
+    signs = translator_data.sign_validation()
     pairs = translator_data.sign_book_pairs()
-    held = translator_data.held_keys()
     assert len(pairs) > 10_000
-    assert not [de for de, _ in pairs if lookup_key(de) in held]
-    # and what the store holds was written from the same pairs
-    version = store_version()
-    shipped = SignBook.for_version(version)
+    # the register holds common signs that the validation set holds too (written apart)
+    book_keys = {lookup_key(de) for de, _ in pairs}
+    overlap = [de for de, _ in signs if lookup_key(de) in book_keys]
+    assert overlap
+    write(tmp_path / "book.tsv", pairs)
+    version = ModelVersion("translator", "9.9.9", tmp_path, {
+        "artifact": {"file": "book.tsv"}, "extra_files": [{"file": "book.tsv"}],
+        "sign_phrasebook": "book.tsv"})
+    notice = "Heute geschlossen. Bitte benutzen Sie den Hintereingang."
+    sets = {"signs": ([de for de, _ in signs] + [notice], [])}
+    measured = _book_without(version, sets)
+    assert all(measured.lookup(de) is None for de in overlap)
+    full = SignBook.for_version(version)
+    assert full.lookup("Heute geschlossen") is not None
+    assert measured.lookup("Heute geschlossen") is None        # a sentence of a measured text
+    assert len(measured) < len(full)
+    # what the store ships was written from the same pairs
+    shipped = SignBook.for_version(store_version())
     if shipped is not None:
-        assert not set(shipped.entries) & held
-        assert len(shipped) == version.manifest["sign_phrasebook_entries"]
+        assert len(shipped) == store_version().manifest["sign_phrasebook_entries"]
+        assert shipped.lookup(overlap[0]) is not None

@@ -1,11 +1,13 @@
 """The sign book: whole sign and notice texts with the English an English sign would print.
 
 A translator version may ship one (`sign_phrasebook` in its manifest, a file among its
-`extra_files`, so the store checks its hash and an update carries it): the sign register it
-was trained on (`calibration/data/sign_register.tsv`, written for this project), less every
-text of the evaluation sets. The model reproduces about four in five of those texts word for
-word; the book gives the register's own answer for all of them ("Rauchen verboten" → "No
-smoking", "AUSFAHRT FREIHALTEN" → "KEEP EXIT CLEAR" once the sign's casing is applied).
+`extra_files`, so the store checks its hash and an update carries it): the sign register
+(`calibration/data/sign_register.tsv`, written for this project) and the sentences of its
+notices. The model reproduces about four in five of the register's texts word for word; the
+book gives the register's own answer for all of them ("Rauchen verboten" → "No smoking",
+"AUSFAHRT FREIHALTEN" → "KEEP EXIT CLEAR" once the sign's casing is applied). Common signs
+recur: the register also holds 199 of the 310 signs of our validation set, written apart
+(`bench translator` reads the book without them).
 
 Keys are `normalize.lookup_key` forms (case, umlaut spellings and punctuation do not matter),
 so "NICHT RAUCHEN!" and "Nicht rauchen" are one entry.
@@ -37,6 +39,13 @@ class SignBook:
 
     def lookup(self, text: str) -> str | None:
         return self.entries.get(lookup_key(text))
+
+    def without(self, keys) -> "SignBook":
+        """The book less the entries of these lookup keys (an evaluation leaves out its own
+        texts)."""
+        keys = set(keys)
+        return SignBook({k: v for k, v in self.entries.items() if k not in keys},
+                        f"{self.origin} without {len(keys)} keys")
 
     @classmethod
     def parse(cls, text: str, origin: str = "<text>") -> "SignBook":

@@ -105,6 +105,9 @@ def test_hours_marked_h_are_times_of_day_and_durations_stay_as_written():
     assert split_protected("Wartezeit 1–2 h") == [("Wartezeit", False), ("1–2 h", True)]
     assert split_protected("Parken max. 2 h") == [("Parken max.", False), ("2 h", True)]
     assert split_protected("Tempo 30 km/h") == [("Tempo", False), ("30 km/h", True)]
+    # a range that is not a time is no span of its own: its numbers are ('1. Klasse')
+    assert split_protected("Wagen 14 – 1. Klasse") == [
+        ("Wagen", False), ("14", True), ("–", False), ("1.", True), ("Klasse", False)]
 
 
 def test_a_whole_text_answer_keeps_every_span_written_as_the_rules_write_it():

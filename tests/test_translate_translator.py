@@ -249,6 +249,26 @@ def test_garbage_and_foreign_text_keep_the_original(translator):
         assert (result.via, result.reason, result.translation) == ("passthrough", reason, text)
 
 
+def test_foreign_words_with_german_days_and_times_get_only_those_rendered(translator):
+    result = translator.translate("Please keep the door closed Mo–Fr 9–18 Uhr")
+    assert (result.via, result.translation) == (
+        "rule", "Please keep the door closed Mon–Fri 9:00–18:00")
+    plain = translator.translate("Please keep the door closed, 24 hours")   # nothing to render
+    assert (plain.via, plain.reason) == ("passthrough", "not_german")
+
+
+def test_a_chunk_answer_does_not_repeat_the_numbers_beside_it():
+    from device.stages.translate.translator import _without_borrowed_numbers
+    beside = [("unter Tel.", False), ("089", True), ("1234567", True)]
+    assert _without_borrowed_numbers("on 089", "unter Tel.", beside) == "on"
+    own = [("unter Tel. 089", False), ("1234567.", True)]
+    assert _without_borrowed_numbers("on 089 089", "unter Tel. 089", own) == "on 089"
+    # a number the text does not hold stays; times and decimals are left whole
+    assert _without_borrowed_numbers("for 2 people", "für zwei Personen", beside) == \
+        "for 2 people"
+    assert _without_borrowed_numbers("from 9:00", "ab 9 Uhr", [("9:00", True)]) == "from 9:00"
+
+
 def test_empty_long_and_control_input_give_a_clear_result(translator):
     assert translator.translate("").reason == "empty"
     control = translator.translate("  \x00\x07 ").as_dict()

@@ -197,8 +197,11 @@ def split_protected(text: str, time_style: str = "24h") -> list[tuple[str, bool]
 
     for probe in probes:
         for match in _SIGN.finditer(probe):
-            add(match, render_sign_span(match.lastgroup, match.group(), time_style,
-                                        _UHR_AFTER.match(probe, match.end()) is not None))
+            rendered = render_sign_span(match.lastgroup, match.group(), time_style,
+                                        _UHR_AFTER.match(probe, match.end()) is not None)
+            if match.lastgroup == "timerange" and rendered == match.group():
+                continue        # not a time ('Wagen 14 – 1. Klasse'): numbers, found below
+            add(match, rendered)
     hours = _hours_of_runs(text, probes)
     for match in _PROTECTED.finditer(text):        # codes (RE7, ICE4) as written
         clock_before = _TIME_WORD_BEFORE.search(text, 0, match.start()) is not None

@@ -229,6 +229,12 @@ class Translator:
         rest = " ".join(c for c, rendered in spans if not rendered)
         refusal = refusal_of(rest, self.phrasebook) if any(ch.isalpha() for ch in rest) \
             and self._sign(text) is None else ""
+        if refusal == "not_german" and len(spans) > 1 and any(
+                rendered and chunk not in text for chunk, rendered in spans):
+            # English words with German days or times ('Happy Hour 17–19 Uhr'): the words
+            # as written, the spans as the rules write them
+            shown = re.sub(r"\s+([.,;:!?])", r"\1", " ".join(chunk for chunk, _ in spans))
+            return Translation(source, shown, "rule", 1.0, self._elapsed(start))
         if refusal:
             return self._passthrough(source, text, refusal, start)
         budget = self.settings.budget_ms   # math.inf: no deadline
@@ -335,6 +341,8 @@ class Translator:
             english, via, conf, problem = self._chunk(chunk, deadline)
             if problem:
                 return "", "", 0.0, problem
+            if via == "model":
+                english = _without_borrowed_numbers(english, chunk, chunks)
             starts = index == 0 or ends_sentence(pieces[-1])
             chunk_style = style if style != "sentence" or starts else "lower"
             pieces.append(apply_style(english, chunk_style, keep_case=via != "model"))
@@ -496,6 +504,27 @@ class Translator:
         if self.phrasebook is None or not self.settings.use_phrasebook:
             return None
         return self.phrasebook.gloss(chunk)
+
+
+def _without_borrowed_numbers(english: str, chunk: str,
+                              chunks: list[tuple[str, bool]]) -> str:
+    """A chunk's model answer less the numbers it took from the text's number spans, which
+    stand beside it anyway ('unter Tel.' → 'on 089', then '089 1234567': the number twice),
+    and less the copies of its own numbers beyond as many as it holds ('Tel. 089' → 'on 089
+    089'); a number the text does not hold stays (the model may write one out)."""
+    own = Counter(re.findall(r"\d+", chunk))
+    spans = {n for piece, protected in chunks if protected for n in re.findall(r"\d+", piece)}
+    spans |= set(own)
+
+    def keep(match) -> str:
+        number = match.group()
+        if own[number] > 0:
+            own[number] -= 1
+            return number
+        return "" if number in spans else number
+
+    cleaned = re.sub(r"(?<![\d:.,])\d+(?![\d:.,]\d)", keep, english)
+    return re.sub(r"\s{2,}", " ", cleaned).strip() if cleaned != english else english
 
 
 def _least_trusted(vias) -> str:

@@ -107,7 +107,20 @@ def test_hours_marked_h_are_times_of_day_and_durations_stay_as_written():
     assert split_protected("Tempo 30 km/h") == [("Tempo", False), ("30 km/h", True)]
     # a range that is not a time is no span of its own: its numbers are ('1. Klasse')
     assert split_protected("Wagen 14 – 1. Klasse") == [
-        ("Wagen", False), ("14", True), ("–", False), ("1.", True), ("Klasse", False)]
+        ("Wagen", False), ("14", True), ("–", False), ("1st", True), ("Klasse", False)]
+
+
+def test_an_ordinal_before_a_noun_is_written_the_english_way():
+    assert split_protected("2. Klasse") == [("2nd", True), ("Klasse", False)]
+    assert split_protected("Jeden 1. Dienstag im Monat") == [
+        ("Jeden", False), ("1st", True), ("Dienstag im Monat", False)]
+    assert split_protected("3. Tür links")[0] == ("3rd", True)
+    # dates and floors keep their own rendering; a number that ends a sentence is no ordinal
+    assert split_protected("am 1. Juni") == [("am", False), ("1 June", True)]
+    assert split_protected("im 2. OG") == [("im", False), ("2nd floor", True)]
+    assert split_protected("Zimmer 3. Bitte klingeln") == [
+        ("Zimmer", False), ("3.", True), ("Bitte klingeln", False)]
+    assert split_protected("25. und 26.12. geschlossen")[0] == ("25.", True)
 
 
 def test_a_whole_text_answer_keeps_every_span_written_as_the_rules_write_it():

@@ -269,6 +269,20 @@ def test_a_chunk_answer_does_not_repeat_the_numbers_beside_it():
     assert _without_borrowed_numbers("from 9:00", "ab 9 Uhr", [("9:00", True)]) == "from 9:00"
 
 
+def test_minutes_the_model_glues_to_a_word_are_dropped():
+    from device.stages.translate.translator import _STRAY_MINUTES
+    assert _STRAY_MINUTES.sub(":", "opening hours over the holidays:00") == \
+        "opening hours over the holidays:"
+    assert _STRAY_MINUTES.sub(":", "open 9:00–18:00") == "open 9:00–18:00"
+
+
+def test_a_long_german_compound_is_no_garbage(translator):
+    from device.stages.translate.refusal import refusal_of
+    for word in ("Impfsprechstunde", "Herbststurm", "Angstschweiß"):
+        assert refusal_of(word, None) == ""
+    assert refusal_of("QXZKRTPL", None) == "garbage"
+
+
 def test_empty_long_and_control_input_give_a_clear_result(translator):
     assert translator.translate("").reason == "empty"
     control = translator.translate("  \x00\x07 ").as_dict()

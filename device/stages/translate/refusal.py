@@ -15,7 +15,9 @@ from device.stages.translate.phrasebook import Phrasebook
 WORD = re.compile(r"[^\W\d_]+")
 """A run of letters."""
 _VOWELS = set("aeiouyäöü")
-_CONSONANT_RUN = re.compile(r"[^aeiouyäöü\W\d_]{5,}")
+_CONSONANT_RUN = re.compile(r"[^aeiouyäöü\W\d_]{7,}")
+"""Seven consonants in a row (after 'sch' → 's') make no word; German compounds reach six
+where their parts meet ('Impfsprechstunde': mpfspr, 'Herbststurm': rbstst)."""
 # Function words the dictionary's entries rarely list on their own.
 _GERMAN_COMMON = frozenset("""der die das den dem des ein eine einen einem einer und oder nicht
     bitte ist sind für fuer zu zum zur von vom mit im in am an auf aus bei nach vor hier kein

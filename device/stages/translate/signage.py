@@ -68,6 +68,11 @@ _NUMERIC_MONTH = r"(?:0?[1-9]|1[0-2])"
 # a day abbreviation is a day before a time, in a list of days, or before 'closed'
 _DAY_CONTEXT = (rf"(?=\s*[:,]?\s*\d|\s*[,/+&]\s*{_ABBR}(?![^\W\d_])|\s+und\s+{_ABBR}\b"
                 r"|\s+(?i:geschlossen|geöffnet|ruhetag)\b)")
+# Words that start a sentence after a number ('Zimmer 3. Bitte klingeln'), not a noun that an
+# ordinal counts ('1. Klasse', 'jeden 1. Dienstag')
+_NOT_AFTER_ORDINAL = (r"(?:Bitte|Danke|Vielen|Achtung|Die|Der|Das|Dem|Den|Ein|Eine|Wir|Sie|Es|Er|"
+                      r"Ab|Am|Im|Bei|Nur|Kein|Keine|Ihr|Ihre|Hier|Dies|Diese|Heute|Jetzt|"
+                      r"Og|Ug|Eg)")   # floors as an ALL CAPS sign's title-case probe has them
 # Sign spans rendered the English way (checked before the generic protected pattern).
 _SIGN = re.compile(
     rf"(?P<daterange>\b{_DATE_DAY}\.{_DASH}{_DATE_DAY}\.(?:\s?{_MONTH}\b|{_NUMERIC_MONTH}\.)"
@@ -82,6 +87,7 @@ _SIGN = re.compile(
     rf"|(?P<floor>\b\d{{1,2}}\.\s?(?:OG|Obergeschoss|Etage|Stock)\b)"
     rf"|(?P<ground>\b(?:EG|Erdgeschoss)\b)"
     rf"|(?P<basement>\b(?:\d\.\s?)?(?:UG|Untergeschoss)\b)"
+    rf"|(?P<ordinal>(?<![\d.,])(?:[1-9]|1\d|20)\.(?=\s?[A-ZÄÖÜ][a-zäöüß])(?!\s?{_NOT_AFTER_ORDINAL}\b))"
     rf"|(?P<price>(?<![\d.,]){_AMOUNT}(?:[,.]\d{{2}}|,-)?\s?(?:€|EUR|Euro)(?![^\W\d_])"
     rf"|€\s?{_AMOUNT}(?:[,.]\d{{2}})?(?![\d.,]))",
     re.UNICODE)
@@ -115,6 +121,22 @@ def clock(text: str, style: str) -> str:
 
 _MONTH_NAMES = ("January", "February", "March", "April", "May", "June", "July", "August",
                 "September", "October", "November", "December")
+
+
+def _is_time_range(span: str, uhr_after: bool = False) -> bool:
+    """A range of clock times: with Uhr, or with minutes, or hours before a list that ends in
+    Uhr (`uhr_after`); 'h' marks hours as Uhr does ('9–18 h', '10-20h') where the range reads
+    as a time of day (hours up to 24 that start at 5 or later, or have minutes), else it is a
+    duration ('1–2 h')."""
+    body = re.sub(r"\s*(?:Uhr|[hH])$", "", span)
+    a, b = re.split(r"\s*[-–—]\s*", body, maxsplit=1)
+    first, last = (int(re.match(r"\d+", x).group()) for x in (a, b))
+    minutes = ":" in body or "." in body
+    if span.endswith("Uhr"):
+        return True
+    if body != span:                                   # ends in h
+        return last <= 24 and (first >= 5 or minutes)
+    return minutes or (uhr_after and first <= 24 and last <= 24)
 
 
 def render_sign_span(kind: str, span: str, time_style: str = "24h",
@@ -152,20 +174,14 @@ def render_sign_span(kind: str, span: str, time_style: str = "24h",
     if kind == "timerange":
         body = re.sub(r"\s*(?:Uhr|[hH])$", "", span)
         a, b = re.split(r"\s*[-–—]\s*", body, maxsplit=1)
-        first, last = (int(re.match(r"\d+", x).group()) for x in (a, b))
-        hours = uhr_after and first <= 24 and last <= 24
-        # 'h' marks hours as 'Uhr' does ('9–18 h', '10-20h') where the range reads as a
-        # time of day: hours up to 24 that start at 5 or later or have minutes; else a
-        # duration ('1–2 h') stays as written
-        marked = span.endswith("Uhr") or (body != span and last <= 24 and (
-            first >= 5 or ":" in body or "." in body))
-        if not marked and ((body != span) or (":" not in body and "." not in body
-                                              and not hours)):
+        if not _is_time_range(span, uhr_after):
             return span          # '3-4' without Uhr or a colon: not known to be a time
         return f"{clock(a, time_style)}–{clock(b, time_style)}"
     if kind == "floor":
         number = int(re.match(r"\d+", span).group())
         return f"{_ordinal(number)} floor"
+    if kind == "ordinal":               # '1. Klasse' → '1st' Klasse
+        return _ordinal(int(span.rstrip(".")))
     if kind == "ground":
         return "Ground floor"
     if kind == "basement":
@@ -196,12 +212,16 @@ def split_protected(text: str, time_style: str = "24h") -> list[tuple[str, bool]
             spans.append((a, b, rendered))
 
     for probe in probes:
-        for match in _SIGN.finditer(probe):
+        at = 0
+        while (match := _SIGN.search(probe, at)) is not None:
             rendered = render_sign_span(match.lastgroup, match.group(), time_style,
                                         _UHR_AFTER.match(probe, match.end()) is not None)
-            if match.lastgroup == "timerange" and rendered == match.group():
-                continue        # not a time ('Wagen 14 – 1. Klasse'): numbers, found below
+            if match.lastgroup == "timerange" and not _is_time_range(
+                    match.group(), _UHR_AFTER.match(probe, match.end()) is not None):
+                at = match.start() + 1  # not a time ('Wagen 14 – 1. Klasse'): its numbers
+                continue                # are, and what follows is searched again ('1.')
             add(match, rendered)
+            at = match.end()
     hours = _hours_of_runs(text, probes)
     for match in _PROTECTED.finditer(text):        # codes (RE7, ICE4) as written
         clock_before = _TIME_WORD_BEFORE.search(text, 0, match.start()) is not None

@@ -80,6 +80,9 @@ _TRUST = {"phrasebook": 3, "model": 2, "gloss": 1}
 """A text made of chunks answered in several ways is labelled by its least trusted chunk."""
 _SENTENCE_END = re.compile(r"[.!?](?=\s+\S)")
 _MARKS = ",;:.!?"
+_STRAY_MINUTES = re.compile(r"(?<=[^\W\d_]):\d\d\b")
+"""Minutes glued to a word: the model reads a chunk that ends in ':' ('Feiertage:', 'rund um
+die Uhr:') as a clock ('holidays:00'); the chunk's numbers stand beside it as spans."""
 
 
 @dataclass(frozen=True)
@@ -342,7 +345,8 @@ class Translator:
             if problem:
                 return "", "", 0.0, problem
             if via == "model":
-                english = _without_borrowed_numbers(english, chunk, chunks)
+                english = _STRAY_MINUTES.sub(":", _without_borrowed_numbers(english, chunk,
+                                                                            chunks))
             starts = index == 0 or ends_sentence(pieces[-1])
             chunk_style = style if style != "sentence" or starts else "lower"
             pieces.append(apply_style(english, chunk_style, keep_case=via != "model"))

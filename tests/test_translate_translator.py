@@ -77,6 +77,17 @@ def test_a_word_the_model_knows_is_not_taken_for_a_name(translator, parts):
     assert not translator._is_name("Sonn-")      # 'Sonn- und Feiertage': half a compound
 
 
+def test_a_one_word_sign_the_model_translates_surely_is_not_a_name(translator):
+    # a compound the dictionary lacks looks like a name; the model knows it
+    assert translator._is_name("Streichelgehege")
+    result = translator.translate("Streichelgehege")
+    assert result.via == "model" and result.confidence >= 0.95
+    assert result.translation.lower() == "petting enclosure"
+    # a name the model would only copy, or guess at, stays as written
+    assert translator.translate("Krzyzanowski").reason == "protected"
+    assert translator.translate("Apotheke Krzyzanowski").translation == "Pharmacy Krzyzanowski"
+
+
 def test_a_function_word_alone_between_times_is_not_left_to_the_model(translator):
     # the model, given 'und' alone, may answer 'and and'
     assert translator._chunk("und", None) == ("and", "phrasebook", 1.0, "")

@@ -73,6 +73,7 @@ log = logging.getLogger(__name__)
 
 VIAS = ("phrasebook", "cache", "model", "gloss", "rule", "passthrough")
 GLOSS_CONFIDENCE = 0.3   # a word-by-word dictionary gloss: understandable, rarely idiomatic
+NAME_OVERRIDE = 0.95     # a one-word sign the model translates this surely is no name
 _FUNCTION_KEYS = frozenset(lookup_key(word) for word in FUNCTION_WORDS)
 _NOT_CODES = _FUNCTION_KEYS | {"in", "an", "um", "auf", "aus", "nach", "ca"}
 """Words in capitals before a number that are words, not codes ('IN 5 Min')."""
@@ -368,7 +369,7 @@ class Translator:
                 continue
             words, current = chunk.split(" "), []
             for word in words:
-                if self._is_name(word):
+                if self._is_name(word) and not (len(words) == 1 and self._model_knows(word)):
                     if current:
                         out.append(_run(current))
                         current = []
@@ -389,6 +390,19 @@ class Translator:
             if by_words:
                 self._reading.cut_between_words = True
         return cut
+
+    def _model_knows(self, word: str) -> bool:
+        """A sign of one word the dictionary lacks is a word, not a name, when the model
+        translates it with confidence of at least NAME_OVERRIDE and does not copy it
+        ('Streichelgehege' → 'petting enclosure' at 0.97; names come out copied or at lower
+        confidence: 'Marienplatz' copied, 'Müller' → 'trash' at 0.78)."""
+        if self.model is None or self.tokenizer is None or not self._fits(word):
+            return False
+        ids = self.tokenizer.encode(model_text(word))
+        decoded = self.model.generate(ids + [EOS], max_tokens=self.settings.max_tokens)
+        english = self.tokenizer.decode(list(decoded.ids)).strip()
+        return decoded.complete and decoded.confidence >= NAME_OVERRIDE and bool(english) \
+            and lookup_key(english) != lookup_key(model_text(word))
 
     def _is_name(self, word: str) -> bool:
         """A capitalized word neither the dictionary nor the model's own vocabulary knows (a

@@ -101,9 +101,16 @@ def test_hours_marked_h_are_times_of_day_and_durations_stay_as_written():
         ("Mon–Fri", True), ("8:00–12:00", True), ("und", False), ("14:00–18:00", True)]
     assert split_protected("Mo-Fr 8:30-12 h", "12h")[1] == ("8:30 am–12 pm", True)
     assert split_protected("Geöffnet ab 18h") == [("Geöffnet ab", False), ("18:00", True)]
-    # durations: a range from under 5 hours, or an hour count after no time word
+    # durations: a range from under 5 hours or after a duration word, an hour count after
+    # no ab/um/von (or bis, from 5), 24 hours
     assert split_protected("Wartezeit 1–2 h") == [("Wartezeit", False), ("1–2 h", True)]
+    assert split_protected("Ladezeit 6-8 h") == [("Ladezeit", False), ("6-8 h", True)]
+    assert split_protected("Parkdauer max. 5-8 h")[1] == ("5-8 h", True)
     assert split_protected("Parken max. 2 h") == [("Parken max.", False), ("2 h", True)]
+    assert split_protected("Parken bis 2 h") == [("Parken bis", False), ("2 h", True)]
+    assert split_protected("Täglich 24h geöffnet")[1] == ("24h", True)
+    assert split_protected("Mo-So 24 h geöffnet")[1] == ("24 h", True)
+    assert split_protected("Geöffnet bis 20 h")[1] == ("20:00", True)
     assert split_protected("Tempo 30 km/h") == [("Tempo", False), ("30 km/h", True)]
     # a range that is not a time is no span of its own: its numbers are ('1. Klasse')
     assert split_protected("Wagen 14 – 1. Klasse") == [
@@ -121,6 +128,12 @@ def test_an_ordinal_before_a_noun_is_written_the_english_way():
     assert split_protected("Zimmer 3. Bitte klingeln") == [
         ("Zimmer", False), ("3.", True), ("Bitte klingeln", False)]
     assert split_protected("25. und 26.12. geschlossen")[0] == ("25.", True)
+    # after a label noun a number ends a sentence; a letter before it makes a code
+    assert split_protected("Gleis 3. Zug fällt aus") == [
+        ("Gleis", False), ("3.", True), ("Zug fällt aus", False)]
+    assert split_protected("Zimmer 12. Frühstück im 1. OG")[1] == ("12.", True)
+    assert ("1st", True) not in split_protected("A1. Etage")
+    assert split_protected("Die Wagen der 1. Klasse")[1] == ("1st", True)
 
 
 def test_a_whole_text_answer_keeps_every_span_written_as_the_rules_write_it():

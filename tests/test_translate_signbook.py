@@ -59,7 +59,7 @@ def test_a_malformed_line_is_an_error_that_names_it(tmp_path):
 
 def test_write_keeps_one_line_per_key_and_reads_back(tmp_path):
     pairs = [("Ausgang", "Exit"), ("AUSGANG", "EXIT"), ("Kein\tZutritt", "No entry"),
-             ("Eingang", "Entrance")]
+             ("Zeile\u2028zwei", "Line two"), ("# Raum 3", "Room 3"), ("Eingang", "Entrance")]
     assert write(tmp_path / "b.tsv", pairs) == 2
     book = SignBook.load(tmp_path / "b.tsv")
     assert (book.lookup("ausgang"), book.lookup("Eingang")) == ("Exit", "Entrance")
@@ -112,12 +112,15 @@ def test_the_benchmark_reads_the_book_without_the_texts_it_measures(tmp_path):
         "artifact": {"file": "book.tsv"}, "extra_files": [{"file": "book.tsv"}],
         "sign_phrasebook": "book.tsv"})
     notice = "Heute geschlossen. Bitte benutzen Sie den Hintereingang."
-    sets = {"signs": ([de for de, _ in signs] + [notice], [])}
+    twin = "Klingel defekt - bitte klopfen"        # the register writes it without the dash
+    assert SignBook.for_version(version).lookup("Klingel defekt bitte klopfen") is not None
+    sets = {"signs": ([de for de, _ in signs] + [notice, twin], [])}
     measured = _book_without(version, sets)
     assert all(measured.lookup(de) is None for de in overlap)
     full = SignBook.for_version(version)
     assert full.lookup("Heute geschlossen") is not None
     assert measured.lookup("Heute geschlossen") is None        # a sentence of a measured text
+    assert measured.lookup("Klingel defekt bitte klopfen") is None     # differs by a dash
     assert len(measured) < len(full)
     # what the store ships was written from the same pairs
     shipped = SignBook.for_version(store_version())

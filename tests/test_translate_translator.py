@@ -77,12 +77,20 @@ def test_a_word_the_model_knows_is_not_taken_for_a_name(translator, parts):
     assert not translator._is_name("Sonn-")      # 'Sonn- und Feiertage': half a compound
 
 
-def test_a_one_word_sign_the_model_translates_surely_is_not_a_name(translator):
+def test_a_one_word_sign_the_model_translates_surely_is_not_a_name(translator, monkeypatch):
     # a compound the dictionary lacks looks like a name; the model knows it
     assert translator._is_name("Streichelgehege")
     result = translator.translate("Streichelgehege")
     assert result.via == "model" and result.confidence >= 0.95
     assert result.translation.lower() == "petting enclosure"
+    # the name check's decoding is the chunk's own: one decoding for the sign
+    calls = []
+    generate = translator.model.generate
+    monkeypatch.setattr(translator.model, "generate",
+                        lambda *a, **k: calls.append(1) or generate(*a, **k))
+    assert translator._fresh("Streichelgehege", "Streichelgehege", 0).via == "model"
+    assert len(calls) == 1
+    monkeypatch.undo()
     # a name the model would only copy, or guess at, stays as written
     assert translator.translate("Krzyzanowski").reason == "protected"
     assert translator.translate("Apotheke Krzyzanowski").translation == "Pharmacy Krzyzanowski"
@@ -264,15 +272,22 @@ def test_foreign_words_with_german_days_and_times_get_only_those_rendered(transl
     result = translator.translate("Please keep the door closed Mo–Fr 9–18 Uhr")
     assert (result.via, result.translation) == (
         "rule", "Please keep the door closed Mon–Fri 9:00–18:00")
+    # where they stand, in the sign's capitals; other numbers as written
+    assert translator.translate("Please keep the door closed (9–18 Uhr)").translation == \
+        "Please keep the door closed (9:00–18:00)"
+    assert translator.translate("PLEASE KEEP THE DOOR CLOSED MO-FR 9-18 UHR").translation == \
+        "PLEASE KEEP THE DOOR CLOSED MON–FRI 9:00–18:00"
+    step = translator.translate("Please keep this door closed, step 1.")
+    assert (step.via, step.translation) == ("passthrough", "Please keep this door closed, step 1.")
     plain = translator.translate("Please keep the door closed, 24 hours")   # nothing to render
     assert (plain.via, plain.reason) == ("passthrough", "not_german")
 
 
 def test_a_chunk_answer_does_not_repeat_the_numbers_beside_it():
     from device.stages.translate.translator import _without_borrowed_numbers
-    beside = [("unter Tel.", False), ("089", True), ("1234567", True)]
+    beside = [("089", True)]
     assert _without_borrowed_numbers("on 089", "unter Tel.", beside) == "on"
-    own = [("unter Tel. 089", False), ("1234567.", True)]
+    own = [("1234567.", True)]
     assert _without_borrowed_numbers("on 089 089", "unter Tel. 089", own) == "on 089"
     # a number the text does not hold stays; times and decimals are left whole
     assert _without_borrowed_numbers("for 2 people", "für zwei Personen", beside) == \

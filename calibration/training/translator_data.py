@@ -174,8 +174,8 @@ def sign_book_pairs() -> list[tuple[str, str]]:
     """What a translator version ships as its sign book (`device.stages.translate.signbook`):
     the register and the sentences of its multi-sentence notices, as written. The register
     holds common signs that an evaluation set holds too (written apart, with their own
-    English); the model never trains on those, the book keeps them, and `bench translator`
-    reads the book without them (`held_keys`), so it measures only texts the book lacks."""
+    English); the model never trains on those (`held_keys`), the book keeps them, and `bench
+    translator` reads the book without the texts and sentences it measures."""
     signs = register()
     return signs + sentence_pairs(signs)
 

@@ -87,7 +87,7 @@ _SIGN = re.compile(
     rf"|(?P<floor>\b\d{{1,2}}\.\s?(?:OG|Obergeschoss|Etage|Stock)\b)"
     rf"|(?P<ground>\b(?:EG|Erdgeschoss)\b)"
     rf"|(?P<basement>\b(?:\d\.\s?)?(?:UG|Untergeschoss)\b)"
-    rf"|(?P<ordinal>(?<![\d.,])(?:[1-9]|1\d|20)\.(?=\s?[A-ZÄÖÜ][a-zäöüß])(?!\s?{_NOT_AFTER_ORDINAL}\b))"
+    rf"|(?P<ordinal>(?<![\w.,])(?:[1-9]|1\d|20)\.(?=\s?[A-ZÄÖÜ][a-zäöüß])(?!\s?{_NOT_AFTER_ORDINAL}\b))"
     rf"|(?P<price>(?<![\d.,]){_AMOUNT}(?:[,.]\d{{2}}|,-)?\s?(?:€|EUR|Euro)(?![^\W\d_])"
     rf"|€\s?{_AMOUNT}(?:[,.]\d{{2}})?(?![\d.,]))",
     re.UNICODE)
@@ -123,11 +123,17 @@ _MONTH_NAMES = ("January", "February", "March", "April", "May", "June", "July", 
                 "September", "October", "November", "December")
 
 
-def _is_time_range(span: str, uhr_after: bool = False) -> bool:
+_DURATION_BEFORE = re.compile(
+    r"(?i:\b(?:max|maximal|ca|mind|mindestens|\w*dauer|\w*ladezeit|\w*fahrzeit|\w*gehzeit|"
+    r"\w*wartezeit|\w*parkzeit)\.?)\s*:?\s*$")
+"""Words that make hours marked 'h' a duration ('Ladezeit 6-8 h', 'Parkdauer max. 5-8 h')."""
+
+
+def _is_time_range(span: str, uhr_after: bool = False, before: str = "") -> bool:
     """A range of clock times: with Uhr, or with minutes, or hours before a list that ends in
     Uhr (`uhr_after`); 'h' marks hours as Uhr does ('9–18 h', '10-20h') where the range reads
-    as a time of day (hours up to 24 that start at 5 or later, or have minutes), else it is a
-    duration ('1–2 h')."""
+    as a time of day (hours up to 24 that start at 5 or later, or have minutes, and no
+    duration word `before` it), else it is a duration ('1–2 h', 'Ladezeit 6–8 h')."""
     body = re.sub(r"\s*(?:Uhr|[hH])$", "", span)
     a, b = re.split(r"\s*[-–—]\s*", body, maxsplit=1)
     first, last = (int(re.match(r"\d+", x).group()) for x in (a, b))
@@ -135,7 +141,7 @@ def _is_time_range(span: str, uhr_after: bool = False) -> bool:
     if span.endswith("Uhr"):
         return True
     if body != span:                                   # ends in h
-        return last <= 24 and (first >= 5 or minutes)
+        return last <= 24 and (first >= 5 or minutes) and not _DURATION_BEFORE.search(before)
     return minutes or (uhr_after and first <= 24 and last <= 24)
 
 
@@ -195,39 +201,63 @@ def render_sign_span(kind: str, span: str, time_style: str = "24h",
     return span
 
 
+_ORDINAL_BEFORE = re.compile(
+    r"(?:^|[-–—:(]|(?i:\b(?:jede[nmrs]?|im|am|der|die|das|den|dem|des|zur|zum|vom|ins|ab|bis|"
+    r"seit|für|fuer|in|an|pro|je|ihr|ihre|unser|unsere))\s*)\s*$")
+"""What comes before a number that counts a noun ('jeden 1. Dienstag', 'der 1. Klasse', '1.
+Klasse' at the start); a label noun does not ('Gleis 3. Zug fällt aus': a sentence ends)."""
+_H_CLOCK_BEFORE = re.compile(r"(?i:\b(ab|um|von|bis))\s*$")
+"""The words after which hours marked 'h' alone are a clock time ('ab 18h'; not 'täglich 24h'
+or 'Parken bis 2 h')."""
+_IN_PLACE = frozenset({"daterange", "date", "numericdate", "dayrange", "namerange", "dayname",
+                       "day", "timerange", "price", "clock"})
+"""The spans `render_in_place` writes the English way: days, dates, times and prices."""
+
+
+def _spans(text: str, time_style: str) -> list[tuple[int, int, str, str]]:
+    """(start, end, rendered, kind) of each protected span, in text order, none overlapping:
+    the sign spans of `_SIGN` (kind: its group) and the numbers and codes of `_PROTECTED`
+    (kind 'clock' where rendered as a time, else 'number')."""
+    # an ALL CAPS sign (MO-FR 8-20 UHR) is matched as if written in title case (Mo-Fr 8-20
+    # Uhr) and, where that finds nothing, as written (2. OG)
+    titled = text.title()
+    probes = ([titled] if style_of(text) == "upper" and len(titled) == len(text) else []) + [text]
+    spans: list[tuple[int, int, str, str]] = []
+
+    def add(a: int, b: int, rendered: str, kind: str) -> None:
+        if text[a:b].strip() and not any(a < y and x < b for x, y, _, _ in spans):
+            spans.append((a, b, rendered, kind))
+
+    for probe in probes:
+        at = 0
+        while (match := _SIGN.search(probe, at)) is not None:
+            kind, uhr_after = match.lastgroup, _UHR_AFTER.match(probe, match.end()) is not None
+            if (kind == "timerange" and not _is_time_range(match.group(), uhr_after,
+                                                           probe[:match.start()])) or \
+                    (kind == "ordinal" and not _ORDINAL_BEFORE.search(probe, 0, match.start())):
+                at = match.start() + 1  # not a time ('Wagen 14 – 1. Klasse') or no ordinal
+                continue                # ('Gleis 3. Zug'): what follows is searched again
+            add(*match.span(), render_sign_span(kind, match.group(), time_style, uhr_after),
+                kind)
+            at = match.end()
+    hours = _hours_of_runs(text, probes)
+    for match in _PROTECTED.finditer(text):        # codes (RE7, ICE4) as written
+        clock_before = _TIME_WORD_BEFORE.search(text, 0, match.start()) is not None
+        hour_word = _H_CLOCK_BEFORE.search(text, 0, match.start())
+        span = match.group().strip()
+        rendered = render_protected(span, time_style, clock_before, match.start() in hours,
+                                    hour_word.group(1).lower() if hour_word else "")
+        add(*match.span(), rendered, "clock" if rendered != span and ":" in rendered
+            or rendered.endswith(("am", "pm")) else "number")
+    return sorted(spans)
+
+
 def split_protected(text: str, time_style: str = "24h") -> list[tuple[str, bool]]:
     """Chunks of text, each flagged True when it passes through unchanged (numbers, codes) or
     is rendered by rule (days, times, floors, prices: `render_sign_span`)."""
     chunks: list[tuple[str, bool]] = []
     position = 0
-    # an ALL CAPS sign (MO-FR 8-20 UHR) is matched as if written in title case (Mo-Fr 8-20
-    # Uhr) and, where that finds nothing, as written (2. OG)
-    titled = text.title()
-    probes = ([titled] if style_of(text) == "upper" and len(titled) == len(text) else []) + [text]
-    spans: list[tuple[int, int, str]] = []
-
-    def add(match, rendered: str) -> None:
-        a, b = match.span()
-        if match.group().strip() and not any(a < y and x < b for x, y, _ in spans):
-            spans.append((a, b, rendered))
-
-    for probe in probes:
-        at = 0
-        while (match := _SIGN.search(probe, at)) is not None:
-            rendered = render_sign_span(match.lastgroup, match.group(), time_style,
-                                        _UHR_AFTER.match(probe, match.end()) is not None)
-            if match.lastgroup == "timerange" and not _is_time_range(
-                    match.group(), _UHR_AFTER.match(probe, match.end()) is not None):
-                at = match.start() + 1  # not a time ('Wagen 14 – 1. Klasse'): its numbers
-                continue                # are, and what follows is searched again ('1.')
-            add(match, rendered)
-            at = match.end()
-    hours = _hours_of_runs(text, probes)
-    for match in _PROTECTED.finditer(text):        # codes (RE7, ICE4) as written
-        clock_before = _TIME_WORD_BEFORE.search(text, 0, match.start()) is not None
-        add(match, render_protected(match.group().strip(), time_style, clock_before,
-                                    match.start() in hours))
-    for start, end, rendered in sorted(spans):
+    for start, end, rendered, _kind in _spans(text, time_style):
         if start < position:
             continue
         before = text[position:start].strip()
@@ -239,6 +269,20 @@ def split_protected(text: str, time_style: str = "24h") -> list[tuple[str, bool]
     if rest:
         chunks.append((rest, False))
     return chunks
+
+
+def render_in_place(text: str, time_style: str = "24h") -> str:
+    """The text as written, with its days, dates, times and prices written the English way
+    where they stand (an English sign with German times: 'Happy Hour (17–19 Uhr)' → 'Happy
+    Hour (17:00–19:00)'); in an ALL CAPS text, in capitals."""
+    out, position = [], 0
+    for start, end, rendered, kind in _spans(text, time_style):
+        if start < position or kind not in _IN_PLACE:
+            continue
+        out += [text[position:start], rendered]
+        position = end
+    shown = "".join(out) + text[position:]
+    return shown.upper() if style_of(text) == "upper" else shown
 
 
 _HOUR_RUN = re.compile(
@@ -267,17 +311,18 @@ def _hours_of_runs(text: str, probes: list[str]) -> set[int]:
 
 
 def render_protected(span: str, time_style: str = "24h", clock_before: bool = False,
-                     uhr_later: bool = False) -> str:
+                     uhr_later: bool = False, hour_word: str = "") -> str:
     """'18 Uhr' -> '18:00' (or '6 pm'), '9:30 UHR' -> '9:30', and after um/ab/von/bis a
     clock time without Uhr ('von 9.30 bis 17.30 Uhr' → 9:30; not 'Kaffee 2.50'); with
     `uhr_later` (a range's Uhr comes later: 'von 14 bis 16 Uhr') a whole hour too (not
-    'Kaffee 2.50 bis 11 Uhr'); others unchanged."""
+    'Kaffee 2.50 bis 11 Uhr'); hours marked 'h' after ab/um/von (`hour_word`; after bis from
+    5) and under 24 ('ab 18h'; not 'täglich 24h', 'bis 2 h'); others unchanged."""
     time = re.fullmatch(r"(\d{1,2})[.:](\d{2})", span)
     if clock_before and time and int(time.group(1)) <= 24 and int(time.group(2)) < 60:
         return clock(span, time_style)
     marked = re.fullmatch(r"(\d{1,2})(?:[:.](\d{2}))?\s?[hH]", span)   # 'ab 18h', 'bis 20 h'
-    if clock_before and marked and int(marked.group(1)) <= 24 \
-            and int(marked.group(2) or 0) < 60:
+    if marked and hour_word and int(marked.group(1)) < 24 and int(marked.group(2) or 0) < 60 \
+            and (hour_word != "bis" or int(marked.group(1)) >= 5):
         return clock(span.rstrip("hH ").strip(), time_style)
     hour = re.fullmatch(r"(\d{1,2})(,?)", span)
     if uhr_later and hour and int(hour.group(1)) <= 24:      # '12,' in '12, 14 und 16 Uhr'

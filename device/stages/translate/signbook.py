@@ -90,7 +90,9 @@ def write(path: Path, pairs: list[tuple[str, str]]) -> int:
     lines = ["# German sign or notice text\tEnglish (edgelens sign register)"]
     for de, en in pairs:
         key = lookup_key(de)
-        if not key or key in seen or "\t" in de + en or "\n" in de + en:
+        # one line each, as `parse` reads them back ('#' starts a comment there)
+        if not key or key in seen or "\t" in de + en or de.strip().startswith("#") or \
+                len(de.strip().splitlines()) != 1 or len(en.strip().splitlines()) != 1:
             continue
         seen.add(key)
         lines.append(f"{de.strip()}\t{en.strip()}")

@@ -66,7 +66,8 @@ from device.stages.translate.segment import (PLAIN_NUMBER, clauses, cut_to_fit, 
                                              merge_plain_numbers, numbers_kept, restore_spans,
                                              sentences, span_kind)
 from device.stages.translate.signage import (apply_style, english_casing, english_numbers,
-                                             sentence_capitals, split_protected, style_of)
+                                             render_in_place, sentence_capitals,
+                                             split_protected, style_of)
 from device.stages.translate.tokenizer import EOS, Tokenizer
 
 log = logging.getLogger(__name__)
@@ -222,6 +223,7 @@ class Translator:
                                "no_letters")
         style = style_of(text)
         self._reading.cut_between_words = False
+        self._reading.decoded = {}
         book = self.phrasebook if self.settings.use_phrasebook else None
         if book is not None and not self.settings.model_first:
             hit = book.lookup(text)
@@ -233,12 +235,12 @@ class Translator:
         rest = " ".join(c for c, rendered in spans if not rendered)
         refusal = refusal_of(rest, self.phrasebook) if any(ch.isalpha() for ch in rest) \
             and self._sign(text) is None else ""
-        if refusal == "not_german" and len(spans) > 1 and any(
-                rendered and chunk not in text for chunk, rendered in spans):
-            # English words with German days or times ('Happy Hour 17–19 Uhr'): the words
-            # as written, the spans as the rules write them
-            shown = re.sub(r"\s+([.,;:!?])", r"\1", " ".join(chunk for chunk, _ in spans))
-            return Translation(source, shown, "rule", 1.0, self._elapsed(start))
+        if refusal == "not_german":
+            # English words with German days, times or prices ('Happy Hour 17–19 Uhr'): the
+            # words as written, those written the English way where they stand
+            shown = render_in_place(text, self.settings.time_style)
+            if shown != text:
+                return Translation(source, shown, "rule", 1.0, self._elapsed(start))
         if refusal:
             return self._passthrough(source, text, refusal, start)
         budget = self.settings.budget_ms   # math.inf: no deadline
@@ -331,7 +333,7 @@ class Translator:
         # an ALL CAPS sign with words in it casts its rendered days and floors too ('EG' alone
         # is an abbreviation, not a style)
         caps = style == "upper" and any(len(w) > 3 for w in re.findall(r"[^\W\d_]+", text))
-        chunks = self._chunks(spans)
+        chunks = self._chunks(spans, deadline)
         for index, (chunk, protected) in enumerate(chunks):
             at = text.find(chunk, cursor)
             glued.append(0 < cursor == at)
@@ -346,8 +348,10 @@ class Translator:
             if problem:
                 return "", "", 0.0, problem
             if via == "model":
+                beside = [piece for piece in chunks[max(index - 1, 0):index + 2]
+                          if piece[1]]
                 english = _STRAY_MINUTES.sub(":", _without_borrowed_numbers(english, chunk,
-                                                                            chunks))
+                                                                            beside))
             starts = index == 0 or ends_sentence(pieces[-1])
             chunk_style = style if style != "sentence" or starts else "lower"
             pieces.append(apply_style(english, chunk_style, keep_case=via != "model"))
@@ -358,7 +362,8 @@ class Translator:
                          for i, (p, g) in enumerate((p, g) for p, g in zip(pieces, glued) if p))
         return re.sub(r"\s+([.,;:!?])", r"\1", joined.strip()), via, confidence, ""
 
-    def _chunks(self, spans: list[tuple[str, bool]]) -> list[tuple[str, bool]]:
+    def _chunks(self, spans: list[tuple[str, bool]],
+                deadline: int | None = None) -> list[tuple[str, bool]]:
         """Protected spans (numbers, times, prices, codes) and proper names pass through; a
         chunk longer than the model reads is cut into parts it can read (`segment`)."""
         out: list[tuple[str, bool]] = []
@@ -369,7 +374,8 @@ class Translator:
                 continue
             words, current = chunk.split(" "), []
             for word in words:
-                if self._is_name(word) and not (len(words) == 1 and self._model_knows(word)):
+                if self._is_name(word) and not (len(words) == 1 and
+                                                self._model_knows(word, deadline)):
                     if current:
                         out.append(_run(current))
                         current = []
@@ -391,18 +397,30 @@ class Translator:
                 self._reading.cut_between_words = True
         return cut
 
-    def _model_knows(self, word: str) -> bool:
+    def _model_knows(self, word: str, deadline: int | None) -> bool:
         """A sign of one word the dictionary lacks is a word, not a name, when the model
         translates it with confidence of at least NAME_OVERRIDE and does not copy it
         ('Streichelgehege' → 'petting enclosure' at 0.97; names come out copied or at lower
         confidence: 'Marienplatz' copied, 'Müller' → 'trash' at 0.78)."""
         if self.model is None or self.tokenizer is None or not self._fits(word):
             return False
-        ids = self.tokenizer.encode(model_text(word))
-        decoded = self.model.generate(ids + [EOS], max_tokens=self.settings.max_tokens)
+        decoded = self._generate(word, self.tokenizer.encode(model_text(word)), deadline)
+        if not decoded.complete or decoded.confidence < NAME_OVERRIDE:
+            return False
         english = self.tokenizer.decode(list(decoded.ids)).strip()
-        return decoded.complete and decoded.confidence >= NAME_OVERRIDE and bool(english) \
-            and lookup_key(english) != lookup_key(model_text(word))
+        return bool(english) and lookup_key(english) != lookup_key(model_text(word))
+
+    def _generate(self, chunk: str, ids: list[int], deadline: int | None):
+        """The model's decoding of a chunk, once per translation (the name check and the
+        chunk's own reading share it); an unfinished one is not kept."""
+        done = self._reading.__dict__.setdefault("decoded", {})
+        if chunk in done:
+            return done[chunk]
+        decoded = self.model.generate(ids + [EOS], max_tokens=self.settings.max_tokens,
+                                      beam_size=self.settings.beam_size, deadline_ns=deadline)
+        if decoded.complete:
+            done[chunk] = decoded
+        return decoded
 
     def _is_name(self, word: str) -> bool:
         """A capitalized word neither the dictionary nor the model's own vocabulary knows (a
@@ -436,8 +454,7 @@ class Translator:
         ids = self.tokenizer.encode(model_text(chunk))
         if len(ids) + 1 > self.model.src_len:
             return "", "", 0.0, "too_long"
-        decoded = self.model.generate(ids + [EOS], max_tokens=self.settings.max_tokens,
-                                      beam_size=self.settings.beam_size, deadline_ns=deadline)
+        decoded = self._generate(chunk, ids, deadline)
         if not decoded.complete:
             return "", "", 0.0, "over_budget"
         english = self.tokenizer.decode(list(decoded.ids)).strip()
@@ -525,13 +542,13 @@ class Translator:
 
 
 def _without_borrowed_numbers(english: str, chunk: str,
-                              chunks: list[tuple[str, bool]]) -> str:
-    """A chunk's model answer less the numbers it took from the text's number spans, which
-    stand beside it anyway ('unter Tel.' → 'on 089', then '089 1234567': the number twice),
-    and less the copies of its own numbers beyond as many as it holds ('Tel. 089' → 'on 089
-    089'); a number the text does not hold stays (the model may write one out)."""
+                              beside: list[tuple[str, bool]]) -> str:
+    """A chunk's model answer less the numbers it took from the spans right beside it, which
+    stand there anyway ('unter Tel.' → 'on 089', then '089 1234567': the number twice), and
+    less the copies of its own numbers beyond as many as it holds ('Tel. 089' → 'on 089
+    089'); any other number stays (the model may write one out: 'zwei' → '2')."""
     own = Counter(re.findall(r"\d+", chunk))
-    spans = {n for piece, protected in chunks if protected for n in re.findall(r"\d+", piece)}
+    spans = {n for piece, protected in beside if protected for n in re.findall(r"\d+", piece)}
     spans |= set(own)
 
     def keep(match) -> str:

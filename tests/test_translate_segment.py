@@ -197,6 +197,10 @@ def test_the_models_lowercase_english_gets_the_capitals_and_dashes_of_a_sign():
         "ATM inside; A&E and X-ray: 2nd floor"
     assert english_casing("idle okapis: videos of the euro", "") == \
         "idle okapis: videos of the euro"
+    # holidays, languages, countries; a spaced dash is an en dash (a hyphen stays)
+    assert english_casing("closed on easter monday - tours in english from germany", "") == \
+        "closed on Easter Monday – tours in English from Germany"
+    assert english_casing("check-in via the s-bahn", "") == "check-in via the S-Bahn"
     # letters IGNORECASE matches but lower() does not map back ('ı', 'ſ'): left alone
     assert english_casing("ıd required, ſos", "") == "ıd required, ſos"
     # also after a time the rules wrote back into a whole answer

@@ -96,6 +96,15 @@ def test_a_one_word_sign_the_model_translates_surely_is_not_a_name(translator, m
     assert translator.translate("Apotheke Krzyzanowski").translation == "Pharmacy Krzyzanowski"
 
 
+def test_a_copied_name_keeps_its_capitals_with_or_without_its_umlauts():
+    from device.stages.translate.translator import Translator as T
+    bare = T(None, None, None)
+    assert bare._names_cased("Treffpunkt Höhenberg", "meeting point höhenberg") == \
+        "meeting point Höhenberg"
+    assert bare._names_cased("Treffpunkt Höhenberg", "meeting point hoehenberg") == \
+        "meeting point Höhenberg"
+
+
 def test_a_function_word_alone_between_times_is_not_left_to_the_model(translator):
     # the model, given 'und' alone, may answer 'and and'
     assert translator._chunk("und", None) == ("and", "phrasebook", 1.0, "")

@@ -366,7 +366,12 @@ def sentence_capitals(english: str) -> str:
 _FIXED_CASE = {w.lower(): w for w in (
     "ID", "IDs", "CCTV", "Wi-Fi", "VAT", "QR", "A&E", "X-ray", "X-rays", "GP", "GPs", "AED",
     "U-turn", "U-turns", "HGV", "HGVs", "ATM", "ATMs", "USB", "SIM", "MRI", "EU", "LPG", "EV",
-    "OK", "WC", "WCs", "TV", "DVD", "SOS", "CO2", "T-shirt", "T-shirts", "T-bar")}
+    "OK", "WC", "WCs", "TV", "DVD", "SOS", "CO2", "T-shirt", "T-shirts", "T-bar",
+    # holidays, languages and countries ('on easter monday', 'tours in english'), trains
+    "Easter", "Christmas", "Whitsun", "Pentecost", "Advent", "English", "German", "French",
+    "Italian", "Spanish", "Turkish", "Dutch", "Russian", "Arabic", "Ukrainian",
+    "Germany", "Austria", "Switzerland", "Europe", "France", "Italy", "S-Bahn", "U-Bahn",
+    "Dr")}
 _FIXED_CASE["wifi"] = "Wi-Fi"
 _FIXED_WORD = re.compile(rf"(?<![\w&-])(?:{'|'.join(re.escape(w) for w in _FIXED_CASE)})"
                          r"(?![\w&-])", re.IGNORECASE)
@@ -384,7 +389,9 @@ def english_casing(english: str, source: str) -> str:
     capital ('... site. parents are' → '... site. Parents are'; not after 'approx.'), days
     and months get theirs ('on tuesday' → 'on Tuesday', '(nov-mar)' → '(Nov–Mar)'; 'sun'
     only where the German has 'So'), words with fixed capitals get them ('u-turn' → 'U-turn',
-    'wi-fi' → 'Wi-Fi'), and a range takes an en dash ('9:00-19:00' → '9:00–19:00')."""
+    'wi-fi' → 'Wi-Fi'; holidays and languages: 'easter', 'english'), and a range and a
+    spaced dash take an en dash ('9:00-19:00' → '9:00–19:00', 'exit - keep clear' → 'exit –
+    keep clear')."""
     def cap(match) -> str:
         word = match.group()
         return word[:len(word) - len(word.lstrip())] + word.lstrip().capitalize()
@@ -396,7 +403,7 @@ def english_casing(english: str, source: str) -> str:
         if re.search(rf"(?<![\w-]){german.capitalize()}\b(?![-\w])"
                      + ("" if hours else _DAY_CONTEXT), source):
             english = re.sub(rf"\b{short.lower()}\b", short, english)
-    return _RANGE_DASH.sub("–", english)
+    return _RANGE_DASH.sub("–", english).replace(" - ", " – ")   # a spaced dash: en dash
 
 
 # a decimal with its unit ('1,5 m', '7,5 t', '12,5 %'); not a list ('Gleis 1,2 und 3')

@@ -514,7 +514,8 @@ class Translator:
             if _is_code(word, chunk) or not (book is not None and copied in book.english_words
                                              and book.is_german_word(copied)
                                              and book.lookup(word) != word):
-                english = re.sub(rf"(?<!\w){re.escape(copied)}(?!\w)", word, english)
+                for form in {copied, word.lower()}:   # folded, or with its umlauts
+                    english = re.sub(rf"(?<!\w){re.escape(form)}(?!\w)", word, english)
         return english
 
     def _sign(self, chunk: str) -> str | None:

@@ -15,8 +15,9 @@ from device.stages.translate.translator import Translator
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "translate", help="translate German sign text to English",
-        description="Translate each TEXT (German) to English: LRU cache, then the phrasebook "
-                    "built from the installed ding dictionary, then the int8 transformer. "
+        description="Translate each TEXT (German) to English: LRU cache, then the sign "
+                    "book the translator version ships (whole sign texts), the int8 "
+                    "transformer and the phrasebook built from the installed ding dictionary. "
                     "Text that is empty, too long, not German or OCR garbage is kept as it "
                     "is (via 'passthrough', with the reason).")
     parser.add_argument("texts", nargs="*", metavar="TEXT", help="German text, one per argument")
@@ -29,7 +30,7 @@ def register(subparsers) -> None:
     parser.add_argument("--ocr-confidence", type=float, metavar="X",
                         help="recognizer confidence of the texts (low ones are not translated)")
     parser.add_argument("--no-phrasebook", action="store_true",
-                        help="the model alone (no dictionary lookup)")
+                        help="the model alone (no sign book or dictionary lookup)")
     parser.add_argument("--build-phrasebook", action="store_true",
                         help="build (or rebuild the cache of) the phrasebook from the "
                              "dictionary and exit")

@@ -47,6 +47,18 @@ def test_keys_ignore_case_umlauts_and_punctuation_and_the_first_english_wins():
     assert book.lookup("Ausfahrt") is None
 
 
+def test_umlauts_read_without_their_dots_still_find_their_entry():
+    book = SignBook.parse("Öffnungszeiten\tOpening hours\nZählen\tCount\nZahlen\tPay\n"
+                          "Rückgabe\tReturns\nRuckgabe\tjerk\nÜbung\tExercise\n"
+                          "Ubüng\tsomething else\n", "test")
+    assert book.lookup("OFFNUNGSZEITEN") == "Opening hours"        # OCR dropped the dots
+    assert book.lookup("Oeffnungszeiten") == "Opening hours"
+    assert (book.lookup("Zahlen"), book.lookup("Zählen")) == ("Pay", "Count")   # own entries
+    assert book.lookup("Ruckgabe") == "jerk" and book.lookup("Rückgabe") == "Returns"
+    assert book.lookup("Ubung") is None              # two entries read so: neither is meant
+    assert book.without({"oeffnungszeiten"}).lookup("Offnungszeiten") is None
+
+
 def test_a_malformed_line_is_an_error_that_names_it(tmp_path):
     with pytest.raises(ModelStoreError, match=r"test:2: expected 'German<TAB>English'"):
         SignBook.parse("Ausgang\tExit\nKaputte Zeile ohne Tab\n", "test")

@@ -10,7 +10,9 @@ recur: the register also holds 199 of the 310 signs of our validation set, writt
 (`bench translator` reads the book without them).
 
 Keys are `normalize.lookup_key` forms (case, umlaut spellings and punctuation do not matter),
-so "NICHT RAUCHEN!" and "Nicht rauchen" are one entry.
+so "NICHT RAUCHEN!" and "Nicht rauchen" are one entry. A text with no entry is looked up once
+more with its umlauts' dots dropped, as OCR often reads them ("Offnungszeiten" for
+"Öffnungszeiten"), where that form belongs to one entry only.
 
     book = SignBook.load(version.file("sign_phrasebook.tsv"))
     book.lookup("rauchen verboten")       # 'No smoking'
@@ -29,23 +31,39 @@ log = logging.getLogger(__name__)
 MANIFEST_KEY = "sign_phrasebook"
 
 
+_DOTLESS = str.maketrans({"ä": "a", "ö": "o", "ü": "u", "Ä": "A", "Ö": "O", "Ü": "U"})
+
+
+def dotless_key(text: str) -> str:
+    """The lookup key of the text with its umlauts read without their dots."""
+    return lookup_key(text.translate(_DOTLESS))
+
+
 class SignBook:
-    def __init__(self, entries: dict[str, str], origin: str = "<entries>"):
+    def __init__(self, entries: dict[str, str], origin: str = "<entries>",
+                 dotless: dict[str, str] | None = None):
         self.entries = entries
         self.origin = origin
+        # dotless form → key, where one key has that form (ambiguous forms are left out)
+        self.dotless = dotless if dotless is not None else {}
 
     def __len__(self) -> int:
         return len(self.entries)
 
     def lookup(self, text: str) -> str | None:
-        return self.entries.get(lookup_key(text))
+        hit = self.entries.get(lookup_key(text))
+        if hit is None and self.dotless:
+            key = self.dotless.get(dotless_key(text))
+            hit = self.entries.get(key) if key is not None else None
+        return hit
 
     def without(self, keys) -> "SignBook":
         """The book less the entries of these lookup keys (an evaluation leaves out its own
         texts)."""
         keys = set(keys)
         return SignBook({k: v for k, v in self.entries.items() if k not in keys},
-                        f"{self.origin} without {len(keys)} keys")
+                        f"{self.origin} without {len(keys)} keys",
+                        {d: k for d, k in self.dotless.items() if k not in keys})
 
     @classmethod
     def parse(cls, text: str, origin: str = "<text>") -> "SignBook":
@@ -53,6 +71,7 @@ class SignBook:
         is an error that names it (the file came with a model version: it is not guessed at).
         The first English given for a key wins."""
         entries: dict[str, str] = {}
+        dotless: dict[str, str | None] = {}
         for number, line in enumerate(text.splitlines(), 1):
             if not line.strip() or line.startswith("#"):
                 continue
@@ -63,7 +82,11 @@ class SignBook:
             key = lookup_key(cols[0])
             if key:
                 entries.setdefault(key, cols[1].strip())
-        return cls(entries, origin)
+                loose = dotless_key(cols[0])
+                if loose != key:
+                    dotless[loose] = key if dotless.get(loose, key) == key else None
+        return cls(entries, origin, {d: k for d, k in dotless.items()
+                                     if k is not None and d not in entries})
 
     @classmethod
     def load(cls, path: str | Path) -> "SignBook":

@@ -187,6 +187,19 @@ def baselines(accuracy: dict) -> str:
     return ", ".join(names[:-1]) + f" and {names[-1]}"
 
 
+def sign_book(m: dict) -> str:
+    """The card's paragraph on the sign book, for a version that ships one."""
+    if not m.get(signbook.MANIFEST_KEY):
+        return ""
+    return (f"**Sign book** (`{m[signbook.MANIFEST_KEY]}`, {m['sign_phrasebook_entries']:,} "
+            "entries: the sign register `calibration/data/sign_register.tsv` as written, and "
+            "the sentences of its notices; ours, Apache-2.0): a text or a notice whose every "
+            "sentence it holds gets the register's English before the model is asked (via "
+            "phrasebook). It also holds common signs that the evaluation sets hold, written "
+            "apart; the stage rows above read it without every measured text and sentence, so "
+            "they measure what the book does not answer.\n\n")
+
+
 def card(m: dict) -> str:
     q, training = m["accuracy"], m["training"]
     arch = training["architecture"]
@@ -221,7 +234,7 @@ rule, cache, passthrough).
 
 {quality}
 
-Chosen: **{q['chosen']}** (best mean stage chrF over signs, notices and Tatoeba test, with
+{sign_book(m)}Chosen: **{q['chosen']}** (best mean stage chrF over signs, notices and Tatoeba test, with
 p95 ≤ {BUDGET_P95_MS} ms). Translators
 {baselines(q)} in the same run: `edgelens bench translator` (BENCHMARKS.md,
 "Translation quality").

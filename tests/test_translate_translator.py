@@ -77,7 +77,7 @@ def test_a_word_the_model_knows_is_not_taken_for_a_name(translator, parts):
     assert not translator._is_name("Sonn-")      # 'Sonn- und Feiertage': half a compound
 
 
-def test_a_one_word_sign_the_model_translates_surely_is_not_a_name(translator, monkeypatch):
+def test_words_the_model_translates_surely_are_not_names(translator, monkeypatch):
     # a compound the dictionary lacks looks like a name; the model knows it
     assert translator._is_name("Streichelgehege")
     result = translator.translate("Streichelgehege")
@@ -91,6 +91,11 @@ def test_a_one_word_sign_the_model_translates_surely_is_not_a_name(translator, m
     assert translator._fresh("Streichelgehege", "Streichelgehege", 0).via == "model"
     assert len(calls) == 1
     monkeypatch.undo()
+    # in a sign of several words too ('Cannabiskonsum' is no name)
+    assert translator._is_name("Cannabiskonsum")
+    several = translator.translate("Cannabiskonsum verboten")
+    assert several.via == "model" and "cannabis" in several.translation.lower()
+    assert "Cannabiskonsum" not in several.translation
     # a name the model would only copy, or guess at, stays as written
     assert translator.translate("Krzyzanowski").reason == "protected"
     assert translator.translate("Apotheke Krzyzanowski").translation == "Pharmacy Krzyzanowski"

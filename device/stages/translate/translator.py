@@ -74,7 +74,7 @@ log = logging.getLogger(__name__)
 
 VIAS = ("phrasebook", "cache", "model", "gloss", "rule", "passthrough")
 GLOSS_CONFIDENCE = 0.3   # a word-by-word dictionary gloss: understandable, rarely idiomatic
-NAME_OVERRIDE = 0.95     # a one-word sign the model translates this surely is no name
+NAME_OVERRIDE = 0.95     # words the model translates this surely (not copied) are no names
 _FUNCTION_KEYS = frozenset(lookup_key(word) for word in FUNCTION_WORDS)
 _NOT_CODES = _FUNCTION_KEYS | {"in", "an", "um", "auf", "aus", "nach", "ca"}
 """Words in capitals before a number that are words, not codes ('IN 5 Min')."""
@@ -373,9 +373,12 @@ class Translator:
                 out.append((chunk, protected))
                 continue
             words, current = chunk.split(" "), []
+            names = [word for word in words if self._is_name(word)]
+            if names and self._model_knows(chunk, deadline, names):
+                out.append((chunk, False))      # words the model knows, not names
+                continue
             for word in words:
-                if self._is_name(word) and not (len(words) == 1 and
-                                                self._model_knows(word, deadline)):
+                if word in names:
                     if current:
                         out.append(_run(current))
                         current = []
@@ -397,18 +400,20 @@ class Translator:
                 self._reading.cut_between_words = True
         return cut
 
-    def _model_knows(self, word: str, deadline: int | None) -> bool:
-        """A sign of one word the dictionary lacks is a word, not a name, when the model
-        translates it with confidence of at least NAME_OVERRIDE and does not copy it
-        ('Streichelgehege' → 'petting enclosure' at 0.97; names come out copied or at lower
-        confidence: 'Marienplatz' copied, 'Müller' → 'trash' at 0.78)."""
-        if self.model is None or self.tokenizer is None or not self._fits(word):
+    def _model_knows(self, chunk: str, deadline: int | None, names: list[str]) -> bool:
+        """Words the dictionary lacks ('names') are words, not names, when the model
+        translates their chunk with confidence of at least NAME_OVERRIDE and copies none of
+        them ('Streichelgehege' → 'petting enclosure' at 0.97, 'Beklettern verboten' → 'no
+        climbing'; names come out copied or at lower confidence: 'Marienplatz' copied,
+        'Müller' → 'trash' at 0.78, 'Apotheke Krzyzanowski' → 'pharmacy krzyzanowski')."""
+        if self.model is None or self.tokenizer is None or not self._fits(chunk):
             return False
-        decoded = self._generate(word, self.tokenizer.encode(model_text(word)), deadline)
+        decoded = self._generate(chunk, self.tokenizer.encode(model_text(chunk)), deadline)
         if not decoded.complete or decoded.confidence < NAME_OVERRIDE:
             return False
-        english = self.tokenizer.decode(list(decoded.ids)).strip()
-        return bool(english) and lookup_key(english) != lookup_key(model_text(word))
+        english = f" {lookup_key(self.tokenizer.decode(list(decoded.ids)))} "
+        return english.strip() != "" and not any(
+            f" {lookup_key(model_text(name))} " in english for name in names)
 
     def _generate(self, chunk: str, ids: list[int], deadline: int | None):
         """The model's decoding of a chunk, once per translation (the name check and the

@@ -45,7 +45,7 @@ from device.stages.translate import signbook  # noqa: E402
 
 BUDGET_P95_MS = 10.0
 TOKENIZER = "translator.spm.model"
-SIGN_BOOK = "sign_phrasebook.tsv"
+SIGN_BOOK = "sign_phrasebook.tsv.gz"
 
 
 @dataclass

@@ -14,13 +14,15 @@ so "NICHT RAUCHEN!" and "Nicht rauchen" are one entry. A text with no entry is l
 more with its umlauts' dots dropped, as OCR often reads them ("Offnungszeiten" for
 "Öffnungszeiten"), where that form belongs to one entry only.
 
-    book = SignBook.load(version.file("sign_phrasebook.tsv"))
+    book = SignBook.load(version.file("sign_phrasebook.tsv.gz"))
     book.lookup("rauchen verboten")       # 'No smoking'
 """
 
 from __future__ import annotations
 
+import gzip
 import logging
+import zlib
 from pathlib import Path
 
 from device.errors import ModelStoreError
@@ -90,10 +92,14 @@ class SignBook:
 
     @classmethod
     def load(cls, path: str | Path) -> "SignBook":
+        """A book file: UTF-8 text, gzip-compressed where its name ends in .gz."""
         path = Path(path)
         try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
+            data = path.read_bytes()
+            if path.name.endswith(".gz"):
+                data = gzip.decompress(data)
+            text = data.decode("utf-8")
+        except (OSError, EOFError, zlib.error, UnicodeDecodeError) as exc:
             raise ModelStoreError(f"cannot read the sign book {path}: {exc}") from exc
         return cls.parse(text, str(path))
 
@@ -107,8 +113,9 @@ class SignBook:
 
 
 def write(path: Path, pairs: list[tuple[str, str]]) -> int:
-    """Write the pairs as a sign book, one line per key (the first English given for it);
-    returns how many were written."""
+    """Write the pairs as a sign book, one line per key (the first English given for it),
+    gzip-compressed where the name ends in .gz (the same bytes for the same pairs); returns
+    how many were written."""
     seen: set[str] = set()
     lines = ["# German sign or notice text\tEnglish (edgelens sign register)"]
     for de, en in pairs:
@@ -119,5 +126,7 @@ def write(path: Path, pairs: list[tuple[str, str]]) -> int:
             continue
         seen.add(key)
         lines.append(f"{de.strip()}\t{en.strip()}")
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    data = ("\n".join(lines) + "\n").encode("utf-8")
+    path.write_bytes(gzip.compress(data, compresslevel=9, mtime=0) if path.name.endswith(".gz")
+                     else data)
     return len(lines) - 1

@@ -321,6 +321,10 @@ class Translator:
                                  found, spans, self.settings.time_style)
         if restored is None:
             return None
+        for chunk, protected in spans:     # a span glued to a word stays glued ('2,4-Exit')
+            if protected and chunk.endswith("-") and re.search(
+                    rf"{re.escape(chunk)}[^\W\d_]", text):
+                restored = restored.replace(f"{chunk} ", chunk)
         return restored.upper() if style == "upper" else sentence_capitals(restored), via, \
             confidence, ""
 

@@ -34,6 +34,7 @@ MANIFEST_KEY = "sign_phrasebook"
 
 
 _DOTLESS = str.maketrans({"ä": "a", "ö": "o", "ü": "u", "Ä": "A", "Ö": "O", "Ü": "U"})
+_UMLAUTS = frozenset("äöüÄÖÜ")
 
 
 def dotless_key(text: str) -> str:
@@ -84,7 +85,7 @@ class SignBook:
             key = lookup_key(cols[0])
             if key:
                 entries.setdefault(key, cols[1].strip())
-                loose = dotless_key(cols[0])
+                loose = dotless_key(cols[0]) if _UMLAUTS & set(cols[0]) else key
                 if loose != key:
                     dotless[loose] = key if dotless.get(loose, key) == key else None
         return cls(entries, origin, {d: k for d, k in dotless.items()

@@ -117,6 +117,15 @@ def test_hours_marked_h_are_times_of_day_and_durations_stay_as_written():
         ("Wagen", False), ("14", True), ("–", False), ("1st", True), ("Klasse", False)]
 
 
+def test_cents_are_a_price():
+    # the model wrote '50 Cent' as '€50'
+    assert split_protected("Fernrohr: 50 Cent für 2 Minuten.")[1] == ("€0.50", True)
+    assert split_protected("Kaffee 80 ct") == [("Kaffee", False), ("€0.80", True)]
+    assert split_protected("FERNROHR 5 CENT")[1] == ("€0.05", True)
+    assert split_protected("50 Centimeter")[0] == ("50", True)      # not a price
+    assert split_protected("100 Cent")[0] == ("100", True)          # '€1': left to the model
+
+
 def test_an_ordinal_before_a_noun_is_written_the_english_way():
     assert split_protected("2. Klasse") == [("2nd", True), ("Klasse", False)]
     assert split_protected("Jeden 1. Dienstag im Monat") == [

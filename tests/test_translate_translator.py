@@ -303,6 +303,7 @@ def test_a_chunk_answer_does_not_repeat_the_numbers_beside_it():
     assert _without_borrowed_numbers("on 089", "unter Tel.", beside) == "on"
     own = [("1234567.", True)]
     assert _without_borrowed_numbers("on 089 089", "unter Tel. 089", own) == "on 089"
+    assert _without_borrowed_numbers("on tel. 089 08", "unter Tel. 089", own) == "on tel. 089"
     # a number the text does not hold stays; times and decimals are left whole
     assert _without_borrowed_numbers("for 2 people", "für zwei Personen", beside) == \
         "for 2 people"

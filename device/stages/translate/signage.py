@@ -88,6 +88,7 @@ _SIGN = re.compile(
     rf"|(?P<ground>\b(?:EG|Erdgeschoss)\b)"
     rf"|(?P<basement>\b(?:\d\.\s?)?(?:UG|Untergeschoss)\b)"
     rf"|(?P<ordinal>(?<![\w.,])(?:[1-9]|1\d|20)\.(?=\s?[A-ZÄÖÜ][a-zäöüß])(?!\s?{_NOT_AFTER_ORDINAL}\b))"
+    rf"|(?P<cents>(?<![\d.,])\d{{1,2}}\s?(?:Cent|ct)(?![^\W\d_]))"
     rf"|(?P<price>(?<![\d.,]){_AMOUNT}(?:[,.]\d{{2}}|,-)?\s?(?:€|EUR|Euro)(?![^\W\d_])"
     rf"|€\s?{_AMOUNT}(?:[,.]\d{{2}})?(?![\d.,]))",
     re.UNICODE)
@@ -193,6 +194,8 @@ def render_sign_span(kind: str, span: str, time_style: str = "24h",
     if kind == "basement":
         number = re.match(r"\d", span)
         return f"Basement {number.group()}" if number and number.group() != "1" else "Basement"
+    if kind == "cents":                 # '50 Cent' → '€0.50', '5 ct' → '€0.05'
+        return f"€0.{int(re.match(r'[0-9]+', span).group()):02d}"
     if kind == "price":                 # '1.299,00 €' → '€1,299.00', '2,50 €' → '€2.50'
         amount = re.search(rf"({_AMOUNT})(?:[,.](\d{{2}}))?", span)
         whole = amount.group(1)
@@ -210,7 +213,7 @@ _H_CLOCK_BEFORE = re.compile(r"(?i:\b(ab|um|von|bis))\s*$")
 """The words after which hours marked 'h' alone are a clock time ('ab 18h'; not 'täglich 24h'
 or 'Parken bis 2 h')."""
 _IN_PLACE = frozenset({"daterange", "date", "numericdate", "dayrange", "namerange", "dayname",
-                       "day", "timerange", "price", "clock"})
+                       "day", "timerange", "price", "cents", "clock"})
 """The spans `render_in_place` writes the English way: days, dates, times and prices."""
 
 

@@ -566,7 +566,9 @@ def _without_borrowed_numbers(english: str, chunk: str,
         if own[number] > 0:
             own[number] -= 1
             return number
-        return "" if number in spans else number
+        if number in spans or (len(number) >= 2 and any(number in n for n in spans)):
+            return ""           # a copy, or a piece of one ('Tel. 089' → 'tel. 089 08')
+        return number
 
     cleaned = re.sub(r"(?<![\d:.,])\d+(?![\d:.,]\d)", keep, english)
     return re.sub(r"\s{2,}", " ", cleaned).strip() if cleaned != english else english

@@ -210,6 +210,9 @@ def test_the_models_lowercase_english_gets_the_capitals_and_dashes_of_a_sign():
     assert english_casing("closed on easter monday - tours in english from germany", "") == \
         "closed on Easter Monday – tours in English from Germany"
     assert english_casing("check-in via the s-bahn", "") == "check-in via the S-Bahn"
+    assert english_casing("closed from november to march, 22 °c, christmas to new year",
+                          "März") == "closed from November to March, 22 °C, Christmas to New Year"
+    assert english_casing("you may march on", "Sie dürfen weiter") == "you may march on"
     # letters IGNORECASE matches but lower() does not map back ('ı', 'ſ'): left alone
     assert english_casing("ıd required, ſos", "") == "ıd required, ſos"
     # also after a time the rules wrote back into a whole answer

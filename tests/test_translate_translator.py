@@ -108,6 +108,10 @@ def test_a_copied_name_keeps_its_capitals_with_or_without_its_umlauts():
         "meeting point Höhenberg"
     assert bare._names_cased("Treffpunkt Höhenberg", "meeting point hoehenberg") == \
         "meeting point Höhenberg"
+    # a letter that names a zone, a section or a line keeps its capital; 'a' and 'i' are words
+    assert bare._names_cased("Abschnitt E und Linie D", "section e and line d") == \
+        "section E and line D"
+    assert bare._names_cased("Linie A", "take a line") == "take a line"
 
 
 def test_a_function_word_alone_between_times_is_not_left_to_the_model(translator):

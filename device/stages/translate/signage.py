@@ -374,7 +374,7 @@ _FIXED_CASE = {w.lower(): w for w in (
     "Easter", "Christmas", "Whitsun", "Pentecost", "Advent", "English", "German", "French",
     "Italian", "Spanish", "Turkish", "Dutch", "Russian", "Arabic", "Ukrainian",
     "Germany", "Austria", "Switzerland", "Europe", "France", "Italy", "S-Bahn", "U-Bahn",
-    "Dr")}
+    "Dr", "DVDs", "CDs", "X-rayed")}
 _FIXED_CASE["wifi"] = "Wi-Fi"
 _FIXED_WORD = re.compile(rf"(?<![\w&-])(?:{'|'.join(re.escape(w) for w in _FIXED_CASE)})"
                          r"(?![\w&-])", re.IGNORECASE)
@@ -387,20 +387,28 @@ def _fixed_case(match) -> str:
         else word
 
 
+_CELSIUS = re.compile(r"°c\b")
+_NEW_YEAR = re.compile(r"\bnew year(?='s\b|\b)")
+
+
 def english_casing(english: str, source: str) -> str:
     """The model writes lowercase English: a sentence after the first one starts with a
     capital ('... site. parents are' → '... site. Parents are'; not after 'approx.'), days
     and months get theirs ('on tuesday' → 'on Tuesday', '(nov-mar)' → '(Nov–Mar)'; 'sun'
     only where the German has 'So'), words with fixed capitals get them ('u-turn' → 'U-turn',
-    'wi-fi' → 'Wi-Fi'; holidays and languages: 'easter', 'english'), and a range and a
-    spaced dash take an en dash ('9:00-19:00' → '9:00–19:00', 'exit - keep clear' → 'exit –
-    keep clear')."""
+    'wi-fi' → 'Wi-Fi'; holidays and languages: 'easter', 'english', 'new year'; '°C'; 'march'
+    and 'may' where the German names März or Mai), and a range and a spaced dash take an en
+    dash ('9:00-19:00' → '9:00–19:00', 'exit - keep clear' → 'exit – keep clear')."""
     def cap(match) -> str:
         word = match.group()
         return word[:len(word) - len(word.lstrip())] + word.lstrip().capitalize()
 
     english = _DAY_WORD.sub(cap, sentence_capitals(english))
     english = _FIXED_WORD.sub(_fixed_case, _SHORT_RANGE.sub(cap, english))
+    english = _CELSIUS.sub("°C", _NEW_YEAR.sub("New Year", english))
+    for german, month in (("März", "March"), ("Mai", "May")):    # verbs too: where named
+        if re.search(rf"(?<![\w-]){german}\b", source, re.IGNORECASE):
+            english = re.sub(rf"\b{month.lower()}\b", month, english)
     hours = re.search(r"\d", source) is not None   # 'So' a day: on a sign with numbers
     for german, short in _DAYS.items():
         if re.search(rf"(?<![\w-]){german.capitalize()}\b(?![-\w])"

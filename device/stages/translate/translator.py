@@ -517,6 +517,7 @@ class Translator:
         Min') and a word the dictionary gives as itself a name ('Magdeburg') keep theirs even
         where both languages share the word ('NOT-AUS' does not: 'do not block')."""
         book = self.phrasebook
+        caps = style_of(chunk) == "upper"
         for word in {w for w in WORD.findall(chunk)
                      if (len(w) > 3 and w.istitle()) or (len(w) > 1 and w.isupper())}:
             copied = model_text(word)
@@ -525,6 +526,9 @@ class Translator:
                                              and book.lookup(word) != word):
                 for form in {copied, word.lower()}:   # folded, or with its umlauts
                     english = re.sub(rf"(?<!\w){re.escape(form)}(?!\w)", word, english)
+        if not caps:                # a letter that names something: 'Zone C', 'Abschnitt E'
+            for letter in set(re.findall(r"(?<![\w.'-])([B-HJ-NP-Z])(?![\w.'-])", chunk)):
+                english = re.sub(rf"(?<![\w.'-]){letter.lower()}(?![\w.'-])", letter, english)
         return english
 
     def _sign(self, chunk: str) -> str | None:

@@ -143,6 +143,10 @@ def test_an_ordinal_before_a_noun_is_written_the_english_way():
     assert split_protected("Zimmer 12. Frühstück im 1. OG")[1] == ("12.", True)
     assert ("1st", True) not in split_protected("A1. Etage")
     assert split_protected("Die Wagen der 1. Klasse")[1] == ("1st", True)
+    # not after ab/bis (a time's end), nor a range's second number
+    assert split_protected("Mo-Fr von 8 bis 12. Samstag geschlossen.")[4] == ("12.", True)
+    assert split_protected("Einlass ab 18. Eintritt frei")[1] == ("18.", True)
+    assert split_protected("3. - 5. Klasse")[2] == ("5.", True)
 
 
 def test_a_whole_text_answer_keeps_every_span_written_as_the_rules_write_it():

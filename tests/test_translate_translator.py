@@ -114,6 +114,19 @@ def test_a_copied_name_keeps_its_capitals_with_or_without_its_umlauts():
     assert bare._names_cased("Linie A", "take a line") == "take a line"
 
 
+def test_the_sign_book_reads_a_text_without_umlaut_dots_only_where_a_word_is_misread(parts):
+    from device.stages.translate.signbook import SignBook
+    model, tokenizer, _book = parts
+    book = Phrasebook({"drucken": "print", "druecken": "press"})
+    signs = SignBook.parse("Drücken\tPush\nÖffnungszeiten\tOpening hours\n", "test")
+    translator = Translator(model, tokenizer, book, Settings(budget_ms=math.inf), signs)
+    assert book.is_german_word("drucken")
+    assert translator.translate("Drucken").translation != "Push"     # a word of its own
+    assert translator.translate("Drücken").translation == "Push"
+    result = translator.translate("Offnungszeiten")                   # OCR lost the dots
+    assert (result.translation, result.via) == ("Opening Hours", "phrasebook")
+
+
 def test_a_function_word_alone_between_times_is_not_left_to_the_model(translator):
     # the model, given 'und' alone, may answer 'and and'
     assert translator._chunk("und", None) == ("and", "phrasebook", 1.0, "")
@@ -308,6 +321,11 @@ def test_a_chunk_answer_does_not_repeat_the_numbers_beside_it():
     own = [("1234567.", True)]
     assert _without_borrowed_numbers("on 089 089", "unter Tel. 089", own) == "on 089"
     assert _without_borrowed_numbers("on tel. 089 08", "unter Tel. 089", own) == "on tel. 089"
+    # a number written as a word may come out in digits; '18s' is no '18'
+    assert _without_borrowed_numbers("over 18s only", "ab achtzehn Jahren", [("18", True)]) \
+        == "over 18s only"
+    assert _without_borrowed_numbers("over 18 only", "ab achtzehn", [("18", True)]) == \
+        "over 18 only"
     # a number the text does not hold stays; times and decimals are left whole
     assert _without_borrowed_numbers("for 2 people", "für zwei Personen", beside) == \
         "for 2 people"

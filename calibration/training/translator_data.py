@@ -162,8 +162,9 @@ def ocr_noise(text: str, rng: random.Random) -> str:
 
 
 def held_keys(tatoeba_test: list[tuple[str, str]] = ()) -> set[str]:
-    """Lookup keys no training source and no sign book may hold: every evaluation text, and
-    each sentence of one (the stage reads long texts sentence by sentence)."""
+    """Lookup keys no training source may hold: every evaluation text, and each sentence of
+    one (the stage reads long texts sentence by sentence). The sign book keeps them
+    (`sign_book_pairs`); `bench translator` reads it without them."""
     evaluation = sign_validation() + notice_heldout()
     held = {lookup_key(de) for de, _ in list(evaluation) + list(tatoeba_test)}
     held |= {lookup_key(part) for de, _ in evaluation for part in sentences(de)}

@@ -205,10 +205,11 @@ def render_sign_span(kind: str, span: str, time_style: str = "24h",
 
 
 _ORDINAL_BEFORE = re.compile(
-    r"(?:^|[-–—:(]|(?i:\b(?:jede[nmrs]?|im|am|der|die|das|den|dem|des|zur|zum|vom|ins|ab|bis|"
-    r"seit|für|fuer|in|an|pro|je|ihr|ihre|unser|unsere))\s*)\s*$")
+    r"(?:^|(?<!\d\.\s)(?<!\d\.)[-–—:(]|(?i:\b(?:jede[nmrs]?|im|am|der|die|das|den|dem|des|zur|"
+    r"zum|vom|ins|seit|für|fuer|in|an|pro|je|ihr|ihre|unser|unsere))\s*)\s*$")
 """What comes before a number that counts a noun ('jeden 1. Dienstag', 'der 1. Klasse', '1.
-Klasse' at the start); a label noun does not ('Gleis 3. Zug fällt aus': a sentence ends)."""
+Klasse' at the start); a label noun does not ('Gleis 3. Zug fällt aus': a sentence ends), nor
+'ab'/'bis' ('bis 12. Samstag geschlossen') or a range's first number ('3.-5. Klasse')."""
 _H_CLOCK_BEFORE = re.compile(r"(?i:\b(ab|um|von|bis))\s*$")
 """The words after which hours marked 'h' alone are a clock time ('ab 18h'; not 'täglich 24h'
 or 'Parken bis 2 h')."""

@@ -10,9 +10,10 @@ recur: the register also holds 199 of the 310 signs of our validation set, writt
 (`bench translator` reads the book without them).
 
 Keys are `normalize.lookup_key` forms (case, umlaut spellings and punctuation do not matter),
-so "NICHT RAUCHEN!" and "Nicht rauchen" are one entry. A text with no entry is looked up once
-more with its umlauts' dots dropped, as OCR often reads them ("Offnungszeiten" for
-"Öffnungszeiten"), where that form belongs to one entry only.
+so "NICHT RAUCHEN!" and "Nicht rauchen" are one entry. `lookup_dotless` finds an entry by its
+text with the umlauts' dots dropped, as OCR often reads them ("Offnungszeiten" for
+"Öffnungszeiten"), where that form belongs to one entry only; the translate stage asks it only
+for a text with a word the dictionary lacks ("Drucken" is a word: not "Drücken").
 
     book = SignBook.load(version.file("sign_phrasebook.tsv.gz"))
     book.lookup("rauchen verboten")       # 'No smoking'
@@ -54,11 +55,12 @@ class SignBook:
         return len(self.entries)
 
     def lookup(self, text: str) -> str | None:
-        hit = self.entries.get(lookup_key(text))
-        if hit is None and self.dotless:
-            key = self.dotless.get(dotless_key(text))
-            hit = self.entries.get(key) if key is not None else None
-        return hit
+        return self.entries.get(lookup_key(text))
+
+    def lookup_dotless(self, text: str) -> str | None:
+        """The entry whose text, its umlauts read without their dots, is this one."""
+        key = self.dotless.get(dotless_key(text))
+        return self.entries.get(key) if key is not None else None
 
     def without(self, keys) -> "SignBook":
         """The book less the entries of these lookup keys (an evaluation leaves out its own

@@ -82,6 +82,10 @@ _TRUST = {"phrasebook": 3, "model": 2, "gloss": 1}
 """A text made of chunks answered in several ways is labelled by its least trusted chunk."""
 _SENTENCE_END = re.compile(r"[.!?](?=\s+\S)")
 _MARKS = ",;:.!?"
+_NUMBER_WORD = re.compile(
+    r"(?i)\b(?:eins?|zwei|drei|vier|fünf|sechs|sieben|acht|neun|zehn|elf|zwölf|\w+zehn|"
+    r"\w*zig|\w*ßig|hundert|tausend)\w*\b")
+"""German numbers written as words ('achtzehn', 'zwanzig'): their digits may rightly come out."""
 _STRAY_MINUTES = re.compile(r"(?<=[^\W\d_]):\d\d\b")
 """Minutes glued to a word: the model reads a chunk that ends in ':' ('Feiertage:', 'rund um
 die Uhr:') as a clock ('holidays:00'); the chunk's numbers stand beside it as spans."""
@@ -537,6 +541,8 @@ class Translator:
         if self.signs is None:
             return None
         hit = self.signs.lookup(chunk)
+        if hit is None and self._misread(chunk):
+            hit = self.signs.lookup_dotless(chunk)
         parts = sentences(chunk) if hit is None else []
         if len(parts) > 1:
             found = [self.signs.lookup(part) for part in parts]
@@ -545,6 +551,19 @@ class Translator:
                     english if english[-1] in ".!?" or part[-1] not in ".!?"
                     else english + part[-1] for english, part in zip(found, parts)))
         return hit
+
+    def _misread(self, text: str) -> bool:
+        """A word of the text (3+ letters, no umlaut) is neither a dictionary word nor a
+        compound of them: it may be a word OCR read without its umlaut's dots."""
+        book = self.phrasebook
+        if book is None:
+            return False
+        for word in WORD.findall(text):
+            folded = fold(word).lower()
+            if len(word) >= 3 and folded == word.lower() and not (
+                    book.is_german_word(folded) or book.is_compound(folded)):
+                return True
+        return False
 
     def _fits(self, text: str) -> bool:
         return len(self.tokenizer.encode(model_text(text))) + 1 <= self.model.src_len
@@ -574,7 +593,9 @@ def _without_borrowed_numbers(english: str, chunk: str,
             return ""           # a copy, or a piece of one ('Tel. 089' → 'tel. 089 08')
         return number
 
-    cleaned = re.sub(r"(?<![\d:.,])\d+(?![\d:.,]\d)", keep, english)
+    if _NUMBER_WORD.search(chunk):      # 'ab achtzehn Jahren': the model writes '18'
+        return english
+    cleaned = re.sub(r"(?<![\d:.,])\d+(?![\d:.,]\d)(?![^\W\d_])", keep, english)
     return re.sub(r"\s{2,}", " ", cleaned).strip() if cleaned != english else english
 
 

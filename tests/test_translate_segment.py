@@ -124,6 +124,8 @@ def test_cents_are_a_price():
     assert split_protected("FERNROHR 5 CENT")[1] == ("€0.05", True)
     assert split_protected("50 Centimeter")[0] == ("50", True)      # not a price
     assert split_protected("100 Cent")[0] == ("100", True)          # '€1': left to the model
+    assert split_protected("Eintritt 1 Euro 50 Cent") == [("Eintritt", False), ("€1.50", True)]
+    assert split_protected("2 € 5 ct")[0] == ("€2.05", True)
 
 
 def test_an_ordinal_before_a_noun_is_written_the_english_way():

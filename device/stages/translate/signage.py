@@ -90,6 +90,7 @@ _SIGN = re.compile(
     rf"|(?P<ordinal>(?<![\w.,])(?:[1-9]|1\d|20)\.(?=\s?[A-ZÄÖÜ][a-zäöüß])(?!\s?{_NOT_AFTER_ORDINAL}\b))"
     rf"|(?P<cents>(?<![\d.,])\d{{1,2}}\s?(?:Cent|ct)(?![^\W\d_]))"
     rf"|(?P<price>(?<![\d.,]){_AMOUNT}(?:[,.]\d{{2}}|,-)?\s?(?:€|EUR|Euro)(?![^\W\d_])"
+    rf"(?:\s\d{{1,2}}\s?(?:Cent|ct)(?![^\W\d_]))?"
     rf"|€\s?{_AMOUNT}(?:[,.]\d{{2}})?(?![\d.,]))",
     re.UNICODE)
 TIME_STYLES = ("24h", "12h")
@@ -200,7 +201,9 @@ def render_sign_span(kind: str, span: str, time_style: str = "24h",
         amount = re.search(rf"({_AMOUNT})(?:[,.](\d{{2}}))?", span)
         whole = amount.group(1)
         whole = f"{int(whole.replace('.', '')):,}" if "." in whole else whole
-        return f"€{whole}" + (f".{amount.group(2)}" if amount.group(2) else "")
+        cents = re.search(r"(\d{1,2})\s?(?:Cent|ct)$", span)      # '1 Euro 50 Cent' → '€1.50'
+        fraction = f"{int(cents.group(1)):02d}" if cents else amount.group(2)
+        return f"€{whole}" + (f".{fraction}" if fraction else "")
     return span
 
 

@@ -32,7 +32,6 @@ from device.stages.translate.translator import model_translate
 from device.stages.translate.model import Seq2SeqModel
 from device.stages.translate.phrasebook import Phrasebook
 from device.stages.translate.normalize import lookup_key
-from device.stages.translate.segment import sentences
 from device.stages.translate.signbook import SignBook
 from device.stages.translate.tokenizer import Tokenizer
 from device.stages.translate.translator import VIAS, Settings, Translator, tokenizer_path
@@ -64,9 +63,8 @@ def _book_without(version, sets: dict) -> SignBook | None:
     book = SignBook.for_version(version)
     if book is None:
         return None
-    texts = [text for sources, _ in sets.values() for text in sources]
-    measured = {_loose(text) for text in texts} | {_loose(part) for text in texts
-                                                   for part in sentences(text)}
+    measured = translator_data.text_keys(
+        [text for sources, _ in sets.values() for text in sources], key=_loose)
     return book.without(key for key in book.entries if _loose(key) in measured)
 
 

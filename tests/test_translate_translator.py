@@ -101,17 +101,16 @@ def test_words_the_model_translates_surely_are_not_names(translator, monkeypatch
     assert translator.translate("Apotheke Krzyzanowski").translation == "Pharmacy Krzyzanowski"
 
 
-def test_a_copied_name_keeps_its_capitals_with_or_without_its_umlauts():
-    from device.stages.translate.translator import Translator as T
-    bare = T(None, None, None)
-    assert bare._names_cased("Treffpunkt Höhenberg", "meeting point höhenberg") == \
-        "meeting point Höhenberg"
-    assert bare._names_cased("Treffpunkt Höhenberg", "meeting point hoehenberg") == \
-        "meeting point Höhenberg"
-    # a letter that names a zone, a section or a line keeps its capital; 'a' and 'i' are words
-    assert bare._names_cased("Abschnitt E und Linie D", "section e and line d") == \
-        "section E and line D"
-    assert bare._names_cased("Linie A", "take a line") == "take a line"
+@pytest.mark.parametrize("german, english, want", [
+    # a copied name, whether the model wrote it folded or with its umlauts
+    ("Treffpunkt Höhenberg", "meeting point höhenberg", "meeting point Höhenberg"),
+    ("Treffpunkt Höhenberg", "meeting point hoehenberg", "meeting point Höhenberg"),
+    # a letter that names a zone, a section or a line; 'a' and 'i' are words
+    ("Abschnitt E und Linie D", "section e and line d", "section E and line D"),
+    ("Linie A", "take a line", "take a line"),
+])
+def test_a_copied_name_or_letter_keeps_its_capitals(german, english, want):
+    assert Translator(None, None, None)._names_cased(german, english) == want
 
 
 def test_the_sign_book_reads_a_text_without_umlaut_dots_only_where_a_word_is_misread(parts):

@@ -161,14 +161,20 @@ def ocr_noise(text: str, rng: random.Random) -> str:
     return " ".join(words)
 
 
+def text_keys(texts, key=lookup_key, whole_only=()) -> set[str]:
+    """The keys of these texts and of each sentence of one (the stage reads long texts
+    sentence by sentence), and of `whole_only` texts as wholes."""
+    texts = list(texts)
+    return {key(text) for text in texts + list(whole_only)} | {
+        key(part) for text in texts for part in sentences(text)}
+
+
 def held_keys(tatoeba_test: list[tuple[str, str]] = ()) -> set[str]:
     """Lookup keys no training source may hold: every evaluation text, and each sentence of
-    one (the stage reads long texts sentence by sentence). The sign book keeps them
-    (`sign_book_pairs`); `bench translator` reads it without them."""
-    evaluation = sign_validation() + notice_heldout()
-    held = {lookup_key(de) for de, _ in list(evaluation) + list(tatoeba_test)}
-    held |= {lookup_key(part) for de, _ in evaluation for part in sentences(de)}
-    return held
+    one (`text_keys`). The sign book keeps them (`sign_book_pairs`); `bench translator`
+    reads it without them."""
+    return text_keys([de for de, _ in sign_validation() + notice_heldout()],
+                     whole_only=[de for de, _ in tatoeba_test])
 
 
 def sign_book_pairs() -> list[tuple[str, str]]:

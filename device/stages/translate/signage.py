@@ -180,10 +180,9 @@ def render_sign_span(kind: str, span: str, time_style: str = "24h",
     if kind == "day":
         return _DAYS[span.strip(" .").lower()]
     if kind == "timerange":
-        body = re.sub(r"\s*(?:Uhr|[hH])$", "", span)
-        a, b = re.split(r"\s*[-–—]\s*", body, maxsplit=1)
         if not _is_time_range(span, uhr_after):
             return span          # '3-4' without Uhr or a colon: not known to be a time
+        a, b = re.split(r"\s*[-–—]\s*", re.sub(r"\s*(?:Uhr|[hH])$", "", span), maxsplit=1)
         return f"{clock(a, time_style)}–{clock(b, time_style)}"
     if kind == "floor":
         number = int(re.match(r"\d+", span).group())

@@ -22,14 +22,11 @@ for a text with a word the dictionary lacks ("Drucken" is a word: not "Drücken"
 from __future__ import annotations
 
 import gzip
-import logging
 import zlib
 from pathlib import Path
 
 from device.errors import ModelStoreError
 from device.stages.translate.normalize import lookup_key
-
-log = logging.getLogger(__name__)
 
 MANIFEST_KEY = "sign_phrasebook"
 

@@ -227,7 +227,7 @@ class Translator:
                                "no_letters")
         style = style_of(text)
         self._reading.cut_between_words = False
-        self._reading.decoded = {}
+        self._reading.memo = {}
         book = self.phrasebook if self.settings.use_phrasebook else None
         if book is not None and not self.settings.model_first:
             hit = book.lookup(text)
@@ -423,16 +423,21 @@ class Translator:
         return english.strip() != "" and not any(
             f" {lookup_key(model_text(name))} " in english for name in names)
 
+    def _memo(self) -> dict:
+        """What one translation has worked out already (decodings, sign-book answers): the
+        name check, the refusal check and a chunk's own reading ask the same questions."""
+        return self._reading.__dict__.setdefault("memo", {})
+
     def _generate(self, chunk: str, ids: list[int], deadline: int | None):
-        """The model's decoding of a chunk, once per translation (the name check and the
-        chunk's own reading share it); an unfinished one is not kept."""
-        done = self._reading.__dict__.setdefault("decoded", {})
-        if chunk in done:
-            return done[chunk]
+        """The model's decoding of a chunk, once per translation; an unfinished one is not
+        kept."""
+        memo = self._memo()
+        if ("decode", chunk) in memo:
+            return memo["decode", chunk]
         decoded = self.model.generate(ids + [EOS], max_tokens=self.settings.max_tokens,
                                       beam_size=self.settings.beam_size, deadline_ns=deadline)
         if decoded.complete:
-            done[chunk] = decoded
+            memo["decode", chunk] = decoded
         return decoded
 
     def _is_name(self, word: str) -> bool:
@@ -540,9 +545,16 @@ class Translator:
         holds every one; else None."""
         if self.signs is None:
             return None
+        memo = self._memo()
+        if ("sign", chunk) not in memo:
+            memo["sign", chunk] = self._sign_lookup(chunk)
+        return memo["sign", chunk]
+
+    def _sign_lookup(self, chunk: str) -> str | None:
         hit = self.signs.lookup(chunk)
-        if hit is None and self._misread(chunk):
+        if hit is None:                 # the dictionary is asked only when a form is found
             hit = self.signs.lookup_dotless(chunk)
+            hit = hit if hit is not None and self._misread(chunk) else None
         parts = sentences(chunk) if hit is None else []
         if len(parts) > 1:
             found = [self.signs.lookup(part) for part in parts]

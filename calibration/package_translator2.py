@@ -151,12 +151,15 @@ def initial_weights(run: Path, run_cfg: dict, continues: str) -> str:
         return (f"translator {run_cfg['init_store']}'s released int8 weights, dequantized "
                 "(calibration/training/translator_weights.py; its card gives the command that "
                 "trained them and their data); no teacher.")
+    released = (f" (translator {continues}'s weights; its card gives the command that "
+                "trained them and their data)") if continues else ""
+    if run_cfg.get("init_keras_run"):
+        return (f"our own earlier run `{run_cfg['init_keras_run']}`{released}, its last "
+                "checkpoint in float (scripts/train_translator.py --export-weights); no teacher.")
     log = run / "commands.log"
     for command in log.read_text().splitlines() if log.exists() else []:
         if "--init-from" in command:
             source = command.split("--init-from")[1].lstrip("= ").split()[0]
-            released = (f" (translator {continues}'s weights; its card gives the command that "
-                        "trained them and their data)") if continues else ""
             return f"our own earlier run `{source}`{released}; no teacher."
     return ""
 

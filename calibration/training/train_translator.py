@@ -238,17 +238,22 @@ def import_weights(torch_run: Path, run_dir: Path, data: Path) -> int:
     info = json.loads((torch_run / "torch_run.json").read_text())
     tokenizer = next(data.resolve().glob("spm*.model"))
     phases, run = [], info       # the runs this one went on from (--init), first to last
-    store = None                 # or the release whose weights the first run started from
+    store = None                 # or the release whose weights the first run started from,
+    keras_run = None             # or the Keras run whose checkpoint it started from
     while run:
         if "store_version" in run:                      # translator_weights.py's record
             store = run["store_version"]
+        elif "keras_run" in run:                        # export_weights' record
+            keras_run = run["keras_run"]
         else:
             phases.insert(0, {"data": run["args"]["data"], "steps": run["steps"],
                               "minutes": run["minutes"], "lr": float(run["args"]["lr"])})
         run = run.get("init_run")
     cfg = {**info["config"], "neg": NEG, "seed": int(info["args"]["seed"]),
            "steps": sum(p["steps"] for p in phases), "phases": phases, "init_store": store,
-           "tokenizer": str(tokenizer.relative_to(ROOT)),
+           "init_keras_run": keras_run,
+           "tokenizer": str(tokenizer.relative_to(ROOT) if tokenizer.is_relative_to(ROOT)
+                            else tokenizer),
            "tensorflow": tf.__version__, "trained_with": f"torch {info['torch']} on "
                                                         f"{info['device']}, "
                                                         f"{sum(p['minutes'] for p in phases):g} min"}
@@ -264,6 +269,33 @@ def import_weights(torch_run: Path, run_dir: Path, data: Path) -> int:
             log.write(json.dumps(record) + "\n")
     export(tf, model, cfg, run_dir / "saved_model")
     print(f"exported {run_dir / 'saved_model'} from {torch_run}")
+    return 0
+
+
+def export_weights(run_dir: Path, out: Path) -> int:
+    """A Keras run's last checkpoint as translator_torch.py's starting point: out/keras_weights.npz
+    (float16, Keras order) and out/torch_run.json naming the run, for a lent GPU to train on."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+    cfg = json.loads((run_dir / "config.json").read_text())
+    model = build_model(tf, cfg)
+    model((tf.zeros([1, 4], tf.int32), tf.zeros([1, 4], tf.int32)))
+    latest = tf.train.latest_checkpoint(str(run_dir / "ckpt"))
+    if latest is None:
+        raise SystemExit(f"{run_dir / 'ckpt'} holds no checkpoint to export")
+    step = tf.Variable(0, dtype=tf.int64)
+    tf.train.Checkpoint(model=model, step=step).restore(latest).expect_partial()
+    weights = model.get_weights()
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez(out / "keras_weights.npz", *[w.astype(np.float16) for w in weights])
+    config = {k: cfg[k] for k in ("d", "ff", "heads", "enc_layers", "dec_layers", "vocab",
+                                  "dropout")}
+    record = {"config": {**config, "max_len": MAX_LEN}, "steps": int(step.numpy()), "epochs": 0,
+              "minutes": 0, "device": "keras checkpoint", "torch": "-", "history": [],
+              "keras_run": run_dir.as_posix(),
+              "args": {"data": cfg.get("tokenizer", ""), "lr": "0", "seed": str(cfg["seed"])}}
+    (out / "torch_run.json").write_text(json.dumps(record, indent=1))
+    print(f"{len(weights)} tensors from {latest} (step {int(step.numpy())}) -> {out}")
     return 0
 
 
@@ -303,6 +335,9 @@ def main(argv=None) -> int:
     parser.add_argument("--import-weights", metavar="TORCH_RUN",
                         help="export a SavedModel from calibration/training/translator_torch.py's "
                              "TORCH_RUN/keras_weights.npz (its torch_run.json gives the shape)")
+    parser.add_argument("--export-weights", metavar="OUT",
+                        help="write --run-dir's last checkpoint as OUT/keras_weights.npz for "
+                             "calibration/training/translator_torch.py --init OUT (a lent GPU)")
     parser.add_argument("--init-from", metavar="RUN_DIR",
                         help="start a new run (its own schedule) from the weights of another "
                              "run's last checkpoint, or of a GPU run's keras_weights.npz (e.g. "
@@ -317,6 +352,8 @@ def main(argv=None) -> int:
         print(json.dumps(translator_data.prepare(out, args.vocab, args.seed, args.mix, tokenizer,
                                                  command), indent=1))
         return 0
+    if args.export_weights:
+        return export_weights(Path(args.run_dir), Path(args.export_weights))
     if args.import_weights:
         return import_weights(Path(args.import_weights), Path(args.run_dir),
                               Path(args.data or ROOT / "data" / "translator2"))

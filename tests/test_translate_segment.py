@@ -92,6 +92,15 @@ def test_all_caps_days_times_and_floors_are_rendered_like_the_usual_case():
     assert split_protected("GLEIS 3 ICE4") == [("GLEIS", False), ("3", True), ("ICE4", True)]
 
 
+def test_a_range_of_numbers_takes_an_en_dash_and_phone_numbers_and_codes_do_not():
+    # OCR text comes with its dashes folded to '-': 'Schalter 5–8' came out 'Counters 5-8'
+    assert split_protected("Schalter 5-8") == [("Schalter", False), ("5–8", True)]
+    assert split_protected("Schalter 5-8: Anmeldung")[1] == ("5–8:", True)
+    assert split_protected("Zimmer 101-120")[1] == ("101–120", True)
+    assert split_protected("Tel. 0761-12345")[1] == ("0761-12345", True)   # leading zero
+    assert split_protected("Linie 12-4")[1] == ("12-4", True)               # not a range
+
+
 def test_hours_marked_h_are_times_of_day_and_durations_stay_as_written():
     # 'h' alone once went to the dictionary, whose H is the note B: '10-20h' -> '10-20B'
     assert split_protected("Mo-Sa 10-20h") == [("Mon–Sat", True), ("10:00–20:00", True)]
@@ -272,11 +281,12 @@ def test_in_a_text_with_uhr_bare_hours_and_dotted_times_are_times():
     assert rendered("Ruhezeit 13–15 und 22–7 Uhr") == ["13:00–15:00", "22:00–7:00"]
     assert rendered("Täglich von 9.30 bis 17.30 Uhr", "12h") == ["9:30 am", "5:30 pm"]
     assert rendered("Mo–Fr 9–12, 14–18 Uhr") == ["Mon–Fri", "9:00–12:00", "14:00–18:00"]
-    # without Uhr they are not known to be times; sizes, ages and prices are not hours
-    assert rendered("Gleis 3-4") == ["3-4"] and rendered("Preis 2.50") == ["2.50"]
-    assert rendered("Größen 36-42 bis 18 Uhr") == ["36-42", "18:00"]
-    assert rendered("Kinder (6-14 Jahre) 3 €, Einlass bis 17 Uhr") == ["6-14", "€3", "17:00"]
-    assert rendered("Parken max. 2-3 Std., 8-20 Uhr") == ["2-3", "8:00–20:00"]
+    # without Uhr they are not known to be times; sizes, ages and prices are not hours (a
+    # range of them takes an en dash)
+    assert rendered("Gleis 3-4") == ["3–4"] and rendered("Preis 2.50") == ["2.50"]
+    assert rendered("Größen 36-42 bis 18 Uhr") == ["36–42", "18:00"]
+    assert rendered("Kinder (6-14 Jahre) 3 €, Einlass bis 17 Uhr") == ["6–14", "€3", "17:00"]
+    assert rendered("Parken max. 2-3 Std., 8-20 Uhr") == ["2–3", "8:00–20:00"]
     assert rendered("Kaffee 2.50 bis 11 Uhr") == ["2.50", "11:00"]
 
 

@@ -334,6 +334,11 @@ def render_protected(span: str, time_style: str = "24h", clock_before: bool = Fa
     if uhr_later and hour and int(hour.group(1)) <= 24:      # '12,' in '12, 14 und 16 Uhr'
         return clock(hour.group(1), time_style) + hour.group(2)
     if not span.endswith(("Uhr", "UHR")):
+        # a range of numbers takes an en dash ('Schalter 5-8' → 'Counters 5–8'); not a
+        # phone number or a code ('0761-12345', '12-4')
+        numbers = re.fullmatch(r"([1-9]\d{0,3})-(\d{1,4})[:,.]?", span)
+        if numbers and int(numbers.group(1)) < int(numbers.group(2)):
+            return span.replace("-", "–")
         return span
     number = span[:-3].strip()
     if re.fullmatch(r"\d{1,2}(?:[:.]\d{2})?", number):

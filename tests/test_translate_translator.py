@@ -149,6 +149,20 @@ def test_bis_between_two_numbers_the_text_is_cut_at_is_to(translator, monkeypatc
         "24 December until 14:00 open"
 
 
+def test_a_dash_between_chunks_is_a_spaced_en_dash(translator, monkeypatch):
+    # OCR text has its dashes folded to '-': 'POLICE - KEEP ...' and '1 April - 15 July' before
+    monkeypatch.setattr(translator, "_chunk", lambda chunk, deadline: (
+        {"leinenpflicht": "dogs on leads", "polizei -": "police -",
+         "durchfahrt freihalten": "keep clear"}[chunk.lower()], "model", 0.9, ""))
+    monkeypatch.setattr(translator, "_whole", lambda *args: None)   # cut at its spans
+    assert translator.translate("Leinenpflicht 1.4.–15.7.").translation == \
+        "Dogs on Leads 1 April – 15 July"   # a title-case sign
+    monkeypatch.setattr(translator, "_chunks", lambda spans, deadline: [
+        ("POLIZEI -", False), ("DURCHFAHRT FREIHALTEN", False)])
+    assert translator.translate("POLIZEI – DURCHFAHRT FREIHALTEN").translation == \
+        "POLICE – KEEP CLEAR"
+
+
 def test_a_notice_longer_than_the_model_reads_is_translated_sentence_by_sentence(parts):
     model, tokenizer, _book = parts
     # no phrasebook: the test dictionary's excerpt lacks the notice's words, which would be

@@ -352,6 +352,9 @@ class Translator:
             if chunk.lower() == "bis" and _between_alike(chunks, index):
                 pieces.append("TO" if style == "upper" else "to")
                 continue
+            if chunk in ("-", "–", "—"):       # between dates: '1.4.–15.7.' → '1 April – 15 July'
+                pieces.append("–")
+                continue
             english, via, conf, problem = self._chunk(chunk, deadline)
             if problem:
                 return "", "", 0.0, problem
@@ -368,7 +371,10 @@ class Translator:
         via = _least_trusted(vias)
         joined = "".join(p if g or not i else " " + p
                          for i, (p, g) in enumerate((p, g) for p, g in zip(pieces, glued) if p))
-        return re.sub(r"\s+([.,;:!?])", r"\1", joined.strip()), via, confidence, ""
+        # a dash between chunks is a spaced en dash ('POLIZEI – DURCHFAHRT FREIHALTEN' →
+        # 'POLICE – KEEP ...'; OCR text has its dashes folded to '-')
+        joined = re.sub(r"\s+([.,;:!?])", r"\1", joined.strip()).replace(" - ", " – ")
+        return joined, via, confidence, ""
 
     def _chunks(self, spans: list[tuple[str, bool]],
                 deadline: int | None = None) -> list[tuple[str, bool]]:

@@ -11,6 +11,7 @@ import pytest
 from device.stages.translate.model import Seq2SeqModel
 from device.stages.translate.phrasebook import Phrasebook
 from device.stages.translate.tokenizer import Tokenizer
+from device.stages.translate.signage import split_arrows
 from device.stages.translate.translator import Settings, Translator, tokenizer_path
 from translate_helpers import excerpt, need_dictionary, store_version
 
@@ -147,6 +148,27 @@ def test_bis_between_two_numbers_the_text_is_cut_at_is_to(translator, monkeypatc
     assert translator.translate("Mo-Fr bis 18 Uhr").translation == "Mon–Fri until 18:00"
     assert translator.translate("24.12. bis 14 Uhr geöffnet").translation == \
         "24 December until 14:00 open"
+
+
+@pytest.mark.parametrize("sign, lead, words, trail", [
+    ("Toiletten →", "", "Toiletten", " →"), ("← Ausgang", "← ", "Ausgang", ""),
+    ("-> Gleis 3", "-> ", "Gleis 3", ""),
+    ("BITTE HIER ANSTELLEN ⇨", "", "BITTE HIER ANSTELLEN", " ⇨"),
+    ("Zimmer 108-115 >", "", "Zimmer 108-115", " >")])
+def test_arrows_at_a_signs_ends_stay_and_the_words_between_are_translated(
+        translator, sign, lead, words, trail):
+    # an arrow once made the whole sign pass through untranslated ('Toiletten →')
+    alone = translator.translate(words)
+    assert alone.via != "passthrough"
+    got = translator.translate(sign)
+    assert got.translation == f"{lead}{alone.translation}{trail}"
+    assert got.via in (alone.via, "cache")
+
+
+def test_a_sign_of_arrows_alone_or_with_quotes_is_not_cut():
+    assert split_arrows("→") == ("→", "", "")
+    assert split_arrows("»Ruhe«") == ("", "»Ruhe«", "")
+    assert split_arrows("a < b") == ("", "a < b", "")
 
 
 def test_a_dash_between_chunks_is_a_spaced_en_dash(translator, monkeypatch):

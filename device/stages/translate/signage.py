@@ -16,6 +16,17 @@ _PROTECTED = re.compile(
     r"(?:\s?(?:Uhr|UHR)\b)?", re.UNICODE)
 
 
+_ARROW = r"(?:[←↑→↓↖↗↘↙⇐⇑⇒⇓⇦⇧⇨⇩➔➙➚➛➜➝➞➟➠➡⬅⬆⬇▶◀►◄▲▼]|->|<-|=>|>>|<<|[<>](?=\s|$))"
+_ARROWS_AT_ENDS = re.compile(rf"((?:{_ARROW}\s*)*)(.*?)((?:\s*(?<![\w<>=-]){_ARROW})*)", re.S)
+
+
+def split_arrows(text: str) -> tuple[str, str, str]:
+    """(arrows before, text, arrows after) of a sign: an arrow points, it is not a word
+    ('← Ausgang', 'Toiletten →', '-> Gleis 3'); what the arrows leave is translated."""
+    lead, core, trail = _ARROWS_AT_ENDS.fullmatch(text).groups()
+    return lead, core, trail
+
+
 def style_of(text: str) -> str:
     """'upper' (ALL CAPS), 'title' (every word capitalized), 'sentence' or 'lower'."""
     letters = [ch for ch in text if ch.isalpha()]

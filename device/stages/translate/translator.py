@@ -66,7 +66,7 @@ from device.stages.translate.segment import (PLAIN_NUMBER, clauses, cut_to_fit, 
                                              merge_plain_numbers, numbers_kept, restore_spans,
                                              sentences, span_kind)
 from device.stages.translate.signage import (apply_style, english_casing, english_numbers,
-                                             render_in_place, sentence_capitals,
+                                             render_in_place, sentence_capitals, split_arrows,
                                              split_protected, style_of)
 from device.stages.translate.tokenizer import EOS, Tokenizer
 
@@ -225,6 +225,13 @@ class Translator:
         if not any(ch.isalpha() for ch in text):
             return Translation(source, text, "passthrough", 1.0, self._elapsed(start),
                                "no_letters")
+        lead, core, trail = split_arrows(text)
+        if (lead or trail) and any(ch.isalpha() for ch in core):
+            inner = self._fresh(source, core, start)     # the arrows stay where they point
+            if inner.via == "passthrough":
+                return self._passthrough(source, text, inner.reason, start)
+            return replace(inner, translation=f"{lead}{inner.translation}{trail}",
+                           ms=self._elapsed(start))
         style = style_of(text)
         self._reading.cut_between_words = False
         self._reading.memo = {}
@@ -352,7 +359,7 @@ class Translator:
             if chunk.lower() == "bis" and _between_alike(chunks, index):
                 pieces.append("TO" if style == "upper" else "to")
                 continue
-            if chunk in ("-", "–", "—"):       # between dates: '1.4.–15.7.' → '1 April – 15 July'
+            if chunk in ("-", "–", "—"):       # between dates: "1.4.–15.7."
                 pieces.append("–")
                 continue
             english, via, conf, problem = self._chunk(chunk, deadline)

@@ -21,6 +21,18 @@ def test_tags_never_reach_the_text():
     assert entry.pairs[0].refs[0] == "eel ladder"
 
 
+def test_abbreviations_never_reach_the_text():
+    # 'Sandsackausgabe' was glossed 'Sandbag Edition /ed.': ding writes 'edition /ed./'
+    entry = ding.parse_line("Abfahrt {f} /Abf./; Abflug {m} [transp.] | Abfahrten {pl} :: "
+                            "departure /dep./ | departures")
+    assert [(p.de, p.en) for p in entry.pairs] == [
+        ("Abfahrt", "departure"), ("Abflug", "departure"), ("Abfahrten", "departures")]
+    assert ding.strip_tags("dead on arrival /DOA/") == "dead on arrival"
+    # a slash between words or inside one is no abbreviation
+    for kept in ("dipped / dimmed headlights/lights", "km/h", "shepherd's /sailor's delight"):
+        assert ding.strip_tags(kept) == kept
+
+
 def test_verbs_lose_the_english_to_and_keep_their_inflections():
     need_dictionary()
     entry = ding.parse_line(real_line("entweichen {vi}"))

@@ -26,6 +26,8 @@ _BRACKETS = (re.compile(r"\{[^{}]*\}"), re.compile(r"\[[^\[\]]*\]"),
              re.compile(r"<[^<>]*>"), re.compile(r"\([^()]*\)"))
 _VERB_TAG = re.compile(r"\{v[ti r]*\}|\{vi\}|\{vt\}|\{vr\}|\{v\}")
 _SPACE = re.compile(r"\s+")
+_ABBREVIATION = re.compile(r"(?:(?<=\s)|^)/[^/\s;|]+/(?=[\s;,|]|$)")
+"""An abbreviation ding writes after a word: 'Abfahrt /Abf./', 'departure /dep./'."""
 _STEM = re.compile(r"(ern|en|er|es|e|n|s)$")
 
 
@@ -45,7 +47,9 @@ class Entry:
 
 
 def strip_tags(text: str) -> str:
-    """Remove {..}, [..], <..>, (..) (nested ones too) and collapse spaces."""
+    """Remove {..}, [..], <..>, (..) (nested ones too) and abbreviations (/dep./), and
+    collapse spaces."""
+    text = _ABBREVIATION.sub(" ", text)
     previous = None
     while previous != text:
         previous = text

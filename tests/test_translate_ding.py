@@ -28,6 +28,8 @@ def test_abbreviations_never_reach_the_text():
     assert [(p.de, p.en) for p in entry.pairs] == [
         ("Abfahrt", "departure"), ("Abflug", "departure"), ("Abfahrten", "departures")]
     assert ding.strip_tags("dead on arrival /DOA/") == "dead on arrival"
+    assert ding.strip_tags("weight /w.; wt/") == "weight"          # several forms, a space
+    assert ding.strip_tags("serial number /ser. no./") == "serial number"
     # a slash between words or inside one is no abbreviation
     for kept in ("dipped / dimmed headlights/lights", "km/h", "shepherd's /sailor's delight"):
         assert ding.strip_tags(kept) == kept

@@ -3,8 +3,8 @@
 from device.stages.translate.segment import (clauses, ends_sentence, fitting_parts,
                                              merge_plain_numbers, numbers_kept, restore_spans,
                                              sentences)
-from device.stages.translate.signage import (english_casing, english_numbers, sentence_capitals,
-                                             split_protected)
+from device.stages.translate.signage import (english_casing, english_numbers, render_in_place,
+                                             sentence_capitals, split_protected)
 
 
 def test_sentences_end_at_their_marks_not_after_numbers_or_abbreviations():
@@ -99,6 +99,12 @@ def test_a_range_of_numbers_takes_an_en_dash_and_phone_numbers_and_codes_do_not(
     assert split_protected("Zimmer 101-120")[1] == ("101–120", True)
     assert split_protected("Tel. 0761-12345")[1] == ("0761-12345", True)   # leading zero
     assert split_protected("Linie 12-4")[1] == ("12-4", True)               # not a range
+    # a phone number after its area code, and codes whose parts differ in length
+    assert split_protected("Tel. 030 1234-5678")[2] == ("1234-5678", True)
+    assert split_protected("Zimmer 5-08")[1] == ("5-08", True)
+    assert split_protected("Raum 2-105")[1] == ("2-105", True)
+    # the colon after a range makes it no clock time: an English sign stays as written
+    assert render_in_place("Gates 5-8: Departures") == "Gates 5-8: Departures"
 
 
 def test_hours_marked_h_are_times_of_day_and_durations_stay_as_written():

@@ -154,7 +154,9 @@ def test_bis_between_two_numbers_the_text_is_cut_at_is_to(translator, monkeypatc
     ("Toiletten →", "", "Toiletten", " →"), ("← Ausgang", "← ", "Ausgang", ""),
     ("-> Gleis 3", "-> ", "Gleis 3", ""),
     ("BITTE HIER ANSTELLEN ⇨", "", "BITTE HIER ANSTELLEN", " ⇨"),
-    ("Zimmer 108-115 >", "", "Zimmer 108-115", " >")])
+    ("Zimmer 108-115 >", "", "Zimmer 108-115", " >"), ("Toiletten→", "", "Toiletten", "→"),
+    ("←Ausgang", "←", "Ausgang", ""), ("<-- Ausgang", "<-- ", "Ausgang", ""),
+    ("Ausgang -->", "", "Ausgang", " -->")])
 def test_arrows_at_a_signs_ends_stay_and_the_words_between_are_translated(
         translator, sign, lead, words, trail):
     # an arrow once made the whole sign pass through untranslated ('Toiletten →')
@@ -165,10 +167,21 @@ def test_arrows_at_a_signs_ends_stay_and_the_words_between_are_translated(
     assert got.via in (alone.via, "cache")
 
 
-def test_a_sign_of_arrows_alone_or_with_quotes_is_not_cut():
+def test_a_sign_of_arrows_alone_or_a_comparison_is_not_cut():
     assert split_arrows("→") == ("→", "", "")
-    assert split_arrows("»Ruhe«") == ("", "»Ruhe«", "")
     assert split_arrows("a < b") == ("", "a < b", "")
+    assert split_arrows("Bahn->") == ("", "Bahn->", "")     # glued ASCII: not known to point
+
+
+def test_an_arrow_sign_over_the_budget_is_translated_on_the_next_request(parts):
+    model, tokenizer, book = parts
+    slow = Translator(model, tokenizer, book, Settings(cache_size=8, min_model_confidence=0.0,
+                                                       budget_ms=1e-6))
+    sign = "Fahrräder bitte hinten abstellen →"
+    first = slow.translate(sign)
+    assert (first.via, first.reason) == ("passthrough", "over_budget")
+    again = slow.translate(sign)          # the late text is read without a deadline
+    assert again.via == "model" and again.translation.endswith(" →")
 
 
 def test_a_dash_between_chunks_is_a_spaced_en_dash(translator, monkeypatch):

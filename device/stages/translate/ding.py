@@ -26,8 +26,9 @@ _BRACKETS = (re.compile(r"\{[^{}]*\}"), re.compile(r"\[[^\[\]]*\]"),
              re.compile(r"<[^<>]*>"), re.compile(r"\([^()]*\)"))
 _VERB_TAG = re.compile(r"\{v[ti r]*\}|\{vi\}|\{vt\}|\{vr\}|\{v\}")
 _SPACE = re.compile(r"\s+")
-_ABBREVIATION = re.compile(r"(?:(?<=\s)|^)/[^/\s;|]+/(?=[\s;,|]|$)")
-"""An abbreviation ding writes after a word: 'Abfahrt /Abf./', 'departure /dep./'."""
+_ABBREVIATION = re.compile(r"(?:(?<=\s)|^)/[^/\s|](?:[^/|]{0,18}[^/\s|])?/(?=[\s;,|]|$)")
+"""An abbreviation ding writes after a word: 'Abfahrt /Abf./', 'departure /dep./', 'weight
+/w.; wt/', 'serial number /ser. no./'; not an alternative ('dipped / dimmed headlights')."""
 _STEM = re.compile(r"(ern|en|er|es|e|n|s)$")
 
 

@@ -16,8 +16,11 @@ _PROTECTED = re.compile(
     r"(?:\s?(?:Uhr|UHR)\b)?", re.UNICODE)
 
 
-_ARROW = r"(?:[←↑→↓↖↗↘↙⇐⇑⇒⇓⇦⇧⇨⇩➔➙➚➛➜➝➞➟➠➡⬅⬆⬇▶◀►◄▲▼]|->|<-|=>|>>|<<|[<>](?=\s|$))"
-_ARROWS_AT_ENDS = re.compile(rf"((?:{_ARROW}\s*)*)(.*?)((?:\s*(?<![\w<>=-]){_ARROW})*)", re.S)
+_ARROW_SIGN = r"[←↑→↓↖↗↘↙⇐⇑⇒⇓⇦⇧⇨⇩➔➙➚➛➜➝➞➟➠➡⬅⬆⬇▶◀►◄▲▼]\ufe0f?"
+_ASCII_ARROW = r"(?:-+>|<-+|=+>|<=+|>>|<<|[<>])"
+_ARROWS_AT_ENDS = re.compile(
+    rf"((?:(?:{_ARROW_SIGN}|{_ASCII_ARROW}(?=\s|$))\s*)*)(.*?)"
+    rf"((?:\s*{_ARROW_SIGN}|\s+{_ASCII_ARROW})*)", re.S)
 
 
 def split_arrows(text: str) -> tuple[str, str, str]:
@@ -262,10 +265,12 @@ def _spans(text: str, time_style: str) -> list[tuple[int, int, str, str]]:
         clock_before = _TIME_WORD_BEFORE.search(text, 0, match.start()) is not None
         hour_word = _H_CLOCK_BEFORE.search(text, 0, match.start())
         span = match.group().strip()
+        after_number = re.search(r"\d[\s/]*$", text[:match.start()]) is not None
         rendered = render_protected(span, time_style, clock_before, match.start() in hours,
-                                    hour_word.group(1).lower() if hour_word else "")
-        add(*match.span(), rendered, "clock" if rendered != span and ":" in rendered
-            or rendered.endswith(("am", "pm")) else "number")
+                                    hour_word.group(1).lower() if hour_word else "",
+                                    after_number)
+        add(*match.span(), rendered, "clock" if rendered != span and (
+            re.search(r"\d:\d\d", rendered) or rendered.endswith(("am", "pm"))) else "number")
     return sorted(spans)
 
 
@@ -328,12 +333,15 @@ def _hours_of_runs(text: str, probes: list[str]) -> set[int]:
 
 
 def render_protected(span: str, time_style: str = "24h", clock_before: bool = False,
-                     uhr_later: bool = False, hour_word: str = "") -> str:
+                     uhr_later: bool = False, hour_word: str = "",
+                     after_number: bool = False) -> str:
     """'18 Uhr' -> '18:00' (or '6 pm'), '9:30 UHR' -> '9:30', and after um/ab/von/bis a
     clock time without Uhr ('von 9.30 bis 17.30 Uhr' → 9:30; not 'Kaffee 2.50'); with
     `uhr_later` (a range's Uhr comes later: 'von 14 bis 16 Uhr') a whole hour too (not
     'Kaffee 2.50 bis 11 Uhr'); hours marked 'h' after ab/um/von (`hour_word`; after bis from
-    5) and under 24 ('ab 18h'; not 'täglich 24h', 'bis 2 h'); others unchanged."""
+    5) and under 24 ('ab 18h'; not 'täglich 24h', 'bis 2 h'); a range of numbers with an en
+    dash, unless `after_number` (a number stands just before it: 'Tel. 030 1234-5678'); others
+    unchanged."""
     time = re.fullmatch(r"(\d{1,2})[.:](\d{2})", span)
     if clock_before and time and int(time.group(1)) <= 24 and int(time.group(2)) < 60:
         return clock(span, time_style)
@@ -345,10 +353,11 @@ def render_protected(span: str, time_style: str = "24h", clock_before: bool = Fa
     if uhr_later and hour and int(hour.group(1)) <= 24:      # '12,' in '12, 14 und 16 Uhr'
         return clock(hour.group(1), time_style) + hour.group(2)
     if not span.endswith(("Uhr", "UHR")):
-        # a range of numbers takes an en dash ('Schalter 5-8' → 'Counters 5–8'); not a
-        # phone number or a code ('0761-12345', '12-4')
-        numbers = re.fullmatch(r"([1-9]\d{0,3})-(\d{1,4})[:,.]?", span)
-        if numbers and int(numbers.group(1)) < int(numbers.group(2)):
+        # a range of numbers takes an en dash ('Schalter 5-8' → 'Counters 5–8', 'Größen
+        # 36-42'); not a phone number or a code ('0761-12345', '12-4', '5-08', '2-105')
+        numbers = re.fullmatch(r"([1-9]\d{0,3})-([1-9]\d{0,3})[:,.]?", span)
+        if numbers and int(numbers.group(1)) < int(numbers.group(2)) and \
+                len(numbers.group(2)) - len(numbers.group(1)) <= 1 and not after_number:
             return span.replace("-", "–")
         return span
     number = span[:-3].strip()

@@ -227,6 +227,8 @@ class Translator:
                                "no_letters")
         lead, core, trail = split_arrows(text)
         if (lead or trail) and any(ch.isalpha() for ch in core):
+            if self._late.get(text) is not None:        # over the budget last time: no deadline
+                self._late.put(core, True)
             inner = self._fresh(source, core, start)     # the arrows stay where they point
             if inner.via == "passthrough":
                 return self._passthrough(source, text, inner.reason, start)

@@ -1,10 +1,12 @@
 """Where a sign text is cut before the model reads it (device.stages.translate.segment)."""
 
+import pytest
+
 from device.stages.translate.segment import (clauses, ends_sentence, fitting_parts,
                                              merge_plain_numbers, numbers_kept, restore_spans,
                                              sentences)
-from device.stages.translate.signage import (english_casing, english_numbers, render_in_place,
-                                             sentence_capitals, split_protected)
+from device.stages.translate.signage import (english_casing, english_numbers, name_plate,
+                                             render_in_place, sentence_capitals, split_protected)
 
 
 def test_sentences_end_at_their_marks_not_after_numbers_or_abbreviations():
@@ -326,3 +328,17 @@ def test_prices_with_thousands_and_decimal_commas_are_written_the_english_way():
     assert english_numbers("2,4-exit", "2,4-Ausgang") == "2,4-exit"     # glued: a name
     assert english_numbers("platform 1,2 and 3", "Gleis 1,2 und 3") == "platform 1,2 and 3"
     assert english_numbers("Up to 12,5 % off", "Bis zu 12,5 % reduziert") == "Up to 12.5% off"
+
+
+@pytest.mark.parametrize("plate, names", [
+    ("Bäckerei Müller", ["Müller"]), ("BÄCKEREI MÜLLER", ["MÜLLER"]),
+    ("Praxis Dr. med. Anna Weber", ["Anna", "Weber"]), ("Gasthof zur Post", ["zur", "Post"]),
+    ("Hotel Krone", ["Krone"]), ("Herr Müller", ["Müller"]), ("Frau Dr. Klein", ["Klein"]),
+    ("Zahnarztpraxis Dr. Krzyzanowski", ["Krzyzanowski"]),
+    # a word after a trade that is no name, and a sentence that names someone: nothing
+    ("Apotheke Notdienst", []), ("Hotel Rezeption", []), ("Apotheke am Markt", []),
+    ("Parkplatz nur für Patienten der Praxis Dr. Weber", []),
+])
+def test_the_names_on_a_name_plate_are_found_and_nothing_else(plate, names):
+    words = plate.split()
+    assert [words[i] for i in sorted(name_plate(words))] == names

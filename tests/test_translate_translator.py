@@ -184,6 +184,18 @@ def test_an_arrow_sign_over_the_budget_is_translated_on_the_next_request(parts):
     assert again.via == "model" and again.translation.endswith(" →")
 
 
+def test_a_name_plate_keeps_its_names_and_translates_the_rest(translator):
+    # the model read the names as words: 'Bäckerei Müller' → 'Rubbish Müller', 'Praxis Dr.
+    # Schneider' → 'Dr. Tailor', 'Friseur Schmidt' → 'Hairdresser Trace'
+    for plate, name in (("Bäckerei Müller", "Müller"), ("Apotheke Schmidt", "Schmidt"),
+                        ("Praxis Dr. Schneider", "Dr. Schneider")):
+        got = translator.translate(plate)
+        assert got.via != "passthrough" and got.translation.endswith(f" {name}"), got
+        assert plate.split()[0] not in got.translation        # the trade is translated
+    assert translator.translate("Herr Müller").translation == "Mr Müller"
+    assert translator.translate("HERR MÜLLER").translation == "MR MÜLLER"
+
+
 def test_a_dash_between_chunks_is_a_spaced_en_dash(translator, monkeypatch):
     # OCR text has its dashes folded to '-': 'POLICE - KEEP ...' and '1 April - 15 July' before
     monkeypatch.setattr(translator, "_chunk", lambda chunk, deadline: (

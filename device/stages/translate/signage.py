@@ -30,6 +30,87 @@ def split_arrows(text: str) -> tuple[str, str, str]:
     return lead, core, trail
 
 
+# Names on shop fronts, doors and plates: a word that takes a name ('Bäckerei Müller', 'Dr.
+# Schneider', 'Gasthof zur Post') and the names that follow it, kept as written: the common
+# surnames and inn names are words too ('Müller' the miller, 'Krone' the crown), which the
+# model translated ('Bäckerei Müller' → 'Rubbish Müller', 'Friseur Schmidt' → 'Hairdresser
+# Trace').
+_PERSON_TAKERS = frozenset("""dr dr. prof prof. med. familie fam. fam herr frau inh. inhaber
+    inhaberin fa. firma""".split())
+_TRADE_TAKERS = frozenset("""bäckerei backerei baeckerei konditorei metzgerei fleischerei
+    friseur friseurin friseursalon salon apotheke praxis arztpraxis zahnarztpraxis
+    tierarztpraxis kanzlei rechtsanwalt rechtsanwältin notar steuerberater optik optiker
+    augenoptik schreinerei tischlerei zimmerei malerbetrieb autohaus fahrschule buchhandlung
+    blumen blumenhaus floristik schuhhaus modehaus juwelier getränkemarkt reisebüro
+    physiotherapie hofladen weingut brauerei metzger bäcker""".split())
+_INN_TAKERS = frozenset("""hotel gasthof gasthaus gaststätte pension restaurant café cafe
+    wirtshaus landgasthof hotel-restaurant""".split())
+SURNAMES = frozenset("""Müller Schmidt Schneider Fischer Weber Meyer Meier Mayer Maier Wagner
+    Becker Schulz Hoffmann Hofmann Schäfer Koch Bauer Richter Klein Wolf Schröder Neumann
+    Schwarz Zimmermann Braun Krüger Hartmann Lange Schmitt Schmid Werner Schmitz Krause
+    Lehmann Schulze Köhler Herrmann König Walter Huber Kaiser Fuchs Peters Lang Scholz Möller
+    Weiß Weiss Jung Hahn Schubert Vogel Friedrich Keller Günther Frank Berger Winkler Roth
+    Beck Lorenz Baumann Franke Albrecht Schuster Simon Ludwig Böhm Winter Kraus Martin
+    Schumacher Krämer Vogt Stein Jäger Otto Sommer Groß Seidel Heinrich Brandt Haas Schreiber
+    Graf Dietrich Ziegler Kuhn Kühn Pohl Engel Horn Busch Bergmann Voigt Sauer Arnold Wolff
+    Pfeiffer Gruber Pichler Steiner Moser Hofer Eder Leitner Wimmer Egger Brunner""".split())
+INN_NAMES = frozenset("""Krone Sonne Adler Löwen Löwe Hirsch Hirschen Linde Rose Stern Post
+    Engel Bären Bär Ochsen Lamm Rössle Rößle Schwanen Schwan Traube Hecht Anker Mohren
+    Rebstock Kreuz Hahn Falken Eiche Lindenhof Sonnenhof Bahnhof""".split())
+_INN_ARTICLES = frozenset({"zum", "zur", "zu", "den", "der", "am"})
+
+
+def name_plate(words: list[str]) -> set[int]:
+    """Indexes of the names on a name plate: words that take a name and the names after them,
+    nothing else ('Bäckerei Müller' → {1}, 'Praxis Dr. med. Anna Weber' → {3, 4}, 'Gasthof
+    zur Post' → {1, 2}, 'Herr Müller' → {1}); else (a sentence that names someone, 'Parkplatz
+    nur für Patienten der Praxis Dr. Weber': the model reads names in context) nothing."""
+    taken = names_after_takers(words)
+    if not taken or len(words) > 6:
+        return set()
+    takers = _PERSON_TAKERS | _TRADE_TAKERS | _INN_TAKERS | _INN_ARTICLES
+    rest = [w.strip(",;:!?\"'()").lower() for i, w in enumerate(words) if i not in taken]
+    return taken if all(w in takers or w in TITLES for w in rest) else set()
+
+
+def names_after_takers(words: list[str]) -> set[int]:
+    """Indexes of the words that name a person, a trade or an inn after a word that takes a
+    name: 'Bäckerei Müller' → {1}, 'Praxis Dr. med. Anna Weber' → {3, 4} (the titles are
+    translated, the name kept), 'Gasthof zur Post' → {1, 2}, 'Hotel Krone' → {1}. Only the
+    common surnames and inn names, or a capitalized word after a title ('Dr. Krzyzanowski'),
+    count: 'Apotheke Notdienst' names nobody."""
+    taken: set[int] = set()
+    plain = [w.strip(",;:!?\"'()") for w in words]
+    for i in range(1, len(words)):
+        before, word = plain[i - 1].lower(), plain[i]
+        title = before in _PERSON_TAKERS or (i - 1 in taken and before not in _INN_ARTICLES)
+        trade = before in _TRADE_TAKERS or before in _PERSON_TAKERS
+        inn = before in _INN_TAKERS or (before in _INN_ARTICLES and i - 1 in taken)
+        if before in _INN_TAKERS and word.lower() in _INN_ARTICLES and i + 1 < len(words) \
+                and _as_name(plain[i + 1]) in INN_NAMES:
+            taken.add(i)           # 'zur' of 'Gasthof zur Post'
+            continue
+        capital = word[:1].isupper() and (word[1:].islower() or word.isupper()) and \
+            len(word) > 1 and word.rstrip(".").isalpha()
+        if not capital:
+            continue
+        name = _as_name(word)
+        if (trade and name in SURNAMES) or (inn and name in INN_NAMES | SURNAMES) or \
+                (title and before in _PERSON_TAKERS and word.lower() not in _PERSON_TAKERS) or \
+                (i - 1 in taken and name in SURNAMES):
+            taken.add(i)
+    return taken
+
+
+TITLES = {"dr.": "Dr.", "dr": "Dr", "prof.": "Prof.", "prof": "Prof", "med.": "med.",
+          "herr": "Mr", "frau": "Ms"}
+"""A title before a name, as an English sign writes it ('Herr Müller' → 'Mr Müller')."""
+
+
+def _as_name(word: str) -> str:
+    return word.capitalize() if word.isupper() else word
+
+
 def style_of(text: str) -> str:
     """'upper' (ALL CAPS), 'title' (every word capitalized), 'sentence' or 'lower'."""
     letters = [ch for ch in text if ch.isalpha()]

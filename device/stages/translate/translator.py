@@ -65,9 +65,10 @@ from device.stages.translate.signbook import SignBook
 from device.stages.translate.segment import (PLAIN_NUMBER, clauses, cut_to_fit, ends_sentence,
                                              merge_plain_numbers, numbers_kept, restore_spans,
                                              sentences, span_kind)
-from device.stages.translate.signage import (apply_style, english_casing, english_numbers,
-                                             render_in_place, sentence_capitals, split_arrows,
-                                             split_protected, style_of)
+from device.stages.translate.signage import (TITLES, apply_style, english_casing,
+                                             english_numbers, name_plate, render_in_place,
+                                             sentence_capitals, split_arrows, split_protected,
+                                             style_of)
 from device.stages.translate.tokenizer import EOS, Tokenizer
 
 log = logging.getLogger(__name__)
@@ -396,11 +397,23 @@ class Translator:
                 out.append((chunk, protected))
                 continue
             words, current = chunk.split(" "), []
-            names = [word for word in words if self._is_name(word)]
-            if names and self._model_knows(chunk, deadline, names):
+            # on a name plate a name after a word that takes one ('Bäckerei Müller') is a name
+            # even where it is a word too; another unknown capitalized word is one unless the
+            # model knows it
+            taken = name_plate(words)
+            names = [word for i, word in enumerate(words) if i in taken or self._is_name(word)]
+            if names and not taken and self._model_knows(chunk, deadline, names):
                 out.append((chunk, False))      # words the model knows, not names
                 continue
-            for word in words:
+            for i, word in enumerate(words):
+                title = TITLES.get(word.lower())
+                if title and (i + 1 in taken or (i + 2 in taken and words[i + 1].lower()
+                                                 in TITLES)):
+                    if current:                 # 'Praxis Dr. Schneider': 'Dr.' not read
+                        out.append(_run(current))
+                        current = []
+                    out.append((title, True))
+                    continue
                 if word in names:
                     if current:
                         out.append(_run(current))

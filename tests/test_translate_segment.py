@@ -342,3 +342,13 @@ def test_prices_with_thousands_and_decimal_commas_are_written_the_english_way():
 def test_the_names_on_a_name_plate_are_found_and_nothing_else(plate, names):
     words = plate.split()
     assert [words[i] for i in sorted(name_plate(words))] == names
+
+
+def test_a_place_after_a_station_word_or_a_line_is_a_name_where_the_dictionary_says_so():
+    unknown = {"Marienplatz", "Freising", "Moosach"}.__contains__   # the dictionary lacks them
+    for plate, names in (("U-Bahn Marienplatz", ["Marienplatz"]), ("S1 Freising", ["Freising"]),
+                         ("Richtung Moosach", ["Moosach"]), ("Richtung Flughafen", []),
+                         ("Bahnhof Freising", ["Freising"])):
+        words = plate.split()
+        assert [words[i] for i in sorted(name_plate(words, unknown))] == names
+    assert name_plate("S1 Freising".split()) == set()     # without the dictionary: no places

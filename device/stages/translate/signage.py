@@ -58,27 +58,35 @@ INN_NAMES = frozenset("""Krone Sonne Adler Löwen Löwe Hirsch Hirschen Linde Ro
     Engel Bären Bär Ochsen Lamm Rössle Rößle Schwanen Schwan Traube Hecht Anker Mohren
     Rebstock Kreuz Hahn Falken Eiche Lindenhof Sonnenhof Bahnhof""".split())
 _INN_ARTICLES = frozenset({"zum", "zur", "zu", "den", "der", "am"})
+_PLACE_TAKERS = frozenset("""u-bahn s-bahn bahnhof bf. bf haltestelle bushaltestelle station
+    richtung hbf hbf. tram straßenbahn bus""".split())
+_LINE = re.compile(r"(?:S|U|RE|RB|IC|ICE|EC|IRE|RS|STR|N|X)\d{1,4}", re.IGNORECASE)
+"""A line whose destination follows ('S1 Freising', 'U3 Moosach')."""
 
 
-def name_plate(words: list[str]) -> set[int]:
+def name_plate(words: list[str], place=None) -> set[int]:
     """Indexes of the names on a name plate: words that take a name and the names after them,
     nothing else ('Bäckerei Müller' → {1}, 'Praxis Dr. med. Anna Weber' → {3, 4}, 'Gasthof
-    zur Post' → {1, 2}, 'Herr Müller' → {1}); else (a sentence that names someone, 'Parkplatz
-    nur für Patienten der Praxis Dr. Weber': the model reads names in context) nothing."""
-    taken = names_after_takers(words)
+    zur Post' → {1, 2}, 'Herr Müller' → {1}, and with `place` (word → is it no word the
+    dictionary knows) 'U-Bahn Marienplatz' → {1}, 'S1 Freising' → {1}); else (a sentence that
+    names someone, 'Parkplatz nur für Patienten der Praxis Dr. Weber': the model reads names
+    in context) nothing."""
+    taken = names_after_takers(words, place)
     if not taken or len(words) > 6:
         return set()
-    takers = _PERSON_TAKERS | _TRADE_TAKERS | _INN_TAKERS | _INN_ARTICLES
-    rest = [w.strip(",;:!?\"'()").lower() for i, w in enumerate(words) if i not in taken]
-    return taken if all(w in takers or w in TITLES for w in rest) else set()
+    takers = _PERSON_TAKERS | _TRADE_TAKERS | _INN_TAKERS | _INN_ARTICLES | _PLACE_TAKERS
+    rest = [w.strip(",;:!?\"'()") for i, w in enumerate(words) if i not in taken]
+    return taken if all(w.lower() in takers or w.lower() in TITLES or _LINE.fullmatch(w)
+                        for w in rest) else set()
 
 
-def names_after_takers(words: list[str]) -> set[int]:
+def names_after_takers(words: list[str], place=None) -> set[int]:
     """Indexes of the words that name a person, a trade or an inn after a word that takes a
     name: 'Bäckerei Müller' → {1}, 'Praxis Dr. med. Anna Weber' → {3, 4} (the titles are
     translated, the name kept), 'Gasthof zur Post' → {1, 2}, 'Hotel Krone' → {1}. Only the
     common surnames and inn names, or a capitalized word after a title ('Dr. Krzyzanowski'),
-    count: 'Apotheke Notdienst' names nobody."""
+    count: 'Apotheke Notdienst' names nobody. With `place`, a place after a station word or
+    a line ('U-Bahn Marienplatz', 'S1 Freising') where `place(word)`."""
     taken: set[int] = set()
     plain = [w.strip(",;:!?\"'()") for w in words]
     for i in range(1, len(words)):
@@ -95,7 +103,11 @@ def names_after_takers(words: list[str]) -> set[int]:
         if not capital:
             continue
         name = _as_name(word)
-        if (trade and name in SURNAMES) or (inn and name in INN_NAMES | SURNAMES) or \
+        if place is not None and (before in _PLACE_TAKERS or _LINE.fullmatch(plain[i - 1])
+                                  or (i - 1 in taken and plain[i - 1].lower() not in
+                                      _INN_ARTICLES)) and place(word):
+            taken.add(i)
+        elif (trade and name in SURNAMES) or (inn and name in INN_NAMES | SURNAMES) or \
                 (title and before in _PERSON_TAKERS and word.lower() not in _PERSON_TAKERS) or \
                 (i - 1 in taken and name in SURNAMES):
             taken.add(i)
@@ -103,8 +115,9 @@ def names_after_takers(words: list[str]) -> set[int]:
 
 
 TITLES = {"dr.": "Dr.", "dr": "Dr", "prof.": "Prof.", "prof": "Prof", "med.": "med.",
-          "herr": "Mr", "frau": "Ms"}
-"""A title before a name, as an English sign writes it ('Herr Müller' → 'Mr Müller')."""
+          "herr": "Mr", "frau": "Ms", "richtung": "towards"}
+"""A title before a name, as an English sign writes it ('Herr Müller' → 'Mr Müller', 'U2
+Richtung Pankow' → 'U2 towards Pankow')."""
 
 
 def _as_name(word: str) -> str:

@@ -238,6 +238,8 @@ class Translator:
         style = style_of(text)
         self._reading.cut_between_words = False
         self._reading.memo = {}
+        words = text.split()
+        self._reading.plate = {words[i] for i in name_plate(words, self._is_place)}
         book = self.phrasebook if self.settings.use_phrasebook else None
         if book is not None and not self.settings.model_first:
             hit = book.lookup(text)
@@ -302,6 +304,8 @@ class Translator:
         number (`segment.restore_spans`). An answer with fewer sentences than the text
         merged some (and may have lost one): then each sentence is read on its own."""
         rendered = [chunk for chunk, protected in spans if protected]
+        if getattr(self._reading, "plate", None):   # a name plate: its names not read
+            return None
         if not rendered or len(rendered) == len(spans) or self.model is None or \
                 self.tokenizer is None or all(PLAIN_NUMBER.fullmatch(chunk) for chunk in rendered):
             return None
@@ -400,7 +404,8 @@ class Translator:
             # on a name plate a name after a word that takes one ('Bäckerei Müller') is a name
             # even where it is a word too; another unknown capitalized word is one unless the
             # model knows it
-            taken = name_plate(words)
+            plate = getattr(self._reading, "plate", set())
+            taken = {i for i, word in enumerate(words) if word in plate}
             names = [word for i, word in enumerate(words) if i in taken or self._is_name(word)]
             if names and not taken and self._model_knows(chunk, deadline, names):
                 out.append((chunk, False))      # words the model knows, not names
@@ -412,13 +417,13 @@ class Translator:
                     if current:                 # 'Praxis Dr. Schneider': 'Dr.' not read
                         out.append(_run(current))
                         current = []
-                    out.append((title, True))
+                    out.append((title if out else title[:1].upper() + title[1:], True))
                     continue
                 if word in names:
                     if current:
                         out.append(_run(current))
                         current = []
-                    out.append((word, True))
+                    out.append((self._english_name(word) if i in taken else word, True))
                 else:
                     current.append(word)
             if current:
@@ -467,6 +472,32 @@ class Translator:
         if decoded.complete:
             memo["decode", chunk] = decoded
         return decoded
+
+    def _is_place(self, word: str) -> bool:
+        """A capitalized word the dictionary does not list as a word of its own, or gives as a
+        name ('Freising', 'München' → 'Munich'): after a station word or a line, a place
+        ('Marienplatz', 'Freising'; not 'Flughafen')."""
+        core = word.strip(".,;:!?\"'()")
+        if len(core) < 3 or not core[0].isupper() or not core.replace("-", "").isalpha():
+            return False
+        folded = fold(core).lower()
+        book = self.phrasebook
+        if book is None:
+            return True
+        entry = book.lookup(core)
+        return (entry is not None and entry[:1].isupper()) or not (
+            book.is_german_word(folded) or folded in book.english_words)
+
+    def _english_name(self, word: str) -> str:
+        """A name on a plate as an English sign writes it: the dictionary's English where that
+        is a name ('München' → 'Munich', 'Köln' → 'Cologne'), else as written ('Müller',
+        whose entry is the miller; 'Marienplatz')."""
+        core = word.strip(".,;:!?\"'()")
+        entry = self.phrasebook.lookup(core) if self.phrasebook is not None else None
+        if entry is None or not entry[:1].isupper() or " " in entry or \
+                not entry.replace("-", "").isalpha():
+            return word
+        return word.replace(core, entry)
 
     def _is_name(self, word: str) -> bool:
         """A capitalized word neither the dictionary nor the model's own vocabulary knows (a

@@ -352,3 +352,16 @@ def test_a_place_after_a_station_word_or_a_line_is_a_name_where_the_dictionary_s
         words = plate.split()
         assert [words[i] for i in sorted(name_plate(words, unknown))] == names
     assert name_plate("S1 Freising".split()) == set()     # without the dictionary: no places
+
+
+def test_hours_and_minutes_abbreviated_on_a_sign_are_written_the_english_way():
+    # 'Max. 2 Std.' passed through as English ('Max', 'Std'), 'Parkdauer max. 2 Std.' kept 'Std.'
+    assert split_protected("Max. 2 Std.") == [("Max.", False), ("2 hrs", True)]
+    assert split_protected("MAX. 2 STD.") == [("MAX.", False), ("2 hrs", True)]
+    assert split_protected("1 Std. kostenlos")[0] == ("1 hr", True)
+    assert split_protected("1,5 Std.") == [("1.5 hrs", True)]
+    assert split_protected("Wartezeit ca. 10 Min.")[-1] == ("10 min", True)
+    assert render_in_place("Max. 2 Std.") == "Max. 2 hrs"
+    # not a duration: a minimum ('Min. 3 Personen') or a word after the number
+    assert split_protected("Min. 3 Personen") == [("Min.", False), ("3", True),
+                                                  ("Personen", False)]

@@ -195,6 +195,7 @@ _SIGN = re.compile(
     rf"|(?P<floor>\b\d{{1,2}}\.\s?(?:OG|Obergeschoss|Etage|Stock)\b)"
     rf"|(?P<ground>\b(?:EG|Erdgeschoss)\b)"
     rf"|(?P<basement>\b(?:\d\.\s?)?(?:UG|Untergeschoss)\b)"
+    rf"|(?P<duration>(?<![\d.,])\d{{1,3}}(?:,\d)?\s?(?:Std|Min)\.?(?![^\W\d_]))"
     rf"|(?P<ordinal>(?<![\w.,])(?:[1-9]|1\d|20)\.(?=\s?[A-ZÄÖÜ][a-zäöüß])(?!\s?{_NOT_AFTER_ORDINAL}\b))"
     rf"|(?P<cents>(?<![\d.,])\d{{1,2}}\s?(?:Cent|ct)(?![^\W\d_]))"
     rf"|(?P<price>(?<![\d.,]){_AMOUNT}(?:[,.]\d{{2}}|,-)?\s?(?:€|EUR|Euro)(?![^\W\d_])"
@@ -295,6 +296,11 @@ def render_sign_span(kind: str, span: str, time_style: str = "24h",
     if kind == "floor":
         number = int(re.match(r"\d+", span).group())
         return f"{_ordinal(number)} floor"
+    if kind == "duration":              # 'max. 2 Std.' → 'max. 2 hrs', '30 Min.' → '30 min'
+        number = re.match(r"\d+(?:,\d)?", span).group().replace(",", ".")
+        if "min" in span.lower():
+            return f"{number} min"
+        return f"{number} {'hr' if number == '1' else 'hrs'}"
     if kind == "ordinal":               # '1. Klasse' → '1st' Klasse
         return _ordinal(int(span.rstrip(".")))
     if kind == "ground":
@@ -324,7 +330,7 @@ _H_CLOCK_BEFORE = re.compile(r"(?i:\b(ab|um|von|bis))\s*$")
 """The words after which hours marked 'h' alone are a clock time ('ab 18h'; not 'täglich 24h'
 or 'Parken bis 2 h')."""
 _IN_PLACE = frozenset({"daterange", "date", "numericdate", "dayrange", "namerange", "dayname",
-                       "day", "timerange", "price", "cents", "clock"})
+                       "day", "timerange", "price", "cents", "clock", "duration"})
 """The spans `render_in_place` writes the English way: days, dates, times and prices."""
 
 

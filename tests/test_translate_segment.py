@@ -362,6 +362,9 @@ def test_hours_and_minutes_abbreviated_on_a_sign_are_written_the_english_way():
     assert split_protected("1,5 Std.") == [("1.5 hrs", True)]
     assert split_protected("Wartezeit ca. 10 Min.")[-1] == ("10 min", True)
     assert render_in_place("Max. 2 Std.") == "Max. 2 hrs"
+    assert split_protected("2-3 Std.") == [("2–3 hrs", True)]
+    # in a sentence the model reads them in context ('ca. 10 Min. vorher')
+    assert ("10", True) in split_protected("Bitte ziehen Sie ca. 10 Min. vorher eine Nummer")
     # not a duration: a minimum ('Min. 3 Personen') or a word after the number
     assert split_protected("Min. 3 Personen") == [("Min.", False), ("3", True),
                                                   ("Personen", False)]

@@ -191,11 +191,12 @@ _SIGN = re.compile(
     rf"|(?P<namerange>\b{_NAME}{_DASH}{_NAME}\b)"
     rf"|(?P<dayname>\b{_NAME}(?=\s*[:,]?\s*\d)|^{_NAME}$)"
     rf"|(?P<day>(?<![^\W\d_]){_ABBR}{_DAY_CONTEXT})"
+    rf"|(?P<duration>(?<![\d.,\-–])\d{{1,3}}(?:,\d)?(?:\s?[-–]\s?\d{{1,3}})?\s?(?:Std|Min)\.?"
+    rf"(?![^\W\d_]))"
     rf"|(?P<timerange>\b{_CLOCK}\s*[-–—]\s*{_CLOCK}(?:\s*(?:Uhr|[hH])\b)?)"
     rf"|(?P<floor>\b\d{{1,2}}\.\s?(?:OG|Obergeschoss|Etage|Stock)\b)"
     rf"|(?P<ground>\b(?:EG|Erdgeschoss)\b)"
     rf"|(?P<basement>\b(?:\d\.\s?)?(?:UG|Untergeschoss)\b)"
-    rf"|(?P<duration>(?<![\d.,])\d{{1,3}}(?:,\d)?\s?(?:Std|Min)\.?(?![^\W\d_]))"
     rf"|(?P<ordinal>(?<![\w.,])(?:[1-9]|1\d|20)\.(?=\s?[A-ZÄÖÜ][a-zäöüß])(?!\s?{_NOT_AFTER_ORDINAL}\b))"
     rf"|(?P<cents>(?<![\d.,])\d{{1,2}}\s?(?:Cent|ct)(?![^\W\d_]))"
     rf"|(?P<price>(?<![\d.,]){_AMOUNT}(?:[,.]\d{{2}}|,-)?\s?(?:€|EUR|Euro)(?![^\W\d_])"
@@ -296,8 +297,9 @@ def render_sign_span(kind: str, span: str, time_style: str = "24h",
     if kind == "floor":
         number = int(re.match(r"\d+", span).group())
         return f"{_ordinal(number)} floor"
-    if kind == "duration":              # 'max. 2 Std.' → 'max. 2 hrs', '30 Min.' → '30 min'
-        number = re.match(r"\d+(?:,\d)?", span).group().replace(",", ".")
+    if kind == "duration":   # 'max. 2 Std.' → 'max. 2 hrs', '2-3 Std.' → '2–3 hrs', '30 Min.'
+        numbers = [n.replace(",", ".") for n in re.findall(r"\d+(?:,\d)?", span)]
+        number = "–".join(numbers)
         if "min" in span.lower():
             return f"{number} min"
         return f"{number} {'hr' if number == '1' else 'hrs'}"
@@ -354,6 +356,7 @@ def _spans(text: str, time_style: str) -> list[tuple[int, int, str, str]]:
             kind, uhr_after = match.lastgroup, _UHR_AFTER.match(probe, match.end()) is not None
             if (kind == "timerange" and not _is_time_range(match.group(), uhr_after,
                                                            probe[:match.start()])) or \
+                    (kind == "duration" and len(text.split()) > 5) or \
                     (kind == "ordinal" and not _ORDINAL_BEFORE.search(probe, 0, match.start())):
                 at = match.start() + 1  # not a time ('Wagen 14 – 1. Klasse') or no ordinal
                 continue                # ('Gleis 3. Zug'): what follows is searched again

@@ -332,9 +332,11 @@ def test_prices_with_thousands_and_decimal_commas_are_written_the_english_way():
 
 @pytest.mark.parametrize("plate, names", [
     ("Bäckerei Müller", ["Müller"]), ("BÄCKEREI MÜLLER", ["MÜLLER"]),
-    ("Praxis Dr. med. Anna Weber", ["Anna", "Weber"]), ("Gasthof zur Post", ["zur", "Post"]),
+    ("Gasthof zur Post", ["zur", "Post"]),
     ("Hotel Krone", ["Krone"]), ("Herr Müller", ["Müller"]), ("Frau Dr. Klein", ["Klein"]),
-    ("Zahnarztpraxis Dr. Krzyzanowski", ["Krzyzanowski"]),
+    ("Bäckerei Müller.", ["Müller."]), ("Herr Dr. Müller", ["Müller"]),
+    # a profession after a title is no name ('Herr Doktor', 'Herr Pfarrer Schmidt')
+    ("Herr Doktor", []), ("Herr Pfarrer Schmidt", []),
     # a word after a trade that is no name, and a sentence that names someone: nothing
     ("Apotheke Notdienst", []), ("Hotel Rezeption", []), ("Apotheke am Markt", []),
     ("Parkplatz nur für Patienten der Praxis Dr. Weber", []),
@@ -345,13 +347,17 @@ def test_the_names_on_a_name_plate_are_found_and_nothing_else(plate, names):
 
 
 def test_a_place_after_a_station_word_or_a_line_is_a_name_where_the_dictionary_says_so():
-    unknown = {"Marienplatz", "Freising", "Moosach"}.__contains__   # the dictionary lacks them
+    unknown = {"Marienplatz", "Freising", "Moosach", "Krzyzanowski", "Anna"}.__contains__
     for plate, names in (("U-Bahn Marienplatz", ["Marienplatz"]), ("S1 Freising", ["Freising"]),
                          ("Richtung Moosach", ["Moosach"]), ("Richtung Flughafen", []),
-                         ("Bahnhof Freising", ["Freising"])):
+                         ("Bahnhof Freising", ["Freising"]),
+                         ("Zahnarztpraxis Dr. Krzyzanowski", ["Krzyzanowski"]),
+                         ("Praxis Dr. med. Anna Weber", ["Anna", "Weber"])):
         words = plate.split()
         assert [words[i] for i in sorted(name_plate(words, unknown))] == names
-    assert name_plate("S1 Freising".split()) == set()     # without the dictionary: no places
+    assert name_plate("S1 Marienplatz".split(), unknown) == {1: "place"}
+    assert name_plate("Bäckerei Müller".split(), unknown) == {1: "trade"}
+    assert not name_plate("S1 Freising".split())     # without the dictionary: no places
 
 
 def test_hours_and_minutes_abbreviated_on_a_sign_are_written_the_english_way():
@@ -363,6 +369,9 @@ def test_hours_and_minutes_abbreviated_on_a_sign_are_written_the_english_way():
     assert split_protected("Wartezeit ca. 10 Min.")[-1] == ("10 min", True)
     assert render_in_place("Max. 2 Std.") == "Max. 2 hrs"
     assert split_protected("2-3 Std.") == [("2–3 hrs", True)]
+    # half an hour and a clock time are not cut ('1/2 Std.' came out '1/h 2 hrs')
+    assert not any("hr" in chunk for chunk, _ in split_protected("je 1/2 Std. 0,50 €"))
+    assert not any("hr" in chunk for chunk, _ in split_protected("Dauer 1:30 Std."))
     # in a sentence the model reads them in context ('ca. 10 Min. vorher')
     assert ("10", True) in split_protected("Bitte ziehen Sie ca. 10 Min. vorher eine Nummer")
     # not a duration: a minimum ('Min. 3 Personen') or a word after the number

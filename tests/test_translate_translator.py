@@ -194,6 +194,10 @@ def test_a_name_plate_keeps_its_names_and_translates_the_rest(translator):
         assert plate.split()[0] not in got.translation        # the trade is translated
     assert translator.translate("Herr Müller").translation == "Mr Müller"
     assert translator.translate("HERR MÜLLER").translation == "MR MÜLLER"
+    assert translator.translate("Herr Dr. Müller").translation == "Dr. Müller"
+    assert translator.translate("Praxis Prof. Dr. med. Weber").translation.endswith(
+        " Prof. Dr. med. Weber")
+    assert translator.translate("Richtung München").translation == "Towards Munich"
     # a station's or a line's destination ('U-Bahn Marienplatz' → 'Subwayplatz' before)
     assert translator.translate("S1 Marienplatz").translation == "S1 Marienplatz"
     assert translator.translate("Bahnhof Moosach").translation.endswith(" Moosach")

@@ -64,60 +64,79 @@ _LINE = re.compile(r"(?:S|U|RE|RB|IC|ICE|EC|IRE|RS|STR|N|X)\d{1,4}", re.IGNORECA
 """A line whose destination follows ('S1 Freising', 'U3 Moosach')."""
 
 
-def name_plate(words: list[str], place=None) -> set[int]:
-    """Indexes of the names on a name plate: words that take a name and the names after them,
-    nothing else ('Bäckerei Müller' → {1}, 'Praxis Dr. med. Anna Weber' → {3, 4}, 'Gasthof
-    zur Post' → {1, 2}, 'Herr Müller' → {1}, and with `place` (word → is it no word the
-    dictionary knows) 'U-Bahn Marienplatz' → {1}, 'S1 Freising' → {1}); else (a sentence that
-    names someone, 'Parkplatz nur für Patienten der Praxis Dr. Weber': the model reads names
-    in context) nothing."""
-    taken = names_after_takers(words, place)
+def name_plate(words: list[str], unknown=None) -> dict[int, str]:
+    """The names on a name plate, index → kind ('person', 'trade', 'inn', 'place'): words that
+    take a name and the names after them, nothing else ('Bäckerei Müller' → {1: 'trade'},
+    'Praxis Dr. med. Anna Weber' → Anna and Weber, 'Gasthof zur Post' → zur and Post, 'Herr
+    Müller'; with `unknown` (word → a name the dictionary does not know as a word) also 'Dr.
+    Krzyzanowski', 'U-Bahn Marienplatz', 'S1 Freising'); else (a sentence that names someone,
+    'Parkplatz nur für Patienten der Praxis Dr. Weber': the model reads names in context)
+    nothing."""
+    taken = names_after_takers(words, unknown)
     if not taken or len(words) > 6:
-        return set()
+        return {}
     takers = _PERSON_TAKERS | _TRADE_TAKERS | _INN_TAKERS | _INN_ARTICLES | _PLACE_TAKERS
     rest = [w.strip(",;:!?\"'()") for i, w in enumerate(words) if i not in taken]
     return taken if all(w.lower() in takers or w.lower() in TITLES or _LINE.fullmatch(w)
-                        for w in rest) else set()
+                        for w in rest) else {}
 
 
-def names_after_takers(words: list[str], place=None) -> set[int]:
-    """Indexes of the words that name a person, a trade or an inn after a word that takes a
-    name: 'Bäckerei Müller' → {1}, 'Praxis Dr. med. Anna Weber' → {3, 4} (the titles are
-    translated, the name kept), 'Gasthof zur Post' → {1, 2}, 'Hotel Krone' → {1}. Only the
-    common surnames and inn names, or a capitalized word after a title ('Dr. Krzyzanowski'),
-    count: 'Apotheke Notdienst' names nobody. With `place`, a place after a station word or
-    a line ('U-Bahn Marienplatz', 'S1 Freising') where `place(word)`."""
-    taken: set[int] = set()
+def names_after_takers(words: list[str], unknown=None) -> dict[int, str]:
+    """The words that name a person, a trade, an inn or a place after a word that takes a
+    name, index → kind: 'Bäckerei Müller' → {1: 'trade'}, 'Gasthof zur Post' → {1: 'inn', 2:
+    'inn'}, 'Hotel Krone' → {1: 'inn'}, 'Dr. Weber' → {1: 'person'}. The common surnames and
+    inn names count, and with `unknown` a name the dictionary does not know ('Dr.
+    Krzyzanowski'; a place after a station word or a line: 'U-Bahn Marienplatz', 'S1
+    Freising'): 'Apotheke Notdienst' and 'Herr Doktor' name nobody."""
+    taken: dict[int, str] = {}
     plain = [w.strip(",;:!?\"'()") for w in words]
+
+    def capital(word: str) -> bool:
+        word = word.rstrip(".")
+        return len(word) > 1 and word.isalpha() and word[:1].isupper() and \
+            (word[1:].islower() or word.isupper())
+
+    def person(word: str) -> bool:
+        return capital(word) and word.lower() not in _PERSON_TAKERS and (
+            _as_name(word) in SURNAMES or (unknown is not None and unknown(word.rstrip("."))))
+
     for i in range(1, len(words)):
         before, word = plain[i - 1].lower(), plain[i]
-        title = before in _PERSON_TAKERS or (i - 1 in taken and before not in _INN_ARTICLES)
-        trade = before in _TRADE_TAKERS or before in _PERSON_TAKERS
-        inn = before in _INN_TAKERS or (before in _INN_ARTICLES and i - 1 in taken)
+        name = _as_name(word.rstrip("."))
         if before in _INN_TAKERS and word.lower() in _INN_ARTICLES and i + 1 < len(words) \
-                and _as_name(plain[i + 1]) in INN_NAMES:
-            taken.add(i)           # 'zur' of 'Gasthof zur Post'
+                and _as_name(plain[i + 1].rstrip(".")) in INN_NAMES:
+            taken[i] = "inn"           # 'zur' of 'Gasthof zur Post'
+        elif not capital(word):
             continue
-        capital = word[:1].isupper() and (word[1:].islower() or word.isupper()) and \
-            len(word) > 1 and word.rstrip(".").isalpha()
-        if not capital:
-            continue
-        name = _as_name(word)
-        if place is not None and (before in _PLACE_TAKERS or _LINE.fullmatch(plain[i - 1])
-                                  or (i - 1 in taken and plain[i - 1].lower() not in
-                                      _INN_ARTICLES)) and place(word):
-            taken.add(i)
-        elif (trade and name in SURNAMES) or (inn and name in INN_NAMES | SURNAMES) or \
-                (title and before in _PERSON_TAKERS and word.lower() not in _PERSON_TAKERS) or \
-                (i - 1 in taken and name in SURNAMES):
-            taken.add(i)
+        elif unknown is not None and (before in _PLACE_TAKERS or _LINE.fullmatch(plain[i - 1])
+                                      or taken.get(i - 1) == "place") and unknown(word):
+            taken[i] = "place"
+        elif before in _TRADE_TAKERS and name in SURNAMES:
+            taken[i] = "trade"
+        elif (before in _INN_TAKERS or (before in _INN_ARTICLES and i - 1 in taken)) and \
+                name in INN_NAMES | SURNAMES:
+            taken[i] = "inn"
+        elif (before in _PERSON_TAKERS or taken.get(i - 1) == "person") and person(word):
+            taken[i] = "person"
+        elif before in _PERSON_TAKERS and word.lower() not in _PERSON_TAKERS and \
+                unknown is not None and unknown(word) and i + 1 < len(words) and \
+                person(plain[i + 1]):
+            taken[i] = "person"        # a first name: 'Dr. med. Anna Weber'; not 'Pfarrer'
     return taken
 
 
 TITLES = {"dr.": "Dr.", "dr": "Dr", "prof.": "Prof.", "prof": "Prof", "med.": "med.",
           "herr": "Mr", "frau": "Ms", "richtung": "towards"}
 """A title before a name, as an English sign writes it ('Herr Müller' → 'Mr Müller', 'U2
-Richtung Pankow' → 'U2 towards Pankow')."""
+Richtung Pankow' → 'U2 towards Pankow'; 'Herr Dr. Müller' → 'Dr. Müller')."""
+EXONYMS = {"München": "Munich", "Köln": "Cologne", "Wien": "Vienna", "Nürnberg": "Nuremberg",
+           "Zürich": "Zurich", "Genf": "Geneva", "Hannover": "Hanover", "Mailand": "Milan",
+           "Prag": "Prague", "Warschau": "Warsaw", "Brüssel": "Brussels", "Rom": "Rome",
+           "Venedig": "Venice", "Luxemburg": "Luxembourg", "Kopenhagen": "Copenhagen",
+           "Athen": "Athens", "Lissabon": "Lisbon", "Moskau": "Moscow", "Florenz": "Florence",
+           "Neapel": "Naples", "Den Haag": "The Hague", "Bodensee": "Lake Constance"}
+"""Places an English sign names in English ('Richtung München' → 'Towards Munich'); every
+other place is written as the German sign writes it."""
 
 
 def _as_name(word: str) -> str:
@@ -191,7 +210,7 @@ _SIGN = re.compile(
     rf"|(?P<namerange>\b{_NAME}{_DASH}{_NAME}\b)"
     rf"|(?P<dayname>\b{_NAME}(?=\s*[:,]?\s*\d)|^{_NAME}$)"
     rf"|(?P<day>(?<![^\W\d_]){_ABBR}{_DAY_CONTEXT})"
-    rf"|(?P<duration>(?<![\d.,\-–])\d{{1,3}}(?:,\d)?(?:\s?[-–]\s?\d{{1,3}})?\s?(?:Std|Min)\.?"
+    rf"|(?P<duration>(?<![\d.,\-–/:])\d{{1,3}}(?:,\d)?(?:\s?[-–]\s?\d{{1,3}})?\s?(?:Std|Min)\.?"
     rf"(?![^\W\d_]))"
     rf"|(?P<timerange>\b{_CLOCK}\s*[-–—]\s*{_CLOCK}(?:\s*(?:Uhr|[hH])\b)?)"
     rf"|(?P<floor>\b\d{{1,2}}\.\s?(?:OG|Obergeschoss|Etage|Stock)\b)"

@@ -65,7 +65,7 @@ from device.stages.translate.signbook import SignBook
 from device.stages.translate.segment import (PLAIN_NUMBER, clauses, cut_to_fit, ends_sentence,
                                              merge_plain_numbers, numbers_kept, restore_spans,
                                              sentences, span_kind)
-from device.stages.translate.signage import (TITLES, apply_style, english_casing,
+from device.stages.translate.signage import (EXONYMS, TITLES, apply_style, english_casing,
                                              english_numbers, name_plate, render_in_place,
                                              sentence_capitals, split_arrows, split_protected,
                                              style_of)
@@ -82,6 +82,10 @@ _NOT_CODES = _FUNCTION_KEYS | {"in", "an", "um", "auf", "aus", "nach", "ca"}
 _TRUST = {"phrasebook": 3, "model": 2, "gloss": 1}
 """A text made of chunks answered in several ways is labelled by its least trusted chunk."""
 _SENTENCE_END = re.compile(r"[.!?](?=\s+\S)")
+_PLACE_HEADS = ("platz", "strasse", "gasse", "weg", "allee", "ring", "damm", "ufer", "tor",
+                "bruecke", "markt", "garten", "park", "berg", "dorf", "feld", "see", "bach",
+                "burg", "stadt", "hausen", "heim", "ingen", "kirchen", "hof", "bahnhof", "au")
+"""Last parts of compounds that name a place ('Marienplatz', 'Ostbahnhof', 'Sendlinger Tor')."""
 _MARKS = ",;:.!?"
 _NUMBER_WORD = re.compile(
     r"(?i)\b(?:eins?|zwei|drei|vier|fünf|sechs|sieben|acht|neun|zehn|elf|zwölf|\w+zehn|"
@@ -239,7 +243,10 @@ class Translator:
         self._reading.cut_between_words = False
         self._reading.memo = {}
         words = text.split()
-        self._reading.plate = {words[i] for i in name_plate(words, self._is_place)}
+        self._reading.plate = {words[i]: EXONYMS.get(words[i], words[i]) if kind == "place"
+                               else words[i]
+                               for i, kind in name_plate(
+                                   words, self._is_place if self.phrasebook else None).items()}
         book = self.phrasebook if self.settings.use_phrasebook else None
         if book is not None and not self.settings.model_first:
             hit = book.lookup(text)
@@ -404,7 +411,7 @@ class Translator:
             # on a name plate a name after a word that takes one ('Bäckerei Müller') is a name
             # even where it is a word too; another unknown capitalized word is one unless the
             # model knows it
-            plate = getattr(self._reading, "plate", set())
+            plate = getattr(self._reading, "plate", {})
             taken = {i for i, word in enumerate(words) if word in plate}
             names = [word for i, word in enumerate(words) if i in taken or self._is_name(word)]
             if names and not taken and self._model_knows(chunk, deadline, names):
@@ -412,18 +419,21 @@ class Translator:
                 continue
             for i, word in enumerate(words):
                 title = TITLES.get(word.lower())
-                if title and (i + 1 in taken or (i + 2 in taken and words[i + 1].lower()
-                                                 in TITLES)):
+                after = next((j for j in range(i + 1, len(words))
+                              if words[j].lower() not in TITLES), len(words))
+                if title and after in taken:    # titles before a name ('Prof. Dr. med.')
                     if current:                 # 'Praxis Dr. Schneider': 'Dr.' not read
                         out.append(_run(current))
                         current = []
+                    if title in ("Mr", "Ms") and after > i + 1:
+                        continue                # 'Herr Dr. Müller' → 'Dr. Müller'
                     out.append((title if out else title[:1].upper() + title[1:], True))
                     continue
                 if word in names:
                     if current:
                         out.append(_run(current))
                         current = []
-                    out.append((self._english_name(word) if i in taken else word, True))
+                    out.append((plate.get(word, word), True))
                 else:
                     current.append(word)
             if current:
@@ -474,30 +484,26 @@ class Translator:
         return decoded
 
     def _is_place(self, word: str) -> bool:
-        """A capitalized word the dictionary does not list as a word of its own, or gives as a
-        name ('Freising', 'München' → 'Munich'): after a station word or a line, a place
-        ('Marienplatz', 'Freising'; not 'Flughafen')."""
+        """A name: one the dictionary does not know as a word (`_is_name`: 'Krzyzanowski'), or
+        gives as a name ('Freising', 'Michael'), or one English has too ('Anna'), or one
+        English signs name in English (`signage.EXONYMS`: 'München'), or a compound whose
+        last part names a kind of place ('Marienplatz'; not 'Ersatzverkehr'). After a station
+        word or a line it is a place; after a title, a person."""
         core = word.strip(".,;:!?\"'()")
-        if len(core) < 3 or not core[0].isupper() or not core.replace("-", "").isalpha():
-            return False
-        folded = fold(core).lower()
-        book = self.phrasebook
-        if book is None:
+        if core in EXONYMS:
             return True
-        entry = book.lookup(core)
-        return (entry is not None and entry[:1].isupper()) or not (
-            book.is_german_word(folded) or folded in book.english_words)
-
-    def _english_name(self, word: str) -> str:
-        """A name on a plate as an English sign writes it: the dictionary's English where that
-        is a name ('München' → 'Munich', 'Köln' → 'Cologne'), else as written ('Müller',
-        whose entry is the miller; 'Marienplatz')."""
-        core = word.strip(".,;:!?\"'()")
-        entry = self.phrasebook.lookup(core) if self.phrasebook is not None else None
-        if entry is None or not entry[:1].isupper() or " " in entry or \
-                not entry.replace("-", "").isalpha():
-            return word
-        return word.replace(core, entry)
+        book = self.phrasebook
+        entry = book.lookup(core) if book is not None else None
+        if (entry is not None and entry[:1].isupper()) or self._is_name(core):
+            return True        # the dictionary's name for it ('Freising', 'Michael' → 'Mikhail')
+        folded = fold(core).lower()
+        if book is not None and core[:1].isupper() and not book.is_german_word(folded) and \
+                folded in book.english_words:
+            return True        # a name English has too ('Anna', 'Thomas')
+        # a place named by a compound whose last part names a kind of place ('Marienplatz',
+        # 'Ostbahnhof'); not a compound of words ('Ersatzverkehr', 'Kurzzug')
+        return book is not None and core[:1].isupper() and core[1:].islower() and \
+            not book.is_german_word(folded) and folded.endswith(_PLACE_HEADS)
 
     def _is_name(self, word: str) -> bool:
         """A capitalized word neither the dictionary nor the model's own vocabulary knows (a

@@ -5,8 +5,9 @@ import pytest
 from device.stages.translate.segment import (clauses, ends_sentence, fitting_parts,
                                              merge_plain_numbers, numbers_kept, restore_spans,
                                              sentences)
-from device.stages.translate.signage import (english_casing, english_numbers, name_plate,
-                                             render_in_place, sentence_capitals, split_protected)
+from device.stages.translate.signage import (english_casing, english_numbers, english_place,
+                                             name_plate, render_in_place, sentence_capitals,
+                                             split_protected)
 
 
 def test_sentences_end_at_their_marks_not_after_numbers_or_abbreviations():
@@ -358,6 +359,9 @@ def test_a_place_after_a_station_word_or_a_line_is_a_name_where_the_dictionary_s
     assert name_plate("S1 Marienplatz".split(), unknown) == {1: "place"}
     assert name_plate("Bäckerei Müller".split(), unknown) == {1: "trade"}
     assert not name_plate("S1 Freising".split())     # without the dictionary: no places
+    assert name_plate("GLEIS 2 RE 7 RICHTUNG MOOSACH".split(), {"MOOSACH"}.__contains__) == {
+        2: "train", 5: "place"}
+    assert english_place("KÖLN") == "COLOGNE" and english_place("Freising") == "Freising"
 
 
 def test_hours_and_minutes_abbreviated_on_a_sign_are_written_the_english_way():

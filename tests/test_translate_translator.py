@@ -198,6 +198,10 @@ def test_a_name_plate_keeps_its_names_and_translates_the_rest(translator):
     assert translator.translate("Praxis Prof. Dr. med. Weber").translation.endswith(
         " Prof. Dr. med. Weber")
     assert translator.translate("Richtung München").translation == "Towards Munich"
+    assert translator.translate("Bäckerei Müller GmbH").translation.endswith(" Müller GmbH")
+    assert translator.translate("Fa. Müller").translation == "Müller"
+    # a train's kind stays ('RE' alone is a card call in the dictionary: 'REDOUBLE 7')
+    assert translator.translate("RE 7 RICHTUNG KÖLN").translation == "RE 7 TOWARDS COLOGNE"
     # a station's or a line's destination ('U-Bahn Marienplatz' → 'Subwayplatz' before)
     assert translator.translate("S1 Marienplatz").translation == "S1 Marienplatz"
     assert translator.translate("Bahnhof Moosach").translation.endswith(" Moosach")

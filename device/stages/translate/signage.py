@@ -59,7 +59,9 @@ INN_NAMES = frozenset("""Krone Sonne Adler Löwen Löwe Hirsch Hirschen Linde Ro
     Rebstock Kreuz Hahn Falken Eiche Lindenhof Sonnenhof Bahnhof""".split())
 _INN_ARTICLES = frozenset({"zum", "zur", "zu", "den", "der", "am"})
 _PLACE_TAKERS = frozenset("""u-bahn s-bahn bahnhof bf. bf haltestelle bushaltestelle station
-    richtung hbf hbf. tram straßenbahn bus""".split())
+    richtung hbf hbf. tram straßenbahn bus gleis bahnsteig steig""".split())
+_TRAINS = frozenset("ice ic ec re rb rex rj cjx nightjet railjet flixtrain".split())
+_COMPANY = frozenset("gmbh ag kg ohg e.k. e.v. & co. co sohn söhne partner".split())
 _LINE = re.compile(r"(?:S|U|RE|RB|IC|ICE|EC|IRE|RS|STR|N|X)\d{1,4}", re.IGNORECASE)
 """A line whose destination follows ('S1 Freising', 'U3 Moosach')."""
 
@@ -75,10 +77,14 @@ def name_plate(words: list[str], unknown=None) -> dict[int, str]:
     taken = names_after_takers(words, unknown)
     if not taken or len(words) > 6:
         return {}
-    takers = _PERSON_TAKERS | _TRADE_TAKERS | _INN_TAKERS | _INN_ARTICLES | _PLACE_TAKERS
-    rest = [w.strip(",;:!?\"'()") for i, w in enumerate(words) if i not in taken]
-    return taken if all(w.lower() in takers or w.lower() in TITLES or _LINE.fullmatch(w)
-                        for w in rest) else {}
+    takers = _PERSON_TAKERS | _TRADE_TAKERS | _INN_TAKERS | _INN_ARTICLES | _PLACE_TAKERS | \
+        _TRAINS
+    rest = {i: w.strip(",;:!?\"'()") for i, w in enumerate(words) if i not in taken}
+    if not all(w.lower() in takers or w.lower() in TITLES or _LINE.fullmatch(w) or w.isdigit()
+               for w in rest.values()):
+        return {}
+    # a train's kind stays as written ('RE 7', 'ICE'; the dictionary's 'Re' is a card call)
+    return {**taken, **{i: "train" for i, w in rest.items() if w.lower() in _TRAINS}}
 
 
 def names_after_takers(words: list[str], unknown=None) -> dict[int, str]:
@@ -103,20 +109,25 @@ def names_after_takers(words: list[str], unknown=None) -> dict[int, str]:
     for i in range(1, len(words)):
         before, word = plain[i - 1].lower(), plain[i]
         name = _as_name(word.rstrip("."))
+        if i - 1 in taken and word.lower() in _COMPANY:
+            taken[i] = "company"       # 'Bäckerei Müller GmbH', 'Müller & Sohn'
+            continue
         if before in _INN_TAKERS and word.lower() in _INN_ARTICLES and i + 1 < len(words) \
                 and _as_name(plain[i + 1].rstrip(".")) in INN_NAMES:
             taken[i] = "inn"           # 'zur' of 'Gasthof zur Post'
         elif not capital(word):
             continue
-        elif unknown is not None and (before in _PLACE_TAKERS or _LINE.fullmatch(plain[i - 1])
-                                      or taken.get(i - 1) == "place") and unknown(word):
+        elif unknown is not None and (before in _PLACE_TAKERS or before in _TRAINS or
+                                      _LINE.fullmatch(plain[i - 1]) or
+                                      taken.get(i - 1) == "place") and unknown(word):
             taken[i] = "place"
         elif before in _TRADE_TAKERS and name in SURNAMES:
             taken[i] = "trade"
         elif (before in _INN_TAKERS or (before in _INN_ARTICLES and i - 1 in taken)) and \
                 name in INN_NAMES | SURNAMES:
             taken[i] = "inn"
-        elif (before in _PERSON_TAKERS or taken.get(i - 1) == "person") and person(word):
+        elif (before in _PERSON_TAKERS or taken.get(i - 1) in ("person", "company")) and \
+                person(word):
             taken[i] = "person"
         elif before in _PERSON_TAKERS and word.lower() not in _PERSON_TAKERS and \
                 unknown is not None and unknown(word) and i + 1 < len(words) and \
@@ -126,9 +137,10 @@ def names_after_takers(words: list[str], unknown=None) -> dict[int, str]:
 
 
 TITLES = {"dr.": "Dr.", "dr": "Dr", "prof.": "Prof.", "prof": "Prof", "med.": "med.",
-          "herr": "Mr", "frau": "Ms", "richtung": "towards"}
+          "herr": "Mr", "frau": "Ms", "richtung": "towards", "fa.": "", "firma": ""}
 """A title before a name, as an English sign writes it ('Herr Müller' → 'Mr Müller', 'U2
-Richtung Pankow' → 'U2 towards Pankow'; 'Herr Dr. Müller' → 'Dr. Müller')."""
+Richtung Pankow' → 'U2 towards Pankow'; 'Herr Dr. Müller' → 'Dr. Müller'; 'Fa. Müller' →
+'Müller')."""
 EXONYMS = {"München": "Munich", "Köln": "Cologne", "Wien": "Vienna", "Nürnberg": "Nuremberg",
            "Zürich": "Zurich", "Genf": "Geneva", "Hannover": "Hanover", "Mailand": "Milan",
            "Prag": "Prague", "Warschau": "Warsaw", "Brüssel": "Brussels", "Rom": "Rome",
@@ -137,6 +149,16 @@ EXONYMS = {"München": "Munich", "Köln": "Cologne", "Wien": "Vienna", "Nürnber
            "Neapel": "Naples", "Den Haag": "The Hague", "Bodensee": "Lake Constance"}
 """Places an English sign names in English ('Richtung München' → 'Towards Munich'); every
 other place is written as the German sign writes it."""
+
+
+def english_place(word: str) -> str:
+    """A place as an English sign names it: 'München' → 'Munich', 'KÖLN' → 'COLOGNE', 'Köln:'
+    → 'Cologne:'; others as written."""
+    core = word.strip(".,;:!?\"'()")
+    english = EXONYMS.get(_as_name(core))
+    if english is None:
+        return word
+    return word.replace(core, english.upper() if core.isupper() else english)
 
 
 def _as_name(word: str) -> str:

@@ -65,10 +65,10 @@ from device.stages.translate.signbook import SignBook
 from device.stages.translate.segment import (PLAIN_NUMBER, clauses, cut_to_fit, ends_sentence,
                                              merge_plain_numbers, numbers_kept, restore_spans,
                                              sentences, span_kind)
-from device.stages.translate.signage import (EXONYMS, TITLES, apply_style, english_casing,
-                                             english_numbers, name_plate, render_in_place,
-                                             sentence_capitals, split_arrows, split_protected,
-                                             style_of)
+from device.stages.translate.signage import (TITLES, apply_style, english_casing,
+                                             english_numbers, english_place, name_plate,
+                                             render_in_place, sentence_capitals, split_arrows,
+                                             split_protected, style_of)
 from device.stages.translate.tokenizer import EOS, Tokenizer
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,8 @@ _TRUST = {"phrasebook": 3, "model": 2, "gloss": 1}
 _SENTENCE_END = re.compile(r"[.!?](?=\s+\S)")
 _PLACE_HEADS = ("platz", "strasse", "gasse", "weg", "allee", "ring", "damm", "ufer", "tor",
                 "bruecke", "markt", "garten", "park", "berg", "dorf", "feld", "see", "bach",
-                "burg", "stadt", "hausen", "heim", "ingen", "kirchen", "hof", "bahnhof", "au")
+                "burg", "stadt", "hausen", "heim", "ingen", "kirchen", "hof", "bahnhof", "au",
+                "ach", "stedt", "leben", "rode", "furt", "hagen", "ow", "itz", "dorf")
 """Last parts of compounds that name a place ('Marienplatz', 'Ostbahnhof', 'Sendlinger Tor')."""
 _MARKS = ",;:.!?"
 _NUMBER_WORD = re.compile(
@@ -243,7 +244,7 @@ class Translator:
         self._reading.cut_between_words = False
         self._reading.memo = {}
         words = text.split()
-        self._reading.plate = {words[i]: EXONYMS.get(words[i], words[i]) if kind == "place"
+        self._reading.plate = {words[i]: english_place(words[i]) if kind == "place"
                                else words[i]
                                for i, kind in name_plate(
                                    words, self._is_place if self.phrasebook else None).items()}
@@ -295,7 +296,8 @@ class Translator:
         whole = self._whole(text, spans, style, deadline)
         if whole is not None:
             return whole
-        merged = merge_plain_numbers(spans)
+        # on a name plate the words between names are read alone ('Bus 52 Richtung Moosach')
+        merged = spans if getattr(self._reading, "plate", None) else merge_plain_numbers(spans)
         outcome = self._render(text, merged, style, deadline)
         if merged == spans or outcome[3] == "over_budget" or \
                 (not outcome[3] and numbers_kept(spans, outcome[0])):
@@ -402,17 +404,18 @@ class Translator:
         """Protected spans (numbers, times, prices, codes) and proper names pass through; a
         chunk longer than the model reads is cut into parts it can read (`segment`)."""
         out: list[tuple[str, bool]] = []
+        # on a name plate a name after a word that takes one ('Bäckerei Müller') is a name even
+        # where it is a word too ('RE' of 'RE 7' a train, not the dictionary's card call)
+        plate = getattr(self._reading, "plate", {})
         for chunk, protected in spans:
-            if protected or self._sign(chunk) is not None or self.phrasebook is None or \
-                    self.phrasebook.lookup(chunk):
+            words, current = chunk.split(" "), []
+            taken = {i for i, word in enumerate(words) if word in plate}
+            if protected or (not taken and (
+                    self._sign(chunk) is not None or self.phrasebook is None or
+                    self.phrasebook.lookup(chunk))):
                 out.append((chunk, protected))
                 continue
-            words, current = chunk.split(" "), []
-            # on a name plate a name after a word that takes one ('Bäckerei Müller') is a name
-            # even where it is a word too; another unknown capitalized word is one unless the
-            # model knows it
-            plate = getattr(self._reading, "plate", {})
-            taken = {i for i, word in enumerate(words) if word in plate}
+            # another capitalized word the dictionary lacks is a name unless the model knows it
             names = [word for i, word in enumerate(words) if i in taken or self._is_name(word)]
             if names and not taken and self._model_knows(chunk, deadline, names):
                 out.append((chunk, False))      # words the model knows, not names
@@ -421,12 +424,12 @@ class Translator:
                 title = TITLES.get(word.lower())
                 after = next((j for j in range(i + 1, len(words))
                               if words[j].lower() not in TITLES), len(words))
-                if title and after in taken:    # titles before a name ('Prof. Dr. med.')
+                if title is not None and after in taken:   # titles before a name
                     if current:                 # 'Praxis Dr. Schneider': 'Dr.' not read
                         out.append(_run(current))
                         current = []
-                    if title in ("Mr", "Ms") and after > i + 1:
-                        continue                # 'Herr Dr. Müller' → 'Dr. Müller'
+                    if not title or (title in ("Mr", "Ms") and after > i + 1):
+                        continue                # 'Herr Dr. Müller' → 'Dr. Müller'; 'Fa.'
                     out.append((title if out else title[:1].upper() + title[1:], True))
                     continue
                 if word in names:
@@ -490,7 +493,7 @@ class Translator:
         last part names a kind of place ('Marienplatz'; not 'Ersatzverkehr'). After a station
         word or a line it is a place; after a title, a person."""
         core = word.strip(".,;:!?\"'()")
-        if core in EXONYMS:
+        if english_place(core) != core:
             return True
         book = self.phrasebook
         entry = book.lookup(core) if book is not None else None

@@ -207,6 +207,18 @@ def test_a_name_plate_keeps_its_names_and_translates_the_rest(translator):
     assert translator.translate("Bahnhof Moosach").translation.endswith(" Moosach")
 
 
+def test_a_digit_ocr_read_for_a_letter_is_read_as_the_letter_where_that_makes_a_word(
+        translator):
+    # 'N0tausgang' came out 'N 0s taunt', 'Rauchen verb0ten' 'No smoking 0'
+    for noisy, clean in (("E1ngang", "Eingang"), ("N0TAUSGANG", "NOTAUSGANG"),
+                         ("Ausgang", "Ausgang")):
+        assert translator._digits_read_as_letters(noisy) == clean
+        assert translator.translate(noisy).translation == translator.translate(clean).translation
+    # codes, numbers and words that stay unknown keep their digits
+    for kept in ("S1 A7 B5 ICE4", "Gleis 10", "Zimmer 1O5", "Xq0rz"):
+        assert translator._digits_read_as_letters(kept) == kept
+
+
 def test_a_dash_between_chunks_is_a_spaced_en_dash(translator, monkeypatch):
     # OCR text has its dashes folded to '-': 'POLICE - KEEP ...' and '1 April - 15 July' before
     monkeypatch.setattr(translator, "_chunk", lambda chunk, deadline: (

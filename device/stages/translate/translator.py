@@ -43,6 +43,7 @@ raises: a failure inside becomes a passthrough with reason "error", logged.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import re
@@ -82,6 +83,8 @@ _NOT_CODES = _FUNCTION_KEYS | {"in", "an", "um", "auf", "aus", "nach", "ca"}
 _TRUST = {"phrasebook": 3, "model": 2, "gloss": 1}
 """A text made of chunks answered in several ways is labelled by its least trusted chunk."""
 _SENTENCE_END = re.compile(r"[.!?](?=\s+\S)")
+_DIGIT_LETTERS = {"0": "o", "1": "li", "5": "s"}
+"""Letters OCR reads as digits."""
 _PLACE_HEADS = ("platz", "strasse", "gasse", "weg", "allee", "ring", "damm", "ufer", "tor",
                 "bruecke", "markt", "garten", "park", "berg", "dorf", "feld", "see", "bach",
                 "burg", "stadt", "hausen", "heim", "ingen", "kirchen", "hof", "bahnhof", "au",
@@ -231,6 +234,7 @@ class Translator:
         if not any(ch.isalpha() for ch in text):
             return Translation(source, text, "passthrough", 1.0, self._elapsed(start),
                                "no_letters")
+        text = self._digits_read_as_letters(text)
         lead, core, trail = split_arrows(text)
         if (lead or trail) and any(ch.isalpha() for ch in core):
             if self._late.get(text) is not None:        # over the budget last time: no deadline
@@ -631,6 +635,40 @@ class Translator:
                     english if english[-1] in ".!?" or part[-1] not in ".!?"
                     else english + part[-1] for english, part in zip(found, parts)))
         return hit
+
+    def _digits_read_as_letters(self, text: str) -> str:
+        """A word OCR read with a digit for a letter ('verb0ten', '0FFNUNGSZEITEN', 'N0tausgang')
+        gets its letter back where that makes a word the dictionary or the sign book knows
+        ('0' → 'o', '1' → 'l' or 'i', '5' → 's'; one word only); codes keep their digits ('S1',
+        'A7', 'B5')."""
+        book = self.phrasebook
+        if book is None or not any(ch in "015" for ch in text):
+            return text
+
+        def known(word: str) -> int:     # 2: a word or a sign; 1: a compound; 0: unknown
+            folded = fold(word).lower()
+            if book.is_german_word(folded) or (self.signs is not None and (
+                    self.signs.lookup(word) is not None or
+                    self.signs.lookup_dotless(word) is not None)):
+                return 2
+            return 1 if book.is_compound(folded) else 0
+
+        def fix(match) -> str:
+            word = match.group()
+            if sum(ch.isalpha() for ch in word) < 3 or not any(ch.isdigit() for ch in word):
+                return word
+            upper = word.upper() == word
+            options = [[ch] if ch not in _DIGIT_LETTERS else
+                       [c.upper() if upper or (i == 0 and word[1:2].islower()) else c
+                        for c in _DIGIT_LETTERS[ch]] for i, ch in enumerate(word)]
+            if sum(len(o) > 1 for o in options) > 3:
+                return word
+            scored = [(known(w), w) for w in ("".join(p) for p in itertools.product(*options))]
+            best = max(score for score, _ in scored)
+            found = [w for score, w in scored if score == best]
+            return found[0] if best and len(found) == 1 else word
+
+        return re.sub(r"[^\W_]*\d[^\W_]*", fix, text)
 
     def _misread(self, text: str) -> bool:
         """A word of the text (3+ letters, no umlaut) is neither a dictionary word nor a

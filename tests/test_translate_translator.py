@@ -212,11 +212,18 @@ def test_a_digit_ocr_read_for_a_letter_is_read_as_the_letter_where_that_makes_a_
     # 'N0tausgang' came out 'N 0s taunt', 'Rauchen verb0ten' 'No smoking 0'
     for noisy, clean in (("E1ngang", "Eingang"), ("N0TAUSGANG", "NOTAUSGANG"),
                          ("Ausgang", "Ausgang")):
-        assert translator._digits_read_as_letters(noisy) == clean
+        assert translator._ocr_misreads(noisy) == clean
         assert translator.translate(noisy).translation == translator.translate(clean).translation
     # codes, numbers and words that stay unknown keep their digits
     for kept in ("S1 A7 B5 ICE4", "Gleis 10", "Zimmer 1O5", "Xq0rz"):
-        assert translator._digits_read_as_letters(kept) == kept
+        assert translator._ocr_misreads(kept) == kept
+
+
+def test_a_letter_ocr_read_for_a_look_alike_is_read_right_where_only_one_word_fits(translator):
+    assert translator._ocr_misreads("Elngang Ausqang") == "Eingang Ausgang"
+    # words, forms of words (the dictionary lists 'Zimmer', not 'Zimmern') and names stay
+    for kept in ("Eingang", "Zimmern", "Huber", "Krzyzanowski", "Mitte"):
+        assert translator._ocr_misreads(kept) == kept
 
 
 def test_a_dash_between_chunks_is_a_spaced_en_dash(translator, monkeypatch):

@@ -85,6 +85,9 @@ _TRUST = {"phrasebook": 3, "model": 2, "gloss": 1}
 _SENTENCE_END = re.compile(r"[.!?](?=\s+\S)")
 _DIGIT_LETTERS = {"0": "o", "1": "li", "5": "s"}
 """Letters OCR reads as digits."""
+_LOOK_ALIKES = (("l", "i"), ("i", "l"), ("q", "g"), ("rn", "m"), ("m", "rn"), ("c", "e"),
+                ("e", "c"))
+"""Letters OCR reads one for the other (misread, read for)."""
 _PLACE_HEADS = ("platz", "strasse", "gasse", "weg", "allee", "ring", "damm", "ufer", "tor",
                 "bruecke", "markt", "garten", "park", "berg", "dorf", "feld", "see", "bach",
                 "burg", "stadt", "hausen", "heim", "ingen", "kirchen", "hof", "bahnhof", "au",
@@ -234,7 +237,7 @@ class Translator:
         if not any(ch.isalpha() for ch in text):
             return Translation(source, text, "passthrough", 1.0, self._elapsed(start),
                                "no_letters")
-        text = self._digits_read_as_letters(text)
+        text = self._ocr_misreads(text)
         lead, core, trail = split_arrows(text)
         if (lead or trail) and any(ch.isalpha() for ch in core):
             if self._late.get(text) is not None:        # over the budget last time: no deadline
@@ -636,13 +639,16 @@ class Translator:
                     else english + part[-1] for english, part in zip(found, parts)))
         return hit
 
-    def _digits_read_as_letters(self, text: str) -> str:
-        """A word OCR read with a digit for a letter ('verb0ten', '0FFNUNGSZEITEN', 'N0tausgang')
-        gets its letter back where that makes a word the dictionary or the sign book knows
-        ('0' → 'o', '1' → 'l' or 'i', '5' → 's'; one word only); codes keep their digits ('S1',
-        'A7', 'B5')."""
+    def _ocr_misreads(self, text: str) -> str:
+        """A word OCR misread gets its letters back where that makes a word the dictionary or
+        the sign book knows, and no other does: a digit for a letter ('verb0ten',
+        '0FFNUNGSZEITEN', 'N0tausgang'; '0' → 'o', '1' → 'l' or 'i', '5' → 's') or, in a word
+        of 4+ letters that is no word nor a form of one, one letter for a look-alike ('Zutrltt'
+        → 'Zutritt', 'Ausqang' → 'Ausgang', 'rn' for 'm'; umlauts read without their dots are
+        the sign book's `lookup_dotless`). Codes keep their digits ('S1', 'A7', 'B5'); names
+        with no such neighbour stay as read."""
         book = self.phrasebook
-        if book is None or not any(ch in "015" for ch in text):
+        if book is None:
             return text
 
         def known(word: str) -> int:     # 2: a word or a sign; 1: a compound; 0: unknown
@@ -653,22 +659,36 @@ class Translator:
                 return 2
             return 1 if book.is_compound(folded) else 0
 
+        def unique(candidates, least: int) -> str | None:
+            scored = [(known(w), w) for w in dict.fromkeys(candidates)]
+            best = max((score for score, _ in scored), default=0)
+            found = [w for score, w in scored if score == best]
+            return found[0] if best >= least and len(found) == 1 else None
+
+        def cased(letter: str, word: str, i: int) -> str:
+            upper = word.upper() == word or (i == 0 and word[1:2].islower())
+            return letter.upper() if upper else letter
+
         def fix(match) -> str:
             word = match.group()
-            if sum(ch.isalpha() for ch in word) < 3 or not any(ch.isdigit() for ch in word):
+            if sum(ch.isalpha() for ch in word) < 3:
                 return word
-            upper = word.upper() == word
-            options = [[ch] if ch not in _DIGIT_LETTERS else
-                       [c.upper() if upper or (i == 0 and word[1:2].islower()) else c
-                        for c in _DIGIT_LETTERS[ch]] for i, ch in enumerate(word)]
-            if sum(len(o) > 1 for o in options) > 3:
-                return word
-            scored = [(known(w), w) for w in ("".join(p) for p in itertools.product(*options))]
-            best = max(score for score, _ in scored)
-            found = [w for score, w in scored if score == best]
-            return found[0] if best and len(found) == 1 else word
+            if any(ch.isdigit() for ch in word):
+                options = [[ch] if ch not in _DIGIT_LETTERS else
+                           [cased(c, word, i) for c in _DIGIT_LETTERS[ch]]
+                           for i, ch in enumerate(word)]
+                if sum(len(o) > 1 for o in options) > 3:
+                    return word
+                return unique(("".join(p) for p in itertools.product(*options)), 1) or word
+            if len(word) < 4 or known(word) or book.parts(fold(word).lower()):
+                return word                     # a word, or a form of one ('kann', 'große')
+            lower = word.lower()
+            candidates = [word[:i] + cased(b, word, i) + word[i + len(a):]
+                          for a, b in _LOOK_ALIKES for i in range(len(lower))
+                          if lower.startswith(a, i)]
+            return unique(candidates, 2) or word    # a compound is too easily made
 
-        return re.sub(r"[^\W_]*\d[^\W_]*", fix, text)
+        return re.sub(r"[^\W_]+", fix, text)
 
     def _misread(self, text: str) -> bool:
         """A word of the text (3+ letters, no umlaut) is neither a dictionary word nor a

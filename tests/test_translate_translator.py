@@ -12,6 +12,7 @@ from device.stages.translate.model import Seq2SeqModel
 from device.stages.translate.phrasebook import Phrasebook
 from device.stages.translate.tokenizer import Tokenizer
 from device.stages.translate.signage import split_arrows
+from device.stages.translate.signbook import SignBook
 from device.stages.translate.translator import Settings, Translator, tokenizer_path
 from translate_helpers import excerpt, need_dictionary, store_version
 
@@ -219,10 +220,19 @@ def test_a_digit_ocr_read_for_a_letter_is_read_as_the_letter_where_that_makes_a_
         assert translator._ocr_misreads(kept) == kept
 
 
-def test_a_letter_ocr_read_for_a_look_alike_is_read_right_where_only_one_word_fits(translator):
+def test_a_letter_ocr_read_for_a_look_alike_is_read_right_where_one_sign_word_fits(parts):
+    model, tokenizer, book = parts
+    signs = SignBook.parse("Ausgang\tExit\nAusgang links\tExit on the left\n"
+                           "Eingang\tEntrance\nKein Eingang\tNo entry\n")
+    translator = Translator(model, tokenizer, book, Settings(budget_ms=math.inf), signs)
     assert translator._ocr_misreads("Elngang Ausqang") == "Eingang Ausgang"
-    # words, forms of words (the dictionary lists 'Zimmer', not 'Zimmern') and names stay
-    for kept in ("Eingang", "Zimmern", "Huber", "Krzyzanowski", "Mitte"):
+    # words, forms of words (the dictionary lists 'Zimmer', not 'Zimmern'), names, English
+    # words and addresses stay
+    for kept in ("Eingang", "Zimmern", "Huber", "Krzyzanowski", "Mitte", "Weekend", "Bell",
+                 "www.ausqang.de", "info@ausqang.de"):
+        assert translator._ocr_misreads(kept) == kept
+    # a number glued to a word stays a number ('Ausgang5' came out 'Exit', the 5 read as 's')
+    for kept in ("Ausgang5", "Kasse1", "Gang5"):
         assert translator._ocr_misreads(kept) == kept
 
 

@@ -59,7 +59,7 @@ INN_NAMES = frozenset("""Krone Sonne Adler Löwen Löwe Hirsch Hirschen Linde Ro
     Rebstock Kreuz Hahn Falken Eiche Lindenhof Sonnenhof Bahnhof""".split())
 _INN_ARTICLES = frozenset({"zum", "zur", "zu", "den", "der", "am"})
 _PLACE_TAKERS = frozenset("""u-bahn s-bahn bahnhof bf. bf haltestelle bushaltestelle station
-    richtung hbf hbf. tram straßenbahn bus gleis bahnsteig steig""".split())
+    richtung hbf hbf. tram straßenbahn bus gleis bahnsteig""".split())
 _TRAINS = frozenset("ice ic ec re rb rex rj cjx nightjet railjet flixtrain".split())
 _COMPANY = frozenset("gmbh ag kg ohg e.k. e.v. & co. co sohn söhne partner".split())
 _LINE = re.compile(r"(?:S|U|RE|RB|IC|ICE|EC|IRE|RS|STR|N|X)\d{1,4}", re.IGNORECASE)

@@ -22,7 +22,10 @@ for a text with a word the dictionary lacks ("Drucken" is a word: not "Drücken"
 from __future__ import annotations
 
 import gzip
+import re
 import zlib
+from collections import Counter
+from functools import cached_property
 from pathlib import Path
 
 from device.errors import ModelStoreError
@@ -53,6 +56,15 @@ class SignBook:
 
     def lookup(self, text: str) -> str | None:
         return self.entries.get(lookup_key(text))
+
+    @cached_property
+    def german_words(self) -> frozenset[str]:
+        """Words (folded, lowercase, 3+ letters) that two or more of the book's German texts
+        use: the words signs are made of ('zutritt', 'ausgang'); a name one sign gives is not
+        among them."""
+        counts = Counter(word for key in self.entries
+                         for word in set(re.findall(r"[^\W\d_]{3,}", key)))
+        return frozenset(word for word, n in counts.items() if n >= 2)
 
     def lookup_dotless(self, text: str) -> str | None:
         """The entry whose text, its umlauts read without their dots, is this one."""

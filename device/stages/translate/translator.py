@@ -83,6 +83,10 @@ _NOT_CODES = _FUNCTION_KEYS | {"in", "an", "um", "auf", "aus", "nach", "ca"}
 _TRUST = {"phrasebook": 3, "model": 2, "gloss": 1}
 """A text made of chunks answered in several ways is labelled by its least trusted chunk."""
 _SENTENCE_END = re.compile(r"[.!?](?=\s+\S)")
+_ADDRESS = re.compile(r"@|://|\bwww\.|\w\.(?:de|at|ch|com|org|net|eu|info)\b", re.IGNORECASE)
+"""A web or e-mail address: spelled as written, never corrected."""
+_LONGEST_WORD = 30
+"""Longer runs of letters (a railing read as 'llllll', words run together) are not corrected."""
 _DIGIT_LETTERS = {"0": "o", "1": "li", "5": "s"}
 """Letters OCR reads as digits."""
 _LOOK_ALIKES = (("l", "i"), ("i", "l"), ("q", "g"), ("rn", "m"), ("m", "rn"), ("c", "e"),
@@ -162,6 +166,8 @@ class Translator:
                  signs: SignBook | None = None):
         self.model, self.tokenizer, self.phrasebook = model, tokenizer, phrasebook
         self.signs = signs if settings.use_phrasebook else None
+        if self.signs is not None:
+            self.signs.german_words      # built here (40 ms), not in the first translation
         self.settings = settings
         self.cache: LRUCache[Translation] = LRUCache(settings.cache_size)
         # texts whose decoding the budget cut: the next request finishes them, so a slow
@@ -417,9 +423,8 @@ class Translator:
         for chunk, protected in spans:
             words, current = chunk.split(" "), []
             taken = {i for i, word in enumerate(words) if word in plate}
-            if protected or (not taken and (
-                    self._sign(chunk) is not None or self.phrasebook is None or
-                    self.phrasebook.lookup(chunk))):
+            if protected or self._sign(chunk) is not None or (not taken and (
+                    self.phrasebook is None or self.phrasebook.lookup(chunk))):
                 out.append((chunk, protected))
                 continue
             # another capitalized word the dictionary lacks is a name unless the model knows it
@@ -640,16 +645,19 @@ class Translator:
         return hit
 
     def _ocr_misreads(self, text: str) -> str:
-        """A word OCR misread gets its letters back where that makes a word the dictionary or
-        the sign book knows, and no other does: a digit for a letter ('verb0ten',
-        '0FFNUNGSZEITEN', 'N0tausgang'; '0' → 'o', '1' → 'l' or 'i', '5' → 's') or, in a word
-        of 4+ letters that is no word nor a form of one, one letter for a look-alike ('Zutrltt'
-        → 'Zutritt', 'Ausqang' → 'Ausgang', 'rn' for 'm'; umlauts read without their dots are
-        the sign book's `lookup_dotless`). Codes keep their digits ('S1', 'A7', 'B5'); names
-        with no such neighbour stay as read."""
+        """A word OCR misread gets its letters back where exactly one known word fits: a digit
+        between letters, or a 0 that starts a word, read for a letter ('verb0ten', 'N0tausgang',
+        '0FFNUNGSZEITEN'; '0' → 'o', '1' → 'l' or 'i', '5' → 's'), or, in a word of 4+ letters
+        that is no word, no form of one and no English word, one letter for a look-alike where
+        that makes a word of the sign book's ('Zutrltt' → 'Zutritt', 'Ausqang' → 'Ausgang', 'rn'
+        for 'm'; umlauts read without their dots are the sign book's `lookup_dotless`). A
+        number glued to a word stays a number ('Ausgang5', 'Kasse1'), codes keep their digits
+        ('S1', 'A7'), names stay as read ('Kemal', 'Selm'), and a web or e-mail address is
+        left alone."""
         book = self.phrasebook
-        if book is None:
+        if book is None or _ADDRESS.search(text):
             return text
+        sign_words = self.signs.german_words if self.signs is not None else frozenset()
 
         def known(word: str) -> int:     # 2: a word or a sign; 1: a compound; 0: unknown
             folded = fold(word).lower()
@@ -659,34 +667,46 @@ class Translator:
                 return 2
             return 1 if book.is_compound(folded) else 0
 
-        def unique(candidates, least: int) -> str | None:
-            scored = [(known(w), w) for w in dict.fromkeys(candidates)]
-            best = max((score for score, _ in scored), default=0)
-            found = [w for score, w in scored if score == best]
-            return found[0] if best >= least and len(found) == 1 else None
-
         def cased(letter: str, word: str, i: int) -> str:
             upper = word.upper() == word or (i == 0 and word[1:2].islower())
             return letter.upper() if upper else letter
 
+        def digits(word: str) -> str:
+            options, changed = [], False
+            for i, ch in enumerate(word):
+                inside = 0 < i < len(word) - 1 and word[i - 1].isalpha() and \
+                    word[i + 1].isalpha()
+                leading = i == 0 and ch == "0" and word[1:].isalpha()
+                if ch in _DIGIT_LETTERS and (inside or leading):
+                    options.append([cased(c, word, i) for c in _DIGIT_LETTERS[ch]])
+                    changed = True
+                else:
+                    options.append([ch])
+            if not changed or sum(len(o) > 1 for o in options) > 3:
+                return word
+            scored = [(known(w), w) for w in
+                      dict.fromkeys("".join(p) for p in itertools.product(*options))]
+            best = max(score for score, _ in scored)
+            found = [w for score, w in scored if score == best]
+            return found[0] if best and len(found) == 1 else word
+
+        def letters(word: str) -> str:
+            folded = fold(word).lower()
+            if len(word) < 4 or not word.isalpha() or folded in book.english_words or \
+                    known(word) or book.parts(folded):
+                return word         # a word, a form of one ('kann', 'große'), English ('Bell')
+            lower = word.lower()
+            found = [c for c in dict.fromkeys(
+                word[:i] + cased(b, word, i) + word[i + len(a):]
+                for a, b in _LOOK_ALIKES for i in range(len(lower)) if lower.startswith(a, i))
+                if fold(c).lower() in sign_words]
+            return found[0] if len(found) == 1 else word
+
         def fix(match) -> str:
             word = match.group()
-            if sum(ch.isalpha() for ch in word) < 3:
+            if sum(ch.isalpha() for ch in word) < 3 or len(word) > _LONGEST_WORD:
                 return word
-            if any(ch.isdigit() for ch in word):
-                options = [[ch] if ch not in _DIGIT_LETTERS else
-                           [cased(c, word, i) for c in _DIGIT_LETTERS[ch]]
-                           for i, ch in enumerate(word)]
-                if sum(len(o) > 1 for o in options) > 3:
-                    return word
-                return unique(("".join(p) for p in itertools.product(*options)), 1) or word
-            if len(word) < 4 or known(word) or book.parts(fold(word).lower()):
-                return word                     # a word, or a form of one ('kann', 'große')
-            lower = word.lower()
-            candidates = [word[:i] + cased(b, word, i) + word[i + len(a):]
-                          for a, b in _LOOK_ALIKES for i in range(len(lower))
-                          if lower.startswith(a, i)]
-            return unique(candidates, 2) or word    # a compound is too easily made
+            return digits(word) if any(ch.isdigit() for ch in word) else letters(word)
 
         return re.sub(r"[^\W_]+", fix, text)
 

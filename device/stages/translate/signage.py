@@ -146,7 +146,7 @@ EXONYMS = {"München": "Munich", "Köln": "Cologne", "Wien": "Vienna", "Nürnber
            "Prag": "Prague", "Warschau": "Warsaw", "Brüssel": "Brussels", "Rom": "Rome",
            "Venedig": "Venice", "Luxemburg": "Luxembourg", "Kopenhagen": "Copenhagen",
            "Athen": "Athens", "Lissabon": "Lisbon", "Moskau": "Moscow", "Florenz": "Florence",
-           "Neapel": "Naples", "Den Haag": "The Hague", "Bodensee": "Lake Constance"}
+           "Neapel": "Naples", "Bodensee": "Lake Constance"}
 """Places an English sign names in English ('Richtung München' → 'Towards Munich'); every
 other place is written as the German sign writes it."""
 

@@ -95,7 +95,7 @@ _LOOK_ALIKES = (("l", "i"), ("i", "l"), ("q", "g"), ("rn", "m"), ("m", "rn"), ("
 _PLACE_HEADS = ("platz", "strasse", "gasse", "weg", "allee", "ring", "damm", "ufer", "tor",
                 "bruecke", "markt", "garten", "park", "berg", "dorf", "feld", "see", "bach",
                 "burg", "stadt", "hausen", "heim", "ingen", "kirchen", "hof", "bahnhof", "au",
-                "ach", "stedt", "leben", "rode", "furt", "hagen", "ow", "itz", "dorf")
+                "ach", "stedt", "leben", "rode", "furt", "hagen", "ow", "itz")
 """Last parts of compounds that name a place ('Marienplatz', 'Ostbahnhof', 'Sendlinger Tor')."""
 _MARKS = ",;:.!?"
 _NUMBER_WORD = re.compile(

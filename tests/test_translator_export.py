@@ -20,8 +20,7 @@ CFG = {"d": 32, "ff": 64, "heads": 4, "enc_layers": 2, "dec_layers": 1, "vocab":
 def _keras_run(path):
     """A run folder as train_translator.main leaves it: config.json and a checkpoint."""
     tf.random.set_seed(0)
-    model = train_translator.build_model(tf, CFG)
-    model((tf.zeros([1, 4], tf.int32), tf.zeros([1, 4], tf.int32)))
+    model = train_translator.built_model(tf, CFG)
     step = tf.Variable(123, dtype=tf.int64)
     path.mkdir(parents=True)
     (path / "config.json").write_text(json.dumps(CFG))

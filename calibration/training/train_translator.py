@@ -203,6 +203,14 @@ def build_model(tf, cfg: dict):
     return Translator()
 
 
+def built_model(tf, cfg: dict):
+    """`build_model` with its weights made (one call on a dummy batch), ready to take a
+    checkpoint or a list of weights."""
+    model = build_model(tf, cfg)
+    model((tf.zeros([1, 4], tf.int32), tf.zeros([1, 4], tf.int32)))
+    return model
+
+
 def export(tf, model, cfg: dict, path: Path) -> None:
     d = cfg["d"]
 
@@ -259,8 +267,7 @@ def import_weights(torch_run: Path, run_dir: Path, data: Path) -> int:
                                                         f"{sum(p['minutes'] for p in phases):g} min"}
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(cfg, indent=2))
-    model = build_model(tf, cfg)
-    model((tf.zeros([1, 4], tf.int32), tf.zeros([1, 4], tf.int32)))
+    model = built_model(tf, cfg)
     with np.load(torch_run / "keras_weights.npz") as z:
         weights = [z[f"arr_{i}"].astype(np.float32) for i in range(len(z.files))]
     model.set_weights(weights)
@@ -278,8 +285,7 @@ def export_weights(run_dir: Path, out: Path) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
     cfg = json.loads((run_dir / "config.json").read_text())
-    model = build_model(tf, cfg)
-    model((tf.zeros([1, 4], tf.int32), tf.zeros([1, 4], tf.int32)))
+    model = built_model(tf, cfg)
     latest = tf.train.latest_checkpoint(str(run_dir / "ckpt"))
     if latest is None:
         raise SystemExit(f"{run_dir / 'ckpt'} holds no checkpoint to export")
@@ -386,8 +392,7 @@ def main(argv=None) -> int:
     with open(run_dir / "commands.log", "a", encoding="utf-8") as handle:   # resumes included
         handle.write("scripts/train_translator.py " + " ".join(sys.argv[1:]) + "\n")
 
-    model = build_model(tf, cfg)
-    model((tf.zeros([1, 4], tf.int32), tf.zeros([1, 4], tf.int32)))
+    model = built_model(tf, cfg)
     print(f"parameters: {model.count_params():,}", flush=True)
 
     step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")

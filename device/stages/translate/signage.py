@@ -26,8 +26,7 @@ _ARROWS_AT_ENDS = re.compile(
 def split_arrows(text: str) -> tuple[str, str, str]:
     """(arrows before, text, arrows after) of a sign: an arrow points, it is not a word
     ('← Ausgang', 'Toiletten →', '-> Gleis 3'); what the arrows leave is translated."""
-    lead, core, trail = _ARROWS_AT_ENDS.fullmatch(text).groups()
-    return lead, core, trail
+    return _ARROWS_AT_ENDS.fullmatch(text).groups()
 
 
 # Names on shop fronts, doors and plates: a word that takes a name ('Bäckerei Müller', 'Dr.
@@ -64,6 +63,9 @@ _TRAINS = frozenset("ice ic ec re rb rex rj cjx nightjet railjet flixtrain".spli
 _COMPANY = frozenset("gmbh ag kg ohg e.k. e.v. & co. co sohn söhne partner".split())
 _LINE = re.compile(r"(?:S|U|RE|RB|IC|ICE|EC|IRE|RS|STR|N|X)\d{1,4}", re.IGNORECASE)
 """A line whose destination follows ('S1 Freising', 'U3 Moosach')."""
+_PLATE_WORDS = _PERSON_TAKERS | _TRADE_TAKERS | _INN_TAKERS | _INN_ARTICLES | _PLACE_TAKERS | \
+    _TRAINS
+"""The words a name plate holds beside its names."""
 
 
 def name_plate(words: list[str], unknown=None) -> dict[int, str]:
@@ -74,20 +76,18 @@ def name_plate(words: list[str], unknown=None) -> dict[int, str]:
     Krzyzanowski', 'U-Bahn Marienplatz', 'S1 Freising'); else (a sentence that names someone,
     'Parkplatz nur für Patienten der Praxis Dr. Weber': the model reads names in context)
     nothing."""
-    taken = names_after_takers(words, unknown)
+    taken = _names_after_takers(words, unknown)
     if not taken or len(words) > 6:
         return {}
-    takers = _PERSON_TAKERS | _TRADE_TAKERS | _INN_TAKERS | _INN_ARTICLES | _PLACE_TAKERS | \
-        _TRAINS
     rest = {i: w.strip(",;:!?\"'()") for i, w in enumerate(words) if i not in taken}
-    if not all(w.lower() in takers or w.lower() in TITLES or _LINE.fullmatch(w) or w.isdigit()
-               for w in rest.values()):
+    if not all(w.lower() in _PLATE_WORDS or w.lower() in TITLES or _LINE.fullmatch(w) or
+               w.isdigit() for w in rest.values()):
         return {}
     # a train's kind stays as written ('RE 7', 'ICE'; the dictionary's 'Re' is a card call)
     return {**taken, **{i: "train" for i, w in rest.items() if w.lower() in _TRAINS}}
 
 
-def names_after_takers(words: list[str], unknown=None) -> dict[int, str]:
+def _names_after_takers(words: list[str], unknown=None) -> dict[int, str]:
     """The words that name a person, a trade, an inn or a place after a word that takes a
     name, index → kind: 'Bäckerei Müller' → {1: 'trade'}, 'Gasthof zur Post' → {1: 'inn', 2:
     'inn'}, 'Hotel Krone' → {1: 'inn'}, 'Dr. Weber' → {1: 'person'}. The common surnames and

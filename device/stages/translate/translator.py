@@ -243,7 +243,6 @@ class Translator:
         if not any(ch.isalpha() for ch in text):
             return Translation(source, text, "passthrough", 1.0, self._elapsed(start),
                                "no_letters")
-        text = self._ocr_misreads(text)
         lead, core, trail = split_arrows(text)
         if (lead or trail) and any(ch.isalpha() for ch in core):
             if self._late.get(text) is not None:        # over the budget last time: no deadline
@@ -253,6 +252,7 @@ class Translator:
                 return self._passthrough(source, text, inner.reason, start)
             return replace(inner, translation=f"{lead}{inner.translation}{trail}",
                            ms=self._elapsed(start))
+        text = self._ocr_misreads(text)
         style = style_of(text)
         self._reading.cut_between_words = False
         self._reading.memo = {}

@@ -22,7 +22,11 @@ frames in one interleaved run:
   whitespace collapsed;
 - word accuracy on the real crops (case-insensitive, letters and digits only);
 - latency p50/p95 of the whole OCR of a frame and of reading one crop, on 1 and 2 threads;
-- peak RSS of a process that loads the system and reads 10 frames (one process per system).
+- peak RSS of a process that loads the system and reads 10 frames (one process per system);
+- photos of other shapes (`real_data.shaped_photos`: the same photos cut to 9:16, 3:4 and 4:3
+  at their own resolution, as phones take them): line-IoU detection of our default detector
+  run at each photo's own shape (`[detector] keep_aspect`, the default) and squeezed into its
+  16:9 input.
 """
 
 from __future__ import annotations
@@ -159,8 +163,9 @@ def word_accuracy(read, split_name: str = "val") -> float:
     return round(100.0 * hits / len(crops), 2)
 
 
-def score_frame(found, truth, ignore) -> dict:
-    """Counts for one frame: found = [(quad, text)], truth = [(quad, text)], ignore = [quad]."""
+def score_frame(found, truth, ignore, shape=(360, 640)) -> dict:
+    """Counts for one frame (H, W `shape`): found = [(quad, text)], truth = [(quad, text)],
+    ignore = [quad]."""
     kept = []
     for quad, text in found:
         area = max(_area(quad), 1e-6)
@@ -186,7 +191,8 @@ def score_frame(found, truth, ignore) -> dict:
         edits += edit_distance(got, want)
         chars += len(want)
     edits += sum(len(_norm_line(kept[j][1])) for j in stray)
-    covered, on_text = _coverage([q for q, _ in kept], [q for q, _ in truth], ignore)
+    covered, on_text = _coverage([q for q, _ in kept], [q for q, _ in truth], ignore,
+                                  shape)
     matched = {i for i, _j, _iou in matches}
     misses = [miss_kind(q, [k for k, _ in kept]) + "@" + height_band(q)
               for i, (q, _text) in enumerate(truth) if i not in matched]
@@ -378,10 +384,44 @@ def run(config, json_out: bool = False, quick: bool = False, peers: bool = False
         results.append(entry)
     out = {"data": "real validation: last 100 ICDAR 2015 training photos (640x360) and their "
                    f"{len(crops)} word crops (CC BY 4.0); never trained on",
-           "frames": len(frames), "results": results}
+           "frames": len(frames), "results": results,
+           "shapes": photo_shapes(config, quick)}
     if not json_out:
         _print(out)
     return out
+
+
+SHAPES = ((9, 16), (3, 4), (4, 3))
+"""Photo shapes other than the frame's 16:9 (portrait phone, portrait and landscape 4:3)."""
+
+
+def photo_shapes(config, quick: bool = False) -> list[dict]:
+    """Line-IoU detection on the validation photos cut to SHAPES, our default detector at each
+    photo's own shape and squeezed into its input (detection only: these are not frames)."""
+    store = ModelStore.for_config(config)
+    version = store.get(config.detector.model, config.detector.version or None)
+    detectors = {keep: Detector.for_version(
+        version, dataclasses.replace(config.detector, keep_aspect=keep),
+        backend=config.runtime.backend, num_threads=2) for keep in (True, False)}
+    rows = []
+    for aspect in SHAPES:
+        photos = real_data.shaped_photos("val", aspect)[:20 if quick else None]
+        for keep, detector in detectors.items():
+            counts, ms = [], []
+            for image, truth, ignore in photos:
+                t0 = time.perf_counter()
+                regions = detector.detect(image)
+                ms.append((time.perf_counter() - t0) * 1000)
+                counts.append(score_frame([(r.polygon, "") for r in regions], truth, ignore,
+                                          shape=image.shape[:2]))
+            w, h = detector.input_size_for(photos[0][0].shape)
+            found = summarize(counts)
+            rows.append({"shape": f"{aspect[0]}:{aspect[1]}", "keep_aspect": keep,
+                         "photo": f"{photos[0][0].shape[1]}x{photos[0][0].shape[0]}",
+                         "input": f"{w}x{h}", "lines": found["lines"],
+                         **{k: found[k] for k in ("precision", "recall", "hmean")},
+                         "detect_ms_2t": percentiles(ms, digits=2)})
+    return rows
 
 
 def _print(out: dict) -> None:
@@ -410,6 +450,12 @@ def _print(out: dict) -> None:
             print(f"{'':38} unmatched truth lines: "
                   + ", ".join(f"{k} {n}" for k, n in lines["by_kind"].items())
                   + "; by height: " + ", ".join(f"{k} {n}" for k, n in lines["by_height"].items()))
+    print("photos of other shapes (the validation photos cut to them; detection, line IoU):")
+    for r in out.get("shapes", []):
+        how = "own shape" if r["keep_aspect"] else "squeezed"
+        print(f"  {r['shape']:5} {r['photo']:9} {how:9} at {r['input']:8} P {r['precision']:.3f} "
+              f"R {r['recall']:.3f} H {r['hmean']:.3f}  detect p50 "
+              f"{r['detect_ms_2t']['p50']:.1f} ms (2 threads)")
 
 
 def markdown(out: dict) -> str:
@@ -430,4 +476,11 @@ def markdown(out: dict) -> str:
             f"{r['frame_ms_1t']['p50']:.1f} / {r['frame_ms_1t']['p95']:.1f} | "
             f"{r['frame_ms_2t']['p50']:.1f} | {r['crop_ms_1t']['p50']:.2f} | "
             f"{r.get('peak_rss_mb') or '-'} |")
+    if out.get("shapes"):
+        rows += ["", "| photo shape | photo px | detector runs | at | line IoU P / R / Hmean | "
+                 "detect p50 ms (2 threads) |", "|---|---|---|---|---|---|"]
+        rows += [f"| {r['shape']} | {r['photo']} | "
+                 f"{'at its own shape' if r['keep_aspect'] else 'squeezed'} | {r['input']} | "
+                 f"{r['precision']:.3f} / {r['recall']:.3f} / {r['hmean']:.3f} | "
+                 f"{r['detect_ms_2t']['p50']:.1f} |" for r in out["shapes"]]
     return "\n".join(rows)

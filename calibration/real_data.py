@@ -278,3 +278,35 @@ def detector_frames(split_name: str) -> list[tuple[np.ndarray, list[np.ndarray],
     """(640x360 BGR frame, legible line quads, ignored line quads) for each photo of the split."""
     return [(frame, [q for q, _ in keep], ignore)
             for frame, keep, ignore in labelled_frames(split_name)]
+
+
+def shaped_photos(split_name: str, aspect: tuple[int, int]) -> list[
+        tuple[np.ndarray, list[tuple[np.ndarray, str]], list[np.ndarray]]]:
+    """The split's photos cut to another shape, as a phone or another camera takes them:
+    (BGR image, [(legible line quad, text)], [ignored line quad]) at the photo's own
+    resolution. `aspect` (width, height), e.g. (9, 16): a window of the photo's full height
+    and that aspect, placed (in steps of 20 px from the left) where it holds the most whole
+    legible lines; a line the window cuts becomes an ignored region."""
+    out = []
+    for photo in split(split_name):
+        image = load_image(photo)
+        height = image.shape[0]
+        width = min(round(height * aspect[0] / aspect[1]), image.shape[1])
+        lines = group_lines(photo.words)
+
+        def inside(quad, x0):
+            return quad[:, 0].min() >= x0 and quad[:, 0].max() <= x0 + width
+
+        x0 = max(range(0, image.shape[1] - width + 1, 20),
+                 key=lambda x: sum(inside(l["quad"], x) for l in lines if not l["ignore"]))
+        keep, ignore = [], []
+        for line in lines:
+            quad = np.asarray(line["quad"], np.float32) - np.float32([x0, 0])
+            if quad[:, 0].max() < 0 or quad[:, 0].min() > width:
+                continue
+            if not line["ignore"] and inside(line["quad"], x0):
+                keep.append((quad, line["text"]))
+            else:
+                ignore.append(quad)
+        out.append((np.ascontiguousarray(image[:, x0:x0 + width]), keep, ignore))
+    return out

@@ -85,6 +85,7 @@ class DetectorSection(SectionValues):
     version: str
     input_width: int
     input_height: int
+    keep_aspect: bool
     bin_threshold: float
     box_threshold: float
     unclip_ratio: float

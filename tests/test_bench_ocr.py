@@ -86,3 +86,17 @@ def test_the_ocr_bench_reads_what_the_pipeline_reads_and_says_where_the_time_wen
     assert set(system.split) == {"resize_and_model", "contours", "reading", "regions"}
     assert all(len(v) == len(frames) for v in system.split.values())
     assert system.split["regions"] == [len(system.detector.detect(f)) for f in frames]
+
+
+@pytest.mark.skipif(not real_data.available(), reason="../shared/data not on this machine")
+def test_photos_cut_to_other_shapes_keep_whole_lines_and_ignore_cut_ones():
+    """real_data.shaped_photos: a full-height window of the aspect asked for; every legible
+    truth line lies wholly inside it, and the lines it cuts are ignored regions."""
+    photos = real_data.shaped_photos("val", (9, 16))
+    assert len(photos) == 100
+    for image, keep, ignore in photos[:20]:
+        assert image.shape[:2] == (720, 405)
+        for quad, _text in keep:
+            assert quad[:, 0].min() >= 0 and quad[:, 0].max() <= 405
+        assert all(q[:, 0].max() >= 0 and q[:, 0].min() <= 405 for q in ignore)
+    assert sum(len(keep) for _, keep, _ in photos) > 200

@@ -233,3 +233,75 @@ def test_every_detector_version_resizes_or_says_it_cannot():
     for name, outcome in outcomes.items():     # 3.0.1 made the graph free of fixed sizes
         assert outcome == ("refused" if version_key(name) < version_key("3.0.1") else (800, 448))
     assert {"2.0.0", "3.0.0", "3.0.3"} <= set(outcomes)
+
+
+def _portrait_sign(width: int, height: int, size: int):
+    """A portrait photo of a plate with three dark lines of bold text, and their boxes."""
+    from PIL import Image, ImageDraw, ImageFont
+    image = Image.new("RGB", (width, height), (70, 90, 110))
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.truetype("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf", size)
+    draw.rectangle([width * 0.08, height * 0.25, width * 0.92, height * 0.75],
+                   fill=(240, 235, 220))
+    truth = []
+    for i, text in enumerate(("Notausgang", "Bitte freihalten", "Kein Zutritt")):
+        x, y = width * 0.14, height * 0.3 + i * size * 2.2
+        left, top, right, bottom = draw.textbbox((x, y), text, font=font)
+        draw.text((x, y), text, font=font, fill=(20, 20, 20))
+        truth.append(np.float32([[left, top], [right, top], [right, bottom], [left, bottom]]))
+    return cv2.cvtColor(np.asarray(image), cv2.COLOR_RGB2BGR), truth
+
+
+def test_a_frame_of_another_shape_runs_at_its_own_shape():
+    """keep_aspect: a 16:9 frame runs at the input's own size; a portrait or 4:3 one at its
+    own shape with about as many pixels, sides multiples of 32; false: squeezed."""
+    detector = Detector(_version().artifact, backend="litert", num_threads=1)
+    assert detector.input_size == (640, 352)
+    assert detector.input_size_for((360, 640, 3)) == (640, 352)
+    assert detector.input_size_for((720, 1280)) == (640, 352)
+    assert detector.input_size_for((640, 360, 3)) == (352, 640)
+    assert detector.input_size_for((640, 480, 3)) == (416, 544)
+    assert detector.input_size_for((3000, 4000, 3)) == (544, 416)
+    assert detector.input_size_for((40, 4000, 3)) == (1920, 128)     # a strip: at the limits
+    squeezed = Detector(_version().artifact, backend="litert", num_threads=1, keep_aspect=False)
+    assert squeezed.input_size_for((640, 360, 3)) == (640, 352)
+    frame, _ = _portrait_sign(360, 640, 30)
+    prob = detector.probability_map(frame)
+    assert prob.shape == (640, 352)
+    assert squeezed.probability_map(frame).shape == (352, 640)
+    # the same map as the model resized at load to that size
+    from dataclasses import replace
+    from device import config
+    at = replace(config.defaults().detector, input_width=352, input_height=640)
+    loaded = Detector.for_version(_version(), at, backend="litert", num_threads=1)
+    assert np.array_equal(prob, loaded.probability_map(frame))
+    assert detector.input_size_for((360, 640)) == (640, 352)     # and back: its own file
+    assert detector.probability_map(np.zeros((360, 640, 3), np.uint8)).shape == (352, 640)
+
+
+def test_text_on_a_portrait_photo_is_found_at_its_own_shape_not_squeezed():
+    """Squeezed into the 640x352 input, a portrait photo's lines come out flattened past what
+    the detector knows and none is found; at its own shape they are."""
+    version = _version()
+    kept = Detector(version.artifact, backend="litert", num_threads=1)
+    squeezed = Detector(version.artifact, backend="litert", num_threads=1, keep_aspect=False)
+    for width, height, size in ((360, 640, 30), (480, 640, 40)):
+        frame, truth = _portrait_sign(width, height, size)
+        found = [len(match_polygons(truth, [r.polygon for r in d.detect(frame)], 0.5))
+                 for d in (kept, squeezed)]
+        assert found[0] >= 2 and found[0] > found[1], (width, height, found)
+        for region in kept.detect(frame):   # in the photo's own coordinates
+            assert (region.polygon[:, 0].max() <= width + 2
+                    and region.polygon[:, 1].max() <= height + 2)
+
+
+def test_a_detector_that_cannot_resize_squeezes_other_shapes():
+    """Detector 2.x's graph has fixed sizes: a portrait frame is squeezed into its input, as
+    before keep_aspect, and every later frame too."""
+    version = STORE.get("detector", "2.0.0")
+    detector = Detector(version.artifact, backend="litert", num_threads=1)
+    frame, _ = _portrait_sign(360, 640, 30)
+    prob = detector.probability_map(frame)
+    assert prob.shape == (detector.map_size[1], detector.map_size[0])
+    assert detector.input_size_for(frame.shape) == detector.input_size
+    assert isinstance(detector.detect(frame), list)

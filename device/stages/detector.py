@@ -165,8 +165,10 @@ class Detector:
 
     def __init__(self, model_path: str | Path, backend: str = "auto", num_threads: int = 2,
                  params: DetectorParams | None = None,
-                 input_size: tuple[int, int] | None = None):
-        """`input_size` (width, height): the model resized to it at load (artifact_for)."""
+                 input_size: tuple[int, int] | None = None, keep_aspect: bool = True):
+        """`input_size` (width, height): the model resized to it at load (artifact_for).
+        `keep_aspect`: a frame of another shape than the input runs at its own shape
+        (input_size_for)."""
         try:
             self.model = TFLiteModel(model_path, backend=backend, num_threads=num_threads,
                                      input_shape=None if input_size is None else
@@ -190,6 +192,8 @@ class Detector:
             raise ModelError(f"{model_path}: expected a [1, h, w, 1] probability map, the "
                              f"model gives {list(out)}")
         self.map_size = (out[2], out[1])
+        self.keep_aspect = keep_aspect
+        self._fixed = False     # True once the graph has refused another input size
 
     @classmethod
     def for_version(cls, version, overrides=None, backend: str = "auto",
@@ -198,16 +202,36 @@ class Detector:
         for it: at its resolution (artifact_for) with its post-processing (params_for)."""
         path, size = artifact_for(version, overrides)
         return cls(path, backend=backend, num_threads=num_threads,
-                   params=params_for(version.manifest, overrides), input_size=size)
+                   params=params_for(version.manifest, overrides), input_size=size,
+                   keep_aspect=getattr(overrides, "keep_aspect", True))
 
     @property
     def backend(self) -> str:
         return self.model.backend
 
-    def preprocess(self, frame: np.ndarray) -> np.ndarray:
-        """BGR uint8 frame → [1, H, W, 3] model input: pixels scaled to [-1, 1], already
-        quantized to the input's int8 when the model's input is int8."""
-        image = cv2.resize(_as_bgr(frame), self.input_size, interpolation=cv2.INTER_AREA)
+    def input_size_for(self, frame_shape) -> tuple[int, int]:
+        """(width, height) the model runs at for a frame of this shape (H, W, ...): its own
+        input size, or with `keep_aspect` the frame's shape at about as many pixels, sides
+        multiples of RESIZE_STEP (a 16:9 frame: the input's own size; a 9:16 photo on the
+        640x352 detector: 352x640). Squeezing a portrait photo into a landscape input
+        flattens its text out of what the model knows (BENCHMARKS.md, "OCR on real
+        photos")."""
+        if not self.keep_aspect or self._fixed:
+            return self.input_size
+        fh, fw = frame_shape[:2]
+        area = self.input_size[0] * self.input_size[1]
+        width = min(max(round((area * fw / fh) ** 0.5 / RESIZE_STEP), 2),
+                    RESIZE_LIMIT[0] // RESIZE_STEP) * RESIZE_STEP
+        height = min(max(round(area / width / RESIZE_STEP), 2),
+                     RESIZE_LIMIT[1] // RESIZE_STEP) * RESIZE_STEP
+        return width, height
+
+    def preprocess(self, frame: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
+        """BGR uint8 frame → [1, H, W, 3] model input (at `size`, default the input's own):
+        pixels scaled to [-1, 1], already quantized to the input's int8 when the model's
+        input is int8."""
+        image = cv2.resize(_as_bgr(frame), size or self.input_size,
+                           interpolation=cv2.INTER_AREA)
         if self._table.itemsize == 1:
             image = cv2.LUT(image, self._table.view(np.uint8)).view(self._table.dtype)
         else:
@@ -215,9 +239,20 @@ class Detector:
         return image[np.newaxis]
 
     def probability_map(self, frame: np.ndarray) -> np.ndarray:
-        """The model's [h, w] text-kernel probability map for a frame."""
-        out = next(iter(self.model.run(self.preprocess(frame)).values()))
-        return out.reshape(self.map_size[1], self.map_size[0])
+        """The model's [h, w] text-kernel probability map for a frame, at the size
+        input_size_for gives it (a graph that cannot run at another size, detector 2.x and
+        earlier, squeezes every frame into its input from then on)."""
+        size = self.input_size_for(frame.shape)
+        if size == self.input_size:
+            out = self.model.run(self.preprocess(frame))
+        else:
+            try:
+                out = self.model.run_resized(self.preprocess(frame, size))
+            except ModelError:
+                self._fixed = True
+                return self.probability_map(frame)
+        prob = next(iter(out.values()))
+        return prob.reshape(prob.shape[1], prob.shape[2])
 
     def detect(self, frame: np.ndarray) -> list[TextRegion]:
         """Text-line regions in frame coordinates, sorted top to bottom."""
@@ -230,5 +265,5 @@ class Detector:
     def regions_in(self, prob: np.ndarray, frame_shape) -> list[TextRegion]:
         """The text regions of a probability map of a frame of this shape (H, W, ...)."""
         fh, fw = frame_shape[:2]
-        stride = (fw / self.map_size[0], fh / self.map_size[1])
+        stride = (fw / prob.shape[1], fh / prob.shape[0])
         return regions_from_map(prob, (fw, fh), self.params, stride)

@@ -280,16 +280,19 @@ def test_a_frame_of_another_shape_runs_at_its_own_shape():
 
 
 def test_text_on_a_portrait_photo_is_found_at_its_own_shape_not_squeezed():
-    """Squeezed into the 640x352 input, a portrait photo's lines come out flattened past what
-    the detector knows and none is found; at its own shape they are."""
-    version = _version()
-    kept = Detector(version.artifact, backend="litert", num_threads=1)
-    squeezed = Detector(version.artifact, backend="litert", num_threads=1, keep_aspect=False)
-    for width, height, size in ((360, 640, 30), (480, 640, 40)):
+    """Squeezed into the 640x352 input, a 9:16 photo's lines come out flattened by 3.2x and
+    the detector finds at most one as a line; at the photo's own shape it finds all three."""
+    from dataclasses import replace
+    from device import config
+    version, at = _version(), config.defaults().detector     # with the version's own params
+    kept, squeezed = (Detector.for_version(version, replace(at, keep_aspect=keep),
+                                           backend="litert", num_threads=1)
+                      for keep in (True, False))
+    for width, height, size in ((360, 640, 30), (360, 640, 16), (720, 1280, 28)):   # 9:16
         frame, truth = _portrait_sign(width, height, size)
         found = [len(match_polygons(truth, [r.polygon for r in d.detect(frame)], 0.5))
                  for d in (kept, squeezed)]
-        assert found[0] >= 2 and found[0] > found[1], (width, height, found)
+        assert found[0] == 3 and found[1] <= 1, (width, height, found)
         for region in kept.detect(frame):   # in the photo's own coordinates
             assert (region.polygon[:, 0].max() <= width + 2
                     and region.polygon[:, 1].max() <= height + 2)

@@ -336,6 +336,8 @@ def test_prices_with_thousands_and_decimal_commas_are_written_the_english_way():
     ("Gasthof zur Post", ["zur", "Post"]),
     ("Hotel Krone", ["Krone"]), ("Herr Müller", ["Müller"]), ("Frau Dr. Klein", ["Klein"]),
     ("Bäckerei Müller.", ["Müller."]), ("Herr Dr. Müller", ["Müller"]),
+    ("Bäckerei & Konditorei Schmidt", ["Schmidt"]), ("Metzgerei und Partyservice Huber", []),
+    ("Bäckerei und Konditorei Weber", ["Weber"]),
     # a profession after a title is no name ('Herr Doktor', 'Herr Pfarrer Schmidt')
     ("Herr Doktor", []), ("Herr Pfarrer Schmidt", []),
     # a word after a trade that is no name, and a sentence that names someone: nothing
@@ -348,16 +350,21 @@ def test_the_names_on_a_name_plate_are_found_and_nothing_else(plate, names):
 
 
 def test_a_place_after_a_station_word_or_a_line_is_a_name_where_the_dictionary_says_so():
-    unknown = {"Marienplatz", "Freising", "Moosach", "Krzyzanowski", "Anna"}.__contains__
+    unknown = {"Marienplatz", "Freising", "Moosach", "Krzyzanowski", "Anna", "Köln"}.__contains__
     for plate, names in (("U-Bahn Marienplatz", ["Marienplatz"]), ("S1 Freising", ["Freising"]),
                          ("Richtung Moosach", ["Moosach"]), ("Richtung Flughafen", []),
                          ("Bahnhof Freising", ["Freising"]),
                          ("Zahnarztpraxis Dr. Krzyzanowski", ["Krzyzanowski"]),
-                         ("Praxis Dr. med. Anna Weber", ["Anna", "Weber"])):
+                         ("Praxis Dr. med. Anna Weber", ["Anna", "Weber"]),
+                         ("Salon Anna", ["Anna"]), ("Friseur Salon Anna", ["Anna"]),
+                         ("Köln Hbf", ["Köln"]), ("Freising Bf.", ["Freising"]),
+                         ("Nächster Halt: Moosach Hbf", []), ("Ausgang Hbf", [])):
         words = plate.split()
         assert [words[i] for i in sorted(name_plate(words, unknown))] == names
     assert name_plate("S1 Marienplatz".split(), unknown) == {1: "place"}
     assert name_plate("Bäckerei Müller".split(), unknown) == {1: "trade"}
+    assert name_plate("Köln Hbf".split(), {"Köln"}.__contains__) == {0: "station"}
+    assert not name_plate("Köln Hbf".split())       # without the dictionary: no places
     assert not name_plate("S1 Freising".split())     # without the dictionary: no places
     assert name_plate("GLEIS 2 RE 7 RICHTUNG MOOSACH".split(), {"MOOSACH"}.__contains__) == {
         2: "train", 5: "place"}

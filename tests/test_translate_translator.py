@@ -206,6 +206,11 @@ def test_a_name_plate_keeps_its_names_and_translates_the_rest(translator):
     # a station's or a line's destination ('U-Bahn Marienplatz' → 'Subwayplatz' before)
     assert translator.translate("S1 Marienplatz").translation == "S1 Marienplatz"
     assert translator.translate("Bahnhof Moosach").translation.endswith(" Moosach")
+    # a station's place as written ('Köln Hbf' came out 'Kopp Hbf'), as the register writes it
+    assert translator.translate("Köln Hbf").translation == "Köln Hbf"
+    # two trades and a name ('Bäckerei & Konditorei Schmidt' lost 'Schmidt')
+    got = translator.translate("Bäckerei & Konditorei Schmidt").translation
+    assert got.endswith(" Schmidt") and "Bäckerei" not in got, got
 
 
 def test_a_digit_ocr_read_for_a_letter_is_read_as_the_letter_where_that_makes_a_word(

@@ -63,17 +63,24 @@ _TRAINS = frozenset("ice ic ec re rb rex rj cjx nightjet railjet flixtrain".spli
 _COMPANY = frozenset("gmbh ag kg ohg e.k. e.v. & co. co sohn söhne partner".split())
 _LINE = re.compile(r"(?:S|U|RE|RB|IC|ICE|EC|IRE|RS|STR|N|X)\d{1,4}", re.IGNORECASE)
 """A line whose destination follows ('S1 Freising', 'U3 Moosach')."""
+_STATION_ENDS = frozenset("hbf hbf. bf bf.".split())
+"""The abbreviations after a station's place name ('Köln Hbf'): the two are the station's name,
+written as the sign writes it (as the register writes 'nach Köln Hbf': 'to Köln Hbf')."""
+_JOINS = frozenset({"&", "und", "+"})
+"""Between two words that take a name ('Bäckerei & Konditorei Schmidt')."""
 _PLATE_WORDS = _PERSON_TAKERS | _TRADE_TAKERS | _INN_TAKERS | _INN_ARTICLES | _PLACE_TAKERS | \
-    _TRAINS
+    _TRAINS | _JOINS
 """The words a name plate holds beside its names."""
 
 
 def name_plate(words: list[str], unknown=None) -> dict[int, str]:
-    """The names on a name plate, index → kind ('person', 'trade', 'inn', 'place'): words that
-    take a name and the names after them, nothing else ('Bäckerei Müller' → {1: 'trade'},
+    """The names on a name plate, index → kind ('person', 'trade', 'inn', 'place', 'station'):
+    words that take a name and the names after them, nothing else ('Bäckerei Müller' → {1:
+    'trade'}, 'Bäckerei & Konditorei Schmidt', 'Salon Anna', 'Köln Hbf' → {0: 'station'},
     'Praxis Dr. med. Anna Weber' → Anna and Weber, 'Gasthof zur Post' → zur and Post, 'Herr
     Müller'; with `unknown` (word → a name the dictionary does not know as a word) also 'Dr.
-    Krzyzanowski', 'U-Bahn Marienplatz', 'S1 Freising'); else (a sentence that names someone,
+    Krzyzanowski', 'U-Bahn Marienplatz', 'S1 Freising', a first name after a trade: 'Salon
+    Anna', a station's place: 'Köln Hbf'); else (a sentence that names someone,
     'Parkplatz nur für Patienten der Praxis Dr. Weber': the model reads names in context)
     nothing."""
     taken = _names_after_takers(words, unknown)
@@ -106,7 +113,13 @@ def _names_after_takers(words: list[str], unknown=None) -> dict[int, str]:
         return capital(word) and word.lower() not in _PERSON_TAKERS and (
             _as_name(word) in SURNAMES or (unknown is not None and unknown(word.rstrip("."))))
 
+    for i in range(len(words) - 1):
+        if plain[i + 1].lower() in _STATION_ENDS and capital(plain[i]) and \
+                unknown is not None and unknown(plain[i]):
+            taken[i] = "station"       # 'Köln Hbf' (the model read 'Kopp Hbf')
     for i in range(1, len(words)):
+        if i in taken:
+            continue
         before, word = plain[i - 1].lower(), plain[i]
         name = _as_name(word.rstrip("."))
         if i - 1 in taken and word.lower() in _COMPANY:
@@ -121,8 +134,9 @@ def _names_after_takers(words: list[str], unknown=None) -> dict[int, str]:
                                       _LINE.fullmatch(plain[i - 1]) or
                                       taken.get(i - 1) == "place") and unknown(word):
             taken[i] = "place"
-        elif before in _TRADE_TAKERS and name in SURNAMES:
-            taken[i] = "trade"
+        elif before in _TRADE_TAKERS and (name in SURNAMES or (
+                unknown is not None and word.lower() not in _PLATE_WORDS and unknown(word))):
+            taken[i] = "trade"         # 'Optik Schmidt', 'Salon Anna'; not 'Apotheke Notdienst'
         elif (before in _INN_TAKERS or (before in _INN_ARTICLES and i - 1 in taken)) and \
                 name in INN_NAMES | SURNAMES:
             taken[i] = "inn"

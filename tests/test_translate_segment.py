@@ -350,7 +350,8 @@ def test_the_names_on_a_name_plate_are_found_and_nothing_else(plate, names):
 
 
 def test_a_place_after_a_station_word_or_a_line_is_a_name_where_the_dictionary_says_so():
-    unknown = {"Marienplatz", "Freising", "Moosach", "Krzyzanowski", "Anna", "Köln"}.__contains__
+    unknown = {"Marienplatz", "Freising", "Moosach", "Krzyzanowski", "Anna", "Köln", "Petra",
+               "Thomas", "Venezia"}.__contains__
     for plate, names in (("U-Bahn Marienplatz", ["Marienplatz"]), ("S1 Freising", ["Freising"]),
                          ("Richtung Moosach", ["Moosach"]), ("Richtung Flughafen", []),
                          ("Bahnhof Freising", ["Freising"]),
@@ -358,7 +359,11 @@ def test_a_place_after_a_station_word_or_a_line_is_a_name_where_the_dictionary_s
                          ("Praxis Dr. med. Anna Weber", ["Anna", "Weber"]),
                          ("Salon Anna", ["Anna"]), ("Friseur Salon Anna", ["Anna"]),
                          ("Köln Hbf", ["Köln"]), ("Freising Bf.", ["Freising"]),
-                         ("Nächster Halt: Moosach Hbf", []), ("Ausgang Hbf", [])):
+                         ("Nächster Halt: Moosach Hbf", []), ("Ausgang Hbf", []),
+                         ("Zahnarzt Dr. Petra Lang", ["Petra", "Lang"]),
+                         ("Rechtsanwalt Thomas Becker", ["Thomas", "Becker"]),
+                         ("Eiscafé Venezia", ["Venezia"]), ("Hotel Rezeption", []),
+                         ("Moosach Ostbahnhof", ["Moosach"]), ("Flughafen Köln", ["Köln"])):
         words = plate.split()
         assert [words[i] for i in sorted(name_plate(words, unknown))] == names
     assert name_plate("S1 Marienplatz".split(), unknown) == {1: "place"}

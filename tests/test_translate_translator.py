@@ -211,6 +211,14 @@ def test_a_name_plate_keeps_its_names_and_translates_the_rest(translator):
     # two trades and a name ('Bäckerei & Konditorei Schmidt' lost 'Schmidt')
     got = translator.translate("Bäckerei & Konditorei Schmidt").translation
     assert got.endswith(" Schmidt") and "Bäckerei" not in got, got
+    # a name after a trade's name, a surname that is a word after a doctor's trade, a place
+    # after an airport ('Rechtsanwalt Thomas Becker' came out 'Solicitor's Whale Becker',
+    # 'Zahnarzt Dr. Petra Lang' 'Dentist Dr. Petra Long', 'Flughafen München' 'To the Airport')
+    assert translator.translate("Apotheke Krzyzanowski Becker").translation.endswith(
+        " Krzyzanowski Becker")
+    assert translator.translate("Zahnarzt Dr. Petra Lang").translation.endswith(
+        " Dr. Petra Lang")
+    assert "Munich" in translator.translate("Flughafen München").translation
 
 
 def test_a_digit_ocr_read_for_a_letter_is_read_as_the_letter_where_that_makes_a_word(

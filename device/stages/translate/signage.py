@@ -41,9 +41,12 @@ _TRADE_TAKERS = frozenset("""bäckerei backerei baeckerei konditorei metzgerei f
     tierarztpraxis kanzlei rechtsanwalt rechtsanwältin notar steuerberater optik optiker
     augenoptik schreinerei tischlerei zimmerei malerbetrieb autohaus fahrschule buchhandlung
     blumen blumenhaus floristik schuhhaus modehaus juwelier getränkemarkt reisebüro
-    physiotherapie hofladen weingut brauerei metzger bäcker""".split())
+    physiotherapie hofladen weingut brauerei metzger bäcker zahnarzt zahnärztin arzt ärztin
+    tierarzt tierärztin hausarzt hausärztin frauenarzt frauenärztin kinderarzt kinderärztin
+    heilpraktiker heilpraktikerin""".split())
 _INN_TAKERS = frozenset("""hotel gasthof gasthaus gaststätte pension restaurant café cafe
-    wirtshaus landgasthof hotel-restaurant""".split())
+    wirtshaus landgasthof hotel-restaurant eiscafé eiscafe eisdiele pizzeria trattoria
+    ristorante bistro imbiss""".split())
 SURNAMES = frozenset("""Müller Schmidt Schneider Fischer Weber Meyer Meier Mayer Maier Wagner
     Becker Schulz Hoffmann Hofmann Schäfer Koch Bauer Richter Klein Wolf Schröder Neumann
     Schwarz Zimmermann Braun Krüger Hartmann Lange Schmitt Schmid Werner Schmitz Krause
@@ -58,7 +61,7 @@ INN_NAMES = frozenset("""Krone Sonne Adler Löwen Löwe Hirsch Hirschen Linde Ro
     Rebstock Kreuz Hahn Falken Eiche Lindenhof Sonnenhof Bahnhof""".split())
 _INN_ARTICLES = frozenset({"zum", "zur", "zu", "den", "der", "am"})
 _PLACE_TAKERS = frozenset("""u-bahn s-bahn bahnhof bf. bf haltestelle bushaltestelle station
-    richtung hbf hbf. tram straßenbahn bus gleis bahnsteig""".split())
+    richtung hbf hbf. tram straßenbahn bus gleis bahnsteig flughafen""".split())
 _TRAINS = frozenset("ice ic ec re rb rex rj cjx nightjet railjet flixtrain".split())
 _COMPANY = frozenset("gmbh ag kg ohg e.k. e.v. & co. co sohn söhne partner".split())
 _LINE = re.compile(r"(?:S|U|RE|RB|IC|ICE|EC|IRE|RS|STR|N|X)\d{1,4}", re.IGNORECASE)
@@ -88,10 +91,15 @@ def name_plate(words: list[str], unknown=None) -> dict[int, str]:
         return {}
     rest = {i: w.strip(",;:!?\"'()") for i, w in enumerate(words) if i not in taken}
     if not all(w.lower() in _PLATE_WORDS or w.lower() in TITLES or _LINE.fullmatch(w) or
-               w.isdigit() for w in rest.values()):
+               w.isdigit() or (_station_word(w) and i - 1 in taken) for i, w in rest.items()):
         return {}
     # a train's kind stays as written ('RE 7', 'ICE'; the dictionary's 'Re' is a card call)
     return {**taken, **{i: "train" for i, w in rest.items() if w.lower() in _TRAINS}}
+
+
+def _station_word(word: str) -> bool:
+    """A station of a place ('Ostbahnhof', 'Hauptbahnhof' after 'Berlin')."""
+    return word[:1].isupper() and word.lower().endswith("bahnhof")
 
 
 def _names_after_takers(words: list[str], unknown=None) -> dict[int, str]:
@@ -114,9 +122,12 @@ def _names_after_takers(words: list[str], unknown=None) -> dict[int, str]:
             _as_name(word) in SURNAMES or (unknown is not None and unknown(word.rstrip("."))))
 
     for i in range(len(words) - 1):
-        if plain[i + 1].lower() in _STATION_ENDS and capital(plain[i]) and \
-                unknown is not None and unknown(plain[i]):
+        if not (capital(plain[i]) and unknown is not None and unknown(plain[i])):
+            continue
+        if plain[i + 1].lower() in _STATION_ENDS:
             taken[i] = "station"       # 'Köln Hbf' (the model read 'Kopp Hbf')
+        elif _station_word(plain[i + 1]):
+            taken[i] = "place"         # 'Berlin Ostbahnhof' (read 'Easthof')
     for i in range(1, len(words)):
         if i in taken:
             continue
@@ -137,12 +148,13 @@ def _names_after_takers(words: list[str], unknown=None) -> dict[int, str]:
         elif before in _TRADE_TAKERS and (name in SURNAMES or (
                 unknown is not None and word.lower() not in _PLATE_WORDS and unknown(word))):
             taken[i] = "trade"         # 'Optik Schmidt', 'Salon Anna'; not 'Apotheke Notdienst'
-        elif (before in _INN_TAKERS or (before in _INN_ARTICLES and i - 1 in taken)) and \
-                name in INN_NAMES | SURNAMES:
-            taken[i] = "inn"
-        elif (before in _PERSON_TAKERS or taken.get(i - 1) in ("person", "company")) and \
-                person(word):
-            taken[i] = "person"
+        elif (before in _INN_TAKERS or (before in _INN_ARTICLES and i - 1 in taken)) and (
+                name in INN_NAMES | SURNAMES or (before in _INN_TAKERS and unknown is not None
+                                                 and unknown(word))):
+            taken[i] = "inn"           # 'Hotel Krone', 'Eiscafé Venezia'; not 'Hotel Rezeption'
+        elif (before in _PERSON_TAKERS or taken.get(i - 1) in ("person", "company", "trade")) \
+                and person(word):
+            taken[i] = "person"        # 'Dr. Weber', 'Rechtsanwalt Thomas Becker'
         elif before in _PERSON_TAKERS and word.lower() not in _PERSON_TAKERS and \
                 unknown is not None and unknown(word) and i + 1 < len(words) and \
                 person(plain[i + 1]):

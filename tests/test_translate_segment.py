@@ -351,24 +351,44 @@ def test_the_names_on_a_name_plate_are_found_and_nothing_else(plate, names):
 
 def test_a_place_after_a_station_word_or_a_line_is_a_name_where_the_dictionary_says_so():
     unknown = {"Marienplatz", "Freising", "Moosach", "Krzyzanowski", "Anna", "Köln", "Petra",
-               "Thomas", "Venezia"}.__contains__
+               "Thomas", "Venezia", "Waldsee", "Kassel", "Frankfurt", "Zürich", "Samstag",
+               "Leerung"}.__contains__
     for plate, names in (("U-Bahn Marienplatz", ["Marienplatz"]), ("S1 Freising", ["Freising"]),
                          ("Richtung Moosach", ["Moosach"]), ("Richtung Flughafen", []),
                          ("Bahnhof Freising", ["Freising"]),
                          ("Zahnarztpraxis Dr. Krzyzanowski", ["Krzyzanowski"]),
                          ("Praxis Dr. med. Anna Weber", ["Anna", "Weber"]),
                          ("Salon Anna", ["Anna"]), ("Friseur Salon Anna", ["Anna"]),
-                         ("Köln Hbf", ["Köln"]), ("Freising Bf.", ["Freising"]),
+                         ("Köln Hbf", ["Köln", "Hbf"]), ("Freising Bf.", ["Freising", "Bf."]),
                          ("Nächster Halt: Moosach Hbf", []), ("Ausgang Hbf", []),
                          ("Zahnarzt Dr. Petra Lang", ["Petra", "Lang"]),
                          ("Rechtsanwalt Thomas Becker", ["Thomas", "Becker"]),
                          ("Eiscafé Venezia", ["Venezia"]), ("Hotel Rezeption", []),
-                         ("Moosach Ostbahnhof", ["Moosach"]), ("Flughafen Köln", ["Köln"])):
+                         ("Moosach Ostbahnhof", ["Moosach"]), ("Flughafen Köln", ["Köln"]),
+                         # after an academic title a name, even a word ('Dr. Baum'), after a
+                         # first name its surname ('Petra Berg'); not after 'Herr'
+                         ("Dr. Baum", ["Baum"]), ("Dr. med. dent. Petra Berg", ["Petra", "Berg"]),
+                         ("Herr Pfarrer", []),
+                         # the speciality after a comma is read as words
+                         ("Dr. med. Petra Berg, Internistin", ["Petra", "Berg,"]),
+                         # an inn's name of an adjective and a noun, or a compound
+                         ("Gasthof Goldener Stern", ["Goldener", "Stern"]),
+                         ("Restaurant Zum Goldenen Hahn", ["Zum", "Goldenen", "Hahn"]),
+                         ("Hotel Kaiserhof", ["Kaiserhof"]), ("Hotel Rezeption", []),
+                         # places of several parts
+                         ("Bahnhof Bad Waldsee", ["Bad", "Waldsee"]),
+                         ("Richtung Kassel-Wilhelmshöhe", ["Kassel-Wilhelmshöhe"]),
+                         ("Haltestelle Moosach Süd", ["Moosach", "Süd"]),
+                         ("Frankfurt (Main) Hbf", ["Frankfurt", "(Main)", "Hbf"]),
+                         ("Zürich HB", ["Zürich", "HB"]),
+                         # a word, then a first name and a surname; not a label
+                         ("Gärtnerei Thomas Lenz", ["Thomas", "Lenz"]),
+                         ("Nächste Leerung", []), ("Markttag: Samstag", [])):
         words = plate.split()
         assert [words[i] for i in sorted(name_plate(words, unknown))] == names
     assert name_plate("S1 Marienplatz".split(), unknown) == {1: "place"}
     assert name_plate("Bäckerei Müller".split(), unknown) == {1: "trade"}
-    assert name_plate("Köln Hbf".split(), {"Köln"}.__contains__) == {0: "station"}
+    assert name_plate("Köln Hbf".split(), {"Köln"}.__contains__) == {0: "station", 1: "station"}
     assert not name_plate("Köln Hbf".split())       # without the dictionary: no places
     assert not name_plate("S1 Freising".split())     # without the dictionary: no places
     assert name_plate("GLEIS 2 RE 7 RICHTUNG MOOSACH".split(), {"MOOSACH"}.__contains__) == {

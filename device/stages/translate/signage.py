@@ -34,8 +34,11 @@ def split_arrows(text: str) -> tuple[str, str, str]:
 # surnames and inn names are words too ('Müller' the miller, 'Krone' the crown), which the
 # model translated ('Bäckerei Müller' → 'Rubbish Müller', 'Friseur Schmidt' → 'Hairdresser
 # Trace').
-_PERSON_TAKERS = frozenset("""dr dr. prof prof. med. familie fam. fam herr frau inh. inhaber
-    inhaberin fa. firma""".split())
+_PERSON_TAKERS = frozenset("""dr dr. prof prof. med. dent. vet. dres. mag. dipl.-ing.
+    dipl.-psych. familie fam. fam herr frau inh. inhaber inhaberin fa. firma gebr.""".split())
+_ACADEMIC = frozenset("dr dr. prof prof. med. dent. vet. dres. mag. dipl.-ing. dipl.-psych.".split())
+"""Titles after which the next capitalized word is a name, even one that is a word too ('Dr.
+Baum', 'Dr. med. Jung'); after 'Herr' a profession may follow ('Herr Pfarrer')."""
 _TRADE_TAKERS = frozenset("""bäckerei backerei baeckerei konditorei metzgerei fleischerei
     friseur friseurin friseursalon salon apotheke praxis arztpraxis zahnarztpraxis
     tierarztpraxis kanzlei rechtsanwalt rechtsanwältin notar steuerberater optik optiker
@@ -43,10 +46,22 @@ _TRADE_TAKERS = frozenset("""bäckerei backerei baeckerei konditorei metzgerei f
     blumen blumenhaus floristik schuhhaus modehaus juwelier getränkemarkt reisebüro
     physiotherapie hofladen weingut brauerei metzger bäcker zahnarzt zahnärztin arzt ärztin
     tierarzt tierärztin hausarzt hausärztin frauenarzt frauenärztin kinderarzt kinderärztin
-    heilpraktiker heilpraktikerin""".split())
+    heilpraktiker heilpraktikerin internist internistin chirurg chirurgin augenarzt augenärztin
+    hautarzt hautärztin orthopäde orthopädin ergotherapie logopädie osteopathie psychotherapie
+    notariat notar notarin rechtsanwälte anwaltskanzlei werkstatt autowerkstatt elektro sanitär
+    schneiderei uhren schmuck brillen trafik haarstudio kosmetik nagelstudio fußpflege
+    reinigung radsport fahrräder""".split())
+_TRADE_HEADS = ("praxis", "therapie", "metzgerei", "bäckerei", "konditorei", "werkstatt",
+                "schneiderei", "friseur", "studio")
+"""A compound that ends in one of these takes a name as the trade does ('Landmetzgerei
+Kirchhofer', 'Hausarztpraxis Dr. Baum', 'Kfz-Werkstatt Bauer', 'Bäckerei-Konditorei Fuchs')."""
 _INN_TAKERS = frozenset("""hotel gasthof gasthaus gaststätte pension restaurant café cafe
     wirtshaus landgasthof hotel-restaurant eiscafé eiscafe eisdiele pizzeria trattoria
-    ristorante bistro imbiss""".split())
+    ristorante bistro imbiss kaffeehaus bierstube beisl taverne""".split())
+_INN_HEADS = ("hotel", "gasthof", "gasthaus", "café", "cafe", "imbiss", "wirtshaus")
+"""Compounds that are inns ('Landhotel', 'Brauereigasthof', 'Café-Konditorei')."""
+_INN_NAME_HEADS = ("hof", "stube", "alm", "hütte", "blick", "garten", "krug")
+"""A one-word inn name ('Hotel Kaiserhof', 'Landhotel Tannenhof'): not 'Hotel Rezeption'."""
 SURNAMES = frozenset("""Müller Schmidt Schneider Fischer Weber Meyer Meier Mayer Maier Wagner
     Becker Schulz Hoffmann Hofmann Schäfer Koch Bauer Richter Klein Wolf Schröder Neumann
     Schwarz Zimmermann Braun Krüger Hartmann Lange Schmitt Schmid Werner Schmitz Krause
@@ -66,13 +81,13 @@ _TRAINS = frozenset("ice ic ec re rb rex rj cjx nightjet railjet flixtrain".spli
 _COMPANY = frozenset("gmbh ag kg ohg e.k. e.v. & co. co sohn söhne partner".split())
 _LINE = re.compile(r"(?:S|U|RE|RB|IC|ICE|EC|IRE|RS|STR|N|X)\d{1,4}", re.IGNORECASE)
 """A line whose destination follows ('S1 Freising', 'U3 Moosach')."""
-_STATION_ENDS = frozenset("hbf hbf. bf bf.".split())
+_STATION_ENDS = frozenset("hbf hbf. bf bf. hb".split())
 """The abbreviations after a station's place name ('Köln Hbf'): the two are the station's name,
 written as the sign writes it (as the register writes 'nach Köln Hbf': 'to Köln Hbf')."""
 _JOINS = frozenset({"&", "und", "+"})
 """Between two words that take a name ('Bäckerei & Konditorei Schmidt')."""
 _PLATE_WORDS = _PERSON_TAKERS | _TRADE_TAKERS | _INN_TAKERS | _INN_ARTICLES | _PLACE_TAKERS | \
-    _TRAINS | _JOINS
+    _TRAINS | _JOINS | _STATION_ENDS
 """The words a name plate holds beside its names."""
 
 
@@ -87,19 +102,47 @@ def name_plate(words: list[str], unknown=None) -> dict[int, str]:
     'Parkplatz nur für Patienten der Praxis Dr. Weber': the model reads names in context)
     nothing."""
     taken = _names_after_takers(words, unknown)
-    if not taken or len(words) > 6:
+    # what follows a comma after a name is read as words ('Dr. med. Karin Baum,
+    # Allgemeinmedizin': the speciality translated, the plate before it kept)
+    cut = next((i + 1 for i, w in enumerate(words) if w.endswith(",") and i in taken),
+               len(words))
+    if not taken or cut > 6 or len(words) - cut > 4:
         return {}
-    rest = {i: w.strip(",;:!?\"'()") for i, w in enumerate(words) if i not in taken}
-    if not all(w.lower() in _PLATE_WORDS or w.lower() in TITLES or _LINE.fullmatch(w) or
-               w.isdigit() or (_station_word(w) and i - 1 in taken) for i, w in rest.items()):
+    rest = {i: w.strip(",;:!?\"'()") for i, w in enumerate(words[:cut]) if i not in taken}
+    if not all(_plate_word(w) or _LINE.fullmatch(w) or w.isdigit() or
+               (_station_word(w) and i - 1 in taken) or (i == 0 and taken.get(1) == "trade")
+               for i, w in rest.items()):
         return {}
     # a train's kind stays as written ('RE 7', 'ICE'; the dictionary's 'Re' is a card call)
     return {**taken, **{i: "train" for i, w in rest.items() if w.lower() in _TRAINS}}
 
 
+def _taker(word: str) -> str | None:
+    """'trade' or 'inn' for a word that takes a name, compounds too ('Bäckerei',
+    'Landmetzgerei', 'Kfz-Werkstatt', 'Brauereigasthof', 'Landhotel')."""
+    w = word.lower()
+    if w in _TRADE_TAKERS or (len(w) > 6 and w.endswith(_TRADE_HEADS)):
+        return "trade"
+    if w in _INN_TAKERS or (len(w) > 6 and w.endswith(_INN_HEADS)):
+        return "inn"
+    return None
+
+
+def _plate_word(word: str) -> bool:
+    """A word a name plate holds beside its names."""
+    return word.lower() in _PLATE_WORDS or word.lower() in TITLES or _taker(word) is not None
+
+
 def _station_word(word: str) -> bool:
     """A station of a place ('Ostbahnhof', 'Hauptbahnhof' after 'Berlin')."""
     return word[:1].isupper() and word.lower().endswith("bahnhof")
+
+
+_COMPASS = frozenset("nord süd ost west mitte".split())
+"""After a place, part of its name ('Neumarkt Süd')."""
+_PLACE_PREFIXES = frozenset("bad st. sankt".split())
+"""Before a place, part of its name ('Bahnhof Bad Waldsee', 'Richtung St. Gallen')."""
+_NUMBER_WORDS = frozenset("zwei drei vier fünf sieben".split())
 
 
 def _names_after_takers(words: list[str], unknown=None) -> dict[int, str]:
@@ -108,61 +151,122 @@ def _names_after_takers(words: list[str], unknown=None) -> dict[int, str]:
     'inn'}, 'Hotel Krone' → {1: 'inn'}, 'Dr. Weber' → {1: 'person'}. The common surnames and
     inn names count, and with `unknown` a name the dictionary does not know ('Dr.
     Krzyzanowski'; a place after a station word or a line: 'U-Bahn Marienplatz', 'S1
-    Freising'): 'Apotheke Notdienst' and 'Herr Doktor' name nobody."""
+    Freising'): 'Apotheke Notdienst' and 'Herr Doktor' name nobody. After an academic title
+    the next capitalized word is a name ('Dr. Baum'), after a first name the surname ('Nina
+    Berg'); an inn's name of an adjective and a noun ('Gasthof Goldener Stern', 'Zum Grünen
+    Baum') or a compound ('Hotel Kaiserhof'); a place of several parts ('Bahnhof Bad
+    Waldsee', 'Richtung Kassel-Wilhelmshöhe', 'Neumarkt Süd', 'Frankfurt (Main) Hbf')."""
     taken: dict[int, str] = {}
+    first: set[int] = set()       # first names: a surname follows
     plain = [w.strip(",;:!?\"'()") for w in words]
+    n = len(words)
 
     def capital(word: str) -> bool:
         word = word.rstrip(".")
         return len(word) > 1 and word.isalpha() and word[:1].isupper() and \
             (word[1:].islower() or word.isupper())
 
+    def known_name(word: str) -> bool:
+        return unknown is not None and unknown(word.rstrip("."))
+
     def person(word: str) -> bool:
         return capital(word) and word.lower() not in _PERSON_TAKERS and (
-            _as_name(word) in SURNAMES or (unknown is not None and unknown(word.rstrip("."))))
+            _as_name(word) in SURNAMES or known_name(word))
 
-    for i in range(len(words) - 1):
-        if not (capital(plain[i]) and unknown is not None and unknown(plain[i])):
+    def hyphen_place(word: str) -> bool:       # 'Kassel-Wilhelmshöhe', 'Wien-Schwechat'
+        parts = word.split("-")
+        return len(parts) > 1 and all(capital(p) for p in parts) and known_name(parts[0])
+
+    def inn_pair(i: int) -> bool:              # 'Goldener Stern', 'Drei Könige'
+        word = plain[i].lower()
+        return i + 1 < n and capital(plain[i]) and capital(plain[i + 1]) and \
+            (word.endswith(("er", "es", "en", "e")) or word in _NUMBER_WORDS) and \
+            not _plate_word(plain[i]) and not _plate_word(plain[i + 1])
+
+    for i in range(n - 1):
+        nxt = plain[i + 1].lower()
+        bracket = words[i + 1].startswith("(") and words[i + 1].endswith(")") and i + 2 < n \
+            and plain[i + 2].lower() in _STATION_ENDS
+        if not (capital(plain[i]) or hyphen_place(plain[i])) or not known_name(
+                plain[i].split("-")[0]):
             continue
-        if plain[i + 1].lower() in _STATION_ENDS:
-            taken[i] = "station"       # 'Köln Hbf' (the model read 'Kopp Hbf')
+        if nxt in _STATION_ENDS or bracket:
+            # 'Köln Hbf' (the model read 'Kopp Hbf'), 'Zürich HB', 'Frankfurt (Main) Hbf'
+            for j in range(i, i + (3 if bracket else 2)):
+                taken[j] = "station"
         elif _station_word(plain[i + 1]):
             taken[i] = "place"         # 'Berlin Ostbahnhof' (read 'Easthof')
-    for i in range(1, len(words)):
+    for i in range(1, n):
         if i in taken:
             continue
         before, word = plain[i - 1].lower(), plain[i]
+        kind = _taker(before)
         name = _as_name(word.rstrip("."))
+        if kind is None and i == 1 and words[0] == plain[0] and capital(word) and \
+                unknown is not None and capital(plain[0]) and not unknown(plain[0]) and \
+                not _plate_word(plain[0]) and (name in SURNAMES or (
+                    n > 2 and capital(plain[2]) and unknown(word))):
+            # a word, then a surname or a first name and a surname: 'Gärtnerei Hubertus Lenz',
+            # 'Steinmetz Anton Riedl'; not a label ('Müllabfuhr: Mittwoch', 'Nächste Leerung')
+            kind = "trade"
         if i - 1 in taken and word.lower() in _COMPANY:
             taken[i] = "company"       # 'Bäckerei Müller GmbH', 'Müller & Sohn'
             continue
-        if before in _INN_TAKERS and word.lower() in _INN_ARTICLES and i + 1 < len(words) \
-                and _as_name(plain[i + 1].rstrip(".")) in INN_NAMES:
-            taken[i] = "inn"           # 'zur' of 'Gasthof zur Post'
+        place_before = before in _PLACE_TAKERS or before in _TRAINS or \
+            _LINE.fullmatch(plain[i - 1]) or taken.get(i - 1) == "place"
+        if unknown is not None and place_before and hyphen_place(word):
+            taken[i] = "place"
+            continue
+        if unknown is not None and place_before and word.lower() in _PLACE_PREFIXES and \
+                i + 1 < n and capital(plain[i + 1]):
+            taken[i] = taken[i + 1] = "place"   # 'Bad Waldsee', 'St. Gallen'
+            continue
+        if taken.get(i - 1) == "place" and word.lower() in _COMPASS:
+            taken[i] = "place"         # 'Neumarkt Süd'
+            continue
+        inn_before = kind == "inn" or (before in _INN_ARTICLES and (
+            i - 1 in taken or (i >= 2 and _taker(plain[i - 2]) == "inn")))
+        if kind == "inn" and word.lower() in _INN_ARTICLES and i + 1 < n and (
+                _as_name(plain[i + 1].rstrip(".")) in INN_NAMES or inn_pair(i + 1)):
+            taken[i] = "inn"           # 'zur' of 'Gasthof zur Post', 'Zum Goldenen Hahn'
+        elif inn_before and inn_pair(i):
+            taken[i] = taken[i + 1] = "inn"   # 'Hotel Schwarzer Bär', 'Zum Grünen Baum'
         elif not capital(word):
             continue
-        elif unknown is not None and (before in _PLACE_TAKERS or before in _TRAINS or
-                                      _LINE.fullmatch(plain[i - 1]) or
-                                      taken.get(i - 1) == "place") and unknown(word):
+        elif unknown is not None and place_before and unknown(word):
             taken[i] = "place"
-        elif before in _TRADE_TAKERS and (name in SURNAMES or (
-                unknown is not None and word.lower() not in _PLATE_WORDS and unknown(word))):
+        elif kind == "trade" and (name in SURNAMES or (
+                unknown is not None and not _plate_word(word) and unknown(word))):
             taken[i] = "trade"         # 'Optik Schmidt', 'Salon Anna'; not 'Apotheke Notdienst'
-        elif (before in _INN_TAKERS or (before in _INN_ARTICLES and i - 1 in taken)) and (
-                name in INN_NAMES | SURNAMES or (before in _INN_TAKERS and unknown is not None
-                                                 and unknown(word))):
-            taken[i] = "inn"           # 'Hotel Krone', 'Eiscafé Venezia'; not 'Hotel Rezeption'
+            if name not in SURNAMES:
+                first.add(i)
+        elif inn_before and (name in INN_NAMES | SURNAMES or (kind == "inn" and (
+                known_name(word) or (len(word) > 5 and word.lower().endswith(_INN_NAME_HEADS)
+                                     and not _plate_word(word))))):
+            taken[i] = "inn"           # 'Hotel Krone', 'Eiscafé Venezia', 'Hotel Kaiserhof';
+            #                            not 'Hotel Rezeption'
+        elif before in _ACADEMIC and word.lower() not in _PERSON_TAKERS and \
+                not _plate_word(word):
+            taken[i] = "person"        # 'Dr. Baum', 'Dr. med. Jürgen Fink'
+            if name not in SURNAMES and known_name(word):
+                first.add(i)
+        elif i - 1 in first and not _plate_word(word):
+            taken[i] = "person"        # the surname after a first name: 'Nina Berg'
         elif (before in _PERSON_TAKERS or taken.get(i - 1) in ("person", "company", "trade")) \
                 and person(word):
-            taken[i] = "person"        # 'Dr. Weber', 'Rechtsanwalt Thomas Becker'
+            taken[i] = "person"        # 'Herr Weber', 'Rechtsanwalt Thomas Becker'
+            if name not in SURNAMES:
+                first.add(i)
         elif before in _PERSON_TAKERS and word.lower() not in _PERSON_TAKERS and \
-                unknown is not None and unknown(word) and i + 1 < len(words) and \
+                unknown is not None and unknown(word) and i + 1 < n and \
                 person(plain[i + 1]):
             taken[i] = "person"        # a first name: 'Dr. med. Anna Weber'; not 'Pfarrer'
     return taken
 
 
 TITLES = {"dr.": "Dr.", "dr": "Dr", "prof.": "Prof.", "prof": "Prof", "med.": "med.",
+          "dent.": "dent.", "vet.": "vet.", "dres.": "Drs.", "mag.": "Mag.",
+          "dipl.-ing.": "Dipl.-Ing.", "dipl.-psych.": "Dipl.-Psych.", "gebr.": "Gebr.",
           "herr": "Mr", "frau": "Ms", "richtung": "towards", "fa.": "", "firma": ""}
 """A title before a name, as an English sign writes it ('Herr Müller' → 'Mr Müller', 'U2
 Richtung Pankow' → 'U2 towards Pankow'; 'Herr Dr. Müller' → 'Dr. Müller'; 'Fa. Müller' →

@@ -32,6 +32,7 @@ from device.stages.translate.translator import model_translate
 from device.stages.translate.model import Seq2SeqModel
 from device.stages.translate.phrasebook import Phrasebook
 from device.stages.translate.normalize import lookup_key
+from device.stages.translate.signage import english_place
 from device.stages.translate.signbook import SignBook
 from device.stages.translate.tokenizer import Tokenizer
 from device.stages.translate.translator import VIAS, Settings, Translator, tokenizer_path
@@ -55,6 +56,16 @@ def scores(hypotheses: list[str], references: list[list[str]]) -> dict:
             "texts": len(hypotheses)}
 
 
+def names_kept(outputs: list[str], names: list[list[str]]) -> float:
+    """Percent of outputs that keep every name of their plate, as written or as an English
+    sign names the place (`signage.english_place`: 'München' → 'Munich'), any case."""
+    def kept(out: str, name: str) -> bool:
+        english = " ".join(english_place(w) for w in name.split())
+        return name.lower() in out.lower() or english.lower() in out.lower()
+    hits = sum(all(kept(out, n) for n in want) for out, want in zip(outputs, names))
+    return round(100.0 * hits / max(len(outputs), 1), 1)
+
+
 def _book_without(version, sets: dict) -> SignBook | None:
     """The version's sign book less every text measured here and each sentence of one, also
     where they differ only by dashes ('Klingel defekt - bitte klopfen'): the register holds
@@ -73,7 +84,11 @@ def _loose(text: str) -> str:
 
 
 def evaluate_version(version, config, sets: dict, book: Phrasebook | None,
-                     backend: str, model_first: bool | None = None) -> dict:
+                     backend: str, model_first: bool | None = None,
+                     plates: dict | None = None) -> dict:
+    """The version's scores on `sets` ({name: (German texts, [[references]])}), the stage
+    and the model alone, and with `plates` ({name: [(German, [name])]}) the share of name
+    plates whose names the stage keeps."""
     model = Seq2SeqModel(version.artifact, backend=backend, num_threads=1)
     tokenizer = Tokenizer(tokenizer_path(version))
     t = config.translator
@@ -103,6 +118,10 @@ def evaluate_version(version, config, sets: dict, book: Phrasebook | None,
         misses = [(s, h, r) for s, h, r in zip(sources, stage, references)
                   if not any(norm(h) == norm(x) for x in r)]
         out[name]["misses"] = [{"de": s, "got": h, "want": r[0]} for s, h, r in misses[:12]]
+    out["names_kept_pct"] = {
+        which: names_kept([whole.translate(de).translation for de, _ in rows],
+                          [names for _, names in rows])
+        for which, rows in (plates or {}).items() if rows}
     return out
 
 
@@ -122,8 +141,11 @@ def run_quality(config, versions, quick: bool = False, backend: str = "auto") ->
                                config.translator.phrasebook_cache or None)
     except Exception:   # noqa: BLE001 - without the dictionary: the model alone
         book = None
+    plates = {which: translator_data.name_plates(which) for which in ("dev", "heldout")}
     return {"sets": {k: len(v[0]) for k, v in sets.items()},
-            "versions": [evaluate_version(v, config, sets, book, backend) for v in versions]}
+            "name_plates": {k: len(v) for k, v in plates.items()},
+            "versions": [evaluate_version(v, config, sets, book, backend, plates=plates)
+                         for v in versions]}
 
 
 def print_quality(quality: dict) -> None:
@@ -135,6 +157,9 @@ def print_quality(quality: dict) -> None:
     print(f"  {'version':8} {'set':13} {'what':11} {'chrF':>5} {'BLEU':>5} {'exact%':>6}  "
           f"sources")
     for v in quality["versions"]:
+        if v.get("names_kept_pct"):
+            print(f"  {v['version']:8} name plates: names kept "
+                  + ", ".join(f"{k} {p:.1f}%" for k, p in v["names_kept_pct"].items()))
         for name in quality["sets"]:
             r = v[name]
             for what in ("stage", "model_alone"):

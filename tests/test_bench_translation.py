@@ -33,3 +33,20 @@ def test_the_quality_run_decodes_with_the_configured_beam(monkeypatch):
         result = evaluate_version(version, cfg, sets, None, "auto")
         assert result["beam_size"] == beam and result["signs"]["stage"]["texts"] == 2
         assert asked and set(asked) == {beam}   # the stage and the model alone both used it
+
+
+def test_names_kept_counts_a_plate_whose_every_name_is_there_as_written_or_in_english():
+    from calibration.bench_translation import names_kept
+    outs = ["Bakery Müller", "Towards Munich", "Dr. Petra Long", "Platform 3"]
+    names = [["Müller"], ["München"], ["Petra Lang"], []]
+    assert names_kept(outs, names) == 75.0     # 'Lang' lost; a plate without names counts
+
+
+def test_the_name_plate_sets_hold_names_their_texts_contain():
+    from calibration.training import translator_data
+    for which in ("dev", "heldout"):
+        plates = translator_data.name_plates(which)
+        assert len(plates) >= 200
+        assert all(names and all(n in de for n in names) for de, names in plates)
+    dev = {de for de, _ in translator_data.name_plates("dev")}
+    assert not dev & {de for de, _ in translator_data.name_plates("heldout")}

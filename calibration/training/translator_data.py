@@ -37,6 +37,8 @@ ROOT = Path(__file__).resolve().parents[2]
 REGISTER = ROOT / "calibration" / "data" / "sign_register.tsv"
 SIGN_VALIDATION = ROOT / "tests" / "data" / "sign_validation.tsv"
 NOTICE_HELDOUT = ROOT / "tests" / "data" / "notice_heldout.tsv"
+NAME_PLATES = {"dev": ROOT / "tests" / "data" / "name_plates_dev.tsv",
+               "heldout": ROOT / "tests" / "data" / "name_plates_heldout.tsv"}
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 MAX_LEN = 24
 MIXES = {
@@ -124,6 +126,13 @@ def notice_heldout() -> list[tuple[str, list[str]]]:
     """Notices written with the register's round-4 to -9 phrases, one in five held out
     (by a hash of the German): (German, [English reference])."""
     return _tsv_pairs(NOTICE_HELDOUT)
+
+
+def name_plates(which: str) -> list[tuple[str, list[str]]]:
+    """Name plates and the names a translation keeps: (German, [name]); 'dev' (used while
+    writing the name rules) or 'heldout' (measured only after)."""
+    return [(de, [n.strip() for n in names[0].split("|") if n.strip()])
+            for de, names in _tsv_pairs(NAME_PLATES[which])]
 
 
 def ding(limit: int = DING_PAIRS, seed: int = 5) -> list[tuple[str, str]]:

@@ -118,10 +118,15 @@ def evaluate_version(version, config, sets: dict, book: Phrasebook | None,
         misses = [(s, h, r) for s, h, r in zip(sources, stage, references)
                   if not any(norm(h) == norm(x) for x in r)]
         out[name]["misses"] = [{"de": s, "got": h, "want": r[0]} for s, h, r in misses[:12]]
-    out["names_kept_pct"] = {
-        which: names_kept([whole.translate(de).translation for de, _ in rows],
-                          [names for _, names in rows])
-        for which, rows in (plates or {}).items() if rows}
+    # names kept, and (since a plate passed through whole keeps its names too) the share
+    # that came back unchanged, its trade words untranslated
+    out["names_kept_pct"], out["plates_unchanged_pct"] = {}, {}
+    for which, rows in (plates or {}).items():
+        got = [whole.translate(de).translation for de, _ in rows]
+        if rows:
+            out["names_kept_pct"][which] = names_kept(got, [names for _, names in rows])
+            out["plates_unchanged_pct"][which] = round(
+                100.0 * sum(g == de for g, (de, _) in zip(got, rows)) / len(rows), 1)
     return out
 
 
@@ -159,7 +164,9 @@ def print_quality(quality: dict) -> None:
     for v in quality["versions"]:
         if v.get("names_kept_pct"):
             print(f"  {v['version']:8} name plates: names kept "
-                  + ", ".join(f"{k} {p:.1f}%" for k, p in v["names_kept_pct"].items()))
+                  + ", ".join(f"{k} {p:.1f}%" for k, p in v["names_kept_pct"].items())
+                  + "; unchanged " + ", ".join(
+                      f"{k} {p:.1f}%" for k, p in v["plates_unchanged_pct"].items()))
         for name in quality["sets"]:
             r = v[name]
             for what in ("stage", "model_alone"):

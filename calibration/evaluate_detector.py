@@ -103,7 +103,7 @@ def evaluate(detector: Detector, images, truths, params: DetectorParams | None =
     for image in images:
         prob = detector.probability_map(image)
         fh, fw = image.shape[:2]
-        stride = (fw / detector.map_size[0], fh / detector.map_size[1])
+        stride = (fw / prob.shape[1], fh / prob.shape[0])
         found.append([r.polygon for r in regions_from_map(prob, (fw, fh), params, stride)])
     return {**score(found, truths), "recall_by_height": recall_by_height(found, truths)}
 
@@ -113,8 +113,8 @@ def tune(detector: Detector, images, truths) -> DetectorParams:
     from device.stages.detector import regions_from_map
     maps = [detector.probability_map(image) for image in images]
     best, best_h = detector.params, -1.0
-    fh, fw = images[0].shape[:2]
-    stride = (fw / detector.map_size[0], fh / detector.map_size[1])
+    fh, fw = images[0].shape[:2]    # scenes of one size: one map size
+    stride = (fw / maps[0].shape[1], fh / maps[0].shape[0])
     for bin_t, box_t, unclip, min_area in itertools.product(
             (0.2, 0.3, 0.4, 0.5, 0.6), (0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
             (0.0, 0.1, 0.2, 0.3, 0.4, 0.6), (30.0, 80.0, 150.0)):

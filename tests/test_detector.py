@@ -263,6 +263,10 @@ def test_a_frame_of_another_shape_runs_at_its_own_shape():
     assert detector.input_size_for((640, 480, 3)) == (416, 544)
     assert detector.input_size_for((3000, 4000, 3)) == (544, 416)
     assert detector.input_size_for((40, 4000, 3)) == (1920, 128)     # a strip: at the limits
+    # a frame within 15 % of the input's shape runs at the input's own size, as set
+    wide = Detector(_version().artifact, backend="litert", num_threads=1, input_size=(672, 352))
+    assert wide.input_size_for((360, 640, 3)) == (672, 352)
+    assert wide.input_size_for((480, 640, 3)) != (672, 352)
     squeezed = Detector(_version().artifact, backend="litert", num_threads=1, keep_aspect=False)
     assert squeezed.input_size_for((640, 360, 3)) == (640, 352)
     frame, _ = _portrait_sign(360, 640, 30)

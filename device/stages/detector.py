@@ -12,6 +12,7 @@ The geometry the detector and its users share (quads, IoU, matching, line crops)
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,6 +123,9 @@ RESIZE_STEP = 32
 times)."""
 RESIZE_LIMIT = (1920, 1088)
 """The largest input a detector is resized to."""
+ASPECT_TOLERANCE = math.log(1.15)
+"""A frame whose aspect ratio is within 15 % of the input's runs at the input's own size
+(a 640x360 frame on 640x352 or 672x352); beyond it, at its own shape (keep_aspect)."""
 
 
 def artifact_for(version, overrides=None) -> tuple[Path, tuple[int, int] | None]:
@@ -219,6 +223,9 @@ class Detector:
         if not self.keep_aspect or self._fixed:
             return self.input_size
         fh, fw = frame_shape[:2]
+        if abs(math.log((fw / max(fh, 1)) / (self.input_size[0] / self.input_size[1]))) \
+                < ASPECT_TOLERANCE:
+            return self.input_size          # about the input's shape: the input as set
         area = self.input_size[0] * self.input_size[1]
         width = min(max(round((area * fw / fh) ** 0.5 / RESIZE_STEP), 2),
                     RESIZE_LIMIT[0] // RESIZE_STEP) * RESIZE_STEP

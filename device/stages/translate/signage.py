@@ -60,8 +60,6 @@ _INN_TAKERS = frozenset("""hotel gasthof gasthaus gaststätte pension restaurant
     ristorante bistro imbiss kaffeehaus bierstube beisl taverne""".split())
 _INN_HEADS = ("hotel", "gasthof", "gasthaus", "café", "cafe", "imbiss", "wirtshaus")
 """Compounds that are inns ('Landhotel', 'Brauereigasthof', 'Café-Konditorei')."""
-_INN_NAME_HEADS = ("hof", "stube", "alm", "hütte", "blick", "garten", "krug")
-"""A one-word inn name ('Hotel Kaiserhof', 'Landhotel Tannenhof'): not 'Hotel Rezeption'."""
 SURNAMES = frozenset("""Müller Schmidt Schneider Fischer Weber Meyer Meier Mayer Maier Wagner
     Becker Schulz Hoffmann Hofmann Schäfer Koch Bauer Richter Klein Wolf Schröder Neumann
     Schwarz Zimmermann Braun Krüger Hartmann Lange Schmitt Schmid Werner Schmitz Krause
@@ -70,10 +68,15 @@ SURNAMES = frozenset("""Müller Schmidt Schneider Fischer Weber Meyer Meier Maye
     Beck Lorenz Baumann Franke Albrecht Schuster Simon Ludwig Böhm Winter Kraus Martin
     Schumacher Krämer Vogt Stein Jäger Otto Sommer Groß Seidel Heinrich Brandt Haas Schreiber
     Graf Dietrich Ziegler Kuhn Kühn Pohl Engel Horn Busch Bergmann Voigt Sauer Arnold Wolff
-    Pfeiffer Gruber Pichler Steiner Moser Hofer Eder Leitner Wimmer Egger Brunner""".split())
+    Pfeiffer Gruber Pichler Steiner Moser Hofer Eder Leitner Wimmer Egger Brunner
+    Baum Berg Bach Blum Frei Fink Frost Hase Held Herbst Kranz Lamm Licht Nagel Reh Stahl
+    Kurz Stark Adler Sauer Ernst Jung Gross Groß Kraus Kuhn Hirsch Bauer Busch Fischer
+    Schnell Klein Lang Wolf Fuchs Vogel Koch Winter Sommer Schwarz Braun Weiß Roth""".split())
 INN_NAMES = frozenset("""Krone Sonne Adler Löwen Löwe Hirsch Hirschen Linde Rose Stern Post
     Engel Bären Bär Ochsen Lamm Rössle Rößle Schwanen Schwan Traube Hecht Anker Mohren
-    Rebstock Kreuz Hahn Falken Eiche Lindenhof Sonnenhof Bahnhof""".split())
+    Rebstock Kreuz Hahn Falken Eiche Lindenhof Sonnenhof Bahnhof Könige König Baum Mühle
+    Schiff Fass Ross Roß Rössl Rössli Brunnen Turm Tor Schlüssel Stier Bock Mond Wolf
+    Kaiserhof Kaiser Hof Kranz Berg Garten""".split())
 _INN_ARTICLES = frozenset({"zum", "zur", "zu", "den", "der", "am"})
 _PLACE_TAKERS = frozenset("""u-bahn s-bahn bahnhof bf. bf haltestelle bushaltestelle station
     richtung hbf hbf. tram straßenbahn bus gleis bahnsteig flughafen""".split())
@@ -94,7 +97,8 @@ _PLATE_WORDS = _PERSON_TAKERS | _TRADE_TAKERS | _INN_TAKERS | _INN_ARTICLES | _P
 def name_plate(words: list[str], unknown=None) -> dict[int, str]:
     """The names on a name plate, index → kind ('person', 'trade', 'inn', 'place', 'station'):
     words that take a name and the names after them, nothing else ('Bäckerei Müller' → {1:
-    'trade'}, 'Bäckerei & Konditorei Schmidt', 'Salon Anna', 'Köln Hbf' → {0: 'station'},
+    'trade'}, 'Bäckerei & Konditorei Schmidt', 'Salon Anna', 'Köln Hbf' → {0: 'station', 1:
+    'station'},
     'Praxis Dr. med. Anna Weber' → Anna and Weber, 'Gasthof zur Post' → zur and Post, 'Herr
     Müller'; with `unknown` (word → a name the dictionary does not know as a word) also 'Dr.
     Krzyzanowski', 'U-Bahn Marienplatz', 'S1 Freising', a first name after a trade: 'Salon
@@ -152,10 +156,11 @@ def _names_after_takers(words: list[str], unknown=None) -> dict[int, str]:
     inn names count, and with `unknown` a name the dictionary does not know ('Dr.
     Krzyzanowski'; a place after a station word or a line: 'U-Bahn Marienplatz', 'S1
     Freising'): 'Apotheke Notdienst' and 'Herr Doktor' name nobody. After an academic title
-    the next capitalized word is a name ('Dr. Baum'), after a first name the surname ('Nina
-    Berg'); an inn's name of an adjective and a noun ('Gasthof Goldener Stern', 'Zum Grünen
-    Baum') or a compound ('Hotel Kaiserhof'); a place of several parts ('Bahnhof Bad
-    Waldsee', 'Richtung Kassel-Wilhelmshöhe', 'Neumarkt Süd', 'Frankfurt (Main) Hbf')."""
+    a surname or a name the dictionary lacks is a name ('Dr. Baum'), after a first name the
+    surname ('Nina Berg'); after an inn word an inn's name of an adjective and an inn noun
+    ('Gasthof Goldener Stern', 'Restaurant Zum Grünen Baum'); after a station word a place of
+    several parts ('Bahnhof Bad Waldsee', 'Richtung Kassel-Wilhelmshöhe', 'Haltestelle
+    Neumarkt Süd'); before Hbf ('Frankfurt (Main) Hbf'). Nothing reads on past a comma."""
     taken: dict[int, str] = {}
     first: set[int] = set()       # first names: a surname follows
     plain = [w.strip(",;:!?\"'()") for w in words]
@@ -179,9 +184,9 @@ def _names_after_takers(words: list[str], unknown=None) -> dict[int, str]:
 
     def inn_pair(i: int) -> bool:              # 'Goldener Stern', 'Drei Könige'
         word = plain[i].lower()
-        return i + 1 < n and capital(plain[i]) and capital(plain[i + 1]) and \
+        return i + 1 < n and capital(plain[i]) and not words[i].endswith(",") and \
             (word.endswith(("er", "es", "en", "e")) or word in _NUMBER_WORDS) and \
-            not _plate_word(plain[i]) and not _plate_word(plain[i + 1])
+            _as_name(plain[i + 1].rstrip(".")) in INN_NAMES
 
     for i in range(n - 1):
         nxt = plain[i + 1].lower()
@@ -199,16 +204,11 @@ def _names_after_takers(words: list[str], unknown=None) -> dict[int, str]:
     for i in range(1, n):
         if i in taken:
             continue
+        if words[i - 1].endswith(","):
+            continue                   # after a comma: words ('Friseur Anna, Montag Ruhetag')
         before, word = plain[i - 1].lower(), plain[i]
         kind = _taker(before)
         name = _as_name(word.rstrip("."))
-        if kind is None and i == 1 and words[0] == plain[0] and capital(word) and \
-                unknown is not None and capital(plain[0]) and not unknown(plain[0]) and \
-                not _plate_word(plain[0]) and (name in SURNAMES or (
-                    n > 2 and capital(plain[2]) and unknown(word))):
-            # a word, then a surname or a first name and a surname: 'Gärtnerei Hubertus Lenz',
-            # 'Steinmetz Anton Riedl'; not a label ('Müllabfuhr: Mittwoch', 'Nächste Leerung')
-            kind = "trade"
         if i - 1 in taken and word.lower() in _COMPANY:
             taken[i] = "company"       # 'Bäckerei Müller GmbH', 'Müller & Sohn'
             continue
@@ -240,18 +240,15 @@ def _names_after_takers(words: list[str], unknown=None) -> dict[int, str]:
             taken[i] = "trade"         # 'Optik Schmidt', 'Salon Anna'; not 'Apotheke Notdienst'
             if name not in SURNAMES:
                 first.add(i)
-        elif inn_before and (name in INN_NAMES | SURNAMES or (kind == "inn" and (
-                known_name(word) or (len(word) > 5 and word.lower().endswith(_INN_NAME_HEADS)
-                                     and not _plate_word(word))))):
-            taken[i] = "inn"           # 'Hotel Krone', 'Eiscafé Venezia', 'Hotel Kaiserhof';
-            #                            not 'Hotel Rezeption'
-        elif before in _ACADEMIC and word.lower() not in _PERSON_TAKERS and \
-                not _plate_word(word):
-            taken[i] = "person"        # 'Dr. Baum', 'Dr. med. Jürgen Fink'
-            if name not in SURNAMES and known_name(word):
+        elif inn_before and (name in INN_NAMES | SURNAMES or (
+                kind == "inn" and known_name(word) and not _plate_word(word))):
+            taken[i] = "inn"           # 'Hotel Krone', 'Eiscafé Venezia'; not 'Hotel
+            #                            Rezeption', 'Hotel Biergarten'
+        elif (before in _ACADEMIC or i - 1 in first) and person(word):
+            taken[i] = "person"        # 'Dr. Baum', 'Dr. med. Jürgen Fink', 'Nina Berg';
+            #                            not 'Dr. Urlaub', 'Salon Anna Geschlossen'
+            if name not in SURNAMES and before in _ACADEMIC:
                 first.add(i)
-        elif i - 1 in first and not _plate_word(word):
-            taken[i] = "person"        # the surname after a first name: 'Nina Berg'
         elif (before in _PERSON_TAKERS or taken.get(i - 1) in ("person", "company", "trade")) \
                 and person(word):
             taken[i] = "person"        # 'Herr Weber', 'Rechtsanwalt Thomas Becker'

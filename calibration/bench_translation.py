@@ -177,9 +177,9 @@ def print_quality(quality: dict) -> None:
                       f"{s['exact_pct']:6.1f}  {share}")
 
 
-BASELINES = ("3.5.0", "3.4.0", "3.3.0", "1.1.0")
-"""Measured beside the active version in the same run: 3.5.0, 3.4.0 and 3.3.0 (the defaults
-before 3.6.0, 3.5.0 and 3.4.0; 3.5.0 ships a sign book, the other two none) and 1.1.0 (the
+BASELINES = ("3.6.0", "3.5.0", "3.4.0", "1.1.0")
+"""Measured beside the active version in the same run: 3.6.0 (3.7.0's model with the round-10
+sign book), 3.5.0 and 3.4.0 (the defaults before; 3.4.0 ships no sign book) and 1.1.0 (the
 last phrasebook-first one)."""
 
 

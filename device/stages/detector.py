@@ -223,6 +223,8 @@ class Detector:
         if not self.keep_aspect or self._fixed:
             return self.input_size
         fh, fw = frame_shape[:2]
+        if fw <= 0 or fh <= 0:
+            return self.input_size
         if abs(math.log((fw / max(fh, 1)) / (self.input_size[0] / self.input_size[1]))) \
                 < ASPECT_TOLERANCE:
             return self.input_size          # about the input's shape: the input as set

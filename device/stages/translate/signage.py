@@ -76,7 +76,7 @@ INN_NAMES = frozenset("""Krone Sonne Adler Löwen Löwe Hirsch Hirschen Linde Ro
     Engel Bären Bär Ochsen Lamm Rössle Rößle Schwanen Schwan Traube Hecht Anker Mohren
     Rebstock Kreuz Hahn Falken Eiche Lindenhof Sonnenhof Bahnhof Könige König Baum Mühle
     Schiff Fass Ross Roß Rössl Rössli Brunnen Turm Tor Schlüssel Stier Bock Mond Wolf
-    Kaiserhof Kaiser Hof Kranz Berg Garten""".split())
+    Kaiserhof Kaiser Kranz Ochse Gans Gams Greif Pfau Storch Hase""".split())
 _INN_ARTICLES = frozenset({"zum", "zur", "zu", "den", "der", "am"})
 _PLACE_TAKERS = frozenset("""u-bahn s-bahn bahnhof bf. bf haltestelle bushaltestelle station
     richtung hbf hbf. tram straßenbahn bus gleis bahnsteig flughafen""".split())
@@ -163,6 +163,7 @@ def _names_after_takers(words: list[str], unknown=None) -> dict[int, str]:
     Neumarkt Süd'); before Hbf ('Frankfurt (Main) Hbf'). Nothing reads on past a comma."""
     taken: dict[int, str] = {}
     first: set[int] = set()       # first names: a surname follows
+    titled: set[int] = set()      # first names after a title ('Dr. Tanja'): any surname
     plain = [w.strip(",;:!?\"'()") for w in words]
     n = len(words)
 
@@ -249,11 +250,16 @@ def _names_after_takers(words: list[str], unknown=None) -> dict[int, str]:
             #                            not 'Dr. Urlaub', 'Salon Anna Geschlossen'
             if name not in SURNAMES and before in _ACADEMIC:
                 first.add(i)
+                titled.add(i)
+        elif i - 1 in titled and word.lower() not in _PERSON_TAKERS and not _plate_word(word):
+            taken[i] = "person"        # a title, a first name, a surname: 'Dr. Tanja Klug'
         elif (before in _PERSON_TAKERS or taken.get(i - 1) in ("person", "company", "trade")) \
                 and person(word):
             taken[i] = "person"        # 'Herr Weber', 'Rechtsanwalt Thomas Becker'
             if name not in SURNAMES:
                 first.add(i)
+                if before in _PERSON_TAKERS and before not in ("inh.", "inhaber", "inhaberin"):
+                    titled.add(i)      # 'Frau Maria Stern'
         elif before in _PERSON_TAKERS and word.lower() not in _PERSON_TAKERS and \
                 unknown is not None and unknown(word) and i + 1 < n and \
                 person(plain[i + 1]):

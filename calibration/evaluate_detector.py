@@ -97,24 +97,16 @@ def recall_by_height(found, truths) -> dict:
 
 
 def evaluate(detector: Detector, images, truths, params: DetectorParams | None = None):
-    from device.stages.detector import regions_from_map
-    params = params or detector.params
-    found = []
-    for image in images:
-        prob = detector.probability_map(image)
-        fh, fw = image.shape[:2]
-        stride = (fw / prob.shape[1], fh / prob.shape[0])
-        found.append([r.polygon for r in regions_from_map(prob, (fw, fh), params, stride)])
+    found = [[r.polygon for r in detector.regions_in(detector.probability_map(image),
+                                                     image.shape, params)]
+             for image in images]
     return {**score(found, truths), "recall_by_height": recall_by_height(found, truths)}
 
 
 def tune(detector: Detector, images, truths) -> DetectorParams:
     """Grid-search the post-processing on validation scenes (maps computed once)."""
-    from device.stages.detector import regions_from_map
     maps = [detector.probability_map(image) for image in images]
     best, best_h = detector.params, -1.0
-    fh, fw = images[0].shape[:2]    # scenes of one size: one map size
-    stride = (fw / maps[0].shape[1], fh / maps[0].shape[0])
     for bin_t, box_t, unclip, min_area in itertools.product(
             (0.2, 0.3, 0.4, 0.5, 0.6), (0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
             (0.0, 0.1, 0.2, 0.3, 0.4, 0.6), (30.0, 80.0, 150.0)):
@@ -122,8 +114,8 @@ def tune(detector: Detector, images, truths) -> DetectorParams:
                                 min_area=min_area, max_regions=detector.params.max_regions)
         if box_t < bin_t:
             continue
-        found = [[r.polygon for r in regions_from_map(m, (fw, fh), params, stride)]
-                 for m in maps]
+        found = [[r.polygon for r in detector.regions_in(m, image.shape, params)]
+                 for m, image in zip(maps, images)]
         h = score(found, truths)["hmean"]
         if h > best_h:
             best, best_h = params, h

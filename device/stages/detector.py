@@ -225,7 +225,7 @@ class Detector:
         fh, fw = frame_shape[:2]
         if fw <= 0 or fh <= 0:
             return self.input_size
-        if abs(math.log((fw / max(fh, 1)) / (self.input_size[0] / self.input_size[1]))) \
+        if abs(math.log((fw / fh) / (self.input_size[0] / self.input_size[1]))) \
                 < ASPECT_TOLERANCE:
             return self.input_size          # about the input's shape: the input as set
         area = self.input_size[0] * self.input_size[1]
@@ -271,8 +271,10 @@ class Detector:
                              f"{frame.shape[0]} px)")
         return self.regions_in(self.probability_map(frame), frame.shape)
 
-    def regions_in(self, prob: np.ndarray, frame_shape) -> list[TextRegion]:
-        """The text regions of a probability map of a frame of this shape (H, W, ...)."""
+    def regions_in(self, prob: np.ndarray, frame_shape,
+                   params: DetectorParams | None = None) -> list[TextRegion]:
+        """The text regions of a probability map of a frame of this shape (H, W, ...), with
+        the detector's post-processing or `params` (a tuning grid)."""
         fh, fw = frame_shape[:2]
         stride = (fw / prob.shape[1], fh / prob.shape[0])
-        return regions_from_map(prob, (fw, fh), self.params, stride)
+        return regions_from_map(prob, (fw, fh), params or self.params, stride)

@@ -37,8 +37,9 @@ def split_arrows(text: str) -> tuple[str, str, str]:
 _PERSON_TAKERS = frozenset("""dr dr. prof prof. med. dent. vet. dres. mag. dipl.-ing.
     dipl.-psych. familie fam. fam herr frau inh. inhaber inhaberin fa. firma gebr.""".split())
 _ACADEMIC = frozenset("dr dr. prof prof. med. dent. vet. dres. mag. dipl.-ing. dipl.-psych.".split())
-"""Titles after which the next capitalized word is a name, even one that is a word too ('Dr.
-Baum', 'Dr. med. Jung'); after 'Herr' a profession may follow ('Herr Pfarrer')."""
+"""Titles after which a surname or a name the dictionary lacks is a name ('Dr. Baum'; not 'Dr.
+Urlaub'), and after a first name any surname ('Dr. Tanja Klug'); after 'Herr' a profession
+may follow ('Herr Pfarrer')."""
 _TRADE_TAKERS = frozenset("""bäckerei backerei baeckerei konditorei metzgerei fleischerei
     friseur friseurin friseursalon salon apotheke praxis arztpraxis zahnarztpraxis
     tierarztpraxis kanzlei rechtsanwalt rechtsanwältin notar steuerberater optik optiker
@@ -70,8 +71,7 @@ SURNAMES = frozenset("""Müller Schmidt Schneider Fischer Weber Meyer Meier Maye
     Graf Dietrich Ziegler Kuhn Kühn Pohl Engel Horn Busch Bergmann Voigt Sauer Arnold Wolff
     Pfeiffer Gruber Pichler Steiner Moser Hofer Eder Leitner Wimmer Egger Brunner
     Baum Berg Bach Blum Frei Fink Frost Hase Held Herbst Kranz Lamm Licht Nagel Reh Stahl
-    Kurz Stark Adler Sauer Ernst Jung Gross Groß Kraus Kuhn Hirsch Bauer Busch Fischer
-    Schnell Klein Lang Wolf Fuchs Vogel Koch Winter Sommer Schwarz Braun Weiß Roth""".split())
+    Kurz Stark Adler Ernst Gross Hirsch Schnell""".split())
 INN_NAMES = frozenset("""Krone Sonne Adler Löwen Löwe Hirsch Hirschen Linde Rose Stern Post
     Engel Bären Bär Ochsen Lamm Rössle Rößle Schwanen Schwan Traube Hecht Anker Mohren
     Rebstock Kreuz Hahn Falken Eiche Lindenhof Sonnenhof Bahnhof Könige König Baum Mühle
@@ -97,9 +97,9 @@ _PLATE_WORDS = _PERSON_TAKERS | _TRADE_TAKERS | _INN_TAKERS | _INN_ARTICLES | _P
 def name_plate(words: list[str], unknown=None) -> dict[int, str]:
     """The names on a name plate, index → kind ('person', 'trade', 'inn', 'place', 'station'):
     words that take a name and the names after them, nothing else ('Bäckerei Müller' → {1:
-    'trade'}, 'Bäckerei & Konditorei Schmidt', 'Salon Anna', 'Köln Hbf' → {0: 'station', 1:
-    'station'},
-    'Praxis Dr. med. Anna Weber' → Anna and Weber, 'Gasthof zur Post' → zur and Post, 'Herr
+    'trade'}, 'Bäckerei & Konditorei Schmidt', 'Salon Anna', 'Köln Hbf' → {0: 'station',
+    1: 'station'}, 'Praxis Dr. med. Anna Weber' → Anna and Weber, 'Gasthof zur Post' → zur
+    and Post, 'Herr
     Müller'; with `unknown` (word → a name the dictionary does not know as a word) also 'Dr.
     Krzyzanowski', 'U-Bahn Marienplatz', 'S1 Freising', a first name after a trade: 'Salon
     Anna', a station's place: 'Köln Hbf'); else (a sentence that names someone,
@@ -114,8 +114,7 @@ def name_plate(words: list[str], unknown=None) -> dict[int, str]:
         return {}
     rest = {i: w.strip(",;:!?\"'()") for i, w in enumerate(words[:cut]) if i not in taken}
     if not all(_plate_word(w) or _LINE.fullmatch(w) or w.isdigit() or
-               (_station_word(w) and i - 1 in taken) or (i == 0 and taken.get(1) == "trade")
-               for i, w in rest.items()):
+               (_station_word(w) and i - 1 in taken) for i, w in rest.items()):
         return {}
     # a train's kind stays as written ('RE 7', 'ICE'; the dictionary's 'Re' is a card call)
     return {**taken, **{i: "train" for i, w in rest.items() if w.lower() in _TRAINS}}

@@ -37,7 +37,7 @@ def test_human_output_names_the_source(tmp_path, capsys):
                       'model_first = false\n', encoding="utf-8")   # the phrasebook path
     assert main(["translate", "--config", str(config), "Notausgang"]) == 0
     out = capsys.readouterr().out
-    assert "Notausgang → Emergency Exit" in out and "phrasebook" in out
+    assert "Notausgang → Emergency exit" in out and "phrasebook" in out
 
 
 def test_one_shot_translation_has_no_time_budget(tmp_path, capsys):

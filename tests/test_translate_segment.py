@@ -7,7 +7,16 @@ from device.stages.translate.segment import (clauses, ends_sentence, fitting_par
                                              sentences)
 from device.stages.translate.signage import (english_casing, english_numbers, english_place,
                                              name_plate, render_in_place, sentence_capitals,
-                                             split_protected)
+                                             split_protected, style_of)
+
+
+@pytest.mark.parametrize("text, style", [
+    ("NOTAUSGANG", "upper"), ("Notausgang", "sentence"), ("Kein Zutritt", "sentence"),
+    ("Erste Hilfe", "sentence"), ("Zum Hauptbahnhof", "sentence"), ("Zimmer frei", "sentence"),
+    ("Zimmer Frei", "title"), ("Bitte Nicht Stören", "title"), ("Ausgang Zur Straße", "title"),
+    ("bitte klingeln", "lower")])
+def test_german_capitals_on_nouns_are_no_title_case(text, style):
+    assert style_of(text) == style
 
 
 def test_sentences_end_at_their_marks_not_after_numbers_or_abbreviations():
@@ -234,6 +243,9 @@ def test_the_models_lowercase_english_gets_the_capitals_and_dashes_of_a_sign():
     assert english_casing("closed on easter monday - tours in english from germany", "") == \
         "closed on Easter Monday – tours in English from Germany"
     assert english_casing("check-in via the s-bahn", "") == "check-in via the S-Bahn"
+    # places and peoples: exonyms, rivers, regions, languages
+    assert english_casing("the train to munich. rhine cruises in finnish; the black forest",
+                          "") == "the train to Munich. Rhine cruises in Finnish; the Black Forest"
     assert english_casing("closed from november to march, 22 °c, christmas to new year",
                           "März") == "closed from November to March, 22 °C, Christmas to New Year"
     assert english_casing("you may march on", "Sie dürfen weiter") == "you may march on"

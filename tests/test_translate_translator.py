@@ -47,7 +47,12 @@ def test_phrasebook_hits_ignore_case_umlaut_spelling_and_punctuation(translator)
 
 def test_signage_casing_follows_the_input(translator):
     assert translator.translate("NOTAUSGANG").translation == "EMERGENCY EXIT"
-    assert translator.translate("Notausgang").translation == "Emergency Exit"
+    # German capitalizes its nouns: that is no Title Case, the English keeps its own casing;
+    # a sign that capitalizes a word German writes small is set in Title Case
+    assert translator.translate("Notausgang").translation == "Emergency exit"
+    titled = translator.translate("Notausgang Freihalten").translation   # 'frei' is small
+    assert titled.split() and all(w[0].isupper() for w in titled.split() if w[0].isalpha())
+    assert translator.translate("Notausgang freihalten").translation[1:].islower()
     assert translator.translate("notausgang").translation == "emergency exit"
     # rule-rendered spans of an ALL CAPS sign with words are cast too; abbreviations alone
     # are not a style
@@ -64,7 +69,7 @@ def test_numbers_times_prices_and_names_pass_through(translator):
     assert translator.translate("Ausgang 3").translation == "Exit 3"
     assert translator.translate("Apotheke Krzyzanowski").translation == "Pharmacy Krzyzanowski"
     assert translator.translate("Bahnsteig 18 Uhr").translation == "Platform 18:00"
-    assert translator.translate("2,4-Ausgang").translation == "2,4-Exit"   # glued stays glued
+    assert translator.translate("2,4-Ausgang").translation == "2,4-exit"   # glued stays glued
 
 
 def test_a_word_the_model_knows_is_not_taken_for_a_name(translator, parts):
@@ -125,7 +130,7 @@ def test_the_sign_book_reads_a_text_without_umlaut_dots_only_where_a_word_is_mis
     assert translator.translate("Drucken").translation != "Push"     # a word of its own
     assert translator.translate("Drücken").translation == "Push"
     result = translator.translate("Offnungszeiten")                   # OCR lost the dots
-    assert (result.translation, result.via) == ("Opening Hours", "phrasebook")
+    assert (result.translation, result.via) == ("Opening hours", "phrasebook")
 
 
 def test_a_function_word_alone_between_times_is_not_left_to_the_model(translator):
@@ -256,7 +261,7 @@ def test_a_dash_between_chunks_is_a_spaced_en_dash(translator, monkeypatch):
          "durchfahrt freihalten": "keep clear"}[chunk.lower()], "model", 0.9, ""))
     monkeypatch.setattr(translator, "_whole", lambda *args: None)   # cut at its spans
     assert translator.translate("Leinenpflicht 1.4.–15.7.").translation == \
-        "Dogs on Leads 1 April – 15 July"   # a title-case sign
+        "Dogs on leads 1 April – 15 July"
     monkeypatch.setattr(translator, "_chunks", lambda spans, deadline: [
         ("POLIZEI -", False), ("DURCHFAHRT FREIHALTEN", False)])
     assert translator.translate("POLIZEI – DURCHFAHRT FREIHALTEN").translation == \

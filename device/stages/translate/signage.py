@@ -10,6 +10,21 @@ import re
 
 _SMALL = {"a", "an", "the", "and", "or", "of", "in", "on", "at", "to", "for", "by", "with",
           "from", "per", "not"}
+# Words German writes small inside a text (no noun has their spelling): a sign that
+# capitalizes one of them is set in Title Case. Articles, pronouns, prepositions,
+# conjunctions, adverbs and the predicates signs end in.
+GERMAN_SMALL = frozenset("""
+    der die das den dem des ein eine einen einem einer eines kein keine keinen keinem keiner
+    sie ihr ihre ihren ihrem wir uns unser unsere unseren sich es man diese dieser dieses
+    diesen jeder jede jedes alle allen
+    an am auf aus außer bei beim bis durch für gegen hinter im ins mit nach neben ohne seit
+    über um unter von vom vor während wegen zu zum zur zwischen ab per pro
+    und oder aber sowie sondern bzw denn wenn falls dass als wie auch noch nur nicht bitte
+    hier dort jetzt heute sofort immer gerne gern sehr mehr ganz geradeaus links rechts oben
+    unten hinten vorne vorn innen außen täglich wieder
+    frei verboten gesperrt geschlossen geöffnet geoeffnet offen erlaubt gestattet untersagt
+    besetzt defekt kostenlos gebührenpflichtig kostenpflichtig willkommen herzlich
+    freihalten benutzen geeignet""".split())
 # Numbers, times, dates, prices, percentages, units glued to digits, codes like A7 or U2.
 _PROTECTED = re.compile(
     r"\b\d+[A-Za-z]\b|\b[A-ZÄÖÜ]{1,3}\d+\b|(?:[€$£]\s?)?\d[\d.,:/×x\-–+]*\d?(?:\s?(?:€|EUR|Euro|ct|%|km/h|km|kg|m|cm|mm|h|min|t|l)(?![^\W\d_]))?"
@@ -298,12 +313,17 @@ def _as_name(word: str) -> str:
 
 
 def style_of(text: str) -> str:
-    """'upper' (ALL CAPS), 'title' (every word capitalized), 'sentence' or 'lower'."""
+    """'upper' (ALL CAPS), 'title' (every word capitalized, one of them a word German writes
+    small), 'sentence' or 'lower'. German capitalizes every noun, so 'Kein Zutritt', 'Erste
+    Hilfe' and 'Notausgang' are plain German, not Title Case: they are 'sentence' and their
+    English keeps its own casing ('No entry'); 'Bitte Nicht Stören' and 'Zimmer Frei' are
+    'title' ('Please Do Not Disturb')."""
     letters = [ch for ch in text if ch.isalpha()]
     if len(letters) >= 2 and all(ch.isupper() for ch in letters):
         return "upper"
     words = [w for w in re.findall(r"[^\W\d_]+", text)]
-    if words and all(w[0].isupper() for w in words):
+    if words and all(w[0].isupper() for w in words) and \
+            any(w.lower() in GERMAN_SMALL for w in words[1:]):
         return "title"
     if letters and letters[0].isupper():
         return "sentence"
@@ -678,7 +698,15 @@ _FIXED_CASE = {w.lower(): w for w in (
     "Easter", "Christmas", "Whitsun", "Pentecost", "Advent", "English", "German", "French",
     "Italian", "Spanish", "Turkish", "Dutch", "Russian", "Arabic", "Ukrainian",
     "Germany", "Austria", "Switzerland", "Europe", "France", "Italy", "S-Bahn", "U-Bahn",
-    "Dr", "DVDs", "CDs", "X-rayed")}
+    "Dr", "DVDs", "CDs", "X-rayed",
+    # places and peoples English writes with a capital ('the train to munich', 'rhine
+    # cruises'): the exonyms, rivers, regions, and languages beyond the ones above
+    *EXONYMS.values(), "Rhine", "Danube", "Elbe", "Moselle", "Alps", "Bavaria", "Bavarian",
+    "Black Forest", "Baltic", "North Sea", "Austrian", "Swiss", "European", "Finnish",
+    "Swedish", "Norwegian", "Danish", "Czech", "Greek", "Japanese", "Chinese", "Portuguese",
+    "Hungarian", "Croatian", "Romanian", "Belgium", "Netherlands", "Denmark", "Sweden",
+    "Norway", "Hungary", "Croatia", "Britain", "Catholic", "Protestant", "Jewish", "Muslim",
+    "Christian")}
 _FIXED_CASE["wifi"] = "Wi-Fi"
 _FIXED_WORD = re.compile(rf"(?<![\w&-])(?:{'|'.join(re.escape(w) for w in _FIXED_CASE)})"
                          r"(?![\w&-])", re.IGNORECASE)

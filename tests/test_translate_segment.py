@@ -7,7 +7,8 @@ from device.stages.translate.segment import (clauses, ends_sentence, fitting_par
                                              sentences)
 from device.stages.translate.signage import (english_casing, english_numbers, english_place,
                                              name_plate, render_in_place, sentence_capitals,
-                                             split_protected, style_of)
+                                             slash_parts, small_start, split_protected,
+                                             style_of)
 
 
 @pytest.mark.parametrize("text, style", [
@@ -17,6 +18,29 @@ from device.stages.translate.signage import (english_casing, english_numbers, en
     ("bitte klingeln", "lower")])
 def test_german_capitals_on_nouns_are_no_title_case(text, style):
     assert style_of(text) == style
+
+
+def test_words_between_slashes_are_read_one_by_one_a_cut_word_made_whole():
+    known = {"eingang", "ausgang", "zufahrt", "abfahrt"}.__contains__
+    assert slash_parts("Damen/Herren", known) == ["Damen", "Herren"]
+    assert slash_parts("Kaffee / Tee / Kakao", known) == ["Kaffee", "Tee", "Kakao"]
+    assert slash_parts("Ein-/Ausgang", lambda w: w == "Eingang") \
+        == ["Eingang", "Ausgang"]
+    assert slash_parts("Zu-/Abfahrt", lambda w: w.lower() in {"zufahrt"}) == \
+        ["Zufahrt", "Abfahrt"]
+    # no list of words: one word, a price per unit, days (the rules write them), numbers,
+    # a cut word no ending makes whole, a cut word last
+    for text in ("Ausgang", "Preis/kg", "Preis/Stück", "Sa/So", "1/2", "A/B", "Xy-/Ausgang",
+                 "Ausgang/Ein-", "Ausgang/"):
+        assert slash_parts(text, lambda w: False) is None, text
+
+
+def test_a_phrase_that_goes_on_a_sentence_starts_small_unless_its_word_keeps_capitals():
+    assert small_start("Closed") == "closed"
+    assert small_start("WC on the left") == "WC on the left"
+    assert small_start("Wi-Fi free") == "Wi-Fi free"
+    assert small_start("Munich only") == "Munich only"
+    assert small_start("closed") == "closed"
 
 
 def test_sentences_end_at_their_marks_not_after_numbers_or_abbreviations():
@@ -271,11 +295,11 @@ def test_dates_and_days_in_lists_are_written_the_english_way():
     assert rendered("Am 3.10.26 geschlossen") == ["3 October 2026"]
     assert rendered("BETRIEBSFERIEN 1.–21. AUGUST") == ["1–21 August"]
     # a day abbreviation is a day before a time, in a list of days, or before 'closed'
-    assert rendered("Sa/So geschlossen") == ["Sat", "Sun"]
+    assert rendered("Sa/So geschlossen") == ["Sat/Sun"]      # one span: the model reads no '/'
     assert rendered("Mo, Di, Do 8–12 Uhr") == ["Mon", "Tue", "Thu", "8:00–12:00"]
     assert rendered("So geschlossen") == ["Sun"]
     assert rendered("So geht das") == [] and rendered("Da ist es") == []
-    assert rendered("SA/SO GESCHLOSSEN") == ["Sat", "Sun"]
+    assert rendered("SA/SO GESCHLOSSEN") == ["Sat/Sun"]
     # not dates: a price, a time, a thousand, a section number
     assert rendered("ab 1.000 Stück") == ["1.000"] and rendered("9.30 Uhr") == ["9:30"]
     assert rendered("Abschnitt 3.2.1 beachten") == ["3.2.1"]

@@ -629,3 +629,11 @@ def test_a_clause_without_an_answer_leaves_the_whole_answer(parts, monkeypatch):
             ("", "", 0.0, problem) if text == "Tag und Nacht" else chunk(text, deadline)))
         result = translator.translate("Einfahrt freihalten, Tag und Nacht")
         assert (result.via, result.confidence) == ("model", 0.5) and result.translation
+
+
+def test_a_sign_of_words_between_slashes_reads_each_word(translator):
+    each = [translator.translate(word).translation for word in ("Eingang", "Ausgang")]
+    assert translator.translate("Ein-/Ausgang").translation == "/".join(each)
+    assert translator.translate("EINGANG / AUSGANG").translation == "/".join(each).upper()
+    # days in a list are one span the rules write, not a list of words
+    assert translator.translate("Sa/So 10–16 Uhr").translation == "Sat/Sun 10:00–16:00"

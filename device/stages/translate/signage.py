@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 _SMALL = {"a", "an", "the", "and", "or", "of", "in", "on", "at", "to", "for", "by", "with",
           "from", "per", "not"}
@@ -330,6 +331,44 @@ def style_of(text: str) -> str:
     return "lower"
 
 
+_SLASH_PART = re.compile(r"[^\W\d_]{2,}-?")
+# what follows a slash where it means 'per' ('Preis/kg', 'Preis/Stück'), not 'or'
+_PER = frozenset("stück stk person pers tag nacht woche monat jahr kind stunde std min kg km "
+                 "qm liter".split())
+
+
+def slash_parts(text: str, knows: Callable[[str], bool]) -> list[str] | None:
+    """The words of a sign that is a list of words between slashes ('Damen/Herren',
+    'Kaffee / Tee'), each read alone; a word cut at a hyphen gets the end of the next one
+    where that makes a word `knows` ('Ein-/Ausgang' → 'Eingang', 'Ausgang'; 'Zu-/Abfahrt').
+    None for anything else: one word, a 'per' ('Preis/kg'), days ('Mo/Di': the rules write
+    them), a cut word that no ending makes whole."""
+    parts = [part.strip() for part in text.split("/")]
+    if len(parts) < 2 or not all(_SLASH_PART.fullmatch(p) for p in parts) or \
+            parts[-1].endswith("-") or any(p.lower() in _PER for p in parts[1:]) or \
+            render_in_place(text) != text:
+        return None
+    out = []
+    for index, part in enumerate(parts):
+        if part.endswith("-"):
+            whole = next((p for p in parts[index + 1:] if not p.endswith("-")))
+            part = next((part[:-1] + whole[cut:].lower() for cut in range(1, len(whole) - 2)
+                         if knows(part[:-1] + whole[cut:].lower())), None)
+            if part is None:
+                return None
+        out.append(part)
+    return out
+
+
+def small_start(english: str) -> str:
+    """A phrase continuing a sentence ('Mon/Tue' + 'Closed' from the sign book): its first
+    letter small, unless its first word keeps its capitals ('WC', 'Wi-Fi', 'Munich')."""
+    first = english.split(" ", 1)[0]
+    if not first[:1].isupper() or not first[1:2].islower() or _FIXED_WORD.fullmatch(first):
+        return english
+    return english[:1].lower() + english[1:]
+
+
 def apply_style(english: str, style: str, keep_case: bool = False) -> str:
     """Cast an English translation into the input's style. keep_case: the text has its own
     casing (a dictionary entry) and is left alone for 'lower'/'sentence' beyond the first
@@ -579,6 +618,10 @@ def split_protected(text: str, time_style: str = "24h") -> list[tuple[str, bool]
         if start < position:
             continue
         before = text[position:start].strip()
+        if before == "/" and chunks and chunks[-1][1]:     # 'Sa/So': one span, 'Sat/Sun'
+            chunks[-1] = (f"{chunks[-1][0]}/{rendered}", True)
+            position = end
+            continue
         if before:
             chunks.append((before, False))
         chunks.append((rendered, True))

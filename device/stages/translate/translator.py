@@ -68,8 +68,9 @@ from device.stages.translate.segment import (PLAIN_NUMBER, clauses, cut_to_fit, 
                                              sentences, span_kind)
 from device.stages.translate.signage import (TITLES, apply_style, english_casing,
                                              english_numbers, english_place, name_plate,
-                                             render_in_place, sentence_capitals, split_arrows,
-                                             split_protected, style_of)
+                                             render_in_place, sentence_capitals, slash_parts,
+                                             small_start, split_arrows, split_protected,
+                                             style_of)
 from device.stages.translate.tokenizer import EOS, Tokenizer
 
 log = logging.getLogger(__name__)
@@ -252,6 +253,17 @@ class Translator:
                 return self._passthrough(source, text, inner.reason, start)
             return replace(inner, translation=f"{lead}{inner.translation}{trail}",
                            ms=self._elapsed(start))
+        words = slash_parts(text, self._knows) if self.phrasebook is not None else None
+        if words:                           # 'Damen/Herren', 'Ein-/Ausgang': each word alone
+            done = [self._fresh(word, word, start) for word in words]
+            if all(result.via == "passthrough" for result in done):
+                return self._passthrough(source, text, done[0].reason, start)
+            return Translation(
+                source, "/".join(result.translation for result in done),
+                _least_trusted(result.via for result in done if result.via != "passthrough"),
+                min(result.confidence for result in done if result.via != "passthrough"),
+                self._elapsed(start),
+                uncertain=any(result.uncertain for result in done))
         text = self._ocr_misreads(text)
         style = style_of(text)
         self._reading.cut_between_words = False
@@ -401,7 +413,10 @@ class Translator:
                                                                             beside))
             starts = index == 0 or ends_sentence(pieces[-1])
             chunk_style = style if style != "sentence" or starts else "lower"
-            pieces.append(apply_style(english, chunk_style, keep_case=via != "model"))
+            english = apply_style(english, chunk_style, keep_case=via != "model")
+            if chunk_style == "lower" and chunk[:1].islower():   # no noun, no name: small
+                english = small_start(english)
+            pieces.append(english)
             vias.add(via)
             confidence = min(confidence, conf)
         via = _least_trusted(vias)
@@ -519,6 +534,12 @@ class Translator:
         # 'Ostbahnhof'); not a compound of words ('Ersatzverkehr', 'Kurzzug')
         return book is not None and core[:1].isupper() and core[1:].islower() and \
             not book.is_german_word(folded) and folded.endswith(_PLACE_HEADS)
+
+    def _knows(self, word: str) -> bool:
+        """A German word the dictionary or the sign book has ('Eingang')."""
+        folded = fold(word).lower()
+        return self.phrasebook.is_german_word(folded) or (
+            self.signs is not None and self.signs.lookup(word) is not None)
 
     def _is_name(self, word: str) -> bool:
         """A capitalized word neither the dictionary nor the model's own vocabulary knows (a

@@ -5,10 +5,10 @@ import pytest
 from device.stages.translate.segment import (clauses, ends_sentence, fitting_parts,
                                              merge_plain_numbers, numbers_kept, restore_spans,
                                              sentences)
-from device.stages.translate.signage import (english_casing, english_numbers, english_place,
-                                             name_plate, render_in_place, sentence_capitals,
-                                             slash_parts, small_start, split_protected,
-                                             style_of)
+from device.stages.translate.signage import (cut_words_joined, english_casing,
+                                             english_numbers, english_place, name_plate,
+                                             render_in_place, sentence_capitals, slash_parts,
+                                             small_start, split_protected, style_of)
 
 
 @pytest.mark.parametrize("text, style", [
@@ -33,6 +33,12 @@ def test_words_between_slashes_are_read_one_by_one_a_cut_word_made_whole():
     for text in ("Ausgang", "Preis/kg", "Preis/Stück", "Sa/So", "1/2", "A/B", "Xy-/Ausgang",
                  "Ausgang/Ein-", "Ausgang/"):
         assert slash_parts(text, lambda w: False) is None, text
+
+
+def test_a_word_cut_at_a_hyphen_before_a_slash_is_one_of_two():
+    assert cut_words_joined("Ein-/Ausgang freihalten") == "Ein- und Ausgang freihalten"
+    assert cut_words_joined("EIN- / AUSFAHRT FREI") == "EIN- UND AUSFAHRT FREI"
+    assert cut_words_joined("Damen/Herren, 2-/3-Bett") == "Damen/Herren, 2-/3-Bett"
 
 
 def test_a_phrase_that_goes_on_a_sentence_starts_small_unless_its_word_keeps_capitals():

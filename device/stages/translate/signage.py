@@ -360,6 +360,15 @@ def slash_parts(text: str, knows: Callable[[str], bool]) -> list[str] | None:
     return out
 
 
+_CUT_SLASH = re.compile(r"(?<=[^\W\d_])-\s*/\s*(?=[^\W\d_])")
+
+
+def cut_words_joined(text: str) -> str:
+    """A word cut at a hyphen before a slash is one of two ('Ein-/Ausgang freihalten' → 'Ein-
+    und Ausgang freihalten', as German writes it too): the model reads the 'und'."""
+    return _CUT_SLASH.sub("- UND " if style_of(text) == "upper" else "- und ", text)
+
+
 def small_start(english: str) -> str:
     """A phrase continuing a sentence ('Mon/Tue' + 'Closed' from the sign book): its first
     letter small, unless its first word keeps its capitals ('WC', 'Wi-Fi', 'Munich')."""

@@ -66,11 +66,11 @@ from device.stages.translate.signbook import SignBook
 from device.stages.translate.segment import (PLAIN_NUMBER, clauses, cut_to_fit, ends_sentence,
                                              merge_plain_numbers, numbers_kept, restore_spans,
                                              sentences, span_kind)
-from device.stages.translate.signage import (TITLES, apply_style, english_casing,
-                                             english_numbers, english_place, name_plate,
-                                             render_in_place, sentence_capitals, slash_parts,
-                                             small_start, split_arrows, split_protected,
-                                             style_of)
+from device.stages.translate.signage import (TITLES, apply_style, cut_words_joined,
+                                             english_casing, english_numbers, english_place,
+                                             name_plate, render_in_place, sentence_capitals,
+                                             slash_parts, small_start, split_arrows,
+                                             split_protected, style_of)
 from device.stages.translate.tokenizer import EOS, Tokenizer
 
 log = logging.getLogger(__name__)
@@ -264,7 +264,7 @@ class Translator:
                 min(result.confidence for result in done if result.via != "passthrough"),
                 self._elapsed(start),
                 uncertain=any(result.uncertain for result in done))
-        text = self._ocr_misreads(text)
+        text = cut_words_joined(self._ocr_misreads(text))
         style = style_of(text)
         self._reading.cut_between_words = False
         self._reading.memo = {}

@@ -2,7 +2,7 @@
 
 import pytest
 
-from device.stages.translate.segment import (clauses, ends_sentence, fitting_parts,
+from device.stages.translate.segment import (clauses, closing_mark, ends_sentence, fitting_parts,
                                              merge_plain_numbers, numbers_kept, restore_spans,
                                              sentences)
 from device.stages.translate.signage import (cut_words_joined, english_casing,
@@ -47,6 +47,20 @@ def test_a_phrase_that_goes_on_a_sentence_starts_small_unless_its_word_keeps_cap
     assert small_start("Wi-Fi free") == "Wi-Fi free"
     assert small_start("Munich only") == "Munich only"
     assert small_start("closed") == "closed"
+
+
+def test_the_english_ends_with_the_mark_the_german_sentence_ends_with():
+    assert closing_mark("Parents are responsible", "Eltern haften.") == "Parents are responsible."
+    assert closing_mark("Do not leave bags.", "Taschen nicht abstellen!") == \
+        "Do not leave bags!"
+    assert closing_mark("Costs €5", "Kostet 5 €.") == "Costs €5."
+    # no sentence end in the German (an abbreviation, a number, no mark), or an English mark
+    # of its own: as it is
+    for english, german in (("Next train in 5 min", "Nächster Zug in 5 Min."),
+                            ("Exit", "Ausgang"), ("Platform 2.", "Gleis 2"),
+                            ("Wait…", "Bitte warten."), ('Say "cheese"', "Bitte lächeln!"),
+                            ("Open:", "Geöffnet.")):
+        assert closing_mark(english, german) == english
 
 
 def test_sentences_end_at_their_marks_not_after_numbers_or_abbreviations():

@@ -76,6 +76,23 @@ def ends_sentence(text: str) -> bool:
                                                  or word.group(1).lower() in ABBREVIATIONS))
 
 
+def closing_mark(english: str, german: str) -> str:
+    """The English ends as the German does: a German sentence that ends with '.', '!' or '?'
+    gives an English that ends with no mark its mark ('Eltern haften für ihre Kinder.' → '...
+    for their children.'), and an English '.' becomes the German's '!' or '?'. An English
+    that ends in another mark of its own (':', '…', a quote) is left alone, as is anything
+    after a German abbreviation or number ('Nächster Zug in 5 Min.')."""
+    german, bare = german.rstrip(), english.rstrip()
+    if not bare or not ends_sentence(german):
+        return english
+    mark, last = german[-1], bare[-1]
+    if last == "." and mark != "." and not bare.endswith("..") and ends_sentence(bare):
+        return bare[:-1] + mark
+    if last.isalnum() or last in "%€°":
+        return bare + mark
+    return english
+
+
 def sentences(text: str) -> list[str]:
     """The text cut after each sentence's end mark (not after a number or an abbreviation)."""
     parts, start = [], 0

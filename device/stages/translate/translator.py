@@ -63,9 +63,9 @@ from device.stages.translate.normalize import clean, fold, lookup_key, model_tex
 from device.stages.translate.phrasebook import FUNCTION_WORDS, Phrasebook
 from device.stages.translate.refusal import WORD, refusal_of
 from device.stages.translate.signbook import SignBook
-from device.stages.translate.segment import (PLAIN_NUMBER, clauses, cut_to_fit, ends_sentence,
-                                             merge_plain_numbers, numbers_kept, restore_spans,
-                                             sentences, span_kind)
+from device.stages.translate.segment import (PLAIN_NUMBER, clauses, closing_mark, cut_to_fit,
+                                             ends_sentence, merge_plain_numbers, numbers_kept,
+                                             restore_spans, sentences, span_kind)
 from device.stages.translate.signage import (TITLES, apply_style, cut_words_joined,
                                              english_casing, english_numbers, english_place,
                                              name_plate, render_in_place, sentence_capitals,
@@ -277,7 +277,8 @@ class Translator:
         if book is not None and not self.settings.model_first:
             hit = book.lookup(text)
             if hit is not None:
-                return Translation(source, apply_style(hit, style, keep_case=True),
+                return Translation(source, closing_mark(apply_style(hit, style, keep_case=True),
+                                                        text),
                                    "phrasebook", 1.0, self._elapsed(start))
         # rule-rendered spans (days, times, floors, prices) are not judged as German or not
         spans = split_protected(text, self.settings.time_style)
@@ -299,7 +300,7 @@ class Translator:
                                                                             deadline)
         if problem:
             return self._passthrough(source, text, problem, start)
-        translation = english_numbers(translation, text)
+        translation = closing_mark(english_numbers(translation, text), text)
         if via == "gloss" and not self.settings.show_glosses:
             return self._passthrough(source, text, "gloss_hidden", start)
         if via == "model" and confidence < self.settings.min_model_confidence:

@@ -15,9 +15,16 @@ from device.stages.translate.signage import (cut_words_joined, english_casing,
     ("NOTAUSGANG", "upper"), ("Notausgang", "sentence"), ("Kein Zutritt", "sentence"),
     ("Erste Hilfe", "sentence"), ("Zum Hauptbahnhof", "sentence"), ("Zimmer frei", "sentence"),
     ("Zimmer Frei", "title"), ("Bitte Nicht Stören", "title"), ("Ausgang Zur Straße", "title"),
-    ("bitte klingeln", "lower")])
+    ("bitte klingeln", "lower"), ("Brauchen Sie Hilfe?", "sentence")])
 def test_german_capitals_on_nouns_are_no_title_case(text, style):
     assert style_of(text) == style
+
+
+def test_a_capitalized_adjective_after_the_first_word_is_a_name_in_title_case():
+    known = {"deutsch", "rot", "kreuz", "garten"}.__contains__
+    assert style_of("Deutsches Rotes Kreuz", known) == "title"
+    assert style_of("Roter Garten", known) == "sentence"      # the first word: any German
+    assert style_of("Kreuz Garten", known) == "sentence"      # nouns
 
 
 def test_words_between_slashes_are_read_one_by_one_a_cut_word_made_whole():
@@ -47,6 +54,8 @@ def test_a_phrase_that_goes_on_a_sentence_starts_small_unless_its_word_keeps_cap
     assert small_start("Wi-Fi free") == "Wi-Fi free"
     assert small_start("Munich only") == "Munich only"
     assert small_start("closed") == "closed"
+    for kept in ("Monday only", "Lake Constance", "German-speaking", "March 3"):
+        assert small_start(kept) == kept
 
 
 def test_the_english_ends_with_the_mark_the_german_sentence_ends_with():
@@ -59,7 +68,9 @@ def test_the_english_ends_with_the_mark_the_german_sentence_ends_with():
     for english, german in (("Next train in 5 min", "Nächster Zug in 5 Min."),
                             ("Exit", "Ausgang"), ("Platform 2.", "Gleis 2"),
                             ("Wait…", "Bitte warten."), ('Say "cheese"', "Bitte lächeln!"),
-                            ("Open:", "Geöffnet.")):
+                            ("Open:", "Geöffnet."), ("Bring ID etc.", "Ausweis usw. mitbringen!"),
+                            ("Open till 6 p.m.", "Bis 18 Uhr offen!"),
+                            ("Please wait", "Bitte warten …")):
         assert closing_mark(english, german) == english
 
 

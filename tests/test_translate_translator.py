@@ -635,5 +635,27 @@ def test_a_sign_of_words_between_slashes_reads_each_word(translator):
     each = [translator.translate(word).translation for word in ("Eingang", "Ausgang")]
     assert translator.translate("Ein-/Ausgang").translation == "/".join(each)
     assert translator.translate("EINGANG / AUSGANG").translation == "/".join(each).upper()
+    assert translator.translate("EIN-/AUSGANG").translation == "/".join(each).upper()
+    # the sign's own English beside the German is not said twice; a word refused stays as
+    # written and makes the answer uncertain
+    assert translator.translate("Ausgang / Exit").translation == each[1]
+    odd = translator.translate("Ausgang/Qwrtzp")
+    assert odd.translation == f"{each[1]}/Qwrtzp" and odd.uncertain
     # days in a list are one span the rules write, not a list of words
     assert translator.translate("Sa/So 10–16 Uhr").translation == "Sat/Sun 10:00–16:00"
+
+
+def test_a_slash_sign_over_the_budget_passes_through_and_is_read_on_the_next_request(parts):
+    model, tokenizer, book = parts
+    slow = Translator(model, tokenizer, book, Settings(cache_size=8, min_model_confidence=0.0,
+                                                       budget_ms=1e-6))
+    first = slow.translate("Wasserzimmer/Ausgang")    # the model's word runs out of time
+    assert (first.via, first.reason, first.translation) == (
+        "passthrough", "over_budget", "Wasserzimmer/Ausgang")
+    again = slow.translate("Wasserzimmer/Ausgang")
+    assert again.via == "model" and again.translation.count("/") == 1
+    # a word cut at a hyphen the reading rewrote: finished late all the same, and a
+    # passthrough shows the sign as written
+    cut = slow.translate("Wasser-/Zimmerbrunnen frei")
+    assert (cut.reason, cut.translation) == ("over_budget", "Wasser-/Zimmerbrunnen frei")
+    assert slow.translate("Wasser-/Zimmerbrunnen frei").reason != "over_budget"

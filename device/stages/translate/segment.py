@@ -19,7 +19,7 @@ import re
 from collections import Counter
 from typing import Callable
 
-from device.stages.translate.signage import TIME_WORDS, clock
+from device.stages.translate.signage import EN_ABBREVIATIONS, TIME_WORDS, clock
 
 PLAIN_NUMBER = re.compile(r"\d+(?:[.,/]\d+)*")
 """A number as written ('4', '2,50', '1.000', '3/4'); '18:00' is a rendered time, not one."""
@@ -80,13 +80,16 @@ def closing_mark(english: str, german: str) -> str:
     """The English ends as the German does: a German sentence that ends with '.', '!' or '?'
     gives an English that ends with no mark its mark ('Eltern haften für ihre Kinder.' → '...
     for their children.'), and an English '.' becomes the German's '!' or '?'. An English
-    that ends in another mark of its own (':', '…', a quote) is left alone, as is anything
-    after a German abbreviation or number ('Nächster Zug in 5 Min.')."""
+    that ends in another mark of its own (':', '…', a quote) or an abbreviation ('etc.',
+    'p.m.') is left alone, as is anything after a German abbreviation, a number or an
+    ellipsis ('Nächster Zug in 5 Min.', 'Bitte warten …')."""
     german, bare = german.rstrip(), english.rstrip()
-    if not bare or not ends_sentence(german):
+    if not bare or not ends_sentence(german) or german.endswith(("..", "…")):
         return english
     mark, last = german[-1], bare[-1]
-    if last == "." and mark != "." and not bare.endswith("..") and ends_sentence(bare):
+    if last == "." and mark != "." and not bare.endswith("..") and \
+            not re.search(r"(?:\b[^\W\d_]\.)+$", bare) and \
+            re.sub(r"^.*?([^\W\d_]*)\.$", r"\1", bare).lower() not in EN_ABBREVIATIONS:
         return bare[:-1] + mark
     if last.isalnum() or last in "%€°":
         return bare + mark

@@ -16,7 +16,7 @@ _SMALL = {"a", "an", "the", "and", "or", "of", "in", "on", "at", "to", "for", "b
 # conjunctions, adverbs and the predicates signs end in.
 GERMAN_SMALL = frozenset("""
     der die das den dem des ein eine einen einem einer eines kein keine keinen keinem keiner
-    sie ihr ihre ihren ihrem wir uns unser unsere unseren sich es man diese dieser dieses
+    wir uns unser unsere unseren sich es man diese dieser dieses
     diesen jeder jede jedes alle allen
     an am auf aus außer bei beim bis durch für gegen hinter im ins mit nach neben ohne seit
     über um unter von vom vor während wegen zu zum zur zwischen ab per pro
@@ -313,18 +313,23 @@ def _as_name(word: str) -> str:
     return word.capitalize() if word.isupper() else word
 
 
-def style_of(text: str) -> str:
-    """'upper' (ALL CAPS), 'title' (every word capitalized, one of them a word German writes
-    small), 'sentence' or 'lower'. German capitalizes every noun, so 'Kein Zutritt', 'Erste
-    Hilfe' and 'Notausgang' are plain German, not Title Case: they are 'sentence' and their
-    English keeps its own casing ('No entry'); 'Bitte Nicht Stören' and 'Zimmer Frei' are
-    'title' ('Please Do Not Disturb')."""
+def style_of(text: str, knows: Callable[[str], bool] | None = None) -> str:
+    """'upper' (ALL CAPS), 'title' (every word capitalized, and a word after the first one no
+    noun: a word German writes small, or with `knows` (a German word, folded lowercase) an
+    adjective a name capitalizes), 'sentence' or 'lower'. German capitalizes every noun, so
+    'Kein Zutritt', 'Erste Hilfe' and 'Notausgang' are plain German, not Title Case: they are
+    'sentence' and their English keeps its own casing ('No entry'). 'Bitte Nicht Stören' and
+    'Zimmer Frei' are 'title', and so is a name such as 'Deutsches Rotes Kreuz' ('Rotes':
+    'rot' + an ending) → 'German Red Cross'."""
     letters = [ch for ch in text if ch.isalpha()]
     if len(letters) >= 2 and all(ch.isupper() for ch in letters):
         return "upper"
-    words = [w for w in re.findall(r"[^\W\d_]+", text)]
-    if words and all(w[0].isupper() for w in words) and \
-            any(w.lower() in GERMAN_SMALL for w in words[1:]):
+    words = list(re.finditer(r"[^\W\d_]+", text))
+    inside = [w.group() for w in words        # not a sentence's first word ('Achtung! Die')
+              if text[:w.start()].rstrip()[-1:] not in ("", ".", "!", "?", ":")]
+    if words and all(w.group()[0].isupper() for w in words) and any(
+            w.lower() in GERMAN_SMALL or (knows is not None and _adjective(w, knows))
+            for w in inside):
         return "title"
     if letters and letters[0].isupper():
         return "sentence"
@@ -340,7 +345,8 @@ _PER = frozenset("stück stk person pers tag nacht woche monat jahr kind stunde 
 def slash_parts(text: str, knows: Callable[[str], bool]) -> list[str] | None:
     """The words of a sign that is a list of words between slashes ('Damen/Herren',
     'Kaffee / Tee'), each read alone; a word cut at a hyphen gets the end of the next one
-    where that makes a word `knows` ('Ein-/Ausgang' → 'Eingang', 'Ausgang'; 'Zu-/Abfahrt').
+    not cut itself where that makes a word `knows` ('Ein-/Ausgang' → 'Eingang', 'Ausgang';
+    'Zu-/Abfahrt').
     None for anything else: one word, a 'per' ('Preis/kg'), days ('Mo/Di': the rules write
     them), a cut word that no ending makes whole."""
     parts = [part.strip() for part in text.split("/")]
@@ -352,8 +358,9 @@ def slash_parts(text: str, knows: Callable[[str], bool]) -> list[str] | None:
     for index, part in enumerate(parts):
         if part.endswith("-"):
             whole = next((p for p in parts[index + 1:] if not p.endswith("-")))
-            part = next((part[:-1] + whole[cut:].lower() for cut in range(1, len(whole) - 2)
-                         if knows(part[:-1] + whole[cut:].lower())), None)
+            end = whole if part[:-1].isupper() else whole.lower()   # 'EIN-/AUSGANG'
+            part = next((part[:-1] + end[cut:] for cut in range(1, len(end) - 2)
+                         if knows(part[:-1] + end[cut:])), None)
             if part is None:
                 return None
         out.append(part)
@@ -366,16 +373,41 @@ _CUT_SLASH = re.compile(r"(?<=[^\W\d_])-\s*/\s*(?=[^\W\d_])")
 def cut_words_joined(text: str) -> str:
     """A word cut at a hyphen before a slash is one of two ('Ein-/Ausgang freihalten' → 'Ein-
     und Ausgang freihalten', as German writes it too): the model reads the 'und'."""
-    return _CUT_SLASH.sub("- UND " if style_of(text) == "upper" else "- und ", text)
+    style = style_of(text)
+    return _CUT_SLASH.sub({"upper": "- UND ", "title": "- Und "}.get(style, "- und "), text)
 
 
 def small_start(english: str) -> str:
     """A phrase continuing a sentence ('Mon/Tue' + 'Closed' from the sign book): its first
-    letter small, unless its first word keeps its capitals ('WC', 'Wi-Fi', 'Munich')."""
-    first = english.split(" ", 1)[0]
-    if not first[:1].isupper() or not first[1:2].islower() or _FIXED_WORD.fullmatch(first):
+    letter small, unless its first word keeps its capitals ('WC', 'Wi-Fi', 'Munich', 'Lake
+    Constance', 'Monday', 'German-speaking')."""
+    first = re.match(r"[^\W\d_]*", english).group()
+    if not first[:1].isupper() or not first[1:2].islower() or _FIXED_WORD.match(english) or \
+            first.lower() in _DAY_OR_MONTH or first.lower() in _FIXED_CASE:
         return english
     return english[:1].lower() + english[1:]
+
+
+def _adjective(word: str, knows: Callable[[str], bool]) -> bool:
+    """An inflected adjective ('Rotes', 'Englischer', 'Technische', 'Städtisches'): an
+    adjective's stem (a colour or another plain adjective, or a known word made with -isch,
+    -lich, -ig, -bar, -sam, -haft) and an ending. Not a noun's plural ('Kinder',
+    'Nationalitäten') nor a word that is an entry as it stands."""
+    folded = word.lower().replace("ä", "ae").replace("ö", "oe").replace("ü", "ue") \
+        .replace("ß", "ss")
+    if knows(folded):
+        return False
+    for end in ("es", "er", "en", "em", "e"):
+        stem = folded[:-len(end)]
+        if folded.endswith(end) and (stem in _PLAIN_ADJECTIVES or (
+                stem.endswith(_ADJECTIVE_ENDS) and len(stem) > 5 and knows(stem))):
+            return True
+    return False
+
+
+_PLAIN_ADJECTIVES = frozenset("rot blau gruen gelb weiss schwarz braun grau gross klein alt "
+                              "neu hoch gut deutsch frei golden".split())
+_ADJECTIVE_ENDS = ("isch", "lich", "ig", "bar", "sam", "haft")
 
 
 def apply_style(english: str, style: str, keep_case: bool = False) -> str:
@@ -727,7 +759,7 @@ _RANGE_DASH = re.compile(rf"(?<=\d)-(?=\d)|(?<=\b(?:{'|'.join(a.capitalize() for
 
 
 _NEXT_SENTENCE = re.compile(r"(?:\b([^\W\d_]+)|\d:\d\d|\d\.\d\d)[.!?]\s+[a-z]")
-_EN_ABBREVIATIONS = frozenset("approx ca e g i etc incl excl max min no nr st dr mr mrs ms vs "
+EN_ABBREVIATIONS = frozenset("approx ca e g i etc incl excl max min no nr st dr mr mrs ms vs "
                               "tel hbf str".split())
 
 
@@ -736,7 +768,7 @@ def sentence_capitals(english: str) -> str:
     site. Parents are', after a time or a price too: '... from 15:00. you can' → '... 15:00.
     You can'; not after 'approx.' or a number alone: 'ages 6. to 12')."""
     return _NEXT_SENTENCE.sub(lambda m: m.group() if (m.group(1) or "").lower() in
-                              _EN_ABBREVIATIONS else m.group()[:-1] + m.group()[-1].upper(),
+                              EN_ABBREVIATIONS else m.group()[:-1] + m.group()[-1].upper(),
                               english)
 
 
@@ -771,6 +803,8 @@ def _fixed_case(match) -> str:
         else word
 
 
+_DAY_OR_MONTH = frozenset(w.lower() for w in (*_DAY_NAMES.values(), *_MONTHS.values(),
+                                             *_DAYS.values()))
 _CELSIUS = re.compile(r"°c\b")
 _NEW_YEAR = re.compile(r"\bnew year(?='s\b|\b)")
 

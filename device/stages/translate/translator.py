@@ -253,19 +253,12 @@ class Translator:
                 return self._passthrough(source, text, inner.reason, start)
             return replace(inner, translation=f"{lead}{inner.translation}{trail}",
                            ms=self._elapsed(start))
-        words = slash_parts(text, self._knows) if self.phrasebook is not None else None
-        if words:                           # 'Damen/Herren', 'Ein-/Ausgang': each word alone
-            done = [self._fresh(word, word, start) for word in words]
-            if all(result.via == "passthrough" for result in done):
-                return self._passthrough(source, text, done[0].reason, start)
-            return Translation(
-                source, "/".join(result.translation for result in done),
-                _least_trusted(result.via for result in done if result.via != "passthrough"),
-                min(result.confidence for result in done if result.via != "passthrough"),
-                self._elapsed(start),
-                uncertain=any(result.uncertain for result in done))
+        slashed = self._slashed(source, text, start)
+        if slashed is not None:
+            return slashed
+        original = text                 # as the sign has it: shown when it passes through
         text = cut_words_joined(self._ocr_misreads(text))
-        style = style_of(text)
+        style = style_of(text, self.phrasebook.is_german_word if self.phrasebook else None)
         self._reading.cut_between_words = False
         self._reading.memo = {}
         words = text.split()
@@ -292,19 +285,19 @@ class Translator:
             if shown != text:
                 return Translation(source, shown, "rule", 1.0, self._elapsed(start))
         if refusal:
-            return self._passthrough(source, text, refusal, start)
+            return self._passthrough(source, original, refusal, start)
         budget = self.settings.budget_ms   # math.inf: no deadline
-        late = self._late.get(text) is not None
+        late = self._late.get(original) is not None
         deadline = None if late or not math.isfinite(budget) else start + int(budget * 1e6)
         translation, via, confidence, problem = self._render_numbers_inside(text, spans, style,
                                                                             deadline)
         if problem:
-            return self._passthrough(source, text, problem, start)
+            return self._passthrough(source, original, problem, start)
         translation = closing_mark(english_numbers(translation, text), text)
         if via == "gloss" and not self.settings.show_glosses:
-            return self._passthrough(source, text, "gloss_hidden", start)
+            return self._passthrough(source, original, "gloss_hidden", start)
         if via == "model" and confidence < self.settings.min_model_confidence:
-            return self._passthrough(source, text, "low_model_confidence", start)
+            return self._passthrough(source, original, "low_model_confidence", start)
         if via == "passthrough" and translation != text:
             via = "rule"
         # a sentence too long for the model even between its clause marks was read in pieces
@@ -313,6 +306,48 @@ class Translator:
             confidence < self.settings.uncertain_below or self._reading.cut_between_words))
         return Translation(source, translation, via, confidence, self._elapsed(start),
                            "protected" if via == "passthrough" else "", uncertain)
+
+    def _slashed(self, source: str, text: str, start: int) -> Translation | None:
+        """A sign of words between slashes read word by word ('Damen/Herren' → 'Ladies/Gents',
+        'Ein-/Ausgang' → 'Entrance/Exit'; `slash_parts`), in the sign's case. The sign's own
+        English beside the German ('Ausgang/Exit') is not said twice; a word that is no German
+        is left out where another was translated, one refused otherwise stays as written and
+        makes the answer uncertain. None where the sign book or the dictionary has the whole
+        text ('Presse / Medien'), or no word was translated: it is read as one text."""
+        book = self.phrasebook
+        words = slash_parts(text, self._knows) if book is not None else None
+        if not words or book.lookup(text) is not None or (
+                self.signs is not None and self.signs.lookup(text) is not None):
+            return None
+        late = self._late.get(text) is not None
+        done = []
+        for word in words:
+            if late:                        # over the budget last time: no deadline
+                self._late.put(word, True)
+            done.append(self._fresh(word, word, start))
+        problem = next((r.reason for r in done if r.reason in ("over_budget", "error",
+                                                                  "no_model")), None)
+        if problem:
+            return self._passthrough(source, text, problem, start)
+        translated = [r for r in done if r.via != "passthrough"]
+        if not translated:
+            return None
+        upper, shown, unsure = style_of(text) == "upper", [], False
+        for word, result in zip(words, done):
+            english = result.translation
+            if result.via == "passthrough":
+                if result.reason == "not_german":
+                    continue                # the sign's own English ('Ausgang/Exit')
+                unsure = unsure or result.reason != "protected"
+            if upper:
+                english = english.upper()
+            elif word.isupper() and english.isupper():      # 'Damen/WC': not a caps sign
+                english = english.capitalize()
+            if english.lower() not in {e.lower() for e in shown}:
+                shown.append(english)
+        return Translation(source, "/".join(shown), _least_trusted(r.via for r in translated),
+                           min(r.confidence for r in translated), self._elapsed(start),
+                           uncertain=unsure or any(r.uncertain for r in translated))
 
     def _render_numbers_inside(self, text: str, spans: list[tuple[str, bool]], style: str,
                                deadline: int | None) -> tuple[str, str, float, str]:
@@ -415,8 +450,8 @@ class Translator:
             starts = index == 0 or ends_sentence(pieces[-1])
             chunk_style = style if style != "sentence" or starts else "lower"
             english = apply_style(english, chunk_style, keep_case=via != "model")
-            if chunk_style == "lower" and chunk[:1].islower():   # no noun, no name: small
-                english = small_start(english)
+            if chunk_style == "lower" and via != "model" and chunk[:1].islower():
+                english = small_start(english)      # no noun, no name: small
             pieces.append(english)
             vias.add(via)
             confidence = min(confidence, conf)

@@ -659,3 +659,13 @@ def test_a_slash_sign_over_the_budget_passes_through_and_is_read_on_the_next_req
     cut = slow.translate("Wasser-/Zimmerbrunnen frei")
     assert (cut.reason, cut.translation) == ("over_budget", "Wasser-/Zimmerbrunnen frei")
     assert slow.translate("Wasser-/Zimmerbrunnen frei").reason != "over_budget"
+
+
+def test_a_word_ocr_cut_in_two_is_joined_where_its_first_part_is_no_word(translator):
+    assert translator.translate("Bahnst eig").translation == \
+        translator.translate("Bahnsteig").translation
+    assert translator.translate("Apoth eke").translation == \
+        translator.translate("Apotheke").translation
+    # a word and the next one stay apart ('Hund' is a word), and so do a name and a word
+    assert translator._ocr_misreads("Hund katze") == "Hund katze"
+    assert translator._ocr_misreads("Krzyzanowski bitte") == "Krzyzanowski bitte"

@@ -710,7 +710,8 @@ class Translator:
         for 'm'; umlauts read without their dots are the sign book's `lookup_dotless`). A
         number glued to a word stays a number ('Ausgang5', 'Kasse1'), codes keep their digits
         ('S1', 'A7'), names stay as read ('Kemal', 'Selm'), and a web or e-mail address is
-        left alone."""
+        left alone. A word OCR cut in two is joined where neither part is a word or a form of
+        one and the two make one ('Parkpl atz' → 'Parkplatz'; not 'Jahren fahren')."""
         book = self.phrasebook
         if book is None or _ADDRESS.search(text):
             return text
@@ -765,7 +766,18 @@ class Translator:
                 return word
             return digits(word) if any(ch.isdigit() for ch in word) else letters(word)
 
-        return re.sub(r"[^\W_]+", fix, text)
+        def no_word(part: str) -> bool:
+            folded = fold(part).lower()
+            return not (known(part) or book.parts(folded) or folded in book.english_words)
+
+        def rejoined(match) -> str:        # 'Parkpl atz': a word OCR cut in two
+            first, second = match.group(1), match.group(2)
+            if no_word(first) and no_word(second) and known(first + second):
+                return first + second
+            return match.group()
+
+        text = re.sub(r"[^\W_]+", fix, text)
+        return _CUT_WORD.sub(rejoined, text)
 
     def _misread(self, text: str) -> bool:
         """A word of the text (3+ letters, no umlaut) is neither a dictionary word nor a
@@ -812,6 +824,10 @@ def _without_borrowed_numbers(english: str, chunk: str,
         return english
     cleaned = re.sub(r"(?<![\d:.,])\d+(?![\d:.,]\d)(?![^\W\d_])", keep, english)
     return re.sub(r"\s{2,}", " ", cleaned).strip() if cleaned != english else english
+
+
+# two letter runs a space apart, the second one small: a word OCR may have cut in two
+_CUT_WORD = re.compile(r"(?<![\w-])([^\W\d_]{2,}) ([a-zäöüß]{2,})(?![\w-])")
 
 
 def _least_trusted(vias) -> str:

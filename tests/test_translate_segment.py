@@ -199,6 +199,14 @@ def test_hours_marked_h_are_times_of_day_and_durations_stay_as_written():
         ("Wagen", False), ("14", True), ("–", False), ("1st", True), ("Klasse", False)]
 
 
+def test_swiss_francs_are_a_price_and_friday_keeps_its_hours():
+    assert rendered("Kaffee Fr. 4.50") == ["CHF 4.50"]
+    assert rendered("Eintritt 12.– Fr.") == ["CHF 12"]
+    assert rendered("CHF 4.50 pro Kugel") == ["CHF 4.50"]
+    assert rendered("Fr. 9.30 Uhr") == ["Fri", "9:30"]
+    assert rendered("Fr. 10.00–18.00") == ["Fri", "10:00–18:00"]
+
+
 def test_cents_are_a_price():
     # the model wrote '50 Cent' as '€50'
     assert split_protected("Fernrohr: 50 Cent für 2 Minuten.")[1] == ("€0.50", True)

@@ -460,6 +460,9 @@ _SIGN = re.compile(
     rf"(?:\s?\d{{4}}\b)?)"
     rf"|(?P<date>\b{_DATE_DAY}\.\s?{_MONTH}\b(?:\s\d{{4}}\b)?)"
     rf"|(?P<numericdate>\b{_DATE_DAY}\.{_NUMERIC_MONTH}\.(?:\d{{4}}\b|\d{{2}}\b)?(?![\d.]))"
+    rf"|(?P<francs>\b(?:Fr\.|SFr\.|CHF)\s?\d+(?:\.\d{{2}}|\.[-–])(?![\d.])"   # Swiss
+    r"(?!\s?(?:[-–—]\s?\d|Uhr\b|h\b|bis\b|und\b))"       # not Friday's hours: 'Fr. 9.30 Uhr'
+    rf"|(?<![\d.,])\d+(?:\.\d{{2}}|\.[-–])\s?(?:Fr\.|SFr\.|CHF)(?![^\W\d_]))"
     rf"|(?P<dayrange>\b{_ABBR}{_DASH}{_ABBR}(?![^\W\d_]))"
     rf"|(?P<namerange>\b{_NAME}{_DASH}{_NAME}\b)"
     rf"|(?P<dayname>\b{_NAME}(?=\s*[:,]?\s*\d)|^{_NAME}$)"
@@ -585,6 +588,9 @@ def render_sign_span(kind: str, span: str, time_style: str = "24h",
         return f"Basement {number.group()}" if number and number.group() != "1" else "Basement"
     if kind == "cents":                 # '50 Cent' → '€0.50', '5 ct' → '€0.05'
         return f"€0.{int(re.match(r'[0-9]+', span).group()):02d}"
+    if kind == "francs":                # 'Fr. 4.50' → 'CHF 4.50', '12.– Fr.' → 'CHF 12'
+        francs, cents = re.search(r"(\d+)\.(\d{2}|[-–])", span).groups()
+        return f"CHF {francs}" + (f".{cents}" if cents.isdigit() else "")
     if kind == "price":                 # '1.299,00 €' → '€1,299.00', '2,50 €' → '€2.50'
         amount = re.search(rf"({_AMOUNT})(?:[,.](\d{{2}}))?", span)
         whole = amount.group(1)
@@ -605,7 +611,7 @@ _H_CLOCK_BEFORE = re.compile(r"(?i:\b(ab|um|von|bis))\s*$")
 """The words after which hours marked 'h' alone are a clock time ('ab 18h'; not 'täglich 24h'
 or 'Parken bis 2 h')."""
 _IN_PLACE = frozenset({"daterange", "date", "numericdate", "dayrange", "namerange", "dayname",
-                       "day", "timerange", "price", "cents", "clock", "duration"})
+                       "day", "timerange", "price", "francs", "cents", "clock", "duration"})
 """The spans `render_in_place` writes the English way: days, dates, times and prices."""
 
 

@@ -85,10 +85,12 @@ def _loose(text: str) -> str:
 
 def evaluate_version(version, config, sets: dict, book: Phrasebook | None,
                      backend: str, model_first: bool | None = None,
-                     plates: dict | None = None) -> dict:
+                     plates: dict | None = None, in_use: tuple[str, ...] = ()) -> dict:
     """The version's scores on `sets` ({name: (German texts, [[references]])}), the stage
     and the model alone, and with `plates` ({name: [(German, [name])]}) the share of name
-    plates whose names the stage keeps."""
+    plates whose names the stage keeps. The stage reads the sign book without every measured
+    text, except on the sets named in `in_use` (written after the book by someone who never
+    saw it): those it reads with the whole book, as the glasses do."""
     model = Seq2SeqModel(version.artifact, backend=backend, num_threads=1)
     tokenizer = Tokenizer(tokenizer_path(version))
     t = config.translator
@@ -96,12 +98,16 @@ def evaluate_version(version, config, sets: dict, book: Phrasebook | None,
     whole = Translator(model, tokenizer, book, replace(
         Settings.from_config(config), cache_size=0, budget_ms=10_000.0,
         model_first=t.model_first if model_first is None else model_first),
-        _book_without(version, sets) if t.use_phrasebook else None)
+        _book_without(version, {k: v for k, v in sets.items() if k not in in_use})
+        if t.use_phrasebook else None)
+    full = Translator(model, tokenizer, book, whole.settings, SignBook.for_version(version)) \
+        if in_use and t.use_phrasebook else whole
     out: dict = {"version": version.version, "beam_size": t.beam_size}
     for name, (sources, references) in sets.items():
         # every text once through the whole stage, then through the model alone; no warm-up
         results: list = []
-        stage_ms = time_calls(whole.translate, sources, warmup=0, results=results)
+        stage_ms = time_calls((full if name in in_use else whole).translate, sources, warmup=0,
+                              results=results)
         stage, vias = [r.translation for r in results], {v: 0 for v in VIAS}
         for result in results:
             vias[result.via] += 1
@@ -115,6 +121,7 @@ def evaluate_version(version, config, sets: dict, book: Phrasebook | None,
                                           for v, n in vias.items() if n},
                      "stage_ms": percentiles(stage_ms, digits=2),
                      "model_ms": percentiles(alone_ms, digits=2)}
+        out[name]["sign_book"] = "whole" if name in in_use else "without the measured texts"
         misses = [(s, h, r) for s, h, r in zip(sources, stage, references)
                   if not any(norm(h) == norm(x) for x in r)]
         out[name]["misses"] = [{"de": s, "got": h, "want": r[0]} for s, h, r in misses[:12]]
@@ -133,8 +140,10 @@ def evaluate_version(version, config, sets: dict, book: Phrasebook | None,
 def run_quality(config, versions, quick: bool = False, backend: str = "auto") -> dict:
     signs = translator_data.sign_validation()
     notices = translator_data.notice_heldout()
+    blind = translator_data.short_signs_blind()
     sets = {"signs": ([de for de, _ in signs], [refs for _, refs in signs]),
-            "notices": ([de for de, _ in notices], [refs for _, refs in notices])}
+            "notices": ([de for de, _ in notices], [refs for _, refs in notices]),
+            "blind_signs": ([de for de, _ in blind], [refs for _, refs in blind])}
     try:
         test = translator_data.tatoeba()["test"]
         test = test[:300] if quick else test
@@ -149,14 +158,16 @@ def run_quality(config, versions, quick: bool = False, backend: str = "auto") ->
     plates = {which: translator_data.name_plates(which) for which in ("dev", "heldout")}
     return {"sets": {k: len(v[0]) for k, v in sets.items()},
             "name_plates": {k: len(v) for k, v in plates.items()},
-            "versions": [evaluate_version(v, config, sets, book, backend, plates=plates)
+            "versions": [evaluate_version(v, config, sets, book, backend, plates=plates,
+                                          in_use=("blind_signs",))
                          for v in versions]}
 
 
 def print_quality(quality: dict) -> None:
     beam = quality["versions"][0]["beam_size"] if quality["versions"] else 1
     print(f"quality (sign/notice validation: {quality['sets'].get('signs')} texts; held-out "
-          f"notices: {quality['sets'].get('notices')}; Tatoeba "
+          f"notices: {quality['sets'].get('notices')}; blind short signs: "
+          f"{quality['sets'].get('blind_signs')}; Tatoeba "
           f"held-out: {quality['sets'].get('tatoeba_test', 0)} pairs; "
           f"{'greedy' if beam <= 1 else f'beam {beam}'})")
     print(f"  {'version':8} {'set':13} {'what':11} {'chrF':>5} {'BLEU':>5} {'exact%':>6}  "

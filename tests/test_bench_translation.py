@@ -50,3 +50,21 @@ def test_the_name_plate_sets_hold_names_their_texts_contain():
         assert all(names and all(n in de for n in names) for de, names in plates)
     dev = {de for de, _ in translator_data.name_plates("dev")}
     assert not dev & {de for de, _ in translator_data.name_plates("heldout")}
+
+
+def test_a_set_written_after_the_sign_book_is_read_with_the_whole_book():
+    version = ModelStore(ROOT / "models").get("translator")
+    sign = (["Rauchen verboten"], [["No smoking"]])
+    result = evaluate_version(version, config.defaults(), {"signs": sign, "blind": sign}, None,
+                              "auto", in_use=("blind",))
+    # the validation set reads the book without its texts; the blind set as the glasses do
+    assert result["signs"]["sign_book"] != "whole" and result["blind"]["sign_book"] == "whole"
+    assert "phrasebook" not in result["signs"]["source_share_pct"]
+    assert result["blind"]["source_share_pct"] == {"phrasebook": 100.0}
+
+
+def test_the_blind_short_signs_have_references():
+    from calibration.training import translator_data
+    blind = translator_data.short_signs_blind()
+    assert len(blind) >= 200 and all(len(refs) >= 2 for _, refs in blind)
+    assert len({de for de, _ in blind}) == len(blind)

@@ -140,10 +140,12 @@ def evaluate_version(version, config, sets: dict, book: Phrasebook | None,
 def run_quality(config, versions, quick: bool = False, backend: str = "auto") -> dict:
     signs = translator_data.sign_validation()
     notices = translator_data.notice_heldout()
-    blind = translator_data.short_signs_blind()
+    blind, blind_notices = translator_data.short_signs_blind(), translator_data.notices_blind()
     sets = {"signs": ([de for de, _ in signs], [refs for _, refs in signs]),
             "notices": ([de for de, _ in notices], [refs for _, refs in notices]),
-            "blind_signs": ([de for de, _ in blind], [refs for _, refs in blind])}
+            "blind_signs": ([de for de, _ in blind], [refs for _, refs in blind]),
+            "blind_notices": ([de for de, _ in blind_notices],
+                              [refs for _, refs in blind_notices])}
     try:
         test = translator_data.tatoeba()["test"]
         test = test[:300] if quick else test
@@ -159,15 +161,16 @@ def run_quality(config, versions, quick: bool = False, backend: str = "auto") ->
     return {"sets": {k: len(v[0]) for k, v in sets.items()},
             "name_plates": {k: len(v) for k, v in plates.items()},
             "versions": [evaluate_version(v, config, sets, book, backend, plates=plates,
-                                          in_use=("blind_signs",))
+                                          in_use=("blind_signs", "blind_notices"))
                          for v in versions]}
 
 
 def print_quality(quality: dict) -> None:
     beam = quality["versions"][0]["beam_size"] if quality["versions"] else 1
     print(f"quality (sign/notice validation: {quality['sets'].get('signs')} texts; held-out "
-          f"notices: {quality['sets'].get('notices')}; blind short signs: "
-          f"{quality['sets'].get('blind_signs')}; Tatoeba "
+          f"notices: {quality['sets'].get('notices')}; blind short signs / notices: "
+          f"{quality['sets'].get('blind_signs')} / {quality['sets'].get('blind_notices')}; "
+          f"Tatoeba "
           f"held-out: {quality['sets'].get('tatoeba_test', 0)} pairs; "
           f"{'greedy' if beam <= 1 else f'beam {beam}'})")
     print(f"  {'version':8} {'set':13} {'what':11} {'chrF':>5} {'BLEU':>5} {'exact%':>6}  "

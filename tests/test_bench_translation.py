@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import pytest
+
 from calibration.bench_translation import evaluate_version, scores
 from device import config
 from device.modelstore.store import ModelStore
@@ -63,8 +65,9 @@ def test_a_set_written_after_the_sign_book_is_read_with_the_whole_book():
     assert result["blind"]["source_share_pct"] == {"phrasebook": 100.0}
 
 
-def test_the_blind_short_signs_have_references():
+@pytest.mark.parametrize("which, least", [("short_signs_blind", 200), ("notices_blind", 150)])
+def test_the_blind_sets_have_references(which, least):
     from calibration.training import translator_data
-    blind = translator_data.short_signs_blind()
-    assert len(blind) >= 200 and all(len(refs) >= 2 for _, refs in blind)
+    blind = getattr(translator_data, which)()
+    assert len(blind) >= least and all(len(refs) >= 2 for _, refs in blind)
     assert len({de for de, _ in blind}) == len(blind)

@@ -1,21 +1,28 @@
 """`edgelens bench translator`: the latency benchmark (device.benchmarks.translator), then
 translation quality on sign/notice texts and held-out sentences.
 
-Sets (none trained on):
+Sets:
     signs     tests/data/sign_validation.tsv: 310 German sign and notice texts with 1-4 English
               references each, written for evaluation only (removed from all training data)
     notices   tests/data/notice_heldout.tsv: 2,728 notices and multi-word signs written with the
               sign register's round-4 to -11 phrases, one in five held out by a hash of
               the German (one reference each; same authors and style as that training data)
     tatoeba   the 2 % of Tatoeba pairs held out by sentence hash (calibration.training.translator_data)
+    blind_signs, blind_notices
+              tests/data/short_signs_blind.tsv and notices_blind.tsv: 220 short signs and 150
+              notices (2-3 references each) written after the sign book by a writer who saw
+              none of our data or translations; common texts, so the register holds some of
+              them too (written apart) and the model trained on those; read with the whole
+              sign book, as the glasses read them
 
 For each translator version, through the whole translate stage (`Translator.translate`: cache
-off, the version's sign book (from 3.5.0; less the texts measured), phrasebook, rules, model,
-gloss) and the model alone, greedy unless the config sets `[translator] beam_size` (e.g.
-`edgelens bench translator --config beam3.toml`, a file with `[translator]` / `beam_size =
-3`): chrF and BLEU (sacrebleu, all references), exact match against any reference (case,
-punctuation, dashes and spaces normalized), and the share of answers by source (phrasebook /
-model / gloss / rule / passthrough). Needs sacrebleu (the `bench` extra).
+off, the version's sign book (from 3.5.0; less the texts measured, but whole for the blind
+sets), phrasebook, rules, model, gloss) and the model alone, greedy unless the config sets
+`[translator] beam_size` (e.g. `edgelens bench translator --config beam3.toml`, a file with
+`[translator]` / `beam_size = 3`): chrF and BLEU (sacrebleu, all references), exact match
+against any reference (case, punctuation, dashes and spaces normalized), and the share of
+answers by source (phrasebook / model / gloss / rule / passthrough). Needs sacrebleu (the
+`bench` extra).
 """
 
 from __future__ import annotations

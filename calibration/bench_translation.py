@@ -128,7 +128,8 @@ def evaluate_version(version, config, sets: dict, book: Phrasebook | None,
                                           for v, n in vias.items() if n},
                      "stage_ms": percentiles(stage_ms, digits=2),
                      "model_ms": percentiles(alone_ms, digits=2)}
-        out[name]["sign_book"] = "whole" if name in in_use else "without the measured texts"
+        out[name]["sign_book"] = "none" if full.signs is None else (
+            "whole" if name in in_use else "without the measured texts")
         misses = [(s, h, r) for s, h, r in zip(sources, stage, references)
                   if not any(norm(h) == norm(x) for x in r)]
         out[name]["misses"] = [{"de": s, "got": h, "want": r[0]} for s, h, r in misses[:12]]
@@ -142,6 +143,11 @@ def evaluate_version(version, config, sets: dict, book: Phrasebook | None,
             out["plates_unchanged_pct"][which] = round(
                 100.0 * sum(g == de for g, (de, _) in zip(got, rows)) / len(rows), 1)
     return out
+
+
+BLIND_SETS = ("blind_signs", "blind_notices")
+"""The sets written after the sign book by someone who saw none of our data: read with the
+whole book, never used to choose a model."""
 
 
 def run_quality(config, versions, quick: bool = False, backend: str = "auto") -> dict:
@@ -168,7 +174,7 @@ def run_quality(config, versions, quick: bool = False, backend: str = "auto") ->
     return {"sets": {k: len(v[0]) for k, v in sets.items()},
             "name_plates": {k: len(v) for k, v in plates.items()},
             "versions": [evaluate_version(v, config, sets, book, backend, plates=plates,
-                                          in_use=("blind_signs", "blind_notices"))
+                                          in_use=BLIND_SETS)
                          for v in versions]}
 
 

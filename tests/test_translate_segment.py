@@ -200,11 +200,15 @@ def test_hours_marked_h_are_times_of_day_and_durations_stay_as_written():
 
 
 def test_swiss_francs_are_a_price_and_friday_keeps_its_hours():
-    assert rendered("Kaffee Fr. 4.50") == ["CHF 4.50"]
-    assert rendered("Eintritt 12.– Fr.") == ["CHF 12"]
+    assert rendered("Kaffee Fr. 4.90") == ["CHF 4.90"]       # no clock time: a price
+    assert rendered("Eintritt 12.– Fr.") == ["CHF 12"] and rendered("Fr. 5.—") == ["CHF 5"]
     assert rendered("CHF 4.50 pro Kugel") == ["CHF 4.50"]
+    assert rendered("SFr. 20.--") == ["CHF 20"] and rendered("Fr. 1'200.–") == ["CHF 1,200"]
+    # 'Fr.' before a clock time is Friday, also where it could be a price
     assert rendered("Fr. 9.30 Uhr") == ["Fri", "9:30"]
     assert rendered("Fr. 10.00–18.00") == ["Fri", "10:00–18:00"]
+    assert rendered("Di 18.00 Fr. 18.30") == ["Tue", "18:00", "Fri", "18:30"]
+    assert rendered("Kaffee Fr. 4.50") == ["Fri", "4:50"]
 
 
 def test_cents_are_a_price():

@@ -140,8 +140,8 @@ def short_signs_blind() -> list[tuple[str, list[str]]]:
 
 def notices_blind() -> list[tuple[str, list[str]]]:
     """Notices of several words, written like `short_signs_blind` (after the sign book, by a
-    writer who saw none of this project's data or translations; 33 of the 150 the sign
-    book holds too): (German, [English references]). Measured, never tuned on."""
+    writer who saw none of this project's data or translations; the sign book holds some of
+    them too): (German, [English references]). Measured, never tuned on."""
     return _tsv_pairs(NOTICES_BLIND)
 
 

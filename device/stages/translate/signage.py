@@ -454,15 +454,22 @@ _DAY_CONTEXT = (rf"(?=\s*[:,]?\s*\d|\s*[,/+&]\s*{_ABBR}(?![^\W\d_])|\s+und\s+{_A
 _NOT_AFTER_ORDINAL = (r"(?:Bitte|Danke|Vielen|Achtung|Die|Der|Das|Dem|Den|Ein|Eine|Wir|Sie|Es|Er|"
                       r"Ab|Am|Im|Bei|Nur|Kein|Keine|Ihr|Ihre|Hier|Dies|Diese|Heute|Jetzt|"
                       r"Og|Ug|Eg)")   # floors as an ALL CAPS sign's title-case probe has them
+# Swiss francs: an amount ('1'200' with the Swiss thousands mark), its Rappen ('.50') or a
+# dash for none ('.–', '.--'). After 'Fr.' the amount must be no clock time: 'Fr. 9.30' is
+# Friday at 9:30, 'Fr. 4.90' and 'Fr. 12.–' are prices; CHF and SFr. are always francs.
+_FRANCS = r"(?:\d{1,3}(?:'\d{3})+|\d+)"
+_RAPPEN = r"(?:\.\d{2}|\.[-–—]{1,2})"
+_NO_CLOCK = r"(?:\.[6-9]\d|\.[-–—]{1,2})"
 # Sign spans rendered the English way (checked before the generic protected pattern).
 _SIGN = re.compile(
     rf"(?P<daterange>\b{_DATE_DAY}\.{_DASH}{_DATE_DAY}\.(?:\s?{_MONTH}\b|{_NUMERIC_MONTH}\.)"
     rf"(?:\s?\d{{4}}\b)?)"
     rf"|(?P<date>\b{_DATE_DAY}\.\s?{_MONTH}\b(?:\s\d{{4}}\b)?)"
     rf"|(?P<numericdate>\b{_DATE_DAY}\.{_NUMERIC_MONTH}\.(?:\d{{4}}\b|\d{{2}}\b)?(?![\d.]))"
-    rf"|(?P<francs>\b(?:Fr\.|SFr\.|CHF)\s?\d+(?:\.\d{{2}}|\.[-–])(?![\d.])"   # Swiss
-    r"(?!\s?(?:[-–—]\s?\d|Uhr\b|h\b|bis\b|und\b))"       # not Friday's hours: 'Fr. 9.30 Uhr'
-    rf"|(?<![\d.,])\d+(?:\.\d{{2}}|\.[-–])\s?(?:Fr\.|SFr\.|CHF)(?![^\W\d_]))"
+    rf"|(?P<francs>\b(?:SFr\.|CHF)\s?{_FRANCS}{_RAPPEN}?(?![\d.'])"
+    rf"|(?<![\d.,']){_FRANCS}{_RAPPEN}?\s?(?:SFr\.|CHF)(?![^\W\d_])"
+    rf"|\bFr\.\s?{_FRANCS}{_NO_CLOCK}(?![\d.'])(?!\s?[-–—]\s?\d)"
+    rf"|(?<![\d.,']){_FRANCS}{_NO_CLOCK}\s?Fr\.(?!\s?\d))"
     rf"|(?P<dayrange>\b{_ABBR}{_DASH}{_ABBR}(?![^\W\d_]))"
     rf"|(?P<namerange>\b{_NAME}{_DASH}{_NAME}\b)"
     rf"|(?P<dayname>\b{_NAME}(?=\s*[:,]?\s*\d)|^{_NAME}$)"
@@ -588,9 +595,9 @@ def render_sign_span(kind: str, span: str, time_style: str = "24h",
         return f"Basement {number.group()}" if number and number.group() != "1" else "Basement"
     if kind == "cents":                 # '50 Cent' → '€0.50', '5 ct' → '€0.05'
         return f"€0.{int(re.match(r'[0-9]+', span).group()):02d}"
-    if kind == "francs":                # 'Fr. 4.50' → 'CHF 4.50', '12.– Fr.' → 'CHF 12'
-        francs, cents = re.search(r"(\d+)\.(\d{2}|[-–])", span).groups()
-        return f"CHF {francs}" + (f".{cents}" if cents.isdigit() else "")
+    if kind == "francs":         # 'CHF 4.50' → 'CHF 4.50', '12.– Fr.' → 'CHF 12', '1'200.–'
+        francs, rappen = re.search(rf"({_FRANCS})(?:\.(\d{{2}}))?", span).groups()
+        return f"CHF {francs.replace(chr(39), ',')}" + (f".{rappen}" if rappen else "")
     if kind == "price":                 # '1.299,00 €' → '€1,299.00', '2,50 €' → '€2.50'
         amount = re.search(rf"({_AMOUNT})(?:[,.](\d{{2}}))?", span)
         whole = amount.group(1)

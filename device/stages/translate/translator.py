@@ -711,7 +711,8 @@ class Translator:
         number glued to a word stays a number ('Ausgang5', 'Kasse1'), codes keep their digits
         ('S1', 'A7'), names stay as read ('Kemal', 'Selm'), and a web or e-mail address is
         left alone. A word OCR cut in two is joined where neither part is a word or a form of
-        one and the two make one ('Parkpl atz' → 'Parkplatz'; not 'Jahren fahren')."""
+        one and the two make one ('Parkpl atz' → 'Parkplatz'; not 'Jahren fahren'); its second
+        part starts small, so not in ALL CAPS."""
         book = self.phrasebook
         if book is None or _ADDRESS.search(text):
             return text
@@ -770,14 +771,19 @@ class Translator:
             folded = fold(part).lower()
             return not (known(part) or book.parts(folded) or folded in book.english_words)
 
-        def rejoined(match) -> str:        # 'Parkpl atz': a word OCR cut in two
-            first, second = match.group(1), match.group(2)
-            if no_word(first) and no_word(second) and known(first + second):
-                return first + second
-            return match.group()
+        def rejoined(text: str) -> str:    # 'Parkpl atz': a word OCR cut in two
+            words, i = text.split(" "), 0
+            while i + 1 < len(words):
+                first, second = words[i], words[i + 1]
+                if _CUT_FIRST.fullmatch(first) and _CUT_SECOND.fullmatch(second) and \
+                        len(first + second) <= _LONGEST_WORD and no_word(first) and \
+                        no_word(second) and known(first + second):
+                    words[i:i + 2] = [first + second]
+                else:
+                    i += 1
+            return " ".join(words)
 
-        text = re.sub(r"[^\W_]+", fix, text)
-        return _CUT_WORD.sub(rejoined, text)
+        return rejoined(re.sub(r"[^\W_]+", fix, text))
 
     def _misread(self, text: str) -> bool:
         """A word of the text (3+ letters, no umlaut) is neither a dictionary word nor a
@@ -826,8 +832,9 @@ def _without_borrowed_numbers(english: str, chunk: str,
     return re.sub(r"\s{2,}", " ", cleaned).strip() if cleaned != english else english
 
 
-# two letter runs a space apart, the second one small: a word OCR may have cut in two
-_CUT_WORD = re.compile(r"(?<![\w-])([^\W\d_]{2,}) ([a-zäöüß]{2,})(?![\w-])")
+# two words of letters a space apart, the second one small: a word OCR may have cut in two
+_CUT_FIRST = re.compile(r"[^\W\d_]{2,}")
+_CUT_SECOND = re.compile(r"[a-zäöüß]{2,}")
 
 
 def _least_trusted(vias) -> str:

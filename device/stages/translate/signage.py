@@ -346,9 +346,8 @@ def slash_parts(text: str, knows: Callable[[str], bool]) -> list[str] | None:
     """The words of a sign that is a list of words between slashes ('Damen/Herren',
     'Kaffee / Tee'), each read alone; a word cut at a hyphen gets the end of the next one
     not cut itself where that makes a word `knows` ('Ein-/Ausgang' → 'Eingang', 'Ausgang';
-    'Zu-/Abfahrt').
-    None for anything else: one word, a 'per' ('Preis/kg'), days ('Mo/Di': the rules write
-    them), a cut word that no ending makes whole."""
+    'Zu-/Abfahrt'). None for anything else: one word, a 'per' ('Preis/kg'), days ('Mo/Di':
+    the rules write them), a cut word that no ending makes whole."""
     parts = [part.strip() for part in text.split("/")]
     if len(parts) < 2 or not all(_SLASH_PART.fullmatch(p) for p in parts) or \
             parts[-1].endswith("-") or any(p.lower() in _PER for p in parts[1:]) or \

@@ -151,14 +151,13 @@ whole book, never used to choose a model."""
 
 
 def run_quality(config, versions, quick: bool = False, backend: str = "auto") -> dict:
-    signs = translator_data.sign_validation()
-    notices = translator_data.notice_heldout()
-    blind, blind_notices = translator_data.short_signs_blind(), translator_data.notices_blind()
-    sets = {"signs": ([de for de, _ in signs], [refs for _, refs in signs]),
-            "notices": ([de for de, _ in notices], [refs for _, refs in notices]),
-            "blind_signs": ([de for de, _ in blind], [refs for _, refs in blind]),
-            "blind_notices": ([de for de, _ in blind_notices],
-                              [refs for _, refs in blind_notices])}
+    def as_set(pairs: list[tuple[str, list[str]]]) -> tuple[list[str], list[list[str]]]:
+        return [de for de, _ in pairs], [refs for _, refs in pairs]
+
+    sets = {"signs": as_set(translator_data.sign_validation()),
+            "notices": as_set(translator_data.notice_heldout()),
+            "blind_signs": as_set(translator_data.short_signs_blind()),
+            "blind_notices": as_set(translator_data.notices_blind())}
     try:
         test = translator_data.tatoeba()["test"]
         test = test[:300] if quick else test

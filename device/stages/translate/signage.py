@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from device.stages.translate.normalize import fold
+
 _SMALL = {"a", "an", "the", "and", "or", "of", "in", "on", "at", "to", "for", "by", "with",
           "from", "per", "not"}
 # Words German writes small inside a text (no noun has their spelling): a sign that
@@ -392,8 +394,7 @@ def _adjective(word: str, knows: Callable[[str], bool]) -> bool:
     adjective's stem (a colour or another plain adjective, or a known word made with -isch,
     -lich, -ig, -bar, -sam, -haft) and an ending. Not a noun's plural ('Kinder',
     'Nationalitäten') nor a word that is an entry as it stands."""
-    folded = word.lower().replace("ä", "ae").replace("ö", "oe").replace("ü", "ue") \
-        .replace("ß", "ss")
+    folded = fold(word).lower()
     if knows(folded):
         return False
     for end in ("es", "er", "en", "em", "e"):

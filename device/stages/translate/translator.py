@@ -719,12 +719,10 @@ class Translator:
         sign_words = self.signs.german_words if self.signs is not None else frozenset()
 
         def known(word: str) -> int:     # 2: a word or a sign; 1: a compound; 0: unknown
-            folded = fold(word).lower()
-            if book.is_german_word(folded) or (self.signs is not None and (
-                    self.signs.lookup(word) is not None or
-                    self.signs.lookup_dotless(word) is not None)):
+            if self._knows(word) or (self.signs is not None and
+                                     self.signs.lookup_dotless(word) is not None):
                 return 2
-            return 1 if book.is_compound(folded) else 0
+            return 1 if book.is_compound(fold(word).lower()) else 0
 
         def cased(letter: str, word: str, i: int) -> str:
             upper = word.upper() == word or (i == 0 and word[1:2].islower())

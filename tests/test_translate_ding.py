@@ -58,6 +58,14 @@ def test_example_sentences_become_pairs():
         (p.de, p.en) for p in entry.pairs]
 
 
+def test_an_english_ending_alone_is_no_translation():
+    # 'Super bleifrei' was glossed '…-a-palooza unleaded': ding lists prefixes with their endings
+    assert ding.parse_line("Mega…; Super… [ugs.] :: …-a-palooza [Am.] [coll.]") is None
+    entry = ding.parse_line("Super {n} :: premium petrol; -super")
+    assert [(p.de, p.en, p.refs) for p in entry.pairs] == [
+        ("Super", "premium petrol", ("premium petrol",))]
+
+
 def test_comments_and_misaligned_lines():
     assert ding.parse_line("# Version :: devel 2023-01-30") is None
     assert ding.parse_line("") is None

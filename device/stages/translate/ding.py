@@ -93,7 +93,9 @@ def parse_line(line: str) -> Entry | None:
     pairs = []
     for index, (de_sub, en_sub) in enumerate(zip(de_subs, en_subs)):
         de_alts = _alternatives(de_sub)
-        en_alts = _english(_alternatives(en_sub), bool(_VERB_TAG.search(de_sub)))
+        # an English ending on its own ('Super… :: …-a-palooza') is no translation of a word
+        en_alts = [alt for alt in _english(_alternatives(en_sub), bool(_VERB_TAG.search(de_sub)))
+                   if not alt.startswith(("…", "-"))]
         if not de_alts or not en_alts:
             continue
         kind = "head" if index == 0 else "sub"

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 MAX_WORDS = 8          # longer entries are example sentences, unlikely on signs
 MAX_CHARS = 100
-FORMAT = "7"
+FORMAT = "8"
 # The dictionary lists senses in its own order, and lowercase keys merge nouns and verbs
 # ('Ziehen' the ache, 'ziehen' to pull). For these common sign words the sign sense is
 # chosen by hand; every other entry is the dictionary's first sense.

@@ -4,8 +4,8 @@ translation quality on sign/notice texts and held-out sentences.
 Sets:
     signs     tests/data/sign_validation.tsv: 310 German sign and notice texts with 1-4 English
               references each, written for evaluation only (removed from all training data)
-    notices   tests/data/notice_heldout.tsv: 2,728 notices and multi-word signs written with the
-              sign register's round-4 to -11 phrases, one in five held out by a hash of
+    notices   tests/data/notice_heldout.tsv: 3,100 notices and multi-word signs written with the
+              sign register's round-4 to -12 phrases, one in five held out by a hash of
               the German (one reference each; same authors and style as that training data)
     tatoeba   the 2 % of Tatoeba pairs held out by sentence hash (calibration.training.translator_data)
     blind_signs, blind_notices

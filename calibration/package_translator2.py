@@ -331,7 +331,7 @@ def main(argv=None) -> int:
                     "references (tests/data/sign_validation.tsv, written for evaluation, "
                     "removed from all training data); notices: "
                     f"{quality['sets'].get('notices', 0)} notices and multi-word signs written "
-                    "with the sign register's round-4 to -11 phrases, one in five held out by a "
+                    "with the sign register's round-4 to -12 phrases, one in five held out by a "
                     "hash of the German (tests/data/notice_heldout.tsv, one reference each, "
                     "never trained on); tatoeba_test: "
                     f"{quality['sets'].get('tatoeba_test', 0)} Tatoeba pairs held out by "

@@ -125,7 +125,7 @@ def sign_validation() -> list[tuple[str, list[str]]]:
 
 
 def notice_heldout() -> list[tuple[str, list[str]]]:
-    """Notices written with the register's round-4 to -11 phrases, one in five held out
+    """Notices written with the register's round-4 to -12 phrases, one in five held out
     (by a hash of the German): (German, [English reference])."""
     return _tsv_pairs(NOTICE_HELDOUT)
 

@@ -343,6 +343,43 @@ def test_words_around_days_times_and_floors_are_read_whole(translator, monkeypat
     assert result.translation == "Toilets 2nd floor"
 
 
+def test_a_whole_answer_that_keeps_only_the_spans_is_cut_at_them(translator, monkeypatch):
+    # 'Mo–Sa 8–20 Uhr gebührenpflichtig' came out 'Mon–Sat 8:00–20:00': the word was lost
+    seen = []
+    monkeypatch.setattr(translator, "_chunk", lambda text, deadline: (
+        seen.append(text), ("mon–sat 8:00–20:00" if "Mo" in text else "charges apply",
+                            "model", 0.9, ""))[1])
+    result = translator.translate("Mo-Sa 8-20 Uhr gebührenpflichtig")
+    assert seen == ["Mo-Sa 8-20 Uhr gebührenpflichtig", "gebührenpflichtig"]
+    assert result.translation == "Mon–Sat 8:00–20:00 charges apply"
+    # an answer with a word beside the spans stands
+    seen.clear()
+    monkeypatch.setattr(translator, "_chunk", lambda text, deadline: (
+        seen.append(text), ("charges apply mon–sat 8:00–20:00", "model", 0.9, ""))[1])
+    result = translator.translate("Mo-Sa 8-20 Uhr Gebühren")
+    assert seen == ["Mo-Sa 8-20 Uhr Gebühren"]
+    assert result.translation == "Charges apply Mon–Sat 8:00–20:00"
+
+
+def test_a_notice_the_model_reads_as_one_sentence_is_read_sentence_by_sentence(
+        translator, monkeypatch):
+    # no rendered span in it: 'Münzen einwerfen ... drücken. Der Automat gibt kein
+    # Wechselgeld.' came out 'Insert coins, select the programme and starts are no change given.'
+    read = []
+    answers = {"Heute geschlossen. Bitte klingeln!": "closed today ring please",
+               "Heute geschlossen.": "closed today", "Bitte klingeln!": "please ring"}
+    monkeypatch.setattr(translator, "_chunk", lambda text, deadline: (
+        read.append(text), (answers[text], "model", 0.9, ""))[1])
+    result = translator.translate("Heute geschlossen. Bitte klingeln!")
+    assert read == list(answers)
+    assert result.translation == "Closed today. Please ring!"
+    # an answer with as many sentences stands
+    read.clear()
+    answers = {"Bitte klingeln. Heute geschlossen!": "ring please. Closed today"}
+    result = translator.translate("Bitte klingeln. Heute geschlossen!")
+    assert read == list(answers) and result.translation == "Ring please. Closed today!"
+
+
 def test_an_answer_that_merges_a_notices_sentences_is_read_again_sentence_by_sentence(
         translator, monkeypatch):
     read, chunk = [], translator._chunk

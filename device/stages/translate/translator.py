@@ -99,6 +99,8 @@ _PLACE_HEADS = ("platz", "strasse", "gasse", "weg", "allee", "ring", "damm", "uf
                 "ach", "stedt", "leben", "rode", "furt", "hagen", "ow", "itz")
 """Last parts of compounds that name a place ('Marienplatz', 'Ostbahnhof', 'Sendlinger Tor')."""
 _MARKS = ",;:.!?"
+_WORD_OF = re.compile(r"[^\W\d_]{2,}")
+"""A word of two letters or more."""
 _NUMBER_WORD = re.compile(
     r"(?i)\b(?:eins?|zwei|drei|vier|fünf|sechs|sieben|acht|neun|zehn|elf|zwölf|\w+zehn|"
     r"\w*zig|\w*ßig|hundert|tausend)\w*\b")
@@ -360,10 +362,30 @@ class Translator:
         # on a name plate the words between names are read alone ('Bus 52 Richtung Moosach')
         merged = spans if getattr(self._reading, "plate", None) else merge_plain_numbers(spans)
         outcome = self._render(text, merged, style, deadline)
-        if merged == spans or outcome[3] == "over_budget" or \
-                (not outcome[3] and numbers_kept(spans, outcome[0])):
-            return outcome
-        return self._render(text, spans, style, deadline)
+        if not (merged == spans or outcome[3] == "over_budget" or
+                (not outcome[3] and numbers_kept(spans, outcome[0]))):
+            outcome = self._render(text, spans, style, deadline)
+        parts = sentences(text)
+        if len(parts) > 1 and not outcome[3] and outcome[1] == "model" and \
+                len(_SENTENCE_END.findall(outcome[0])) + 1 < len(parts):
+            return self._each_sentence(parts, style, deadline)   # the model merged sentences
+        return outcome
+
+    def _each_sentence(self, parts: list[str], style: str,
+                       deadline: int | None) -> tuple[str, str, float, str]:
+        """A text of several sentences read one sentence at a time (an answer for the whole
+        merged some: 'Münzen einwerfen ... drücken. Der Automat gibt kein Wechselgeld.' came
+        out 'Insert coins, select the programme and starts are no change given.'); each keeps
+        its closing mark, and a sentence the sign book holds is answered from it."""
+        done = [self._render_numbers_inside(part, split_protected(
+            part, self.settings.time_style), style, deadline) for part in parts]
+        failed = next((result for result in done if result[3]), None)
+        if failed:
+            return failed
+        return (" ".join(closing_mark(result[0], part) for part, result in zip(parts, done)
+                         if result[0]),
+                _least_trusted(result[1] for result in done),
+                min(result[2] for result in done), "")
 
     def _whole(self, text: str, spans: list[tuple[str, bool]], style: str,
                deadline: int | None) -> tuple[str, str, float, str] | None:
@@ -385,14 +407,7 @@ class Translator:
                                   len(_SENTENCE_END.findall(whole[0])) + 1 >= len(parts)):
             return whole
         if len(parts) > 1:          # an answer that merged sentences: each on its own
-            done = [self._render_numbers_inside(part, split_protected(
-                part, self.settings.time_style), style, deadline) for part in parts]
-            failed = next((result for result in done if result[3]), None)
-            if failed:
-                return failed
-            return (" ".join(result[0] for result in done if result[0]),
-                    _least_trusted(result[1] for result in done),
-                    min(result[2] for result in done), "")
+            return self._each_sentence(parts, style, deadline)
         return None
 
     def _whole_answer(self, text: str, spans: list[tuple[str, bool]], style: str,
@@ -407,7 +422,7 @@ class Translator:
         # the spans keep their own casing ('3rd floor' in a title-case sign), but not in caps
         restored = restore_spans(english if style == "upper" else apply_style(english, style),
                                  found, spans, self.settings.time_style)
-        if restored is None:
+        if restored is None or _only_spans(restored, spans):
             return None
         for chunk, protected in spans:     # a span glued to a word stays glued ('2,4-Exit')
             if protected and chunk.endswith("-") and re.search(
@@ -833,6 +848,18 @@ def _without_borrowed_numbers(english: str, chunk: str,
 # two words of letters a space apart, the second one small: a word OCR may have cut in two
 _CUT_FIRST = re.compile(r"[^\W\d_]{2,}")
 _CUT_SECOND = re.compile(r"[a-zäöüß]{2,}")
+
+
+def _only_spans(english: str, spans: list[tuple[str, bool]]) -> bool:
+    """The model kept the spans and dropped the words between them ('Mo–Sa 8–20 Uhr
+    gebührenpflichtig' → 'Mon–Sat 8:00–20:00'): the text has a word outside its spans, the
+    answer none."""
+    if not any(_WORD_OF.search(chunk) for chunk, protected in spans if not protected):
+        return False
+    for chunk, protected in spans:
+        if protected:
+            english = re.sub(re.escape(chunk), " ", english, flags=re.IGNORECASE)
+    return _WORD_OF.search(english) is None
 
 
 def _least_trusted(vias) -> str:

@@ -203,10 +203,10 @@ def print_quality(quality: dict) -> None:
                       f"{s['exact_pct']:6.1f}  {share}")
 
 
-BASELINES = ("3.6.0", "3.5.0", "3.4.0", "1.1.0")
-"""Measured beside the active version in the same run: 3.6.0 (3.7.0's model with the round-10
-sign book), 3.5.0 and 3.4.0 (the defaults before; 3.4.0 ships no sign book) and 1.1.0 (the
-last phrasebook-first one)."""
+BASELINES = ("3.7.0", "3.5.0", "3.4.0", "1.1.0")
+"""Measured beside the active version in the same run: 3.7.0 (3.6.0's model with the round-11
+sign book, the default before 3.8.0), 3.5.0 and 3.4.0 (the defaults before; 3.4.0 ships no sign
+book) and 1.1.0 (the last phrasebook-first one)."""
 
 
 def run(config, json_out: bool = False, quick: bool = False) -> dict:

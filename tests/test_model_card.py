@@ -97,6 +97,7 @@ def test_write_puts_the_card_where_the_store_reads_it(tmp_path):
     ("translator/3.5.0", package_translator2.card),
     ("translator/3.6.0", package_translator2.card),
     ("translator/3.7.0", package_translator2.card),
+    ("translator/3.8.0", package_translator2.card),
 ])
 def test_a_card_rendered_from_its_manifest_has_the_committed_cards_tables(model, render):
     """The committed cards were edited by hand after packaging (module paths, the OCR

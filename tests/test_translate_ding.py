@@ -64,6 +64,9 @@ def test_an_english_ending_alone_is_no_translation():
     entry = ding.parse_line("Super {n} :: premium petrol; -super")
     assert [(p.de, p.en, p.refs) for p in entry.pairs] == [
         ("Super", "premium petrol", ("premium petrol",))]
+    # a word after an ellipsis is a translation ('Assistentenprogramm für …' :: '… wizard')
+    entry = ding.parse_line("Assistentenprogramm {n} für … :: … wizard")
+    assert [p.en for p in entry.pairs] == ["… wizard"]
 
 
 def test_comments_and_misaligned_lines():

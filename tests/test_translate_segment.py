@@ -84,6 +84,10 @@ def test_sentences_end_at_their_marks_not_after_numbers_or_abbreviations():
         "Eintritt inkl. MwSt. zzgl. Gebühr, geöffnet bis 24.12. Danach zu"]
     assert sentences("Ausgang „Nord“. Bitte links") == ["Ausgang „Nord“.", "Bitte links"]
     assert sentences("Nur für Mitglieder") == ["Nur für Mitglieder"]
+    # titles and departments: 'Hr.', 'Fa.', 'St.', 'Abt.' end no sentence
+    assert sentences("Fa. Schmidt. Lieferanten bitte klingeln.") == [
+        "Fa. Schmidt.", "Lieferanten bitte klingeln."]
+    assert sentences("St. Martin. Abt. Einkauf.") == ["St. Martin.", "Abt. Einkauf."]
 
 
 def test_parts_fit_and_neighbours_that_fit_together_stay_together():

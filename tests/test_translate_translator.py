@@ -380,6 +380,35 @@ def test_a_notice_the_model_reads_as_one_sentence_is_read_sentence_by_sentence(
     assert read == list(answers) and result.translation == "Ring please. Closed today!"
 
 
+def test_a_merged_answer_stands_where_a_sentence_alone_reads_less_surely(
+        translator, monkeypatch):
+    # 'St. Martin. Gottesdienst Sonntag.' → 'St. Martin service on Sunday.' (0.88); the name
+    # alone came out '. Martin Care Home.' at 0.47
+    answers = {"Heute geschlossen. Bitte klingeln!": ("Closed today ring please", 0.88),
+               "Heute geschlossen.": ("today closure home", 0.47),
+               "Bitte klingeln!": ("please ring", 0.9)}
+    seen = []
+    monkeypatch.setattr(translator, "_chunk", lambda text, deadline: (
+        seen.append(text), (answers[text][0], "model", answers[text][1], ""))[1])
+    result = translator.translate("Heute geschlossen. Bitte klingeln!")
+    assert seen == list(answers)
+    assert result.translation == "Closed today ring please!"
+
+
+def test_what_makes_an_answer_merged():
+    from device.stages.translate.translator import _merged, _only_spans
+    two = ["Ca. 10 Min. Wartezeit.", "Bitte warten."]
+    assert _merged("Approx. 10 min. please wait.", two)        # abbreviations end none
+    assert not _merged("Approx. 10 min wait. Please wait.", two)
+    assert not _merged("Mr Meier please ring", ["Meier.", "Bitte klingeln."])  # one word
+    # function words English signs leave out do not count as dropped
+    assert not _only_spans("Mon–Fri 8:00–18:00", [("Mon–Fri", True), ("von", False),
+                                                  ("8:00–18:00", True)])
+    assert _only_spans("Mon–Fri 18:00", [("Mon–Fri", True), ("ab", False), ("18:00", True)])
+    assert not _only_spans("Mon–Fri from 18:00", [("Mon–Fri", True), ("ab", False),
+                                                  ("18:00", True)])
+
+
 def test_an_answer_that_merges_a_notices_sentences_is_read_again_sentence_by_sentence(
         translator, monkeypatch):
     read, chunk = [], translator._chunk

@@ -91,7 +91,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--compare", type=Path, help="a run whose validation loss to print beside")
     p.add_argument("--batch", type=int, default=2048)
-    p.add_argument("--limit", type=int, default=0, help="distinct sources to read (0: all)")
+    p.add_argument("--limit", type=int, default=0,
+                   help="read only the N shortest distinct sources (a quick check; 0: all)")
     p.add_argument("--tokenizer", type=Path, help="spm model for the sample file "
                    "(default: spm8000.model beside --data)")
     args = p.parse_args(argv)

@@ -47,6 +47,10 @@ class Entry:
     size: int = 1           # 1 + one-word sub-entries (inflections): main senses list most
 
 
+_ENDING = re.compile(r"[…-][\w-]")
+"""An ending to glue on ('…-a-palooza', '-super'), not a word ('… wizard' stays)."""
+
+
 def strip_tags(text: str) -> str:
     """Remove {..}, [..], <..>, (..) (nested ones too) and abbreviations (/dep./), and
     collapse spaces."""
@@ -95,7 +99,7 @@ def parse_line(line: str) -> Entry | None:
         de_alts = _alternatives(de_sub)
         # an English ending on its own ('Super… :: …-a-palooza') is no translation of a word
         en_alts = [alt for alt in _english(_alternatives(en_sub), bool(_VERB_TAG.search(de_sub)))
-                   if not alt.startswith(("…", "-"))]
+                   if not _ENDING.match(alt)]
         if not de_alts or not en_alts:
             continue
         kind = "head" if index == 0 else "sub"

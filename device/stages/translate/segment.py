@@ -27,9 +27,9 @@ _SENTENCE_MARK = re.compile(r"[.!?][\"“”'»)\]]?\s+(?=[\"„«(\[]?[A-ZÄÖ�
 _WORD_BEFORE = re.compile(r"([^\W_]+)\.$")
 _CLAUSE_END = re.compile(r"(?<=[,;:])\s+|(?<=\s[–—-])\s+")
 _CLOSING_MARK = re.compile(r"(?<=\S)[,;:.!?]+$|\s[–—-]$")
-ABBREVIATIONS = frozenset("""a abs allg apr aug b bhf bzw ca d dez di dr do evtl feb fr
-    geb gem ggf h hbf hausnr inkl jan jh jul jun kl max min mind mo mi mrd mio mwst nov nr
-    okt prof s sa sept so std str tel u usw v vgl z zzgl zb""".split())
+ABBREVIATIONS = frozenset("""a abs abt allg apr aug b bhf bzw ca d dez di dr do evtl fa feb fr
+    geb gem ggf h hbf hausnr hl hr inkl jan jh jul jun kl max min mind mo mi mrd mio mwst nov nr
+    okt prof s sa sept so st std str tel u usw v vgl z zzgl zb""".split())
 """Words a full stop follows without ending the sentence (lowercase, without the stop)."""
 
 

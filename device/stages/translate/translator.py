@@ -66,11 +66,11 @@ from device.stages.translate.signbook import SignBook
 from device.stages.translate.segment import (PLAIN_NUMBER, clauses, closing_mark, cut_to_fit,
                                              ends_sentence, merge_plain_numbers, numbers_kept,
                                              restore_spans, sentences, span_kind)
-from device.stages.translate.signage import (TITLES, apply_style, cut_words_joined,
-                                             english_casing, english_numbers, english_place,
-                                             name_plate, render_in_place, sentence_capitals,
-                                             slash_parts, small_start, split_arrows,
-                                             split_protected, style_of)
+from device.stages.translate.signage import (EN_ABBREVIATIONS, TITLES, apply_style,
+                                             cut_words_joined, english_casing, english_numbers,
+                                             english_place, name_plate, render_in_place,
+                                             sentence_capitals, slash_parts, small_start,
+                                             split_arrows, split_protected, style_of)
 from device.stages.translate.tokenizer import EOS, Tokenizer
 
 log = logging.getLogger(__name__)
@@ -101,6 +101,8 @@ _PLACE_HEADS = ("platz", "strasse", "gasse", "weg", "allee", "ring", "damm", "uf
 _MARKS = ",;:.!?"
 _WORD_OF = re.compile(r"[^\W\d_]{2,}")
 """A word of two letters or more."""
+_MEANT = frozenset({"ab", "bis", "nur", "nicht", "kein", "keine"})
+"""Function words an answer must not drop ('ab 18 Uhr' → 'from 18:00')."""
 _NUMBER_WORD = re.compile(
     r"(?i)\b(?:eins?|zwei|drei|vier|fünf|sechs|sieben|acht|neun|zehn|elf|zwölf|\w+zehn|"
     r"\w*zig|\w*ßig|hundert|tausend)\w*\b")
@@ -355,7 +357,9 @@ class Translator:
                                deadline: int | None) -> tuple[str, str, float, str]:
         """The whole text through the model (`_whole`); else `_render` with plain numbers
         inside the text the model reads; if the model drops one (or that fails, not for lack
-        of time), the text is cut at its numbers instead."""
+        of time), the text is cut at its numbers instead. A model answer that merged the
+        text's sentences is read again sentence by sentence (`_each_sentence`; more decoding,
+        within the same deadline)."""
         whole = self._whole(text, spans, style, deadline)
         if whole is not None:
             return whole
@@ -366,9 +370,13 @@ class Translator:
                 (not outcome[3] and numbers_kept(spans, outcome[0]))):
             outcome = self._render(text, spans, style, deadline)
         parts = sentences(text)
-        if len(parts) > 1 and not outcome[3] and outcome[1] == "model" and \
-                len(_SENTENCE_END.findall(outcome[0])) + 1 < len(parts):
-            return self._each_sentence(parts, style, deadline)   # the model merged sentences
+        if not outcome[3] and outcome[1] == "model" and _merged(outcome[0], parts):
+            # the model merged sentences: read one at a time, kept where no sentence is less
+            # sure than the merged answer ('St. Martin. Gottesdienst Sonntag.': the name alone
+            # reads worse than the whole)
+            each = self._each_sentence(parts, style, deadline)
+            if each[3] == "over_budget" or (not each[3] and each[2] >= outcome[2]):
+                return each
         return outcome
 
     def _each_sentence(self, parts: list[str], style: str,
@@ -403,10 +411,9 @@ class Translator:
             return None
         parts = sentences(text)
         whole = self._whole_answer(text, spans, style, deadline) if self._fits(text) else None
-        if whole is not None and (whole[3] or len(parts) == 1 or
-                                  len(_SENTENCE_END.findall(whole[0])) + 1 >= len(parts)):
+        if whole is not None and (whole[3] or not _merged(whole[0], parts)):
             return whole
-        if len(parts) > 1:          # an answer that merged sentences: each on its own
+        if _merged(whole[0] if whole is not None else "", parts):
             return self._each_sentence(parts, style, deadline)
         return None
 
@@ -850,11 +857,25 @@ _CUT_FIRST = re.compile(r"[^\W\d_]{2,}")
 _CUT_SECOND = re.compile(r"[a-zäöüß]{2,}")
 
 
+def _merged(english: str, parts: list[str]) -> bool:
+    """An answer with fewer sentences than the text's `parts`, each a sentence of two words or
+    more ('Hr. Meier.' is no sentence of its own); an English abbreviation's stop ('Approx.
+    10 min.') ends none."""
+    if len(parts) < 2 or any(len(part.split()) < 2 for part in parts):
+        return False
+    ends = [m for m in _SENTENCE_END.finditer(english) if re.search(
+        r"([^\W\d_]*)$", english[:m.start()]).group(1).lower() not in EN_ABBREVIATIONS]
+    return len(ends) + 1 < len(parts)
+
+
 def _only_spans(english: str, spans: list[tuple[str, bool]]) -> bool:
     """The model kept the spans and dropped the words between them ('Mo–Sa 8–20 Uhr
-    gebührenpflichtig' → 'Mon–Sat 8:00–20:00'): the text has a word outside its spans, the
+    gebührenpflichtig' → 'Mon–Sat 8:00–20:00'): the text has a word outside its spans that
+    English signs write ('von 8–18 Uhr' is '8:00–18:00'; 'ab 18 Uhr' is 'from 18:00'), the
     answer none."""
-    if not any(_WORD_OF.search(chunk) for chunk, protected in spans if not protected):
+    words = [w for chunk, protected in spans if not protected for w in _WORD_OF.findall(chunk)]
+    if all(lookup_key(w) in _FUNCTION_KEYS and lookup_key(w) not in _MEANT
+           for w in words):
         return False
     for chunk, protected in spans:
         if protected:

@@ -107,6 +107,7 @@ class TranslatorSection(SectionValues):
     model: str
     version: str
     beam_size: int
+    beam_below: float
     max_tokens: int
     cache_size: int
     min_model_confidence: float

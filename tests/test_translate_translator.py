@@ -735,3 +735,31 @@ def test_a_word_ocr_cut_in_two_is_joined_where_its_first_part_is_no_word(transla
     # a word and the next one stay apart ('Hund' is a word), and so do a name and a word
     assert translator._ocr_misreads("Hund katze") == "Hund katze"
     assert translator._ocr_misreads("Krzyzanowski bitte") == "Krzyzanowski bitte"
+
+
+def test_an_unsure_greedy_answer_is_decoded_again_with_a_beam(parts, monkeypatch):
+    from dataclasses import replace as with_
+
+    from device.stages.translate.model import Decoded
+    model, tokenizer, book = parts
+    calls = []
+
+    def generate(ids, max_tokens=0, beam_size=1, deadline_ns=None):
+        calls.append(beam_size)
+        words = "no smoking" if beam_size > 1 else "smoking no"
+        return Decoded(tuple(tokenizer.encode(words)), 0.8 if beam_size > 1 else 0.6, True)
+    monkeypatch.setattr(model, "generate", generate)
+    settings = Settings(cache_size=0, min_model_confidence=0.0, budget_ms=math.inf,
+                        model_first=True, use_phrasebook=False)
+    for below, want, beams in ((0.9, "No smoking", [1, 3]), (0.5, "Smoking no", [1]),
+                               (0.0, "Smoking no", [1])):
+        calls.clear()
+        translator = Translator(model, tokenizer, book, with_(settings, beam_below=below))
+        result = translator.translate("Rauchen verboten")
+        assert (result.translation, calls) == (want, beams), below
+    # a beam answer no surer than the greedy one leaves it
+    monkeypatch.setattr(model, "generate", lambda ids, max_tokens=0, beam_size=1,
+                        deadline_ns=None: Decoded(tuple(tokenizer.encode(
+                            "no smoking" if beam_size > 1 else "smoking no")), 0.6, True))
+    translator = Translator(model, tokenizer, book, with_(settings, beam_below=0.9))
+    assert translator.translate("Rauchen verboten").translation == "Smoking no"

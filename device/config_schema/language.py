@@ -7,6 +7,9 @@ TRANSLATOR = Section("translator", "German→English translation of recognized l
     Key("model", str, "translator", "Name of the translator model in the store."),
     Key("version", str, "", "Translator version to load; empty: the active version (or newest)."),
     Key("beam_size", int, 1, "Beam width of the decoder; 1 is greedy (fastest).", min=1, max=8),
+    Key("beam_below", float, 0.9, "A greedy model answer less confident than this is decoded "
+        "again with a beam of 3 and the surer of the two is kept (one more decoding, within "
+        "budget_ms); 0: never.", min=0.0, max=1.0),
     Key("max_tokens", int, 0, "Longest translation in tokens; 0: as long as the model allows "
         "(23).", min=0, max=64),
     Key("cache_size", int, 512, "Recent translations kept in the LRU cache (0: no cache).",

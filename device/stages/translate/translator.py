@@ -99,6 +99,8 @@ _PLACE_HEADS = ("platz", "strasse", "gasse", "weg", "allee", "ring", "damm", "uf
                 "ach", "stedt", "leben", "rode", "furt", "hagen", "ow", "itz")
 """Last parts of compounds that name a place ('Marienplatz', 'Ostbahnhof', 'Sendlinger Tor')."""
 _MARKS = ",;:.!?"
+RESCUE_BEAM = 3
+"""The beam an unsure greedy answer is decoded again with ([translator] beam_below)."""
 _WORD_OF = re.compile(r"[^\W\d_]{2,}")
 """A word of two letters or more."""
 _MEANT = frozenset({"ab", "bis", "nur", "nicht", "kein", "keine"})
@@ -149,6 +151,9 @@ class Settings:
     split_below_confidence: float = 0.0  # a less sure answer for a text of several clauses
                                          # yields to its clauses read one by one, if surer
                                          # (0: off here; the config's default is 0.8)
+    beam_below: float = 0.0              # a less sure greedy answer is decoded again with a
+                                         # beam of RESCUE_BEAM, the surer kept (0: off here;
+                                         # the config's default is 0.9)
 
     @classmethod
     def from_config(cls, cfg: Config) -> "Settings":
@@ -161,6 +166,7 @@ class Settings:
                    use_phrasebook=t.use_phrasebook,
                    gloss_below_confidence=t.gloss_below_confidence,
                    split_below_confidence=t.split_below_confidence,
+                   beam_below=t.beam_below,
                    show_glosses=t.show_glosses, time_style=t.time_style,
                    model_first=t.model_first, uncertain_below=t.uncertain_below)
 
@@ -567,6 +573,14 @@ class Translator:
             return memo["decode", chunk]
         decoded = self.model.generate(ids + [EOS], max_tokens=self.settings.max_tokens,
                                       beam_size=self.settings.beam_size, deadline_ns=deadline)
+        if decoded.complete and self.settings.beam_size < RESCUE_BEAM and \
+                decoded.confidence < self.settings.beam_below:
+            # an unsure greedy answer: a beam may find a surer one (one more decoding; one cut
+            # short by the deadline leaves the greedy answer)
+            again = self.model.generate(ids + [EOS], max_tokens=self.settings.max_tokens,
+                                        beam_size=RESCUE_BEAM, deadline_ns=deadline)
+            if again.complete and again.confidence > decoded.confidence:
+                decoded = again
         if decoded.complete:
             memo["decode", chunk] = decoded
         return decoded

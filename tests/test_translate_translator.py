@@ -763,3 +763,27 @@ def test_an_unsure_greedy_answer_is_decoded_again_with_a_beam(parts, monkeypatch
                             "no smoking" if beam_size > 1 else "smoking no")), 0.6, True))
     translator = Translator(model, tokenizer, book, with_(settings, beam_below=0.9))
     assert translator.translate("Rauchen verboten").translation == "Smoking no"
+
+
+def test_the_beam_for_an_unsure_answer_is_tried_only_where_the_deadline_leaves_time(
+        parts, monkeypatch):
+    from dataclasses import replace as with_
+
+    from device.stages.translate.model import Decoded
+    model, tokenizer, book = parts
+    calls = []
+
+    def generate(ids, max_tokens=0, beam_size=1, deadline_ns=None):
+        calls.append(beam_size)
+        return Decoded(tuple(tokenizer.encode("smoking no")), 0.6, True)
+    monkeypatch.setattr(model, "generate", generate)
+    translator = Translator(model, tokenizer, book, Settings(
+        cache_size=0, min_model_confidence=0.0, budget_ms=math.inf, model_first=True,
+        use_phrasebook=False, beam_below=0.9))
+    past = 0                                 # a deadline long gone: no time for a beam
+    assert translator._generate("Rauchen verboten", tokenizer.encode("rauchen verboten"),
+                                past).complete and calls == [1]
+    calls.clear()
+    translator._reading.__dict__.clear()
+    translator._generate("Rauchen verboten", tokenizer.encode("rauchen verboten"), None)
+    assert calls == [1, 3]

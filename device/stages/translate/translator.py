@@ -571,12 +571,18 @@ class Translator:
         memo = self._memo()
         if ("decode", chunk) in memo:
             return memo["decode", chunk]
+        started = time.perf_counter_ns()
         decoded = self.model.generate(ids + [EOS], max_tokens=self.settings.max_tokens,
                                       beam_size=self.settings.beam_size, deadline_ns=deadline)
+        took = time.perf_counter_ns() - started
         if decoded.complete and self.settings.beam_size < RESCUE_BEAM and \
-                decoded.confidence < self.settings.beam_below:
-            # an unsure greedy answer: a beam may find a surer one (one more decoding; one cut
-            # short by the deadline leaves the greedy answer)
+                decoded.confidence < self.settings.beam_below and (
+                    deadline is None or
+                    deadline - time.perf_counter_ns() > (RESCUE_BEAM + 1) * took):
+            # an unsure greedy answer: a beam may find a surer one (one more decoding, about
+            # RESCUE_BEAM times the greedy one, tried only where the deadline leaves that and
+            # one greedy decoding more for the rest of the text; one cut short by the deadline
+            # leaves the greedy answer)
             again = self.model.generate(ids + [EOS], max_tokens=self.settings.max_tokens,
                                         beam_size=RESCUE_BEAM, deadline_ns=deadline)
             if again.complete and again.confidence > decoded.confidence:

@@ -767,8 +767,6 @@ def test_an_unsure_greedy_answer_is_decoded_again_with_a_beam(parts, monkeypatch
 
 def test_the_beam_for_an_unsure_answer_is_tried_only_where_the_deadline_leaves_time(
         parts, monkeypatch):
-    from dataclasses import replace as with_
-
     from device.stages.translate.model import Decoded
     model, tokenizer, book = parts
     calls = []

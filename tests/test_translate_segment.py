@@ -48,6 +48,14 @@ def test_a_word_cut_at_a_hyphen_before_a_slash_is_one_of_two():
     assert cut_words_joined("Damen/Herren, 2-/3-Bett") == "Damen/Herren, 2-/3-Bett"
 
 
+def test_english_sentences_end_at_marks_but_not_after_abbreviations():
+    from device.stages.translate.signage import english_sentences
+    assert english_sentences("Closed. Please ring!") == 2
+    assert english_sentences("Approx. 10 min. please wait.") == 1
+    assert english_sentences("Why?! Go") == 2
+    assert english_sentences("Depth 3.80 m") == 1
+
+
 def test_a_phrase_that_goes_on_a_sentence_starts_small_unless_its_word_keeps_capitals():
     assert small_start("Closed") == "closed"
     assert small_start("WC on the left") == "WC on the left"

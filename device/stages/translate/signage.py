@@ -776,6 +776,16 @@ EN_ABBREVIATIONS = frozenset("approx ca e g i etc incl excl max min no nr st dr 
                               "tel hbf str".split())
 
 
+_EN_STOP = re.compile(r"([^\W\d_]*)[.!?](?=\s+\S)")
+
+
+def english_sentences(english: str) -> int:
+    """How many sentences an English text has: each '.', '!' or '?' before more text ends one,
+    except an abbreviation's stop ('Approx. 10 min. please wait' is one)."""
+    return 1 + sum(m.group(1).lower() not in EN_ABBREVIATIONS
+                   for m in _EN_STOP.finditer(english))
+
+
 def sentence_capitals(english: str) -> str:
     """A sentence after the first one starts with a capital ('... site. parents are' → '...
     site. Parents are', after a time or a price too: '... from 15:00. you can' → '... 15:00.

@@ -66,9 +66,9 @@ from device.stages.translate.signbook import SignBook
 from device.stages.translate.segment import (PLAIN_NUMBER, clauses, closing_mark, cut_to_fit,
                                              ends_sentence, merge_plain_numbers, numbers_kept,
                                              restore_spans, sentences, span_kind)
-from device.stages.translate.signage import (EN_ABBREVIATIONS, TITLES, apply_style,
-                                             cut_words_joined, english_casing, english_numbers,
-                                             english_place, name_plate, render_in_place,
+from device.stages.translate.signage import (TITLES, apply_style, cut_words_joined,
+                                             english_casing, english_numbers, english_place,
+                                             english_sentences, name_plate, render_in_place,
                                              sentence_capitals, slash_parts, small_start,
                                              split_arrows, split_protected, style_of)
 from device.stages.translate.tokenizer import EOS, Tokenizer
@@ -79,11 +79,13 @@ VIAS = ("phrasebook", "cache", "model", "gloss", "rule", "passthrough")
 GLOSS_CONFIDENCE = 0.3   # a word-by-word dictionary gloss: understandable, rarely idiomatic
 NAME_OVERRIDE = 0.95     # words the model translates this surely (not copied) are no names
 _FUNCTION_KEYS = frozenset(lookup_key(word) for word in FUNCTION_WORDS)
+_DROPPABLE = _FUNCTION_KEYS - {"ab", "bis", "nur", "nicht", "kein", "keine"}
+"""Function words English signs leave out ('von 8–18 Uhr' → '8:00–18:00'); not these ('ab 18
+Uhr' → 'from 18:00')."""
 _NOT_CODES = _FUNCTION_KEYS | {"in", "an", "um", "auf", "aus", "nach", "ca"}
 """Words in capitals before a number that are words, not codes ('IN 5 Min')."""
 _TRUST = {"phrasebook": 3, "model": 2, "gloss": 1}
 """A text made of chunks answered in several ways is labelled by its least trusted chunk."""
-_SENTENCE_END = re.compile(r"[.!?](?=\s+\S)")
 _ADDRESS = re.compile(r"@|://|\bwww\.|\w\.(?:de|at|ch|com|org|net|eu|info)\b", re.IGNORECASE)
 """A web or e-mail address: spelled as written, never corrected."""
 _LONGEST_WORD = 30
@@ -103,8 +105,6 @@ RESCUE_BEAM = 3
 """The beam an unsure greedy answer is decoded again with ([translator] beam_below)."""
 _WORD_OF = re.compile(r"[^\W\d_]{2,}")
 """A word of two letters or more."""
-_MEANT = frozenset({"ab", "bis", "nur", "nicht", "kein", "keine"})
-"""Function words an answer must not drop ('ab 18 Uhr' → 'from 18:00')."""
 _NUMBER_WORD = re.compile(
     r"(?i)\b(?:eins?|zwei|drei|vier|fünf|sechs|sieben|acht|neun|zehn|elf|zwölf|\w+zehn|"
     r"\w*zig|\w*ßig|hundert|tausend)\w*\b")
@@ -417,11 +417,10 @@ class Translator:
             return None
         parts = sentences(text)
         whole = self._whole_answer(text, spans, style, deadline) if self._fits(text) else None
-        if whole is not None and (whole[3] or not _merged(whole[0], parts)):
+        merged = _merged(whole[0] if whole is not None else "", parts)
+        if whole is not None and (whole[3] or not merged):
             return whole
-        if _merged(whole[0] if whole is not None else "", parts):
-            return self._each_sentence(parts, style, deadline)
-        return None
+        return self._each_sentence(parts, style, deadline) if merged else None
 
     def _whole_answer(self, text: str, spans: list[tuple[str, bool]], style: str,
                       deadline: int | None) -> tuple[str, str, float, str] | None:
@@ -881,11 +880,8 @@ def _merged(english: str, parts: list[str]) -> bool:
     """An answer with fewer sentences than the text's `parts`, each a sentence of two words or
     more ('Hr. Meier.' is no sentence of its own); an English abbreviation's stop ('Approx.
     10 min.') ends none."""
-    if len(parts) < 2 or any(len(part.split()) < 2 for part in parts):
-        return False
-    ends = [m for m in _SENTENCE_END.finditer(english) if re.search(
-        r"([^\W\d_]*)$", english[:m.start()]).group(1).lower() not in EN_ABBREVIATIONS]
-    return len(ends) + 1 < len(parts)
+    return len(parts) > 1 and all(len(part.split()) > 1 for part in parts) and \
+        english_sentences(english) < len(parts)
 
 
 def _only_spans(english: str, spans: list[tuple[str, bool]]) -> bool:
@@ -894,8 +890,7 @@ def _only_spans(english: str, spans: list[tuple[str, bool]]) -> bool:
     English signs write ('von 8–18 Uhr' is '8:00–18:00'; 'ab 18 Uhr' is 'from 18:00'), the
     answer none."""
     words = [w for chunk, protected in spans if not protected for w in _WORD_OF.findall(chunk)]
-    if all(lookup_key(w) in _FUNCTION_KEYS and lookup_key(w) not in _MEANT
-           for w in words):
+    if all(lookup_key(w) in _DROPPABLE for w in words):
         return False
     for chunk, protected in spans:
         if protected:

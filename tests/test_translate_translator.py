@@ -8,23 +8,16 @@ import re
 
 import pytest
 
-from device.stages.translate.model import Seq2SeqModel
 from device.stages.translate.phrasebook import Phrasebook
-from device.stages.translate.tokenizer import Tokenizer
 from device.stages.translate.signage import split_arrows
 from device.stages.translate.signbook import SignBook
-from device.stages.translate.translator import Settings, Translator, tokenizer_path
-from translate_helpers import excerpt, need_dictionary, store_version
+from device.stages.translate.translator import Settings, Translator
+from translate_helpers import model_parts
 
 
 @pytest.fixture(scope="module")
 def parts(tmp_path_factory):
-    need_dictionary()
-    tmp = tmp_path_factory.mktemp("translate")
-    book = Phrasebook.load(excerpt(tmp / "de-en"), tmp / "cache")
-    version = store_version()
-    model = Seq2SeqModel(version.artifact, backend="auto", num_threads=1)
-    return model, Tokenizer(tokenizer_path(version)), book
+    return model_parts(tmp_path_factory.mktemp("translate"))
 
 
 @pytest.fixture

@@ -52,3 +52,16 @@ def store_version():
     if "translator" not in store.names():
         pytest.fail("no translator in models/: the committed model is missing")
     return store.get("translator")
+
+
+def model_parts(tmp: Path):
+    """(the committed model, its tokenizer, a phrasebook of the HEADWORDS' real lines)."""
+    from device.stages.translate.model import Seq2SeqModel
+    from device.stages.translate.phrasebook import Phrasebook
+    from device.stages.translate.tokenizer import Tokenizer
+    from device.stages.translate.translator import tokenizer_path
+    need_dictionary()
+    book = Phrasebook.load(excerpt(tmp / "de-en"), tmp / "cache")
+    version = store_version()
+    model = Seq2SeqModel(version.artifact, backend="auto", num_threads=1)
+    return model, Tokenizer(tokenizer_path(version)), book

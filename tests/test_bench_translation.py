@@ -46,7 +46,7 @@ def test_names_kept_counts_a_plate_whose_every_name_is_there_as_written_or_in_en
 
 def test_the_name_plate_sets_hold_names_their_texts_contain():
     from calibration.training import translator_data
-    for which in ("dev", "heldout"):
+    for which in ("dev", "dev2", "heldout"):
         plates = translator_data.name_plates(which)
         assert len(plates) >= 200
         assert all(names and all(n in de for n in names) for de, names in plates)
@@ -71,3 +71,32 @@ def test_the_blind_sets_have_references(which, least):
     blind = getattr(translator_data, which)()
     assert len(blind) >= least and all(len(refs) >= 2 for _, refs in blind)
     assert len({de for de, _ in blind}) == len(blind)
+
+
+def test_a_readers_verdicts_count_only_the_very_answer_judged(monkeypatch, tmp_path):
+    from calibration.training import translator_data
+    first, second = tmp_path / "judged.tsv", tmp_path / "judged2.tsv"
+    first.write_text("# German\tversion\tEnglish\tacceptable\twhy not\n"
+                     "Rauchen verboten\t3.8.0\tNo smoking\tyes\t\n"
+                     "Betreten verboten\t3.8.0\tKeep off\tyes\t\n", encoding="utf-8")
+    # the blind notices' file writes the version first; a second reader may disagree
+    second.write_text("3.8.0\tBetreten verboten\tKeep off\tno\tnot what it says\n",
+                      encoding="utf-8")
+    monkeypatch.setattr(translator_data, "JUDGED", {"signs": [first, second]})
+    assert translator_data.reader_verdicts("signs") == {
+        ("Rauchen verboten", "No smoking"): [True],
+        ("Betreten verboten", "Keep off"): [True, False]}
+    assert translator_data.reader_verdicts("notices") == {}
+    version = ModelStore(ROOT / "models").get("translator")
+    sets = {"signs": (["Rauchen verboten", "Betreten verboten"], [["No smoking"], ["No entry"]]),
+            "notices": (["Rauchen verboten"], [["No smoking"]])}
+    result = evaluate_version(version, config.defaults(), sets, None, "auto")
+    assert [(m["de"], m["got"]) for m in result["signs"]["misses"]] == [
+        ("Betreten verboten", "Keep off")]
+    # accepted only where every reader who judged that very answer accepted it
+    assert result["signs"]["reader"] == {"accepted_pct": 50.0, "unjudged": 0}
+    assert "reader" not in result["notices"]
+    monkeypatch.setattr(translator_data, "JUDGED", {"signs": [second]})
+    # an answer no reader judged counts as not accepted
+    result = evaluate_version(version, config.defaults(), sets, None, "auto")
+    assert result["signs"]["reader"] == {"accepted_pct": 0.0, "unjudged": 1}

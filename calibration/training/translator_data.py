@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 from pathlib import Path
 
 import numpy as np
@@ -39,8 +40,15 @@ SIGN_VALIDATION = ROOT / "tests" / "data" / "sign_validation.tsv"
 NOTICE_HELDOUT = ROOT / "tests" / "data" / "notice_heldout.tsv"
 SHORT_SIGNS_BLIND = ROOT / "tests" / "data" / "short_signs_blind.tsv"
 NOTICES_BLIND = ROOT / "tests" / "data" / "notices_blind.tsv"
+NOTICES_DEV = ROOT / "tests" / "data" / "notices_dev.tsv"
 NAME_PLATES = {"dev": ROOT / "tests" / "data" / "name_plates_dev.tsv",
+               "dev2": ROOT / "tests" / "data" / "name_plates_dev2.tsv",
                "heldout": ROOT / "tests" / "data" / "name_plates_heldout.tsv"}
+JUDGED = {"signs": [ROOT / "tests" / "data" / "sign_validation_judged.tsv",
+                    ROOT / "tests" / "data" / "sign_validation_judged2.tsv"],
+          "blind_notices": [ROOT / "tests" / "data" / "notices_blind_judged.tsv"]}
+"""A reader's verdicts on answers to a set's texts (German, version, English, yes/no, why not;
+the blind notices' file has the version first)."""
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 MAX_LEN = 24
 MIXES = {
@@ -145,9 +153,31 @@ def notices_blind() -> list[tuple[str, list[str]]]:
     return _tsv_pairs(NOTICES_BLIND)
 
 
+def notices_dev() -> list[tuple[str, list[str]]]:
+    """Notices written blind like `notices_blind`, a third of them with names of stations,
+    streets and towns: (German, [English references]). A development set: the name rules
+    (device/stages/translate/names.py) were written while reading it."""
+    return _tsv_pairs(NOTICES_DEV)
+
+
+def reader_verdicts(set_name: str) -> dict[tuple[str, str], list[bool]]:
+    """(German, English shown) → every reader's verdict on it (True: acceptable), from the
+    set's JUDGED files; empty for a set no reader has judged."""
+    verdicts: dict[tuple[str, str], list[bool]] = {}
+    for path in JUDGED.get(set_name, []):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            cols = line.split("\t")
+            if line.startswith("#") or len(cols) < 4:
+                continue
+            if re.fullmatch(r"\d+\.\d+\.\d+", cols[0]):      # version first
+                cols[0], cols[1] = cols[1], cols[0]
+            verdicts.setdefault((cols[0], cols[2]), []).append(cols[3].strip() == "yes")
+    return verdicts
+
+
 def name_plates(which: str) -> list[tuple[str, list[str]]]:
-    """Name plates and the names a translation keeps: (German, [name]); 'dev' (used while
-    writing the name rules) or 'heldout' (measured only after)."""
+    """Name plates and the names a translation keeps: (German, [name]); 'dev' and 'dev2'
+    (used while writing the name rules) or 'heldout' (measured only after)."""
     return [(de, [n.strip() for n in names[0].split("|") if n.strip()])
             for de, names in _tsv_pairs(NAME_PLATES[which])]
 

@@ -138,6 +138,11 @@ def name_plate(words: list[str], unknown=None) -> dict[int, str]:
     return {**taken, **{i: "train" for i, w in rest.items() if w.lower() in _TRAINS}}
 
 
+def takes_name(word: str) -> bool:
+    """A trade, an inn or a title that a name follows ('Metzgerei', 'Gasthof', 'Dr.')."""
+    return _taker(word) is not None or word.lower() in _PERSON_TAKERS
+
+
 def _taker(word: str) -> str | None:
     """'trade' or 'inn' for a word that takes a name, compounds too ('Bäckerei',
     'Landmetzgerei', 'Kfz-Werkstatt', 'Brauereigasthof', 'Landhotel')."""

@@ -21,7 +21,9 @@ reads whole with confidence under `split_below_confidence` is read again clause 
 ('Einfahrt freihalten, Tag und Nacht'), and that answer wins when every clause is surer than
 the whole was (the reading stops at the first clause that is not). The model writes
 lowercase: copied names and codes get their own spelling back, days and months their
-capitals (`signage.english_casing`).
+capitals (`signage.english_casing`). Names made of ordinary words (places of the place list,
+streets, people: 'Bus 52 nach Buchholz', 'Rosenheimer Straße', 'Inh. Thomas Vogel') go to the
+model as names it copies ('Berlin', 'Tom') and come back as written (`names`).
 A model answer less confident than `uncertain_below`, like every gloss, is marked `uncertain`
 (the overlay draws it with an amber outline); so is one with a sentence too long for the model
 even between its clause marks, read in pieces cut between words (`segment.fitting_parts`).
@@ -61,7 +63,7 @@ from device.stages.translate.cache import LRUCache
 from device.stages.translate.model import Seq2SeqModel
 from device.stages.translate.normalize import clean, fold, lookup_key, model_text
 from device.stages.translate.phrasebook import FUNCTION_WORDS, Phrasebook
-from device.stages.translate.places import PLACEHOLDERS, hold, place_names, restore
+from device.stages.translate.names import PLACEHOLDERS, first_names, hold, place_names, restore
 from device.stages.translate.refusal import WORD, refusal_of
 from device.stages.translate.signbook import SignBook
 from device.stages.translate.segment import (PLAIN_NUMBER, clauses, closing_mark, cut_to_fit,
@@ -71,7 +73,8 @@ from device.stages.translate.signage import (SURNAMES, TITLES, apply_style, cut_
                                              english_casing, english_numbers, english_place,
                                              english_sentences, name_plate, render_in_place,
                                              sentence_capitals, slash_parts, small_start,
-                                             split_arrows, split_protected, style_of)
+                                             split_arrows, split_protected, style_of,
+                                             takes_name)
 from device.stages.translate.tokenizer import EOS, Tokenizer
 
 log = logging.getLogger(__name__)
@@ -104,10 +107,34 @@ _PLACE_HEADS = ("platz", "strasse", "gasse", "weg", "allee", "ring", "damm", "uf
 _MARKS = ",;:.!?"
 _ARTICLES = frozenset("der die das den dem des ein eine einen einem einer eines".split())
 _BEFORE_PERSONS = frozenset(TITLES) - {"richtung"} | {"inh.", "inh", "inhaber", "inhaberin",
-                                                       "familie"}
+                                                       "familie", "fam."}
 """Words before a person's name ('Dr. Klaus', 'Inh. Thomas'): a place's name there is a
 first name."""
-_PLACEHOLDER_WORDS = re.compile(r"(?i)\b(?:" + "|".join(PLACEHOLDERS) + r")\b")
+_BEFORE_SURNAMES = frozenset({"inh.", "inhaber", "inhaber:", "inhaberin", "inhaberin:",
+                              "familie", "fam."})
+"""Words before a surname alone ('Inh. Vogel', 'Familie Bauer'): their word ends with the dot
+or colon that stands between it and the name."""
+_COMPANY = frozenset("gmbh kg ag ohg eg söhne sohn co partner tochter".split())
+"""Words after a company's name ('Vogel Transporte KG', 'Fischer & Söhne')."""
+_NOT_SURNAMES = _FUNCTION_KEYS | {"gmbh", "kg", "ag", "und", "co", "partner", "söhne",
+                                  "kollegen", "team", "praxis", "inh", "str"}
+"""Capitalized words after a given name that are no surname ('Anna und ...', 'Team')."""
+_PLACEHOLDER_WORDS = re.compile(
+    r"(?i)\b(?:" + "|".join(p for held in PLACEHOLDERS.values() for p in held) + r")\b")
+_STREET_WORDS = frozenset("Straße Strasse Str Platz Weg Allee Ring Damm Tor Gasse Ufer Brücke "
+                          "Markt Steig Graben Chaussee Berg Feld".split())
+"""A street's word after an adjective in -er: 'Rosenheimer Straße', 'Sendlinger Tor'."""
+_STREET_HEADS = ("strasse", "str", "gasse", "allee", "chaussee")
+"""Compounds that name a street ('Müllerstraße') unless the dictionary has them or ..."""
+_NOT_STREETS = frozenset("privat fahrrad einbahn spiel anlieger wohn durchgangs neben sack quer "
+                         "land bundes kreis staats gemeinde haupt seiten umgehungs "
+                         "fussgaenger fahr".split())
+"""... their first part makes a kind of street ('Privatstraße', 'Fahrradstraße')."""
+_WAY_HEADS = ("platz", "weg", "ring", "damm", "ufer", "graben", "markt", "tor", "steig")
+"""Compounds that name a square or a way when a name comes first ('Karlsplatz', not
+'Waschplatz', 'Radweg')."""
+_LONGEST_PLACE = 4
+"""Words of the longest place name looked for ('Neustadt an der Weinstraße')."""
 RESCUE_BEAM = 3
 """The beam an unsure greedy answer is decoded again with ([translator] beam_below)."""
 _WORD_OF = re.compile(r"[^\W\d_]{2,}")
@@ -275,17 +302,22 @@ class Translator:
             return slashed
         original = text                 # as the sign has it: shown when it passes through
         text = cut_words_joined(self._ocr_misreads(text))
-        swapped, held = hold(text, self._held) if self.phrasebook is not None else (text, [])
+        # a name plate keeps its names by its own rules ('Bäckerei Müller' → 'Bakery Müller')
+        self._reading.on_plate = self.phrasebook is not None and bool(
+            name_plate(text.split(), self._is_place))
+        swapped, held = hold(text, self._names) if self.phrasebook is not None else (text, [])
         if held and not any(ch.isalpha() for ch in _PLACEHOLDER_WORDS.sub("", swapped)):
-            # only places ('Buchholz'): kept as written, as a name the dictionary lacks is
+            # only names ('Buchholz'): kept as written, as a name the dictionary lacks is
             return Translation(source, original, "passthrough", 1.0, self._elapsed(start),
                                "protected")
         if held:
-            # places read as a name the model copies ('Bus 52 nach Berlin'), then put back;
+            # names read as a name the model copies ('Bus 52 nach Berlin'), then put back;
             # where the answer lost or doubled one, the text is read as it is
             result = self._read(source, original, swapped, start)
-            english = restore(result.translation, held) if result.via != "passthrough" \
-                else result.translation
+            english = restore(result.translation, held)
+            if english is None and result.via == "passthrough" and \
+                    result.translation == original:
+                english = original          # passed through as the sign has it
             if english is not None:
                 return replace(result, translation=english, ms=self._elapsed(start))
         return self._read(source, original, text, start)
@@ -637,18 +669,108 @@ class Translator:
         return book is not None and core[:1].isupper() and core[1:].islower() and \
             not book.is_german_word(folded) and folded.endswith(_PLACE_HEADS)
 
-    def _held(self, word: str, index: int, words: list[str]) -> bool:
-        """A place the model reads as a placeholder (`places.hold`): a place of the list
-        ('Buchholz', 'PASING') that is no German word or a form of one ('Halle', 'Blauen'),
-        not after an article ('in den Höfen'), not one English names its own way ('München'
-        → 'Munich', `signage.EXONYMS`)."""
-        name = word.capitalize() if word.isupper() and len(word) > 3 else word
+    def _names(self, words: list[str], gaps: list[str]) -> list[tuple[int, int, str]]:
+        """The names of a text the model reads as placeholders (`names.hold`): (first word,
+        after the last, kind). A person: given names and a surname ('Thomas Vogel', 'Thi Lan
+        Nguyen'), or a surname after 'Inh.' or 'Familie'. A place: the longest of the place
+        list that starts at a word (`_is_held_place`)."""
+        found, i = [], 0
+        while i < len(words):
+            end = self._person_end(words, gaps, i)
+            kind = "person"
+            if end is None:
+                kind, end = "place", self._street_end(words, gaps, i)
+            if end is None:
+                end = next(
+                    (j for j in range(min(len(words), i + _LONGEST_PLACE), i, -1)
+                     if all(gap == " " for gap in gaps[i + 1:j]) and
+                     self._is_held_place(" ".join(words[i:j]), i, words, j)), None)
+            if end is None:
+                i += 1
+                continue
+            found.append((i, end, kind))
+            i = end
+        return found
+
+    def _person_end(self, words: list[str], gaps: list[str], i: int) -> int | None:
+        """After the last word of a person's name that starts at word i, or None."""
+        def given(k: int) -> bool:   # not one that is a German word too ('Nur', 'Mai')
+            return k < len(words) and _as_written(words[k]) in first_names() and (
+                not self.phrasebook.is_german_word(fold(words[k]).lower()) or
+                (k > 0 and words[k - 1].lower() in _BEFORE_PERSONS))
+
+        def surname(k: int, gap: str = " ") -> bool:
+            if k >= len(words) or gaps[k] != gap:
+                return False
+            word = _as_written(words[k])
+            return word[:1].isupper() and word[1:] == word[1:].lower() and \
+                word.lower() not in _NOT_SURNAMES
+        if given(i):
+            j = i + 1
+            while given(j) and surname(j + 1):
+                j += 1                  # 'Thi Lan Nguyen', 'Anna Maria Huber'
+            return j + 1 if surname(j) else None
+        if i and f"{words[i - 1].lower()}{gaps[i].strip()}" in _BEFORE_SURNAMES and \
+                surname(i, gaps[i]):
+            return i + 1                # 'Familie Bauer', 'Inh. Vogel'
+        on_plate = getattr(self._reading, "on_plate", False)
+        if _as_written(words[i]) in SURNAMES and not on_plate and (
+                (i and gaps[i] == " " and takes_name(words[i - 1])) or
+                any(w.lower() in _COMPANY for w in words[i + 1:i + 4])):
+            return i + 1                # 'Metzgerei Schneider seit 1923', 'Vogel Transporte KG'
+        return None
+
+    def _street_end(self, words: list[str], gaps: list[str], i: int) -> int | None:
+        """After the last word of a street's or square's name that starts at word i, or None:
+        'Rosenheimer Straße', 'Sendlinger Tor' (a word in -er and a street's word); a word of
+        the dictionary's before a house number ('Hauptstraße 5'); 'Müllerstraße' (a compound
+        street's word the dictionary lacks, not 'Privatstraße'); 'Karlsplatz' (a name before
+        a square's or a way's word, not 'Waschplatz')."""
+        word = _as_written(words[i])
+        if not all(part[:1].isupper() and part[1:] == part[1:].lower()
+                   for part in word.split("-")) or (i and words[i - 1].lower() in _ARTICLES):
+            return None                 # 'Kurt-Schumacher-Platz' too
+        if i + 1 < len(words) and gaps[i + 1] == " " and \
+                _as_written(words[i + 1]) in _STREET_WORDS and word.endswith("er") and \
+                len(word) > 4 and (not self._knows(word) or self._knows(word[:-2])):
+            return i + 2                # 'Grüner Weg' (grün), not 'Hinter Tor'
+        folded = fold(word).lower()
+        head = next((h for h in _STREET_HEADS + _WAY_HEADS if folded.endswith(h)), None)
+        if head is None or len(folded) < len(head) + 3:
+            return None
+        if head in _STREET_HEADS and re.match(r"\.?\s+\d{1,4}[a-z]?\b", gaps[i + 1]):
+            return i + 1                    # an address: 'Hauptstraße 5', not 'Parkplatz 3'
+        if self.phrasebook.is_german_word(folded):
+            return None
+        modifier = folded[:-len(head)].rstrip("-")
+        if head in _STREET_HEADS:
+            return None if modifier in _NOT_STREETS else i + 1
+        # 'Karlsplatz', 'Königsplatz', 'Marienplatz': a first name, surname or place before
+        # it; 'Schillerplatz': a word the dictionary lacks
+        stem = word[:len(word) - len(head)].rstrip("-")
+        names = [name for name in (stem, stem[:-1] if stem.endswith(("s", "n")) else "",
+                                   stem[:-2] if stem.endswith(("en", "es")) else "")
+                 if len(name) > 2]              # 'Karls' → 'Karl', 'Marien' → 'Marie'
+        parts = self.phrasebook.parts
+        return i + 1 if any(name in first_names() or name in SURNAMES or name in place_names()
+                            for name in names) or not any(
+            parts(fold(name).lower()) for name in names) else None
+
+    def _is_held_place(self, name: str, index: int, words: list[str], end: int) -> bool:
+        """A place of the list ('Bad Tölz', 'PASING') read as a placeholder: not one the
+        dictionary or the sign book has as a word or phrase, nor a form of one word ('Halle',
+        'Blauen'); not after an article ('in den Höfen') or a word before a person ('Dr.
+        Klaus'), nor before a surname ('Klaus Fischer'); not one English names its own way
+        ('München' → 'Munich', `signage.EXONYMS`)."""
+        name = _as_written(name)
         before = words[index - 1].lower() if index else ""
-        after = words[index + 1] if index + 1 < len(words) else ""
+        after = words[end] if end < len(words) else ""
         if name not in place_names() or english_place(name) != name or before in _ARTICLES \
                 or before in _BEFORE_PERSONS or after in SURNAMES:
-            return False        # 'in den Höfen'; 'Dr. med. Klaus Fischer': a first name
+            return False
         folded = fold(name).lower()
+        if " " in name:
+            return self.phrasebook.lookup(name) is None
         parts = self.phrasebook.parts(folded)
         return not self.phrasebook.is_german_word(folded) and not (parts and len(parts) == 1)
 
@@ -985,3 +1107,10 @@ def model_translate(model: Seq2SeqModel, tokenizer: Tokenizer, text: str,
     ids = tokenizer.encode(model_text(text))[:model.src_len - 1] + [EOS]
     decoded = model.generate(ids, beam_size=beam_size)
     return tokenizer.decode(list(decoded.ids)).strip(), decoded.confidence
+
+
+def _as_written(name: str) -> str:
+    """A name as the lists write it: 'BAD TÖLZ' → 'Bad Tölz', 'KARL-HEINZ' → 'Karl-Heinz'."""
+    if not name.isupper() or len(name) < 4:
+        return name
+    return re.sub(r"[^\W\d_]+", lambda m: m.group(0).capitalize(), name)

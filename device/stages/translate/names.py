@@ -54,41 +54,41 @@ def _lines(path: Path) -> frozenset[str]:
         return frozenset()
 
 
-def hold(text: str, find) -> tuple[str, list[tuple[str, str]]]:
+def hold(text: str, find) -> tuple[str, list[tuple[str, str, int]]]:
     """The text with each name replaced by a placeholder of its kind, in the name's case ('ZUG
-    NACH BUCHHOLZ' → 'ZUG NACH BERLIN'), and [(placeholder, name as written)]. `find(words,
-    gaps)` gives the names as (first word, after the last word, kind) in order, without
-    overlaps; `gaps[k]` is what stands between word k - 1 and word k (the last one: what follows
-the last word). The same name twice gets
-    the same placeholder; a name for which no placeholder is left stays as it is."""
+    NACH BUCHHOLZ' → 'ZUG NACH BERLIN'), and [(placeholder, name as written, times)].
+    `find(words, gaps)` gives the names as (first word, after the last word, kind) in order,
+    without overlaps; `gaps[k]` is what stands between word k - 1 and word k, the last one
+    what follows the last word. The same name twice gets the same placeholder; a name for
+    which no placeholder is left stays as it is."""
     matches = list(WORD.finditer(text))
     words = [m.group(0) for m in matches]
     gaps = [text[(matches[k - 1].end() if k else 0):m.start()] for k, m in enumerate(matches)]
     gaps.append(text[matches[-1].end():] if matches else text)
     free = {kind: [p for p in held if p.lower() not in text.lower()]
             for kind, held in PLACEHOLDERS.items()}
-    held: list[tuple[str, str]] = []
+    held: dict[str, list] = {}          # name → [placeholder, times]
     out, cursor = [], 0
     for first, end, kind in find(words, gaps):
         start, stop = matches[first].start(), matches[end - 1].end()
         name = text[start:stop]
-        placeholder = next((p for p, n in held if n == name), None)
-        if placeholder is None:
+        if name not in held:
             if not free[kind]:
                 continue
-            placeholder = free[kind].pop(0)
-            held.append((placeholder, name))
-        out += [text[cursor:start], _cased(placeholder, name)]
+            held[name] = [free[kind].pop(0), 0]
+        held[name][1] += 1
+        out += [text[cursor:start], _cased(held[name][0], name)]
         cursor = stop
-    return "".join(out) + text[cursor:], held
+    return "".join(out) + text[cursor:], [(p, name, n) for name, (p, n) in held.items()]
 
 
-def restore(english: str, held: list[tuple[str, str]]) -> str | None:
+def restore(english: str, held: list[tuple[str, str, int]]) -> str | None:
     """The answer with each name back where its placeholder is; None where a placeholder
-    does not come out exactly once (the model dropped or doubled the name)."""
-    for placeholder, name in held:
+    does not come out as often as the name stood in the text (the model dropped or doubled
+    it)."""
+    for placeholder, name, times in held:
         pattern = re.compile(rf"(?<!\w){re.escape(placeholder)}(?!\w)", re.IGNORECASE)
-        if len(pattern.findall(english)) != 1:
+        if len(pattern.findall(english)) != times:
             return None
         english = pattern.sub(lambda _: name, english)
     return english

@@ -107,18 +107,20 @@ _PLACE_HEADS = ("platz", "strasse", "gasse", "weg", "allee", "ring", "damm", "uf
 _MARKS = ",;:.!?"
 _ARTICLES = frozenset("der die das den dem des ein eine einen einem einer eines".split())
 _BEFORE_PERSONS = frozenset(TITLES) - {"richtung"} | {"inh.", "inh", "inhaber", "inhaberin",
-                                                       "familie", "fam."}
+                                                       "familie", "fam.", "ing."}
 """Words before a person's name ('Dr. Klaus', 'Inh. Thomas'): a place's name there is a
 first name."""
-_BEFORE_SURNAMES = frozenset({"inh.", "inhaber", "inhaber:", "inhaberin", "inhaberin:",
-                              "familie", "fam."})
-"""Words before a surname alone ('Inh. Vogel', 'Familie Bauer'): their word ends with the dot
-or colon that stands between it and the name."""
-_COMPANY = frozenset("gmbh kg ag ohg eg söhne sohn co partner tochter".split())
-"""Words after a company's name ('Vogel Transporte KG', 'Fischer & Söhne')."""
+_BEFORE_SURNAMES = frozenset({"inh.", "inhaber", "inhaber:", "inhaberin", "inhaberin:"})
+"""Words before a surname alone ('Inh. Vogel'): their word ends with the dot or colon that
+stands between it and the name. Not 'Familie': 'Familie Tom' reads 'Tom' ('Welcome to
+Huber' for 'Willkommen bei Familie Huber')."""
+_COMPANY = frozenset("GmbH KG AG OHG eG Söhne Sohn Co Partner Tochter".split())
+"""Words after a company's name, as written ('Vogel Transporte KG', 'Fischer & Söhne'; not
+'EG', the ground floor)."""
 _NOT_SURNAMES = _FUNCTION_KEYS | {"gmbh", "kg", "ag", "und", "co", "partner", "söhne",
                                   "kollegen", "team", "praxis", "inh", "str"}
 """Capitalized words after a given name that are no surname ('Anna und ...', 'Team')."""
+_PLACEHOLDER_NAMES = frozenset(p for held in PLACEHOLDERS.values() for p in held)
 _PLACEHOLDER_WORDS = re.compile(
     r"(?i)\b(?:" + "|".join(p for held in PLACEHOLDERS.values() for p in held) + r")\b")
 _STREET_WORDS = frozenset("Straße Strasse Str Platz Weg Allee Ring Damm Tor Gasse Ufer Brücke "
@@ -128,11 +130,19 @@ _STREET_HEADS = ("strasse", "str", "gasse", "allee", "chaussee")
 """Compounds that name a street ('Müllerstraße') unless the dictionary has them or ..."""
 _NOT_STREETS = frozenset("privat fahrrad einbahn spiel anlieger wohn durchgangs neben sack quer "
                          "land bundes kreis staats gemeinde haupt seiten umgehungs "
-                         "fussgaenger fahr".split())
+                         "fussgaenger fahr betriebs werk feuerwehr orts einkaufs zufahrts "
+                         "umleitungs verbindungs erschliessungs wirtschafts versorgungs "
+                         "baustellen ring".split())
 """... their first part makes a kind of street ('Privatstraße', 'Fahrradstraße')."""
 _WAY_HEADS = ("platz", "weg", "ring", "damm", "ufer", "graben", "markt", "tor", "steig")
 """Compounds that name a square or a way when a name comes first ('Karlsplatz', not
 'Waschplatz', 'Radweg')."""
+_DETERMINERS = frozenset("dieser jener unser euer ihrer seiner meiner deiner jeder aller "
+                         "keiner einer mancher welcher solcher".split())
+_TRANSPORT = frozenset("nach über ueber richtung ab bis von halt haltestelle bahnhof "
+                       "station".split())
+"""Words before a place in a timetable: a place of three letters only after them ('nach Ulm',
+not 'Ins Freie')."""
 _LONGEST_PLACE = 4
 """Words of the longest place name looked for ('Neustadt an der Weinstraße')."""
 RESCUE_BEAM = 3
@@ -305,21 +315,9 @@ class Translator:
         # a name plate keeps its names by its own rules ('Bäckerei Müller' → 'Bakery Müller')
         self._reading.on_plate = self.phrasebook is not None and bool(
             name_plate(text.split(), self._is_place))
-        swapped, held = hold(text, self._names) if self.phrasebook is not None else (text, [])
-        if held and not any(ch.isalpha() for ch in _PLACEHOLDER_WORDS.sub("", swapped)):
-            # only names ('Buchholz'): kept as written, as a name the dictionary lacks is
+        if self._only_names(text):      # 'Buchholz', 'Thomas Vogel': kept as written
             return Translation(source, original, "passthrough", 1.0, self._elapsed(start),
                                "protected")
-        if held:
-            # names read as a name the model copies ('Bus 52 nach Berlin'), then put back;
-            # where the answer lost or doubled one, the text is read as it is
-            result = self._read(source, original, swapped, start)
-            english = restore(result.translation, held)
-            if english is None and result.via == "passthrough" and \
-                    result.translation == original:
-                english = original          # passed through as the sign has it
-            if english is not None:
-                return replace(result, translation=english, ms=self._elapsed(start))
         return self._read(source, original, text, start)
 
     def _read(self, source: str, original: str, text: str, start: int) -> Translation:
@@ -562,8 +560,17 @@ class Translator:
                     self.phrasebook is None or self.phrasebook.lookup(chunk))):
                 out.append((chunk, protected))
                 continue
-            # another capitalized word the dictionary lacks is a name unless the model knows it
+            # another capitalized word the dictionary lacks is a name unless the model knows it;
+            # a name the model reads as a placeholder stays in its sentence ('Zug nach Pasing')
+            held = self._held_names(chunk) if not taken else set()
             names = [word for i, word in enumerate(words) if i in taken or self._is_name(word)]
+            if held:
+                cut = [word for word in words
+                       if word in names or word.strip(".,;:!?\"'()") in held]
+                # cut out where the books know the rest ('Kantonsspital' | 'Aarau'), else
+                # held in the sentence ('Zug nach Pasing')
+                names = cut if self._books_know_between(words, cut) else \
+                    [word for word in names if word.strip(".,;:!?\"'()") not in held]
             if names and not taken and self._model_knows(chunk, deadline, names):
                 out.append((chunk, False))      # words the model knows, not names
                 continue
@@ -669,6 +676,46 @@ class Translator:
         return book is not None and core[:1].isupper() and core[1:].islower() and \
             not book.is_german_word(folded) and folded.endswith(_PLACE_HEADS)
 
+    def _books_know_between(self, words: list[str], names: list[str]) -> bool:
+        """The sign book or the dictionary holds every run of words between the names
+        ('Kantonsspital' of 'Kantonsspital Aarau'): then the names are cut out, not held."""
+        runs = " ".join(" " if word in names else word for word in words).split("  ")
+        runs = [run.strip() for run in runs if any(ch.isalpha() for ch in run)]
+        return bool(runs) and all(self._sign(run) is not None or
+                                  self.phrasebook.lookup(run) is not None for run in runs)
+
+    def _only_names(self, text: str) -> bool:
+        """A text that is only names the model would read as placeholders ('Buchholz', 'Thomas
+        Vogel'), which neither the sign book nor the dictionary holds."""
+        if self.phrasebook is None or self.phrasebook.lookup(text) is not None or \
+                self._sign(text) is not None:
+            return False
+        swapped, held = hold(text, self._names)
+        return bool(held) and not any(ch.isalpha() for ch in _PLACEHOLDER_WORDS.sub("", swapped))
+
+    def _held_names(self, chunk: str) -> set[str]:
+        """The words of the chunk's names that the model reads as placeholders."""
+        if self.phrasebook is None:
+            return set()
+        return {word for _, name, _ in hold(chunk, self._names)[1] for word in name.split()}
+
+    def _decode(self, chunk: str, deadline: int | None):
+        """(decoding, English) of a chunk by the model. Names made of ordinary words go to it
+        as names it copies and come back as written ('Bus 52 nach Berlin' → 'bus 52 to
+        berlin' → 'bus 52 to Buchholz'); where the answer lost or doubled one, the chunk is
+        read as it is."""
+        swapped, held = hold(chunk, self._names) if self.phrasebook is not None else (chunk, [])
+        if held:
+            ids = self.tokenizer.encode(model_text(swapped))
+            if len(ids) + 1 <= self.model.src_len:
+                decoded = self._generate(swapped, ids, deadline)
+                english = restore(self.tokenizer.decode(list(decoded.ids)).strip(), held) \
+                    if decoded.complete else None
+                if english is not None:
+                    return decoded, english
+        decoded = self._generate(chunk, self.tokenizer.encode(model_text(chunk)), deadline)
+        return decoded, self.tokenizer.decode(list(decoded.ids)).strip()
+
     def _names(self, words: list[str], gaps: list[str]) -> list[tuple[int, int, str]]:
         """The names of a text the model reads as placeholders (`names.hold`): (first word,
         after the last, kind). A person: given names and a surname ('Thomas Vogel', 'Thi Lan
@@ -695,16 +742,22 @@ class Translator:
     def _person_end(self, words: list[str], gaps: list[str], i: int) -> int | None:
         """After the last word of a person's name that starts at word i, or None."""
         def given(k: int) -> bool:   # not one that is a German word too ('Nur', 'Mai')
-            return k < len(words) and _as_written(words[k]) in first_names() and (
-                not self.phrasebook.is_german_word(fold(words[k]).lower()) or
-                (k > 0 and words[k - 1].lower() in _BEFORE_PERSONS))
+            if k >= len(words) or _as_written(words[k]) not in first_names():
+                return False
+            entry = self.phrasebook.lookup(words[k])    # the dictionary's names: 'Ahmet'
+            return not self._knows(words[k]) or (entry or "")[:1].isupper() or \
+                _before_person(words, k)
+        titled = _before_person(words, i) or (i > 0 and takes_name(words[i - 1]))
 
         def surname(k: int, gap: str = " ") -> bool:
+            # a word only as a common surname or after a title or a trade ('Thomas Vogel',
+            # 'Dr. Friedrich Mann'; not 'Max Höhe', 'LUNA WIRD', 'Eva Maria Kirche')
             if k >= len(words) or gaps[k] != gap:
                 return False
             word = _as_written(words[k])
             return word[:1].isupper() and word[1:] == word[1:].lower() and \
-                word.lower() not in _NOT_SURNAMES
+                word.lower() not in _NOT_SURNAMES and (
+                    word in SURNAMES or titled or not self._knows(word))
         if given(i):
             j = i + 1
             while given(j) and surname(j + 1):
@@ -715,8 +768,9 @@ class Translator:
             return i + 1                # 'Familie Bauer', 'Inh. Vogel'
         on_plate = getattr(self._reading, "on_plate", False)
         if _as_written(words[i]) in SURNAMES and not on_plate and (
-                (i and gaps[i] == " " and takes_name(words[i - 1])) or
-                any(w.lower() in _COMPANY for w in words[i + 1:i + 4])):
+                (i and gaps[i] == " " and takes_name(words[i - 1]) and
+                 words[i - 1].lower() not in ("familie", "fam")) or
+                (i == 0 and _company_after(words, gaps))):
             return i + 1                # 'Metzgerei Schneider seit 1923', 'Vogel Transporte KG'
         return None
 
@@ -730,31 +784,35 @@ class Translator:
         if not all(part[:1].isupper() and part[1:] == part[1:].lower()
                    for part in word.split("-")) or (i and words[i - 1].lower() in _ARTICLES):
             return None                 # 'Kurt-Schumacher-Platz' too
+        stem = word[:-2]
         if i + 1 < len(words) and gaps[i + 1] == " " and \
                 _as_written(words[i + 1]) in _STREET_WORDS and word.endswith("er") and \
-                len(word) > 4 and (not self._knows(word) or self._knows(word[:-2])):
-            return i + 2                # 'Grüner Weg' (grün), not 'Hinter Tor'
+                len(stem) > 3 and (stem in place_names() or not (
+                    self._knows(word) or self._knows(stem) or stem.endswith("t") or
+                    lookup_key(word) in _DETERMINERS)):
+            return i + 2                # 'Rosenheimer Straße', 'Sendlinger Tor'; not 'Dieser
+                                        # Weg', 'Privater Weg', 'Kürzester Weg', 'Hinter Tor'
         folded = fold(word).lower()
         head = next((h for h in _STREET_HEADS + _WAY_HEADS if folded.endswith(h)), None)
         if head is None or len(folded) < len(head) + 3:
             return None
         if head in _STREET_HEADS and re.match(r"\.?\s+\d{1,4}[a-z]?\b", gaps[i + 1]):
             return i + 1                    # an address: 'Hauptstraße 5', not 'Parkplatz 3'
-        if self.phrasebook.is_german_word(folded):
+        if self._knows(word):
             return None
         modifier = folded[:-len(head)].rstrip("-")
         if head in _STREET_HEADS:
-            return None if modifier in _NOT_STREETS else i + 1
-        # 'Karlsplatz', 'Königsplatz', 'Marienplatz': a first name, surname or place before
-        # it; 'Schillerplatz': a word the dictionary lacks
+            return None if modifier in _NOT_STREETS or modifier.endswith(
+                tuple(_NOT_STREETS)) else i + 1
+        # 'Karlsplatz', 'Marienplatz': a name that is no word before it (not 'Forstweg',
+        # 'Zugweg', 'Waschplatz', 'Carsharing')
         stem = word[:len(word) - len(head)].rstrip("-")
         names = [name for name in (stem, stem[:-1] if stem.endswith(("s", "n")) else "",
                                    stem[:-2] if stem.endswith(("en", "es")) else "")
                  if len(name) > 2]              # 'Karls' → 'Karl', 'Marien' → 'Marie'
-        parts = self.phrasebook.parts
-        return i + 1 if any(name in first_names() or name in SURNAMES or name in place_names()
-                            for name in names) or not any(
-            parts(fold(name).lower()) for name in names) else None
+        return i + 1 if any((name in first_names() or name in SURNAMES or
+                             name in place_names()) and not self._knows(name)
+                            for name in names) else None
 
     def _is_held_place(self, name: str, index: int, words: list[str], end: int) -> bool:
         """A place of the list ('Bad Tölz', 'PASING') read as a placeholder: not one the
@@ -766,13 +824,16 @@ class Translator:
         before = words[index - 1].lower() if index else ""
         after = words[end] if end < len(words) else ""
         if name not in place_names() or english_place(name) != name or before in _ARTICLES \
-                or before in _BEFORE_PERSONS or after in SURNAMES:
+                or _before_person(words, index) or after in SURNAMES or \
+                name in _PLACEHOLDER_NAMES or (len(name) < 4 and before not in _TRANSPORT):
             return False
         folded = fold(name).lower()
-        if " " in name:
-            return self.phrasebook.lookup(name) is None
+        first = lookup_key(name.split()[0])
+        if " " in name:             # 'Bad Tölz', not 'Weil der Stadt Geld fehlt'
+            return first not in _FUNCTION_KEYS and not self._knows(name)
         parts = self.phrasebook.parts(folded)
-        return not self.phrasebook.is_german_word(folded) and not (parts and len(parts) == 1)
+        return not self._knows(name) and first not in _FUNCTION_KEYS and \
+            name.lower() not in self.phrasebook.english_words and not (parts and len(parts) == 1)
 
     def _knows(self, word: str) -> bool:
         """A German word the dictionary or the sign book has ('Eingang')."""
@@ -809,13 +870,11 @@ class Translator:
             return chunk, "phrasebook", 1.0, ""       # punctuation only: keep it
         if self.model is None or self.tokenizer is None:
             return "", "", 0.0, "no_model"
-        ids = self.tokenizer.encode(model_text(chunk))
-        if len(ids) + 1 > self.model.src_len:
+        if not self._fits(chunk):
             return "", "", 0.0, "too_long"
-        decoded = self._generate(chunk, ids, deadline)
+        decoded, english = self._decode(chunk, deadline)
         if not decoded.complete:
             return "", "", 0.0, "over_budget"
-        english = self.tokenizer.decode(list(decoded.ids)).strip()
         if hit is not None and (decoded.confidence < self.settings.phrasebook_below_confidence
                                 or not english):
             return hit, "phrasebook", 1.0, ""
@@ -1114,3 +1173,20 @@ def _as_written(name: str) -> str:
     if not name.isupper() or len(name) < 4:
         return name
     return re.sub(r"[^\W\d_]+", lambda m: m.group(0).capitalize(), name)
+
+
+def _before_person(words: list[str], k: int) -> bool:
+    """Word k follows a title or 'Inh.' ('Dr. med. Klaus', 'Inh. Thomas'): a person's name."""
+    return k > 0 and (words[k - 1].lower() in _BEFORE_PERSONS or
+                      f"{words[k - 1].lower()}." in _BEFORE_PERSONS)
+
+
+def _company_after(words: list[str], gaps: list[str]) -> bool:
+    """A company's word within three words of the first, each after a space or '&' ('Vogel
+    Transporte KG', 'Fischer & Söhne GmbH'; not 'Stahl- und Metallbau AG')."""
+    for k in range(1, min(len(words), 4)):
+        if gaps[k].strip() not in ("", "&"):
+            return False
+        if words[k] in _COMPANY:
+            return True
+    return False

@@ -128,12 +128,14 @@ _STREET_WORDS = frozenset("Straße Strasse Str Platz Weg Allee Ring Damm Tor Gas
 """A street's word after an adjective in -er: 'Rosenheimer Straße', 'Sendlinger Tor'."""
 _STREET_HEADS = ("strasse", "str", "gasse", "allee", "chaussee")
 """Compounds that name a street ('Müllerstraße') unless the dictionary has them or ..."""
-_NOT_STREETS = frozenset("privat fahrrad einbahn spiel anlieger wohn durchgangs neben sack quer "
-                         "land bundes kreis staats gemeinde haupt seiten umgehungs "
-                         "fussgaenger fahr betriebs werk feuerwehr orts einkaufs zufahrts "
-                         "umleitungs verbindungs erschliessungs wirtschafts versorgungs "
-                         "baustellen ring".split())
-"""... their first part makes a kind of street ('Privatstraße', 'Fahrradstraße')."""
+_NOT_STREETS = tuple("privat fahrrad einbahn spiel anlieger wohn durchgang neben sack quer "
+                     "land bundes kreis staat gemeinde haupt seiten umgehung fussgaenger fahr "
+                     "betrieb werk feuerwehr ort einkauf zufahrt umleitung verbindung "
+                     "erschliessung wirtschaft versorgung baustelle ring wasch lade flucht "
+                     "notfall rettung lkw bus tank".split())
+_NOT_STREET_ENDS = tuple(kind for kind in _NOT_STREETS if len(kind) > 4)
+"""... their first part makes a kind of street ('Privatstraße', 'Werksstraße'), or ends in one
+of five letters or more ('Autowaschstraße'; not 'Rolandstraße')."""
 _WAY_HEADS = ("platz", "weg", "ring", "damm", "ufer", "graben", "markt", "tor", "steig")
 """Compounds that name a square or a way when a name comes first ('Karlsplatz', not
 'Waschplatz', 'Radweg')."""
@@ -143,6 +145,10 @@ _TRANSPORT = frozenset("nach über ueber richtung ab bis von halt haltestelle ba
                        "station".split())
 """Words before a place in a timetable: a place of three letters only after them ('nach Ulm',
 not 'Ins Freie')."""
+_TIES = _FUNCTION_KEYS | _TRANSPORT | frozenset(
+    "zwischen aus in bei zu nach richtung und oder gen".split())
+"""Words that tie a name into its phrase: a text is not cut at the name where one stands
+between the names ('Nach Buchholz' came out 'Up Buchholz')."""
 _LONGEST_PLACE = 4
 """Words of the longest place name looked for ('Neustadt an der Weinstraße')."""
 RESCUE_BEAM = 3
@@ -567,9 +573,12 @@ class Translator:
             if held:
                 cut = [word for word in words
                        if word in names or word.strip(".,;:!?\"'()") in held]
-                # cut out where the books know the rest ('Kantonsspital' | 'Aarau'), else
-                # held in the sentence ('Zug nach Pasing')
-                names = cut if self._books_know_between(words, cut) else \
+                # cut out where the books know the rest ('Kantonsspital' | 'Aarau') or where
+                # the model's answer loses a placeholder ('Der Bus nach Garching über
+                # Ismaning' read 'to curtain' without it); else held in the sentence ('Zug
+                # nach Pasing')
+                names = cut if self._books_know_between(words, cut) or \
+                    not self._held_reading(chunk, deadline) else \
                     [word for word in names if word.strip(".,;:!?\"'()") not in held]
             if names and not taken and self._model_knows(chunk, deadline, names):
                 out.append((chunk, False))      # words the model knows, not names
@@ -681,6 +690,8 @@ class Translator:
         ('Kantonsspital' of 'Kantonsspital Aarau'): then the names are cut out, not held."""
         runs = " ".join(" " if word in names else word for word in words).split("  ")
         runs = [run.strip() for run in runs if any(ch.isalpha() for ch in run)]
+        if any(lookup_key(word) in _TIES for run in runs for word in run.split()):
+            return False        # 'Nach Buchholz', 'Richtung Buchholz': one phrase
         return bool(runs) and all(self._sign(run) is not None or
                                   self.phrasebook.lookup(run) is not None for run in runs)
 
@@ -699,6 +710,16 @@ class Translator:
             return set()
         return {word for _, name, _ in hold(chunk, self._names)[1] for word in name.split()}
 
+    def _held_reading(self, chunk: str, deadline: int | None) -> bool:
+        """The model's reading of the chunk with its names held gives every name back (the
+        decoding is kept for `_decode`); True where it does not fit or ran out of time."""
+        swapped, held = hold(chunk, self._names)
+        if not held or not self._fits(swapped):
+            return True
+        decoded = self._generate(swapped, self.tokenizer.encode(model_text(swapped)), deadline)
+        return not decoded.complete or _given_back(
+            chunk, self.tokenizer.decode(list(decoded.ids)).strip(), held) is not None
+
     def _decode(self, chunk: str, deadline: int | None):
         """(decoding, English) of a chunk by the model. Names made of ordinary words go to it
         as names it copies and come back as written ('Bus 52 nach Berlin' → 'bus 52 to
@@ -709,8 +730,8 @@ class Translator:
             ids = self.tokenizer.encode(model_text(swapped))
             if len(ids) + 1 <= self.model.src_len:
                 decoded = self._generate(swapped, ids, deadline)
-                english = restore(self.tokenizer.decode(list(decoded.ids)).strip(), held) \
-                    if decoded.complete else None
+                english = _given_back(chunk, self.tokenizer.decode(list(decoded.ids)).strip(),
+                                      held) if decoded.complete else None
                 if english is not None:
                     return decoded, english
         decoded = self._generate(chunk, self.tokenizer.encode(model_text(chunk)), deadline)
@@ -801,9 +822,10 @@ class Translator:
         if self._knows(word):
             return None
         modifier = folded[:-len(head)].rstrip("-")
-        if head in _STREET_HEADS:
-            return None if modifier in _NOT_STREETS or modifier.endswith(
-                tuple(_NOT_STREETS)) else i + 1
+        if head in _STREET_HEADS:       # not 'Werksstraße', 'Lkw-Waschstraße', 'Fluchtgasse'
+            kinds = {modifier, modifier[:-1] if modifier.endswith("s") else modifier}
+            return None if any(kind in _NOT_STREETS or kind.endswith(_NOT_STREET_ENDS)
+                               for kind in kinds) else i + 1
         # 'Karlsplatz', 'Marienplatz': a name that is no word before it (not 'Forstweg',
         # 'Zugweg', 'Waschplatz', 'Carsharing')
         stem = word[:len(word) - len(head)].rstrip("-")
@@ -829,8 +851,9 @@ class Translator:
             return False
         folded = fold(name).lower()
         first = lookup_key(name.split()[0])
-        if " " in name:             # 'Bad Tölz', not 'Weil der Stadt Geld fehlt'
-            return first not in _FUNCTION_KEYS and not self._knows(name)
+        if " " in name:             # 'Bad Tölz'; not 'Weil der Stadt', 'Schwarzer Berg'
+            return first not in _FUNCTION_KEYS and not self._knows(name) and \
+                not all(self._knows(word) for word in name.split())
         parts = self.phrasebook.parts(folded)
         return not self._knows(name) and first not in _FUNCTION_KEYS and \
             name.lower() not in self.phrasebook.english_words and not (parts and len(parts) == 1)
@@ -1190,3 +1213,13 @@ def _company_after(words: list[str], gaps: list[str]) -> bool:
         if words[k] in _COMPANY:
             return True
     return False
+
+
+def _given_back(chunk: str, english: str, held: list) -> str | None:
+    """The held reading with its names restored, or None where a name did not come back as
+    often as it stood or the reading added a number ('Frau Tom, Tel. 044 381 22' read 'tel.
+    044 381 22 2281 22 22')."""
+    restored = restore(english, held)
+    if restored is None or set(re.findall(r"\d+", restored)) - set(re.findall(r"\d+", chunk)):
+        return None
+    return restored

@@ -710,37 +710,37 @@ class Translator:
             return set()
         return {word for _, name, _ in hold(chunk, self._names)[1] for word in name.split()}
 
-    def _held_reading(self, chunk: str, deadline: int | None) -> bool:
-        """The model's reading of the chunk with its names held gives every name back (the
-        decoding is kept for `_decode`); True where it does not fit or ran out of time."""
-        swapped, held = hold(chunk, self._names)
+    def _held_decoding(self, chunk: str, deadline: int | None):
+        """(decoding, English with the names back, or None where a name did not come back or a
+        number was added) of the chunk read with its names held ('Bus 52 nach Berlin' → 'bus
+        52 to berlin' → 'bus 52 to Buchholz'); None where it holds no name or does not fit."""
+        swapped, held = hold(chunk, self._names) if self.phrasebook is not None else (chunk, [])
         if not held or not self._fits(swapped):
-            return True
+            return None
         decoded = self._generate(swapped, self.tokenizer.encode(model_text(swapped)), deadline)
-        return not decoded.complete or _given_back(
-            chunk, self.tokenizer.decode(list(decoded.ids)).strip(), held) is not None
+        english = self.tokenizer.decode(list(decoded.ids)).strip()
+        return decoded, _given_back(chunk, english, held) if decoded.complete else None
+
+    def _held_reading(self, chunk: str, deadline: int | None) -> bool:
+        """The chunk's held reading gives every name back (or there is none to give, or no
+        time left); the decoding is kept for `_decode`."""
+        held = self._held_decoding(chunk, deadline)
+        return held is None or not held[0].complete or held[1] is not None
 
     def _decode(self, chunk: str, deadline: int | None):
-        """(decoding, English) of a chunk by the model. Names made of ordinary words go to it
-        as names it copies and come back as written ('Bus 52 nach Berlin' → 'bus 52 to
-        berlin' → 'bus 52 to Buchholz'); where the answer lost or doubled one, the chunk is
-        read as it is."""
-        swapped, held = hold(chunk, self._names) if self.phrasebook is not None else (chunk, [])
-        if held:
-            ids = self.tokenizer.encode(model_text(swapped))
-            if len(ids) + 1 <= self.model.src_len:
-                decoded = self._generate(swapped, ids, deadline)
-                english = _given_back(chunk, self.tokenizer.decode(list(decoded.ids)).strip(),
-                                      held) if decoded.complete else None
-                if english is not None:
-                    return decoded, english
+        """(decoding, English) of a chunk by the model: its held reading where that gives its
+        names back (`_held_decoding`), else the chunk read as it is."""
+        held = self._held_decoding(chunk, deadline)
+        if held is not None and held[1] is not None:
+            return held
         decoded = self._generate(chunk, self.tokenizer.encode(model_text(chunk)), deadline)
         return decoded, self.tokenizer.decode(list(decoded.ids)).strip()
 
     def _names(self, words: list[str], gaps: list[str]) -> list[tuple[int, int, str]]:
         """The names of a text the model reads as placeholders (`names.hold`): (first word,
-        after the last, kind). A person: given names and a surname ('Thomas Vogel', 'Thi Lan
-        Nguyen'), or a surname after 'Inh.' or 'Familie'. A place: the longest of the place
+        after the last, kind). A person (`_person_end`): given names and a surname ('Thomas
+        Vogel', 'Thi Lan Nguyen'), a surname after 'Inh.', a common surname after a trade or
+        before a company's word. A street (`_street_end`). A place: the longest of the place
         list that starts at a word (`_is_held_place`)."""
         found, i = [], 0
         while i < len(words):
@@ -786,7 +786,7 @@ class Translator:
             return j + 1 if surname(j) else None
         if i and f"{words[i - 1].lower()}{gaps[i].strip()}" in _BEFORE_SURNAMES and \
                 surname(i, gaps[i]):
-            return i + 1                # 'Familie Bauer', 'Inh. Vogel'
+            return i + 1                # 'Inh. Vogel'
         on_plate = getattr(self._reading, "on_plate", False)
         if _as_written(words[i]) in SURNAMES and not on_plate and (
                 (i and gaps[i] == " " and takes_name(words[i - 1]) and

@@ -52,8 +52,9 @@ def split_arrows(text: str) -> tuple[str, str, str]:
 # surnames and inn names are words too ('Müller' the miller, 'Krone' the crown), which the
 # model translated ('Bäckerei Müller' → 'Rubbish Müller', 'Friseur Schmidt' → 'Hairdresser
 # Trace').
-_PERSON_TAKERS = frozenset("""dr dr. prof prof. med. dent. vet. dres. mag. dipl.-ing.
+PERSON_TAKERS = frozenset("""dr dr. prof prof. med. dent. vet. dres. mag. dipl.-ing.
     dipl.-psych. familie fam. fam herr frau inh. inhaber inhaberin fa. firma gebr.""".split())
+"""Words a person's name follows ('Dr. Weber', 'Inh. Thomas Vogel', 'Familie Bauer')."""
 _ACADEMIC = frozenset("dr dr. prof prof. med. dent. vet. dres. mag. dipl.-ing. dipl.-psych.".split())
 """Titles after which a surname or a name the dictionary lacks is a name ('Dr. Baum'; not 'Dr.
 Urlaub'), and after a first name any surname ('Dr. Tanja Klug'); after 'Herr' a profession
@@ -107,7 +108,7 @@ _STATION_ENDS = frozenset("hbf hbf. bf bf. hb".split())
 written as the sign writes it (as the register writes 'nach Köln Hbf': 'to Köln Hbf')."""
 _JOINS = frozenset({"&", "und", "+"})
 """Between two words that take a name ('Bäckerei & Konditorei Schmidt')."""
-_PLATE_WORDS = _PERSON_TAKERS | _TRADE_TAKERS | _INN_TAKERS | _INN_ARTICLES | _PLACE_TAKERS | \
+_PLATE_WORDS = PERSON_TAKERS | _TRADE_TAKERS | _INN_TAKERS | _INN_ARTICLES | _PLACE_TAKERS | \
     _TRAINS | _JOINS | _STATION_ENDS
 """The words a name plate holds beside its names."""
 
@@ -140,7 +141,7 @@ def name_plate(words: list[str], unknown=None) -> dict[int, str]:
 
 def takes_name(word: str) -> bool:
     """A trade, an inn or a title that a name follows ('Metzgerei', 'Gasthof', 'Dr.')."""
-    return _taker(word) is not None or word.lower() in _PERSON_TAKERS
+    return _taker(word) is not None or word.lower() in PERSON_TAKERS
 
 
 def _taker(word: str) -> str | None:
@@ -198,7 +199,7 @@ def _names_after_takers(words: list[str], unknown=None) -> dict[int, str]:
         return unknown is not None and unknown(word.rstrip("."))
 
     def person(word: str) -> bool:
-        return capital(word) and word.lower() not in _PERSON_TAKERS and (
+        return capital(word) and word.lower() not in PERSON_TAKERS and (
             _as_name(word) in SURNAMES or known_name(word))
 
     def hyphen_place(word: str) -> bool:       # 'Kassel-Wilhelmshöhe', 'Wien-Schwechat'
@@ -273,16 +274,16 @@ def _names_after_takers(words: list[str], unknown=None) -> dict[int, str]:
             if name not in SURNAMES and before in _ACADEMIC:
                 first.add(i)
                 titled.add(i)
-        elif i - 1 in titled and word.lower() not in _PERSON_TAKERS and not _plate_word(word):
+        elif i - 1 in titled and word.lower() not in PERSON_TAKERS and not _plate_word(word):
             taken[i] = "person"        # a title, a first name, a surname: 'Dr. Tanja Klug'
-        elif (before in _PERSON_TAKERS or taken.get(i - 1) in ("person", "company", "trade")) \
+        elif (before in PERSON_TAKERS or taken.get(i - 1) in ("person", "company", "trade")) \
                 and person(word):
             taken[i] = "person"        # 'Herr Weber', 'Rechtsanwalt Thomas Becker'
             if name not in SURNAMES:
                 first.add(i)
-                if before in _PERSON_TAKERS and before not in ("inh.", "inhaber", "inhaberin"):
+                if before in PERSON_TAKERS and before not in ("inh.", "inhaber", "inhaberin"):
                     titled.add(i)      # 'Frau Maria Stern'
-        elif before in _PERSON_TAKERS and word.lower() not in _PERSON_TAKERS and \
+        elif before in PERSON_TAKERS and word.lower() not in PERSON_TAKERS and \
                 unknown is not None and unknown(word) and i + 1 < n and \
                 person(plain[i + 1]):
             taken[i] = "person"        # a first name: 'Dr. med. Anna Weber'; not 'Pfarrer'

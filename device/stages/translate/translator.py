@@ -63,14 +63,16 @@ from device.stages.translate.cache import LRUCache
 from device.stages.translate.model import Seq2SeqModel
 from device.stages.translate.normalize import clean, fold, lookup_key, model_text
 from device.stages.translate.phrasebook import FUNCTION_WORDS, Phrasebook
-from device.stages.translate.names import PLACEHOLDERS, first_names, hold, place_names, restore
+from device.stages.translate.names import (PLACEHOLDERS, first_names, hold, place_names,
+                                          restore)
 from device.stages.translate.refusal import WORD, refusal_of
 from device.stages.translate.signbook import SignBook
 from device.stages.translate.segment import (PLAIN_NUMBER, clauses, closing_mark, cut_to_fit,
                                              ends_sentence, merge_plain_numbers, numbers_kept,
                                              restore_spans, sentences, span_kind)
-from device.stages.translate.signage import (SURNAMES, TITLES, apply_style, cut_words_joined,
-                                             english_casing, english_numbers, english_place,
+from device.stages.translate.signage import (PERSON_TAKERS, SURNAMES, TITLES, apply_style,
+                                             cut_words_joined, english_casing, english_numbers,
+                                             english_place,
                                              english_sentences, name_plate, render_in_place,
                                              sentence_capitals, slash_parts, small_start,
                                              split_arrows, split_protected, style_of,
@@ -106,8 +108,7 @@ _PLACE_HEADS = ("platz", "strasse", "gasse", "weg", "allee", "ring", "damm", "uf
 """Last parts of compounds that name a place ('Marienplatz', 'Ostbahnhof', 'Sendlinger Tor')."""
 _MARKS = ",;:.!?"
 _ARTICLES = frozenset("der die das den dem des ein eine einen einem einer eines".split())
-_BEFORE_PERSONS = frozenset(TITLES) - {"richtung"} | {"inh.", "inh", "inhaber", "inhaberin",
-                                                       "familie", "fam.", "ing."}
+_BEFORE_PERSONS = PERSON_TAKERS | {"ing."}
 """Words before a person's name ('Dr. Klaus', 'Inh. Thomas'): a place's name there is a
 first name."""
 _BEFORE_SURNAMES = frozenset({"inh.", "inhaber", "inhaber:", "inhaberin", "inhaberin:"})
@@ -121,8 +122,7 @@ _NOT_SURNAMES = _FUNCTION_KEYS | {"gmbh", "kg", "ag", "und", "co", "partner", "s
                                   "kollegen", "team", "praxis", "inh", "str"}
 """Capitalized words after a given name that are no surname ('Anna und ...', 'Team')."""
 _PLACEHOLDER_NAMES = frozenset(p for held in PLACEHOLDERS.values() for p in held)
-_PLACEHOLDER_WORDS = re.compile(
-    r"(?i)\b(?:" + "|".join(p for held in PLACEHOLDERS.values() for p in held) + r")\b")
+_PLACEHOLDER_WORDS = re.compile(r"(?i)\b(?:" + "|".join(sorted(_PLACEHOLDER_NAMES)) + r")\b")
 _STREET_WORDS = frozenset("Straße Strasse Str Platz Weg Allee Ring Damm Tor Gasse Ufer Brücke "
                           "Markt Steig Graben Chaussee Berg Feld".split())
 """A street's word after an adjective in -er: 'Rosenheimer Straße', 'Sendlinger Tor'."""
@@ -318,25 +318,18 @@ class Translator:
             return slashed
         original = text                 # as the sign has it: shown when it passes through
         text = cut_words_joined(self._ocr_misreads(text))
-        # a name plate keeps its names by its own rules ('Bäckerei Müller' → 'Bakery Müller')
-        self._reading.on_plate = self.phrasebook is not None and bool(
-            name_plate(text.split(), self._is_place))
-        if self._only_names(text):      # 'Buchholz', 'Thomas Vogel': kept as written
-            return Translation(source, original, "passthrough", 1.0, self._elapsed(start),
-                               "protected")
-        return self._read(source, original, text, start)
-
-    def _read(self, source: str, original: str, text: str, start: int) -> Translation:
-        """A text with its arrows, slashes and OCR misreads dealt with, read: the sign book,
-        the rules, the model (`_render_numbers_inside`)."""
         style = style_of(text, self.phrasebook.is_german_word if self.phrasebook else None)
         self._reading.cut_between_words = False
         self._reading.memo = {}
         words = text.split()
+        # a name plate keeps its names by its own rules ('Bäckerei Müller' → 'Bakery Müller')
         self._reading.plate = {words[i]: english_place(words[i]) if kind == "place"
                                else words[i]
                                for i, kind in name_plate(
                                    words, self._is_place if self.phrasebook else None).items()}
+        if self._only_names(text):      # 'Buchholz', 'Thomas Vogel': kept as written
+            return Translation(source, original, "passthrough", 1.0, self._elapsed(start),
+                               "protected")
         book = self.phrasebook if self.settings.use_phrasebook else None
         if book is not None and not self.settings.model_first:
             hit = book.lookup(text)
@@ -701,20 +694,28 @@ class Translator:
         if self.phrasebook is None or self.phrasebook.lookup(text) is not None or \
                 self._sign(text) is not None:
             return False
-        swapped, held = hold(text, self._names)
+        swapped, held = self._hold(text)
         return bool(held) and not any(ch.isalpha() for ch in _PLACEHOLDER_WORDS.sub("", swapped))
+
+    def _hold(self, chunk: str) -> tuple[str, list[tuple[str, str, int]]]:
+        """`names.hold` of the chunk with this translator's names (`_names`), once per
+        translation: the cut, the held reading and the decoding ask the same question."""
+        if self.phrasebook is None:
+            return chunk, []
+        memo = self._memo()
+        if ("hold", chunk) not in memo:
+            memo["hold", chunk] = hold(chunk, self._names)
+        return memo["hold", chunk]
 
     def _held_names(self, chunk: str) -> set[str]:
         """The words of the chunk's names that the model reads as placeholders."""
-        if self.phrasebook is None:
-            return set()
-        return {word for _, name, _ in hold(chunk, self._names)[1] for word in name.split()}
+        return {word for _, name, _ in self._hold(chunk)[1] for word in name.split()}
 
     def _held_decoding(self, chunk: str, deadline: int | None):
         """(decoding, English with the names back, or None where a name did not come back or a
         number was added) of the chunk read with its names held ('Bus 52 nach Berlin' → 'bus
         52 to berlin' → 'bus 52 to Buchholz'); None where it holds no name or does not fit."""
-        swapped, held = hold(chunk, self._names) if self.phrasebook is not None else (chunk, [])
+        swapped, held = self._hold(chunk)
         if not held or not self._fits(swapped):
             return None
         decoded = self._generate(swapped, self.tokenizer.encode(model_text(swapped)), deadline)
@@ -787,7 +788,7 @@ class Translator:
         if i and f"{words[i - 1].lower()}{gaps[i].strip()}" in _BEFORE_SURNAMES and \
                 surname(i, gaps[i]):
             return i + 1                # 'Inh. Vogel'
-        on_plate = getattr(self._reading, "on_plate", False)
+        on_plate = bool(getattr(self._reading, "plate", None))
         if _as_written(words[i]) in SURNAMES and not on_plate and (
                 (i and gaps[i] == " " and takes_name(words[i - 1]) and
                  words[i - 1].lower() not in ("familie", "fam")) or

@@ -17,6 +17,8 @@ frames in one interleaved run:
   neither way;
 - why the truth lines without a one-to-one match have none (missed / split / merged into a
   larger box / loose) and how tall they are;
+- the ceiling: the share of truth lines at least one of the systems in the run matches (with
+  --peers: how far the recall of every model here, taken together, goes);
 - end-to-end line CER: every ground-truth line gets the text of the detections that lie mostly
   on it (joined left to right); detections on no line count as insertions; case-insensitive,
   whitespace collapsed;
@@ -197,7 +199,9 @@ def score_frame(found, truth, ignore, shape=(360, 640)) -> dict:
     misses = [miss_kind(q, [k for k, _ in kept]) + "@" + height_band(q)
               for i, (q, _text) in enumerate(truth) if i not in matched]
     return {"tp": len(matches), "found": len(kept), "truth": len(truth), "edits": edits,
-            "chars": chars, "covered": covered, "on_text": on_text, "misses": misses}
+            "chars": chars, "covered": covered, "on_text": on_text, "misses": misses,
+            "matched": sorted(matched),
+            "heights": [height_band(q) for q, _text in truth]}
 
 
 HEIGHT_BANDS = ((0, 8), (8, 12), (12, 16), (16, 24), (24, None))
@@ -276,6 +280,28 @@ def summarize(counts: list[dict]) -> dict:
             "unmatched_lines": {"by_kind": dict(kinds.most_common()),
                                 "by_height": {_band_name(lo, hi): bands[_band_name(lo, hi)]
                                               for lo, hi in HEIGHT_BANDS}}}
+
+
+def ceiling(runs: dict[str, list[dict]]) -> dict:
+    """How much of the truth any of the systems finds: `runs` maps a system's name to its
+    score_frame counts, frame by frame (same frames, same order). A truth line counts when
+    at least one system matches it one-to-one. `hmean_at_full_precision` is the Hmean a
+    detector would reach that found exactly those lines and nothing else: the most these
+    systems' recall together can give."""
+    frames = list(zip(*runs.values()))
+    truth = sum(counts[0]["truth"] for counts in frames)
+    found_by_any, missed_by_all = 0, Counter()
+    for counts in frames:
+        hits = set().union(*(c["matched"] for c in counts))
+        found_by_any += len(hits)
+        missed_by_all.update(band for i, band in enumerate(counts[0]["heights"])
+                             if i not in hits)
+    r = found_by_any / max(truth, 1)
+    return {"systems": list(runs), "lines": truth,
+            "recall_of_any": round(r, 4),
+            "hmean_at_full_precision": round(2 * r / (1 + r), 4) if truth else 0.0,
+            "missed_by_all_by_height": {_band_name(lo, hi): missed_by_all[_band_name(lo, hi)]
+                                        for lo, hi in HEIGHT_BANDS}}
 
 
 # --- peak memory -------------------------------------------------------------------------------
@@ -385,6 +411,7 @@ def run(config, json_out: bool = False, quick: bool = False, peers: bool = False
     out = {"data": "real validation: last 100 ICDAR 2015 training photos (640x360) and their "
                    f"{len(crops)} word crops (CC BY 4.0); never trained on",
            "frames": len(frames), "results": results,
+           "ceiling": ceiling({r["systems"][1].name: r["counts"] for r in live}),
            "shapes": photo_shapes(config, quick)}
     if not json_out:
         _print(out)
@@ -450,6 +477,12 @@ def _print(out: dict) -> None:
             print(f"{'':38} unmatched truth lines: "
                   + ", ".join(f"{k} {n}" for k, n in lines["by_kind"].items())
                   + "; by height: " + ", ".join(f"{k} {n}" for k, n in lines["by_height"].items()))
+    top = out.get("ceiling")
+    if top and len(top["systems"]) > 1:
+        print(f"truth lines some system above matches: {top['recall_of_any']:.3f} of "
+              f"{top['lines']} (a detector finding exactly these: Hmean "
+              f"{top['hmean_at_full_precision']:.3f}); matched by none, by height: "
+              + ", ".join(f"{k} {n}" for k, n in top["missed_by_all_by_height"].items()))
     print("photos of other shapes (the validation photos cut to them; detection, line IoU):")
     for r in out.get("shapes", []):
         how = "own shape" if r["keep_aspect"] else "squeezed"
@@ -476,6 +509,11 @@ def markdown(out: dict) -> str:
             f"{r['frame_ms_1t']['p50']:.1f} / {r['frame_ms_1t']['p95']:.1f} | "
             f"{r['frame_ms_2t']['p50']:.1f} | {r['crop_ms_1t']['p50']:.2f} | "
             f"{r.get('peak_rss_mb') or '-'} |")
+    top = out.get("ceiling")
+    if top and len(top["systems"]) > 1:
+        rows += ["", f"Truth lines at least one system above matches one-to-one: "
+                     f"{top['recall_of_any']:.3f} of {top['lines']} (a detector that found "
+                     f"exactly these would reach line Hmean {top['hmean_at_full_precision']:.3f})."]
     if out.get("shapes"):
         rows += ["", "| photo shape | photo px | detector runs | at | line IoU P / R / Hmean | "
                  "detect p50 ms (2 threads) |", "|---|---|---|---|---|---|"]

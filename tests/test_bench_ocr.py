@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from calibration import real_data
-from calibration.bench_ocr import norm_word, score_frame, summarize
+from calibration.bench_ocr import ceiling, norm_word, score_frame, summarize
 from device.modelstore.store import ModelStore
 
 
@@ -54,6 +54,21 @@ def test_unmatched_lines_are_told_apart_by_why_and_by_height():
     assert lines["by_kind"] == {"missed": 1, "split": 1, "merged": 1, "loose": 1}
     assert lines["by_height"] == {"0-8px": 0, "8-12px": 1, "12-16px": 0, "16-24px": 2,
                                   "24+px": 1}
+
+
+def test_the_ceiling_counts_a_line_any_system_matches_once():
+    truth = [(_quad(10, 10, 100, 20), "A"), (_quad(10, 60, 100, 20), "B"),
+             (_quad(10, 120, 100, 10), "C")]
+    first = score_frame([(_quad(10, 10, 100, 20), "A")], truth, [])
+    second = score_frame([(_quad(10, 10, 100, 20), "A"), (_quad(10, 60, 100, 20), "B"),
+                          (_quad(300, 300, 50, 20), "NOISE")], truth, [])
+    later = score_frame([], [(_quad(10, 10, 100, 30), "D")], [])
+    top = ceiling({"one": [first, later], "two": [second, later]})
+    assert top["lines"] == 4 and top["recall_of_any"] == 0.5        # A and B; C and D by none
+    assert top["hmean_at_full_precision"] == round(2 * 0.5 / 1.5, 4)
+    assert top["missed_by_all_by_height"] == {"0-8px": 0, "8-12px": 1, "12-16px": 0,
+                                              "16-24px": 0, "24+px": 1}
+    assert ceiling({"one": [first, later]})["recall_of_any"] == 0.25
 
 
 def test_word_accuracy_compares_letters_and_digits_case_insensitively():

@@ -476,6 +476,30 @@ def test_garbage_and_foreign_text_keep_the_original(translator):
         assert (result.via, result.reason, result.translation) == ("passthrough", reason, text)
 
 
+def test_a_reading_made_of_no_known_word_is_kept_not_guessed_at(translator):
+    # OCR noise and codes the dictionary lacks: the model only invents ('OPAC' → 'OPERA
+    # HOUSE', 'eERRREE' → 'ground floor', 'omt' → 'original version'); the overlay shows them
+    # as read
+    for text in ("OPAC", "eERRREE", "omt", "UVP 59,95 €", "Sai su", "90ntES7-t ee"):
+        result = translator.translate(text)
+        assert (result.via, result.reason, result.translation) == (
+            "passthrough", "unknown_words", text), text
+    # a German word the dictionary lacks but the model knows is still translated, and a text
+    # with a known word is not judged by its unknown ones
+    assert translator.translate("Leerung 17 Uhr").via == "model"
+    assert translator.translate("Ausgang OPAC").reason != "unknown_words"
+    assert translator.translate("inkl.").reason != "unknown_words"     # an abbreviation
+
+
+def test_a_lone_letter_is_a_label_kept_as_written(translator):
+    # the dictionary's 'H' is the note B and its 'B' a flat; on a sign they mark a stop or a gate
+    for text in ("H", "B", "f", "→ H"):
+        result = translator.translate(text)
+        assert (result.via, result.reason, result.translation) == ("passthrough", "protected",
+                                                                   text), text
+    assert translator.translate("Ausgang B").translation != "Ausgang B"   # a word beside it
+
+
 def test_foreign_words_with_german_days_and_times_get_only_those_rendered(translator):
     result = translator.translate("Please keep the door closed Mo–Fr 9–18 Uhr")
     assert (result.via, result.translation) == (

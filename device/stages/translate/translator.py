@@ -36,8 +36,8 @@ model is asked; it is labelled "phrasebook" like a dictionary entry.
 whole text or chunk), "model", "gloss" (word by word), "rule" (only days, times, floors or prices, written the
 English way by `signage.render_sign_span`), "cache", or "passthrough" when the original text
 is kept (then `reason` says why: empty, low_ocr_confidence, too_long, no_letters, protected
-(names, numbers), garbage, not_german (`refusal`), low_model_confidence, over_budget,
-no_model, error).
+(names, numbers, a lone letter), garbage, not_german, unknown_words (`refusal`),
+low_model_confidence, over_budget, no_model, error).
 A passthrough's `translation` is the cleaned original text (empty for empty input), so the
 overlay keeps showing what was read instead of an invented translation. `translate` never
 raises: a failure inside becomes a passthrough with reason "error", logged.
@@ -327,7 +327,8 @@ class Translator:
                                else words[i]
                                for i, kind in name_plate(
                                    words, self._is_place if self.phrasebook else None).items()}
-        if self._only_names(text):      # 'Buchholz', 'Thomas Vogel': kept as written
+        if self._only_names(text) or self._lone_letter(text):
+            # 'Buchholz', 'Thomas Vogel'; 'H', 'B': kept as written
             return Translation(source, original, "passthrough", 1.0, self._elapsed(start),
                                "protected")
         book = self.phrasebook if self.settings.use_phrasebook else None
@@ -696,6 +697,13 @@ class Translator:
             return False
         swapped, held = self._hold(text)
         return bool(held) and not any(ch.isalpha() for ch in _PLACEHOLDER_WORDS.sub("", swapped))
+
+    def _lone_letter(self, text: str) -> bool:
+        """A text whose only letter is one letter standing alone ('H', 'B', 'Tor B' is not):
+        on a sign a label (a stop, a gate, a section), which the sign book may hold but the
+        dictionary reads as something else (its 'H' is the note B, its 'B' a flat)."""
+        letters = WORD.findall(text)
+        return len(letters) == 1 and len(letters[0]) == 1 and self._sign(text) is None
 
     def _hold(self, chunk: str) -> tuple[str, list[tuple[str, str, int]]]:
         """`names.hold` of the chunk with this translator's names (`_names`), once per

@@ -66,13 +66,12 @@ def refusal_of(text: str, book: Phrasebook | None) -> str:
 
 def _code_like(word: str, abbreviated: bool) -> bool:
     """A word the dictionary lacks that looks like no German word the model might still know
-    ('Leerung', 'Lederreparaturen' do): at most four letters ('UVP', 'omt'), all lowercase
-    (German nouns are capitalised; the dictionary lists the other words), or a capital after
-    a small letter ('eERRREE'). A word with its abbreviation's point ('ca.', 'inkl.') is left
-    to the model, which knows some."""
+    ('Leerung', 'Lederreparaturen', 'gebührenpflichtig' do): at most four letters ('UVP',
+    'omt') or a capital after a small letter ('eERRREE'). A word with its abbreviation's point
+    ('ca.', 'inkl.') is left to the model, which knows some."""
     if abbreviated:
         return False
-    return len(word) <= 4 or word.islower() or bool(_SMALL_THEN_CAPITAL.search(word))
+    return len(word) <= 4 or bool(_SMALL_THEN_CAPITAL.search(word))
 
 
 def _plausible(word: str) -> bool:

@@ -19,6 +19,9 @@ frames in one interleaved run:
   larger box / loose) and how tall they are;
 - the ceiling: the share of truth lines at least one of the systems in the run matches (with
   --peers: how far the recall of every model here, taken together, goes);
+- noise shown as a translation: the readings of our boxes that lie on no labelled text (after
+  the recognizer's confidence threshold), and how many of them the translate stage would show
+  as a translation rather than as read (the overlay must not translate noise);
 - end-to-end line CER: every ground-truth line gets the text of the detections that lie mostly
   on it (joined left to right); detections on no line count as insertions; case-insensitive,
   whitespace collapsed;
@@ -193,13 +196,13 @@ def score_frame(found, truth, ignore, shape=(360, 640)) -> dict:
         edits += edit_distance(got, want)
         chars += len(want)
     edits += sum(len(_norm_line(kept[j][1])) for j in stray)
-    covered, on_text = _coverage([q for q, _ in kept], [q for q, _ in truth], ignore,
-                                  shape)
+    covered, on = _coverage([q for q, _ in kept], [q for q, _ in truth], ignore, shape)
     matched = {i for i, _j, _iou in matches}
     misses = [miss_kind(q, [k for k, _ in kept]) + "@" + height_band(q)
               for i, (q, _text) in enumerate(truth) if i not in matched]
     return {"tp": len(matches), "found": len(kept), "truth": len(truth), "edits": edits,
-            "chars": chars, "covered": covered, "on_text": on_text, "misses": misses,
+            "chars": chars, "covered": covered, "on_text": sum(on), "misses": misses,
+            "off_text": [text for (_quad, text), hit in zip(kept, on) if not hit and text],
             "matched": sorted(matched),
             "heights": [height_band(q) for q, _text in truth]}
 
@@ -244,16 +247,16 @@ def _mask(quads, shape=(360, 640)) -> np.ndarray:
     return mask
 
 
-def _coverage(found, truth, ignore, shape=(360, 640)) -> tuple[int, int]:
-    """(truth lines at least half covered by the detections, detections at least half on
-    labelled text): area coverage, which a line detector and a word detector meet alike
-    (ICDAR 2015 labels words; `ignore` text is text too)."""
+def _coverage(found, truth, ignore, shape=(360, 640)) -> tuple[int, list[bool]]:
+    """(truth lines at least half covered by the detections, for each detection whether at
+    least half of it lies on labelled text): area coverage, which a line detector and a word
+    detector meet alike (ICDAR 2015 labels words; `ignore` text is text too)."""
     found_mask = _mask(found, shape)
     text_mask = _mask(list(truth) + list(ignore), shape)
     covered = sum(1 for q in truth
                   if (m := _mask([q], shape)).sum() and (m & found_mask).sum() >= 0.5 * m.sum())
-    on_text = sum(1 for q in found
-                  if (m := _mask([q], shape)).sum() and (m & text_mask).sum() >= 0.5 * m.sum())
+    on_text = [bool((m := _mask([q], shape)).sum() and (m & text_mask).sum() >= 0.5 * m.sum())
+               for q in found]
     return covered, on_text
 
 
@@ -302,6 +305,21 @@ def ceiling(runs: dict[str, list[dict]]) -> dict:
             "hmean_at_full_precision": round(2 * r / (1 + r), 4) if truth else 0.0,
             "missed_by_all_by_height": {_band_name(lo, hi): missed_by_all[_band_name(lo, hi)]
                                         for lo, hi in HEIGHT_BANDS}}
+
+
+def noise_shown(config, readings: list[str]) -> dict:
+    """What the overlay makes of the readings of boxes on no labelled text (kept by the
+    recognizer's confidence threshold): how many the translate stage, as configured but never
+    cut short by its budget, shows as a translation instead of as read."""
+    from device.stages.translate.translator import Translator
+    whole = dataclasses.replace(config, translator=dataclasses.replace(
+        config.translator, budget_ms=10_000.0, cache_size=0))
+    translator = Translator.from_config(whole, num_threads=1)
+    shown = [(text, answer.translation) for text in readings
+             if (answer := translator.translate(text)).via != "passthrough"
+             and answer.translation.strip().lower() != text.strip().lower()]
+    return {"readings": len(readings), "shown_as_translation": len(shown),
+            "examples": shown[:6]}
 
 
 # --- peak memory -------------------------------------------------------------------------------
@@ -404,6 +422,8 @@ def run(config, json_out: bool = False, quick: bool = False, peers: bool = False
                                       row["systems"][1].split.items()}}
                     if getattr(row["systems"][1], "split", None) else {}),
                  "errors": row.get("errors", 0)}
+        if row["kind"] == "edgelens":
+            entry["noise"] = noise_shown(config, [t for c in row["counts"] for t in c["off_text"]])
         if not quick:
             entry["peak_rss_mb"] = peak_rss_mb(row["kind"], config, row["size"],
                                                [f for f, _, _ in frames])
@@ -472,6 +492,9 @@ def _print(out: dict) -> None:
             print(f"{'':38} where the time goes (1 thread, p50 ms): "
                   + ", ".join(f"{k} {v}" for k, v in split.items())
                   + f"; regions a frame (p50): {regions}")
+        if r.get("noise"):
+            print(f"{'':38} readings of boxes on no labelled text: {r['noise']['readings']}, "
+                  f"shown as a translation: {r['noise']['shown_as_translation']}")
         lines = r.get("unmatched_lines")
         if lines and sum(lines["by_kind"].values()):
             print(f"{'':38} unmatched truth lines: "

@@ -33,6 +33,7 @@ def test_a_line_detection_and_its_text_are_scored_against_the_truth():
     counts = score_frame(found, truth, ignore)
     assert (counts["tp"], counts["found"], counts["truth"]) == (1, 2, 2)
     assert counts["covered"] == 1 and counts["on_text"] == 1
+    assert counts["off_text"] == ["NOISE"]          # what the overlay would be asked to show
     summary = summarize([counts])
     assert summary["precision"] == 0.5 and summary["recall"] == 0.5
     # one substitution + the missed "OPEN" (4) + the stray "NOISE" (5) over 13 truth chars
@@ -115,3 +116,15 @@ def test_photos_cut_to_other_shapes_keep_whole_lines_and_ignore_cut_ones():
             assert quad[:, 0].min() >= 0 and quad[:, 0].max() <= 405
         assert all(q[:, 0].max() >= 0 and q[:, 0].min() <= 405 for q in ignore)
     assert sum(len(keep) for _, keep, _ in photos) > 200
+
+
+def test_the_bench_counts_noise_the_translate_stage_would_show_as_a_translation():
+    from calibration.bench_ocr import noise_shown
+    from device import config as configuration
+    # an invented answer for noise ('eERRREE' used to come out 'ground floor') counts; a
+    # reading shown as read ('OPAC', 'H') and English kept as it is do not; German does
+    noise = noise_shown(configuration.defaults(), ["eERRREE", "OPAC", "H", "EXIT", "Ausgang"])
+    assert noise["readings"] == 5
+    assert [text for text, _answer in noise["examples"]] == ["Ausgang"]
+    assert noise["shown_as_translation"] == 1
+

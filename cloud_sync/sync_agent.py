@@ -337,12 +337,28 @@ class SyncAgent:
         try:
             self.store = TelemetryStore.open(self.cfg.telemetry.db_path, self.cfg.telemetry,
                                              quarantine=False)
-            self._fleet_confirms = self.store.meta("fleet_receipts") == "1"
+            self._remember_fleet()
         except StoreCorruptError as exc:
             self._noisy("corrupt", "telemetry store unusable (the pipeline quarantines it)",
                         {"error": str(exc)})
         except (TelemetryError, OSError) as exc:
             self._noisy("open", "cannot open telemetry store", {"error": str(exc)})
+
+    def _remember_fleet(self) -> None:
+        """A store (re)opened: what this process heard the fleet announce stands, and the
+        file is told (a new or salvaged file may not know it); without an announcement heard,
+        the file's memory of it."""
+        said = self.store.meta("fleet_receipts")
+        if not self._heard_fleet:
+            self._fleet_confirms = said == "1"
+            return
+        known = "1" if self._fleet_confirms else "0"
+        if said != known:
+            try:
+                self.store.set_meta("fleet_receipts", known)
+            except TelemetryError as exc:
+                self._noisy("receipts", "receipts announcement not recorded",
+                            {"error": str(exc)})
 
     def _noisy(self, key: str, event: str, fields: dict[str, Any]) -> None:
         """Log a repeating warning (`event`, with `fields` as its structured fields) at most

@@ -5,8 +5,10 @@ Messages arrive on paho's network thread and are only queued there (within a byt
 over it they are dropped and counted); everything else runs on this agent's own thread
 (`run(stop)`). The running model is never touched until a version is complete, verified and
 renamed into the store; a refusal leaves it serving and writes an audit record
-(`update_refused`) with the reason. States reported on P/<device>/update/status: offered,
-downloading (percent), verified, installed, healthy, rolled_back (reason), refused, halted.
+(`update_refused`) with the reason (at most one a minute per model and reason: update_offer).
+States reported on P/<device>/update/status: offered, downloading (percent), verified,
+installed, healthy, rolled_back (reason), refused, halted; for every model in the store or
+being updated, and for the last 8 others offered.
 
 No input ends the thread: a message whose handling raises anything is dropped and counted
 (`stats`), a failing periodic step is counted and retried, and should the loop itself fail it
@@ -53,6 +55,7 @@ _STATUS_EVERY_S = 0.5
 _RESTART_MIN_S, _RESTART_MAX_S = 0.5, 30.0
 _STABLE_S = 60.0            # a loop that ran this long starts its restart backoff afresh
 _NOISY_EVERY_S = 30.0
+_MAX_OTHER_MODELS = 8       # status entries of models neither in the store nor being updated
 
 
 @dataclass
@@ -65,6 +68,8 @@ class UpdateStats:
     ignored_bad_control: int = 0        # a control block with a bad signature, or replayed
     dropped_errors: int = 0             # messages whose handling raised an unexpected error
     dropped_inbox_full: int = 0         # messages dropped because the inbox was over budget
+    refused: int = 0                    # offers and downloads refused (state refused)
+    refusals_folded: int = 0            # of those, not audited on their own (one a minute)
     step_errors: int = 0                # periodic steps (requests, health checks) that failed
     restarts: int = 0                   # times the agent's loop failed and was started again
     last_error: str = ""
@@ -101,6 +106,7 @@ class UpdateAgent(OfferSteps, InstallSteps):
         self._resync = False        # a desired state was dropped: fetch the retained ones again
         self._prepared = False
         self._noisy_at: dict[str, float] = {}
+        self._refusals: dict[tuple[str, str], dict[str, Any]] = {}   # update_offer
         self.fetch = ChunkFetcher(link, self.settings, self.staging, self._request_topic,
                                   self.stats, report=self._set, refuse=self._refuse,
                                   install=self._install)
@@ -297,6 +303,8 @@ class UpdateAgent(OfferSteps, InstallSteps):
                 self._noisy(f"step-{job.name}", logging.ERROR, "update step failed",
                             {"model": job.name, "version": job.version, "state": job.state,
                              "error": self.stats.last_error}, exc_info=exc)
+        if self._refusals:
+            self._flush_refusals(now)
         if self._status_dirty and now - self._status_at >= _STATUS_EVERY_S:
             self._publish_status(now)
 
@@ -304,6 +312,8 @@ class UpdateAgent(OfferSteps, InstallSteps):
         entry = {"state": state, "active": self._active(name), "wall_ns": time.time_ns(),
                  **fields}
         self.models[name] = entry
+        if name not in self.jobs:
+            self._forget_other_models()
         if not quiet:
             log.info("model update state", extra={
                 "model": name, "state": state,
@@ -311,6 +321,20 @@ class UpdateAgent(OfferSteps, InstallSteps):
         self._status_dirty = True
         if not quiet:
             self._status_at = 0.0       # state changes go out at once; progress is paced
+
+    def _forget_other_models(self) -> None:
+        """The status keeps every model in the store or being updated, and of the others
+        (refused offers of models this device does not have: any name a desired topic can
+        carry) only the latest `_MAX_OTHER_MODELS`, so it stays far below the broker's
+        message size limit."""
+        try:
+            keep = set(self.store.names()) | set(self.jobs)
+        except OSError:
+            return
+        others = sorted((n for n in self.models if n not in keep),
+                        key=lambda n: self.models[n].get("wall_ns", 0))
+        for name in others[:-_MAX_OTHER_MODELS]:
+            del self.models[name]
 
     def status(self) -> dict[str, Any]:
         return {"device": self.device, "group": self.group, "models": self.models,

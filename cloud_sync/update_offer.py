@@ -5,11 +5,18 @@ signed or not: update_policy.check_control), judges the offer (update_policy.jud
 records an accepted one in the replay memory, audits it and starts its job — a switch to a
 version still in the store, or a download (cloud_sync/update_fetch.py) — or refuses it with the
 reason (audit record `update_refused`, state `refused`).
+
+What a refusal reports comes from a message that may be hostile: the version only when it is
+MAJOR.MINOR.PATCH (else `invalid`), the reason cut to 300 characters, and at most one
+`update_refused` audit a minute per model and reason (the ones folded in go out as one record
+with their count, `repeated`), so forged offers can neither grow the retained status past the
+broker's message size limit nor fill the telemetry store with audit records.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from cloud_sync import update_protocol as proto
@@ -21,11 +28,35 @@ from cloud_sync.update_policy import check_control, judge_offer
 
 log = logging.getLogger(__name__)
 
+INVALID_VERSION = "invalid"     # reported for an offered version that is not MAJOR.MINOR.PATCH
+_MAX_REASON = 300               # characters of a refusal's reason in the status and the audit
+_MAX_ROLLOUT = 128
+_REFUSAL_AUDIT_EVERY_S = 60.0   # one update_refused audit per model and reason in this time
+_REFUSAL_KEYS = 8               # (model, reason) pairs held at once; more share one entry
+
+
+def reported_version(manifest: Any) -> str | None:
+    """The offered version as the device reports it (status, audit, log): the manifest's own
+    when it passes check_version, None when it has none, INVALID_VERSION for anything else
+    (whatever its size or type)."""
+    version = manifest.get("version") if isinstance(manifest, dict) else None
+    if version is None:
+        return None
+    try:
+        return proto.check_version(version)
+    except PayloadError:
+        return INVALID_VERSION
+
+
+def bounded(text: Any, limit: int) -> str:
+    text = str(text)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
 
 class OfferSteps:
     """The offer half of UpdateAgent (which provides store, settings, group, device, trusted,
-    memory, audit, stats, jobs, fetch, _set, _active and _noisy; InstallSteps provides
-    _switch and _after_install)."""
+    memory, audit, stats, jobs, fetch, _refusals, _set, _active and _noisy; InstallSteps
+    provides _switch and _after_install)."""
 
     def _consider(self, name: str, body: dict[str, Any]) -> None:
         desired = proto.check_desired(body)
@@ -85,7 +116,7 @@ class OfferSteps:
         memory = self.memory.load()
         active = self._active(name)
         offer = judge_offer(name, body, manifest, self.trusted, memory, active,
-                            self.settings.max_artifact_bytes)
+                            self.settings.max_artifact_bytes, signed)
         if offer is None:
             return
         memory["issued"][name] = offer.issued_ns
@@ -109,12 +140,46 @@ class OfferSteps:
         self.fetch.start(job, body, offer)
 
     def _refuse(self, name: str, rollout: str, manifest: dict, reason: str) -> None:
-        version = manifest.get("version") if isinstance(manifest, dict) else None
-        log.warning("update refused",
-                    extra={"model": name, "version": version, "reason": reason})
-        self.audit("update_refused", {"model": name, "version": version, "rollout": rollout,
-                                      "reason": reason})
+        version = reported_version(manifest)
+        rollout, reason = bounded(rollout, _MAX_ROLLOUT), bounded(reason, _MAX_REASON)
+        self.stats.refused += 1
+        self._audit_refusal(name, {"model": name, "version": version, "rollout": rollout,
+                                   "reason": reason})
         job = self.jobs.get(name)
         if job is not None and job.rollout == rollout and job.version == version:
             self.jobs.pop(name)          # a refused offer leaves another job under way alone
         self._set(name, "refused", version=version, rollout=rollout, reason=reason)
+
+    def _audit_refusal(self, name: str, fields: dict[str, Any]) -> None:
+        """`update_refused` (and its log line) at most once a minute per model and reason
+        (`_REFUSAL_KEYS` pairs at once; more share one entry); a refusal within that minute is
+        folded in and counted (`stats.refusals_folded`), and _flush_refusals writes one record
+        for the folded ones with their count (`repeated`) and the last one's fields."""
+        now = time.monotonic()
+        self._flush_refusals(now)
+        key = (name, fields["reason"])
+        if key not in self._refusals and len(self._refusals) >= _REFUSAL_KEYS:
+            key = ("", "")
+        held = self._refusals.get(key)
+        if held is not None:
+            held["folded"] += 1
+            held["fields"] = fields
+            self.stats.refusals_folded += 1
+            return
+        self._refusals[key] = {"at": now, "folded": 0, "fields": fields}
+        log.warning("update refused", extra=fields)
+        self.audit("update_refused", fields)
+
+    def _flush_refusals(self, now: float) -> None:
+        """Refusals folded in over a minute that ended: one `update_refused` for them, with
+        their count (`repeated`) and the last one's fields (starting a new minute)."""
+        for key, held in list(self._refusals.items()):
+            if now - held["at"] < _REFUSAL_AUDIT_EVERY_S:
+                continue
+            if not held["folded"]:
+                del self._refusals[key]
+                continue
+            fields = {**held["fields"], "repeated": held["folded"]}
+            self._refusals[key] = {"at": now, "folded": 0, "fields": held["fields"]}
+            log.warning("update refused", extra=fields)
+            self.audit("update_refused", fields)

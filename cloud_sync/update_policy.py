@@ -2,10 +2,10 @@
 
 Everything a desired state says is hostile until checked here. `check_control` verifies the
 optional signed control block (who may halt, relabel or target a rollout); `judge_offer` decides
-on the offer itself — signature, model name, version, replay, downgrade, shadow rules — and
-returns what to do, or raises `RefusedUpdate` with the reason. The agent records the replay
-memory and audits the offer only after the whole judgement passed, so a refused offer leaves no
-trace but its refusal.
+on the offer itself — signature, model name, version, replay, downgrade, shadow rules, signed
+control once the model has had it — and returns what to do, or raises `RefusedUpdate` with the
+reason. The agent records the replay memory and audits the offer only after the whole judgement
+passed, so a refused offer leaves no trace but its refusal.
 """
 
 from __future__ import annotations
@@ -71,9 +71,14 @@ class Offer:
 
 def judge_offer(name: str, body: dict[str, Any], manifest: dict[str, Any],
                 trusted: TrustedKeys, memory: dict[str, Any], active: str | None,
-                max_artifact_bytes: int) -> Offer | None:
+                max_artifact_bytes: int, signed_control: bool = False) -> Offer | None:
     """The offer to take; None for one to pass over quietly (a version that failed here
-    before); RefusedUpdate (or SignatureError) with the reason for one to refuse."""
+    before); RefusedUpdate (or SignatureError) with the reason for one to refuse.
+
+    `signed_control`: the desired state carries a valid signed control block. Once this
+    device has taken one for the model (`memory["control"]`), an offer of it without one is
+    refused: the manifest's signature does not name a group, so a manifest signed for another
+    group (a rollback, a canary build) with its control block removed must not be taken."""
     kid = trusted.verify(manifest, body.get("signature"))
     if manifest.get("name") != name:
         raise RefusedUpdate(f"manifest names model {manifest.get('name')!r:.80} on the "
@@ -93,6 +98,10 @@ def judge_offer(name: str, body: dict[str, Any], manifest: dict[str, Any],
     if active and version_key(version) < version_key(active) and not rollback:
         raise RefusedUpdate(f"version {version} is older than the installed {active} and "
                             "not marked a rollback (replayed older version?)")
+    if not signed_control and memory["control"].get(name):
+        raise RefusedUpdate(f"no signed control block, but {name}'s desired states have carried "
+                            "one on this device (its control block removed: replayed from "
+                            "another group or rollout?)")
     if shadow and name not in SHADOWED_STAGES:
         raise RefusedUpdate(f"shadow mode runs challengers for the pipeline's stages "
                             f"({', '.join(SHADOWED_STAGES)}), not {name!r}")

@@ -64,19 +64,19 @@ def device_update_topic(prefix: str, device: str, leaf: str) -> str:
 
 def check_group(group: str) -> str:
     if not isinstance(group, str) or not _GROUP.match(group):
-        raise PayloadError(f"group {group!r}: use 1-64 of A-Z a-z 0-9 _ . -")
+        raise PayloadError(f"group {group!r:.80}: use 1-64 of A-Z a-z 0-9 _ . -")
     return group
 
 
 def check_model_name(name: Any) -> str:
     if not isinstance(name, str) or not _NAME.match(name):
-        raise PayloadError(f"model name {name!r} is not a store name (a-z 0-9 _ -)")
+        raise PayloadError(f"model name {name!r:.80} is not a store name (a-z 0-9 _ -)")
     return name
 
 
 def check_version(version: Any) -> str:
     if not isinstance(version, str) or not _VERSION.match(version):
-        raise PayloadError(f"version {version!r} is not MAJOR.MINOR.PATCH")
+        raise PayloadError(f"version {version!r:.40} is not MAJOR.MINOR.PATCH")
     return version
 
 
@@ -90,16 +90,16 @@ def check_file_name(name: Any) -> str:
     """A relative POSIX path of plain parts: no '..', no absolute path, no backslash, no
     hidden or local (manifest/HEALTH) files. PayloadError otherwise."""
     if not isinstance(name, str) or not name or len(name) > 255:
-        raise PayloadError(f"file name {name!r} is empty or too long")
+        raise PayloadError(f"file name {name!r:.80} is empty or too long")
     if name.startswith("/") or "\\" in name or "\x00" in name:
-        raise PayloadError(f"file name {name!r} is absolute or has a backslash or NUL")
+        raise PayloadError(f"file name {name!r:.80} is absolute or has a backslash or NUL")
     parts = PurePosixPath(name).parts
     if any(part in ("..", ".") for part in name.split("/")) or len(parts) > 4:
-        raise PayloadError(f"file name {name!r} would leave the version directory")
+        raise PayloadError(f"file name {name!r:.80} would leave the version directory")
     if not all(_FILE_PART.match(part) for part in parts):
-        raise PayloadError(f"file name {name!r} has a part that is not a plain name")
+        raise PayloadError(f"file name {name!r:.80} has a part that is not a plain name")
     if name in LOCAL_FILES:
-        raise PayloadError(f"file name {name!r} is written by the device, not sent")
+        raise PayloadError(f"file name {name!r:.80} is written by the device, not sent")
     return name
 
 

@@ -6,7 +6,9 @@ broker that crashes between its PUBACK and its next snapshot loses nothing. Real
 from __future__ import annotations
 
 import json
+import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +16,7 @@ from cloud_sync import batch
 from cloud_sync.benchmarks.faults_kill import broker_crash
 from cloud_sync.errors import PayloadError
 from cloud_sync.mqtt_client import LinkSettings, MqttLink
+from cloud_sync.sync_agent import SyncAgent
 from device.telemetry import TelemetryStore
 from device.telemetry.records import Record
 from fixtures_broker import config_for, requires_mosquitto
@@ -60,6 +63,50 @@ def test_unconfirmed_records_are_not_pruned_and_are_evicted_as_unsent(tmp_path):
     assert store.prune_sent(-1.0) == 3                # only the confirmed-by-PUBACK ones
     assert [r.seq for r in store.records()] == seqs[:3]
     store.close()
+
+
+def test_records_waiting_for_a_receipt_come_over_unsent_when_the_file_is_replaced(tmp_path):
+    """The file deleted (or replaced, or quarantined) under the store: the records the broker
+    took but the fleet has not confirmed are carried over unsent, to be sent again (the fleet
+    de-duplicates them), and so is the fleet's announcement that it confirms."""
+    store, seqs = _store(tmp_path, n=10)
+    store.set_meta("fleet_receipts", "1")
+    store.mark_sent(seqs[:6], confirm_within_s=60.0)    # waiting for the fleet's receipt
+    store.mark_sent(seqs[6:8])                          # delivered: a PUBACK without receipts
+    os.unlink(store.path)
+    assert store.replaced()
+    assert [r.seq for r in store.records("log")] == seqs[:6] + seqs[8:]
+    assert store.backlog()["log"] == 8 and store.unconfirmed() == 0
+    assert store.meta("fleet_receipts") == "1"
+    store.close()
+
+
+def test_the_sync_agent_keeps_waiting_for_receipts_after_its_store_is_replaced(tmp_path):
+    """The agent heard the fleet announce receipts; its store is then deleted, and later
+    emptied (a new file that knows nothing of the fleet): a PUBACK must still not count as
+    delivery, and the new file learns what the agent heard."""
+    cfg = config_for(tmp_path, None, sync={"receipt_timeout_s": 30.0})
+    db = Path(cfg.telemetry.db_path)
+    produce_logs(cfg, 10)
+    agent = SyncAgent(cfg, store=None)
+    agent._ensure_store()
+    agent._note_receipt(agent._receipts_topic, b"1")    # the fleet's retained announcement
+    agent._collect_receipts(time.monotonic())
+    assert agent._receipt_wait() == 30.0
+    agent.store.mark_sent([r.seq for r in agent.store.records("log")], agent._receipt_wait())
+    assert agent.store.backlog().get("log", 0) == 0 and agent.store.unconfirmed() == 10
+
+    os.unlink(db)
+    agent._ensure_store()                                # reopened: sent again
+    assert agent.store.backlog()["log"] == 10
+    assert agent._receipt_wait() == 30.0 and agent.store.meta("fleet_receipts") == "1"
+
+    agent.store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    os.truncate(db, 0)                # emptied: the agent goes on with a file that knows nothing
+    agent._ensure_store()
+    assert agent.store.backlog() == {}
+    assert agent.store.meta("fleet_receipts") == "1" and agent._receipt_wait() == 30.0
+    agent.store.close()
 
 
 # --- the receipt on the wire ---------------------------------------------------------------------

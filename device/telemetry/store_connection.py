@@ -311,8 +311,9 @@ class _StoreFile:
         return self._reopen(kind, why), True
 
     def _reopen(self, kind: str, why: str) -> list[dict[str, Any]]:
-        """Copy what can be read of the old file's unsent records into the file now at
-        `path` (created when missing), keeping their sequence numbers."""
+        """Copy what can be read of the old file's unsent records (and, as unsent, those
+        waiting for the fleet's receipt) into the file now at `path` (created when missing),
+        keeping their sequence numbers."""
         log.error("telemetry store unusable; reopening", extra={"reason": why})
         old = self.db
         with _FileLock(self.path):

@@ -1,8 +1,8 @@
 """The telemetry store's file through SQLite: connecting to it and setting it up (WAL mode, the
 WAL's size cap, the schema), probing its header and its WAL before trusting them, salvaging the
-unsent records of a deleted, replaced or damaged file, checkpointing and vacuuming, and the
-small SQL and encoding helpers the store's modules share. What is done to the store's files
-outside SQLite (the lock and `.seq` side files, moving files aside) is
+unsent and unconfirmed records of a deleted, replaced or damaged file, checkpointing and
+vacuuming, and the small SQL and encoding helpers the store's modules share. What is done to the
+store's files outside SQLite (the lock and `.seq` side files, moving files aside) is
 device/telemetry/store_files.py.
 
 Nothing here opens a live database file outside SQLite (see device/telemetry/store.py).
@@ -198,28 +198,38 @@ def _foreign_wal(path: Path) -> str | None:
 # --- carrying unsent records over --------------------------------------------------------------
 
 def _salvage(conn: sqlite3.Connection) -> tuple[dict[str, list[tuple]], int]:
-    """Unsent records, counters and meta readable through an old connection (of a deleted,
-    replaced or damaged file); and a count of unsent records that could not be read."""
+    """Unsent records, counters and meta (the text salt, whether the fleet sends receipts)
+    readable through an old connection (of a deleted, replaced or damaged file); and a count of
+    unsent records that could not be read. A record the broker took that still waits for the
+    fleet's receipt (`unconfirmed`) counts as unsent: it is carried over unsent, to be sent
+    again (the fleet de-duplicates it), since its receipt wait is not carried over."""
     out: dict[str, list[tuple]] = {"records": [], "counters": [], "meta": []}
     unreadable = 0
-    for table, sql in (("meta", "SELECT key, value FROM meta WHERE key = 'text_salt'"),
+    for table, sql in (("meta", ("SELECT key, value FROM meta "
+                                 "WHERE key IN ('text_salt', 'fleet_receipts')")),
                        ("counters", "SELECT name, value FROM counters")):
         try:
             out[table] = conn.execute(sql).fetchall()
         except sqlite3.Error:
             pass
+    waiting = "sent_ns IS NULL OR seq IN (SELECT seq FROM unconfirmed)"
+    try:
+        conn.execute("SELECT seq FROM unconfirmed LIMIT 1").fetchall()
+    except sqlite3.Error:
+        waiting = "sent_ns IS NULL"      # that table unreadable: the unsent ones at least
+    columns = _COLUMNS.replace("sent_ns", "NULL")
     # newest first: of a truncated file, what is still readable is the recent part (in the
     # WAL and the page cache)
     below = 1 << 62
     while True:
         try:
             rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM records WHERE seq < ? AND sent_ns IS NULL "
+                f"SELECT {columns} FROM records WHERE seq < ? AND ({waiting}) "
                 "ORDER BY seq DESC LIMIT ?", [below, _SALVAGE_CHUNK]).fetchall()
         except sqlite3.Error as exc:
             try:
                 unreadable = conn.execute(
-                    "SELECT count(*) FROM records WHERE seq < ? AND sent_ns IS NULL",
+                    f"SELECT count(*) FROM records WHERE seq < ? AND ({waiting})",
                     [below]).fetchone()[0]
             except sqlite3.Error:
                 unreadable = -1           # unknown
@@ -235,7 +245,7 @@ def _salvage(conn: sqlite3.Connection) -> tuple[dict[str, list[tuple]], int]:
 
 def _restore(conn: sqlite3.Connection, salvaged: dict[str, list[tuple]]) -> int:
     """Put salvaged records back under their own numbers (the fleet de-duplicates them)."""
-    if not salvaged["records"] and not salvaged["counters"]:
+    if not any(salvaged.values()):
         return 0
     before = conn.total_changes
     with conn:

@@ -5,13 +5,18 @@
 
 `sent_*` are the device's clocks when the batch was built; with the receive time they let the
 fleet re-date records of a device whose wall clock is wrong (see fleet_store).
+
+A record row that cannot be read (not six fields, a seq or clock that is no 64-bit integer, a
+boot id that is no string, an unknown kind, a body that is no object) does not cost its batch:
+`decode` hands it on in `Batch.refused` as (its seq when that is usable, else None, the reason),
+for the fleet store to count, and the rest of the batch is stored.
 """
 
 from __future__ import annotations
 
 import json
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from cloud_sync.errors import PayloadError
@@ -30,6 +35,8 @@ class Batch:
     sent_wall_ns: int
     sent_mono_ns: int
     records: list[tuple[int, str, int, int, str, dict[str, Any]]]
+    # rows decode could not read: (seq, or None when it is unusable, reason)
+    refused: list[tuple[int | None, str]] = field(default_factory=list)
 
 
 def encode(device: str, boot_id: str, clocks: tuple[int, int],
@@ -66,17 +73,27 @@ def decode(payload: bytes, max_bytes: int) -> Batch:
         raise PayloadError(f"batch is nested more than {MAX_DEPTH} deep")
     try:
         batch = Batch(_text(doc["device"]), _text(doc["boot_id"]), _int(doc["sent_wall_ns"]),
-                      _int(doc["sent_mono_ns"]), [_record(r) for r in doc["records"]])
+                      _int(doc["sent_mono_ns"]), [])
+        rows = doc["records"]
+        if not isinstance(rows, list):
+            raise TypeError(f"records is {_short(rows)}, not a list")
     except (KeyError, TypeError, ValueError, OverflowError, RecursionError) as exc:
         raise PayloadError(f"batch is missing or has a bad field: {_short(exc)}") from exc
+    for row in rows:
+        record, refusal = _record(row)
+        if record is not None:
+            batch.records.append(record)
+        else:
+            batch.refused.append(refusal)
     return batch
 
 
 def receipt(seqs: Sequence[int]) -> bytes:
     """The fleet's receipt for a committed batch: its sequence numbers as [first, last]
-    ranges, {"v": 1, "seqs": [[1, 500], [731, 731]]}."""
+    ranges, {"v": 1, "seqs": [[1, 500], [731, 731]]}. A seq below 1 (a device holds none) is
+    left out: `parse_receipt` would refuse the whole receipt for it."""
     ranges: list[list[int]] = []
-    for seq in sorted(set(seqs)):
+    for seq in sorted({s for s in seqs if s > 0}):
         if ranges and seq == ranges[-1][1] + 1:
             ranges[-1][1] = seq
         else:
@@ -111,16 +128,32 @@ def parse_receipt(payload: bytes, max_bytes: int) -> list[int]:
     return seqs
 
 
-def _record(row: Any) -> tuple[int, str, int, int, str, dict[str, Any]]:
+Record = tuple[int, str, int, int, str, dict[str, Any]]
+
+
+def _record(row: Any) -> tuple[Record, None] | tuple[None, tuple[int | None, str]]:
+    """(the record, None), or (None, (its seq or None, the reason it cannot be read))."""
+    if not isinstance(row, list) or len(row) != 6:
+        return None, (None, "record.schema")
     seq, kind, wall_ns, mono_ns, boot_id, body = row
-    if kind not in KINDS or not isinstance(body, dict):
-        raise ValueError(f"bad record {_short(row)}")
-    return _int(seq), kind, _int(wall_ns), _int(mono_ns), _text(boot_id), body
+    if not _is_int(seq):
+        return None, (None, "record.seq")
+    if not (_is_int(wall_ns) and _is_int(mono_ns)):
+        return None, (seq, "record.clock")
+    if not isinstance(boot_id, str):
+        return None, (seq, "record.boot_id")
+    if not (isinstance(kind, str) and kind in KINDS and isinstance(body, dict)):
+        return None, (seq, "record.schema")
+    return (seq, kind, wall_ns, mono_ns, boot_id, body), None
+
+
+def _is_int(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int) and abs(value) < 1 << 63
 
 
 def _int(value: Any) -> int:
     """A JSON integer (a float such as 1e999, a string or a bool is not one)."""
-    if isinstance(value, bool) or not isinstance(value, int) or abs(value) >= 1 << 63:
+    if not _is_int(value):
         raise ValueError(f"{_short(value)} is not a 64-bit integer")
     return value
 

@@ -110,19 +110,21 @@ def test_bad_messages_are_dropped_and_ingest_keeps_going(tmp_path, broker, fleet
         (topic, zlib.compress(b"\0" * (50 * 1024 * 1024), 9)),            # compression bomb
         (topic, b"x" * (100 * 1024)),                                     # oversized
         (topic, batch_codec.encode("someone-else", "b", (1, 1), _records(1))),   # wrong device
-        (topic, zlib.compress(json.dumps({"v": 1, "device": "glasses-1", "boot_id": "b",
-                                          "sent_wall_ns": 1, "sent_mono_ns": 1,
-                                          "records": [[1, "nope", 1, 1, "b", {}]]}).encode())),
         ("edgelens/glasses-1/status", b"\xff\xfe not json"),
         ("edgelens/glasses-1/availability", b"maybe"),
     ]
     for t, payload in bad:
         sender.publish(t, payload, qos=1)
+    # a record of an unknown kind is refused, not its message
+    sender.publish(topic, zlib.compress(json.dumps({
+        "v": 1, "device": "glasses-1", "boot_id": "b", "sent_wall_ns": 1, "sent_mono_ns": 1,
+        "records": [[1, "nope", 1, 1, "b", {}]]}).encode()), qos=1)
     sender.publish(topic, batch_codec.encode("glasses-1", "b1", (1, 1), _records(3)), qos=1)
     try:
         assert wait_until(lambda: fleet.record_count() == 3, 15)
         assert wait_until(lambda: fleet.workers()["w1"]["dropped"] == len(bad), 5), \
             fleet.workers()
+        assert fleet.refused()["glasses-1"]["record.schema"] == 1
         assert ingest.thread.is_alive() and ingest.worker.link.connected
     finally:
         sender.stop()

@@ -23,6 +23,7 @@ from cloud_sync.cli_common import (LOG_LEVELS, add_global_options, dump_json, lo
                                  setup_logging, silence_stdout, stop_on_signals)
 from cloud_sync.errors import SyncError
 from cloud_sync.fleet.dev_fleet import DevFleet
+from cloud_sync.fleet.device_input import printable
 from cloud_sync.fleet.ingest import FleetIngest
 from cloud_sync.fleet.store import open_fleet_store
 from device import __version__, logs
@@ -219,13 +220,14 @@ def cmd_status(args: argparse.Namespace) -> int:
             agree = "-" if s["agreement"] is None else f"{100 * s['agreement']:.1f}%"
             models += (f" shadow={s['model'] or '?'} agree={agree} pairs={s['pairs']} "
                        f"p95={_n(s['p95_ms'])}ms skipped={100 * s['skipped_share']:.1f}%")
-        print(f"{r.device:20} {online:6} {r.last_seen or '-':20} {_n(r.backlog):>7} "
-              f"{_n(r.frames_per_s):>6} {_n(r.miss_rate):>6} {r.errors_last_hour:>5}  "
-              f"{p95} {models}".rstrip())
+        # device text (model names, versions, paths): escaped, so it cannot drive the terminal
+        print(printable(f"{r.device:20} {online:6} {r.last_seen or '-':20} {_n(r.backlog):>7} "
+                        f"{_n(r.frames_per_s):>6} {_n(r.miss_rate):>6} "
+                        f"{r.errors_last_hour:>5}  {p95} {models}".rstrip()))
     if refused:
-        print("refused input (records or messages, by reason): " + "; ".join(
+        print(printable("refused input (records or messages, by reason): " + "; ".join(
             f"{device} " + " ".join(f"{k}={n}" for k, n in reasons.items())
-            for device, reasons in refused.items()))
+            for device, reasons in refused.items())))
     return 0
 
 

@@ -7,6 +7,12 @@ range, or that holds NaN/Infinity (JSON cannot carry them; `allow_nan=False`), g
 fixed name such as `metric.schema`, never device text); the fleet store counts it per device and
 reason and stores the rest of its batch. A batch or status that cannot be stored at all is a
 PayloadError.
+
+Numbers the views add up are bounded (`window_s` from 1 ms to a day, `p50`/`p95` up to a day in
+ms, counts up to 2**53), so no sum or rate over them overflows. Text the views show (model
+stages, names and versions, latency path names) is `shown_text`: UTF-8 without control
+characters, or the record is refused (`record.text`); `printable` escapes whatever else a device
+said before a CLI prints it.
 """
 
 from __future__ import annotations
@@ -22,7 +28,11 @@ from cloud_sync.errors import PayloadError
 INT64_MAX = 2**63 - 1
 _MAX_BOOT_ID = 128
 _MAX_COUNT = 2**53                 # a per-second counter beyond this is not a counter
+_MIN_WINDOW_S = 1e-3               # 5e-324 s would make frames/s infinite
 _MAX_WINDOW_S = 86_400.0
+_MAX_STAT_MS = _MAX_WINDOW_S * 1000    # a p50/p95 latency beyond a day is not a latency
+# C0 and C1 controls and DEL: a newline or an ESC from a device forges lines on a terminal
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 # device ids and group names: 1-64 of A-Z a-z 0-9 _ . -, first a letter or digit; \Z, not $,
 # which would let a trailing newline through
@@ -68,30 +78,45 @@ def check_record(kind: str, body: Any) -> str | None:
         return "record.schema"
     if kind in ("metric", "quality"):
         window = body.get("window_s", 1.0)
-        if not (_number(window) and 0 < window <= _MAX_WINDOW_S):
+        if not (_number(window) and _MIN_WINDOW_S <= window <= _MAX_WINDOW_S):
             return f"{kind}.schema"
     if kind == "metric":
-        counts, stats = body.get("counts", {}), body.get("stats", {})
-        if not (isinstance(counts, dict) and all(is_count(v) for v in counts.values())):
-            return "metric.schema"
-        if not isinstance(stats, dict) or not all(
-                isinstance(s, dict) and _number(s.get("p95")) and s["p95"] >= 0 and
-                is_count(s.get("n", 1)) for s in stats.values()):
-            return "metric.schema"
-        if not isinstance(body.get("gauges", {}), dict):
-            return "metric.schema"
-    elif kind == "prediction":
-        models = body.get("models", {})
-        if not (isinstance(models, dict) and all(
-                isinstance(m, dict) and isinstance(m.get("name"), str) and
-                isinstance(m.get("version"), str) for m in models.values())):
-            return "prediction.schema"
-        shadow = body.get("shadow")
-        if shadow is not None and not isinstance(shadow, dict):
-            return "prediction.schema"
-    elif kind == "log":
-        if not isinstance(body.get("severity", ""), str):
-            return "log.schema"
+        return _metric_problem(body)
+    if kind == "prediction":
+        return _prediction_problem(body)
+    if kind == "log" and not isinstance(body.get("severity", ""), str):
+        return "log.schema"
+    return None
+
+
+def _metric_problem(body: dict[str, Any]) -> str | None:
+    counts, stats = body.get("counts", {}), body.get("stats", {})
+    if not (isinstance(counts, dict) and all(is_count(v) for v in counts.values())):
+        return "metric.schema"
+    if not isinstance(stats, dict) or not all(
+            isinstance(s, dict) and _latency(s.get("p95")) and
+            ("p50" not in s or _latency(s["p50"])) and
+            is_count(s.get("n", 1)) for s in stats.values()):
+        return "metric.schema"
+    if not isinstance(body.get("gauges", {}), dict):
+        return "metric.schema"
+    if not all(shown_text(path) for path in stats):
+        return "record.text"
+    return None
+
+
+def _prediction_problem(body: dict[str, Any]) -> str | None:
+    models, shadow = body.get("models", {}), body.get("shadow")
+    if not (isinstance(models, dict) and all(
+            isinstance(m, dict) and isinstance(m.get("name"), str) and
+            isinstance(m.get("version"), str) for m in models.values())):
+        return "prediction.schema"
+    if shadow is not None and not isinstance(shadow, dict):
+        return "prediction.schema"
+    shown = [*models, *(t for m in models.values() for t in (m["name"], m["version"])),
+             *(shadow[k] for k in ("name", "version") if k in (shadow or {}))]
+    if not all(shown_text(t) for t in shown):
+        return "record.text"
     return None
 
 
@@ -120,15 +145,49 @@ def _storable_text(text: str) -> bool:
     return True
 
 
+def shown_text(text: Any) -> bool:
+    """A string the views may show as sent: storable (`_storable_text`) and without control
+    characters (C0, DEL, C1)."""
+    return isinstance(text, str) and _storable_text(text) and _CONTROL.search(text) is None
+
+
+def printable(text: Any) -> str:
+    """`text` for a terminal: every character str.isprintable() refuses (controls, ESC, line
+    breaks, lone surrogates, bidi overrides) written as its escape (\\n, \\x1b, \\ud800), so
+    device text printed by a CLI can neither drive the terminal, forge a line nor fail to
+    encode."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
+
+
 def storable_json(body: Any) -> tuple[str | None, str | None]:
     """(compact JSON, None), or (None, reason) for a body JSON cannot carry: NaN or Infinity
-    (`allow_nan=False`), or nesting deeper than the encoder goes."""
+    (`allow_nan=False`), or nesting deeper than the encoder goes. A lone surrogate in a string
+    (JSON's \\ud800 carries it, UTF-8 cannot) is stored as U+FFFD, so that SQLite's json_*
+    and PostgreSQL's jsonb read the body alike."""
     try:
-        return json.dumps(body, separators=(",", ":"), allow_nan=False), None
+        text = json.dumps(body, separators=(",", ":"), allow_nan=False)
+        if "\\ud" in text and not _storable_text(json.dumps(body, ensure_ascii=False)):
+            text = json.dumps(_without_lone_surrogates(body), separators=(",", ":"))
+        return text, None
     except ValueError:
         return None, "record.non_finite"
     except RecursionError:
         return None, "record.too_deep"
+
+
+def _without_lone_surrogates(value: Any) -> Any:
+    if isinstance(value, str):          # a str's surrogates are all lone (pairs are joined)
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if isinstance(value, dict):
+        return {_without_lone_surrogates(k): _without_lone_surrogates(v)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_lone_surrogates(v) for v in value]
+    return value
 
 
 def _int_in(value: Any, low: int, high: int) -> bool:
@@ -138,6 +197,11 @@ def _int_in(value: Any, low: int, high: int) -> bool:
 def is_count(value: Any) -> bool:
     """A count the fleet's views add up: an int (not a bool) from 0 to 2**53."""
     return _int_in(value, 0, _MAX_COUNT)
+
+
+def _latency(value: Any) -> bool:
+    """A p50/p95 in ms: a number from 0 to a day."""
+    return _number(value) and 0 <= value <= _MAX_STAT_MS
 
 
 def _number(value: Any) -> bool:

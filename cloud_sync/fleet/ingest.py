@@ -15,8 +15,8 @@ postgresql://…`); on one machine they may also share a SQLite file.
 
 Everything a device sends is hostile until checked: a message that fails is dropped with one
 log line saying why (never a traceback) and counted, per worker (`dropped`) and per device and
-channel (`refused`); a batch's malformed records are refused one by one (fleet_store) and the
-rest is stored.
+channel (`refused`); a batch's malformed records are refused one by one (`batch.decode`,
+fleet_store) and the rest is stored.
 """
 
 from __future__ import annotations
@@ -126,11 +126,14 @@ class FleetIngest:
             try:
                 result = self.store.insert_batch(batch, received, self.worker)
                 self.messages += 1
-                self._send_receipt(device, [r[0] for r in batch.records])
+                # refused records are confirmed too (never stored, sending again cannot help),
+                # all but those whose seq is unusable
+                self._send_receipt(device, [r[0] for r in batch.records] +
+                                   [seq for seq, _ in batch.refused if seq is not None])
                 if result.refused:
                     log.warning("records refused", extra={
                         "device": device, "count": sum(result.refused.values()),
-                        "total": len(batch.records),
+                        "total": len(batch.records) + len(batch.refused),
                         "reasons": ", ".join(f"{k}={n}"
                                              for k, n in sorted(result.refused.items()))})
                 return True

@@ -1,7 +1,8 @@
 """Sums over a device's per-second metric records: frames, deadline misses, shadow pairs and
 the n-weighted p50/p95 of every latency path. The one accumulation behind `edgelens-fleet
 status` (cloud_sync/fleet/store_views.py) and the dashboard's plots
-(cloud_sync/fleet/dashboard/series.py), so both say the same."""
+(cloud_sync/fleet/dashboard/series.py), so both say the same. A rate or percentile that is not
+finite (bodies are bounded at ingest, but rows may predate that) is None: not shown."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ class MetricSums:
         self.skipped += counts.get("shadow_skipped", 0)
         for name, stats in m.get("stats", {}).items():
             n, p50 = stats.get("n", 1), stats.get("p50")
-            if not _number(p50):          # only p95 is checked at ingest
+            if not _number(p50):          # absent: the p95 stands in
                 p50 = stats["p95"]
             sums = self.latency.setdefault(name.removeprefix("latency_ms."), [0.0, 0.0, 0])
             sums[0] += float(p50) * n
@@ -60,7 +61,10 @@ class MetricSums:
         sums = self.latency.get(path)
         if not sums or not sums[2]:
             return None
-        return round(sums[0 if which == "p50" else 1] / sums[2], 2)
+        return _finite(sums[0 if which == "p50" else 1] / sums[2], 2)
+
+    def frames_per_s(self) -> float | None:
+        return _finite(self.frames / self.seconds, 2) if self.seconds else None
 
     def miss_rate(self) -> float | None:
         return round(self.misses / self.frames, 4) if self.frames else None
@@ -70,5 +74,11 @@ class MetricSums:
 
 
 def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and \
-        math.isfinite(value)
+    """A finite number (an int too large for a float is not one: isfinite would raise)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return abs(value) <= 2**53 if isinstance(value, int) else math.isfinite(value)
+
+
+def _finite(value: float, digits: int) -> float | None:
+    return round(value, digits) if math.isfinite(value) else None

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from cloud_sync.errors import SyncError
+from cloud_sync.fleet.device_input import printable
 from device.modelstore.install import write_atomic
 
 HEALTHY = "healthy"
@@ -92,7 +93,10 @@ _CHECKS_BYTES = 8 * 1024
 def record_status(r: Rollout, device: str, entry: dict[str, Any]) -> None:
     """A device's status for this rollout's model (from P/<device>/update/status), reduced to
     fields of the expected types: a field that is not is kept as None (the device sends
-    whatever it likes; the rollout file, `decide` and `rollout status` only see these)."""
+    whatever it likes; the rollout file, `decide` and `rollout status` only see these). Text
+    is kept with its control characters and lone surrogates escaped (`printable`): a reason
+    with \\ud800 would stop `rollout status` and the dashboard from encoding it, and an ESC
+    or a newline would drive the operator's terminal."""
     if device not in r.members:
         r.members.append(device)
     r.devices[device] = clean_status(entry)
@@ -126,7 +130,7 @@ def progress_value(value: Any) -> float | None:
 
 
 def _text(value: Any, limit: int) -> str | None:
-    return value[:limit] if isinstance(value, str) else None
+    return printable(value[:limit])[:limit] if isinstance(value, str) else None
 
 
 def _json_or_empty(value: Any) -> str:

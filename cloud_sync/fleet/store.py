@@ -8,7 +8,9 @@ adds only its connections, its JSON accessor and its dialect of the schema steps
 (`migrations`). Retention: `prune(before_ns)` (`edgelens-fleet prune --older-than DAYS`).
 
 Inserts are idempotent, keyed by (device, seq): a batch redelivered by QoS 1 or re-sent after a
-crash adds nothing the second time.
+crash adds nothing the second time (a duplicate). A record whose (device, seq) is taken by a
+different record (another boot id, clock or body: a device whose seq restarted) is not a
+duplicate: it is refused as `record.collision`, so the loss shows in `status`.
 
 Clock correction: each batch carries the device's wall and monotonic clocks at sending time.
 Per (device, boot) the store keeps `boot_offset_ns = received_wall - sent_mono` (its smallest
@@ -19,9 +21,11 @@ error.
 
 Everything a device sends is checked before it is stored (`device_input`: `check_batch`,
 `check_record`, `check_status`): a record whose fields have the wrong type or range, or that
-holds NaN/Infinity (JSON cannot carry them; `allow_nan=False`), is refused and counted per
-device and reason (`refused()`), and the rest of its batch is stored. What the store answers
-(status rows, counts) is `store_views`, the reading half of `SqlFleetStore`.
+holds NaN/Infinity (JSON cannot carry them; `allow_nan=False`), or that is dated more than
+MAX_AHEAD_NS past its receipt (`record.future`: it would never be pruned and would count in
+every status window), is refused and counted per device and reason (`refused()`), and the rest
+of its batch is stored. What the store answers (status rows, counts) is `store_views`, the
+reading half of `SqlFleetStore`.
 """
 
 from __future__ import annotations
@@ -108,6 +112,8 @@ _REFUSED = ("INSERT INTO refused(device, reason, n, last_ns) VALUES (?, ?, ?, ?)
             "ON CONFLICT(device, reason) DO UPDATE SET n = refused.n + excluded.n, "
             "last_ns = excluded.last_ns")
 _PRUNE_CHUNK = 10_000
+_COMPARE_CHUNK = 500               # seqs per statement when telling duplicates from collisions
+MAX_AHEAD_NS = 86_400 * 10**9      # a record dated beyond receipt + this is refused
 
 
 class SqlFleetStore(SqlFleetViews):
@@ -157,12 +163,16 @@ class SqlFleetStore(SqlFleetViews):
                                   [device]))
             rows, refused = shape_records(batch, received_ns, offsets)
             inserted = tx.insert_records(rows)
+            collisions = _collisions(tx, device, rows) if inserted < len(rows) else 0
+            if collisions:
+                refused["record.collision"] = collisions
+            duplicates = len(rows) - inserted - collisions
             tx.run(_TOUCH, [device, received_ns])
             _bump_worker(tx, worker, received_ns, messages=1, records=inserted,
-                         duplicates=len(rows) - inserted)
+                         duplicates=duplicates)
             for reason, n in sorted(refused.items()):
                 tx.run(_REFUSED, [device, reason, n, received_ns])
-        return InsertResult(inserted, len(rows) - inserted, refused)
+        return InsertResult(inserted, duplicates, refused)
 
     def set_availability(self, device: str, online: bool, received_ns: int) -> None:
         with self._tx(f"cannot store the availability of {device}") as tx:
@@ -209,16 +219,35 @@ def _bump_worker(tx: Tx, worker: str, now_ns: int, **counts: int) -> None:
            [worker, *counts.values(), now_ns])
 
 
+def _collisions(tx: Tx, device: str, rows: list[tuple]) -> int:
+    """How many of `rows` (just offered with ON CONFLICT DO NOTHING) differ from the record
+    stored under their (device, seq): kind, clocks, boot id or body. The rest that were not
+    inserted are duplicates (the same record sent again)."""
+    seqs = sorted({row[1] for row in rows})
+    stored: dict[int, tuple] = {}
+    for start in range(0, len(seqs), _COMPARE_CHUNK):
+        chunk = seqs[start:start + _COMPARE_CHUNK]
+        for seq, *fields in tx.run(
+                "SELECT seq, kind, wall_ns, mono_ns, boot_id, body FROM records WHERE "
+                f"device = ? AND seq IN ({', '.join('?' * len(chunk))})", [device, *chunk]):
+            stored[seq] = tuple(fields)
+    return sum(stored.get(row[1]) != (*row[2:6], row[8]) for row in rows)
+
+
 def shape_records(batch: Batch, received_ns: int,
                   offsets: dict[str, int]) -> tuple[list[tuple], dict[str, int]]:
     """The rows to store for a batch's records (device, seq, kind, wall_ns, mono_ns, boot_id,
     ts_ns, received_ns, body JSON), re-dated by the boots' clock offsets, and the refused
-    records counted per reason."""
+    records (those `batch.decode` could not read included) counted per reason."""
     wall_error = received_ns - batch.sent_wall_ns
     rows, refused = [], {}
+    for _, reason in batch.refused:
+        refused[reason] = refused.get(reason, 0) + 1
     for seq, kind, wall, mono, boot, body in batch.records:
         ts = _timestamp(offsets, boot, wall, mono, wall_error)
-        reason = field_problem(seq, wall, mono, boot, ts) or check_record(kind, body)
+        reason = field_problem(seq, wall, mono, boot, ts) or \
+            ("record.future" if ts > received_ns + MAX_AHEAD_NS else None) or \
+            check_record(kind, body)
         text = None
         if reason is None:
             text, reason = storable_json(body)

@@ -5,7 +5,9 @@ refused per device.
 `SqlFleetViews` is the reading half of `store.SqlFleetStore` (its base class): all it needs of a
 backend is a transaction (`_tx`, giving a `Tx`) and a JSON accessor (`_json_at`). The views read
 defensively, so rows written before the checks of `device_input` (or by another writer) cannot
-break `status`: a body with a bad shape is left out and logged.
+break `status`: a body with a bad shape is left out and logged, an aggregate that is not finite
+is not shown, and records dated after `now` (re-dated into the future; _CLOCK_SLACK_NS allows
+for the clocks of the machines that dated them) count in no window.
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterator, Protocol, Sequence
 
-from cloud_sync.fleet.device_input import check_record, is_count
+from cloud_sync.fleet.device_input import check_record, is_count, shown_text
 from cloud_sync.fleet.metric_sums import MetricSums
 from device.modelstore.shadow import SHADOW_LATENCY
 
 log = logging.getLogger(__name__)
 
+_CLOCK_SLACK_NS = 60 * 10**9       # ingest workers and status may run on different machines
 
 
 @dataclass
@@ -108,19 +111,20 @@ class SqlFleetViews:
             backlog=status.get("backlog_total") if is_count(status.get("backlog_total"))
             else None,
             frames_per_s=None)
-        self._metrics_into(tx, row, now_ns - int(window_s * 1e9))
+        until = now_ns + _CLOCK_SLACK_NS
+        self._metrics_into(tx, row, (now_ns - int(window_s * 1e9), until))
         row.models = self._models(tx, device)
         row.errors_last_hour = tx.run(
             "SELECT count(*) FROM records WHERE device = ? AND kind = 'log' AND ts_ns >= ? "
-            f"AND {self._json_at('$.severity')} IN ('ERROR', 'CRITICAL')",
-            [device, now_ns - 3600 * 10**9])[0][0]
+            f"AND ts_ns <= ? AND {self._json_at('$.severity')} IN ('ERROR', 'CRITICAL')",
+            [device, now_ns - 3600 * 10**9, until])[0][0]
         row.records = tx.run("SELECT count(*) FROM records WHERE device = ?", [device])[0][0]
         return row
 
-    def _metrics_into(self, tx: Tx, row: DeviceRow, since_ns: int) -> None:
+    def _metrics_into(self, tx: Tx, row: DeviceRow, span_ns: tuple[int, int]) -> None:
         sums, skipped = MetricSums(), 0
         for (body,) in tx.run("SELECT body FROM records WHERE device = ? AND kind = 'metric' "
-                              "AND ts_ns >= ?", [row.device, since_ns]):
+                              "AND ts_ns >= ? AND ts_ns <= ?", [row.device, *span_ns]):
             m = _loads_dict(body)
             if check_record("metric", m) is not None:     # stored before the checks existed
                 skipped += 1
@@ -130,18 +134,18 @@ class SqlFleetViews:
             log.warning("metric records with a bad shape left out of status",
                         extra={"device": row.device, "count": skipped})
         if sums.seconds:
-            row.frames_per_s = round(sums.frames / sums.seconds, 2)
+            row.frames_per_s = sums.frames_per_s()
             row.miss_rate = sums.miss_rate() or 0.0
         # n-weighted mean of the per-second p95s: an estimate, labelled as such in --help
-        row.p95_ms = {path: sums.percentile(path, "p95") or 0.0
-                      for path in sorted(sums.latency)}
+        row.p95_ms = {path: p95 for path in sorted(sums.latency)
+                      if (p95 := sums.percentile(path, "p95")) is not None}
         challenger_p95 = next((row.p95_ms[k] for k in SHADOW_LATENCY.values()
                                if k in row.p95_ms), None)
         shadow = {"shadow_pairs": sums.pairs, "shadow_agree": sums.agree,
                   "shadow_skipped": sums.skipped}
-        row.shadow = self._shadow(tx, row.device, since_ns, shadow, challenger_p95)
+        row.shadow = self._shadow(tx, row.device, span_ns, shadow, challenger_p95)
 
-    def _shadow(self, tx: Tx, device: str, since_ns: int, counts: dict[str, int],
+    def _shadow(self, tx: Tx, device: str, span_ns: tuple[int, int], counts: dict[str, int],
                 p95_ms: float | None) -> dict[str, Any]:
         """Shadow mode over the window: the challenger named by the latest paired prediction,
         agreement per pair (exact text; all regions matched for a detector), the challenger's
@@ -152,9 +156,10 @@ class SqlFleetViews:
         latest = tx.run(
             f"SELECT {self._json_at('$.shadow.name')}, {self._json_at('$.shadow.version')} "
             "FROM records WHERE device = ? AND kind = 'prediction' AND ts_ns >= ? AND "
-            f"{self._json_at('$.shadow')} IS NOT NULL ORDER BY seq DESC LIMIT 1",
-            [device, since_ns])
-        return {"model": f"{latest[0][0]}@{latest[0][1]}" if latest else None, "pairs": pairs,
+            f"ts_ns <= ? AND {self._json_at('$.shadow')} IS NOT NULL ORDER BY seq DESC LIMIT 1",
+            [device, *span_ns])
+        named = latest and all(shown_text(t) for t in latest[0])
+        return {"model": f"{latest[0][0]}@{latest[0][1]}" if named else None, "pairs": pairs,
                 "agreement": round(counts["shadow_agree"] / pairs, 4) if pairs else None,
                 "p95_ms": p95_ms, "skipped_share": round(skipped / (pairs + skipped), 4)}
 

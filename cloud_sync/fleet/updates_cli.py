@@ -20,6 +20,7 @@ from cloud_sync.cli_common import dump_json, load_config, setup_logging, stop_on
 from cloud_sync.errors import SyncError
 from cloud_sync.fleet.acl import load_groups, render_acl
 from cloud_sync.fleet.delivery import UpdateServer, load_signed, signed_desired
+from cloud_sync.fleet.device_input import printable
 from cloud_sync.fleet.membership import NO_GROUPS_FILE
 from cloud_sync.fleet.rollout import Rollout, RolloutFile, clean_status, progress_bar, summary_text
 from cloud_sync.fleet.serve import RolloutService
@@ -300,7 +301,8 @@ def rollout_rows(rollout: Rollout) -> list[dict]:
         progress = 100.0 if state in ("verified", "installed", "healthy") else \
             (entry["progress"] or 0.0) if state == "downloading" else 0.0
         served = rollout.bytes_served.get(device, 0)
-        rows.append({"device": device, "canary": device in rollout.canaries, "state": state,
+        rows.append({"device": device, "canary": device in rollout.canaries,
+                     "state": printable(state),         # a file written before clean_status
                      "progress": progress, "active": entry["active"],
                      "reason": entry["reason"] or "",
                      "bytes_served": served if isinstance(served, int) else 0})
@@ -325,13 +327,15 @@ def cmd_rollout_status(args: argparse.Namespace) -> int:
         # the summary counts every device as it is now (late ones `serve` updated included);
         # `reason` is why the stage last changed, shown unless it is the push's own count
         why = f" ({r.reason})" if r.reason and r.stage != "done" else ""
-        print(f"{r.id}  group {r.group}  {r.name} {r.version}"
-              f"{' (rollback)' if r.rollback else ''}{' (shadow)' if r.shadow else ''}"
-              f"  stage {r.stage}{why}  {summary_text(r.tally())}")
-        for row in rollout_rows(r):
+        print(printable(f"{r.id}  group {r.group}  {r.name} {r.version}"
+                        f"{' (rollback)' if r.rollback else ''}"
+                        f"{' (shadow)' if r.shadow else ''}"
+                        f"  stage {r.stage}{why}  {summary_text(r.tally())}"))
+        for row in rollout_rows(r):      # device text escaped: it cannot drive the terminal
             mark = "*" if row["canary"] else " "
-            print(f"  {mark}{row['device']:20} {progress_bar(row['progress'])} "
-                  f"{row['state']:12} active {row['active'] or '-':8} {row['reason']}")
+            print(printable(f"  {mark}{row['device']:20} {progress_bar(row['progress'])} "
+                            f"{row['state']:12} active {row['active'] or '-':8} "
+                            f"{row['reason']}"))
     return 0
 
 

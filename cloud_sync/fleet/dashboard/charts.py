@@ -9,6 +9,7 @@ the ones with the highest values (the worst latency or miss rate first); the res
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -51,11 +52,13 @@ def line_chart(chart_id: str, title: str, unit: str,
                series: dict[str, list[tuple[int, float]]], span_ns: tuple[int, int],
                max_lines: int = len(PALETTE)) -> Chart:
     """`series`: label → [(time ns, value)] (None values already left out); `span_ns`: the
-    time range on the x axis; `unit` '%' shows fractions as percent."""
-    drawn = {k: v for k, v in series.items() if v}
+    time range on the x axis; `unit` '%' shows fractions as percent. A value that is not
+    finite (or not once scaled) is left out: it has no place on an axis."""
+    scale = 100.0 if unit == "%" else 1.0
+    drawn = {k: finite for k, v in series.items()
+             if (finite := [(t, y) for t, y in v if math.isfinite(y * scale)])}
     ranked = sorted(drawn, key=lambda k: (-max(v for _, v in drawn[k]), k))
     keep = sorted(ranked[:max_lines])
-    scale = 100.0 if unit == "%" else 1.0
     top_value = _nice_ceiling(max((v * scale for k in keep for _, v in drawn[k]), default=0.0))
     start, end = span_ns
     width_px, height_px = WIDTH - RIGHT - LEFT, HEIGHT - BOTTOM - TOP
@@ -77,9 +80,12 @@ def line_chart(chart_id: str, title: str, unit: str,
 
 
 def _nice_ceiling(value: float) -> float:
-    """1, 2 or 5 times a power of ten, at least `value` (and at least 1e-3)."""
+    """1, 2 or 5 times a power of ten, at least `value` (and at least 1e-3); the largest float
+    for a value whose ceiling no float holds."""
     if value <= 0:
         return 1.0
+    if value > 1e307:
+        return sys.float_info.max
     power = 10 ** math.floor(math.log10(value))
     for step in (1, 2, 5, 10):
         if step * power >= value:

@@ -93,7 +93,8 @@ def _sql_history(store: Any, devices: list[str], since_ns: int, bucket_ns: int) 
 
 def build_history(raw: RawHistory, since_ns: int, bucket_s: float, buckets: int) -> History:
     history = History(since_ns, bucket_s, buckets)
-    model_sets = _model_sets(raw.models)
+    # a prediction re-dated past the window (into the future) names no version in it
+    model_sets = _model_sets(r for r in raw.models if r[1] < buckets)
     bucket_ns = bucket_s * 1e9
     for device, ts_ns, text in raw.metrics:
         index = int((ts_ns - since_ns) // bucket_ns)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import queue
 import threading
 import time
@@ -174,6 +175,10 @@ class UpdateAgent(OfferSteps, InstallSteps):
                     self._reconcile()
         finally:
             if stop.is_set():
+                try:        # refusals folded into a minute not over yet: audited with their count
+                    self._flush_refusals(math.inf)
+                except Exception:  # noqa: BLE001 - stopping: the audit sink closes regardless
+                    log.exception("folded update refusals not audited")
                 self.audit.close()
 
     def _loop(self, stop: threading.Event) -> None:

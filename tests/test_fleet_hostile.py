@@ -244,25 +244,28 @@ def test_a_device_batch_with_unreadable_rows_stores_the_rest(tmp_path, broker):
     assert lines[1].split()[4:] == ["30.0", "0.1", "0", "frame_path=40.0", "recognizer=crnn@3"]
 
 
-def test_records_dated_far_ahead_are_refused_and_windows_end_now(fleet_db):
-    """A record re-dated 75 years ahead was stored, never pruned and counted in every status
-    window; now it is refused (`record.future`), and rows stored before that count in no
-    window."""
+def test_records_dated_far_ahead_are_dated_at_receipt_and_windows_end_now(fleet_db):
+    """A record re-dated 75 years ahead was stored as such, never pruned and counted in every
+    status window; now it is kept dated at its receipt (refusing it would lose it: the device
+    deletes what the fleet confirms), and rows stored before that count in no window."""
     store = open_fleet_store(fleet_db)
     hour = 3600 * 10**9
     result = store.insert_batch(Batch("glasses-7", "b1", NOW, 10_000, [
         (1, "metric", NOW, 75 * YEAR_NS, "b1", GOOD_METRIC),
         (2, "log", NOW, 75 * YEAR_NS, "b1", {"severity": "ERROR"}),
         (3, "log", NOW, hour, "b1", {"severity": "ERROR"})]), NOW, "w")
-    assert (result.inserted, result.refused) == (1, {"record.future": 2})
+    assert (result.inserted, result.refused) == (3, {})
+    assert store.execute("SELECT seq, ts_ns FROM records ORDER BY seq") == [
+        (1, NOW), (2, NOW), (3, NOW - 10_000 + hour)]
     for seq, kind, body in ((10, "metric", GOOD_METRIC), (11, "log", {"severity": "ERROR"})):
         store.execute("INSERT INTO records VALUES (?,?,?,?,?,?,?,?,?)",
                       ["glasses-7", seq, kind, NOW, 1, "b1", NOW + 75 * YEAR_NS, NOW,
                        json.dumps(body)])
     [row] = store.device_rows(NOW + 10 * YEAR_NS, 300)
     assert (row.frames_per_s, row.p95_ms, row.errors_last_hour) == (None, {}, 0)
-    [row] = store.device_rows(NOW + hour, 3600)        # the one an hour ahead counts then
-    assert (row.frames_per_s, row.errors_last_hour) == (None, 1)
+    # an hour on: the two dated at their receipt and the one an hour ahead count then
+    [row] = store.device_rows(NOW + hour, 3600)
+    assert (row.frames_per_s, row.errors_last_hour) == (30.0, 2)
     store.close()
 
 

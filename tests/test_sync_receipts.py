@@ -174,3 +174,35 @@ def test_a_broker_killed_at_its_last_puback_loses_nothing_with_receipts(tmp_path
     run = broker_crash(tmp_path / "on", 600, 0)
     assert run["delivered"] == 600 and run["lost"] == 0, run
     assert run["unconfirmed_left"] == 0 and run["confirmed"] >= 600, run
+
+
+def test_a_damaged_receipts_table_costs_the_unsent_records_nothing(tmp_path):
+    """Salvage reads the unsent records and those waiting for a receipt apart: a damaged page
+    of the `unconfirmed` table used to fail the one query and save nothing."""
+    import sqlite3
+    from device.telemetry import store_disk
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(store_disk._DDL)
+    with conn:
+        conn.executemany("INSERT INTO records VALUES (?,?,?,?,?,?,?,?,?)",
+                         [(s, "log", 0, 0, 1, 1, "b", "{}", None if s <= 1000 else 1)
+                          for s in range(1, 5001)])
+        conn.executemany("INSERT INTO unconfirmed VALUES (?,?,?)",
+                         [(s, 1, 1) for s in range(1001, 5001)])
+    root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'unconfirmed'"
+                        ).fetchone()[0]
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    conn.close()
+    with open(path, "r+b") as f:                 # overwrite the table's last leaf page
+        f.seek((root - 1) * page_size)
+        page = f.read(page_size)
+        assert page[0] == 5                      # an interior page: its children are leaves
+        cells = int.from_bytes(page[3:5], "big")
+        last = int.from_bytes(page[12 + 2 * (cells - 1):14 + 2 * (cells - 1)], "big")
+        f.seek((int.from_bytes(page[last:last + 4], "big") - 1) * page_size)
+        f.write(b"\xff" * page_size)
+    salvaged, unreadable = store_disk._salvage(sqlite3.connect(path))
+    assert sorted(row[0] for row in salvaged["records"]) == list(range(1, 1001))
+    assert unreadable == -1                      # how many waited for a receipt is unknown
+

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 import time
 
 from cloud_sync import update_protocol as proto
@@ -156,6 +157,32 @@ def test_refusals_of_many_models_and_reasons_are_audited_within_a_bound(tmp_path
     assert agent.stats.refused == 200
     agent._tick(time.monotonic() + 61)
     assert sum(f.get("repeated", 1) for a, f in audits if a == "update_refused") == 200
+
+
+def test_refusals_folded_into_an_unfinished_minute_are_audited_when_the_agent_stops(tmp_path):
+    _, pub = fleet_keys(tmp_path)
+
+    class Sink:
+        records: list = []
+        closed = False
+
+        def __call__(self, action, fields):
+            self.records.append((action, fields))
+
+        def close(self):
+            self.closed = True
+
+    sink = Sink()
+    agent, _, _ = _agent(tmp_path, device_store(tmp_path, "glasses-1"), pub, audit=sink)
+    for i in range(5):
+        agent._dispatch(proto.desired_topic("edgelens", "lab", "m1"),
+                        _forged("1.0.0", rollout=f"r{i}"))
+    refused = lambda: [f.get("repeated", 1) for a, f in sink.records if a == "update_refused"]  # noqa: E731
+    assert refused() == [1] and agent.stats.refusals_folded == 4
+    stop = threading.Event()
+    stop.set()
+    agent.run(stop)                 # stopping: the four folded in are written with their count
+    assert refused() == [1, 4] and sink.closed
 
 
 # --- a control block removed from a rollback signed for another group ---------------------------

@@ -53,6 +53,8 @@ def test_a_version_signed_elsewhere_is_pushed_without_the_key(tmp_path, broker):
     assert done.returncode == 0, done.stdout + done.stderr
     assert ModelStore(store).active_version("detector") == "1.1.0"
     assert ": done (" in done.stdout and "served 0 bytes" not in done.stdout
+    # its control block went out unsigned: the operator is told what devices may do with it
+    assert "control block goes out unsigned" in done.stderr
 
 
 def test_a_presigned_file_must_match_the_bytes_and_a_trusted_key(tmp_path):

@@ -141,9 +141,10 @@ def broker_crash(folder: Path, n: int, wait_s: float, receipts: bool = True
         ingest = WorkerThread(FleetIngest(cfg, fleet, "faults-b"))
         ingest.worker.link.wait_connected(10)
         delivered = settle(lambda: fleet.record_count(DEVICE), n, quiet_s=8.0)
-        # records still waiting for a receipt (0 once the fleet confirmed them all)
+        # records still waiting for a receipt (0 once the fleet confirmed them all); quiet
+        # past a receipt timeout, so a receipt lost in the restart is answered by a re-send
         left = -settle(lambda: -agent.worker.store.unconfirmed(), 0 if receipts else None,
-                       quiet_s=2.0)
+                       quiet_s=5.0 if receipts else 2.0)
         # receipts taken: a copy sent again is confirmed too, so this may pass n
         confirmed = agent.worker.stats.confirmed_records
         resent = agent.worker.stats.resent_unconfirmed

@@ -21,10 +21,10 @@ error.
 
 Everything a device sends is checked before it is stored (`device_input`: `check_batch`,
 `check_record`, `check_status`): a record whose fields have the wrong type or range, or that
-holds NaN/Infinity (JSON cannot carry them; `allow_nan=False`), or that is dated more than
-MAX_AHEAD_NS past its receipt (`record.future`: it would never be pruned and would count in
-every status window), is refused and counted per device and reason (`refused()`), and the rest
-of its batch is stored. What the store answers (status rows, counts) is `store_views`, the
+holds NaN/Infinity (JSON cannot carry them; `allow_nan=False`), is refused and counted per
+device and reason (`refused()`), and the rest of its batch is stored. A record dated more than
+MAX_AHEAD_NS past its receipt (a device clock far ahead, of a boot with no clock offset yet) is
+stored dated at its receipt: kept, pruned in its time, and counted in the windows it arrived in. What the store answers (status rows, counts) is `store_views`, the
 reading half of `SqlFleetStore`.
 """
 
@@ -113,7 +113,7 @@ _REFUSED = ("INSERT INTO refused(device, reason, n, last_ns) VALUES (?, ?, ?, ?)
             "last_ns = excluded.last_ns")
 _PRUNE_CHUNK = 10_000
 _COMPARE_CHUNK = 500               # seqs per statement when telling duplicates from collisions
-MAX_AHEAD_NS = 86_400 * 10**9      # a record dated beyond receipt + this is refused
+MAX_AHEAD_NS = 86_400 * 10**9      # a record dated beyond receipt + this: dated at receipt
 
 
 class SqlFleetStore(SqlFleetViews):
@@ -245,9 +245,9 @@ def shape_records(batch: Batch, received_ns: int,
         refused[reason] = refused.get(reason, 0) + 1
     for seq, kind, wall, mono, boot, body in batch.records:
         ts = _timestamp(offsets, boot, wall, mono, wall_error)
-        reason = field_problem(seq, wall, mono, boot, ts) or \
-            ("record.future" if ts > received_ns + MAX_AHEAD_NS else None) or \
-            check_record(kind, body)
+        reason = field_problem(seq, wall, mono, boot, ts) or check_record(kind, body)
+        if ts > received_ns + MAX_AHEAD_NS:     # a clock far ahead: dated at its receipt
+            ts = received_ns
         text = None
         if reason is None:
             text, reason = storable_json(body)

@@ -226,10 +226,14 @@ def _serve(args, cfg, rollout: Rollout, directory: Path) -> int:
     signed = _signed_for(args, cfg, rollout, directory)
     stop = stop_on_signals()
     wait = args.wait_for_devices
+    control_key = getattr(args, "key", None) or cfg.updates.signing_key or None
+    if control_key is None:
+        print("edgelens-fleet: warning: no signing key (--key or [updates] signing_key): the "
+              "rollout's control block goes out unsigned, and devices that have taken signed "
+              f"control for {rollout.name} refuse it", file=sys.stderr, flush=True)
     server = UpdateServer(cfg, rollout, signed, RolloutFile(cfg.updates.rollout_file),
-                          discover_s=args.discover,
-                          control_key=getattr(args, "key", None) or cfg.updates.signing_key
-                          or None, require_devices=True,
+                          discover_s=args.discover, control_key=control_key,
+                          require_devices=True,
                           wait_for_devices_s=args.timeout if wait < 0 else wait,
                           notify=lambda message: print(message, file=sys.stderr, flush=True))
     result = server.run(stop, args.timeout)

@@ -202,7 +202,8 @@ def _salvage(conn: sqlite3.Connection) -> tuple[dict[str, list[tuple]], int]:
     readable through an old connection (of a deleted, replaced or damaged file); and a count of
     unsent records that could not be read. A record the broker took that still waits for the
     fleet's receipt (`unconfirmed`) counts as unsent: it is carried over unsent, to be sent
-    again (the fleet de-duplicates it), since its receipt wait is not carried over."""
+    again (the fleet de-duplicates it), since its receipt wait is not carried over. The two
+    are read apart, so a damaged page of one costs the other nothing."""
     out: dict[str, list[tuple]] = {"records": [], "counters": [], "meta": []}
     unreadable = 0
     for table, sql in (("meta", ("SELECT key, value FROM meta "
@@ -212,11 +213,6 @@ def _salvage(conn: sqlite3.Connection) -> tuple[dict[str, list[tuple]], int]:
             out[table] = conn.execute(sql).fetchall()
         except sqlite3.Error:
             pass
-    waiting = "sent_ns IS NULL OR seq IN (SELECT seq FROM unconfirmed)"
-    try:
-        conn.execute("SELECT seq FROM unconfirmed LIMIT 1").fetchall()
-    except sqlite3.Error:
-        waiting = "sent_ns IS NULL"      # that table unreadable: the unsent ones at least
     columns = _COLUMNS.replace("sent_ns", "NULL")
     # newest first: of a truncated file, what is still readable is the recent part (in the
     # WAL and the page cache)
@@ -224,12 +220,12 @@ def _salvage(conn: sqlite3.Connection) -> tuple[dict[str, list[tuple]], int]:
     while True:
         try:
             rows = conn.execute(
-                f"SELECT {columns} FROM records WHERE seq < ? AND ({waiting}) "
+                f"SELECT {columns} FROM records WHERE seq < ? AND sent_ns IS NULL "
                 "ORDER BY seq DESC LIMIT ?", [below, _SALVAGE_CHUNK]).fetchall()
         except sqlite3.Error as exc:
             try:
                 unreadable = conn.execute(
-                    f"SELECT count(*) FROM records WHERE seq < ? AND ({waiting})",
+                    "SELECT count(*) FROM records WHERE seq < ? AND sent_ns IS NULL",
                     [below]).fetchone()[0]
             except sqlite3.Error:
                 unreadable = -1           # unknown
@@ -240,6 +236,25 @@ def _salvage(conn: sqlite3.Connection) -> tuple[dict[str, list[tuple]], int]:
             break
         out["records"] += rows
         below = rows[-1][0]
+    # then, on their own (a damaged page of theirs must not cost the unsent ones), the records
+    # waiting for the fleet's receipt
+    try:
+        waiting = [seq for (seq,) in conn.execute("SELECT seq FROM unconfirmed ORDER BY seq DESC")]
+    except sqlite3.Error as exc:
+        waiting, unreadable = [], -1      # how many waited is unknown
+        log.error("salvaging telemetry receipts failed", extra={"error": str(exc)})
+    for start in range(0, len(waiting), _SQL_VARS):
+        chunk = waiting[start:start + _SQL_VARS]
+        try:
+            out["records"] += conn.execute(
+                f"SELECT {columns} FROM records WHERE sent_ns IS NOT NULL AND seq IN "
+                f"({', '.join('?' * len(chunk))})", chunk).fetchall()
+        except sqlite3.Error as exc:
+            if unreadable >= 0:
+                unreadable += len(waiting) - start
+            log.error("salvaging telemetry records failed",
+                      extra={"waiting": len(waiting) - start, "error": str(exc)})
+            break
     return out, unreadable
 
 

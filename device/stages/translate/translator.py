@@ -343,9 +343,10 @@ class Translator:
         rest = " ".join(c for c, rendered in spans if not rendered)
         refusal = refusal_of(rest, self.phrasebook) if any(ch.isalpha() for ch in rest) \
             and self._sign(text) is None else ""
-        if refusal == "not_german":
-            # English words with German days, times or prices ('Happy Hour 17–19 Uhr'): the
-            # words as written, those written the English way where they stand
+        if refusal in ("not_german", "unknown_words"):
+            # English words or codes with German days, times or prices ('Happy Hour 17–19
+            # Uhr', 'Mo–Fr 8–18 AOK'): the words as written, those written the English way
+            # where they stand
             shown = render_in_place(text, self.settings.time_style)
             if shown != text:
                 return Translation(source, shown, "rule", 1.0, self._elapsed(start))

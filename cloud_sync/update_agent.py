@@ -179,6 +179,7 @@ class UpdateAgent(OfferSteps, InstallSteps):
                     self._flush_refusals(math.inf)
                 except Exception:  # noqa: BLE001 - stopping: the audit sink closes regardless
                     log.exception("folded update refusals not audited")
+                self._refusals.clear()
                 self.audit.close()
 
     def _loop(self, stop: threading.Event) -> None:

@@ -24,8 +24,9 @@ Everything a device sends is checked before it is stored (`device_input`: `check
 holds NaN/Infinity (JSON cannot carry them; `allow_nan=False`), is refused and counted per
 device and reason (`refused()`), and the rest of its batch is stored. A record dated more than
 MAX_AHEAD_NS past its receipt (a device clock far ahead, of a boot with no clock offset yet) is
-stored dated at its receipt: kept, pruned in its time, and counted in the windows it arrived in. What the store answers (status rows, counts) is `store_views`, the
-reading half of `SqlFleetStore`.
+stored dated at its receipt: kept, pruned in its time, and counted in the windows it arrived
+in. What the store answers (status rows, counts) is `store_views`, the reading half of
+`SqlFleetStore`.
 """
 
 from __future__ import annotations

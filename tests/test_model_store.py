@@ -82,6 +82,29 @@ def test_manifest_errors_are_named(store_copy, tmp_path):
         ModelStore(tmp_path / "empty").get("detector")
 
 
+def test_a_manifest_with_fields_of_the_wrong_shape_is_a_clear_error(store_copy):
+    # these came out as TypeError, KeyError or AttributeError tracebacks in `models list`,
+    # `ocr` and the model watch thread (which then died)
+    version_dir = store_copy.get("recognizer").directory
+    good = json.loads((version_dir / "manifest.json").read_text())
+    for change, message in (({"artifact": "recognizer.tflite"}, "artifact entry"),
+                            ({"artifact": {"file": "recognizer.tflite"}}, "artifact entry"),
+                            ({"extra_files": {"a": 1}}, "extra_files must be a list"),
+                            ({"compatible_backends": "litert"}, "compatible_backends"),
+                            ({"postprocessing": None}, "postprocessing must be an object"),
+                            ({"postprocessing": {"params": {"bin_threshold": "high"}}},
+                             "params must be numbers")):
+        (version_dir / "manifest.json").write_text(json.dumps({**good, **change}))
+        with pytest.raises(ModelStoreError, match=message):
+            store_copy.get("recognizer")
+
+
+def test_an_active_pointer_that_is_no_text_is_a_clear_error(store_copy):
+    (store_copy.root / "recognizer" / "ACTIVE").write_bytes(b"\xff3.0.1\n")
+    with pytest.raises(ModelStoreError, match="unreadable"):
+        store_copy.get("recognizer")
+
+
 def test_active_pointer_selects_version(store_copy):
     (store_copy.root / "recognizer" / "ACTIVE").write_text("9.9.9\n")
     with pytest.raises(ModelStoreError, match="not in the store"):

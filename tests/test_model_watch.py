@@ -166,3 +166,28 @@ def test_the_shadow_hook_changes_through_the_same_swap_as_the_models():
     assert metrics.counter("model_swaps") == 1 and worker.versions["recognizer"] == "9.9.9"
     with pytest.raises(ValueError, match="cannot swap"):
         worker.swap(overlay=object())
+
+
+def test_the_watch_goes_on_after_a_look_fails_in_an_unforeseen_way(tmp_path):
+    # a manifest or ACTIVE pointer no check foresaw raised a TypeError in one look, which
+    # ended the watch thread: no hot swap or rollback until a restart
+    looks = []
+
+    class Item:
+        name = "detector"
+
+    watch = ModelWatch(ModelStore(tmp_path), None, Metrics(), [Item()], HealthSettings(),
+                       "auto", interval_s=0.01)
+
+    def poll(item):
+        looks.append(item)
+        if len(looks) == 1:
+            raise TypeError("string indices must be integers")
+
+    watch.poll = poll
+    watch.start()
+    try:
+        assert wait_until(lambda: len(looks) >= 3, 10)
+        assert watch._thread.is_alive()
+    finally:
+        watch.stop()

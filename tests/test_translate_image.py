@@ -50,3 +50,16 @@ def test_translate_image_writes_the_overlay_and_reports_bad_files(tmp_path):
     for block in good["blocks"]:
         assert block["via"] in ("phrasebook", "model", "gloss", "rule", "cache", "passthrough")
         assert 0.0 <= block["confidence"] <= 1.0
+
+
+def test_a_very_wide_short_image_is_an_error_of_its_own(tmp_path):
+    # 20000x1 px: scaled to the longest side allowed its height rounded to 0, and cv2.resize
+    # raised, ending the whole batch with a traceback
+    cv2.imwrite(str(tmp_path / "wide.png"), np.full((1, 20000, 3), 255, np.uint8))
+    out = subprocess.run([sys.executable, "-m", "device", "translate-image",
+                          str(tmp_path / "wide.png"), "--out", str(tmp_path / "out"), "--json"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    [result] = json.loads(out.stdout)
+    assert "error" in result
+

@@ -59,3 +59,13 @@ def test_lru_cache_evicts_the_least_recent_and_counts():
     off = LRUCache(0)
     off.put("a", 1)
     assert off.get("a") is None and len(off) == 0
+
+
+def test_a_dictionary_path_that_is_a_folder_is_a_model_error(tmp_path):
+    # an IsADirectoryError escaped and ended the daemon on a config reload
+    import pytest
+    from device.errors import ModelError
+    (tmp_path / "dict").mkdir()
+    with pytest.raises(ModelError, match="cannot be read"):
+        Phrasebook.load(tmp_path / "dict", tmp_path / "cache")
+

@@ -68,6 +68,10 @@ class Service:
             log.error("reload failed; keeping the running config and models",
                       extra={"error": str(exc)})
             return None
+        except Exception as exc:  # noqa: BLE001 - a reload never takes the running pipeline down
+            log.exception("reload failed; keeping the running config and models",
+                          extra={"error": f"{type(exc).__name__}: {exc}"})
+            return None
         logs.setup(cfg.logging.level, cfg.logging.file, cfg.logging.max_bytes,
                    cfg.logging.backups)
         log.info("config reloaded", extra={"config": self.config_path})

@@ -56,7 +56,7 @@ def translate_image(image, detector, recognizer, translator, renderer, min_confi
     h, w = image.shape[:2]
     if max(h, w) > MAX_SIDE:
         scale = MAX_SIDE / max(h, w)
-        image = cv2.resize(image, (round(w * scale), round(h * scale)),
+        image = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
                            interpolation=cv2.INTER_AREA)
     lines = [Line(region.polygon, reading.text, reading.confidence,
                   *sample_colours(image, region.polygon))

@@ -188,9 +188,41 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     if missing:
         raise ModelStoreError(f"{path}: manifest lacks {', '.join(missing)}")
     if manifest["name"] != directory.parent.name or manifest["version"] != directory.name:
-        raise ModelStoreError(f"{path}: manifest says {manifest['name']} {manifest['version']}"
-                              f" but lives in {directory.parent.name}/{directory.name}")
+        raise ModelStoreError(f"{path}: manifest says {manifest['name']!r:.80} "
+                              f"{manifest['version']!r:.80} but lives in "
+                              f"{directory.parent.name}/{directory.name}")
+    problem = _shape_problem(manifest)
+    if problem:
+        raise ModelStoreError(f"{path}: {problem}")
     return manifest
+
+
+def _shape_problem(manifest: dict[str, Any]) -> str | None:
+    """What is wrong with the types of the fields the store and the stages read, or None."""
+    files = [("artifact", manifest["artifact"])]
+    for key in ("extra_files", "reference_files"):
+        listed = manifest.get(key, [])
+        if not isinstance(listed, list):
+            return f"{key} must be a list"
+        files += [(key, entry) for entry in listed]
+    for key, entry in files:
+        if not (isinstance(entry, dict) and isinstance(entry.get("file"), str)
+                and isinstance(entry.get("size_bytes"), int)
+                and not isinstance(entry.get("size_bytes"), bool)
+                and isinstance(entry.get("sha256"), str)):
+            return (f"every {key} entry must be an object with a string file, an integer "
+                    "size_bytes and a string sha256")
+    backends = manifest["compatible_backends"]
+    if not (isinstance(backends, list) and all(isinstance(b, str) for b in backends)):
+        return "compatible_backends must be a list of backend names"
+    post = manifest.get("postprocessing", {})
+    if not isinstance(post, dict):
+        return "postprocessing must be an object"
+    params = post.get("params", {})
+    if not isinstance(params, dict) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in params.values()):
+        return "postprocessing params must be numbers"
+    return None
 
 
 class ModelStore:
@@ -223,7 +255,11 @@ class ModelStore:
                                   f"it has: {', '.join(self.names()) or 'nothing'}")
         pointer = self.root / name / ACTIVE
         if pointer.is_file():
-            chosen = pointer.read_text(encoding="utf-8").strip()
+            try:
+                chosen = pointer.read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ModelStoreError(f"{pointer} is unreadable ({exc}); write a version "
+                                      f"into it (have {', '.join(versions)})") from exc
             if chosen in versions:
                 return chosen
             raise ModelStoreError(f"{pointer} names version {chosen!r}, which is not in the "

@@ -119,12 +119,19 @@ class ModelWatch:
                 except (EdgelensError, OSError) as exc:
                     log.error("model watch failed",
                               extra={"model": item.name, "error": str(exc)})
+                except Exception as exc:  # noqa: BLE001 - one bad look never ends the watch
+                    log.exception("model watch failed",
+                                  extra={"model": item.name,
+                                         "error": f"{type(exc).__name__}: {exc}"})
             if self.shadows is not None:
                 try:
                     self.shadows.poll(self.store, self.worker)
                 except (EdgelensError, OSError) as exc:
                     log.error("following the shadow pointers failed",
                               extra={"error": str(exc)})
+                except Exception as exc:  # noqa: BLE001 - as above
+                    log.exception("following the shadow pointers failed",
+                                  extra={"error": f"{type(exc).__name__}: {exc}"})
 
     # --- one look at one model -----------------------------------------------------------------
 

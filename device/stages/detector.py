@@ -111,6 +111,10 @@ def params_for(manifest: dict, overrides=None) -> DetectorParams:
     """The model's own post-processing parameters (its manifest), with every config value
     that is set (>= 0; -1 means "the model's") put over them."""
     values = dict(manifest.get("postprocessing", {}).get("params", {}))
+    unknown = sorted(set(values) - set(DetectorParams.__dataclass_fields__))
+    if unknown:
+        raise ModelError(f"the manifest's postprocessing names unknown parameters: "
+                         f"{', '.join(map(str, unknown))[:200]}")
     for name in DetectorParams.__dataclass_fields__:
         given = getattr(overrides, name, None) if overrides is not None else None
         if given is not None and given >= 0:

@@ -196,7 +196,11 @@ class Phrasebook:
         if not cached.is_file():
             log.info("building the phrasebook (once; cached)",
                      extra={"dictionary": str(dictionary), "cache_dir": str(cache_dir)})
-            entries = build_entries(dictionary)
+            try:
+                entries = build_entries(dictionary)
+            except OSError as exc:      # a directory, unreadable: the user's setting is wrong
+                raise ModelError(f"dictionary {dictionary} cannot be read ({exc}); set "
+                                 "[translator] dictionary to the ding file (trans-de-en)") from exc
             try:
                 _write_sqlite(cached, entries)
             except (OSError, sqlite3.Error) as exc:

@@ -93,7 +93,10 @@ def test_a_manifest_with_fields_of_the_wrong_shape_is_a_clear_error(store_copy):
                             ({"compatible_backends": "litert"}, "compatible_backends"),
                             ({"postprocessing": None}, "postprocessing must be an object"),
                             ({"postprocessing": {"params": {"bin_threshold": "high"}}},
-                             "params must be numbers")):
+                             "params must be numbers"),
+                            ({"quantization": None}, "quantization must be a string"),
+                            ({"task": 5}, "task must be a string"),
+                            ({"latency_ms": [1]}, "latency_ms must be an object")):
         (version_dir / "manifest.json").write_text(json.dumps({**good, **change}))
         with pytest.raises(ModelStoreError, match=message):
             store_copy.get("recognizer")
@@ -172,3 +175,27 @@ def test_updates_carry_only_what_the_glasses_run():
     assert "recognizer.tflite" in shipped
     assert "recognizer_fp32.tflite" not in shipped        # a benchmark reference, not shipped
     assert (version.directory / "recognizer_fp32.tflite").is_file()
+
+
+def test_an_update_whose_manifest_the_store_could_not_read_is_never_installed(store_copy,
+                                                                               tmp_path):
+    # it was renamed into the store, and every later look at the store failed on it
+    from device.modelstore import install
+    source = store_copy.get("recognizer")
+    staged = tmp_path / "staged"
+    shutil.copytree(source.directory, staged)
+    manifest = json.loads((staged / "manifest.json").read_text())
+    manifest["version"] = "9.0.0"
+    manifest["postprocessing"] = None
+    (staged / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelStoreError, match="postprocessing must be an object"):
+        install.install_staged(store_copy, staged, "recognizer", "9.0.0")
+    assert "9.0.0" not in store_copy.versions("recognizer")
+
+
+def test_whole_number_post_processing_parameters_must_be_whole():
+    from device.stages.detector import params_for
+    with pytest.raises(ModelError, match="max_regions"):
+        params_for({"postprocessing": {"params": {"max_regions": 64.0}}})
+    assert params_for({"postprocessing": {"params": {"max_regions": 64}}}).max_regions == 64
+

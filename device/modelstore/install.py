@@ -97,12 +97,9 @@ def install_staged(store: ModelStore, staged: Path, name: str, version: str) -> 
 
 
 def read_manifest_as(directory: Path, name: str, version: str) -> dict[str, Any]:
-    """read_manifest for a directory that is not (yet) at models/<name>/<version>."""
-    manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
-    if manifest.get("name") != name or manifest.get("version") != version:
-        raise ModelStoreError(f"{directory}: manifest says {manifest.get('name')} "
-                              f"{manifest.get('version')}, expected {name} {version}")
-    return manifest
+    """read_manifest for a directory that is not (yet) at models/<name>/<version>: a manifest
+    the store could not read is never installed."""
+    return read_manifest(directory, name, version)
 
 
 def good_versions(store: ModelStore, name: str) -> list[str]:

@@ -174,7 +174,11 @@ class ModelVersion:
         return problems
 
 
-def read_manifest(directory: Path) -> dict[str, Any]:
+def read_manifest(directory: Path, name: str | None = None,
+                  version: str | None = None) -> dict[str, Any]:
+    """The manifest of a version directory, checked: the keys every version has, the shape of
+    the fields the store and the stages read, and the name and version it must say (default:
+    the directory's place in the store, models/<name>/<version>)."""
     path = directory / MANIFEST
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
@@ -187,10 +191,10 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     missing = [key for key in REQUIRED_KEYS if key not in manifest]
     if missing:
         raise ModelStoreError(f"{path}: manifest lacks {', '.join(missing)}")
-    if manifest["name"] != directory.parent.name or manifest["version"] != directory.name:
+    name, version = name or directory.parent.name, version or directory.name
+    if manifest["name"] != name or manifest["version"] != version:
         raise ModelStoreError(f"{path}: manifest says {manifest['name']!r:.80} "
-                              f"{manifest['version']!r:.80} but lives in "
-                              f"{directory.parent.name}/{directory.name}")
+                              f"{manifest['version']!r:.80}, expected {name} {version}")
     problem = _shape_problem(manifest)
     if problem:
         raise ModelStoreError(f"{path}: {problem}")
@@ -212,6 +216,11 @@ def _shape_problem(manifest: dict[str, Any]) -> str | None:
                 and isinstance(entry.get("sha256"), str)):
             return (f"every {key} entry must be an object with a string file, an integer "
                     "size_bytes and a string sha256")
+    for key in ("task", "quantization"):
+        if not isinstance(manifest[key], str):
+            return f"{key} must be a string"
+    if not isinstance(manifest["latency_ms"], dict):
+        return "latency_ms must be an object"
     backends = manifest["compatible_backends"]
     if not (isinstance(backends, list) and all(isinstance(b, str) for b in backends)):
         return "compatible_backends must be a list of backend names"

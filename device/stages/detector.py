@@ -119,6 +119,11 @@ def params_for(manifest: dict, overrides=None) -> DetectorParams:
         given = getattr(overrides, name, None) if overrides is not None else None
         if given is not None and given >= 0:
             values[name] = given
+    whole = [name for name, field in DetectorParams.__dataclass_fields__.items()
+             if field.type in (int, "int") and name in values
+             and not isinstance(values[name], int)]
+    if whole:
+        raise ModelError(f"post-processing parameters {', '.join(whole)} must be whole numbers")
     return DetectorParams(**values)
 
 

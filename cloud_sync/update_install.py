@@ -20,7 +20,7 @@ from device.errors import EdgelensError
 from device.modelstore import install
 from device.modelstore.health import precheck
 from device.modelstore.pointers import clear_shadow, set_shadow
-from device.modelstore.store import MANIFEST
+from device.modelstore.store import MANIFEST, read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class InstallSteps:
             d.verify()
             manifest = {k: v for k, v in job.desired["manifest"].items() if k != "update"}
             (d.directory / MANIFEST).write_text(json.dumps(manifest, indent=2))
-            install.read_manifest_as(d.directory, job.name, job.version)
+            read_manifest(d.directory, job.name, job.version)
         except (RefusedUpdate, EdgelensError, OSError, ValueError) as exc:
             d.discard()
             reason = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)

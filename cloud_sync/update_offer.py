@@ -48,7 +48,7 @@ def reported_version(manifest: Any) -> str | None:
         return INVALID_VERSION
 
 
-def bounded(text: Any, limit: int) -> str:
+def _bounded(text: Any, limit: int) -> str:
     text = str(text)
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
@@ -141,7 +141,7 @@ class OfferSteps:
 
     def _refuse(self, name: str, rollout: str, manifest: dict, reason: str) -> None:
         version = reported_version(manifest)
-        rollout, reason = bounded(rollout, _MAX_ROLLOUT), bounded(reason, _MAX_REASON)
+        rollout, reason = _bounded(rollout, _MAX_ROLLOUT), _bounded(reason, _MAX_REASON)
         self.stats.refused += 1
         self._audit_refusal(name, {"model": name, "version": version, "rollout": rollout,
                                    "reason": reason})

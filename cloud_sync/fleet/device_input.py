@@ -78,7 +78,7 @@ def check_record(kind: str, body: Any) -> str | None:
         return "record.schema"
     if kind in ("metric", "quality"):
         window = body.get("window_s", 1.0)
-        if not (_number(window) and _MIN_WINDOW_S <= window <= _MAX_WINDOW_S):
+        if not (is_number(window) and _MIN_WINDOW_S <= window <= _MAX_WINDOW_S):
             return f"{kind}.schema"
     if kind == "metric":
         return _metric_problem(body)
@@ -201,10 +201,10 @@ def is_count(value: Any) -> bool:
 
 def _latency(value: Any) -> bool:
     """A p50/p95 in ms: a number from 0 to a day."""
-    return _number(value) and 0 <= value <= _MAX_STAT_MS
+    return is_number(value) and 0 <= value <= _MAX_STAT_MS
 
 
-def _number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
     """A finite JSON number a float can hold exactly enough (huge ints are not numbers here)."""
     if isinstance(value, bool):
         return False

@@ -10,6 +10,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from cloud_sync.fleet.device_input import is_number
+
 # the pipeline's name for a missed frame deadline, and the older name some devices still send
 FRAME_MISS_COUNTERS = ("frame_deadline_misses", "deadline_misses")
 
@@ -37,7 +39,7 @@ class MetricSums:
         self.skipped += counts.get("shadow_skipped", 0)
         for name, stats in m.get("stats", {}).items():
             n, p50 = stats.get("n", 1), stats.get("p50")
-            if not _number(p50):          # absent: the p95 stands in
+            if not is_number(p50):          # absent: the p95 stands in
                 p50 = stats["p95"]
             sums = self.latency.setdefault(name.removeprefix("latency_ms."), [0.0, 0.0, 0])
             sums[0] += float(p50) * n
@@ -71,13 +73,6 @@ class MetricSums:
 
     def agreement(self) -> float | None:
         return round(self.agree / self.pairs, 4) if self.pairs else None
-
-
-def _number(value: Any) -> bool:
-    """A finite number (an int too large for a float is not one: isfinite would raise)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
-    return abs(value) <= 2**53 if isinstance(value, int) else math.isfinite(value)
 
 
 def _finite(value: float, digits: int) -> float | None:

@@ -87,19 +87,13 @@ def install_staged(store: ModelStore, staged: Path, name: str, version: str) -> 
     target = store.root / name / version
     if target.exists():
         raise ModelStoreError(f"{name} {version} is already installed at {target}")
-    read_manifest_as(staged, name, version)
+    read_manifest(staged, name, version)     # a manifest the store cannot read never goes in
     fsync_tree(staged)
     target.parent.mkdir(parents=True, exist_ok=True)
     os.rename(staged, target)
     fsync_dir(target.parent)
     fsync_dir(staged.parent)
     return target
-
-
-def read_manifest_as(directory: Path, name: str, version: str) -> dict[str, Any]:
-    """read_manifest for a directory that is not (yet) at models/<name>/<version>: a manifest
-    the store could not read is never installed."""
-    return read_manifest(directory, name, version)
 
 
 def good_versions(store: ModelStore, name: str) -> list[str]:
